@@ -1,0 +1,42 @@
+//! `crmctl`: the one admin CLI. Parses arguments and calls one library function per command;
+//! each command area lives in its own module (`cmd_<area>.rs`).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod exit;
+
+/// Manage a cluster: resources, constraints, nodes, quorum, fencing and volumes.
+#[derive(Debug, Parser)]
+#[command(name = "crmctl", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the version of this build and the wire protocol it speaks.
+    Version,
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Version => {
+            println!("crmctl {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("crmctl: {err:#}");
+            exit::code_for(&err)
+        }
+    }
+}
