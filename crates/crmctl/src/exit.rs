@@ -29,7 +29,7 @@ impl Exit {
     pub(crate) const TIMEOUT: u8 = 124;
 
     /// Builds an error carrying `code`.
-    pub(crate) fn new(code: u8, message: impl Into<String>) -> anyhow::Error {
+    pub(crate) fn error(code: u8, message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Exit {
             code,
             message: message.into(),
