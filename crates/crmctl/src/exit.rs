@@ -30,16 +30,11 @@ impl Exit {
 
     /// Builds an error carrying `code`.
     pub(crate) fn error(code: u8, message: impl Into<String>) -> anyhow::Error {
-        anyhow::Error::new(Exit {
-            code,
-            message: message.into(),
-        })
+        anyhow::Error::new(Exit { code, message: message.into() })
     }
 }
 
 /// The exit code for an error chain: the first [`Exit`] found, else 1.
 pub(crate) fn code_for(err: &anyhow::Error) -> ExitCode {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Exit>())
-        .map_or(ExitCode::from(Exit::ERROR), |e| ExitCode::from(e.code))
+    err.chain().find_map(|e| e.downcast_ref::<Exit>()).map_or(ExitCode::from(Exit::ERROR), |e| ExitCode::from(e.code))
 }

@@ -28,20 +28,14 @@ pub fn require(what: &str, available: bool) -> bool {
     if available {
         return true;
     }
-    assert!(
-        !rigs_required(),
-        "rig missing: {what} (HA_REQUIRE_RIGS=1 forbids skipping)"
-    );
+    assert!(!rigs_required(), "rig missing: {what} (HA_REQUIRE_RIGS=1 forbids skipping)");
     eprintln!("skipped: rig missing: {what} (set HA_REQUIRE_RIGS=1 to make this a failure)");
     false
 }
 
 /// True when running as root (namespaces, mounts, loop devices need it).
 pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 /// True when `program` is found on PATH (or is an existing absolute path).
@@ -49,8 +43,7 @@ pub fn have_program(program: &str) -> bool {
     if program.starts_with('/') {
         return Path::new(program).exists();
     }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
 }
 
 /// `require` for root plus a list of programs.
@@ -58,9 +51,7 @@ pub fn require_root_and(programs: &[&str]) -> bool {
     if !require("root privileges", is_root()) {
         return false;
     }
-    programs
-        .iter()
-        .all(|p| require(&format!("program `{p}`"), have_program(p)))
+    programs.iter().all(|p| require(&format!("program `{p}`"), have_program(p)))
 }
 
 /// Polls `cond` every few milliseconds until it is true or `timeout` passes. Returns whether
@@ -82,15 +73,8 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// Runs a command and returns its output; panics with the command line and stderr on failure.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -103,11 +87,7 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
 /// A unique name `hc<pid>x<n><suffix>` for this process.
 pub fn unique_name(suffix: &str) -> String {
-    format!(
-        "{PREFIX}{}x{}{suffix}",
-        std::process::id(),
-        NEXT_ID.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{PREFIX}{}x{}{suffix}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A network namespace that exists for the lifetime of this value.
@@ -140,9 +120,7 @@ impl Netns {
     /// namespace (so mounts made by it are visible to the test).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path().display()))
-            .arg("--")
-            .arg(program);
+        c.arg(format!("--net={}", self.path().display())).arg("--").arg(program);
         c
     }
 
@@ -153,56 +131,17 @@ impl Netns {
 
     /// Connects this namespace to `other` with a veth pair: `ifname` here with `addr` (CIDR),
     /// `peer_ifname` there with `peer_addr`. Both ends are brought up.
-    pub fn veth_to(
-        &self,
-        ifname: &str,
-        addr: &str,
-        other: &Netns,
-        peer_ifname: &str,
-        peer_addr: &str,
-    ) {
+    pub fn veth_to(&self, ifname: &str, addr: &str, other: &Netns, peer_ifname: &str, peer_addr: &str) {
         let tmp_a = unique_name("a");
         let tmp_b = unique_name("b");
         // Temporary names live in the root namespace only briefly; keep them under 15 chars.
-        let tmp_a: String = tmp_a
-            .chars()
-            .rev()
-            .take(15)
-            .collect::<String>()
-            .chars()
-            .rev()
-            .collect();
-        let tmp_b: String = tmp_b
-            .chars()
-            .rev()
-            .take(15)
-            .collect::<String>()
-            .chars()
-            .rev()
-            .collect();
-        run(Command::new("ip").args([
-            "link", "add", &tmp_a, "type", "veth", "peer", "name", &tmp_b,
-        ]));
+        let tmp_a: String = tmp_a.chars().rev().take(15).collect::<String>().chars().rev().collect();
+        let tmp_b: String = tmp_b.chars().rev().take(15).collect::<String>().chars().rev().collect();
+        run(Command::new("ip").args(["link", "add", &tmp_a, "type", "veth", "peer", "name", &tmp_b]));
         run(Command::new("ip").args(["link", "set", &tmp_a, "netns", &self.name, "name", ifname]));
-        run(Command::new("ip").args([
-            "link",
-            "set",
-            &tmp_b,
-            "netns",
-            &other.name,
-            "name",
-            peer_ifname,
-        ]));
+        run(Command::new("ip").args(["link", "set", &tmp_b, "netns", &other.name, "name", peer_ifname]));
         run(Command::new("ip").args(["-n", &self.name, "addr", "add", addr, "dev", ifname]));
-        run(Command::new("ip").args([
-            "-n",
-            &other.name,
-            "addr",
-            "add",
-            peer_addr,
-            "dev",
-            peer_ifname,
-        ]));
+        run(Command::new("ip").args(["-n", &other.name, "addr", "add", peer_addr, "dev", peer_ifname]));
         run(Command::new("ip").args(["-n", &self.name, "link", "set", ifname, "up"]));
         run(Command::new("ip").args(["-n", &other.name, "link", "set", peer_ifname, "up"]));
     }
@@ -217,21 +156,12 @@ impl Default for Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Processes still inside keep the namespace alive; kill them first.
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill")
-                    .args(["-9", pid])
-                    .stderr(Stdio::null())
-                    .status();
+                let _ = Command::new("kill").args(["-9", pid]).stderr(Stdio::null()).status();
             }
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
     }
 }
 
@@ -253,10 +183,7 @@ pub fn sweep_stale_namespaces() {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", name])
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
         }
     }
 }
@@ -276,8 +203,7 @@ impl ScratchDir {
     /// Creates a fresh directory under `parent` (e.g. `/dev/shm` for tmpfs-backed images).
     pub fn new_in(parent: &Path) -> ScratchDir {
         let path = parent.join(unique_name(""));
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         ScratchDir { path }
     }
 
@@ -303,9 +229,7 @@ impl Drop for ScratchDir {
 /// alone lies for a while after SIGKILL).
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }

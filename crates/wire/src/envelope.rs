@@ -82,9 +82,7 @@ pub enum DecodeError {
         found: [u8; 2],
     },
     /// The sender speaks another envelope version.
-    #[error(
-        "unsupported wire version {found} (this build speaks {WIRE_VERSION}); upgrade the older node"
-    )]
+    #[error("unsupported wire version {found} (this build speaks {WIRE_VERSION}); upgrade the older node")]
     Version {
         /// The version found.
         found: u8,
@@ -128,11 +126,7 @@ pub fn encode<T: Serialize + ?Sized>(kind: u8, msg: &T) -> Result<Vec<u8>, Encod
 
 /// Appends the frame for `msg` to `out` (for batching into one buffer). On error `out` is
 /// left as it was.
-pub fn encode_into<T: Serialize + ?Sized>(
-    kind: u8,
-    msg: &T,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+pub fn encode_into<T: Serialize + ?Sized>(kind: u8, msg: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = out.len();
     out.extend_from_slice(&FRAME_MAGIC);
     out.push(WIRE_VERSION);
@@ -152,10 +146,7 @@ pub fn encode_into<T: Serialize + ?Sized>(
     if body_len > MAX_FRAME_BODY_LEN {
         buf.truncate(start);
         *out = buf;
-        return Err(EncodeError::TooLarge {
-            len: body_len,
-            max: MAX_FRAME_BODY_LEN,
-        });
+        return Err(EncodeError::TooLarge { len: body_len, max: MAX_FRAME_BODY_LEN });
     }
     let len = u32::try_from(body_len).unwrap_or(u32::MAX);
     buf[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
@@ -169,10 +160,7 @@ pub fn encode_into<T: Serialize + ?Sized>(
 /// stream readers call this on the first [`FRAME_HEADER_LEN`] bytes to learn how many more to read.
 pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, DecodeError> {
     if bytes.len() < FRAME_HEADER_LEN {
-        return Err(DecodeError::Truncated {
-            need: FRAME_HEADER_LEN,
-            have: bytes.len(),
-        });
+        return Err(DecodeError::Truncated { need: FRAME_HEADER_LEN, have: bytes.len() });
     }
     let magic = [bytes[0], bytes[1]];
     if magic != FRAME_MAGIC {
@@ -183,16 +171,9 @@ pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, DecodeError> {
     }
     let body_len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
     if body_len > MAX_FRAME_BODY_LEN {
-        return Err(DecodeError::TooLarge {
-            len: body_len,
-            max: MAX_FRAME_BODY_LEN,
-        });
+        return Err(DecodeError::TooLarge { len: body_len, max: MAX_FRAME_BODY_LEN });
     }
-    Ok(FrameHeader {
-        version: bytes[2],
-        kind: bytes[3],
-        body_len,
-    })
+    Ok(FrameHeader { version: bytes[2], kind: bytes[3], body_len })
 }
 
 /// Decodes exactly one frame of `kind` holding a `T`. Rejects anything else with a reason.
@@ -200,39 +181,23 @@ pub fn decode<T: DeserializeOwned>(kind: u8, bytes: &[u8]) -> Result<T, DecodeEr
     let header = decode_header(bytes)?;
     let need = header.frame_len();
     if bytes.len() < need {
-        return Err(DecodeError::Truncated {
-            need,
-            have: bytes.len(),
-        });
+        return Err(DecodeError::Truncated { need, have: bytes.len() });
     }
     if bytes.len() > need {
-        return Err(DecodeError::TrailingBytes {
-            extra: bytes.len() - need,
-        });
+        return Err(DecodeError::TrailingBytes { extra: bytes.len() - need });
     }
     let crc_at = FRAME_HEADER_LEN + header.body_len;
-    let crc = u32::from_le_bytes([
-        bytes[crc_at],
-        bytes[crc_at + 1],
-        bytes[crc_at + 2],
-        bytes[crc_at + 3],
-    ]);
+    let crc = u32::from_le_bytes([bytes[crc_at], bytes[crc_at + 1], bytes[crc_at + 2], bytes[crc_at + 3]]);
     if crc32fast::hash(&bytes[..crc_at]) != crc {
         return Err(DecodeError::Checksum);
     }
     if header.kind != kind {
-        return Err(DecodeError::Kind {
-            found: header.kind,
-            expected: kind,
-        });
+        return Err(DecodeError::Kind { found: header.kind, expected: kind });
     }
     let body = &bytes[FRAME_HEADER_LEN..crc_at];
     match postcard::take_from_bytes::<T>(body) {
         Ok((msg, [])) => Ok(msg),
-        Ok((_, rest)) => Err(DecodeError::Body(format!(
-            "{} bytes left over in the body",
-            rest.len()
-        ))),
+        Ok((_, rest)) => Err(DecodeError::Body(format!("{} bytes left over in the body", rest.len()))),
         Err(e) => Err(DecodeError::Body(e.to_string())),
     }
 }
@@ -269,77 +234,45 @@ mod tests {
             payload: vec![0xde, 0xad],
         };
         // A diff here is a protocol change: bump WIRE_VERSION.
-        expect!["484301070c000000aa020103e807c0843d02deade3e7ad4b"]
-            .assert_eq(&hex(&encode(7, &msg).unwrap()));
+        expect!["484301070c000000aa020103e807c0843d02deade3e7ad4b"].assert_eq(&hex(&encode(7, &msg).unwrap()));
     }
 
     #[test]
     fn ids_are_pinned() {
-        expect!["4843010203000000a57f0162362416"].assert_eq(&hex(&encode(
-            2,
-            &(NodeId(0x3fa5), 1u8),
-        )
-        .unwrap()));
+        expect!["4843010203000000a57f0162362416"].assert_eq(&hex(&encode(2, &(NodeId(0x3fa5), 1u8)).unwrap()));
     }
 
     #[test]
     fn every_rejection_has_a_reason() {
         let good = encode(7, &(NodeId(1), 5u64)).unwrap();
         assert_eq!(decode::<(NodeId, u64)>(7, &good), Ok((NodeId(1), 5)));
-        assert!(matches!(
-            decode::<(NodeId, u64)>(7, &good[..3]),
-            Err(DecodeError::Truncated { .. })
-        ));
-        assert!(matches!(
-            decode::<(NodeId, u64)>(8, &good),
-            Err(DecodeError::Kind {
-                found: 7,
-                expected: 8
-            })
-        ));
+        assert!(matches!(decode::<(NodeId, u64)>(7, &good[..3]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(decode::<(NodeId, u64)>(8, &good), Err(DecodeError::Kind { found: 7, expected: 8 })));
         let mut bad = good.clone();
         bad[0] = b'X';
-        assert!(matches!(
-            decode::<(NodeId, u64)>(7, &bad),
-            Err(DecodeError::BadMagic { .. })
-        ));
+        assert!(matches!(decode::<(NodeId, u64)>(7, &bad), Err(DecodeError::BadMagic { .. })));
         let mut bad = good.clone();
         bad[2] = 9;
-        assert_eq!(
-            decode::<(NodeId, u64)>(7, &bad),
-            Err(DecodeError::Version { found: 9 })
-        );
+        assert_eq!(decode::<(NodeId, u64)>(7, &bad), Err(DecodeError::Version { found: 9 }));
         let mut bad = good.clone();
         bad[8] ^= 1;
         assert_eq!(decode::<(NodeId, u64)>(7, &bad), Err(DecodeError::Checksum));
         let mut bad = good.clone();
         bad.push(0);
-        assert_eq!(
-            decode::<(NodeId, u64)>(7, &bad),
-            Err(DecodeError::TrailingBytes { extra: 1 })
-        );
+        assert_eq!(decode::<(NodeId, u64)>(7, &bad), Err(DecodeError::TrailingBytes { extra: 1 }));
         let mut huge = good.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            decode::<(NodeId, u64)>(7, &huge),
-            Err(DecodeError::TooLarge { .. })
-        ));
+        assert!(matches!(decode::<(NodeId, u64)>(7, &huge), Err(DecodeError::TooLarge { .. })));
         // A well-formed frame whose body is of another type.
         let other = encode(7, &"text").unwrap();
-        assert!(matches!(
-            decode::<(NodeId, u64)>(7, &other),
-            Err(DecodeError::Body(_))
-        ));
+        assert!(matches!(decode::<(NodeId, u64)>(7, &other), Err(DecodeError::Body(_))));
     }
 
     #[test]
     fn oversized_messages_are_refused_and_leave_the_buffer_intact() {
         let mut out = vec![1, 2, 3];
         let big = vec![0u8; MAX_FRAME_BODY_LEN + 1];
-        assert!(matches!(
-            encode_into(1, &big, &mut out),
-            Err(EncodeError::TooLarge { .. })
-        ));
+        assert!(matches!(encode_into(1, &big, &mut out), Err(EncodeError::TooLarge { .. })));
         assert_eq!(out, vec![1, 2, 3]);
     }
 

@@ -15,8 +15,8 @@ mod ids;
 mod time;
 
 pub use envelope::{
-    DecodeError, EncodeError, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, MAX_FRAME_BODY_LEN,
-    WIRE_VERSION, decode, decode_header, encode, encode_into,
+    DecodeError, EncodeError, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, MAX_FRAME_BODY_LEN, WIRE_VERSION, decode,
+    decode_header, encode, encode_into,
 };
-pub use ids::{CallId, Generation, NodeId, RingId};
+pub use ids::{CallId, Generation, LinkId, NodeId, RingId};
 pub use time::{Duration, Instant};

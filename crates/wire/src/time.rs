@@ -8,15 +8,11 @@ use serde::{Deserialize, Serialize};
 
 /// A point in time: nanoseconds since an arbitrary origin (the node's start, or the start
 /// of a simulation). Monotonic by contract of whoever produces it.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Instant(u64);
 
 /// A span of time in nanoseconds. Arithmetic saturates instead of wrapping or panicking.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Duration(u64);
 
 impl Instant {
@@ -99,11 +95,7 @@ impl Duration {
             return Duration::MAX;
         }
         let wide = (self.0 as u128) * (num as u128) / (den as u128);
-        if wide > u64::MAX as u128 {
-            Duration::MAX
-        } else {
-            Duration(wide as u64)
-        }
+        if wide > u64::MAX as u128 { Duration::MAX } else { Duration(wide as u64) }
     }
 }
 
@@ -139,6 +131,13 @@ impl Sub<Instant> for Instant {
     }
 }
 
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+    fn sub(self, rhs: Duration) -> Instant {
+        Instant(self.0.saturating_sub(rhs.0))
+    }
+}
+
 impl Add for Duration {
     type Output = Duration;
     fn add(self, rhs: Duration) -> Duration {
@@ -162,12 +161,7 @@ impl Sub for Duration {
 impl fmt::Display for Instant {
     /// Seconds with millisecond precision, as the simulator's trace prints time.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{:03}s",
-            self.0 / 1_000_000_000,
-            (self.0 / 1_000_000) % 1000
-        )
+        write!(f, "{}.{:03}s", self.0 / 1_000_000_000, (self.0 / 1_000_000) % 1000)
     }
 }
 
@@ -194,14 +188,8 @@ mod tests {
     fn arithmetic_saturates() {
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
         assert_eq!(Instant::ZERO - Instant::from_nanos(5), Duration::ZERO);
-        assert_eq!(
-            Duration::from_millis(3) - Duration::from_secs(1),
-            Duration::ZERO
-        );
-        assert_eq!(
-            Duration::from_millis(1000).mul_div(6, 5),
-            Duration::from_millis(1200)
-        );
+        assert_eq!(Duration::from_millis(3) - Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(Duration::from_millis(1000).mul_div(6, 5), Duration::from_millis(1200));
         assert_eq!(Duration::from_millis(1).mul_div(1, 0), Duration::MAX);
     }
 

@@ -1,0 +1,5 @@
+//! The simulator proven on a small example protocol (a heartbeat failure detector). The
+//! example lives here, not in the product.
+
+mod heartbeat;
+mod world;
