@@ -6,10 +6,16 @@
 //!   and an arbiter (quorum device) vote. Every member computes the same answer from the view plus
 //!   the node information exchanged over ordered delivery.
 //!
+//! - [`arbiter`]: the decision logic of the arbiter (`qnetd`), `ffsplit` and `lms`, with votes
+//!   as leases so that a hung node cannot hold a vote the arbiter gives away.
+//! - [`device`]: each node's client of the arbiter, feeding votequorum the arbiter's vote.
+//!
 //! The logic is sans-IO: it is fed `now` and inputs and returns effects. It never depends on
 //! tokio, sockets or clocks (a tidy test enforces it).
 
+pub mod arbiter;
 pub mod config;
+pub mod device;
 pub mod votequorum;
 
 pub use config::{ConfigError, QuorumConfig, TieBreaker};
