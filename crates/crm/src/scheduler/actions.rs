@@ -1,0 +1,612 @@
+//! Action creation and ordering: per-resource actions, collective pseudo actions, fencing,
+//! and flag propagation along orderings until nothing changes.
+
+use crate::cib::{OrderKind, Role};
+
+use super::constraints::Constraints;
+use super::unpack::{Kind, Requires, World};
+use super::{Action, ActionKind, Edge};
+
+pub(crate) const IMPLIES_THEN: u8 = 1;
+pub(crate) const IMPLIES_FIRST: u8 = 2;
+pub(crate) const RUNNABLE_LEFT: u8 = 4;
+
+pub(crate) struct Builder<'a> {
+    pub(crate) w: &'a World,
+    pub(crate) actions: Vec<Action>,
+    pub(crate) edges: Vec<Edge>,
+    /// Pseudo actions that are runnable when at least `min` of their inputs are.
+    pub(crate) one_or_more: Vec<(usize, Vec<usize>, usize)>,
+}
+
+impl Builder<'_> {
+    fn add(&mut self, a: Action) -> usize {
+        self.actions.push(a);
+        self.actions.len() - 1
+    }
+
+    pub(crate) fn find(&self, rsc: usize, kind: ActionKind, node: Option<usize>) -> Option<usize> {
+        self.actions.iter().position(|a| {
+            a.rsc == Some(rsc) && a.kind == kind && (node.is_none() || a.node == node)
+        })
+    }
+
+    fn edge(&mut self, first: usize, then: usize, flags: u8) {
+        self.edges.push(Edge { first, then, flags });
+    }
+
+    fn new_action(
+        &self,
+        rsc: Option<usize>,
+        node: Option<usize>,
+        kind: ActionKind,
+        optional: bool,
+    ) -> Action {
+        Action {
+            id: self.actions.len(),
+            rsc,
+            node,
+            kind,
+            interval_ms: 0,
+            optional,
+            runnable: true,
+            pseudo: false,
+            reason: None,
+            label: String::new(),
+        }
+    }
+
+    pub(crate) fn build(&mut self, c: &Constraints) {
+        let w = self.w;
+        // Fencing.
+        let can_fence =
+            w.props.fencing_enabled && (w.quorate || w.props.no_quorum_policy == "ignore");
+        let mut fences = Vec::new();
+        for (n, node) in w.nodes.iter().enumerate().rev() {
+            if node.unclean && node.fence_reason.is_some() && can_fence {
+                let mut a = self.new_action(None, Some(n), ActionKind::Fence, false);
+                a.reason = node.fence_reason.clone();
+                a.label = format!("stonith-{}-{}", node.name, w.props.fencing_action);
+                fences.push(self.add(a));
+            }
+        }
+        if !w.quorate && w.props.no_quorum_policy == "suicide" && w.props.fencing_enabled {
+            for (n, node) in w.nodes.iter().enumerate().rev() {
+                if node.online && !fences.iter().any(|&f| self.actions[f].node == Some(n)) {
+                    let mut a = self.new_action(None, Some(n), ActionKind::Fence, false);
+                    a.reason = Some("cluster does not have quorum".into());
+                    fences.push(self.add(a));
+                }
+            }
+        }
+        let fenced =
+            |n: usize, b: &Builder<'_>| fences.iter().any(|&f| b.actions[f].node == Some(n));
+        // Per-leaf actions.
+        for (l, r) in w.rscs.iter().enumerate() {
+            if r.kind != Kind::Primitive {
+                continue;
+            }
+            let managed =
+                r.managed && !r.blocked && !r.running.iter().any(|&n| w.nodes[n].maintenance);
+            let next = r.assigned;
+            let multi = r.running.len() > 1;
+            let mut stop_ids = Vec::new();
+            for &n in &r.running {
+                let needed = next != Some(n) || r.failed || multi || r.next_role == Role::Stopped;
+                let mut a = self.new_action(Some(l), Some(n), ActionKind::Stop, !needed);
+                if w.nodes[n].unclean {
+                    a.pseudo = true;
+                    if !fenced(n, self) {
+                        a.runnable = false;
+                    }
+                }
+                if !managed {
+                    a.runnable = false;
+                    a.optional = true;
+                }
+                if next.is_none() {
+                    a.reason = Some("node availability".into());
+                }
+                let id = self.add(a);
+                if let Some(f) = fences
+                    .iter()
+                    .copied()
+                    .find(|&f| self.actions[f].node == Some(n))
+                {
+                    self.edge(f, id, 0);
+                }
+                stop_ids.push((n, id));
+                if r.role == Role::Promoted {
+                    let mut d = self.new_action(
+                        Some(l),
+                        Some(n),
+                        ActionKind::Demote,
+                        !needed && r.next_role == Role::Promoted,
+                    );
+                    if w.nodes[n].unclean {
+                        d.pseudo = true;
+                    }
+                    if !managed {
+                        d.runnable = false;
+                        d.optional = true;
+                    }
+                    let did = self.add(d);
+                    self.edge(did, id, IMPLIES_FIRST);
+                }
+            }
+            if let Some(n) = next {
+                let running_here = r.running.contains(&n);
+                let mut a = self.new_action(
+                    Some(l),
+                    Some(n),
+                    ActionKind::Start,
+                    running_here && !r.failed && !multi,
+                );
+                let node = &w.nodes[n];
+                if !node.can_host() {
+                    a.runnable = false;
+                }
+                if !managed {
+                    a.runnable = false;
+                    a.optional = true;
+                }
+                let needs_quorum = r.requires != Requires::Nothing;
+                if needs_quorum && !w.quorate {
+                    match w.props.no_quorum_policy.as_str() {
+                        "ignore" => {}
+                        "freeze" => {
+                            if !running_here {
+                                a.runnable = false;
+                                a.reason = Some("quorum freeze".into());
+                            }
+                        }
+                        "demote" => {
+                            if !running_here {
+                                a.runnable = false;
+                                a.reason = Some("no quorum".into());
+                            }
+                        }
+                        _ => {
+                            a.runnable = false;
+                            a.optional = false;
+                            a.reason = Some("no quorum".into());
+                        }
+                    }
+                }
+                let sid = self.add(a);
+                for &(sn, stop) in &stop_ids {
+                    if sn == n {
+                        self.edge(stop, sid, IMPLIES_THEN | IMPLIES_FIRST);
+                    } else {
+                        self.edge(stop, sid, 0);
+                    }
+                }
+                if r.requires == Requires::Fencing {
+                    for &f in &fences {
+                        self.edge(f, sid, 0);
+                    }
+                }
+                if r.next_role == Role::Promoted {
+                    let promoted_here = r.role == Role::Promoted && running_here && !r.failed;
+                    let mut p =
+                        self.new_action(Some(l), Some(n), ActionKind::Promote, promoted_here);
+                    if !managed {
+                        p.runnable = false;
+                        p.optional = true;
+                    }
+                    if !w.quorate && needs_quorum && w.props.no_quorum_policy != "ignore" {
+                        p.runnable = false;
+                    }
+                    let pid = self.add(p);
+                    self.edge(sid, pid, IMPLIES_THEN | RUNNABLE_LEFT);
+                    // A demote on the same node, when required, means re-promotion.
+                    if let Some(d) = self.find(l, ActionKind::Demote, Some(n)) {
+                        self.edge(d, pid, IMPLIES_THEN);
+                    }
+                }
+            } else if r.running.is_empty() {
+                continue;
+            }
+        }
+        // Collective pseudo actions.
+        for (g, r) in w.rscs.iter().enumerate() {
+            if r.kind == Kind::Primitive {
+                continue;
+            }
+            let mut ids = [0usize; 4];
+            for (k, kind) in [
+                ActionKind::Start,
+                ActionKind::Running,
+                ActionKind::Stop,
+                ActionKind::Stopped,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut a = self.new_action(Some(g), None, kind, true);
+                a.pseudo = true;
+                ids[k] = self.add(a);
+            }
+            let [start, running, stop, stopped] = ids;
+            for &ch in &r.children {
+                for (kind, pre, post) in [
+                    (ActionKind::Start, start, running),
+                    (ActionKind::Stop, stop, stopped),
+                ] {
+                    let child_actions: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
+                        self.actions
+                            .iter()
+                            .filter(|a| a.rsc == Some(ch) && a.kind == kind)
+                            .map(|a| a.id)
+                            .collect()
+                    } else {
+                        self.find(ch, kind, None).into_iter().collect()
+                    };
+                    let child_done: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
+                        child_actions.clone()
+                    } else {
+                        let dk = if kind == ActionKind::Start {
+                            ActionKind::Running
+                        } else {
+                            ActionKind::Stopped
+                        };
+                        self.find(ch, dk, None).into_iter().collect()
+                    };
+                    for a in child_actions {
+                        self.edge(pre, a, RUNNABLE_LEFT);
+                    }
+                    for a in child_done {
+                        self.edge(a, post, 0);
+                    }
+                }
+            }
+            // Group members are ordered and depend on each other.
+            if r.kind == Kind::Group {
+                let members = r.children.clone();
+                for pair in members.windows(2) {
+                    let (a, b) = (pair[0], pair[1]);
+                    for sa in self.all(a, ActionKind::Start) {
+                        for sb in self.all(b, ActionKind::Start) {
+                            self.edge(sa, sb, IMPLIES_THEN | RUNNABLE_LEFT);
+                        }
+                    }
+                    for tb in self.all(b, ActionKind::Stop) {
+                        for ta in self.all(a, ActionKind::Stop) {
+                            self.edge(tb, ta, IMPLIES_FIRST);
+                        }
+                    }
+                }
+            }
+        }
+        // Order constraints.
+        for o in &c.orders {
+            let sym = o.symmetrical && o.kind != OrderKind::Serialize;
+            let mandatory = o.kind == OrderKind::Mandatory;
+            let fa = o.first_action.as_str();
+            let ta = o.then_action.as_str();
+            let mut fwd = 0;
+            if mandatory {
+                fwd |= IMPLIES_THEN;
+                if fa == "start" || fa == "promote" {
+                    fwd |= RUNNABLE_LEFT;
+                }
+                if !sym {
+                    fwd = if fa == "start" || fa == "promote" {
+                        RUNNABLE_LEFT | IMPLIES_THEN
+                    } else {
+                        IMPLIES_THEN
+                    };
+                }
+            }
+            let interleave = w.rscs[o.first].kind == Kind::Clone
+                && w.rscs[o.then].kind == Kind::Clone
+                && w.rscs[o.then].clone.interleave;
+            self.order(o.first, fa, o.then, ta, fwd, o.min_first, interleave, &o.id);
+            if sym {
+                if let (Some(rf), Some(rt)) = (invert(fa), invert(ta)) {
+                    let back = if mandatory { IMPLIES_FIRST } else { 0 };
+                    self.order(o.then, rt, o.first, rf, back, None, interleave, &o.id);
+                }
+            }
+        }
+        // Unclean nodes: starts elsewhere wait for fencing (already edged); stops on
+        // unclean nodes become runnable only through fencing.
+        self.propagate();
+        let _ = c;
+    }
+
+    fn all(&self, r: usize, kind: ActionKind) -> Vec<usize> {
+        self.actions
+            .iter()
+            .filter(|a| a.rsc == Some(r) && a.kind == kind)
+            .map(|a| a.id)
+            .collect()
+    }
+
+    /// The action(s) representing `task` of `r` as the first side of an ordering.
+    fn first_side(&self, r: usize, task: &str) -> Vec<usize> {
+        let kind = match task {
+            "start" => ActionKind::Start,
+            "stop" => ActionKind::Stop,
+            "promote" => ActionKind::Promote,
+            "demote" => ActionKind::Demote,
+            _ => return Vec::new(),
+        };
+        if self.w.rscs[r].kind == Kind::Primitive {
+            return self.all(r, kind);
+        }
+        let done = match kind {
+            ActionKind::Start => ActionKind::Running,
+            ActionKind::Stop => ActionKind::Stopped,
+            _ => {
+                // promote/demote of a collective: its leaves' actions.
+                return self
+                    .w
+                    .leaves(r)
+                    .iter()
+                    .flat_map(|&l| self.all(l, kind))
+                    .collect();
+            }
+        };
+        self.find(r, done, None).into_iter().collect()
+    }
+
+    /// Leaf actions representing `task` of `r` as the then side.
+    fn then_side(&self, r: usize, task: &str) -> Vec<usize> {
+        let kind = match task {
+            "start" => ActionKind::Start,
+            "stop" => ActionKind::Stop,
+            "promote" => ActionKind::Promote,
+            "demote" => ActionKind::Demote,
+            _ => return Vec::new(),
+        };
+        let mut v: Vec<usize> = self
+            .w
+            .leaves(r)
+            .iter()
+            .flat_map(|&l| self.all(l, kind))
+            .collect();
+        if self.w.rscs[r].kind != Kind::Primitive
+            && let Some(p) = self.find(r, kind, None)
+        {
+            v.push(p);
+        }
+        v
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn order(
+        &mut self,
+        f: usize,
+        fa: &str,
+        t: usize,
+        ta: &str,
+        flags: u8,
+        min: Option<usize>,
+        interleave: bool,
+        id: &str,
+    ) {
+        if interleave {
+            // Instance by instance, matched by node.
+            let fi = self.w.rscs[f].children.clone();
+            let ti = self.w.rscs[t].children.clone();
+            for &b in &ti {
+                let bn = self.w.rscs[b].assigned.or_else(|| {
+                    self.w
+                        .leaves(b)
+                        .iter()
+                        .find_map(|&l| self.w.rscs[l].running.first().copied())
+                });
+                for &a in &fi {
+                    let an = self.w.rscs[a].assigned.or_else(|| {
+                        self.w
+                            .leaves(a)
+                            .iter()
+                            .find_map(|&l| self.w.rscs[l].running.first().copied())
+                    });
+                    if an.is_some() && an == bn {
+                        self.order(a, fa, b, ta, flags, None, false, id);
+                    }
+                }
+            }
+            return;
+        }
+        let mut firsts = self.first_side(f, fa);
+        if let Some(min) = min.or_else(|| {
+            let cm = self.w.rscs[f].clone.min;
+            (self.w.rscs[f].kind == Kind::Clone && cm > 0).then_some(cm)
+        }) {
+            if self.w.rscs[f].kind == Kind::Clone {
+                // one-or-more: a pseudo action runnable when enough instances are.
+                let kind = if fa == "start" {
+                    ActionKind::Start
+                } else {
+                    ActionKind::Stop
+                };
+                let inputs: Vec<usize> = self
+                    .w
+                    .leaves(f)
+                    .iter()
+                    .flat_map(|&l| self.all(l, kind))
+                    .collect();
+                let mut a = self.new_action(Some(f), None, ActionKind::OneOrMore, true);
+                a.pseudo = true;
+                a.label = format!("clone-one-or-more:{id}");
+                let p = self.add(a);
+                for &i in &inputs {
+                    self.edge(i, p, 0);
+                }
+                self.one_or_more.push((p, inputs, min.max(1)));
+                firsts = vec![p];
+            }
+        }
+        let thens = self.then_side(t, ta);
+        for &a in &firsts {
+            for &b in &thens {
+                self.edge(a, b, flags);
+            }
+        }
+    }
+
+    fn describe(&self, a: usize) -> String {
+        let act = &self.actions[a];
+        if !act.label.is_empty() && act.kind == ActionKind::OneOrMore {
+            return act.label.clone();
+        }
+        let rsc = act
+            .rsc
+            .map(|r| self.w.rscs[r].id.clone())
+            .unwrap_or_default();
+        format!("{rsc} {}", act.kind.task())
+    }
+
+    /// Flag propagation to a fixed point.
+    fn propagate(&mut self) {
+        // Derived runnable state of collective pseudo actions.
+        let mut changed = true;
+        let mut rounds = 0;
+        while changed && rounds < 200 {
+            changed = false;
+            rounds += 1;
+            for e in 0..self.edges.len() {
+                let Edge { first, then, flags } = self.edges[e];
+                let (fo, fr) = (self.actions[first].optional, self.actions[first].runnable);
+                if flags & IMPLIES_THEN != 0 && !fo && self.actions[then].optional {
+                    self.actions[then].optional = false;
+                    if self.actions[then].reason.is_none() {
+                        self.actions[then].reason =
+                            Some(format!("required {}", self.describe(first)));
+                    }
+                    changed = true;
+                }
+                if flags & IMPLIES_FIRST != 0
+                    && !self.actions[then].optional
+                    && self.actions[first].optional
+                {
+                    // Only when the then action is really happening or must be cleared.
+                    self.actions[first].optional = false;
+                    if self.actions[first].reason.is_none() {
+                        self.actions[first].reason =
+                            Some(format!("required {}", self.describe(then)));
+                    }
+                    changed = true;
+                }
+                if flags & RUNNABLE_LEFT != 0
+                    && !fr
+                    && self.actions[then].runnable
+                    && !self.actions[first].pseudo_collective()
+                {
+                    self.actions[then].runnable = false;
+                    if self.actions[then].reason.is_none()
+                        || self.actions[then]
+                            .reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with("required"))
+                    {
+                        self.actions[then].reason =
+                            Some(format!("unrunnable {}", self.describe(first)));
+                    }
+                    changed = true;
+                }
+                if flags & RUNNABLE_LEFT != 0
+                    && !fr
+                    && self.actions[then].runnable
+                    && self.actions[first].pseudo_collective()
+                {
+                    self.actions[then].runnable = false;
+                    if self.actions[then].reason.is_none()
+                        || self.actions[then]
+                            .reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with("required"))
+                    {
+                        self.actions[then].reason =
+                            Some(format!("unrunnable {}", self.describe(first)));
+                    }
+                    changed = true;
+                }
+            }
+            // Collective completion actions.
+            for i in 0..self.actions.len() {
+                let a = &self.actions[i];
+                if !a.pseudo || a.node.is_some() {
+                    continue;
+                }
+                match a.kind {
+                    ActionKind::Running | ActionKind::Stopped => {
+                        let Some(r) = a.rsc else { continue };
+                        let want = if a.kind == ActionKind::Running {
+                            ActionKind::Start
+                        } else {
+                            ActionKind::Stop
+                        };
+                        let leaves = self.w.leaves(r);
+                        let children: Vec<usize> = self
+                            .actions
+                            .iter()
+                            .filter(|x| {
+                                x.rsc.is_some_and(|rr| leaves.contains(&rr)) && x.kind == want
+                            })
+                            .map(|x| x.id)
+                            .collect();
+                        let any_required = children
+                            .iter()
+                            .any(|&c| !self.actions[c].optional && self.actions[c].runnable);
+                        let runnable = if a.kind == ActionKind::Running {
+                            if self.w.rscs[r].kind == Kind::Group {
+                                // Every member with a start must be able to run.
+                                !children.is_empty()
+                                    && children.iter().all(|&c| self.actions[c].runnable)
+                            } else {
+                                children.iter().any(|&c| self.actions[c].runnable)
+                            }
+                        } else {
+                            true
+                        };
+                        if self.actions[i].optional && any_required {
+                            self.actions[i].optional = false;
+                            changed = true;
+                        }
+                        if self.actions[i].runnable != runnable && !runnable {
+                            self.actions[i].runnable = false;
+                            changed = true;
+                        }
+                    }
+                    ActionKind::OneOrMore => {}
+                    _ => {}
+                }
+            }
+            for k in 0..self.one_or_more.len() {
+                let (p, inputs, min) = self.one_or_more[k].clone();
+                let n = inputs.iter().filter(|&&x| self.actions[x].runnable).count();
+                let req = inputs
+                    .iter()
+                    .any(|&x| !self.actions[x].optional && self.actions[x].runnable);
+                if n < min && self.actions[p].runnable {
+                    self.actions[p].runnable = false;
+                    changed = true;
+                }
+                if req && self.actions[p].optional {
+                    self.actions[p].optional = false;
+                    changed = true;
+                }
+            }
+        }
+    }
+}
+
+fn invert(task: &str) -> Option<&'static str> {
+    Some(match task {
+        "start" => "stop",
+        "stop" => "start",
+        "promote" => "demote",
+        "demote" => "promote",
+        _ => return None,
+    })
+}
+
+impl Action {
+    fn pseudo_collective(&self) -> bool {
+        self.pseudo && self.node.is_none()
+    }
+}

@@ -1,0 +1,691 @@
+//! Placement: node scores from locations, stickiness, fail counts and colocations; resources
+//! assigned in priority order, clone instances spread, promotion chosen.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cib::Role;
+use crate::score::{INFINITY, Score};
+
+use super::constraints::Constraints;
+use super::unpack::{Kind, World};
+
+pub(crate) struct Assigner<'a> {
+    pub(crate) w: &'a mut World,
+    pub(crate) c: &'a Constraints,
+    /// Score explanations per top-level resource: (node, source, score).
+    pub(crate) notes: BTreeMap<usize, Vec<(usize, String, Score)>>,
+}
+
+type Weights = BTreeMap<usize, Score>;
+
+impl Assigner<'_> {
+    fn ancestors_and_self(&self, r: usize) -> Vec<usize> {
+        let mut v = vec![r];
+        let mut cur = self.w.rscs[r].parent;
+        while let Some(p) = cur {
+            v.push(p);
+            cur = self.w.rscs[p].parent;
+        }
+        v
+    }
+
+    /// Score of one leaf on one node, before colocations. `None`: not allowed.
+    fn leaf_weight(&self, l: usize, n: usize, with_stickiness: bool) -> Option<Score> {
+        let w = &self.w;
+        let mut s = if w.props.symmetric {
+            Some(Score::ZERO)
+        } else {
+            None
+        };
+        for a in self.ancestors_and_self(l) {
+            for loc in self
+                .c
+                .locs
+                .iter()
+                .filter(|x| x.rsc == a && x.role.is_none())
+            {
+                for &(node, sc) in &loc.scores {
+                    if node == n {
+                        s = Some(s.unwrap_or(Score::ZERO).add(sc));
+                    }
+                }
+            }
+        }
+        let mut s = s?;
+        let r = &w.rscs[l];
+        if with_stickiness && r.running.contains(&n) && r.managed && !r.failed {
+            s = s.add(r.stickiness);
+        }
+        let (fc, _) = w.failcount(l, n);
+        if fc > 0 && fc >= r.migration_threshold.max(1) {
+            s = Score::NEG_INF;
+        }
+        if r.failed && r.running.contains(&n) && r.migration_threshold <= 1 {
+            s = Score::NEG_INF;
+        }
+        Some(s)
+    }
+
+    /// Score of a unit (primitive, group, or clone instance) per node, before colocations.
+    fn unit_weights(&self, u: usize, with_stickiness: bool) -> Weights {
+        let leaves = self.w.leaves(u);
+        let mut out = Weights::new();
+        for n in 0..self.w.nodes.len() {
+            let mut total: Option<Score> = None;
+            let mut blocked = false;
+            for (i, &l) in leaves.iter().enumerate() {
+                match self.leaf_weight(l, n, with_stickiness) {
+                    Some(s) => total = Some(total.unwrap_or(Score::ZERO).add(s)),
+                    None => {
+                        if i == 0 {
+                            blocked = true;
+                        }
+                    }
+                }
+            }
+            if !blocked && let Some(t) = total {
+                out.insert(n, t);
+            }
+        }
+        // Groups: if the full sum leaves no node, fall back to the first member alone.
+        if leaves.len() > 1
+            && !out
+                .iter()
+                .any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host())
+        {
+            let first = leaves[0];
+            for n in 0..self.w.nodes.len() {
+                if let Some(s) = self.leaf_weight(first, n, with_stickiness) {
+                    out.insert(n, s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Nodes where a primary runs (optionally in a role), after its assignment.
+    fn primary_nodes(&self, p: usize, role: Option<Role>) -> Vec<usize> {
+        let w = &self.w;
+        let mut nodes = Vec::new();
+        if w.rscs[p].kind == Kind::Clone {
+            for &i in &w.rscs[p].children {
+                if let Some(n) = w.rscs[i].assigned {
+                    let r = self.unit_role(i);
+                    if role.is_none_or(|want| want == r) {
+                        nodes.push(n);
+                    }
+                }
+            }
+        } else if let Some(n) = w.rscs[p].assigned {
+            let r = self.unit_role(p);
+            if role.is_none_or(|want| want == r) {
+                nodes.push(n);
+            }
+        }
+        nodes
+    }
+
+    fn unit_role(&self, u: usize) -> Role {
+        let w = &self.w;
+        w.leaves(u)
+            .first()
+            .map_or(Role::Stopped, |&l| w.rscs[l].next_role)
+    }
+
+    fn same_place(&self, attr: &str, a: usize, b: usize) -> bool {
+        if attr == "#uname" {
+            return a == b;
+        }
+        let va = self.w.nodes[a].attrs.get(attr);
+        va.is_some() && va == self.w.nodes[b].attrs.get(attr)
+    }
+
+    /// Colocations in which `d` is the dependent, applied to `weights`.
+    fn apply_colocations(&mut self, d: usize, weights: &mut Weights, for_promotion: bool) {
+        let colocs: Vec<_> = self
+            .c
+            .colocs
+            .iter()
+            .filter(|c| c.dependent == d)
+            .cloned()
+            .collect();
+        for co in colocs {
+            if !for_promotion && co.dep_role.is_some_and(|r| r == Role::Promoted) {
+                continue;
+            }
+            if for_promotion && co.dep_role != Some(Role::Promoted) {
+                continue;
+            }
+            if co.score.value() == 0 {
+                continue;
+            }
+            self.assign(co.primary);
+            let pn = self.primary_nodes(co.primary, co.prim_role);
+            let top = self.w.top_of(d);
+            for (&n, s) in weights.iter_mut() {
+                let here = pn.iter().any(|&p| self.same_place(&co.attr, p, n));
+                let delta = if co.score.is_inf() {
+                    if here { Score::ZERO } else { Score::NEG_INF }
+                } else if co.score.is_neg_inf() {
+                    if here { Score::NEG_INF } else { Score::ZERO }
+                } else if here {
+                    co.score
+                } else {
+                    Score::ZERO
+                };
+                if delta != Score::ZERO {
+                    *s = s.add(delta);
+                    self.notes.entry(top).or_default().push((
+                        n,
+                        format!("colocation {} with {}", co.id, self.w.rscs[co.primary].id),
+                        delta,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Preferences of not-yet-assigned dependents pulled into a primary's weights.
+    fn merge_dependents(
+        &self,
+        p: usize,
+        weights: &mut Weights,
+        factor: f64,
+        depth: usize,
+        seen: &mut BTreeSet<usize>,
+    ) {
+        if depth > 8 {
+            return;
+        }
+        for co in self
+            .c
+            .colocs
+            .iter()
+            .filter(|c| c.primary == p && c.influence)
+        {
+            let d = co.dependent;
+            if seen.contains(&d)
+                || !self.w.rscs[d].provisional
+                || co.dep_role == Some(Role::Promoted)
+            {
+                continue;
+            }
+            if co.score.value() == 0 {
+                continue;
+            }
+            let f = factor * co.score.value() as f64 / INFINITY as f64;
+            let mut dw = if self.w.rscs[d].kind == Kind::Clone {
+                let mut m = Weights::new();
+                for &i in &self.w.rscs[d].children {
+                    for (n, s) in self.unit_weights(i, true) {
+                        let e = m.entry(n).or_insert(s);
+                        if s > *e {
+                            *e = s;
+                        }
+                    }
+                }
+                m
+            } else {
+                self.unit_weights(d, true)
+            };
+            seen.insert(d);
+            self.merge_dependents(d, &mut dw, f.clamp(-1.0, 1.0), depth + 1, seen);
+            let mut work = weights.clone();
+            for (n, s) in work.iter_mut() {
+                let Some(&ds) = dw.get(n) else { continue };
+                let add = if ds.is_neg_inf() || ds.is_inf() {
+                    if f >= 1.0 - 1e-9 {
+                        ds
+                    } else if f <= -1.0 + 1e-9 {
+                        Score::new(-ds.value())
+                    } else {
+                        Score::new((ds.value() as f64 * f) as i64)
+                    }
+                } else {
+                    Score::new((ds.value() as f64 * f) as i64)
+                };
+                *s = s.add(add);
+            }
+            if work
+                .iter()
+                .any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host())
+            {
+                *weights = work;
+            }
+        }
+    }
+
+    fn fits(&self, u: usize, n: usize) -> bool {
+        if self.w.props.placement == "default" {
+            return true;
+        }
+        let mut need: BTreeMap<&str, i64> = BTreeMap::new();
+        for l in self.w.leaves(u) {
+            for (k, v) in &self.w.rscs[l].utilization {
+                *need.entry(k.as_str()).or_default() += v;
+            }
+        }
+        let node = &self.w.nodes[n];
+        need.iter()
+            .all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
+    }
+
+    /// Picks the best node for a unit from final weights.
+    fn choose(
+        &self,
+        u: usize,
+        weights: &Weights,
+        extra_ok: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let w = &self.w;
+        let candidates: Vec<(usize, Score)> = weights
+            .iter()
+            .filter(|&(&n, s)| {
+                s.value() >= 0 && w.nodes[n].can_host() && extra_ok(n) && self.fits(u, n)
+            })
+            .map(|(&n, &s)| (n, s))
+            .collect();
+        let best = candidates.iter().map(|c| c.1).max()?;
+        let current: Vec<usize> = w
+            .leaves(u)
+            .iter()
+            .flat_map(|&l| w.rscs[l].running.clone())
+            .collect();
+        if let Some(&cur) = current.first()
+            && candidates.iter().any(|&(n, s)| n == cur && s == best)
+        {
+            return Some(cur);
+        }
+        let cap = |n: usize| -> i64 { w.nodes[n].free.values().sum() };
+        let mut c = candidates;
+        c.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| {
+                    if w.props.placement == "balanced" {
+                        cap(b.0).cmp(&cap(a.0))
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                })
+                .then_with(|| {
+                    if w.props.placement == "minimal" {
+                        std::cmp::Ordering::Equal
+                    } else {
+                        w.nodes[a.0].count.cmp(&w.nodes[b.0].count)
+                    }
+                })
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        c.first().map(|x| x.0)
+    }
+
+    fn place_unit(&mut self, u: usize, n: Option<usize>) {
+        let leaves = self.w.leaves(u);
+        let Some(n) = n else {
+            for l in leaves {
+                self.w.rscs[l].assigned = None;
+                self.w.rscs[l].provisional = false;
+            }
+            self.w.rscs[u].assigned = None;
+            self.w.rscs[u].provisional = false;
+            return;
+        };
+        self.w.rscs[u].assigned = Some(n);
+        self.w.rscs[u].provisional = false;
+        let mut ok = true;
+        for l in leaves {
+            let allowed = self
+                .leaf_weight(l, n, false)
+                .is_some_and(|s| !s.is_neg_inf())
+                && !(self.w.rscs[l].target_role == Some(Role::Stopped));
+            if !allowed {
+                ok = false;
+            }
+            if ok {
+                self.w.rscs[l].assigned = Some(n);
+                self.w.nodes[n].count += 1;
+                let util = self.w.rscs[l].utilization.clone();
+                if self.w.props.placement != "default" {
+                    for (k, v) in util {
+                        *self.w.nodes[n].free.entry(k).or_insert(0) -= v;
+                    }
+                }
+            } else {
+                self.w.rscs[l].assigned = None;
+            }
+            self.w.rscs[l].provisional = false;
+        }
+    }
+
+    fn stopped_by_role(&self, r: usize) -> bool {
+        let mut cur = Some(r);
+        while let Some(x) = cur {
+            if self.w.rscs[x].target_role == Some(Role::Stopped) {
+                return true;
+            }
+            cur = self.w.rscs[x].parent;
+        }
+        self.w.props.stop_all
+    }
+
+    /// Assigns a resource (and, first, the primaries it depends on).
+    pub(crate) fn assign(&mut self, r: usize) {
+        let r = if self.w.rscs[r].parent.is_some()
+            && self.w.rscs[r].kind == Kind::Primitive
+            && self.w.clone_of(r).is_none()
+        {
+            self.w.rscs[r].parent.unwrap_or(r)
+        } else {
+            r
+        };
+        if !self.w.rscs[r].provisional || self.w.rscs[r].assigning {
+            return;
+        }
+        self.w.rscs[r].assigning = true;
+        match self.w.rscs[r].kind {
+            Kind::Clone => self.assign_clone(r),
+            _ => {
+                let mut weights = self.unit_weights(r, true);
+                self.apply_colocations(r, &mut weights, false);
+                // Group members can be dependents too.
+                for m in self.w.rscs[r].children.clone() {
+                    self.apply_colocations(m, &mut weights, false);
+                }
+                let mut seen = BTreeSet::from([r]);
+                self.merge_dependents(r, &mut weights, 1.0, 0, &mut seen);
+                for (&n, &s) in &weights {
+                    self.notes
+                        .entry(r)
+                        .or_default()
+                        .push((n, "total".into(), s));
+                }
+                let n = if self.stopped_by_role(r)
+                    || !self.w.rscs[r].managed
+                        && self.w.rscs[r].running.is_empty()
+                        && self
+                            .w
+                            .leaves(r)
+                            .iter()
+                            .all(|&l| self.w.rscs[l].running.is_empty())
+                        && false
+                {
+                    None
+                } else if !self.w.leaves(r).iter().all(|&l| self.w.rscs[l].managed) {
+                    // Unmanaged resources stay where they are.
+                    let cur = self
+                        .w
+                        .leaves(r)
+                        .iter()
+                        .find_map(|&l| self.w.rscs[l].running.first().copied());
+                    cur
+                } else {
+                    self.choose(r, &weights, &|_| true)
+                };
+                self.place_unit(r, n);
+                for l in self.w.leaves(r) {
+                    let rs = &mut self.w.rscs[l];
+                    rs.next_role = if rs.assigned.is_some() {
+                        Role::Started
+                    } else {
+                        Role::Stopped
+                    };
+                }
+            }
+        }
+        self.w.rscs[r].assigning = false;
+        self.w.rscs[r].provisional = false;
+    }
+
+    fn assign_clone(&mut self, c: usize) {
+        let cfg = self.w.rscs[c].clone.clone();
+        // Clone-level colocation adjustments, as a per-node delta.
+        let mut base: Weights = (0..self.w.nodes.len()).map(|n| (n, Score::ZERO)).collect();
+        self.apply_colocations(c, &mut base, false);
+        let mut seen = BTreeSet::from([c]);
+        let mut pulled = base.clone();
+        self.merge_dependents(c, &mut pulled, 1.0, 0, &mut seen);
+        let instances = self.w.rscs[c].children.clone();
+        let stopped = self.stopped_by_role(c);
+        let avail = self.w.nodes.iter().filter(|n| n.can_host()).count().max(1);
+        let optimal = (cfg.max / avail).max(1);
+        let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut assigned = 0usize;
+        let mut done: BTreeSet<usize> = BTreeSet::new();
+        let weights_of = |this: &Self, i: usize| -> Weights {
+            let mut w = this.unit_weights(i, true);
+            for (n, s) in w.iter_mut() {
+                if let Some(&d) = pulled.get(n) {
+                    *s = s.add(d);
+                }
+            }
+            w
+        };
+        let managed = self.w.leaves(c).iter().all(|&l| self.w.rscs[l].managed);
+        // Instances currently running, in instance order, keep their node if possible.
+        let mut order: Vec<usize> = instances.clone();
+        order.sort_by_key(|&i| {
+            let leaves = self.w.leaves(i);
+            let active = leaves.iter().any(|&l| !self.w.rscs[l].running.is_empty());
+            let failed = leaves.iter().any(|&l| self.w.rscs[l].failed);
+            (!active, failed, self.w.rscs[i].instance)
+        });
+        if !stopped {
+            for &i in &order {
+                let leaves = self.w.leaves(i);
+                let Some(cur) = leaves
+                    .iter()
+                    .find_map(|&l| self.w.rscs[l].running.first().copied())
+                else {
+                    continue;
+                };
+                if !managed {
+                    self.place_unit(i, Some(cur));
+                    *per_node.entry(cur).or_default() += 1;
+                    assigned += 1;
+                    done.insert(i);
+                    continue;
+                }
+                if assigned >= cfg.max {
+                    break;
+                }
+                let wts = weights_of(self, i);
+                let count = per_node.get(&cur).copied().unwrap_or(0);
+                let ok = wts.get(&cur).is_some_and(|s| s.value() >= 0)
+                    && self.w.nodes[cur].can_host()
+                    && count
+                        < cfg
+                            .node_max
+                            .min(optimal.max(1))
+                            .max(1)
+                            .max(if cfg.node_max > 1 { cfg.node_max } else { 1 })
+                    && self.fits(i, cur);
+                if ok {
+                    self.place_unit(i, Some(cur));
+                    *per_node.entry(cur).or_default() += 1;
+                    assigned += 1;
+                    done.insert(i);
+                }
+            }
+        }
+        for &i in &instances {
+            if done.contains(&i) {
+                continue;
+            }
+            if stopped || assigned >= cfg.max || !managed {
+                self.place_unit(i, None);
+                continue;
+            }
+            let wts = weights_of(self, i);
+            let pn = per_node.clone();
+            let node_max = cfg.node_max;
+            let n = self.choose_fresh(i, &wts, &|n| pn.get(&n).copied().unwrap_or(0) < node_max);
+            if let Some(n) = n {
+                *per_node.entry(n).or_default() += 1;
+                assigned += 1;
+            }
+            self.place_unit(i, n);
+        }
+        for &i in &instances {
+            for l in self.w.leaves(i) {
+                let rs = &mut self.w.rscs[l];
+                rs.next_role = if rs.assigned.is_some() {
+                    if cfg.promotable {
+                        Role::Unpromoted
+                    } else {
+                        Role::Started
+                    }
+                } else {
+                    Role::Stopped
+                };
+            }
+        }
+        for (&n, &s) in &pulled {
+            self.notes
+                .entry(c)
+                .or_default()
+                .push((n, "clone colocations".into(), s));
+        }
+        if cfg.promotable {
+            self.promote(c);
+        }
+        self.w.rscs[c].provisional = false;
+    }
+
+    /// Node choice for an instance that is not running (no current-node preference).
+    fn choose_fresh(
+        &self,
+        u: usize,
+        weights: &Weights,
+        ok: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
+        self.choose(u, weights, ok)
+    }
+
+    fn promote(&mut self, c: usize) {
+        let cfg = self.w.rscs[c].clone.clone();
+        let instances = self.w.rscs[c].children.clone();
+        let mut cands: Vec<(usize, Score, bool, usize)> = Vec::new();
+        let no_promote = self.w.rscs[c].target_role == Some(Role::Unpromoted)
+            || (!self.w.quorate && self.w.props.no_quorum_policy == "demote");
+        // Colocations where the clone depends on something in the promoted role.
+        let mut role_weights: Weights = (0..self.w.nodes.len()).map(|n| (n, Score::ZERO)).collect();
+        self.apply_colocations(c, &mut role_weights, true);
+        for &i in &instances {
+            let Some(n) = self.w.rscs[i].assigned else {
+                continue;
+            };
+            let leaves = self.w.leaves(i);
+            let mut score = Score::ZERO;
+            let mut any_attr = false;
+            for &l in &leaves {
+                let r = &self.w.rscs[l];
+                let node = &self.w.nodes[n];
+                let v = node
+                    .attrs
+                    .get(&format!("master-{}", r.id))
+                    .or_else(|| node.attrs.get(&format!("master-{}", r.base)))
+                    .or_else(|| node.attrs.get(&format!("promotion-{}", r.base)));
+                if let Some(v) = v {
+                    any_attr = true;
+                    score = score.add(Score::parse(v).unwrap_or(Score::ZERO));
+                }
+            }
+            let currently = leaves.iter().any(|&l| {
+                self.w.rscs[l].role == Role::Promoted && self.w.rscs[l].running.contains(&n)
+            });
+            if !any_attr && !currently {
+                score = Score::new(-1);
+            }
+            for a in std::iter::once(c)
+                .chain(instances.iter().copied().filter(|&x| x == i))
+                .chain(leaves.iter().copied())
+            {
+                for loc in self
+                    .c
+                    .locs
+                    .iter()
+                    .filter(|x| x.rsc == a && x.role == Some(Role::Promoted))
+                {
+                    for &(node, s) in &loc.scores {
+                        if node == n {
+                            score = score.add(s);
+                        }
+                    }
+                }
+            }
+            if let Some(&d) = role_weights.get(&n) {
+                score = score.add(d);
+            }
+            // Dependents colocated with our promoted role pull promotion to their node.
+            for co in self
+                .c
+                .colocs
+                .iter()
+                .filter(|co| co.primary == c && co.prim_role == Some(Role::Promoted))
+            {
+                let d = co.dependent;
+                let dn: Vec<usize> = if self.w.rscs[d].kind == Kind::Clone {
+                    self.w.rscs[d]
+                        .children
+                        .iter()
+                        .filter_map(|&x| self.w.rscs[x].assigned)
+                        .collect()
+                } else {
+                    self.w.rscs[d].assigned.into_iter().collect()
+                };
+                if dn.contains(&n) && !co.score.is_inf() {
+                    score = score.add(co.score);
+                } else if co.score.is_neg_inf() && dn.contains(&n) {
+                    score = Score::NEG_INF;
+                }
+            }
+            if leaves
+                .iter()
+                .any(|&l| self.w.rscs[l].failed && self.w.rscs[l].running.contains(&n))
+                && leaves
+                    .iter()
+                    .all(|&l| self.w.rscs[l].on_fail != super::unpack::OnFail::Demote)
+            {
+                // A failed instance is recovered before it may be promoted again.
+            }
+            if leaves
+                .iter()
+                .any(|&l| !self.w.rscs[l].assigned.is_some_and(|x| x == n))
+            {
+                score = Score::NEG_INF;
+            }
+            cands.push((i, score, currently, self.w.rscs[i].instance.unwrap_or(0)));
+        }
+        cands.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.3.cmp(&b.3)));
+        let mut promoted = 0usize;
+        let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
+        for (i, score, _, _) in cands {
+            let Some(n) = self.w.rscs[i].assigned else {
+                continue;
+            };
+            let ok = !no_promote
+                && score.value() >= 0
+                && promoted < cfg.promoted_max
+                && per_node.get(&n).copied().unwrap_or(0) < cfg.promoted_node_max;
+            self.w.rscs[i].promotion = score;
+            if ok {
+                promoted += 1;
+                *per_node.entry(n).or_default() += 1;
+                for l in self.w.leaves(i) {
+                    if self.w.rscs[l].assigned.is_some() {
+                        self.w.rscs[l].next_role = Role::Promoted;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Assigns every resource, in priority order.
+    pub(crate) fn assign_all(&mut self) {
+        let mut order = self.w.top.clone();
+        order.sort_by_key(|&r| std::cmp::Reverse(self.w.rscs[r].priority));
+        for r in order {
+            self.assign(r);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Bad input never panics and errors name the element.
