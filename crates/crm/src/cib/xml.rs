@@ -605,7 +605,8 @@ impl<'a, 'i> Reader<'a, 'i> {
         let mut ns = NodeState {
             id: n
                 .attribute("id")
-                .ok_or_else(|| invalid(n, "id", "node_state needs an id"))?
+                .or(n.attribute("uname"))
+                .ok_or_else(|| invalid(n, "id", "node_state needs an id or uname"))?
                 .to_string(),
             uname: n.attribute("uname").map(str::to_string),
             in_ccm: n.attribute("in_ccm").map(str::to_string),

@@ -10,6 +10,7 @@ use super::{Action, ActionKind, Edge};
 pub(crate) const IMPLIES_THEN: u8 = 1;
 pub(crate) const IMPLIES_FIRST: u8 = 2;
 pub(crate) const RUNNABLE_LEFT: u8 = 4;
+pub(crate) const RESTART: u8 = 8;
 
 pub(crate) struct Builder<'a> {
     pub(crate) w: &'a World,
@@ -176,7 +177,7 @@ impl Builder<'_> {
                 let sid = self.add(a);
                 for &(sn, stop) in &stop_ids {
                     if sn == n {
-                        self.edge(stop, sid, IMPLIES_THEN | IMPLIES_FIRST);
+                        self.edge(stop, sid, IMPLIES_THEN | IMPLIES_FIRST | RESTART);
                     } else {
                         self.edge(stop, sid, 0);
                     }
@@ -324,7 +325,7 @@ impl Builder<'_> {
     }
 
     /// The action(s) representing `task` of `r` as the first side of an ordering.
-    fn first_side(&self, r: usize, task: &str) -> Vec<usize> {
+    fn first_side(&mut self, r: usize, task: &str) -> Vec<usize> {
         let kind = match task {
             "start" => ActionKind::Start,
             "stop" => ActionKind::Stop,
@@ -333,7 +334,13 @@ impl Builder<'_> {
             _ => return Vec::new(),
         };
         if self.w.rscs[r].kind == Kind::Primitive {
-            return self.all(r, kind);
+            let v = self.all(r, kind);
+            if v.is_empty() && kind == ActionKind::Start && !self.w.rscs[r].orphan {
+                let mut a = self.new_action(Some(r), None, kind, true);
+                a.runnable = false;
+                return vec![self.add(a)];
+            }
+            return v;
         }
         let done = match kind {
             ActionKind::Start => ActionKind::Running,

@@ -276,6 +276,7 @@ impl Assigner<'_> {
         u: usize,
         weights: &Weights,
         extra_ok: &dyn Fn(usize) -> bool,
+        prefer: Option<usize>,
     ) -> Option<usize> {
         let w = &self.w;
         let candidates: Vec<(usize, Score)> = weights
@@ -285,17 +286,7 @@ impl Assigner<'_> {
             })
             .map(|(&n, &s)| (n, s))
             .collect();
-        let best = candidates.iter().map(|c| c.1).max()?;
-        let current: Vec<usize> = w
-            .leaves(u)
-            .iter()
-            .flat_map(|&l| w.rscs[l].running.clone())
-            .collect();
-        if let Some(&cur) = current.first()
-            && candidates.iter().any(|&(n, s)| n == cur && s == best)
-        {
-            return Some(cur);
-        }
+        let current: Option<usize> = w.leaves(u).iter().find_map(|&l| w.rscs[l].running.first().copied());
         let cap = |n: usize| -> i64 { w.nodes[n].free.values().sum() };
         let mut c = candidates;
         c.sort_by(|a, b| {
@@ -307,16 +298,25 @@ impl Assigner<'_> {
                         std::cmp::Ordering::Equal
                     }
                 })
-                .then_with(|| {
-                    if w.props.placement == "minimal" {
-                        std::cmp::Ordering::Equal
-                    } else {
-                        w.nodes[a.0].count.cmp(&w.nodes[b.0].count)
-                    }
-                })
-                .then_with(|| a.0.cmp(&b.0))
+                .then_with(|| w.nodes[a.0].count.cmp(&w.nodes[b.0].count))
+                .then_with(|| (Some(b.0) == current).cmp(&(Some(a.0) == current)))
+                .then_with(|| w.nodes[a.0].name.cmp(&w.nodes[b.0].name))
         });
-        c.first().map(|x| x.0)
+        let &(best, best_score) = c.first()?;
+        if let Some(p) = prefer
+            && c.iter().any(|&(n, s)| n == p && s == best_score)
+        {
+            return Some(p);
+        }
+        let unique_instance = w.clone_of(u).is_some_and(|cl| w.rscs[cl].clone.unique);
+        if best_score.value() > 0
+            && !unique_instance
+            && let Some(cur) = current
+            && c.iter().any(|&(n, s)| n == cur && s == best_score)
+        {
+            return Some(cur);
+        }
+        Some(best)
     }
 
     fn place_unit(&mut self, u: usize, n: Option<usize>) {
@@ -419,7 +419,7 @@ impl Assigner<'_> {
                         .find_map(|&l| self.w.rscs[l].running.first().copied());
                     cur
                 } else {
-                    self.choose(r, &weights, &|_| true)
+                    self.choose(r, &weights, &|_| true, None)
                 };
                 self.place_unit(r, n);
                 for l in self.w.leaves(r) {
@@ -558,7 +558,7 @@ impl Assigner<'_> {
         weights: &Weights,
         ok: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
-        self.choose(u, weights, ok)
+        self.choose(u, weights, ok, None)
     }
 
     fn promote(&mut self, c: usize) {
