@@ -120,6 +120,15 @@ pub(crate) fn parse_interval_ms(text: &str) -> Option<u64> {
     Some(v * mult)
 }
 
+/// Parses a configured interval: a bare number is seconds.
+pub(crate) fn parse_config_interval_ms(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if let Ok(v) = t.parse::<u64>() {
+        return Some(v * 1000);
+    }
+    parse_interval_ms(t)
+}
+
 /// Parses a duration in seconds (`60`, `60s`, `5min`, `1h`).
 pub(crate) fn parse_duration_s(text: &str) -> Option<i64> {
     let t = text.trim().to_ascii_lowercase();
@@ -389,13 +398,13 @@ impl<'a, 'i> Reader<'a, 'i> {
                 .attribute("name")
                 .ok_or_else(|| invalid(op, "name", "an op needs a name"))?
                 .to_string(),
-            interval_ms: parse_interval_ms(interval).ok_or_else(|| {
+            interval_ms: parse_config_interval_ms(interval).ok_or_else(|| {
                 invalid(op, "interval", &format!("'{interval}' is not an interval"))
             })?,
             role: role_attr(op, "role")?,
             on_fail: op.attribute("on-fail").map(str::to_string),
             enabled: op.attribute("enabled").is_none_or(truthy),
-            timeout_ms: op.attribute("timeout").and_then(parse_interval_ms),
+            timeout_ms: op.attribute("timeout").and_then(parse_config_interval_ms),
             meta: Vec::new(),
         };
         for a in op.attributes() {

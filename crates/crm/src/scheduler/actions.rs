@@ -468,135 +468,150 @@ impl Builder<'_> {
     }
 
     /// Flag propagation to a fixed point.
-    fn propagate(&mut self) {
-        // Derived runnable state of collective pseudo actions.
-        let mut changed = true;
-        let mut rounds = 0;
-        while changed && rounds < 200 {
-            changed = false;
-            rounds += 1;
+    fn set_reason(&mut self, target: usize, cause: usize, verb: &str, replace_required: bool) {
+        if self.actions[target].rsc == self.actions[cause].rsc {
+            return;
+        }
+        let cur = self.actions[target].reason.as_deref();
+        if cur.is_none() || (replace_required && cur.is_some_and(|r| r.starts_with("required"))) {
+            let text = format!("{verb} {}", self.describe(cause));
+            self.actions[target].reason = Some(text);
+        }
+    }
+
+    /// Runnable state: unrunnable firsts block their thens, to a fixed point.
+    fn propagate_runnable(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            let mut changed = false;
             for e in 0..self.edges.len() {
                 let Edge { first, then, flags } = self.edges[e];
-                let (fo, fr) = (self.actions[first].optional, self.actions[first].runnable);
-                if flags & IMPLIES_THEN != 0 && !fo && self.actions[then].optional {
+                if flags & RUNNABLE_LEFT != 0
+                    && !self.actions[first].runnable
+                    && self.actions[then].runnable
+                {
+                    self.actions[then].runnable = false;
+                    self.set_reason(then, first, "unrunnable", true);
+                    changed = true;
+                }
+            }
+            for i in 0..self.actions.len() {
+                let a = &self.actions[i];
+                if a.kind != ActionKind::Running || !a.runnable {
+                    continue;
+                }
+                let Some(r) = a.rsc else { continue };
+                let leaves = self.w.leaves(r);
+                let children: Vec<usize> = self
+                    .actions
+                    .iter()
+                    .filter(|x| {
+                        x.rsc.is_some_and(|rr| leaves.contains(&rr)) && x.kind == ActionKind::Start
+                    })
+                    .map(|x| x.id)
+                    .collect();
+                let runnable = if self.w.rscs[r].kind == Kind::Group {
+                    !children.is_empty() && children.iter().all(|&c| self.actions[c].runnable)
+                } else {
+                    children.iter().any(|&c| self.actions[c].runnable)
+                };
+                if !runnable {
+                    self.actions[i].runnable = false;
+                    changed = true;
+                }
+            }
+            for k in 0..self.one_or_more.len() {
+                let (p, inputs, min) = self.one_or_more[k].clone();
+                let n = inputs.iter().filter(|&&x| self.actions[x].runnable).count();
+                if n < min && self.actions[p].runnable {
+                    self.actions[p].runnable = false;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return any;
+            }
+            any = true;
+        }
+    }
+
+    /// Required state along implications, to a fixed point.
+    fn propagate_required(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            let mut changed = false;
+            // Restarts forced by unrunnable starts come first.
+            for e in 0..self.edges.len() {
+                let Edge { first, then, flags } = self.edges[e];
+                if flags & RESTART != 0
+                    && !self.actions[then].runnable
+                    && self.actions[first].optional
+                {
+                    self.actions[first].optional = false;
+                    changed = true;
+                }
+            }
+            for e in 0..self.edges.len() {
+                let Edge { first, then, flags } = self.edges[e];
+                if flags & IMPLIES_THEN != 0
+                    && !self.actions[first].optional
+                    && self.actions[then].optional
+                {
                     self.actions[then].optional = false;
-                    if self.actions[then].reason.is_none() {
-                        self.actions[then].reason =
-                            Some(format!("required {}", self.describe(first)));
-                    }
+                    self.set_reason(then, first, "required", false);
                     changed = true;
                 }
                 if flags & IMPLIES_FIRST != 0
                     && !self.actions[then].optional
                     && self.actions[first].optional
                 {
-                    // Only when the then action is really happening or must be cleared.
                     self.actions[first].optional = false;
-                    if self.actions[first].reason.is_none() {
-                        self.actions[first].reason =
-                            Some(format!("required {}", self.describe(then)));
-                    }
-                    changed = true;
-                }
-                if flags & RUNNABLE_LEFT != 0
-                    && !fr
-                    && self.actions[then].runnable
-                    && !self.actions[first].pseudo_collective()
-                {
-                    self.actions[then].runnable = false;
-                    if self.actions[then].reason.is_none()
-                        || self.actions[then]
-                            .reason
-                            .as_deref()
-                            .is_some_and(|r| r.starts_with("required"))
-                    {
-                        self.actions[then].reason =
-                            Some(format!("unrunnable {}", self.describe(first)));
-                    }
-                    changed = true;
-                }
-                if flags & RUNNABLE_LEFT != 0
-                    && !fr
-                    && self.actions[then].runnable
-                    && self.actions[first].pseudo_collective()
-                {
-                    self.actions[then].runnable = false;
-                    if self.actions[then].reason.is_none()
-                        || self.actions[then]
-                            .reason
-                            .as_deref()
-                            .is_some_and(|r| r.starts_with("required"))
-                    {
-                        self.actions[then].reason =
-                            Some(format!("unrunnable {}", self.describe(first)));
-                    }
+                    self.set_reason(first, then, "required", false);
                     changed = true;
                 }
             }
-            // Collective completion actions.
             for i in 0..self.actions.len() {
                 let a = &self.actions[i];
-                if !a.pseudo || a.node.is_some() {
+                if !a.optional
+                    || !matches!(
+                        a.kind,
+                        ActionKind::Running | ActionKind::Stopped | ActionKind::OneOrMore
+                    )
+                {
                     continue;
                 }
-                match a.kind {
-                    ActionKind::Running | ActionKind::Stopped => {
-                        let Some(r) = a.rsc else { continue };
-                        let want = if a.kind == ActionKind::Running {
-                            ActionKind::Start
-                        } else {
-                            ActionKind::Stop
-                        };
-                        let leaves = self.w.leaves(r);
-                        let children: Vec<usize> = self
-                            .actions
-                            .iter()
-                            .filter(|x| {
-                                x.rsc.is_some_and(|rr| leaves.contains(&rr)) && x.kind == want
-                            })
-                            .map(|x| x.id)
-                            .collect();
-                        let any_required = children
-                            .iter()
-                            .any(|&c| !self.actions[c].optional && self.actions[c].runnable);
-                        let runnable = if a.kind == ActionKind::Running {
-                            if self.w.rscs[r].kind == Kind::Group {
-                                // Every member with a start must be able to run.
-                                !children.is_empty()
-                                    && children.iter().all(|&c| self.actions[c].runnable)
-                            } else {
-                                children.iter().any(|&c| self.actions[c].runnable)
-                            }
-                        } else {
-                            true
-                        };
-                        if self.actions[i].optional && any_required {
-                            self.actions[i].optional = false;
-                            changed = true;
-                        }
-                        if self.actions[i].runnable != runnable && !runnable {
-                            self.actions[i].runnable = false;
-                            changed = true;
-                        }
-                    }
-                    ActionKind::OneOrMore => {}
-                    _ => {}
+                let Some(r) = a.rsc else { continue };
+                let want = if a.kind == ActionKind::Stopped {
+                    ActionKind::Stop
+                } else {
+                    ActionKind::Start
+                };
+                let leaves = self.w.leaves(r);
+                let req = self.actions.iter().any(|x| {
+                    x.rsc.is_some_and(|rr| leaves.contains(&rr))
+                        && x.kind == want
+                        && !x.optional
+                        && x.runnable
+                });
+                if req {
+                    self.actions[i].optional = false;
+                    changed = true;
                 }
             }
-            for k in 0..self.one_or_more.len() {
-                let (p, inputs, min) = self.one_or_more[k].clone();
-                let n = inputs.iter().filter(|&&x| self.actions[x].runnable).count();
-                let req = inputs
-                    .iter()
-                    .any(|&x| !self.actions[x].optional && self.actions[x].runnable);
-                if n < min && self.actions[p].runnable {
-                    self.actions[p].runnable = false;
-                    changed = true;
-                }
-                if req && self.actions[p].optional {
-                    self.actions[p].optional = false;
-                    changed = true;
-                }
+            if !changed {
+                return any;
+            }
+            any = true;
+        }
+    }
+
+    /// Flag propagation to a fixed point.
+    fn propagate(&mut self) {
+        for _ in 0..50 {
+            let a = self.propagate_runnable();
+            let b = self.propagate_required();
+            if !a && !b {
+                break;
             }
         }
     }

@@ -286,7 +286,10 @@ impl Assigner<'_> {
             })
             .map(|(&n, &s)| (n, s))
             .collect();
-        let current: Option<usize> = w.leaves(u).iter().find_map(|&l| w.rscs[l].running.first().copied());
+        let current: Option<usize> = w
+            .leaves(u)
+            .iter()
+            .find_map(|&l| w.rscs[l].running.first().copied());
         let cap = |n: usize| -> i64 { w.nodes[n].free.values().sum() };
         let mut c = candidates;
         c.sort_by(|a, b| {
@@ -298,7 +301,13 @@ impl Assigner<'_> {
                         std::cmp::Ordering::Equal
                     }
                 })
-                .then_with(|| w.nodes[a.0].count.cmp(&w.nodes[b.0].count))
+                .then_with(|| {
+                    if w.props.placement == "minimal" {
+                        std::cmp::Ordering::Equal
+                    } else {
+                        w.nodes[a.0].count.cmp(&w.nodes[b.0].count)
+                    }
+                })
                 .then_with(|| (Some(b.0) == current).cmp(&(Some(a.0) == current)))
                 .then_with(|| w.nodes[a.0].name.cmp(&w.nodes[b.0].name))
         });

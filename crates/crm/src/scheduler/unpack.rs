@@ -976,6 +976,17 @@ impl World {
                 continue;
             }
             // A failure.
+            if std::env::var("CRM_DEBUG").is_ok() {
+                eprintln!(
+                    "failure {} {} on {} expired={} now={} to={}",
+                    op.id,
+                    op.rc,
+                    self.nodes[n].name,
+                    self.failure_expired(leaf, op),
+                    self.now,
+                    self.rscs[leaf].failure_timeout_s
+                );
+            }
             if self.failure_expired(leaf, op) && task != "stop" {
                 // Expired failures are forgotten, but a failed recurring monitor still
                 // means the resource is not known to be running well.

@@ -48,7 +48,9 @@ fn run_case(dir: &Path, name: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let want = expected_summary(&summary);
     let opts = crm::simulate::SimOptions {
-        now: 0,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
         ..Default::default()
     };
     let sim = crm::simulate::simulate(&xml, &opts).map_err(|e| format!("error: {e}"))?;
