@@ -148,7 +148,7 @@ impl Builder<'_> {
                     a.runnable = false;
                 }
                 if !managed {
-                    a.runnable = false;
+                    a.runnable = running_here;
                     a.optional = true;
                 }
                 let needs_quorum = r.requires != Requires::Nothing;

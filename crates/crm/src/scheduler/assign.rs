@@ -346,7 +346,9 @@ impl Assigner<'_> {
             let allowed = self
                 .leaf_weight(l, n, false)
                 .is_some_and(|s| !s.is_neg_inf())
-                && !(self.w.rscs[l].target_role == Some(Role::Stopped));
+                && !(self.w.rscs[l].target_role == Some(Role::Stopped))
+                && !self.w.rscs[l].orphan
+                && (self.w.rscs[l].managed || self.w.rscs[l].running.contains(&n));
             if !allowed {
                 ok = false;
             }

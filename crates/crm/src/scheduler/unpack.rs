@@ -917,7 +917,7 @@ impl World {
                 191 => 8,
                 x => x,
             };
-            let ok_exec = op.op_status == 0;
+            let ok_exec = op.op_status == 0 || op.op_status == 4;
             let success = ok_exec
                 && (rc == expected
                     || (probe && matches!(rc, 0 | 7 | 8))
