@@ -148,12 +148,14 @@ impl Builder<'_> {
                     a.runnable = false;
                 }
                 if !managed {
-                    a.runnable = running_here;
+                    a.runnable = running_here && !r.blocked && !r.failed;
                     a.optional = true;
                 }
                 let needs_quorum = r.requires != Requires::Nothing;
-                if needs_quorum && !w.quorate {
-                    match w.props.no_quorum_policy.as_str() {
+                let in_promotable = w.clone_of(l).is_some_and(|c| w.rscs[c].clone.promotable);
+                let policy = w.props.no_quorum_policy.as_str();
+                if !w.quorate && (needs_quorum || (policy == "demote" && !in_promotable)) {
+                    match policy {
                         "ignore" => {}
                         "freeze" => {
                             if !running_here {
@@ -161,7 +163,7 @@ impl Builder<'_> {
                                 a.reason = Some("quorum freeze".into());
                             }
                         }
-                        "demote" => {
+                        "demote" if in_promotable => {
                             if !running_here {
                                 a.runnable = false;
                                 a.reason = Some("no quorum".into());
@@ -302,7 +304,25 @@ impl Builder<'_> {
             let interleave = w.rscs[o.first].kind == Kind::Clone
                 && w.rscs[o.then].kind == Kind::Clone
                 && w.rscs[o.then].clone.interleave;
-            self.order(o.first, fa, o.then, ta, fwd, o.min_first, interleave, &o.id);
+            if o.any_of.len() > 1 {
+                let mut inputs = Vec::new();
+                for &f in &o.any_of {
+                    inputs.extend(self.first_side(f, fa));
+                }
+                let mut a = self.new_action(Some(o.first), None, ActionKind::OneOrMore, true);
+                a.pseudo = true;
+                a.label = format!("one-or-more:{}", o.id);
+                let p = self.add(a);
+                for &i in &inputs {
+                    self.edge(i, p, 0);
+                }
+                self.one_or_more.push((p, inputs, 1));
+                for t in self.then_side(o.then, ta) {
+                    self.edge(p, t, fwd);
+                }
+            } else {
+                self.order(o.first, fa, o.then, ta, fwd, o.min_first, interleave, &o.id);
+            }
             if sym {
                 if let (Some(rf), Some(rt)) = (invert(fa), invert(ta)) {
                     let back = if mandatory { IMPLIES_FIRST } else { 0 };

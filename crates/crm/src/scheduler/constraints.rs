@@ -40,6 +40,8 @@ pub(crate) struct Ord {
     pub(crate) symmetrical: bool,
     /// Minimum number of first instances needed (clone-min / require-all=false).
     pub(crate) min_first: Option<usize>,
+    /// With require-all=false sets: any one of these firsts is enough.
+    pub(crate) any_of: Vec<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -235,6 +237,7 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                         kind: o.kind,
                         symmetrical,
                         min_first: min,
+                        any_of: Vec::new(),
                     });
                 };
                 if o.sets.is_empty() {
@@ -271,20 +274,33 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                 for pair in sets.windows(2) {
                     let (s1, seq1, req1, a1) = &pair[0];
                     let (s2, seq2, _, a2) = &pair[1];
-                    let firsts: Vec<usize> = if *seq1 && *req1 {
-                        s1.last().copied().into_iter().collect()
-                    } else {
-                        s1.clone()
-                    };
                     let thens: Vec<usize> = if *seq2 {
                         s2.first().copied().into_iter().collect()
                     } else {
                         s2.clone()
                     };
-                    let min = if !*req1 { Some(1) } else { None };
+                    if !*req1 {
+                        if let Some(&f0) = s1.first() {
+                            for &t in &thens {
+                                let before = out.orders.len();
+                                push(f0, a1, t, a2, None, &mut out);
+                                if out.orders.len() > before
+                                    && let Some(o) = out.orders.last_mut()
+                                {
+                                    o.any_of = s1.clone();
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    let firsts: Vec<usize> = if *seq1 {
+                        s1.last().copied().into_iter().collect()
+                    } else {
+                        s1.clone()
+                    };
                     for &f in &firsts {
                         for &t in &thens {
-                            push(f, a1, t, a2, min, &mut out);
+                            push(f, a1, t, a2, None, &mut out);
                         }
                     }
                 }

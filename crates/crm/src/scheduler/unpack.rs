@@ -75,7 +75,12 @@ pub(crate) struct Node {
 impl Node {
     /// Whether resources may be placed here.
     pub(crate) fn can_host(&self) -> bool {
-        self.online && !self.unclean && !self.standby && !self.pending && !self.shutdown
+        self.online
+            && !self.unclean
+            && !self.standby
+            && !self.pending
+            && !self.shutdown
+            && !self.maintenance
     }
 }
 
