@@ -693,10 +693,118 @@ impl Assigner<'_> {
 
     /// Assigns every resource, in priority order.
     pub(crate) fn assign_all(&mut self) {
-        let mut order = self.w.top.clone();
-        order.sort_by_key(|&r| std::cmp::Reverse(self.w.rscs[r].priority));
-        for r in order {
-            self.assign(r);
+        // Processing order: priority, then scores on each other's current node, then scores
+        // on every node, then configuration order.
+        struct Key {
+            priority: i64,
+            current: Option<usize>,
+            scores: Vec<i64>,
+            r: usize,
+        }
+        let none = -INFINITY - 1;
+        let mut keys: Vec<Key> = Vec::new();
+        for &r in &self.w.top {
+            let rs = &self.w.rscs[r];
+            let (weights, running) = match rs.kind {
+                Kind::Primitive => (self.unit_weights(r, true), rs.running.clone()),
+                Kind::Group => {
+                    let first = rs.children.first().copied().unwrap_or(r);
+                    (
+                        self.unit_weights(first, true),
+                        self.w.rscs[first].running.clone(),
+                    )
+                }
+                Kind::Clone => {
+                    let first = rs.children.first().copied().unwrap_or(r);
+                    let l = self.w.leaves(first).first().copied().unwrap_or(first);
+                    let m = (0..self.w.nodes.len())
+                        .filter_map(|n| self.leaf_weight(l, n, false).map(|s| (n, s)))
+                        .collect();
+                    (m, Vec::new())
+                }
+            };
+            let current =
+                (running.len() == 1 && self.w.nodes[running[0]].can_host()).then(|| running[0]);
+            let scores = (0..self.w.nodes.len())
+                .map(|n| {
+                    if self.w.nodes[n].can_host() {
+                        weights.get(&n).map_or(none, |s| s.value())
+                    } else {
+                        none
+                    }
+                })
+                .collect();
+            keys.push(Key {
+                priority: rs.priority,
+                current,
+                scores,
+                r,
+            });
+        }
+        let names: Vec<String> = self.w.nodes.iter().map(|n| n.name.clone()).collect();
+        let default_strategy = self.w.props.placement == "default";
+        let mut by_name: Vec<usize> = (0..names.len()).collect();
+        by_name.sort_by(|&x, &y| names[x].cmp(&names[y]));
+        let cmp = |a: &Key, b: &Key| -> std::cmp::Ordering {
+            use std::cmp::Ordering::*;
+            let o = b.priority.cmp(&a.priority);
+            if o != Equal {
+                return o;
+            }
+            if default_strategy {
+                return Equal;
+            }
+            let ca = a.current.map_or(none, |n| a.scores[n]);
+            let cb = b.current.map_or(none, |n| b.scores[n]);
+            let o = cb.cmp(&ca);
+            if o != Equal {
+                return o;
+            }
+            for &n in &by_name {
+                let o = b.scores[n].cmp(&a.scores[n]);
+                if o != Equal {
+                    return o;
+                }
+            }
+            Equal
+        };
+        let sorted = merge_sort(keys, &cmp);
+        for k in sorted {
+            if std::env::var("CRM_DEBUG").is_ok() {
+                eprintln!(
+                    "assign {} prio {} cur {:?} scores {:?}",
+                    self.w.rscs[k.r].id, k.priority, k.current, k.scores
+                );
+            }
+            self.assign(k.r);
         }
     }
+}
+
+/// A stable merge sort that tolerates comparators that are not total orders.
+fn merge_sort<T>(mut v: Vec<T>, cmp: &dyn Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+    if v.len() <= 1 {
+        return v;
+    }
+    let right = v.split_off(v.len() / 2);
+    let left = merge_sort(v, cmp);
+    let right = merge_sort(right, cmp);
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let mut l = left.into_iter().peekable();
+    let mut r = right.into_iter().peekable();
+    loop {
+        match (l.peek(), r.peek()) {
+            (Some(a), Some(b)) => {
+                if cmp(b, a) == std::cmp::Ordering::Less {
+                    out.extend(r.next());
+                } else {
+                    out.extend(l.next());
+                }
+            }
+            (Some(_), None) => out.extend(l.next()),
+            (None, Some(_)) => out.extend(r.next()),
+            (None, None) => break,
+        }
+    }
+    out
 }

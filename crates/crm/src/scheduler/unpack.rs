@@ -581,7 +581,9 @@ impl World {
             class,
             provider,
             agent,
-            priority: get("priority").and_then(|v| v.parse().ok()).unwrap_or(0),
+            priority: get("priority")
+                .and_then(Score::parse)
+                .map_or(0, |s| s.value()),
             stickiness,
             migration_threshold: get("migration-threshold")
                 .and_then(Score::parse)
