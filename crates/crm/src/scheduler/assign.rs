@@ -724,10 +724,10 @@ impl Assigner<'_> {
                 }
             };
             let current =
-                (running.len() == 1 && self.w.nodes[running[0]].can_host()).then(|| running[0]);
+                (running.len() == 1 && self.w.nodes[running[0]].can_host() && self.fits(r, running[0])).then(|| running[0]);
             let scores = (0..self.w.nodes.len())
                 .map(|n| {
-                    if self.w.nodes[n].can_host() {
+                    if self.w.nodes[n].can_host() && self.fits(r, n) {
                         weights.get(&n).map_or(none, |s| s.value())
                     } else {
                         none
