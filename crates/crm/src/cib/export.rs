@@ -250,6 +250,10 @@ pub fn to_xml(cib: &Cib) -> String {
             ("validate-with", cib.validate_with.clone()),
             ("crm_feature_set", cib.feature_set.clone()),
             ("execution-date", cib.execution_date.map(|d| d.to_string())),
+            (
+                "no-quorum-panic",
+                cib.no_quorum_panic.then(|| "1".to_string()),
+            ),
         ],
         false,
     );

@@ -27,6 +27,8 @@ pub struct Cib {
     pub validate_with: Option<String>,
     /// `crm_feature_set`.
     pub feature_set: Option<String>,
+    /// `no-quorum-panic`: with no-quorum-policy=suicide, fence every node on quorum loss.
+    pub no_quorum_panic: bool,
     /// `execution-date` (Unix seconds): the scheduler's "now" when present.
     pub execution_date: Option<i64>,
     /// The configuration section.

@@ -171,6 +171,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             validate_with: root.attribute("validate-with").map(str::to_string),
             feature_set: root.attribute("crm_feature_set").map(str::to_string),
             execution_date: num(root, "execution-date")?,
+            no_quorum_panic: root.attribute("no-quorum-panic").is_some_and(truthy),
             ..Cib::default()
         };
         for child in root.children().filter(|n| n.is_element()) {

@@ -60,8 +60,8 @@ impl Builder<'_> {
     pub(crate) fn build(&mut self, c: &Constraints) {
         let w = self.w;
         // Fencing.
-        let can_fence =
-            w.props.fencing_enabled && (w.quorate || w.props.no_quorum_policy == "ignore");
+        let can_fence = w.props.fencing_enabled
+            && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide"));
         let mut fences = Vec::new();
         for (n, node) in w.nodes.iter().enumerate().rev() {
             if node.unclean && node.fence_reason.is_some() && can_fence {
@@ -69,15 +69,6 @@ impl Builder<'_> {
                 a.reason = node.fence_reason.clone();
                 a.label = format!("stonith-{}-{}", node.name, w.props.fencing_action);
                 fences.push(self.add(a));
-            }
-        }
-        if !w.quorate && w.props.no_quorum_policy == "suicide" && w.props.fencing_enabled {
-            for (n, node) in w.nodes.iter().enumerate().rev() {
-                if node.online && !fences.iter().any(|&f| self.actions[f].node == Some(n)) {
-                    let mut a = self.new_action(None, Some(n), ActionKind::Fence, false);
-                    a.reason = Some("cluster does not have quorum".into());
-                    fences.push(self.add(a));
-                }
             }
         }
         let fenced =

@@ -723,8 +723,10 @@ impl Assigner<'_> {
                     (m, Vec::new())
                 }
             };
-            let current =
-                (running.len() == 1 && self.w.nodes[running[0]].can_host() && self.fits(r, running[0])).then(|| running[0]);
+            let current = (running.len() == 1
+                && self.w.nodes[running[0]].can_host()
+                && self.fits(r, running[0]))
+            .then(|| running[0]);
             let scores = (0..self.w.nodes.len())
                 .map(|n| {
                     if self.w.nodes[n].can_host() && self.fits(r, n) {

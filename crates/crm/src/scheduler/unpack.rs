@@ -339,6 +339,18 @@ impl World {
             op_defaults: cib.config.op_defaults.clone(),
         };
         w.unpack_nodes(cib);
+        if !w.quorate
+            && w.props.no_quorum_policy == "suicide"
+            && cib.no_quorum_panic
+            && w.props.fencing_enabled
+        {
+            for node in &mut w.nodes {
+                if node.online && !node.unclean {
+                    node.unclean = true;
+                    node.fence_reason = Some("cluster does not have quorum".into());
+                }
+            }
+        }
         for r in &cib.config.resources {
             let idx = w.unpack_rsc(r, None, None, &BTreeMap::new());
             w.top.push(idx);
@@ -514,7 +526,7 @@ impl World {
             Some("fencing") | Some("unfencing") => Requires::Fencing,
             _ => {
                 if class == "stonith" {
-                    Requires::Nothing
+                    Requires::Quorum
                 } else if self.props.fencing_enabled {
                     Requires::Fencing
                 } else {
