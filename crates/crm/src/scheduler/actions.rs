@@ -266,7 +266,7 @@ impl Builder<'_> {
                     }
                     for tb in self.all(b, ActionKind::Stop) {
                         for ta in self.all(a, ActionKind::Stop) {
-                            self.edge(tb, ta, IMPLIES_FIRST);
+                            self.edge(tb, ta, IMPLIES_FIRST | RUNNABLE_LEFT);
                         }
                     }
                 }
@@ -281,7 +281,7 @@ impl Builder<'_> {
             let mut fwd = 0;
             if mandatory {
                 fwd |= IMPLIES_THEN;
-                if fa == "start" || fa == "promote" {
+                if matches!(fa, "start" | "promote" | "stop" | "demote") {
                     fwd |= RUNNABLE_LEFT;
                 }
                 if !sym {
@@ -316,7 +316,16 @@ impl Builder<'_> {
             }
             if sym {
                 if let (Some(rf), Some(rt)) = (invert(fa), invert(ta)) {
-                    let back = if mandatory { IMPLIES_FIRST } else { 0 };
+                    let back = if mandatory {
+                        IMPLIES_FIRST
+                            | if matches!(rf, "stop" | "demote") {
+                                RUNNABLE_LEFT
+                            } else {
+                                0
+                            }
+                    } else {
+                        0
+                    };
                     self.order(o.then, rt, o.first, rf, back, None, interleave, &o.id);
                 }
             }
