@@ -78,8 +78,7 @@ impl Builder<'_> {
             if r.kind != Kind::Primitive {
                 continue;
             }
-            let managed =
-                r.managed && !r.blocked && !r.running.iter().any(|&n| w.nodes[n].maintenance);
+            let managed = w.actionable(l);
             let next = r.assigned;
             let multi = r.running.len() > 1;
             let mut stop_ids = Vec::new();

@@ -252,7 +252,9 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
     if next.is_none() {
         next_role = Role::Stopped;
     }
-    let managed = r.managed && !r.blocked && !r.running.iter().any(|&n| w.nodes[n].maintenance);
+    let managed = w.actionable(l);
+    let failed = r.failed
+        && (r.on_fail == unpack::OnFail::Fence || r.running.iter().any(|&n| !w.will_fence(n)));
     if current.is_none() && r.orphan {
         return;
     }
@@ -299,7 +301,7 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
                 source: with_reason(stop).or(start),
             });
         } else if moving && current.is_some() {
-            let change = if r.failed { "Recover" } else { "Move" };
+            let change = if failed { "Recover" } else { "Move" };
             emit(Item {
                 change,
                 origin: current,
@@ -307,7 +309,7 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
                 action: stop,
                 source: None,
             });
-        } else if r.failed {
+        } else if failed {
             emit(Item {
                 change: "Recover",
                 origin: current,
@@ -340,7 +342,7 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
         }
         return;
     }
-    if stop.is_some() && r.failed && !opt(stop) {
+    if stop.is_some() && failed && !opt(stop) {
         emit(Item {
             change: "Recover",
             origin: current,
@@ -356,7 +358,7 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
             action: stop,
             source: None,
         });
-    } else if r.failed {
+    } else if failed {
         emit(Item {
             change: "Recover",
             origin: current,

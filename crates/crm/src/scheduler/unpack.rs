@@ -660,6 +660,24 @@ impl World {
         idx
     }
 
+    /// Whether fencing of node `n` is part of this transition.
+    pub(crate) fn will_fence(&self, n: usize) -> bool {
+        let node = &self.nodes[n];
+        node.unclean
+            && node.fence_reason.is_some()
+            && self.props.fencing_enabled
+            && (self.quorate
+                || matches!(self.props.no_quorum_policy.as_str(), "ignore" | "suicide"))
+    }
+
+    /// Whether the scheduler may act on a leaf: managed, not blocked by a failure (unless
+    /// fencing its node clears the failure), and not on a node in maintenance.
+    pub(crate) fn actionable(&self, l: usize) -> bool {
+        let r = &self.rscs[l];
+        let blocked = r.blocked && r.running.iter().any(|&n| !self.will_fence(n));
+        r.managed && !blocked && !r.running.iter().any(|&n| self.nodes[n].maintenance)
+    }
+
     /// Leaves (primitives) under `r`, in order.
     pub(crate) fn leaves(&self, r: usize) -> Vec<usize> {
         let mut out = Vec::new();
