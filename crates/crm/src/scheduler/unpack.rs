@@ -356,6 +356,16 @@ impl World {
             w.top.push(idx);
         }
         w.unpack_status(cib);
+        for r in &mut w.rscs {
+            if r.kind != Kind::Primitive || r.running.len() < 2 {
+                continue;
+            }
+            match r.meta.get("multiple-active").map(String::as_str) {
+                Some("block") => r.blocked = true,
+                Some("stop_only") => r.target_role = Some(Role::Stopped),
+                _ => {}
+            }
+        }
         w
     }
 
