@@ -11,6 +11,8 @@ pub(crate) const IMPLIES_THEN: u8 = 1;
 pub(crate) const IMPLIES_FIRST: u8 = 2;
 pub(crate) const RUNNABLE_LEFT: u8 = 4;
 pub(crate) const RESTART: u8 = 8;
+/// Asymmetric mandatory order: an unrunnable first blocks a then that is required.
+pub(crate) const ASYMMETRIC: u8 = 16;
 
 pub(crate) struct Builder<'a> {
     pub(crate) w: &'a World,
@@ -284,11 +286,7 @@ impl Builder<'_> {
                     fwd |= RUNNABLE_LEFT;
                 }
                 if !sym {
-                    fwd = if fa == "start" || fa == "promote" {
-                        RUNNABLE_LEFT | IMPLIES_THEN
-                    } else {
-                        IMPLIES_THEN
-                    };
+                    fwd = ASYMMETRIC;
                 }
             }
             let interleave = w.rscs[o.first].kind == Kind::Clone
@@ -505,10 +503,9 @@ impl Builder<'_> {
             let mut changed = false;
             for e in 0..self.edges.len() {
                 let Edge { first, then, flags } = self.edges[e];
-                if flags & RUNNABLE_LEFT != 0
-                    && !self.actions[first].runnable
-                    && self.actions[then].runnable
-                {
+                let blocks = flags & RUNNABLE_LEFT != 0
+                    || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
+                if blocks && !self.actions[first].runnable && self.actions[then].runnable {
                     self.actions[then].runnable = false;
                     self.set_reason(then, first, "unrunnable", true);
                     changed = true;
