@@ -162,7 +162,9 @@ impl Assigner<'_> {
             self.assign(co.primary);
             let pn = self.primary_nodes(co.primary, co.prim_role);
             let top = self.w.top_of(d);
-            for (&n, s) in weights.iter_mut() {
+            let mut work = weights.clone();
+            let mut applied = Vec::new();
+            for (&n, s) in work.iter_mut() {
                 let here = pn.iter().any(|&p| self.same_place(&co.attr, p, n));
                 let delta = if co.score.is_inf() {
                     if here { Score::ZERO } else { Score::NEG_INF }
@@ -175,11 +177,22 @@ impl Assigner<'_> {
                 };
                 if delta != Score::ZERO {
                     *s = s.add(delta);
-                    self.notes.entry(top).or_default().push((
-                        n,
-                        format!("colocation {} with {}", co.id, self.w.rscs[co.primary].id),
-                        delta,
-                    ));
+                    applied.push((n, delta));
+                }
+            }
+            // A finite colocation that would leave nowhere to run is ignored.
+            let mandatory = co.score.is_inf() || co.score.is_neg_inf();
+            let any_left = work
+                .iter()
+                .any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host());
+            if mandatory || any_left || for_promotion {
+                *weights = work;
+                let name = format!("colocation {} with {}", co.id, self.w.rscs[co.primary].id);
+                for (n, delta) in applied {
+                    self.notes
+                        .entry(top)
+                        .or_default()
+                        .push((n, name.clone(), delta));
                 }
             }
         }
