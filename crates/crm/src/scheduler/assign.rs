@@ -243,9 +243,24 @@ impl Assigner<'_> {
             };
             seen.insert(d);
             self.merge_dependents(d, &mut dw, f.clamp(-1.0, 1.0), depth + 1, seen);
+            // An anti-colocated dependent's dislikes count only when it could not run
+            // anywhere the primary is not.
+            let primary_nodes: BTreeSet<usize> = self
+                .w
+                .leaves(p)
+                .iter()
+                .flat_map(|&l| self.w.rscs[l].running.clone())
+                .collect();
+            let dependent_confined = dw
+                .iter()
+                .filter(|(n, s)| s.value() >= 0 && self.w.nodes[**n].can_host())
+                .all(|(n, _)| primary_nodes.contains(n));
             let mut work = weights.clone();
             for (n, s) in work.iter_mut() {
                 let Some(&ds) = dw.get(n) else { continue };
+                if f < 0.0 && ds.value() < 0 && !dependent_confined {
+                    continue;
+                }
                 let add = if ds.is_neg_inf() || ds.is_inf() {
                     if f >= 1.0 - 1e-9 {
                         ds
