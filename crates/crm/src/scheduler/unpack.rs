@@ -1062,7 +1062,8 @@ impl World {
                         Role::Started
                     };
                 }
-                "promote" | "demote" => role = Role::Promoted,
+                "promote" => role = Role::Promoted,
+                "demote" => role = Role::Unpromoted,
                 "monitor" => {
                     if rc == 8 {
                         role = Role::Promoted;
