@@ -663,6 +663,38 @@ impl Assigner<'_> {
                 .filter(|co| co.primary == c && co.prim_role == Some(Role::Promoted))
             {
                 let d = co.dependent;
+                if !co.influence || co.score.value() == 0 {
+                    continue;
+                }
+                if self.w.rscs[d].provisional {
+                    // Not placed yet: its node preferences, scaled by the colocation score.
+                    let dw = if self.w.rscs[d].kind == Kind::Clone {
+                        let mut m = Weights::new();
+                        for &i in &self.w.rscs[d].children {
+                            for (nn, s) in self.unit_weights(i, true) {
+                                let e = m.entry(nn).or_insert(s);
+                                if s > *e {
+                                    *e = s;
+                                }
+                            }
+                        }
+                        m
+                    } else {
+                        self.unit_weights(d, true)
+                    };
+                    let f = co.score.value() as f64 / INFINITY as f64;
+                    if let Some(&ds) = dw.get(&n) {
+                        let add = if (ds.is_neg_inf() || ds.is_inf()) && f.abs() >= 1.0 - 1e-9 {
+                            if f > 0.0 { ds } else { Score::new(-ds.value()) }
+                        } else {
+                            Score::new((ds.value() as f64 * f) as i64)
+                        };
+                        if !(f < 0.0 && ds.value() < 0) {
+                            score = score.add(add);
+                        }
+                    }
+                    continue;
+                }
                 let dn: Vec<usize> = if self.w.rscs[d].kind == Kind::Clone {
                     self.w.rscs[d]
                         .children
