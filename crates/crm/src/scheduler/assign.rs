@@ -255,10 +255,15 @@ impl Assigner<'_> {
                 .iter()
                 .filter(|(n, s)| s.value() >= 0 && self.w.nodes[**n].can_host())
                 .all(|(n, _)| primary_nodes.contains(n));
+            let primary_is_clone = self.w.rscs[p].kind == Kind::Clone;
             let mut work = weights.clone();
             for (n, s) in work.iter_mut() {
                 let Some(&ds) = dw.get(n) else { continue };
                 if f < 0.0 && ds.value() < 0 && !dependent_confined {
+                    continue;
+                }
+                // Clones take only the non-negative preferences of their dependents.
+                if primary_is_clone && ds.value() < 0 {
                     continue;
                 }
                 let add = if ds.is_neg_inf() || ds.is_inf() {
