@@ -141,7 +141,7 @@ impl W {
                         let mut attrs = vec![
                             ("id", Some(op.id.clone())),
                             ("name", Some(op.name.clone())),
-                            ("interval", Some(op.interval_ms.to_string())),
+                            ("interval", Some(format!("{}ms", op.interval_ms))),
                             ("role", op.role.map(|x| x.as_str().to_string())),
                             ("on-fail", op.on_fail.clone()),
                             ("enabled", (!op.enabled).then(|| "false".to_string())),

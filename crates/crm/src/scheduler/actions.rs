@@ -181,6 +181,21 @@ impl Builder<'_> {
                         self.edge(f, sid, 0);
                     }
                 }
+                // Recurring monitors for the role the resource will have.
+                for (interval, role) in w.op_enabled_monitors(l) {
+                    let applies = match role {
+                        Some(Role::Promoted) => r.next_role == Role::Promoted,
+                        Some(Role::Unpromoted) => r.next_role == Role::Unpromoted,
+                        _ => r.next_role != Role::Promoted,
+                    };
+                    if applies {
+                        let start_optional = self.actions[sid].optional;
+                        let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
+                        m.interval_ms = interval;
+                        let mid = self.add(m);
+                        self.edge(sid, mid, IMPLIES_THEN | RUNNABLE_LEFT);
+                    }
+                }
                 if r.next_role == Role::Promoted {
                     let promoted_here = r.role == Role::Promoted && running_here && !r.failed;
                     let mut p =
@@ -641,10 +656,4 @@ fn invert(task: &str) -> Option<&'static str> {
         "demote" => "promote",
         _ => return None,
     })
-}
-
-impl Action {
-    fn pseudo_collective(&self) -> bool {
-        self.pseudo && self.node.is_none()
-    }
 }

@@ -379,7 +379,7 @@ impl Assigner<'_> {
             let allowed = self
                 .leaf_weight(l, n, false)
                 .is_some_and(|s| !s.is_neg_inf())
-                && !(self.w.rscs[l].target_role == Some(Role::Stopped))
+                && self.w.rscs[l].target_role != Some(Role::Stopped)
                 && !self.w.rscs[l].orphan
                 && (self.w.rscs[l].managed || self.w.rscs[l].running.contains(&n));
             if !allowed {
@@ -443,25 +443,14 @@ impl Assigner<'_> {
                         .or_default()
                         .push((n, "total".into(), s));
                 }
-                let n = if self.stopped_by_role(r)
-                    || !self.w.rscs[r].managed
-                        && self.w.rscs[r].running.is_empty()
-                        && self
-                            .w
-                            .leaves(r)
-                            .iter()
-                            .all(|&l| self.w.rscs[l].running.is_empty())
-                        && false
-                {
+                let n = if self.stopped_by_role(r) {
                     None
                 } else if !self.w.leaves(r).iter().all(|&l| self.w.rscs[l].managed) {
                     // Unmanaged resources stay where they are.
-                    let cur = self
-                        .w
+                    self.w
                         .leaves(r)
                         .iter()
-                        .find_map(|&l| self.w.rscs[l].running.first().copied());
-                    cur
+                        .find_map(|&l| self.w.rscs[l].running.first().copied())
                 } else {
                     self.choose(r, &weights, &|_| true, None)
                 };
@@ -726,7 +715,7 @@ impl Assigner<'_> {
             }
             if leaves
                 .iter()
-                .any(|&l| !self.w.rscs[l].assigned.is_some_and(|x| x == n))
+                .any(|&l| self.w.rscs[l].assigned != Some(n))
             {
                 score = Score::NEG_INF;
             }

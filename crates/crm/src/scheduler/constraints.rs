@@ -1,7 +1,6 @@
 //! Constraints resolved against the working set: locations per node, colocations and
 //! orderings between resource indices (resource sets expanded).
 
-use std::collections::BTreeMap;
 
 use crate::cib::{Cib, Constraint, OrderKind, Role};
 use crate::score::Score;
@@ -219,7 +218,7 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
             }
             Constraint::Order(o) => {
                 let symmetrical = o.symmetrical.unwrap_or(o.kind != OrderKind::Serialize);
-                let mut push = |f: usize,
+                let push = |f: usize,
                                 fa: &str,
                                 t: usize,
                                 ta: &str,
@@ -308,13 +307,4 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
         }
     }
     out
-}
-
-/// Location score sums per resource (role-less constraints only), keyed by resource index.
-pub(crate) fn location_map(c: &Constraints) -> BTreeMap<usize, Vec<&Loc>> {
-    let mut m: BTreeMap<usize, Vec<&Loc>> = BTreeMap::new();
-    for l in &c.locs {
-        m.entry(l.rsc).or_default().push(l);
-    }
-    m
 }

@@ -64,12 +64,10 @@ pub(crate) struct Node {
     pub(crate) shutdown: bool,
     pub(crate) fence_reason: Option<String>,
     pub(crate) attrs: BTreeMap<String, String>,
-    pub(crate) capacity: BTreeMap<String, i64>,
     /// Resources assigned so far (tie-breaking).
     pub(crate) count: usize,
     /// Utilization left (when placement-strategy is not default).
     pub(crate) free: BTreeMap<String, i64>,
-    pub(crate) fence_requested: bool,
 }
 
 impl Node {
@@ -137,7 +135,6 @@ pub(crate) struct Rsc {
     pub(crate) provisional: bool,
     pub(crate) assigning: bool,
     pub(crate) promotion: Score,
-    pub(crate) banned_reason: Option<String>,
 }
 
 /// Cluster-wide settings.
@@ -152,7 +149,6 @@ pub(crate) struct Props {
     pub(crate) stop_all: bool,
     pub(crate) stop_orphans: bool,
     pub(crate) startup_fencing: bool,
-    pub(crate) start_failure_is_fatal: bool,
     pub(crate) have_fence_device: bool,
 }
 
@@ -323,7 +319,6 @@ impl World {
             stop_all: p("stop-all-resources").is_some_and(truthy),
             stop_orphans: p("stop-removed-resources").is_none_or(truthy),
             startup_fencing: p("startup-fencing").is_none_or(truthy),
-            start_failure_is_fatal: p("start-failure-is-fatal").is_none_or(truthy),
             have_fence_device,
         };
         let quorate = quorum.unwrap_or(cib.have_quorum);
@@ -460,10 +455,8 @@ impl World {
                 shutdown,
                 fence_reason: reason.map(str::to_string),
                 attrs: a,
-                free: cap.clone(),
-                capacity: cap,
+                free: cap,
                 count: 0,
-                fence_requested: false,
             };
             if terminate && self.props.fencing_enabled && online {
                 node.unclean = true;
@@ -637,7 +630,6 @@ impl World {
             provisional: true,
             assigning: false,
             promotion: Score::ZERO,
-            banned_reason: None,
         };
         self.rscs.push(rsc);
         if instance.is_none() {
@@ -723,24 +715,6 @@ impl World {
             cur = self.rscs[p].parent;
         }
         None
-    }
-
-    /// The clone instance (direct child of the clone) containing r.
-    pub(crate) fn instance_root(&self, r: usize) -> usize {
-        let mut cur = r;
-        while let Some(p) = self.rscs[cur].parent {
-            if self.rscs[p].kind == Kind::Clone {
-                return cur;
-            }
-            cur = p;
-        }
-        cur
-    }
-
-    pub(crate) fn is_active(&self, r: usize) -> bool {
-        self.leaves(r)
-            .iter()
-            .any(|&l| !self.rscs[l].running.is_empty())
     }
 
     fn unpack_status(&mut self, cib: &Cib) {
@@ -905,7 +879,11 @@ impl World {
                 orphan.orphan = true;
                 orphan.instance = None;
                 orphan.managed = !self.props.maintenance_mode;
-                orphan.target_role = Some(Role::Stopped);
+                if self.props.stop_orphans {
+                    orphan.target_role = Some(Role::Stopped);
+                } else {
+                    orphan.managed = false;
+                }
                 orphan.running.clear();
                 orphan.known_on.clear();
                 orphan.role = Role::Stopped;
@@ -968,10 +946,7 @@ impl World {
             let success = ok_exec
                 && (rc == expected
                     || (probe && matches!(rc, 0 | 7 | 8))
-                    || (task != "monitor" && rc == 0)
-                    || (task == "monitor" && rc == 8 && expected == 0 && false));
-            let success =
-                success || (ok_exec && task == "monitor" && rc == 0 && expected == 8 && false);
+                    || (task != "monitor" && rc == 0));
             if success {
                 match task {
                     "start" | "migrate_from" => {
@@ -1228,7 +1203,6 @@ fn blank_rsc() -> Rsc {
         provisional: true,
         assigning: false,
         promotion: Score::ZERO,
-        banned_reason: None,
     }
 }
 
