@@ -40,7 +40,7 @@ impl Score {
 
     /// Pacemaker's addition: -INFINITY dominates, then +INFINITY, else a clamped sum.
     #[must_use]
-    pub fn add(self, other: Score) -> Score {
+    pub fn plus(self, other: Score) -> Score {
         if self.is_neg_inf() || other.is_neg_inf() {
             Score::NEG_INF
         } else if self.is_inf() || other.is_inf() {
@@ -93,9 +93,9 @@ mod tests {
 
     #[test]
     fn negative_infinity_wins_over_positive() {
-        assert_eq!(Score::INF.add(Score::NEG_INF), Score::NEG_INF);
-        assert_eq!(Score::new(5).add(Score::INF), Score::INF);
-        assert_eq!(Score::new(999_999).add(Score::new(5)), Score::INF);
+        assert_eq!(Score::INF.plus(Score::NEG_INF), Score::NEG_INF);
+        assert_eq!(Score::new(5).plus(Score::INF), Score::INF);
+        assert_eq!(Score::new(999_999).plus(Score::new(5)), Score::INF);
         assert_eq!(Score::parse("-INFINITY"), Some(Score::NEG_INF));
         assert_eq!(Score::parse("+100"), Some(Score::new(100)));
         assert_eq!(Score::parse("abc"), None);

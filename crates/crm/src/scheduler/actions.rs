@@ -20,18 +20,26 @@ pub(crate) struct Builder<'a> {
     pub(crate) edges: Vec<Edge>,
     /// Pseudo actions that are runnable when at least `min` of their inputs are.
     pub(crate) one_or_more: Vec<(usize, Vec<usize>, usize)>,
+    /// Actions by (resource, kind).
+    pub(crate) index: std::collections::BTreeMap<(usize, ActionKind), Vec<usize>>,
 }
 
 impl Builder<'_> {
     fn add(&mut self, a: Action) -> usize {
+        let id = self.actions.len();
+        if let Some(r) = a.rsc {
+            self.index.entry((r, a.kind)).or_default().push(id);
+        }
         self.actions.push(a);
-        self.actions.len() - 1
+        id
     }
 
     pub(crate) fn find(&self, rsc: usize, kind: ActionKind, node: Option<usize>) -> Option<usize> {
-        self.actions.iter().position(|a| {
-            a.rsc == Some(rsc) && a.kind == kind && (node.is_none() || a.node == node)
-        })
+        self.index
+            .get(&(rsc, kind))?
+            .iter()
+            .copied()
+            .find(|&a| node.is_none() || self.actions[a].node == node)
     }
 
     fn edge(&mut self, first: usize, then: usize, flags: u8) {
@@ -190,7 +198,8 @@ impl Builder<'_> {
                     };
                     if applies {
                         let start_optional = self.actions[sid].optional;
-                        let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
+                        let mut m =
+                            self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
                         m.interval_ms = interval;
                         let mid = self.add(m);
                         self.edge(sid, mid, IMPLIES_THEN | RUNNABLE_LEFT);
@@ -326,20 +335,18 @@ impl Builder<'_> {
             } else {
                 self.order(o.first, fa, o.then, ta, fwd, o.min_first, interleave, &o.id);
             }
-            if sym {
-                if let (Some(rf), Some(rt)) = (invert(fa), invert(ta)) {
-                    let back = if mandatory {
-                        IMPLIES_FIRST
-                            | if matches!(rf, "stop" | "demote") {
-                                RUNNABLE_LEFT
-                            } else {
-                                0
-                            }
-                    } else {
-                        0
-                    };
-                    self.order(o.then, rt, o.first, rf, back, None, interleave, &o.id);
-                }
+            if sym && let (Some(rf), Some(rt)) = (invert(fa), invert(ta)) {
+                let back = if mandatory {
+                    IMPLIES_FIRST
+                        | if matches!(rf, "stop" | "demote") {
+                            RUNNABLE_LEFT
+                        } else {
+                            0
+                        }
+                } else {
+                    0
+                };
+                self.order(o.then, rt, o.first, rf, back, None, interleave, &o.id);
             }
         }
         // Unclean nodes: starts elsewhere wait for fencing (already edged); stops on
@@ -349,10 +356,15 @@ impl Builder<'_> {
     }
 
     fn all(&self, r: usize, kind: ActionKind) -> Vec<usize> {
-        self.actions
+        self.index.get(&(r, kind)).cloned().unwrap_or_default()
+    }
+
+    /// Actions of `kind` on every leaf under `r`.
+    fn leaf_actions(&self, r: usize, kind: ActionKind) -> Vec<usize> {
+        self.w
+            .leaves(r)
             .iter()
-            .filter(|a| a.rsc == Some(r) && a.kind == kind)
-            .map(|a| a.id)
+            .flat_map(|&l| self.all(l, kind))
             .collect()
     }
 
@@ -454,30 +466,29 @@ impl Builder<'_> {
         if let Some(min) = min.or_else(|| {
             let cm = self.w.rscs[f].clone.min;
             (self.w.rscs[f].kind == Kind::Clone && cm > 0).then_some(cm)
-        }) {
-            if self.w.rscs[f].kind == Kind::Clone {
-                // one-or-more: a pseudo action runnable when enough instances are.
-                let kind = if fa == "start" {
-                    ActionKind::Start
-                } else {
-                    ActionKind::Stop
-                };
-                let inputs: Vec<usize> = self
-                    .w
-                    .leaves(f)
-                    .iter()
-                    .flat_map(|&l| self.all(l, kind))
-                    .collect();
-                let mut a = self.new_action(Some(f), None, ActionKind::OneOrMore, true);
-                a.pseudo = true;
-                a.label = format!("clone-one-or-more:{id}");
-                let p = self.add(a);
-                for &i in &inputs {
-                    self.edge(i, p, 0);
-                }
-                self.one_or_more.push((p, inputs, min.max(1)));
-                firsts = vec![p];
+        }) && self.w.rscs[f].kind == Kind::Clone
+        {
+            // one-or-more: a pseudo action runnable when enough instances are.
+            let kind = if fa == "start" {
+                ActionKind::Start
+            } else {
+                ActionKind::Stop
+            };
+            let inputs: Vec<usize> = self
+                .w
+                .leaves(f)
+                .iter()
+                .flat_map(|&l| self.all(l, kind))
+                .collect();
+            let mut a = self.new_action(Some(f), None, ActionKind::OneOrMore, true);
+            a.pseudo = true;
+            a.label = format!("clone-one-or-more:{id}");
+            let p = self.add(a);
+            for &i in &inputs {
+                self.edge(i, p, 0);
             }
+            self.one_or_more.push((p, inputs, min.max(1)));
+            firsts = vec![p];
         }
         let thens = self.then_side(t, ta);
         for &a in &firsts {
@@ -532,15 +543,7 @@ impl Builder<'_> {
                     continue;
                 }
                 let Some(r) = a.rsc else { continue };
-                let leaves = self.w.leaves(r);
-                let children: Vec<usize> = self
-                    .actions
-                    .iter()
-                    .filter(|x| {
-                        x.rsc.is_some_and(|rr| leaves.contains(&rr)) && x.kind == ActionKind::Start
-                    })
-                    .map(|x| x.id)
-                    .collect();
+                let children = self.leaf_actions(r, ActionKind::Start);
                 let runnable = if self.w.rscs[r].kind == Kind::Group {
                     !children.is_empty() && children.iter().all(|&c| self.actions[c].runnable)
                 } else {
@@ -617,13 +620,10 @@ impl Builder<'_> {
                 } else {
                     ActionKind::Start
                 };
-                let leaves = self.w.leaves(r);
-                let req = self.actions.iter().any(|x| {
-                    x.rsc.is_some_and(|rr| leaves.contains(&rr))
-                        && x.kind == want
-                        && !x.optional
-                        && x.runnable
-                });
+                let req = self
+                    .leaf_actions(r, want)
+                    .iter()
+                    .any(|&x| !self.actions[x].optional && self.actions[x].runnable);
                 if req {
                     self.actions[i].optional = false;
                     changed = true;

@@ -38,15 +38,10 @@ impl Assigner<'_> {
             None
         };
         for a in self.ancestors_and_self(l) {
-            for loc in self
-                .c
-                .locs
-                .iter()
-                .filter(|x| x.rsc == a && x.role.is_none())
-            {
+            for loc in self.c.locs_of(a).filter(|x| x.rsc == a && x.role.is_none()) {
                 for &(node, sc) in &loc.scores {
                     if node == n {
-                        s = Some(s.unwrap_or(Score::ZERO).add(sc));
+                        s = Some(s.unwrap_or(Score::ZERO).plus(sc));
                     }
                 }
             }
@@ -54,7 +49,7 @@ impl Assigner<'_> {
         let mut s = s?;
         let r = &w.rscs[l];
         if with_stickiness && r.running.contains(&n) && r.managed && !r.failed {
-            s = s.add(r.stickiness);
+            s = s.plus(r.stickiness);
         }
         let (fc, _) = w.failcount(l, n);
         if fc > 0 && fc >= r.migration_threshold.max(1) {
@@ -75,7 +70,7 @@ impl Assigner<'_> {
             let mut blocked = false;
             for (i, &l) in leaves.iter().enumerate() {
                 match self.leaf_weight(l, n, with_stickiness) {
-                    Some(s) => total = Some(total.unwrap_or(Score::ZERO).add(s)),
+                    Some(s) => total = Some(total.unwrap_or(Score::ZERO).plus(s)),
                     None => {
                         if i == 0 {
                             blocked = true;
@@ -144,8 +139,7 @@ impl Assigner<'_> {
     fn apply_colocations(&mut self, d: usize, weights: &mut Weights, for_promotion: bool) {
         let colocs: Vec<_> = self
             .c
-            .colocs
-            .iter()
+            .by_dependent(d)
             .filter(|c| c.dependent == d)
             .cloned()
             .collect();
@@ -176,7 +170,7 @@ impl Assigner<'_> {
                     Score::ZERO
                 };
                 if delta != Score::ZERO {
-                    *s = s.add(delta);
+                    *s = s.plus(delta);
                     applied.push((n, delta));
                 }
             }
@@ -212,8 +206,7 @@ impl Assigner<'_> {
         }
         for co in self
             .c
-            .colocs
-            .iter()
+            .by_primary(p)
             .filter(|c| c.primary == p && c.influence)
         {
             let d = co.dependent;
@@ -277,7 +270,7 @@ impl Assigner<'_> {
                 } else {
                     Score::new((ds.value() as f64 * f) as i64)
                 };
-                *s = s.add(add);
+                *s = s.plus(add);
             }
             if work
                 .iter()
@@ -488,7 +481,7 @@ impl Assigner<'_> {
             let mut w = this.unit_weights(i, true);
             for (n, s) in w.iter_mut() {
                 if let Some(&d) = pulled.get(n) {
-                    *s = s.add(d);
+                    *s = s.plus(d);
                 }
             }
             w
@@ -620,7 +613,7 @@ impl Assigner<'_> {
                     .or_else(|| node.attrs.get(&format!("promotion-{}", r.base)));
                 if let Some(v) = v {
                     any_attr = true;
-                    score = score.add(Score::parse(v).unwrap_or(Score::ZERO));
+                    score = score.plus(Score::parse(v).unwrap_or(Score::ZERO));
                 }
             }
             let currently = leaves.iter().any(|&l| {
@@ -633,27 +626,21 @@ impl Assigner<'_> {
                 .chain(instances.iter().copied().filter(|&x| x == i))
                 .chain(leaves.iter().copied())
             {
-                for loc in self
-                    .c
-                    .locs
-                    .iter()
-                    .filter(|x| x.rsc == a && x.role == Some(Role::Promoted))
-                {
+                for loc in self.c.locs_of(a).filter(|x| x.role == Some(Role::Promoted)) {
                     for &(node, s) in &loc.scores {
                         if node == n {
-                            score = score.add(s);
+                            score = score.plus(s);
                         }
                     }
                 }
             }
             if let Some(&d) = role_weights.get(&n) {
-                score = score.add(d);
+                score = score.plus(d);
             }
             // Dependents colocated with our promoted role pull promotion to their node.
             for co in self
                 .c
-                .colocs
-                .iter()
+                .by_primary(c)
                 .filter(|co| co.primary == c && co.prim_role == Some(Role::Promoted))
             {
                 let d = co.dependent;
@@ -684,7 +671,7 @@ impl Assigner<'_> {
                             Score::new((ds.value() as f64 * f) as i64)
                         };
                         if !(f < 0.0 && ds.value() < 0) {
-                            score = score.add(add);
+                            score = score.plus(add);
                         }
                     }
                     continue;
@@ -699,7 +686,7 @@ impl Assigner<'_> {
                     self.w.rscs[d].assigned.into_iter().collect()
                 };
                 if dn.contains(&n) && !co.score.is_inf() {
-                    score = score.add(co.score);
+                    score = score.plus(co.score);
                 } else if co.score.is_neg_inf() && dn.contains(&n) {
                     score = Score::NEG_INF;
                 }
@@ -713,10 +700,7 @@ impl Assigner<'_> {
             {
                 // A failed instance is recovered before it may be promoted again.
             }
-            if leaves
-                .iter()
-                .any(|&l| self.w.rscs[l].assigned != Some(n))
-            {
+            if leaves.iter().any(|&l| self.w.rscs[l].assigned != Some(n)) {
                 score = Score::NEG_INF;
             }
             cands.push((i, score, currently, self.w.rscs[i].instance.unwrap_or(0)));

@@ -1,7 +1,6 @@
 //! Constraints resolved against the working set: locations per node, colocations and
 //! orderings between resource indices (resource sets expanded).
 
-
 use crate::cib::{Cib, Constraint, OrderKind, Role};
 use crate::score::Score;
 
@@ -48,6 +47,48 @@ pub(crate) struct Constraints {
     pub(crate) locs: Vec<Loc>,
     pub(crate) colocs: Vec<Coloc>,
     pub(crate) orders: Vec<Ord>,
+    loc_index: std::collections::BTreeMap<usize, Vec<usize>>,
+    dep_index: std::collections::BTreeMap<usize, Vec<usize>>,
+    prim_index: std::collections::BTreeMap<usize, Vec<usize>>,
+}
+
+impl Constraints {
+    fn build_index(&mut self) {
+        for (i, l) in self.locs.iter().enumerate() {
+            self.loc_index.entry(l.rsc).or_default().push(i);
+        }
+        for (i, c) in self.colocs.iter().enumerate() {
+            self.dep_index.entry(c.dependent).or_default().push(i);
+            self.prim_index.entry(c.primary).or_default().push(i);
+        }
+    }
+
+    /// Location constraints on one resource.
+    pub(crate) fn locs_of(&self, r: usize) -> impl Iterator<Item = &Loc> {
+        self.loc_index
+            .get(&r)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.locs[i])
+    }
+
+    /// Colocations in which `r` is the dependent.
+    pub(crate) fn by_dependent(&self, r: usize) -> impl Iterator<Item = &Coloc> {
+        self.dep_index
+            .get(&r)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.colocs[i])
+    }
+
+    /// Colocations in which `r` is the primary.
+    pub(crate) fn by_primary(&self, r: usize) -> impl Iterator<Item = &Coloc> {
+        self.prim_index
+            .get(&r)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.colocs[i])
+    }
 }
 
 fn role_norm(r: Option<Role>) -> Option<Role> {
@@ -108,10 +149,10 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                 for rsc in targets {
                     let mut scores = Vec::new();
                     let mut role = role_norm(l.role);
-                    if let Some(node) = &l.node {
-                        if let Some(n) = w.nodes.iter().position(|x| &x.name == node) {
-                            scores.push((n, l.score.unwrap_or(Score::ZERO)));
-                        }
+                    if let Some(node) = &l.node
+                        && let Some(n) = w.nodes.iter().position(|x| &x.name == node)
+                    {
+                        scores.push((n, l.score.unwrap_or(Score::ZERO)));
                     }
                     for rule in &l.rules {
                         if rule.role.is_some() {
@@ -219,11 +260,11 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
             Constraint::Order(o) => {
                 let symmetrical = o.symmetrical.unwrap_or(o.kind != OrderKind::Serialize);
                 let push = |f: usize,
-                                fa: &str,
-                                t: usize,
-                                ta: &str,
-                                min: Option<usize>,
-                                out: &mut Constraints| {
+                            fa: &str,
+                            t: usize,
+                            ta: &str,
+                            min: Option<usize>,
+                            out: &mut Constraints| {
                     if f == t && fa == ta {
                         return;
                     }
@@ -306,5 +347,6 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
             }
         }
     }
+    out.build_index();
     out
 }

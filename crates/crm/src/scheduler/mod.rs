@@ -147,6 +147,7 @@ pub fn schedule(cib: &Cib, quorum: Option<bool>, now: i64) -> Transition {
         actions: Vec::new(),
         edges: Vec::new(),
         one_or_more: Vec::new(),
+        index: BTreeMap::new(),
     };
     b.build(&cons);
     let summary = summary_lines(&w, &b);

@@ -163,6 +163,8 @@ pub(crate) struct World {
     pub(crate) by_id: BTreeMap<String, usize>,
     pub(crate) rsc_defaults: Vec<NvSet>,
     pub(crate) op_defaults: Vec<NvSet>,
+    /// Leaves per resource, filled once the resource tree is final.
+    pub(crate) leaf_cache: Vec<Vec<usize>>,
 }
 
 fn truthy(v: &str) -> bool {
@@ -332,6 +334,7 @@ impl World {
             by_id: BTreeMap::new(),
             rsc_defaults: cib.config.rsc_defaults.clone(),
             op_defaults: cib.config.op_defaults.clone(),
+            leaf_cache: Vec::new(),
         };
         w.unpack_nodes(cib);
         if !w.quorate
@@ -351,6 +354,13 @@ impl World {
             w.top.push(idx);
         }
         w.unpack_status(cib);
+        w.leaf_cache = (0..w.rscs.len())
+            .map(|r| {
+                let mut out = Vec::new();
+                w.collect_leaves(r, &mut out);
+                out
+            })
+            .collect();
         for r in &mut w.rscs {
             if r.kind != Kind::Primitive || r.running.len() < 2 {
                 continue;
@@ -682,6 +692,9 @@ impl World {
 
     /// Leaves (primitives) under `r`, in order.
     pub(crate) fn leaves(&self, r: usize) -> Vec<usize> {
+        if let Some(v) = self.leaf_cache.get(r) {
+            return v.clone();
+        }
         let mut out = Vec::new();
         self.collect_leaves(r, &mut out);
         out
@@ -774,10 +787,10 @@ impl World {
         // Anonymous: an instance already known on this node, else the first instance
         // not active anywhere (for active history) or any inactive instance.
         for &i in &instances {
-            if let Some(l) = leaf_in(self, i) {
-                if self.rscs[l].known_on.contains(&n) {
-                    return Some(l);
-                }
+            if let Some(l) = leaf_in(self, i)
+                && self.rscs[l].known_on.contains(&n)
+            {
+                return Some(l);
             }
         }
         for &i in &instances {
@@ -794,10 +807,11 @@ impl World {
                 .leaves(i)
                 .iter()
                 .any(|&l| !self.rscs[l].running.is_empty() || self.rscs[l].pending.is_some());
-            if !any_active && let Some(l) = leaf_in(self, i) {
-                if active || !self.rscs[l].known_on.contains(&n) {
-                    return Some(l);
-                }
+            if !any_active
+                && let Some(l) = leaf_in(self, i)
+                && (active || !self.rscs[l].known_on.contains(&n))
+            {
+                return Some(l);
             }
         }
         let _ = active;
@@ -865,7 +879,7 @@ impl World {
                     return;
                 }
                 let idx = self.rscs.len();
-                let mut orphan = self.rscs.first().cloned().unwrap_or_else(|| blank_rsc());
+                let mut orphan = self.rscs.first().cloned().unwrap_or_else(blank_rsc);
                 orphan.id = lr.id.clone();
                 orphan.base = lr.id.clone();
                 orphan.kind = Kind::Primitive;
@@ -922,11 +936,7 @@ impl World {
                 match task {
                     "start" | "migrate_to" | "migrate_from" => role = Role::Started,
                     "promote" => role = Role::Promoted,
-                    "stop" => {
-                        if role == Role::Stopped {
-                            role = Role::Started
-                        }
-                    }
+                    "stop" if role == Role::Stopped => role = Role::Started,
                     "demote" => role = Role::Promoted,
                     _ => {}
                 }
@@ -1131,7 +1141,7 @@ impl World {
                     continue;
                 }
                 if is_count {
-                    total = total.add(Score::parse(v).unwrap_or(Score::ZERO));
+                    total = total.plus(Score::parse(v).unwrap_or(Score::ZERO));
                 } else if let Ok(t) = v.parse::<i64>() {
                     last = Some(last.map_or(t, |l: i64| l.max(t)));
                 }
