@@ -4,7 +4,10 @@ use std::fmt::Write;
 
 use crate::cib::{Cib, LrmOp, LrmResource, NodeState, parse_cib};
 use crate::error::CibError;
-use crate::scheduler::{Transition, schedule};
+use std::collections::BTreeMap;
+
+use crate::cib::Role;
+use crate::scheduler::{ClusterView, RscView, Transition, schedule};
 
 /// Simulation inputs beyond the CIB.
 #[derive(Debug, Clone, Default)]
@@ -143,21 +146,169 @@ pub fn format_summary(t: &Transition) -> String {
     s
 }
 
-/// Formats the current cluster status section (nodes and resources).
-pub fn format_status(cib: &Cib, t: &Transition) -> String {
-    let mut s = String::from("Current cluster status:\n  * Node List:\n");
-    let names: Vec<String> = cib.config.nodes.iter().map(|n| n.uname.clone()).collect();
-    let _ = writeln!(s, "    * Nodes: [ {} ]", names.join(" "));
+fn role_word(r: Role) -> &'static str {
+    match r {
+        Role::Promoted => "Promoted",
+        Role::Unpromoted => "Unpromoted",
+        Role::Stopped | Role::Unknown => "Stopped",
+        Role::Started => "Started",
+    }
+}
+
+fn primitive_line(v: &RscView) -> String {
+    let mut state = if v.nodes.is_empty() {
+        "Stopped".to_string()
+    } else if v.failed {
+        format!("FAILED {}", v.nodes.join(" "))
+    } else if v.nodes.len() > 1 {
+        format!("{} [ {} ]", role_word(v.role), v.nodes.join(" "))
+    } else {
+        format!("{} {}", role_word(v.role), v.nodes[0])
+    };
+    if v.disabled {
+        state.push_str(" (disabled)");
+    }
+    if v.unmanaged {
+        state.push_str(" (unmanaged)");
+    }
+    format!("{}\t({}):\t {state}", v.id, v.agent)
+}
+
+fn format_rsc(out: &mut String, v: &RscView, depth: usize) {
+    let pad = "  ".repeat(depth + 2);
+    match v.kind {
+        "primitive" => {
+            let _ = writeln!(out, "{pad}* {}", primitive_line(v));
+        }
+        "group" => {
+            let _ = writeln!(out, "{pad}* Resource Group: {}:", v.id);
+            for c in &v.children {
+                format_rsc(out, c, depth + 1);
+            }
+        }
+        _ => {
+            let child = v.children.first().map_or(String::new(), |c| {
+                c.id.split(':').next().unwrap_or("").to_string()
+            });
+            let flags = if v.flags.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", v.flags.join(", "))
+            };
+            let _ = writeln!(out, "{pad}* Clone Set: {} [{child}]{flags}:", v.id);
+            let simple = v
+                .children
+                .iter()
+                .all(|c| c.kind == "primitive" && !c.failed && c.nodes.len() <= 1);
+            if simple && !v.flags.contains(&"unique") {
+                let mut by_role: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+                for c in &v.children {
+                    if let Some(n) = c.nodes.first() {
+                        by_role
+                            .entry(role_word(c.role))
+                            .or_default()
+                            .push(n.clone());
+                    }
+                }
+                for role in ["Promoted", "Unpromoted", "Started"] {
+                    if let Some(nodes) = by_role.get(role) {
+                        let _ = writeln!(out, "{pad}  * {role}: [ {} ]", nodes.join(" "));
+                    }
+                }
+            } else {
+                for c in &v.children {
+                    format_rsc(out, c, depth + 1);
+                }
+            }
+        }
+    }
+}
+
+/// Formats a cluster view the way `crm_simulate` lays out a status section.
+pub fn format_view(title: &str, v: &ClusterView) -> String {
+    let mut s = format!("{title}:\n  * Node List:\n");
+    let mut online = Vec::new();
+    let mut offline = Vec::new();
+    for n in &v.nodes {
+        match n.state.as_str() {
+            "online" => online.push(n.name.clone()),
+            "OFFLINE" => offline.push(n.name.clone()),
+            other => {
+                let _ = writeln!(s, "    * Node {}: {other}", n.name);
+            }
+        }
+    }
+    if !online.is_empty() {
+        let _ = writeln!(s, "    * Online: [ {} ]", online.join(" "));
+    }
+    if !offline.is_empty() {
+        let _ = writeln!(s, "    * OFFLINE: [ {} ]", offline.join(" "));
+    }
     s.push_str("\n  * Full List of Resources:\n");
-    for (rsc, node, role) in &t.placement {
-        let _ = writeln!(
-            s,
-            "    * {rsc}\t-> {} ({})",
-            node.as_deref().unwrap_or("Stopped"),
-            role.as_str()
-        );
+    for r in &v.resources {
+        format_rsc(&mut s, r, 0);
     }
     s
+}
+
+/// Formats the current cluster status section.
+pub fn format_status(t: &Transition) -> String {
+    format_view("Current cluster status", &t.current)
+}
+
+/// Formats the executed actions in one valid order (a topological order of the graph).
+pub fn format_actions(t: &Transition) -> String {
+    let n = t.actions.len();
+    let live: Vec<bool> = t
+        .actions
+        .iter()
+        .map(|a| !a.optional && a.runnable)
+        .collect();
+    let mut indeg = vec![0usize; n];
+    let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for e in &t.edges {
+        if live[e.first] && live[e.then] {
+            next[e.first].push(e.then);
+            indeg[e.then] += 1;
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| live[i] && indeg[i] == 0).collect();
+    let mut s = String::from("Executing Cluster Transition:\n");
+    while let Some(&i) = ready.iter().next() {
+        ready.remove(&i);
+        let a = &t.actions[i];
+        let rsc = a.rsc.map_or("", |r| t.resource_name(r));
+        let node = a.node.map_or("", |x| t.node_name(x));
+        let task = match (a.kind, a.interval_ms) {
+            (crate::ActionKind::Monitor, 0) => "monitor".to_string(),
+            (crate::ActionKind::Monitor, i) => format!("monitor={i}"),
+            (k, _) => k.task().to_string(),
+        };
+        match a.kind {
+            crate::ActionKind::Fence => {
+                let _ = writeln!(s, "  * Fencing {node}");
+            }
+            _ if a.pseudo => {
+                let _ = writeln!(s, "  * Pseudo action:   {rsc}_{task}_0");
+            }
+            _ => {
+                let _ = writeln!(s, "  * Resource action: {rsc:<15} {task} on {node}");
+            }
+        }
+        for &j in &next[i] {
+            indeg[j] -= 1;
+            if indeg[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    s
+}
+
+/// Formats the cluster status expected after the transition.
+pub fn format_revised(t: &Transition) -> String {
+    format_view("Revised Cluster Status", &t.revised)
 }
 
 /// Formats allocation scores.

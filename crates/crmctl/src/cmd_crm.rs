@@ -76,16 +76,17 @@ pub(crate) fn run(cmd: CrmCommand) -> anyhow::Result<ExitCode> {
                 now: now(),
             };
             let sim = load(&a.file, &opts)?;
-            print!(
-                "{}",
-                crm::simulate::format_status(&sim.cib, &sim.transition)
-            );
+            print!("{}", crm::simulate::format_status(&sim.transition));
             println!();
             if a.scores {
                 print!("{}", crm::simulate::format_scores(&sim.transition));
                 println!();
             }
             print!("{}", crm::simulate::format_summary(&sim.transition));
+            println!();
+            print!("{}", crm::simulate::format_actions(&sim.transition));
+            println!();
+            print!("{}", crm::simulate::format_revised(&sim.transition));
             Ok(ExitCode::SUCCESS)
         }
         CrmCommand::Explain(a) => {

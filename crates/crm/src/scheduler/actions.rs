@@ -227,6 +227,21 @@ impl Builder<'_> {
                 continue;
             }
         }
+        // Inside a promotable clone, demotions happen before promotions.
+        for (c, r) in w.rscs.iter().enumerate() {
+            if r.kind != Kind::Clone || !r.clone.promotable {
+                continue;
+            }
+            let demotes = self.leaf_actions(c, ActionKind::Demote);
+            let promotes = self.leaf_actions(c, ActionKind::Promote);
+            for &d in &demotes {
+                for &p in &promotes {
+                    if self.actions[d].rsc != self.actions[p].rsc {
+                        self.edge(d, p, 0);
+                    }
+                }
+            }
+        }
         // Collective pseudo actions.
         for (g, r) in w.rscs.iter().enumerate() {
             if r.kind == Kind::Primitive {

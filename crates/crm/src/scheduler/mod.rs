@@ -7,6 +7,9 @@ mod assign;
 mod constraints;
 pub(crate) mod rules;
 pub(crate) mod unpack;
+mod view;
+
+pub use view::{ClusterView, NodeView, RscView};
 
 use std::collections::BTreeMap;
 
@@ -110,6 +113,10 @@ pub struct Transition {
     pub notes: BTreeMap<String, Vec<(String, String, Score)>>,
     /// Where each resource was placed and in which role.
     pub placement: Vec<(String, Option<String>, Role)>,
+    /// The cluster as read from the CIB.
+    pub current: ClusterView,
+    /// The cluster once every runnable action of this transition succeeded.
+    pub revised: ClusterView,
 }
 
 impl Transition {
@@ -186,6 +193,14 @@ pub fn schedule(cib: &Cib, quorum: Option<bool>, now: i64) -> Transition {
             )
         })
         .collect();
+    let fenced: Vec<usize> = b
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Fence)
+        .filter_map(|a| a.node)
+        .collect();
+    let current = view::cluster_view(&w, false, &[]);
+    let revised = view::cluster_view(&w, true, &fenced);
     Transition {
         actions: b.actions,
         edges: b.edges,
@@ -195,6 +210,8 @@ pub fn schedule(cib: &Cib, quorum: Option<bool>, now: i64) -> Transition {
         scores,
         notes: note_map,
         placement,
+        current,
+        revised,
     }
 }
 
