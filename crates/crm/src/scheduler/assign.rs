@@ -495,6 +495,22 @@ impl Assigner<'_> {
             let failed = leaves.iter().any(|&l| self.w.rscs[l].failed);
             (!active, failed, self.w.rscs[i].instance)
         });
+        let running_instances: Vec<usize> = instances
+            .iter()
+            .copied()
+            .filter(|&i| {
+                self.w
+                    .leaves(i)
+                    .iter()
+                    .any(|&l| !self.w.rscs[l].running.is_empty())
+            })
+            .collect();
+        let hosting: BTreeSet<usize> = running_instances
+            .iter()
+            .flat_map(|&i| self.w.leaves(i))
+            .flat_map(|l| self.w.rscs[l].running.clone())
+            .collect();
+        let spare = cfg.max.saturating_sub(running_instances.len());
         if !stopped {
             for &i in &order {
                 let leaves = self.w.leaves(i);
@@ -516,7 +532,21 @@ impl Assigner<'_> {
                 }
                 let wts = weights_of(self, i);
                 let count = per_node.get(&cur).copied().unwrap_or(0);
-                let ok = wts.get(&cur).is_some_and(|s| s.value() >= 0)
+                // Kept unless better nodes would be left without an instance: spare
+                // instances can cover better nodes, so only count those beyond the spares.
+                let cur_score = wts.get(&cur).copied();
+                let better = wts
+                    .iter()
+                    .filter(|&(&n, s)| {
+                        n != cur
+                            && s.value() >= 0
+                            && Some(*s) > cur_score
+                            && self.w.nodes[n].can_host()
+                            && !hosting.contains(&n)
+                    })
+                    .count();
+                let ok = cur_score.is_some_and(|s| s.value() >= 0)
+                    && better <= spare
                     && self.w.nodes[cur].can_host()
                     && count
                         < cfg
