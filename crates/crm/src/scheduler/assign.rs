@@ -548,12 +548,7 @@ impl Assigner<'_> {
                 let ok = cur_score.is_some_and(|s| s.value() >= 0)
                     && better <= spare
                     && self.w.nodes[cur].can_host()
-                    && count
-                        < cfg
-                            .node_max
-                            .min(optimal.max(1))
-                            .max(1)
-                            .max(if cfg.node_max > 1 { cfg.node_max } else { 1 })
+                    && count < optimal.min(cfg.node_max)
                     && self.fits(i, cur);
                 if ok {
                     self.place_unit(i, Some(cur));
