@@ -127,6 +127,8 @@ pub(crate) struct Rsc {
     pub(crate) blocked: bool,
     pub(crate) pending: Option<String>,
     pub(crate) known_on: BTreeSet<usize>,
+    /// History entry ids seen per node (anonymous clones may have several).
+    pub(crate) history_ids: Vec<(usize, String)>,
     pub(crate) fail_stop_on: BTreeSet<usize>,
     // Placement.
     pub(crate) weights: BTreeMap<usize, Score>,
@@ -633,6 +635,7 @@ impl World {
             blocked: false,
             pending: None,
             known_on: BTreeSet::new(),
+            history_ids: Vec::new(),
             fail_stop_on: BTreeSet::new(),
             weights: BTreeMap::new(),
             assigned: None,
@@ -739,10 +742,12 @@ impl World {
             .collect();
         // Process online nodes first, then the rest, each in document order.
         let mut order: Vec<&NodeState> = cib.status.iter().collect();
+        let fencing = self.props.fencing_enabled;
         order.sort_by_key(|ns| {
-            node_idx
-                .get(ns.id.as_str())
-                .is_none_or(|&i| !self.nodes[i].online)
+            !fencing
+                && node_idx
+                    .get(ns.id.as_str())
+                    .is_none_or(|&i| !self.nodes[i].online)
         });
         for ns in order {
             let Some(&n) = node_idx.get(ns.id.as_str()) else {
@@ -790,6 +795,14 @@ impl World {
             if let Some(l) = leaf_in(self, i)
                 && self.rscs[l].known_on.contains(&n)
             {
+                // A second history of an anonymous clone on one node is an orphan.
+                let other = self.rscs[l]
+                    .history_ids
+                    .iter()
+                    .any(|(hn, id)| *hn == n && *id != lr.id);
+                if other && self.rscs[l].running.contains(&n) {
+                    return None;
+                }
                 return Some(l);
             }
         }
@@ -799,6 +812,9 @@ impl World {
                 .iter()
                 .any(|&l| self.rscs[l].running.contains(&n));
             if on_node && let Some(l) = leaf_in(self, i) {
+                if self.rscs[l].running.contains(&n) {
+                    return None;
+                }
                 return Some(l);
             }
         }
@@ -871,49 +887,99 @@ impl World {
         let mut ops: Vec<&LrmOp> = lr.ops.iter().collect();
         ops.sort_by_key(|o| (o.call_id < 0, o.call_id));
         // Decide activity first (for anonymous clone instance mapping).
-        let leaf = match self.find_leaf(n, lr, true) {
+        let found = self.find_leaf(n, lr, true);
+        if std::env::var("CRM_DEBUG").is_ok() {
+            eprintln!(
+                "history {} on {} -> {:?}",
+                lr.id,
+                self.nodes[n].name,
+                found.map(|l| self.rscs[l].id.clone())
+            );
+        }
+        let leaf = match found {
             Some(l) => l,
             None => {
-                // Removed from the configuration: an orphan.
-                if self.by_id.contains_key(&lr.id) {
+                // More active instances than the clone allows: an orphan instance.
+                let base = lr.id.split(':').next().unwrap_or(&lr.id).to_string();
+                if let Some(&c) = self.by_id.get(&base)
+                    && self.rscs[c].kind == Kind::Clone
+                {
+                    match self.orphan_instance(c, &base) {
+                        Some(l) => l,
+                        None => return,
+                    }
+                } else if self.by_id.contains_key(&lr.id) {
                     return;
-                }
-                let idx = self.rscs.len();
-                let mut orphan = self.rscs.first().cloned().unwrap_or_else(blank_rsc);
-                orphan.id = lr.id.clone();
-                orphan.base = lr.id.clone();
-                orphan.kind = Kind::Primitive;
-                orphan.parent = None;
-                orphan.children.clear();
-                orphan.class = lr.class.clone().unwrap_or_default();
-                orphan.provider = lr.provider.clone();
-                orphan.agent = lr.agent.clone().unwrap_or_default();
-                orphan.meta.clear();
-                orphan.ops.clear();
-                orphan.orphan = true;
-                orphan.instance = None;
-                orphan.managed = !self.props.maintenance_mode;
-                if self.props.stop_orphans {
-                    orphan.target_role = Some(Role::Stopped);
                 } else {
-                    orphan.managed = false;
+                    self.orphan_primitive(lr)
                 }
-                orphan.running.clear();
-                orphan.known_on.clear();
-                orphan.role = Role::Stopped;
-                orphan.failed = false;
-                orphan.priority = 0;
-                orphan.stickiness = Score::ZERO;
-                orphan.weights.clear();
-                orphan.clone = CloneCfg::default();
-                orphan.utilization.clear();
-                orphan.requires = Requires::Quorum;
-                self.rscs.push(orphan);
-                self.by_id.insert(lr.id.clone(), idx);
-                self.top.push(idx);
-                idx
             }
         };
+        self.apply_history(n, leaf, lr);
+    }
+
+    /// A new, removed instance of an anonymous clone whose child is a primitive.
+    fn orphan_instance(&mut self, c: usize, base: &str) -> Option<usize> {
+        let template = *self.rscs[c].children.first()?;
+        if self.rscs[template].kind != Kind::Primitive || self.rscs[template].base != base {
+            return None;
+        }
+        let num = self.rscs[c].children.len();
+        let mut r = self.rscs[template].clone();
+        r.id = format!("{base}:{num}");
+        r.instance = Some(num);
+        r.orphan = true;
+        r.running.clear();
+        r.known_on.clear();
+        r.role = Role::Stopped;
+        r.failed = false;
+        r.target_role = Some(Role::Stopped);
+        let idx = self.rscs.len();
+        self.rscs.push(r);
+        self.rscs[c].children.push(idx);
+        Some(idx)
+    }
+
+    fn orphan_primitive(&mut self, lr: &LrmResource) -> usize {
+        let idx = self.rscs.len();
+        let mut orphan = self.rscs.first().cloned().unwrap_or_else(blank_rsc);
+        orphan.id = lr.id.clone();
+        orphan.base = lr.id.clone();
+        orphan.kind = Kind::Primitive;
+        orphan.parent = None;
+        orphan.children.clear();
+        orphan.class = lr.class.clone().unwrap_or_default();
+        orphan.provider = lr.provider.clone();
+        orphan.agent = lr.agent.clone().unwrap_or_default();
+        orphan.meta.clear();
+        orphan.ops.clear();
+        orphan.orphan = true;
+        orphan.instance = None;
+        orphan.managed = !self.props.maintenance_mode;
+        if self.props.stop_orphans {
+            orphan.target_role = Some(Role::Stopped);
+        } else {
+            orphan.managed = false;
+        }
+        orphan.running.clear();
+        orphan.known_on.clear();
+        orphan.role = Role::Stopped;
+        orphan.failed = false;
+        orphan.priority = 0;
+        orphan.stickiness = Score::ZERO;
+        orphan.weights.clear();
+        orphan.clone = CloneCfg::default();
+        orphan.utilization.clear();
+        orphan.requires = Requires::Quorum;
+        self.rscs.push(orphan);
+        self.by_id.insert(lr.id.clone(), idx);
+        self.top.push(idx);
+        idx
+    }
+
+    fn apply_history(&mut self, n: usize, leaf: usize, lr: &LrmResource) {
+        let mut ops: Vec<&LrmOp> = lr.ops.iter().collect();
+        ops.sort_by_key(|o| (o.call_id < 0, o.call_id));
         let mut role = Role::Stopped;
         let mut failed = false;
         let mut on_fail = OnFail::Ignore;
@@ -1075,6 +1141,7 @@ impl World {
         }
         let r = &mut self.rscs[leaf];
         r.known_on.insert(n);
+        r.history_ids.push((n, lr.id.clone()));
         if pending.is_some() {
             r.pending = pending;
         }
@@ -1206,6 +1273,7 @@ fn blank_rsc() -> Rsc {
         blocked: false,
         pending: None,
         known_on: BTreeSet::new(),
+        history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
         weights: BTreeMap::new(),
         assigned: None,
