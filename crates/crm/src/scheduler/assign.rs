@@ -335,7 +335,7 @@ impl Assigner<'_> {
                     }
                 })
                 .then_with(|| (Some(b.0) == current).cmp(&(Some(a.0) == current)))
-                .then_with(|| w.nodes[a.0].name.cmp(&w.nodes[b.0].name))
+                .then_with(|| natural_cmp(&w.nodes[a.0].name, &w.nodes[b.0].name))
         });
         let &(best, best_score) = c.first()?;
         if let Some(p) = prefer
@@ -378,6 +378,8 @@ impl Assigner<'_> {
             if !allowed {
                 ok = false;
             }
+            // A failed, blocked member stays put, but later members cannot follow it.
+            let stuck = self.w.blocked(l) && self.w.rscs[l].failed;
             if ok {
                 self.w.rscs[l].assigned = Some(n);
                 self.w.nodes[n].count += 1;
@@ -389,6 +391,9 @@ impl Assigner<'_> {
                 }
             } else {
                 self.w.rscs[l].assigned = None;
+            }
+            if stuck {
+                ok = false;
             }
             self.w.rscs[l].provisional = false;
         }
@@ -438,8 +443,13 @@ impl Assigner<'_> {
                 }
                 let n = if self.stopped_by_role(r) {
                     None
-                } else if !self.w.leaves(r).iter().all(|&l| self.w.rscs[l].managed) {
-                    // Unmanaged resources stay where they are.
+                } else if !self
+                    .w
+                    .leaves(r)
+                    .iter()
+                    .all(|&l| self.w.rscs[l].managed && !self.w.blocked(l))
+                {
+                    // Unmanaged and blocked resources stay where they are.
                     self.w
                         .leaves(r)
                         .iter()
@@ -809,7 +819,7 @@ impl Assigner<'_> {
         let names: Vec<String> = self.w.nodes.iter().map(|n| n.name.clone()).collect();
         let default_strategy = self.w.props.placement == "default";
         let mut by_name: Vec<usize> = (0..names.len()).collect();
-        by_name.sort_by(|&x, &y| names[x].cmp(&names[y]));
+        by_name.sort_by(|&x, &y| natural_cmp(&names[x], &names[y]));
         let cmp = |a: &Key, b: &Key| -> std::cmp::Ordering {
             use std::cmp::Ordering::*;
             let o = b.priority.cmp(&a.priority);
@@ -872,4 +882,41 @@ fn merge_sort<T>(mut v: Vec<T>, cmp: &dyn Fn(&T, &T) -> std::cmp::Ordering) -> V
         }
     }
     out
+}
+
+/// Compares names case-insensitively with digit runs compared as numbers (`node9` < `node10`).
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering::Equal;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
+            let si = i;
+            while i < a.len() && a[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            let na = std::str::from_utf8(&a[si..i])
+                .unwrap_or("0")
+                .trim_start_matches('0');
+            let nb = std::str::from_utf8(&b[sj..j])
+                .unwrap_or("0")
+                .trim_start_matches('0');
+            let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if o != Equal {
+                return o;
+            }
+        } else {
+            let o = a[i].to_ascii_lowercase().cmp(&b[j].to_ascii_lowercase());
+            if o != Equal {
+                return o;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (a.len() - i).cmp(&(b.len() - j))
 }

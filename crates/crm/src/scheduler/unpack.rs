@@ -685,6 +685,12 @@ impl World {
                 || matches!(self.props.no_quorum_policy.as_str(), "ignore" | "suicide"))
     }
 
+    /// Blocked by a failure that fencing will not clear.
+    pub(crate) fn blocked(&self, l: usize) -> bool {
+        let r = &self.rscs[l];
+        r.blocked && r.running.iter().any(|&n| !self.will_fence(n))
+    }
+
     /// Whether the scheduler may act on a leaf: managed, not blocked by a failure (unless
     /// fencing its node clears the failure), and not on a node in maintenance.
     pub(crate) fn actionable(&self, l: usize) -> bool {
