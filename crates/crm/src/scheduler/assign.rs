@@ -449,11 +449,24 @@ impl Assigner<'_> {
                     .iter()
                     .all(|&l| self.w.rscs[l].managed && !self.w.blocked(l))
                 {
-                    // Unmanaged and blocked resources stay where they are.
-                    self.w
+                    // Unmanaged and blocked resources stay where they are (for groups: where
+                    // most members run).
+                    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+                    for l in self.w.leaves(r) {
+                        for &n in &self.w.rscs[l].running {
+                            *counts.entry(n).or_default() += 1;
+                        }
+                    }
+                    let top = counts.values().copied().max().unwrap_or(0);
+                    let first_leaf_nodes: Vec<usize> = self
+                        .w
                         .leaves(r)
                         .iter()
-                        .find_map(|&l| self.w.rscs[l].running.first().copied())
+                        .flat_map(|&l| self.w.rscs[l].running.clone())
+                        .collect();
+                    first_leaf_nodes
+                        .into_iter()
+                        .find(|n| counts.get(n) == Some(&top))
                 } else {
                     self.choose(r, &weights, &|_| true, None)
                 };

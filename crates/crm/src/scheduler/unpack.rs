@@ -363,13 +363,23 @@ impl World {
                 out
             })
             .collect();
-        for r in &mut w.rscs {
+        for i in 0..w.rscs.len() {
+            let r = &w.rscs[i];
             if r.kind != Kind::Primitive || r.running.len() < 2 {
                 continue;
             }
             match r.meta.get("multiple-active").map(String::as_str) {
-                Some("block") => r.blocked = true,
-                Some("stop_only") => r.target_role = Some(Role::Stopped),
+                Some("block") => {
+                    // The whole group is blocked along with its multiply active member.
+                    let scope = match r.parent {
+                        Some(p) if w.rscs[p].kind == Kind::Group => w.rscs[p].children.clone(),
+                        _ => vec![i],
+                    };
+                    for m in scope {
+                        w.rscs[m].blocked = true;
+                    }
+                }
+                Some("stop_only") => w.rscs[i].target_role = Some(Role::Stopped),
                 _ => {}
             }
         }
