@@ -1223,6 +1223,18 @@ impl World {
                 {
                     continue;
                 }
+                // Failures of operations with on-fail=ignore do not count.
+                if let Some((op, interval)) =
+                    rest.split_once('#').and_then(|(_, k)| k.rsplit_once('_'))
+                    && let Ok(ms) = interval.parse::<u64>()
+                    && r.ops.iter().any(|o| {
+                        o.name == op
+                            && o.interval_ms == ms
+                            && o.on_fail.as_deref() == Some("ignore")
+                    })
+                {
+                    continue;
+                }
                 if is_count {
                     total = total.plus(Score::parse(v).unwrap_or(Score::ZERO));
                 } else if let Ok(t) = v.parse::<i64>() {
