@@ -1,0 +1,674 @@
+//! Action creation and ordering: per-resource actions, collective pseudo actions, fencing,
+//! and flag propagation along orderings until nothing changes.
+
+use crate::cib::{OrderKind, Role};
+
+use super::constraints::Constraints;
+use super::unpack::{Kind, Requires, World};
+use super::{Action, ActionKind, Edge};
+
+pub(crate) const IMPLIES_THEN: u8 = 1;
+pub(crate) const IMPLIES_FIRST: u8 = 2;
+pub(crate) const RUNNABLE_LEFT: u8 = 4;
+pub(crate) const RESTART: u8 = 8;
+/// Asymmetric mandatory order: an unrunnable first blocks a then that is required.
+pub(crate) const ASYMMETRIC: u8 = 16;
+
+pub(crate) struct Builder<'a> {
+    pub(crate) w: &'a World,
+    pub(crate) actions: Vec<Action>,
+    pub(crate) edges: Vec<Edge>,
+    /// Pseudo actions that are runnable when at least `min` of their inputs are.
+    pub(crate) one_or_more: Vec<(usize, Vec<usize>, usize)>,
+    /// Actions by (resource, kind).
+    pub(crate) index: std::collections::BTreeMap<(usize, ActionKind), Vec<usize>>,
+}
+
+impl Builder<'_> {
+    fn add(&mut self, a: Action) -> usize {
+        let id = self.actions.len();
+        if let Some(r) = a.rsc {
+            self.index.entry((r, a.kind)).or_default().push(id);
+        }
+        self.actions.push(a);
+        id
+    }
+
+    pub(crate) fn find(&self, rsc: usize, kind: ActionKind, node: Option<usize>) -> Option<usize> {
+        self.index
+            .get(&(rsc, kind))?
+            .iter()
+            .copied()
+            .find(|&a| node.is_none() || self.actions[a].node == node)
+    }
+
+    fn edge(&mut self, first: usize, then: usize, flags: u8) {
+        self.edges.push(Edge { first, then, flags });
+    }
+
+    fn new_action(
+        &self,
+        rsc: Option<usize>,
+        node: Option<usize>,
+        kind: ActionKind,
+        optional: bool,
+    ) -> Action {
+        Action {
+            id: self.actions.len(),
+            rsc,
+            node,
+            kind,
+            interval_ms: 0,
+            optional,
+            runnable: true,
+            pseudo: false,
+            reason: None,
+            label: String::new(),
+        }
+    }
+
+    pub(crate) fn build(&mut self, c: &Constraints) {
+        let w = self.w;
+        // Fencing.
+        let can_fence = w.props.fencing_enabled
+            && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide"));
+        let mut fences = Vec::new();
+        for (n, node) in w.nodes.iter().enumerate().rev() {
+            if node.unclean && node.fence_reason.is_some() && can_fence {
+                let mut a = self.new_action(None, Some(n), ActionKind::Fence, false);
+                a.reason = node.fence_reason.clone();
+                a.label = format!("stonith-{}-{}", node.name, w.props.fencing_action);
+                fences.push(self.add(a));
+            }
+        }
+        let fenced =
+            |n: usize, b: &Builder<'_>| fences.iter().any(|&f| b.actions[f].node == Some(n));
+        // Per-leaf actions.
+        for (l, r) in w.rscs.iter().enumerate() {
+            if r.kind != Kind::Primitive {
+                continue;
+            }
+            let managed = w.actionable(l);
+            let next = r.assigned;
+            let multi = r.running.len() > 1;
+            let mut stop_ids = Vec::new();
+            for &n in &r.running {
+                let needed = next != Some(n) || r.failed || multi || r.next_role == Role::Stopped;
+                let mut a = self.new_action(Some(l), Some(n), ActionKind::Stop, !needed);
+                if w.nodes[n].unclean {
+                    a.pseudo = true;
+                    if !fenced(n, self) {
+                        a.runnable = false;
+                    }
+                }
+                if !managed {
+                    a.runnable = false;
+                    a.optional = true;
+                }
+                if next.is_none() {
+                    a.reason = Some("node availability".into());
+                }
+                let id = self.add(a);
+                if let Some(f) = fences
+                    .iter()
+                    .copied()
+                    .find(|&f| self.actions[f].node == Some(n))
+                {
+                    self.edge(f, id, 0);
+                }
+                stop_ids.push((n, id));
+                if r.role == Role::Promoted {
+                    let mut d = self.new_action(
+                        Some(l),
+                        Some(n),
+                        ActionKind::Demote,
+                        !needed && r.next_role == Role::Promoted,
+                    );
+                    if w.nodes[n].unclean {
+                        d.pseudo = true;
+                    }
+                    if !managed {
+                        d.runnable = false;
+                        d.optional = true;
+                    }
+                    let did = self.add(d);
+                    self.edge(did, id, IMPLIES_FIRST);
+                }
+            }
+            if let Some(n) = next {
+                let running_here = r.running.contains(&n);
+                let mut a = self.new_action(
+                    Some(l),
+                    Some(n),
+                    ActionKind::Start,
+                    running_here && !r.failed && !multi,
+                );
+                let node = &w.nodes[n];
+                if !node.can_host() {
+                    a.runnable = false;
+                }
+                if !managed {
+                    a.runnable = running_here && !r.blocked && !r.failed;
+                    a.optional = true;
+                }
+                let needs_quorum = r.requires != Requires::Nothing;
+                let in_promotable = w.clone_of(l).is_some_and(|c| w.rscs[c].clone.promotable);
+                let policy = w.props.no_quorum_policy.as_str();
+                if !w.quorate && (needs_quorum || (policy == "demote" && !in_promotable)) {
+                    match policy {
+                        "ignore" => {}
+                        "freeze" => {
+                            if !running_here {
+                                a.runnable = false;
+                                a.reason = Some("quorum freeze".into());
+                            }
+                        }
+                        "demote" if in_promotable => {
+                            if !running_here {
+                                a.runnable = false;
+                                a.reason = Some("no quorum".into());
+                            }
+                        }
+                        _ => {
+                            a.runnable = false;
+                            a.optional = false;
+                            a.reason = Some("no quorum".into());
+                        }
+                    }
+                }
+                let sid = self.add(a);
+                for &(sn, stop) in &stop_ids {
+                    if sn == n {
+                        self.edge(stop, sid, IMPLIES_THEN | IMPLIES_FIRST | RESTART);
+                    } else {
+                        self.edge(stop, sid, 0);
+                    }
+                }
+                if r.requires == Requires::Fencing {
+                    for &f in &fences {
+                        self.edge(f, sid, 0);
+                    }
+                }
+                // Recurring monitors for the role the resource will have.
+                for (interval, role) in w.op_enabled_monitors(l) {
+                    let applies = match role {
+                        Some(Role::Promoted) => r.next_role == Role::Promoted,
+                        Some(Role::Unpromoted) => r.next_role == Role::Unpromoted,
+                        _ => r.next_role != Role::Promoted,
+                    };
+                    if applies {
+                        let start_optional = self.actions[sid].optional;
+                        let mut m =
+                            self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
+                        m.interval_ms = interval;
+                        let mid = self.add(m);
+                        self.edge(sid, mid, IMPLIES_THEN | RUNNABLE_LEFT);
+                    }
+                }
+                if r.next_role == Role::Promoted {
+                    let promoted_here = r.role == Role::Promoted && running_here && !r.failed;
+                    let mut p =
+                        self.new_action(Some(l), Some(n), ActionKind::Promote, promoted_here);
+                    if !managed {
+                        p.runnable = false;
+                        p.optional = true;
+                    }
+                    if !w.quorate && needs_quorum && w.props.no_quorum_policy != "ignore" {
+                        p.runnable = false;
+                    }
+                    let pid = self.add(p);
+                    self.edge(sid, pid, IMPLIES_THEN | RUNNABLE_LEFT);
+                    // A demote on the same node, when required, means re-promotion.
+                    if let Some(d) = self.find(l, ActionKind::Demote, Some(n)) {
+                        self.edge(d, pid, IMPLIES_THEN);
+                    }
+                }
+            } else if r.running.is_empty() {
+                continue;
+            }
+        }
+        // Inside a promotable clone, demotions happen before promotions.
+        for (c, r) in w.rscs.iter().enumerate() {
+            if r.kind != Kind::Clone || !r.clone.promotable {
+                continue;
+            }
+            let demotes = self.leaf_actions(c, ActionKind::Demote);
+            let promotes = self.leaf_actions(c, ActionKind::Promote);
+            for &d in &demotes {
+                for &p in &promotes {
+                    if self.actions[d].rsc != self.actions[p].rsc {
+                        self.edge(d, p, 0);
+                    }
+                }
+            }
+        }
+        // Collective pseudo actions.
+        for (g, r) in w.rscs.iter().enumerate() {
+            if r.kind == Kind::Primitive {
+                continue;
+            }
+            let mut ids = [0usize; 4];
+            for (k, kind) in [
+                ActionKind::Start,
+                ActionKind::Running,
+                ActionKind::Stop,
+                ActionKind::Stopped,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut a = self.new_action(Some(g), None, kind, true);
+                a.pseudo = true;
+                ids[k] = self.add(a);
+            }
+            let [start, running, stop, stopped] = ids;
+            for &ch in &r.children {
+                for (kind, pre, post) in [
+                    (ActionKind::Start, start, running),
+                    (ActionKind::Stop, stop, stopped),
+                ] {
+                    let child_actions: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
+                        self.actions
+                            .iter()
+                            .filter(|a| a.rsc == Some(ch) && a.kind == kind)
+                            .map(|a| a.id)
+                            .collect()
+                    } else {
+                        self.find(ch, kind, None).into_iter().collect()
+                    };
+                    let child_done: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
+                        child_actions.clone()
+                    } else {
+                        let dk = if kind == ActionKind::Start {
+                            ActionKind::Running
+                        } else {
+                            ActionKind::Stopped
+                        };
+                        self.find(ch, dk, None).into_iter().collect()
+                    };
+                    for a in child_actions {
+                        self.edge(pre, a, RUNNABLE_LEFT);
+                    }
+                    for a in child_done {
+                        self.edge(a, post, 0);
+                    }
+                }
+            }
+            // Group members are ordered and depend on each other.
+            if r.kind == Kind::Group {
+                let members = r.children.clone();
+                for pair in members.windows(2) {
+                    let (a, b) = (pair[0], pair[1]);
+                    for sa in self.all(a, ActionKind::Start) {
+                        for sb in self.all(b, ActionKind::Start) {
+                            self.edge(sa, sb, IMPLIES_THEN | RUNNABLE_LEFT);
+                        }
+                    }
+                    for tb in self.all(b, ActionKind::Stop) {
+                        for ta in self.all(a, ActionKind::Stop) {
+                            self.edge(tb, ta, IMPLIES_FIRST | RUNNABLE_LEFT);
+                        }
+                    }
+                }
+            }
+        }
+        // Order constraints.
+        for o in &c.orders {
+            let sym = o.symmetrical && o.kind != OrderKind::Serialize;
+            let mandatory = o.kind == OrderKind::Mandatory;
+            let fa = o.first_action.as_str();
+            let ta = o.then_action.as_str();
+            let mut fwd = 0;
+            if mandatory {
+                fwd |= IMPLIES_THEN;
+                if matches!(fa, "start" | "promote" | "stop" | "demote") {
+                    fwd |= RUNNABLE_LEFT;
+                }
+                if !sym {
+                    fwd = ASYMMETRIC;
+                }
+            }
+            let interleave = w.rscs[o.first].kind == Kind::Clone
+                && w.rscs[o.then].kind == Kind::Clone
+                && w.rscs[o.then].clone.interleave;
+            if o.any_of.len() > 1 {
+                let mut inputs = Vec::new();
+                for &f in &o.any_of {
+                    inputs.extend(self.first_side(f, fa));
+                }
+                let mut a = self.new_action(Some(o.first), None, ActionKind::OneOrMore, true);
+                a.pseudo = true;
+                a.label = format!("one-or-more:{}", o.id);
+                let p = self.add(a);
+                for &i in &inputs {
+                    self.edge(i, p, 0);
+                }
+                self.one_or_more.push((p, inputs, 1));
+                for t in self.then_side(o.then, ta) {
+                    self.edge(p, t, fwd);
+                }
+            } else {
+                self.order(o.first, fa, o.then, ta, fwd, o.min_first, interleave, &o.id);
+            }
+            if sym && let (Some(rf), Some(rt)) = (invert(fa), invert(ta)) {
+                let back = if mandatory {
+                    IMPLIES_FIRST
+                        | if matches!(rf, "stop" | "demote") {
+                            RUNNABLE_LEFT
+                        } else {
+                            0
+                        }
+                } else {
+                    0
+                };
+                self.order(o.then, rt, o.first, rf, back, None, interleave, &o.id);
+            }
+        }
+        // Unclean nodes: starts elsewhere wait for fencing (already edged); stops on
+        // unclean nodes become runnable only through fencing.
+        self.propagate();
+        let _ = c;
+    }
+
+    fn all(&self, r: usize, kind: ActionKind) -> Vec<usize> {
+        self.index.get(&(r, kind)).cloned().unwrap_or_default()
+    }
+
+    /// Actions of `kind` on every leaf under `r`.
+    fn leaf_actions(&self, r: usize, kind: ActionKind) -> Vec<usize> {
+        self.w
+            .leaves(r)
+            .iter()
+            .flat_map(|&l| self.all(l, kind))
+            .collect()
+    }
+
+    /// The action(s) representing `task` of `r` as the first side of an ordering.
+    fn first_side(&mut self, r: usize, task: &str) -> Vec<usize> {
+        let kind = match task {
+            "start" => ActionKind::Start,
+            "stop" => ActionKind::Stop,
+            "promote" => ActionKind::Promote,
+            "demote" => ActionKind::Demote,
+            _ => return Vec::new(),
+        };
+        if self.w.rscs[r].kind == Kind::Primitive {
+            let v = self.all(r, kind);
+            if v.is_empty() && kind == ActionKind::Start && !self.w.rscs[r].orphan {
+                let mut a = self.new_action(Some(r), None, kind, true);
+                a.runnable = false;
+                return vec![self.add(a)];
+            }
+            return v;
+        }
+        let done = match kind {
+            ActionKind::Start => ActionKind::Running,
+            ActionKind::Stop => ActionKind::Stopped,
+            _ => {
+                // promote/demote of a collective: its leaves' actions.
+                return self
+                    .w
+                    .leaves(r)
+                    .iter()
+                    .flat_map(|&l| self.all(l, kind))
+                    .collect();
+            }
+        };
+        self.find(r, done, None).into_iter().collect()
+    }
+
+    /// Leaf actions representing `task` of `r` as the then side.
+    fn then_side(&self, r: usize, task: &str) -> Vec<usize> {
+        let kind = match task {
+            "start" => ActionKind::Start,
+            "stop" => ActionKind::Stop,
+            "promote" => ActionKind::Promote,
+            "demote" => ActionKind::Demote,
+            _ => return Vec::new(),
+        };
+        let mut v: Vec<usize> = self
+            .w
+            .leaves(r)
+            .iter()
+            .flat_map(|&l| self.all(l, kind))
+            .collect();
+        if self.w.rscs[r].kind != Kind::Primitive
+            && let Some(p) = self.find(r, kind, None)
+        {
+            v.push(p);
+        }
+        v
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn order(
+        &mut self,
+        f: usize,
+        fa: &str,
+        t: usize,
+        ta: &str,
+        flags: u8,
+        min: Option<usize>,
+        interleave: bool,
+        id: &str,
+    ) {
+        if interleave {
+            // Instance by instance, matched by node.
+            let fi = self.w.rscs[f].children.clone();
+            let ti = self.w.rscs[t].children.clone();
+            for &b in &ti {
+                let bn = self.w.rscs[b].assigned.or_else(|| {
+                    self.w
+                        .leaves(b)
+                        .iter()
+                        .find_map(|&l| self.w.rscs[l].running.first().copied())
+                });
+                for &a in &fi {
+                    let an = self.w.rscs[a].assigned.or_else(|| {
+                        self.w
+                            .leaves(a)
+                            .iter()
+                            .find_map(|&l| self.w.rscs[l].running.first().copied())
+                    });
+                    if an.is_some() && an == bn {
+                        self.order(a, fa, b, ta, flags, None, false, id);
+                    }
+                }
+            }
+            return;
+        }
+        let mut firsts = self.first_side(f, fa);
+        if let Some(min) = min.or_else(|| {
+            let cm = self.w.rscs[f].clone.min;
+            (self.w.rscs[f].kind == Kind::Clone && cm > 0).then_some(cm)
+        }) && self.w.rscs[f].kind == Kind::Clone
+        {
+            // one-or-more: a pseudo action runnable when enough instances are.
+            let kind = if fa == "start" {
+                ActionKind::Start
+            } else {
+                ActionKind::Stop
+            };
+            let inputs: Vec<usize> = self
+                .w
+                .leaves(f)
+                .iter()
+                .flat_map(|&l| self.all(l, kind))
+                .collect();
+            let mut a = self.new_action(Some(f), None, ActionKind::OneOrMore, true);
+            a.pseudo = true;
+            a.label = format!("clone-one-or-more:{id}");
+            let p = self.add(a);
+            for &i in &inputs {
+                self.edge(i, p, 0);
+            }
+            self.one_or_more.push((p, inputs, min.max(1)));
+            firsts = vec![p];
+        }
+        let thens = self.then_side(t, ta);
+        for &a in &firsts {
+            for &b in &thens {
+                self.edge(a, b, flags);
+            }
+        }
+    }
+
+    fn describe(&self, a: usize) -> String {
+        let act = &self.actions[a];
+        if !act.label.is_empty() && act.kind == ActionKind::OneOrMore {
+            return act.label.clone();
+        }
+        let rsc = act
+            .rsc
+            .map(|r| self.w.rscs[r].id.clone())
+            .unwrap_or_default();
+        format!("{rsc} {}", act.kind.task())
+    }
+
+    /// Flag propagation to a fixed point.
+    fn set_reason(&mut self, target: usize, cause: usize, verb: &str, replace_required: bool) {
+        if self.actions[target].rsc == self.actions[cause].rsc {
+            return;
+        }
+        let cur = self.actions[target].reason.as_deref();
+        if cur.is_none() || (replace_required && cur.is_some_and(|r| r.starts_with("required"))) {
+            let text = format!("{verb} {}", self.describe(cause));
+            self.actions[target].reason = Some(text);
+        }
+    }
+
+    /// Runnable state: unrunnable firsts block their thens, to a fixed point.
+    fn propagate_runnable(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            let mut changed = false;
+            for e in 0..self.edges.len() {
+                let Edge { first, then, flags } = self.edges[e];
+                let blocks = flags & RUNNABLE_LEFT != 0
+                    || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
+                if blocks && !self.actions[first].runnable && self.actions[then].runnable {
+                    self.actions[then].runnable = false;
+                    self.set_reason(then, first, "unrunnable", true);
+                    changed = true;
+                }
+            }
+            for i in 0..self.actions.len() {
+                let a = &self.actions[i];
+                if a.kind != ActionKind::Running || !a.runnable {
+                    continue;
+                }
+                let Some(r) = a.rsc else { continue };
+                let children = self.leaf_actions(r, ActionKind::Start);
+                let runnable = if self.w.rscs[r].kind == Kind::Group {
+                    !children.is_empty() && children.iter().all(|&c| self.actions[c].runnable)
+                } else {
+                    children.iter().any(|&c| self.actions[c].runnable)
+                };
+                if !runnable {
+                    self.actions[i].runnable = false;
+                    changed = true;
+                }
+            }
+            for k in 0..self.one_or_more.len() {
+                let (p, inputs, min) = self.one_or_more[k].clone();
+                let n = inputs.iter().filter(|&&x| self.actions[x].runnable).count();
+                if n < min && self.actions[p].runnable {
+                    self.actions[p].runnable = false;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return any;
+            }
+            any = true;
+        }
+    }
+
+    /// Required state along implications, to a fixed point.
+    fn propagate_required(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            let mut changed = false;
+            // Restarts forced by unrunnable starts come first.
+            for e in 0..self.edges.len() {
+                let Edge { first, then, flags } = self.edges[e];
+                if flags & RESTART != 0
+                    && !self.actions[then].runnable
+                    && self.actions[first].optional
+                {
+                    self.actions[first].optional = false;
+                    changed = true;
+                }
+            }
+            for e in 0..self.edges.len() {
+                let Edge { first, then, flags } = self.edges[e];
+                if flags & IMPLIES_THEN != 0
+                    && !self.actions[first].optional
+                    && self.actions[then].optional
+                {
+                    self.actions[then].optional = false;
+                    self.set_reason(then, first, "required", false);
+                    changed = true;
+                }
+                if flags & IMPLIES_FIRST != 0
+                    && !self.actions[then].optional
+                    && self.actions[first].optional
+                {
+                    self.actions[first].optional = false;
+                    self.set_reason(first, then, "required", false);
+                    changed = true;
+                }
+            }
+            for i in 0..self.actions.len() {
+                let a = &self.actions[i];
+                if !a.optional
+                    || !matches!(
+                        a.kind,
+                        ActionKind::Running | ActionKind::Stopped | ActionKind::OneOrMore
+                    )
+                {
+                    continue;
+                }
+                let Some(r) = a.rsc else { continue };
+                let want = if a.kind == ActionKind::Stopped {
+                    ActionKind::Stop
+                } else {
+                    ActionKind::Start
+                };
+                let req = self
+                    .leaf_actions(r, want)
+                    .iter()
+                    .any(|&x| !self.actions[x].optional && self.actions[x].runnable);
+                if req {
+                    self.actions[i].optional = false;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return any;
+            }
+            any = true;
+        }
+    }
+
+    /// Flag propagation to a fixed point.
+    fn propagate(&mut self) {
+        for _ in 0..50 {
+            let a = self.propagate_runnable();
+            let b = self.propagate_required();
+            if !a && !b {
+                break;
+            }
+        }
+    }
+}
+
+fn invert(task: &str) -> Option<&'static str> {
+    Some(match task {
+        "start" => "stop",
+        "stop" => "start",
+        "promote" => "demote",
+        "demote" => "promote",
+        _ => return None,
+    })
+}

@@ -1,0 +1,935 @@
+//! Placement: node scores from locations, stickiness, fail counts and colocations; resources
+//! assigned in priority order, clone instances spread, promotion chosen.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cib::Role;
+use crate::score::{INFINITY, Score};
+
+use super::constraints::Constraints;
+use super::unpack::{Kind, World};
+
+pub(crate) struct Assigner<'a> {
+    pub(crate) w: &'a mut World,
+    pub(crate) c: &'a Constraints,
+    /// Score explanations per top-level resource: (node, source, score).
+    pub(crate) notes: BTreeMap<usize, Vec<(usize, String, Score)>>,
+}
+
+type Weights = BTreeMap<usize, Score>;
+
+impl Assigner<'_> {
+    fn ancestors_and_self(&self, r: usize) -> Vec<usize> {
+        let mut v = vec![r];
+        let mut cur = self.w.rscs[r].parent;
+        while let Some(p) = cur {
+            v.push(p);
+            cur = self.w.rscs[p].parent;
+        }
+        v
+    }
+
+    /// Score of one leaf on one node, before colocations. `None`: not allowed.
+    fn leaf_weight(&self, l: usize, n: usize, with_stickiness: bool) -> Option<Score> {
+        let w = &self.w;
+        let mut s = if w.props.symmetric {
+            Some(Score::ZERO)
+        } else {
+            None
+        };
+        for a in self.ancestors_and_self(l) {
+            for loc in self.c.locs_of(a).filter(|x| x.rsc == a && x.role.is_none()) {
+                for &(node, sc) in &loc.scores {
+                    if node == n {
+                        s = Some(s.unwrap_or(Score::ZERO).plus(sc));
+                    }
+                }
+            }
+        }
+        let mut s = s?;
+        let r = &w.rscs[l];
+        if with_stickiness && r.running.contains(&n) && r.managed && !r.failed {
+            s = s.plus(r.stickiness);
+        }
+        let (fc, _) = w.failcount(l, n);
+        if fc > 0 && fc >= r.migration_threshold.max(1) {
+            s = Score::NEG_INF;
+        }
+        if r.failed && r.running.contains(&n) && r.migration_threshold <= 1 {
+            s = Score::NEG_INF;
+        }
+        Some(s)
+    }
+
+    /// Score of a unit (primitive, group, or clone instance) per node, before colocations.
+    fn unit_weights(&self, u: usize, with_stickiness: bool) -> Weights {
+        let leaves = self.w.leaves(u);
+        let mut out = Weights::new();
+        for n in 0..self.w.nodes.len() {
+            let mut total: Option<Score> = None;
+            let mut blocked = false;
+            for (i, &l) in leaves.iter().enumerate() {
+                match self.leaf_weight(l, n, with_stickiness) {
+                    Some(s) => total = Some(total.unwrap_or(Score::ZERO).plus(s)),
+                    None => {
+                        if i == 0 {
+                            blocked = true;
+                        }
+                    }
+                }
+            }
+            if !blocked && let Some(t) = total {
+                out.insert(n, t);
+            }
+        }
+        // Groups: if the full sum leaves no node, fall back to the first member alone.
+        if leaves.len() > 1
+            && !out
+                .iter()
+                .any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host())
+        {
+            let first = leaves[0];
+            for n in 0..self.w.nodes.len() {
+                if let Some(s) = self.leaf_weight(first, n, with_stickiness) {
+                    out.insert(n, s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Nodes where a primary runs (optionally in a role), after its assignment.
+    fn primary_nodes(&self, p: usize, role: Option<Role>) -> Vec<usize> {
+        let w = &self.w;
+        let mut nodes = Vec::new();
+        if w.rscs[p].kind == Kind::Clone {
+            for &i in &w.rscs[p].children {
+                if let Some(n) = w.rscs[i].assigned {
+                    let r = self.unit_role(i);
+                    if role.is_none_or(|want| want == r) {
+                        nodes.push(n);
+                    }
+                }
+            }
+        } else if let Some(n) = w.rscs[p].assigned {
+            let r = self.unit_role(p);
+            if role.is_none_or(|want| want == r) {
+                nodes.push(n);
+            }
+        }
+        nodes
+    }
+
+    fn unit_role(&self, u: usize) -> Role {
+        let w = &self.w;
+        w.leaves(u)
+            .first()
+            .map_or(Role::Stopped, |&l| w.rscs[l].next_role)
+    }
+
+    fn same_place(&self, attr: &str, a: usize, b: usize) -> bool {
+        if attr == "#uname" {
+            return a == b;
+        }
+        let va = self.w.nodes[a].attrs.get(attr);
+        va.is_some() && va == self.w.nodes[b].attrs.get(attr)
+    }
+
+    /// Colocations in which `d` is the dependent, applied to `weights`.
+    fn apply_colocations(&mut self, d: usize, weights: &mut Weights, for_promotion: bool) {
+        let colocs: Vec<_> = self
+            .c
+            .by_dependent(d)
+            .filter(|c| c.dependent == d)
+            .cloned()
+            .collect();
+        for co in colocs {
+            if !for_promotion && co.dep_role.is_some_and(|r| r == Role::Promoted) {
+                continue;
+            }
+            if for_promotion && co.dep_role != Some(Role::Promoted) {
+                continue;
+            }
+            if co.score.value() == 0 {
+                continue;
+            }
+            self.assign(co.primary);
+            let pn = self.primary_nodes(co.primary, co.prim_role);
+            let top = self.w.top_of(d);
+            let mut work = weights.clone();
+            let mut applied = Vec::new();
+            for (&n, s) in work.iter_mut() {
+                let here = pn.iter().any(|&p| self.same_place(&co.attr, p, n));
+                let delta = if co.score.is_inf() {
+                    if here { Score::ZERO } else { Score::NEG_INF }
+                } else if co.score.is_neg_inf() {
+                    if here { Score::NEG_INF } else { Score::ZERO }
+                } else if here {
+                    co.score
+                } else {
+                    Score::ZERO
+                };
+                if delta != Score::ZERO {
+                    *s = s.plus(delta);
+                    applied.push((n, delta));
+                }
+            }
+            // A finite colocation that would leave nowhere to run is ignored.
+            let mandatory = co.score.is_inf() || co.score.is_neg_inf();
+            let any_left = work
+                .iter()
+                .any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host());
+            if mandatory || any_left || for_promotion {
+                *weights = work;
+                let name = format!("colocation {} with {}", co.id, self.w.rscs[co.primary].id);
+                for (n, delta) in applied {
+                    self.notes
+                        .entry(top)
+                        .or_default()
+                        .push((n, name.clone(), delta));
+                }
+            }
+        }
+    }
+
+    /// Preferences of not-yet-assigned dependents pulled into a primary's weights.
+    fn merge_dependents(
+        &self,
+        p: usize,
+        weights: &mut Weights,
+        factor: f64,
+        depth: usize,
+        seen: &mut BTreeSet<usize>,
+    ) {
+        if depth > 8 {
+            return;
+        }
+        for co in self
+            .c
+            .by_primary(p)
+            .filter(|c| c.primary == p && c.influence)
+        {
+            let d = co.dependent;
+            if seen.contains(&d)
+                || !self.w.rscs[d].provisional
+                || co.dep_role == Some(Role::Promoted)
+            {
+                continue;
+            }
+            if co.score.value() == 0 {
+                continue;
+            }
+            let f = factor * co.score.value() as f64 / INFINITY as f64;
+            let mut dw = if self.w.rscs[d].kind == Kind::Clone {
+                let mut m = Weights::new();
+                for &i in &self.w.rscs[d].children {
+                    for (n, s) in self.unit_weights(i, true) {
+                        let e = m.entry(n).or_insert(s);
+                        if s > *e {
+                            *e = s;
+                        }
+                    }
+                }
+                m
+            } else {
+                self.unit_weights(d, true)
+            };
+            seen.insert(d);
+            self.merge_dependents(d, &mut dw, f.clamp(-1.0, 1.0), depth + 1, seen);
+            // An anti-colocated dependent's dislikes count only when it could not run
+            // anywhere the primary is not.
+            let primary_nodes: BTreeSet<usize> = self
+                .w
+                .leaves(p)
+                .iter()
+                .flat_map(|&l| self.w.rscs[l].running.clone())
+                .collect();
+            let dependent_confined = dw
+                .iter()
+                .filter(|(n, s)| s.value() >= 0 && self.w.nodes[**n].can_host())
+                .all(|(n, _)| primary_nodes.contains(n));
+            let primary_is_clone = self.w.rscs[p].kind == Kind::Clone;
+            let mut work = weights.clone();
+            for (n, s) in work.iter_mut() {
+                let Some(&ds) = dw.get(n) else { continue };
+                if f < 0.0 && ds.value() < 0 && !dependent_confined {
+                    continue;
+                }
+                // Clones take only the non-negative preferences of their dependents.
+                if primary_is_clone && ds.value() < 0 {
+                    continue;
+                }
+                let add = if ds.is_neg_inf() || ds.is_inf() {
+                    if f >= 1.0 - 1e-9 {
+                        ds
+                    } else if f <= -1.0 + 1e-9 {
+                        Score::new(-ds.value())
+                    } else {
+                        Score::new((ds.value() as f64 * f) as i64)
+                    }
+                } else {
+                    Score::new((ds.value() as f64 * f) as i64)
+                };
+                *s = s.plus(add);
+            }
+            if work
+                .iter()
+                .any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host())
+            {
+                *weights = work;
+            }
+        }
+    }
+
+    fn fits(&self, u: usize, n: usize) -> bool {
+        if self.w.props.placement == "default" {
+            return true;
+        }
+        let mut need: BTreeMap<&str, i64> = BTreeMap::new();
+        for l in self.w.leaves(u) {
+            for (k, v) in &self.w.rscs[l].utilization {
+                *need.entry(k.as_str()).or_default() += v;
+            }
+        }
+        let node = &self.w.nodes[n];
+        need.iter()
+            .all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
+    }
+
+    /// Picks the best node for a unit from final weights.
+    fn choose(
+        &self,
+        u: usize,
+        weights: &Weights,
+        extra_ok: &dyn Fn(usize) -> bool,
+        prefer: Option<usize>,
+    ) -> Option<usize> {
+        let w = &self.w;
+        let candidates: Vec<(usize, Score)> = weights
+            .iter()
+            .filter(|&(&n, s)| {
+                s.value() >= 0 && w.nodes[n].can_host() && extra_ok(n) && self.fits(u, n)
+            })
+            .map(|(&n, &s)| (n, s))
+            .collect();
+        let current: Option<usize> = w
+            .leaves(u)
+            .iter()
+            .find_map(|&l| w.rscs[l].running.first().copied());
+        let cap = |n: usize| -> i64 { w.nodes[n].free.values().sum() };
+        let mut c = candidates;
+        c.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| {
+                    if w.props.placement == "balanced" {
+                        cap(b.0).cmp(&cap(a.0))
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                })
+                .then_with(|| {
+                    if w.props.placement == "minimal" {
+                        std::cmp::Ordering::Equal
+                    } else {
+                        w.nodes[a.0].count.cmp(&w.nodes[b.0].count)
+                    }
+                })
+                .then_with(|| (Some(b.0) == current).cmp(&(Some(a.0) == current)))
+                .then_with(|| natural_cmp(&w.nodes[a.0].name, &w.nodes[b.0].name))
+        });
+        let &(best, best_score) = c.first()?;
+        if let Some(p) = prefer
+            && c.iter().any(|&(n, s)| n == p && s == best_score)
+        {
+            return Some(p);
+        }
+        let unique_instance = w.clone_of(u).is_some_and(|cl| w.rscs[cl].clone.unique);
+        if best_score.value() > 0
+            && !unique_instance
+            && let Some(cur) = current
+            && c.iter().any(|&(n, s)| n == cur && s == best_score)
+        {
+            return Some(cur);
+        }
+        Some(best)
+    }
+
+    fn place_unit(&mut self, u: usize, n: Option<usize>) {
+        let leaves = self.w.leaves(u);
+        let Some(n) = n else {
+            for l in leaves {
+                self.w.rscs[l].assigned = None;
+                self.w.rscs[l].provisional = false;
+            }
+            self.w.rscs[u].assigned = None;
+            self.w.rscs[u].provisional = false;
+            return;
+        };
+        self.w.rscs[u].assigned = Some(n);
+        self.w.rscs[u].provisional = false;
+        let mut ok = true;
+        for l in leaves {
+            let allowed = self
+                .leaf_weight(l, n, false)
+                .is_some_and(|s| !s.is_neg_inf())
+                && self.w.rscs[l].target_role != Some(Role::Stopped)
+                && !self.w.rscs[l].orphan
+                && (self.w.rscs[l].managed || self.w.rscs[l].running.contains(&n));
+            if !allowed {
+                ok = false;
+            }
+            // A failed, blocked member stays put, but later members cannot follow it.
+            let stuck = self.w.blocked(l) && self.w.rscs[l].failed;
+            if ok {
+                self.w.rscs[l].assigned = Some(n);
+                self.w.nodes[n].count += 1;
+                let util = self.w.rscs[l].utilization.clone();
+                if self.w.props.placement != "default" {
+                    for (k, v) in util {
+                        *self.w.nodes[n].free.entry(k).or_insert(0) -= v;
+                    }
+                }
+            } else {
+                self.w.rscs[l].assigned = None;
+            }
+            if stuck {
+                ok = false;
+            }
+            self.w.rscs[l].provisional = false;
+        }
+    }
+
+    fn stopped_by_role(&self, r: usize) -> bool {
+        let mut cur = Some(r);
+        while let Some(x) = cur {
+            if self.w.rscs[x].target_role == Some(Role::Stopped) {
+                return true;
+            }
+            cur = self.w.rscs[x].parent;
+        }
+        self.w.props.stop_all
+    }
+
+    /// Assigns a resource (and, first, the primaries it depends on).
+    pub(crate) fn assign(&mut self, r: usize) {
+        let r = if self.w.rscs[r].parent.is_some()
+            && self.w.rscs[r].kind == Kind::Primitive
+            && self.w.clone_of(r).is_none()
+        {
+            self.w.rscs[r].parent.unwrap_or(r)
+        } else {
+            r
+        };
+        if !self.w.rscs[r].provisional || self.w.rscs[r].assigning {
+            return;
+        }
+        self.w.rscs[r].assigning = true;
+        match self.w.rscs[r].kind {
+            Kind::Clone => self.assign_clone(r),
+            _ => {
+                let mut weights = self.unit_weights(r, true);
+                self.apply_colocations(r, &mut weights, false);
+                // Group members can be dependents too.
+                for m in self.w.rscs[r].children.clone() {
+                    self.apply_colocations(m, &mut weights, false);
+                }
+                let mut seen = BTreeSet::from([r]);
+                self.merge_dependents(r, &mut weights, 1.0, 0, &mut seen);
+                for (&n, &s) in &weights {
+                    self.notes
+                        .entry(r)
+                        .or_default()
+                        .push((n, "total".into(), s));
+                }
+                let n = if self.stopped_by_role(r) {
+                    None
+                } else if !self
+                    .w
+                    .leaves(r)
+                    .iter()
+                    .all(|&l| self.w.rscs[l].managed && !self.w.blocked(l))
+                {
+                    // Unmanaged and blocked resources stay where they are (for groups: where
+                    // most members run).
+                    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+                    for l in self.w.leaves(r) {
+                        for &n in &self.w.rscs[l].running {
+                            *counts.entry(n).or_default() += 1;
+                        }
+                    }
+                    let top = counts.values().copied().max().unwrap_or(0);
+                    let first_leaf_nodes: Vec<usize> = self
+                        .w
+                        .leaves(r)
+                        .iter()
+                        .flat_map(|&l| self.w.rscs[l].running.clone())
+                        .collect();
+                    first_leaf_nodes
+                        .into_iter()
+                        .find(|n| counts.get(n) == Some(&top))
+                } else {
+                    self.choose(r, &weights, &|_| true, None)
+                };
+                self.place_unit(r, n);
+                for l in self.w.leaves(r) {
+                    let rs = &mut self.w.rscs[l];
+                    rs.next_role = if rs.assigned.is_some() {
+                        Role::Started
+                    } else {
+                        Role::Stopped
+                    };
+                }
+            }
+        }
+        self.w.rscs[r].assigning = false;
+        self.w.rscs[r].provisional = false;
+    }
+
+    fn assign_clone(&mut self, c: usize) {
+        let cfg = self.w.rscs[c].clone.clone();
+        // Clone-level colocation adjustments, as a per-node delta.
+        let mut base: Weights = (0..self.w.nodes.len()).map(|n| (n, Score::ZERO)).collect();
+        self.apply_colocations(c, &mut base, false);
+        let mut seen = BTreeSet::from([c]);
+        let mut pulled = base.clone();
+        self.merge_dependents(c, &mut pulled, 1.0, 0, &mut seen);
+        let instances = self.w.rscs[c].children.clone();
+        let stopped = self.stopped_by_role(c);
+        let avail = self.w.nodes.iter().filter(|n| n.can_host()).count().max(1);
+        let optimal = (cfg.max / avail).max(1);
+        let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut assigned = 0usize;
+        let mut done: BTreeSet<usize> = BTreeSet::new();
+        let weights_of = |this: &Self, i: usize| -> Weights {
+            let mut w = this.unit_weights(i, true);
+            for (n, s) in w.iter_mut() {
+                if let Some(&d) = pulled.get(n) {
+                    *s = s.plus(d);
+                }
+            }
+            w
+        };
+        let managed = self.w.leaves(c).iter().all(|&l| self.w.rscs[l].managed);
+        // Instances currently running, in instance order, keep their node if possible.
+        let mut order: Vec<usize> = instances.clone();
+        order.sort_by_key(|&i| {
+            let leaves = self.w.leaves(i);
+            let active = leaves.iter().any(|&l| !self.w.rscs[l].running.is_empty());
+            let failed = leaves.iter().any(|&l| self.w.rscs[l].failed);
+            (!active, failed, self.w.rscs[i].instance)
+        });
+        let running_instances: Vec<usize> = instances
+            .iter()
+            .copied()
+            .filter(|&i| {
+                self.w
+                    .leaves(i)
+                    .iter()
+                    .any(|&l| !self.w.rscs[l].running.is_empty())
+            })
+            .collect();
+        let hosting: BTreeSet<usize> = running_instances
+            .iter()
+            .flat_map(|&i| self.w.leaves(i))
+            .flat_map(|l| self.w.rscs[l].running.clone())
+            .collect();
+        let spare = cfg.max.saturating_sub(running_instances.len());
+        if !stopped {
+            for &i in &order {
+                let leaves = self.w.leaves(i);
+                let Some(cur) = leaves
+                    .iter()
+                    .find_map(|&l| self.w.rscs[l].running.first().copied())
+                else {
+                    continue;
+                };
+                if !managed {
+                    self.place_unit(i, Some(cur));
+                    *per_node.entry(cur).or_default() += 1;
+                    assigned += 1;
+                    done.insert(i);
+                    continue;
+                }
+                if assigned >= cfg.max {
+                    break;
+                }
+                let wts = weights_of(self, i);
+                let count = per_node.get(&cur).copied().unwrap_or(0);
+                // Kept unless better nodes would be left without an instance: spare
+                // instances can cover better nodes, so only count those beyond the spares.
+                let cur_score = wts.get(&cur).copied();
+                let better = wts
+                    .iter()
+                    .filter(|&(&n, s)| {
+                        n != cur
+                            && s.value() >= 0
+                            && Some(*s) > cur_score
+                            && self.w.nodes[n].can_host()
+                            && !hosting.contains(&n)
+                    })
+                    .count();
+                let ok = cur_score.is_some_and(|s| s.value() >= 0)
+                    && better <= spare
+                    && self.w.nodes[cur].can_host()
+                    && count < optimal.min(cfg.node_max)
+                    && self.fits(i, cur);
+                if ok {
+                    self.place_unit(i, Some(cur));
+                    *per_node.entry(cur).or_default() += 1;
+                    assigned += 1;
+                    done.insert(i);
+                }
+            }
+        }
+        for &i in &instances {
+            if done.contains(&i) {
+                continue;
+            }
+            if stopped || assigned >= cfg.max || !managed {
+                self.place_unit(i, None);
+                continue;
+            }
+            let wts = weights_of(self, i);
+            let pn = per_node.clone();
+            let node_max = cfg.node_max;
+            let n = self.choose_fresh(i, &wts, &|n| pn.get(&n).copied().unwrap_or(0) < node_max);
+            if let Some(n) = n {
+                *per_node.entry(n).or_default() += 1;
+                assigned += 1;
+            }
+            self.place_unit(i, n);
+        }
+        for &i in &instances {
+            for l in self.w.leaves(i) {
+                let rs = &mut self.w.rscs[l];
+                rs.next_role = if rs.assigned.is_some() {
+                    if cfg.promotable {
+                        Role::Unpromoted
+                    } else {
+                        Role::Started
+                    }
+                } else {
+                    Role::Stopped
+                };
+            }
+        }
+        for (&n, &s) in &pulled {
+            self.notes
+                .entry(c)
+                .or_default()
+                .push((n, "clone colocations".into(), s));
+        }
+        if cfg.promotable {
+            self.promote(c);
+        }
+        self.w.rscs[c].provisional = false;
+    }
+
+    /// Node choice for an instance that is not running (no current-node preference).
+    fn choose_fresh(
+        &self,
+        u: usize,
+        weights: &Weights,
+        ok: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
+        self.choose(u, weights, ok, None)
+    }
+
+    fn promote(&mut self, c: usize) {
+        let cfg = self.w.rscs[c].clone.clone();
+        let instances = self.w.rscs[c].children.clone();
+        let mut cands: Vec<(usize, Score, bool, usize)> = Vec::new();
+        let no_promote = self.w.rscs[c].target_role == Some(Role::Unpromoted)
+            || (!self.w.quorate && self.w.props.no_quorum_policy == "demote");
+        // Colocations where the clone depends on something in the promoted role.
+        let mut role_weights: Weights = (0..self.w.nodes.len()).map(|n| (n, Score::ZERO)).collect();
+        self.apply_colocations(c, &mut role_weights, true);
+        for &i in &instances {
+            let Some(n) = self.w.rscs[i].assigned else {
+                continue;
+            };
+            let leaves = self.w.leaves(i);
+            let mut score = Score::ZERO;
+            let mut any_attr = false;
+            for &l in &leaves {
+                let r = &self.w.rscs[l];
+                let node = &self.w.nodes[n];
+                let v = node
+                    .attrs
+                    .get(&format!("master-{}", r.id))
+                    .or_else(|| node.attrs.get(&format!("master-{}", r.base)))
+                    .or_else(|| node.attrs.get(&format!("promotion-{}", r.base)));
+                if let Some(v) = v {
+                    any_attr = true;
+                    score = score.plus(Score::parse(v).unwrap_or(Score::ZERO));
+                }
+            }
+            let currently = leaves.iter().any(|&l| {
+                self.w.rscs[l].role == Role::Promoted && self.w.rscs[l].running.contains(&n)
+            });
+            if !any_attr && !currently {
+                score = Score::new(-1);
+            }
+            for a in std::iter::once(c)
+                .chain(instances.iter().copied().filter(|&x| x == i))
+                .chain(leaves.iter().copied())
+            {
+                for loc in self.c.locs_of(a).filter(|x| x.role == Some(Role::Promoted)) {
+                    for &(node, s) in &loc.scores {
+                        if node == n {
+                            score = score.plus(s);
+                        }
+                    }
+                }
+            }
+            if let Some(&d) = role_weights.get(&n) {
+                score = score.plus(d);
+            }
+            // Dependents colocated with our promoted role pull promotion to their node.
+            for co in self
+                .c
+                .by_primary(c)
+                .filter(|co| co.primary == c && co.prim_role == Some(Role::Promoted))
+            {
+                let d = co.dependent;
+                if !co.influence || co.score.value() == 0 {
+                    continue;
+                }
+                if self.w.rscs[d].provisional {
+                    // Not placed yet: its node preferences, scaled by the colocation score.
+                    let dw = if self.w.rscs[d].kind == Kind::Clone {
+                        let mut m = Weights::new();
+                        for &i in &self.w.rscs[d].children {
+                            for (nn, s) in self.unit_weights(i, true) {
+                                let e = m.entry(nn).or_insert(s);
+                                if s > *e {
+                                    *e = s;
+                                }
+                            }
+                        }
+                        m
+                    } else {
+                        self.unit_weights(d, true)
+                    };
+                    let f = co.score.value() as f64 / INFINITY as f64;
+                    if let Some(&ds) = dw.get(&n) {
+                        let add = if (ds.is_neg_inf() || ds.is_inf()) && f.abs() >= 1.0 - 1e-9 {
+                            if f > 0.0 { ds } else { Score::new(-ds.value()) }
+                        } else {
+                            Score::new((ds.value() as f64 * f) as i64)
+                        };
+                        if !(f < 0.0 && ds.value() < 0) {
+                            score = score.plus(add);
+                        }
+                    }
+                    continue;
+                }
+                let dn: Vec<usize> = if self.w.rscs[d].kind == Kind::Clone {
+                    self.w.rscs[d]
+                        .children
+                        .iter()
+                        .filter_map(|&x| self.w.rscs[x].assigned)
+                        .collect()
+                } else {
+                    self.w.rscs[d].assigned.into_iter().collect()
+                };
+                if dn.contains(&n) && !co.score.is_inf() {
+                    score = score.plus(co.score);
+                } else if co.score.is_neg_inf() && dn.contains(&n) {
+                    score = Score::NEG_INF;
+                }
+            }
+            if leaves
+                .iter()
+                .any(|&l| self.w.rscs[l].failed && self.w.rscs[l].running.contains(&n))
+                && leaves
+                    .iter()
+                    .all(|&l| self.w.rscs[l].on_fail != super::unpack::OnFail::Demote)
+            {
+                // A failed instance is recovered before it may be promoted again.
+            }
+            if leaves.iter().any(|&l| self.w.rscs[l].assigned != Some(n)) {
+                score = Score::NEG_INF;
+            }
+            cands.push((i, score, currently, self.w.rscs[i].instance.unwrap_or(0)));
+        }
+        cands.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.3.cmp(&b.3)));
+        let mut promoted = 0usize;
+        let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
+        for (i, score, _, _) in cands {
+            let Some(n) = self.w.rscs[i].assigned else {
+                continue;
+            };
+            let ok = !no_promote
+                && score.value() >= 0
+                && promoted < cfg.promoted_max
+                && per_node.get(&n).copied().unwrap_or(0) < cfg.promoted_node_max;
+            self.w.rscs[i].promotion = score;
+            if ok {
+                promoted += 1;
+                *per_node.entry(n).or_default() += 1;
+                for l in self.w.leaves(i) {
+                    if self.w.rscs[l].assigned.is_some() {
+                        self.w.rscs[l].next_role = Role::Promoted;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Assigns every resource, in priority order.
+    pub(crate) fn assign_all(&mut self) {
+        // Processing order: priority, then scores on each other's current node, then scores
+        // on every node, then configuration order.
+        struct Key {
+            priority: i64,
+            current: Option<usize>,
+            scores: Vec<i64>,
+            r: usize,
+        }
+        let none = -INFINITY - 1;
+        let mut keys: Vec<Key> = Vec::new();
+        for &r in &self.w.top {
+            let rs = &self.w.rscs[r];
+            let (weights, running) = match rs.kind {
+                Kind::Primitive => (self.unit_weights(r, true), rs.running.clone()),
+                Kind::Group => {
+                    let first = rs.children.first().copied().unwrap_or(r);
+                    (
+                        self.unit_weights(first, true),
+                        self.w.rscs[first].running.clone(),
+                    )
+                }
+                Kind::Clone => {
+                    let first = rs.children.first().copied().unwrap_or(r);
+                    let l = self.w.leaves(first).first().copied().unwrap_or(first);
+                    let m = (0..self.w.nodes.len())
+                        .filter_map(|n| self.leaf_weight(l, n, false).map(|s| (n, s)))
+                        .collect();
+                    (m, Vec::new())
+                }
+            };
+            let current = (running.len() == 1
+                && self.w.nodes[running[0]].can_host()
+                && self.fits(r, running[0]))
+            .then(|| running[0]);
+            let scores = (0..self.w.nodes.len())
+                .map(|n| {
+                    if self.w.nodes[n].can_host() && self.fits(r, n) {
+                        weights.get(&n).map_or(none, |s| s.value())
+                    } else {
+                        none
+                    }
+                })
+                .collect();
+            keys.push(Key {
+                priority: rs.priority,
+                current,
+                scores,
+                r,
+            });
+        }
+        let names: Vec<String> = self.w.nodes.iter().map(|n| n.name.clone()).collect();
+        let default_strategy = self.w.props.placement == "default";
+        let mut by_name: Vec<usize> = (0..names.len()).collect();
+        by_name.sort_by(|&x, &y| natural_cmp(&names[x], &names[y]));
+        let cmp = |a: &Key, b: &Key| -> std::cmp::Ordering {
+            use std::cmp::Ordering::*;
+            let o = b.priority.cmp(&a.priority);
+            if o != Equal {
+                return o;
+            }
+            if default_strategy {
+                return Equal;
+            }
+            let ca = a.current.map_or(none, |n| a.scores[n]);
+            let cb = b.current.map_or(none, |n| b.scores[n]);
+            let o = cb.cmp(&ca);
+            if o != Equal {
+                return o;
+            }
+            for &n in &by_name {
+                let o = b.scores[n].cmp(&a.scores[n]);
+                if o != Equal {
+                    return o;
+                }
+            }
+            Equal
+        };
+        let sorted = merge_sort(keys, &cmp);
+        for k in sorted {
+            if std::env::var("CRM_DEBUG").is_ok() {
+                eprintln!(
+                    "assign {} prio {} cur {:?} scores {:?}",
+                    self.w.rscs[k.r].id, k.priority, k.current, k.scores
+                );
+            }
+            self.assign(k.r);
+        }
+    }
+}
+
+/// A stable merge sort that tolerates comparators that are not total orders.
+fn merge_sort<T>(mut v: Vec<T>, cmp: &dyn Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+    if v.len() <= 1 {
+        return v;
+    }
+    let right = v.split_off(v.len() / 2);
+    let left = merge_sort(v, cmp);
+    let right = merge_sort(right, cmp);
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let mut l = left.into_iter().peekable();
+    let mut r = right.into_iter().peekable();
+    loop {
+        match (l.peek(), r.peek()) {
+            (Some(a), Some(b)) => {
+                if cmp(b, a) == std::cmp::Ordering::Less {
+                    out.extend(r.next());
+                } else {
+                    out.extend(l.next());
+                }
+            }
+            (Some(_), None) => out.extend(l.next()),
+            (None, Some(_)) => out.extend(r.next()),
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// Compares names case-insensitively with digit runs compared as numbers (`node9` < `node10`).
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering::Equal;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
+            let si = i;
+            while i < a.len() && a[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            let na = std::str::from_utf8(&a[si..i])
+                .unwrap_or("0")
+                .trim_start_matches('0');
+            let nb = std::str::from_utf8(&b[sj..j])
+                .unwrap_or("0")
+                .trim_start_matches('0');
+            let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if o != Equal {
+                return o;
+            }
+        } else {
+            let o = a[i].to_ascii_lowercase().cmp(&b[j].to_ascii_lowercase());
+            if o != Equal {
+                return o;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (a.len() - i).cmp(&(b.len() - j))
+}

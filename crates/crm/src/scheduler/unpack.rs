@@ -1,0 +1,1318 @@
+//! Unpacking: the CIB becomes the scheduler's working set (nodes, resource tree with clone
+//! instances, current state derived from operation history).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cib::xml::{parse_duration_s, parse_interval_ms};
+use crate::cib::*;
+use crate::score::Score;
+
+use super::rules::{self, RuleCtx};
+
+/// What a resource needs before it may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Requires {
+    Nothing,
+    Quorum,
+    Fencing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Primitive,
+    Group,
+    Clone,
+}
+
+/// How a failure is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum OnFail {
+    Ignore,
+    Demote,
+    Restart,
+    Stop,
+    Block,
+    Standby,
+    Fence,
+}
+
+impl OnFail {
+    fn parse(s: &str) -> Option<OnFail> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "ignore" => OnFail::Ignore,
+            "demote" => OnFail::Demote,
+            "restart" | "restart-container" => OnFail::Restart,
+            "stop" => OnFail::Stop,
+            "block" => OnFail::Block,
+            "standby" => OnFail::Standby,
+            "fence" | "stonith" => OnFail::Fence,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) online: bool,
+    pub(crate) unclean: bool,
+    pub(crate) pending: bool,
+    pub(crate) standby: bool,
+    pub(crate) standby_onfail: bool,
+    pub(crate) maintenance: bool,
+    pub(crate) shutdown: bool,
+    pub(crate) fence_reason: Option<String>,
+    pub(crate) attrs: BTreeMap<String, String>,
+    /// Resources assigned so far (tie-breaking).
+    pub(crate) count: usize,
+    /// Utilization left (when placement-strategy is not default).
+    pub(crate) free: BTreeMap<String, i64>,
+}
+
+impl Node {
+    /// Whether resources may be placed here.
+    pub(crate) fn can_host(&self) -> bool {
+        self.online
+            && !self.unclean
+            && !self.standby
+            && !self.pending
+            && !self.shutdown
+            && !self.maintenance
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CloneCfg {
+    pub(crate) max: usize,
+    pub(crate) node_max: usize,
+    pub(crate) promotable: bool,
+    pub(crate) promoted_max: usize,
+    pub(crate) promoted_node_max: usize,
+    pub(crate) interleave: bool,
+    pub(crate) ordered: bool,
+    pub(crate) notify: bool,
+    pub(crate) unique: bool,
+    pub(crate) min: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Rsc {
+    pub(crate) id: String,
+    pub(crate) base: String,
+    pub(crate) kind: Kind,
+    pub(crate) parent: Option<usize>,
+    pub(crate) children: Vec<usize>,
+    pub(crate) class: String,
+    pub(crate) provider: Option<String>,
+    pub(crate) agent: String,
+    pub(crate) meta: BTreeMap<String, String>,
+    pub(crate) utilization: BTreeMap<String, i64>,
+    pub(crate) ops: Vec<OpConfig>,
+    pub(crate) priority: i64,
+    pub(crate) stickiness: Score,
+    pub(crate) migration_threshold: i64,
+    pub(crate) failure_timeout_s: i64,
+    pub(crate) target_role: Option<Role>,
+    pub(crate) managed: bool,
+    pub(crate) requires: Requires,
+    pub(crate) clone: CloneCfg,
+    pub(crate) orphan: bool,
+    pub(crate) instance: Option<usize>,
+    // Current state (leaves).
+    pub(crate) running: Vec<usize>,
+    pub(crate) role: Role,
+    pub(crate) failed: bool,
+    pub(crate) on_fail: OnFail,
+    pub(crate) blocked: bool,
+    pub(crate) pending: Option<String>,
+    pub(crate) known_on: BTreeSet<usize>,
+    /// History entry ids seen per node (anonymous clones may have several).
+    pub(crate) history_ids: Vec<(usize, String)>,
+    pub(crate) fail_stop_on: BTreeSet<usize>,
+    // Placement.
+    pub(crate) weights: BTreeMap<usize, Score>,
+    pub(crate) assigned: Option<usize>,
+    pub(crate) next_role: Role,
+    pub(crate) provisional: bool,
+    pub(crate) assigning: bool,
+    pub(crate) promotion: Score,
+}
+
+/// Cluster-wide settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Props {
+    pub(crate) fencing_enabled: bool,
+    pub(crate) fencing_action: String,
+    pub(crate) symmetric: bool,
+    pub(crate) no_quorum_policy: String,
+    pub(crate) placement: String,
+    pub(crate) maintenance_mode: bool,
+    pub(crate) stop_all: bool,
+    pub(crate) stop_orphans: bool,
+    pub(crate) startup_fencing: bool,
+    pub(crate) have_fence_device: bool,
+}
+
+pub(crate) struct World {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) rscs: Vec<Rsc>,
+    /// Top-level resources in configuration order.
+    pub(crate) top: Vec<usize>,
+    pub(crate) props: Props,
+    pub(crate) quorate: bool,
+    pub(crate) now: i64,
+    pub(crate) by_id: BTreeMap<String, usize>,
+    pub(crate) rsc_defaults: Vec<NvSet>,
+    pub(crate) op_defaults: Vec<NvSet>,
+    /// Leaves per resource, filled once the resource tree is final.
+    pub(crate) leaf_cache: Vec<Vec<usize>>,
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "true" | "yes" | "on" | "1" | "y"
+    )
+}
+
+/// Flattens sets in precedence order (higher score first, then document order); first wins.
+pub(crate) fn flatten(sets: &[NvSet], ctx: &RuleCtx<'_>, out: &mut BTreeMap<String, String>) {
+    let mut order: Vec<&NvSet> = sets.iter().collect();
+    order.sort_by_key(|s| std::cmp::Reverse(s.score.unwrap_or(Score::ZERO)));
+    for s in order {
+        if let Some(r) = &s.rule
+            && !rules::eval(r, ctx)
+        {
+            continue;
+        }
+        for p in &s.pairs {
+            if let Some(v) = &p.value {
+                out.entry(crate::cib::xml_modern(&p.name))
+                    .or_insert_with(|| v.clone());
+            }
+        }
+    }
+}
+
+fn node_online(
+    ns: Option<&NodeState>,
+    fencing: bool,
+    startup_fencing: bool,
+) -> (bool, bool, bool, Option<&'static str>) {
+    // Returns (online, unclean, pending, fence reason).
+    let Some(ns) = ns else {
+        if fencing && startup_fencing {
+            return (false, true, false, Some("node is unclean"));
+        }
+        return (false, false, false, None);
+    };
+    let when_member: i64 = match ns.in_ccm.as_deref() {
+        None => -1,
+        Some(v) if truthy(v) => 1,
+        Some(v) => v.parse::<i64>().unwrap_or(0),
+    };
+    let when_online: i64 = match ns.crmd.as_deref() {
+        Some("online") => 1,
+        Some(v) => v.parse::<i64>().unwrap_or(0),
+        None => 0,
+    };
+    let join = ns.join.as_deref().unwrap_or("");
+    let expected = ns.expected.as_deref().unwrap_or("");
+    if !fencing {
+        let online = when_member > 0 && when_online > 0 && join == "member";
+        let pending = when_member > 0 && !online && join != "down" && when_online > 0;
+        return (online, false, pending, None);
+    }
+    if when_member < 0 {
+        if when_online > 0 {
+            return (
+                false,
+                true,
+                false,
+                Some("peer has not been seen by the cluster"),
+            );
+        }
+        return (false, true, false, None);
+    }
+    if join == "banned" || join == "nack" {
+        return (
+            true,
+            true,
+            false,
+            Some("peer failed Pacemaker membership criteria"),
+        );
+    }
+    if expected == "down" {
+        if when_member > 0 || when_online > 0 {
+            if ns.uname.is_none() && when_online <= 0 {
+                return (
+                    false,
+                    true,
+                    false,
+                    Some("peer pending timed out on joining the process group"),
+                );
+            }
+            return (false, false, true, None);
+        }
+        return (false, false, false, None);
+    }
+    if when_member == 0 {
+        if expected == "member" {
+            return (
+                false,
+                true,
+                false,
+                Some("peer is no longer part of the cluster"),
+            );
+        }
+        if when_online > 0 {
+            return (false, false, true, None);
+        }
+        return (false, false, false, None);
+    }
+    if when_online <= 0 {
+        if expected == "member" {
+            return (
+                true,
+                true,
+                false,
+                Some("peer process is no longer available"),
+            );
+        }
+        if ns.uname.is_none() {
+            return (
+                false,
+                true,
+                false,
+                Some("peer pending timed out on joining the process group"),
+            );
+        }
+        return (false, false, true, None);
+    }
+    if join == "member" {
+        return (true, false, false, None);
+    }
+    (false, false, true, None)
+}
+
+impl World {
+    pub(crate) fn build(cib: &Cib, quorum: Option<bool>, now: i64) -> World {
+        let empty = BTreeMap::new();
+        let ctx0 = RuleCtx {
+            node: None,
+            attrs: &empty,
+        };
+        let mut props = BTreeMap::new();
+        flatten(&cib.config.properties, &ctx0, &mut props);
+        let p = |k: &str| props.get(k).map(String::as_str);
+        let fencing_enabled = p("fencing-enabled").is_none_or(truthy);
+        let have_fence_device = has_fence_device(&cib.config.resources);
+        let props_s = Props {
+            fencing_enabled,
+            fencing_action: match p("fencing-action").unwrap_or("reboot") {
+                "poweroff" => "off".to_string(),
+                a => a.to_string(),
+            },
+            symmetric: p("symmetric-cluster").is_none_or(truthy),
+            no_quorum_policy: p("no-quorum-policy").unwrap_or("stop").to_ascii_lowercase(),
+            placement: p("placement-strategy")
+                .unwrap_or("default")
+                .to_ascii_lowercase(),
+            maintenance_mode: p("maintenance-mode").is_some_and(truthy),
+            stop_all: p("stop-all-resources").is_some_and(truthy),
+            stop_orphans: p("stop-removed-resources").is_none_or(truthy),
+            startup_fencing: p("startup-fencing").is_none_or(truthy),
+            have_fence_device,
+        };
+        let quorate = quorum.unwrap_or(cib.have_quorum);
+        let mut w = World {
+            nodes: Vec::new(),
+            rscs: Vec::new(),
+            top: Vec::new(),
+            props: props_s,
+            quorate,
+            now,
+            by_id: BTreeMap::new(),
+            rsc_defaults: cib.config.rsc_defaults.clone(),
+            op_defaults: cib.config.op_defaults.clone(),
+            leaf_cache: Vec::new(),
+        };
+        w.unpack_nodes(cib);
+        if !w.quorate
+            && w.props.no_quorum_policy == "suicide"
+            && cib.no_quorum_panic
+            && w.props.fencing_enabled
+        {
+            for node in &mut w.nodes {
+                if node.online && !node.unclean {
+                    node.unclean = true;
+                    node.fence_reason = Some("cluster does not have quorum".into());
+                }
+            }
+        }
+        for r in &cib.config.resources {
+            let idx = w.unpack_rsc(r, None, None, &BTreeMap::new());
+            w.top.push(idx);
+        }
+        w.unpack_status(cib);
+        w.leaf_cache = (0..w.rscs.len())
+            .map(|r| {
+                let mut out = Vec::new();
+                w.collect_leaves(r, &mut out);
+                out
+            })
+            .collect();
+        for i in 0..w.rscs.len() {
+            let r = &w.rscs[i];
+            if r.kind != Kind::Primitive || r.running.len() < 2 {
+                continue;
+            }
+            match r.meta.get("multiple-active").map(String::as_str) {
+                Some("block") => {
+                    // The whole group is blocked along with its multiply active member.
+                    let scope = match r.parent {
+                        Some(p) if w.rscs[p].kind == Kind::Group => w.rscs[p].children.clone(),
+                        _ => vec![i],
+                    };
+                    for m in scope {
+                        w.rscs[m].blocked = true;
+                    }
+                }
+                Some("stop_only") => w.rscs[i].target_role = Some(Role::Stopped),
+                _ => {}
+            }
+        }
+        w
+    }
+
+    fn unpack_nodes(&mut self, cib: &Cib) {
+        let states: BTreeMap<&str, &NodeState> =
+            cib.status.iter().map(|s| (s.id.as_str(), s)).collect();
+        let mut seen = BTreeSet::new();
+        let mut configured: Vec<(String, String, Vec<NvSet>, Vec<NvSet>)> = cib
+            .config
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.kind
+                    .as_deref()
+                    .is_none_or(|k| k == "member" || k == "normal")
+            })
+            .map(|n| {
+                (
+                    n.id.clone(),
+                    n.uname.clone(),
+                    n.attributes.clone(),
+                    n.utilization.clone(),
+                )
+            })
+            .collect();
+        // node_state entries for nodes not in configuration still count.
+        for s in &cib.status {
+            if !cib.config.nodes.iter().any(|n| n.id == s.id) {
+                configured.push((
+                    s.id.clone(),
+                    s.uname.clone().unwrap_or_else(|| s.id.clone()),
+                    Vec::new(),
+                    Vec::new(),
+                ));
+            }
+        }
+        for (id, name, attrs, util) in configured {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let ns = states.get(id.as_str()).copied();
+            let (online, unclean, pending, reason) =
+                node_online(ns, self.props.fencing_enabled, self.props.startup_fencing);
+            let mut a = BTreeMap::new();
+            a.insert("#uname".to_string(), name.clone());
+            a.insert("#id".to_string(), id.clone());
+            a.insert("#kind".to_string(), "cluster".to_string());
+            let ctx = RuleCtx {
+                node: None,
+                attrs: &BTreeMap::new(),
+            };
+            if let Some(ns) = ns {
+                let mut t = BTreeMap::new();
+                flatten(&ns.transient, &ctx, &mut t);
+                for (k, v) in t {
+                    a.insert(k, v);
+                }
+            }
+            let mut perm = BTreeMap::new();
+            flatten(&attrs, &ctx, &mut perm);
+            for (k, v) in perm {
+                a.entry(k).or_insert(v);
+            }
+            if cib.dc_uuid.as_deref() == Some(id.as_str()) {
+                a.insert("#is_dc".into(), "true".into());
+            } else {
+                a.insert("#is_dc".into(), "false".into());
+            }
+            let mut cap = BTreeMap::new();
+            let mut u = BTreeMap::new();
+            flatten(&util, &ctx, &mut u);
+            for (k, v) in u {
+                if let Ok(n) = v.parse::<i64>() {
+                    cap.insert(k, n);
+                }
+            }
+            let standby = a.get("standby").is_some_and(|v| truthy(v));
+            let maintenance = a.get("maintenance").is_some_and(|v| truthy(v));
+            let shutdown = a.get("shutdown").is_some_and(|v| v != "0");
+            let terminate = a
+                .get("terminate")
+                .is_some_and(|v| truthy(v) || v.parse::<i64>().is_ok_and(|n| n > 0));
+            let mut node = Node {
+                id,
+                name,
+                online,
+                unclean,
+                pending,
+                standby,
+                standby_onfail: false,
+                maintenance,
+                shutdown,
+                fence_reason: reason.map(str::to_string),
+                attrs: a,
+                free: cap,
+                count: 0,
+            };
+            if terminate && self.props.fencing_enabled && online {
+                node.unclean = true;
+                node.fence_reason = Some("fencing was requested".into());
+            }
+            self.nodes.push(node);
+        }
+    }
+
+    fn rsc_meta(
+        &self,
+        r: &Resource,
+        inherited: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let empty = BTreeMap::new();
+        let ctx = RuleCtx {
+            node: None,
+            attrs: &empty,
+        };
+        let mut m = BTreeMap::new();
+        flatten(&r.meta, &ctx, &mut m);
+        for (k, v) in inherited {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        m
+    }
+
+    fn unpack_rsc(
+        &mut self,
+        r: &Resource,
+        parent: Option<usize>,
+        instance: Option<usize>,
+        inherited: &BTreeMap<String, String>,
+    ) -> usize {
+        let meta = self.rsc_meta(r, inherited);
+        let suffix = instance.map(|i| format!(":{i}")).unwrap_or_default();
+        let idx = self.rscs.len();
+        let mut defaults = BTreeMap::new();
+        let empty = BTreeMap::new();
+        flatten(
+            &self.rsc_defaults,
+            &RuleCtx {
+                node: None,
+                attrs: &empty,
+            },
+            &mut defaults,
+        );
+        let get = |k: &str| meta.get(k).or_else(|| defaults.get(k)).map(String::as_str);
+        let (kind, class, provider, agent) = match &r.kind {
+            ResourceKind::Primitive {
+                class,
+                provider,
+                agent,
+            } => (
+                Kind::Primitive,
+                class.clone(),
+                provider.clone(),
+                agent.clone(),
+            ),
+            ResourceKind::Group { .. } => (Kind::Group, String::new(), None, String::new()),
+            ResourceKind::Clone { .. } => (Kind::Clone, String::new(), None, String::new()),
+        };
+        let target_role = get("target-role").and_then(Role::parse);
+        let managed = get("is-managed").is_none_or(truthy)
+            && !self.props.maintenance_mode
+            && !get("maintenance").is_some_and(truthy);
+        let requires = match get("requires") {
+            Some("nothing") => Requires::Nothing,
+            Some("quorum") => Requires::Quorum,
+            Some("fencing") | Some("unfencing") => Requires::Fencing,
+            _ => {
+                if class == "stonith" {
+                    Requires::Quorum
+                } else if self.props.fencing_enabled {
+                    Requires::Fencing
+                } else {
+                    Requires::Quorum
+                }
+            }
+        };
+        let mut utilization = BTreeMap::new();
+        let mut u = BTreeMap::new();
+        flatten(
+            &r.utilization,
+            &RuleCtx {
+                node: None,
+                attrs: &empty,
+            },
+            &mut u,
+        );
+        for (k, v) in u {
+            if let Ok(n) = v.parse::<i64>() {
+                utilization.insert(k, n);
+            }
+        }
+        let n_nodes = self.nodes.len().max(1);
+        let mut clone = CloneCfg::default();
+        if let ResourceKind::Clone {
+            legacy_promotable, ..
+        } = &r.kind
+        {
+            let num = |k: &str, alt: &str, d: usize| {
+                get(k)
+                    .or_else(|| get(alt))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(d)
+            };
+            clone.max = num("clone-max", "clone-max", n_nodes);
+            clone.node_max = num("clone-node-max", "clone-node-max", 1);
+            clone.promotable = *legacy_promotable || get("promotable").is_some_and(truthy);
+            clone.promoted_max = num("promoted-max", "master-max", 1);
+            clone.promoted_node_max = num("promoted-node-max", "master-node-max", 1);
+            clone.interleave = get("interleave").is_some_and(truthy);
+            clone.ordered = get("ordered").is_some_and(truthy);
+            clone.notify = get("notify").is_some_and(truthy);
+            clone.unique = get("globally-unique").is_some_and(truthy);
+            clone.min = num("clone-min", "clone-min", 0);
+        }
+        let stickiness = get("resource-stickiness")
+            .or_else(|| get("default-resource-stickiness"))
+            .and_then(Score::parse)
+            .unwrap_or(
+                if matches!(r.kind, ResourceKind::Clone { .. })
+                    || parent.is_some_and(|p| self.rscs[p].kind == Kind::Clone)
+                {
+                    Score::new(1)
+                } else {
+                    Score::ZERO
+                },
+            );
+        let rsc = Rsc {
+            id: format!("{}{suffix}", r.id),
+            base: r.id.clone(),
+            kind,
+            parent,
+            children: Vec::new(),
+            class,
+            provider,
+            agent,
+            priority: get("priority")
+                .and_then(Score::parse)
+                .map_or(0, |s| s.value()),
+            stickiness,
+            migration_threshold: get("migration-threshold")
+                .and_then(Score::parse)
+                .map(|s| s.value())
+                .unwrap_or(crate::score::INFINITY),
+            failure_timeout_s: get("failure-timeout")
+                .and_then(parse_duration_s)
+                .unwrap_or(0),
+            target_role,
+            managed,
+            requires,
+            clone,
+            orphan: false,
+            instance,
+            utilization,
+            ops: r.ops.clone(),
+            meta: meta.clone(),
+            running: Vec::new(),
+            role: Role::Stopped,
+            failed: false,
+            on_fail: OnFail::Ignore,
+            blocked: false,
+            pending: None,
+            known_on: BTreeSet::new(),
+            history_ids: Vec::new(),
+            fail_stop_on: BTreeSet::new(),
+            weights: BTreeMap::new(),
+            assigned: None,
+            next_role: Role::Unknown,
+            provisional: true,
+            assigning: false,
+            promotion: Score::ZERO,
+        };
+        self.rscs.push(rsc);
+        if instance.is_none() {
+            self.by_id.insert(r.id.clone(), idx);
+        }
+        // Children inherit meta attributes of collectives.
+        let mut inh = meta.clone();
+        inh.remove("promotable");
+        match &r.kind {
+            ResourceKind::Primitive { .. } => {}
+            ResourceKind::Group { members } => {
+                for m in members {
+                    let c = self.unpack_rsc(m, Some(idx), instance, &inh);
+                    self.rscs[idx].children.push(c);
+                }
+            }
+            ResourceKind::Clone { child, .. } => {
+                for i in 0..self.rscs[idx].clone.max {
+                    let c = self.unpack_rsc(child, Some(idx), Some(i), &inh);
+                    self.rscs[idx].children.push(c);
+                }
+                self.by_id.insert(child.id.clone(), idx);
+                if let ResourceKind::Group { members } = &child.kind {
+                    for m in members {
+                        self.by_id.entry(m.id.clone()).or_insert(idx);
+                    }
+                }
+            }
+        }
+        idx
+    }
+
+    /// Whether fencing of node `n` is part of this transition.
+    pub(crate) fn will_fence(&self, n: usize) -> bool {
+        let node = &self.nodes[n];
+        node.unclean
+            && node.fence_reason.is_some()
+            && self.props.fencing_enabled
+            && (self.quorate
+                || matches!(self.props.no_quorum_policy.as_str(), "ignore" | "suicide"))
+    }
+
+    /// Blocked by a failure that fencing will not clear.
+    pub(crate) fn blocked(&self, l: usize) -> bool {
+        let r = &self.rscs[l];
+        r.blocked && r.running.iter().any(|&n| !self.will_fence(n))
+    }
+
+    /// Whether the scheduler may act on a leaf: managed, not blocked by a failure (unless
+    /// fencing its node clears the failure), and not on a node in maintenance.
+    pub(crate) fn actionable(&self, l: usize) -> bool {
+        let r = &self.rscs[l];
+        let blocked = r.blocked && r.running.iter().any(|&n| !self.will_fence(n));
+        r.managed && !blocked && !r.running.iter().any(|&n| self.nodes[n].maintenance)
+    }
+
+    /// Leaves (primitives) under `r`, in order.
+    pub(crate) fn leaves(&self, r: usize) -> Vec<usize> {
+        if let Some(v) = self.leaf_cache.get(r) {
+            return v.clone();
+        }
+        let mut out = Vec::new();
+        self.collect_leaves(r, &mut out);
+        out
+    }
+
+    fn collect_leaves(&self, r: usize, out: &mut Vec<usize>) {
+        if self.rscs[r].kind == Kind::Primitive {
+            out.push(r);
+        } else {
+            for &c in &self.rscs[r].children {
+                self.collect_leaves(c, out);
+            }
+        }
+    }
+
+    /// The top-level ancestor.
+    pub(crate) fn top_of(&self, mut r: usize) -> usize {
+        while let Some(p) = self.rscs[r].parent {
+            r = p;
+        }
+        r
+    }
+
+    /// The clone this resource is an instance of (or a member of an instance of).
+    pub(crate) fn clone_of(&self, r: usize) -> Option<usize> {
+        let mut cur = self.rscs[r].parent;
+        while let Some(p) = cur {
+            if self.rscs[p].kind == Kind::Clone {
+                return Some(p);
+            }
+            cur = self.rscs[p].parent;
+        }
+        None
+    }
+
+    fn unpack_status(&mut self, cib: &Cib) {
+        let node_idx: BTreeMap<String, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
+        // Process online nodes first, then the rest, each in document order.
+        let mut order: Vec<&NodeState> = cib.status.iter().collect();
+        let fencing = self.props.fencing_enabled;
+        order.sort_by_key(|ns| {
+            !fencing
+                && node_idx
+                    .get(ns.id.as_str())
+                    .is_none_or(|&i| !self.nodes[i].online)
+        });
+        for ns in order {
+            let Some(&n) = node_idx.get(ns.id.as_str()) else {
+                continue;
+            };
+            if !self.nodes[n].online && !self.nodes[n].unclean {
+                continue;
+            }
+            for lr in &ns.resources {
+                self.unpack_lrm(n, lr);
+            }
+        }
+    }
+
+    fn find_leaf(&mut self, n: usize, lr: &LrmResource, active: bool) -> Option<usize> {
+        if let Some(&i) = self.by_id.get(&lr.id)
+            && self.rscs[i].kind == Kind::Primitive
+            && self.rscs[i].instance.is_none()
+        {
+            return Some(i);
+        }
+        let (base, num) = match lr.id.rsplit_once(':') {
+            Some((b, n)) if n.parse::<usize>().is_ok() => (b.to_string(), n.parse::<usize>().ok()),
+            _ => (lr.id.clone(), None),
+        };
+        let &clone = self.by_id.get(&base)?;
+        if self.rscs[clone].kind != Kind::Clone {
+            if self.rscs[clone].kind == Kind::Primitive && self.rscs[clone].instance.is_none() {
+                return Some(clone);
+            }
+            return None;
+        }
+        let instances = self.rscs[clone].children.clone();
+        let leaf_in = |w: &World, inst: usize| -> Option<usize> {
+            w.leaves(inst).into_iter().find(|&l| w.rscs[l].base == base)
+        };
+        if self.rscs[clone].clone.unique
+            && let Some(k) = num
+        {
+            return instances.get(k).and_then(|&i| leaf_in(self, i));
+        }
+        // Anonymous: an instance already known on this node, else the first instance
+        // not active anywhere (for active history) or any inactive instance.
+        for &i in &instances {
+            if let Some(l) = leaf_in(self, i)
+                && self.rscs[l].known_on.contains(&n)
+            {
+                // A second history of an anonymous clone on one node is an orphan.
+                let other = self.rscs[l]
+                    .history_ids
+                    .iter()
+                    .any(|(hn, id)| *hn == n && *id != lr.id);
+                if other && self.rscs[l].running.contains(&n) {
+                    return None;
+                }
+                return Some(l);
+            }
+        }
+        for &i in &instances {
+            let on_node = self
+                .leaves(i)
+                .iter()
+                .any(|&l| self.rscs[l].running.contains(&n));
+            if on_node && let Some(l) = leaf_in(self, i) {
+                if self.rscs[l].running.contains(&n) {
+                    return None;
+                }
+                return Some(l);
+            }
+        }
+        for &i in &instances {
+            let any_active = self
+                .leaves(i)
+                .iter()
+                .any(|&l| !self.rscs[l].running.is_empty() || self.rscs[l].pending.is_some());
+            if !any_active
+                && let Some(l) = leaf_in(self, i)
+                && (active || !self.rscs[l].known_on.contains(&n))
+            {
+                return Some(l);
+            }
+        }
+        let _ = active;
+        None
+    }
+
+    fn op_on_fail(&self, r: usize, op: &LrmOp) -> OnFail {
+        let rsc = &self.rscs[r];
+        let configured = rsc
+            .ops
+            .iter()
+            .find(|o| o.name == op.operation && o.interval_ms == op.interval_ms)
+            .and_then(|o| o.on_fail.as_deref())
+            .and_then(OnFail::parse);
+        let configured = configured.or_else(|| {
+            let empty = BTreeMap::new();
+            let mut d = BTreeMap::new();
+            flatten(
+                &self.op_defaults,
+                &RuleCtx {
+                    node: None,
+                    attrs: &empty,
+                },
+                &mut d,
+            );
+            d.get("on-fail").and_then(|v| OnFail::parse(v))
+        });
+        if let Some(c) = configured {
+            if c == OnFail::Fence && !self.props.fencing_enabled {
+                return OnFail::Block;
+            }
+            if c == OnFail::Demote
+                && op.operation != "promote"
+                && !(op.operation == "monitor" && op.rc == 8)
+            {
+                return OnFail::Restart;
+            }
+            return c;
+        }
+        if op.operation == "stop" {
+            if self.props.fencing_enabled && self.props.have_fence_device {
+                OnFail::Fence
+            } else {
+                OnFail::Block
+            }
+        } else {
+            OnFail::Restart
+        }
+    }
+
+    fn failure_expired(&self, r: usize, op: &LrmOp) -> bool {
+        let to = self.rscs[r].failure_timeout_s;
+        to > 0 && op.last_rc_change.is_some_and(|t| self.now >= t + to)
+    }
+
+    fn unpack_lrm(&mut self, n: usize, lr: &LrmResource) {
+        let mut ops: Vec<&LrmOp> = lr.ops.iter().collect();
+        ops.sort_by_key(|o| (o.call_id < 0, o.call_id));
+        // Decide activity first (for anonymous clone instance mapping).
+        let found = self.find_leaf(n, lr, true);
+        if std::env::var("CRM_DEBUG").is_ok() {
+            eprintln!(
+                "history {} on {} -> {:?}",
+                lr.id,
+                self.nodes[n].name,
+                found.map(|l| self.rscs[l].id.clone())
+            );
+        }
+        let leaf = match found {
+            Some(l) => l,
+            None => {
+                // More active instances than the clone allows: an orphan instance.
+                let base = lr.id.split(':').next().unwrap_or(&lr.id).to_string();
+                if let Some(&c) = self.by_id.get(&base)
+                    && self.rscs[c].kind == Kind::Clone
+                {
+                    match self.orphan_instance(c, &base) {
+                        Some(l) => l,
+                        None => return,
+                    }
+                } else if self.by_id.contains_key(&lr.id) {
+                    return;
+                } else {
+                    self.orphan_primitive(lr)
+                }
+            }
+        };
+        self.apply_history(n, leaf, lr);
+    }
+
+    /// A new, removed instance of an anonymous clone whose child is a primitive.
+    fn orphan_instance(&mut self, c: usize, base: &str) -> Option<usize> {
+        let template = *self.rscs[c].children.first()?;
+        if self.rscs[template].kind != Kind::Primitive || self.rscs[template].base != base {
+            return None;
+        }
+        let num = self.rscs[c].children.len();
+        let mut r = self.rscs[template].clone();
+        r.id = format!("{base}:{num}");
+        r.instance = Some(num);
+        r.orphan = true;
+        r.running.clear();
+        r.known_on.clear();
+        r.role = Role::Stopped;
+        r.failed = false;
+        r.target_role = Some(Role::Stopped);
+        let idx = self.rscs.len();
+        self.rscs.push(r);
+        self.rscs[c].children.push(idx);
+        Some(idx)
+    }
+
+    fn orphan_primitive(&mut self, lr: &LrmResource) -> usize {
+        let idx = self.rscs.len();
+        let mut orphan = self.rscs.first().cloned().unwrap_or_else(blank_rsc);
+        orphan.id = lr.id.clone();
+        orphan.base = lr.id.clone();
+        orphan.kind = Kind::Primitive;
+        orphan.parent = None;
+        orphan.children.clear();
+        orphan.class = lr.class.clone().unwrap_or_default();
+        orphan.provider = lr.provider.clone();
+        orphan.agent = lr.agent.clone().unwrap_or_default();
+        orphan.meta.clear();
+        orphan.ops.clear();
+        orphan.orphan = true;
+        orphan.instance = None;
+        orphan.managed = !self.props.maintenance_mode;
+        if self.props.stop_orphans {
+            orphan.target_role = Some(Role::Stopped);
+        } else {
+            orphan.managed = false;
+        }
+        orphan.running.clear();
+        orphan.known_on.clear();
+        orphan.role = Role::Stopped;
+        orphan.failed = false;
+        orphan.priority = 0;
+        orphan.stickiness = Score::ZERO;
+        orphan.weights.clear();
+        orphan.clone = CloneCfg::default();
+        orphan.utilization.clear();
+        orphan.requires = Requires::Quorum;
+        self.rscs.push(orphan);
+        self.by_id.insert(lr.id.clone(), idx);
+        self.top.push(idx);
+        idx
+    }
+
+    fn apply_history(&mut self, n: usize, leaf: usize, lr: &LrmResource) {
+        let mut ops: Vec<&LrmOp> = lr.ops.iter().collect();
+        ops.sort_by_key(|o| (o.call_id < 0, o.call_id));
+        let mut role = Role::Stopped;
+        let mut failed = false;
+        let mut on_fail = OnFail::Ignore;
+        let mut pending = None;
+        let mut stop_failed = false;
+        let mut fence_reason = None;
+        let promotable = self
+            .clone_of(leaf)
+            .is_some_and(|c| self.rscs[c].clone.promotable);
+        for op in ops {
+            let task = op.operation.as_str();
+            if matches!(
+                task,
+                "notify" | "meta-data" | "cancel" | "reload" | "reload-agent" | "validate-all"
+            ) {
+                continue;
+            }
+            if op.op_status == -1 || op.call_id == -1 && op.op_status != 0 {
+                pending = Some(task.to_string());
+                match task {
+                    "start" | "migrate_to" | "migrate_from" => role = Role::Started,
+                    "promote" => role = Role::Promoted,
+                    "stop" if role == Role::Stopped => role = Role::Started,
+                    "demote" => role = Role::Promoted,
+                    _ => {}
+                }
+                continue;
+            }
+            if op.op_status == 1 {
+                continue;
+            }
+            let expected = op.target_rc.unwrap_or(0);
+            let probe = task == "monitor" && op.interval_ms == 0;
+            let rc = match op.rc {
+                190 => 0,
+                191 => 8,
+                x => x,
+            };
+            let ok_exec = op.op_status == 0 || op.op_status == 4;
+            let success = ok_exec
+                && (rc == expected
+                    || (probe && matches!(rc, 0 | 7 | 8))
+                    || (task != "monitor" && rc == 0));
+            if success {
+                match task {
+                    "start" | "migrate_from" => {
+                        role = if promotable {
+                            Role::Unpromoted
+                        } else {
+                            Role::Started
+                        };
+                    }
+                    "migrate_to" => role = Role::Started,
+                    "stop" => {
+                        role = Role::Stopped;
+                        if on_fail <= OnFail::Restart || on_fail == OnFail::Block {
+                            failed = false;
+                            on_fail = OnFail::Ignore;
+                        }
+                    }
+                    "promote" => {
+                        role = Role::Promoted;
+                        if on_fail <= OnFail::Restart {
+                            failed = false;
+                            on_fail = OnFail::Ignore;
+                        }
+                    }
+                    "demote" => {
+                        role = Role::Unpromoted;
+                        if on_fail == OnFail::Demote {
+                            failed = false;
+                            on_fail = OnFail::Ignore;
+                        }
+                    }
+                    "monitor" => match rc {
+                        7 => role = Role::Stopped,
+                        8 => role = Role::Promoted,
+                        _ => {
+                            if role == Role::Stopped
+                                || role == Role::Promoted && op.interval_ms == 0
+                            {
+                                role = if promotable {
+                                    Role::Unpromoted
+                                } else {
+                                    Role::Started
+                                };
+                            }
+                        }
+                    },
+                    _ => {}
+                }
+                continue;
+            }
+            // A failure.
+            if std::env::var("CRM_DEBUG").is_ok() {
+                eprintln!(
+                    "failure {} {} on {} expired={} now={} to={}",
+                    op.id,
+                    op.rc,
+                    self.nodes[n].name,
+                    self.failure_expired(leaf, op),
+                    self.now,
+                    self.rscs[leaf].failure_timeout_s
+                );
+            }
+            if self.failure_expired(leaf, op) && task != "stop" {
+                // Expired failures are forgotten, but a failed recurring monitor still
+                // means the resource is not known to be running well.
+                if probe && rc == 7 {
+                    role = Role::Stopped;
+                }
+                continue;
+            }
+            let f = self.op_on_fail(leaf, op);
+            match task {
+                "stop" => {
+                    role = if role == Role::Stopped {
+                        Role::Started
+                    } else {
+                        role
+                    };
+                    if role == Role::Stopped {
+                        role = Role::Started;
+                    }
+                    stop_failed = true;
+                }
+                "start" | "migrate_from" | "migrate_to" => {
+                    role = if promotable {
+                        Role::Unpromoted
+                    } else {
+                        Role::Started
+                    };
+                }
+                "promote" => role = Role::Promoted,
+                "demote" => role = Role::Unpromoted,
+                "monitor" => {
+                    if rc == 8 {
+                        role = Role::Promoted;
+                    } else if role == Role::Stopped {
+                        role = if promotable {
+                            Role::Unpromoted
+                        } else {
+                            Role::Started
+                        };
+                    }
+                }
+                _ => {}
+            }
+            if f == OnFail::Ignore {
+                continue;
+            }
+            if f > on_fail || !failed {
+                on_fail = f.max(on_fail);
+            }
+            failed = true;
+            if f == OnFail::Fence {
+                fence_reason = Some(format!("{} failed there", self.rscs[leaf].id));
+            }
+        }
+        let r = &mut self.rscs[leaf];
+        r.known_on.insert(n);
+        r.history_ids.push((n, lr.id.clone()));
+        if pending.is_some() {
+            r.pending = pending;
+        }
+        if role > Role::Stopped {
+            if !r.running.contains(&n) {
+                r.running.push(n);
+            }
+            if role > r.role || r.role == Role::Stopped {
+                r.role = role;
+            }
+            if failed {
+                r.failed = true;
+                r.on_fail = r.on_fail.max(on_fail);
+                if on_fail == OnFail::Block {
+                    r.blocked = true;
+                }
+            }
+            if stop_failed && failed {
+                r.fail_stop_on.insert(n);
+            }
+        } else if failed && on_fail == OnFail::Stop {
+            r.target_role = Some(Role::Stopped);
+        }
+        if failed && on_fail == OnFail::Standby {
+            self.nodes[n].standby = true;
+            self.nodes[n].standby_onfail = true;
+        }
+        if let Some(reason) = fence_reason
+            && role > Role::Stopped
+            && failed
+        {
+            let node = &mut self.nodes[n];
+            if !node.unclean {
+                node.unclean = true;
+                node.fence_reason = Some(reason);
+            }
+        }
+        if role > Role::Stopped && failed && on_fail == OnFail::Stop {
+            self.rscs[leaf].target_role = Some(Role::Stopped);
+        }
+    }
+
+    /// The fail count of a leaf on a node, honouring failure-timeout.
+    pub(crate) fn failcount(&self, leaf: usize, n: usize) -> (i64, Option<i64>) {
+        let r = &self.rscs[leaf];
+        let node = &self.nodes[n];
+        let names = [r.id.clone(), r.base.clone()];
+        let mut total = Score::ZERO;
+        let mut last = None;
+        for (k, v) in &node.attrs {
+            for (prefix, is_count) in [("fail-count-", true), ("last-failure-", false)] {
+                let Some(rest) = k.strip_prefix(prefix) else {
+                    continue;
+                };
+                let name = rest.split('#').next().unwrap_or(rest);
+                if !names.iter().any(|x| x == name)
+                    || (name == r.base
+                        && r.id != r.base
+                        && names[0] != name
+                        && self
+                            .clone_of(leaf)
+                            .is_some_and(|c| self.rscs[c].clone.unique))
+                {
+                    continue;
+                }
+                // Failures of operations with on-fail=ignore do not count.
+                if let Some((op, interval)) =
+                    rest.split_once('#').and_then(|(_, k)| k.rsplit_once('_'))
+                    && let Ok(ms) = interval.parse::<u64>()
+                    && r.ops.iter().any(|o| {
+                        o.name == op
+                            && o.interval_ms == ms
+                            && o.on_fail.as_deref() == Some("ignore")
+                    })
+                {
+                    continue;
+                }
+                if is_count {
+                    total = total.plus(Score::parse(v).unwrap_or(Score::ZERO));
+                } else if let Ok(t) = v.parse::<i64>() {
+                    last = Some(last.map_or(t, |l: i64| l.max(t)));
+                }
+            }
+        }
+        let to = r.failure_timeout_s;
+        if to > 0
+            && let Some(t) = last
+            && self.now >= t + to
+        {
+            return (0, last);
+        }
+        (total.value(), last)
+    }
+
+    /// Effective op meta for a resource op (op_defaults merged).
+    pub(crate) fn op_enabled_monitors(&self, r: usize) -> Vec<(u64, Option<Role>)> {
+        self.rscs[r]
+            .ops
+            .iter()
+            .filter(|o| o.name == "monitor" && o.interval_ms > 0 && o.enabled)
+            .map(|o| (o.interval_ms, o.role))
+            .collect()
+    }
+}
+
+fn has_fence_device(rs: &[Resource]) -> bool {
+    rs.iter().any(|r| match &r.kind {
+        ResourceKind::Primitive { class, .. } => class == "stonith",
+        ResourceKind::Group { members } => has_fence_device(members),
+        ResourceKind::Clone { child, .. } => has_fence_device(std::slice::from_ref(child)),
+    })
+}
+
+fn blank_rsc() -> Rsc {
+    Rsc {
+        id: String::new(),
+        base: String::new(),
+        kind: Kind::Primitive,
+        parent: None,
+        children: Vec::new(),
+        class: String::new(),
+        provider: None,
+        agent: String::new(),
+        meta: BTreeMap::new(),
+        utilization: BTreeMap::new(),
+        ops: Vec::new(),
+        priority: 0,
+        stickiness: Score::ZERO,
+        migration_threshold: crate::score::INFINITY,
+        failure_timeout_s: 0,
+        target_role: None,
+        managed: true,
+        requires: Requires::Quorum,
+        clone: CloneCfg::default(),
+        orphan: false,
+        instance: None,
+        running: Vec::new(),
+        role: Role::Stopped,
+        failed: false,
+        on_fail: OnFail::Ignore,
+        blocked: false,
+        pending: None,
+        known_on: BTreeSet::new(),
+        history_ids: Vec::new(),
+        fail_stop_on: BTreeSet::new(),
+        weights: BTreeMap::new(),
+        assigned: None,
+        next_role: Role::Unknown,
+        provisional: true,
+        assigning: false,
+        promotion: Score::ZERO,
+    }
+}
+
+#[allow(dead_code)]
+pub(crate) fn interval_of(s: &str) -> u64 {
+    parse_interval_ms(s).unwrap_or(0)
+}

@@ -1,0 +1,354 @@
+//! `crm_simulate`-style output: current status, Transition Summary, scores, and `explain`.
+
+use std::fmt::Write;
+
+use crate::cib::{Cib, LrmOp, LrmResource, NodeState, parse_cib};
+use crate::error::CibError;
+use std::collections::BTreeMap;
+
+use crate::cib::Role;
+use crate::scheduler::{ClusterView, RscView, Transition, schedule};
+
+/// Simulation inputs beyond the CIB.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// Nodes to treat as failed (lost from the cluster).
+    pub node_fail: Vec<String>,
+    /// Injected op results: `RSC_OP_INTERVAL@NODE=RC` or `RSC_OP@NODE=RC`.
+    pub op_fail: Vec<String>,
+    /// Print allocation scores.
+    pub scores: bool,
+    /// Override quorum.
+    pub quorum: Option<bool>,
+    /// "Now" in Unix seconds when the CIB has no execution-date.
+    pub now: i64,
+}
+
+/// A simulation result, ready to print.
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    /// The CIB after injections.
+    pub cib: Cib,
+    /// The scheduler's output.
+    pub transition: Transition,
+    /// Importer warnings.
+    pub warnings: Vec<crate::Diagnostic>,
+}
+
+/// Applies injections to a CIB.
+pub fn inject(cib: &mut Cib, opts: &SimOptions) -> Result<(), CibError> {
+    for n in &opts.node_fail {
+        let id = cib
+            .config
+            .nodes
+            .iter()
+            .find(|x| &x.uname == n)
+            .map(|x| x.id.clone())
+            .ok_or_else(|| CibError::Invalid {
+                element: "node".into(),
+                id: n.clone(),
+                field: "--node-fail".into(),
+                problem: format!("no node named '{n}'"),
+            })?;
+        if let Some(ns) = cib.status.iter_mut().find(|s| s.id == id) {
+            ns.in_ccm = Some("false".into());
+            ns.crmd = Some("offline".into());
+            ns.expected = Some("member".into());
+        }
+    }
+    for spec in &opts.op_fail {
+        let bad = |p: &str| CibError::Invalid {
+            element: "op-fail".into(),
+            id: spec.clone(),
+            field: "--op-fail".into(),
+            problem: p.into(),
+        };
+        let (lhs, rc) = spec
+            .rsplit_once('=')
+            .ok_or_else(|| bad("expected RSC_OP@NODE=RC"))?;
+        let (key, node) = lhs
+            .rsplit_once('@')
+            .ok_or_else(|| bad("expected RSC_OP@NODE=RC"))?;
+        let rc: i32 = rc.parse().map_err(|_| bad("RC must be a number"))?;
+        let mut parts: Vec<&str> = key.rsplitn(3, '_').collect();
+        parts.reverse();
+        let (rsc, op, interval) = match parts.as_slice() {
+            [r, o, i] if i.parse::<u64>().is_ok() => {
+                (r.to_string(), o.to_string(), i.parse::<u64>().unwrap_or(0))
+            }
+            [r, o, i] => (format!("{r}_{o}"), i.to_string(), 0),
+            [r, o] => (r.to_string(), o.to_string(), 0),
+            _ => return Err(bad("expected RSC_OP@NODE=RC")),
+        };
+        let id = cib
+            .config
+            .nodes
+            .iter()
+            .find(|x| x.uname == node)
+            .map(|x| x.id.clone())
+            .ok_or_else(|| bad("unknown node"))?;
+        let ns = match cib.status.iter().position(|s| s.id == id) {
+            Some(i) => &mut cib.status[i],
+            None => {
+                cib.status.push(NodeState {
+                    id: id.clone(),
+                    uname: Some(node.into()),
+                    ..NodeState::default()
+                });
+                cib.status.last_mut().ok_or_else(|| bad("internal"))?
+            }
+        };
+        let lr = match ns.resources.iter().position(|r| r.id == rsc) {
+            Some(i) => &mut ns.resources[i],
+            None => {
+                ns.resources.push(LrmResource {
+                    id: rsc.clone(),
+                    ..LrmResource::default()
+                });
+                ns.resources.last_mut().ok_or_else(|| bad("internal"))?
+            }
+        };
+        let call = lr.ops.iter().map(|o| o.call_id).max().unwrap_or(0) + 1;
+        lr.ops.push(LrmOp {
+            id: format!("{rsc}_{op}_{interval}"),
+            operation: op,
+            interval_ms: interval,
+            rc,
+            op_status: if rc == 0 { 0 } else { 4 },
+            call_id: call,
+            target_rc: Some(0),
+            last_rc_change: Some(opts.now),
+            ..LrmOp::default()
+        });
+    }
+    Ok(())
+}
+
+/// Parses, injects and schedules.
+pub fn simulate(xml: &str, opts: &SimOptions) -> Result<Simulation, CibError> {
+    let (mut cib, warnings) = parse_cib(xml)?;
+    inject(&mut cib, opts)?;
+    let now = cib.execution_date.unwrap_or(opts.now);
+    let transition = schedule(&cib, opts.quorum, now);
+    Ok(Simulation {
+        cib,
+        transition,
+        warnings,
+    })
+}
+
+/// Formats the Transition Summary section.
+pub fn format_summary(t: &Transition) -> String {
+    let mut s = String::from("Transition Summary:\n");
+    for l in &t.summary {
+        let _ = writeln!(s, "  * {l}");
+    }
+    s
+}
+
+fn role_word(r: Role) -> &'static str {
+    match r {
+        Role::Promoted => "Promoted",
+        Role::Unpromoted => "Unpromoted",
+        Role::Stopped | Role::Unknown => "Stopped",
+        Role::Started => "Started",
+    }
+}
+
+fn primitive_line(v: &RscView) -> String {
+    let mut state = if v.nodes.is_empty() {
+        "Stopped".to_string()
+    } else if v.failed {
+        format!("FAILED {}", v.nodes.join(" "))
+    } else if v.nodes.len() > 1 {
+        format!("{} [ {} ]", role_word(v.role), v.nodes.join(" "))
+    } else {
+        format!("{} {}", role_word(v.role), v.nodes[0])
+    };
+    if v.disabled {
+        state.push_str(" (disabled)");
+    }
+    if v.unmanaged {
+        state.push_str(" (unmanaged)");
+    }
+    format!("{}\t({}):\t {state}", v.id, v.agent)
+}
+
+fn format_rsc(out: &mut String, v: &RscView, depth: usize) {
+    let pad = "  ".repeat(depth + 2);
+    match v.kind {
+        "primitive" => {
+            let _ = writeln!(out, "{pad}* {}", primitive_line(v));
+        }
+        "group" => {
+            let _ = writeln!(out, "{pad}* Resource Group: {}:", v.id);
+            for c in &v.children {
+                format_rsc(out, c, depth + 1);
+            }
+        }
+        _ => {
+            let child = v.children.first().map_or(String::new(), |c| {
+                c.id.split(':').next().unwrap_or("").to_string()
+            });
+            let flags = if v.flags.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", v.flags.join(", "))
+            };
+            let _ = writeln!(out, "{pad}* Clone Set: {} [{child}]{flags}:", v.id);
+            let simple = v
+                .children
+                .iter()
+                .all(|c| c.kind == "primitive" && !c.failed && c.nodes.len() <= 1);
+            if simple && !v.flags.contains(&"unique") {
+                let mut by_role: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+                for c in &v.children {
+                    if let Some(n) = c.nodes.first() {
+                        by_role
+                            .entry(role_word(c.role))
+                            .or_default()
+                            .push(n.clone());
+                    }
+                }
+                for role in ["Promoted", "Unpromoted", "Started"] {
+                    if let Some(nodes) = by_role.get(role) {
+                        let _ = writeln!(out, "{pad}  * {role}: [ {} ]", nodes.join(" "));
+                    }
+                }
+            } else {
+                for c in &v.children {
+                    format_rsc(out, c, depth + 1);
+                }
+            }
+        }
+    }
+}
+
+/// Formats a cluster view the way `crm_simulate` lays out a status section.
+pub fn format_view(title: &str, v: &ClusterView) -> String {
+    let mut s = format!("{title}:\n  * Node List:\n");
+    let mut online = Vec::new();
+    let mut offline = Vec::new();
+    for n in &v.nodes {
+        match n.state.as_str() {
+            "online" => online.push(n.name.clone()),
+            "OFFLINE" => offline.push(n.name.clone()),
+            other => {
+                let _ = writeln!(s, "    * Node {}: {other}", n.name);
+            }
+        }
+    }
+    if !online.is_empty() {
+        let _ = writeln!(s, "    * Online: [ {} ]", online.join(" "));
+    }
+    if !offline.is_empty() {
+        let _ = writeln!(s, "    * OFFLINE: [ {} ]", offline.join(" "));
+    }
+    s.push_str("\n  * Full List of Resources:\n");
+    for r in &v.resources {
+        format_rsc(&mut s, r, 0);
+    }
+    s
+}
+
+/// Formats the current cluster status section.
+pub fn format_status(t: &Transition) -> String {
+    format_view("Current cluster status", &t.current)
+}
+
+/// Formats the executed actions in one valid order (a topological order of the graph).
+pub fn format_actions(t: &Transition) -> String {
+    let n = t.actions.len();
+    let live: Vec<bool> = t
+        .actions
+        .iter()
+        .map(|a| !a.optional && a.runnable)
+        .collect();
+    let mut indeg = vec![0usize; n];
+    let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for e in &t.edges {
+        if live[e.first] && live[e.then] {
+            next[e.first].push(e.then);
+            indeg[e.then] += 1;
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| live[i] && indeg[i] == 0).collect();
+    let mut s = String::from("Executing Cluster Transition:\n");
+    while let Some(&i) = ready.iter().next() {
+        ready.remove(&i);
+        let a = &t.actions[i];
+        let rsc = a.rsc.map_or("", |r| t.resource_name(r));
+        let node = a.node.map_or("", |x| t.node_name(x));
+        let task = match (a.kind, a.interval_ms) {
+            (crate::ActionKind::Monitor, 0) => "monitor".to_string(),
+            (crate::ActionKind::Monitor, i) => format!("monitor={i}"),
+            (k, _) => k.task().to_string(),
+        };
+        match a.kind {
+            crate::ActionKind::Fence => {
+                let _ = writeln!(s, "  * Fencing {node}");
+            }
+            _ if a.pseudo => {
+                let _ = writeln!(s, "  * Pseudo action:   {rsc}_{task}_0");
+            }
+            _ => {
+                let _ = writeln!(s, "  * Resource action: {rsc:<15} {task} on {node}");
+            }
+        }
+        for &j in &next[i] {
+            indeg[j] -= 1;
+            if indeg[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    s
+}
+
+/// Formats the cluster status expected after the transition.
+pub fn format_revised(t: &Transition) -> String {
+    format_view("Revised Cluster Status", &t.revised)
+}
+
+/// Formats allocation scores.
+pub fn format_scores(t: &Transition) -> String {
+    let mut s = String::new();
+    for (r, n, sc) in &t.scores {
+        let _ = writeln!(
+            s,
+            "pcmk__primitive_assign: {r} allocation score on {n}: {sc}"
+        );
+    }
+    s
+}
+
+/// Explains a resource's placement in plain words.
+pub fn explain(t: &Transition, rsc: &str) -> Option<String> {
+    let (_, node, role) = t
+        .placement
+        .iter()
+        .find(|(r, _, _)| r == rsc || r.split(':').next() == Some(rsc))?;
+    let mut s = String::new();
+    match node {
+        Some(n) => {
+            let _ = writeln!(s, "{rsc} is placed on {n} in role {}.", role.as_str());
+        }
+        None => {
+            let _ = writeln!(s, "{rsc} cannot run anywhere and will be stopped.");
+        }
+    }
+    let notes = t.notes.get(rsc);
+    if let Some(notes) = notes {
+        let _ = writeln!(s, "Score contributions:");
+        for (n, what, sc) in notes.iter().filter(|x| x.1 != "total") {
+            let _ = writeln!(s, "  on {n}: {what}: {sc}");
+        }
+        let _ = writeln!(s, "Final node scores:");
+        for (n, what, sc) in notes.iter().filter(|x| x.1 == "total") {
+            let _ = what;
+            let _ = writeln!(s, "  {n}: {sc}");
+        }
+    }
+    Some(s)
+}

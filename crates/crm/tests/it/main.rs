@@ -1,0 +1,5 @@
+//! Integration tests for the crm crate.
+
+mod bad_input;
+mod corpus;
+mod roundtrip;
