@@ -352,10 +352,13 @@ pub trait ResourceAgent: Send + Sync {
 /// action that overruns its timeout is reported as timed out whatever code it returned.
 pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
     let started = Instant::now();
-    let md = agent.meta_data();
+    // Meta-data only when needed: a script's meta-data costs a process.
+    let needs_md = req.timeout.is_none()
+        || (agent.checks_params_by_schema() && req.action != Action::MetaData);
+    let md = if needs_md { Some(agent.meta_data()) } else { None };
     let timeout = req.timeout.unwrap_or_else(|| {
         md.as_ref()
-            .ok()
+            .and_then(|m| m.as_ref().ok())
             .and_then(|m| m.action(req.action.as_str()).map(|a| a.timeout))
             .unwrap_or(DEFAULT_TIMEOUT)
     });
@@ -408,8 +411,9 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
 
     let params = if agent.checks_params_by_schema() {
         let md = match md {
-            Ok(md) => md,
-            Err(e) => return finish(Outcome::fail(OcfRc::ErrGeneric, e.to_string())),
+            Some(Ok(md)) => md,
+            Some(Err(e)) => return finish(Outcome::fail(OcfRc::ErrGeneric, e.to_string())),
+            None => unreachable!("meta-data is loaded for schema-checked agents"),
         };
         match md.validate(&req.params) {
             Ok(p) => p,

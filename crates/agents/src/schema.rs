@@ -309,7 +309,11 @@ impl Metadata {
     /// Parses OCF meta-data XML (1.0 or 1.1) into the same schema native agents use. Unknown
     /// content types are read as strings; `unique-group` counts as unique.
     pub fn from_xml(xml: &str) -> Result<Metadata, MetadataError> {
-        let doc = roxmltree::Document::parse(xml).map_err(|e| MetadataError::Xml {
+        let opts = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..roxmltree::ParsingOptions::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(xml, opts).map_err(|e| MetadataError::Xml {
             detail: e.to_string(),
         })?;
         let root = doc.root_element();

@@ -80,6 +80,8 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let t = std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 1024];
+            let _ = c.read(&mut req);
             let _ = c.write_all(b"\x00\x01garbage");
         });
         let e = get(&format!("http://127.0.0.1:{port}/"), Instant::now() + Duration::from_secs(5)).unwrap_err();
