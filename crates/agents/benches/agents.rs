@@ -11,32 +11,58 @@ use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 
 fn kv(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn stats(mut v: Vec<Duration>) -> String {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    format!("median {:8.2} ms  (min {:7.2}, max {:7.2}, n={})", ms(v[v.len() / 2]), ms(v[0]), ms(v[v.len() - 1]), v.len())
+    format!(
+        "median {:8.2} ms  (min {:7.2}, max {:7.2}, n={})",
+        ms(v[v.len() / 2]),
+        ms(v[0]),
+        ms(v[v.len() - 1]),
+        v.len()
+    )
 }
 
 /// Runs start, monitor, stop `rounds` times, interleaving native and OCF, and prints both.
-fn compare(label: &str, native: &dyn ResourceAgent, ocf: Option<&dyn ResourceAgent>, params: &BTreeMap<String, String>, depth: u32, rounds: usize) {
+fn compare(
+    label: &str,
+    native: &dyn ResourceAgent,
+    ocf: Option<&dyn ResourceAgent>,
+    params: &BTreeMap<String, String>,
+    depth: u32,
+    rounds: usize,
+) {
     let mut times: BTreeMap<(usize, Action), Vec<Duration>> = BTreeMap::new();
     let agents: Vec<&dyn ResourceAgent> = std::iter::once(native).chain(ocf).collect();
     for _ in 0..rounds {
         for (i, a) in agents.iter().enumerate() {
             for action in [Action::Start, Action::Monitor, Action::Stop] {
-                let req = Request::new(action, "bench", params.clone()).depth(depth).timeout(Duration::from_secs(30));
+                let req = Request::new(action, "bench", params.clone())
+                    .depth(depth)
+                    .timeout(Duration::from_secs(30));
                 let r = execute(*a, &req);
-                assert_eq!(r.rc, OcfRc::Success, "{label} {}: {r}", if i == 0 { "native" } else { "ocf" });
+                assert_eq!(
+                    r.rc,
+                    OcfRc::Success,
+                    "{label} {}: {r}",
+                    if i == 0 { "native" } else { "ocf" }
+                );
                 times.entry((i, action)).or_default().push(r.elapsed);
             }
         }
     }
     for action in [Action::Start, Action::Monitor, Action::Stop] {
         for (i, who) in ["native", "ocf   "].iter().enumerate().take(agents.len()) {
-            println!("{label:<12} {action:<8} {who}  {}", stats(times.remove(&(i, action)).unwrap_or_default()));
+            println!(
+                "{label:<12} {action:<8} {who}  {}",
+                stats(times.remove(&(i, action)).unwrap_or_default())
+            );
         }
     }
 }
@@ -54,7 +80,9 @@ fn in_netns<T: Send>(ns: &rig::Netns, f: impl FnOnce() -> T + Send) -> T {
 }
 
 fn get(name: &str) -> Arc<dyn ResourceAgent> {
-    Registry::default().get(name).unwrap_or_else(|e| panic!("{e}"))
+    Registry::default()
+        .get(name)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn main() {
@@ -67,32 +95,73 @@ fn main() {
     }
     // Mounts made by this process stay in its own mount namespace (made before any thread).
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).expect("unshare mount namespace");
-    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).expect("make / private");
-    let rounds: usize = std::env::var("AGENTS_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(7);
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("make / private");
+    let rounds: usize = std::env::var("AGENTS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
     println!("agent        action   impl    time per operation (execute: spawn, wait, parse)");
 
     rig::sweep_stale_namespaces();
     let a = rig::Netns::new();
     let b = rig::Netns::new();
     a.veth_to("eth0", "10.213.1.1/24", &b, "eth0", "10.213.1.2/24");
-    let p = kv(&[("ip", "10.213.1.100"), ("cidr_netmask", "24"), ("nic", "eth0")]);
-    in_netns(&a, || compare("vip", get("vip").as_ref(), Some(get("ocf:heartbeat:IPaddr2").as_ref()), &p, 0, rounds));
+    let p = kv(&[
+        ("ip", "10.213.1.100"),
+        ("cidr_netmask", "24"),
+        ("nic", "eth0"),
+    ]);
+    in_netns(&a, || {
+        compare(
+            "vip",
+            get("vip").as_ref(),
+            Some(get("ocf:heartbeat:IPaddr2").as_ref()),
+            &p,
+            0,
+            rounds,
+        )
+    });
 
     let dir = rig::ScratchDir::new_in(std::path::Path::new("/dev/shm"));
     let img = dir.path().join("disk.img");
-    rig::sh(&format!("truncate -s 64M {0} && mkfs.ext4 -q -F {0}", img.display()));
-    let dev = rig::sh(&format!("losetup -f --show {}", img.display())).trim().to_owned();
+    rig::sh(&format!(
+        "truncate -s 64M {0} && mkfs.ext4 -q -F {0}",
+        img.display()
+    ));
+    let dev = rig::sh(&format!("losetup -f --show {}", img.display()))
+        .trim()
+        .to_owned();
     let mnt = dir.path().join("mnt").display().to_string();
     let p = kv(&[("device", &dev), ("directory", &mnt), ("fstype", "ext4")]);
-    compare("filesystem", get("filesystem").as_ref(), Some(get("ocf:heartbeat:Filesystem").as_ref()), &p, 0, rounds);
-    let _ = std::process::Command::new("losetup").args(["-d", &dev]).status();
+    compare(
+        "filesystem",
+        get("filesystem").as_ref(),
+        Some(get("ocf:heartbeat:Filesystem").as_ref()),
+        &p,
+        0,
+        rounds,
+    );
+    let _ = std::process::Command::new("losetup")
+        .args(["-d", &dev])
+        .status();
 
     let site = rig::ScratchDir::new();
     for sub in ["logs", "tmp", "html"] {
         std::fs::create_dir_all(site.path().join(sub)).unwrap();
     }
-    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/rigs/ocf/nginx.conf");
-    let conf = std::fs::read_to_string(shared).expect("nginx rig template")
+    let shared = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/rigs/ocf/nginx.conf"
+    );
+    let conf = std::fs::read_to_string(shared)
+        .expect("nginx rig template")
         .replace("@RIG_DIR@", &site.path().display().to_string())
         .replace("@PORT@", "18080");
     let conf_path = site.path().join("nginx.conf");
@@ -103,21 +172,41 @@ fn main() {
         ("httpd", "/usr/sbin/nginx"),
         ("status10url", "http://127.0.0.1:18080/nginx_status"),
     ]);
-    in_netns(&ns, || compare("nginx d10", get("native:builtin:nginx").as_ref(), Some(get("ocf:heartbeat:nginx").as_ref()), &p, 10, rounds.min(3)));
+    in_netns(&ns, || {
+        compare(
+            "nginx d10",
+            get("native:builtin:nginx").as_ref(),
+            Some(get("ocf:heartbeat:nginx").as_ref()),
+            &p,
+            10,
+            rounds.min(3),
+        )
+    });
 
     if rig::have_program("virsh") {
         let xml = site.path().join("test.xml");
         std::fs::write(&xml, "<domain type='test'><name>test</name><memory>65536</memory><os><type>hvm</type></os></domain>").unwrap();
-        let p = kv(&[("config", &xml.display().to_string()), ("hypervisor", "test:///default")]);
+        let p = kv(&[
+            ("config", &xml.display().to_string()),
+            ("hypervisor", "test:///default"),
+        ]);
         // test:///default is fresh per connection and its domain `test` always runs: start and
         // monitor find it running; stop is left out.
         let vm = get("vm");
         let mut t = Vec::new();
         for _ in 0..rounds {
-            let r = execute(vm.as_ref(), &Request::new(Action::Monitor, "bench", p.clone()));
+            let r = execute(
+                vm.as_ref(),
+                &Request::new(Action::Monitor, "bench", p.clone()),
+            );
             assert_eq!(r.rc, OcfRc::Success, "{r}");
             t.push(r.elapsed);
         }
-        println!("{:<12} {:<8} native  {}  (test:///default; no OCF counterpart runs on the test driver)", "vm", "monitor", stats(t));
+        println!(
+            "{:<12} {:<8} native  {}  (test:///default; no OCF counterpart runs on the test driver)",
+            "vm",
+            "monitor",
+            stats(t)
+        );
     }
 }

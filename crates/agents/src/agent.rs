@@ -68,7 +68,7 @@ impl Action {
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -355,7 +355,11 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
     // Meta-data only when needed: a script's meta-data costs a process.
     let needs_md = req.timeout.is_none()
         || (agent.checks_params_by_schema() && req.action != Action::MetaData);
-    let md = if needs_md { Some(agent.meta_data()) } else { None };
+    let md = if needs_md {
+        Some(agent.meta_data())
+    } else {
+        None
+    };
     let timeout = req.timeout.unwrap_or_else(|| {
         md.as_ref()
             .and_then(|m| m.as_ref().ok())

@@ -33,7 +33,9 @@ pub enum AgentError {
         problem: String,
     },
     /// An action name that the OCF API does not have.
-    #[error("unknown action `{action}` (use start, stop, monitor, promote, demote, notify, reload, validate-all or meta-data)")]
+    #[error(
+        "unknown action `{action}` (use start, stop, monitor, promote, demote, notify, reload, validate-all or meta-data)"
+    )]
     UnknownAction {
         /// The text given.
         action: String,

@@ -40,7 +40,12 @@ impl OcfAgent {
     }
 
     /// An agent at an explicit `path` (for scripts outside the OCF tree).
-    pub fn at(root: &Path, provider: &str, kind: &str, path: PathBuf) -> Result<OcfAgent, AgentError> {
+    pub fn at(
+        root: &Path,
+        provider: &str,
+        kind: &str,
+        path: PathBuf,
+    ) -> Result<OcfAgent, AgentError> {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(&path).map_err(|source| AgentError::Exec {
             path: path.clone(),
@@ -87,7 +92,10 @@ impl OcfAgent {
             .env("OCF_RESOURCE_PROVIDER", &self.provider)
             .env("OCF_EXIT_REASON_PREFIX", EXIT_REASON_PREFIX)
             .env("OCF_RESKEY_crm_feature_set", "3.16.2")
-            .env("OCF_RESKEY_CRM_meta_timeout", op.timeout.as_millis().to_string())
+            .env(
+                "OCF_RESKEY_CRM_meta_timeout",
+                op.timeout.as_millis().to_string(),
+            )
             .env(
                 "OCF_RESKEY_CRM_meta_interval",
                 op.interval.as_millis().to_string(),
@@ -99,7 +107,10 @@ impl OcfAgent {
             cmd.env("OCF_CHECK_LEVEL", op.depth.to_string());
         }
         if let Ok(node) = nix::unistd::gethostname() {
-            cmd.env("OCF_RESKEY_CRM_meta_on_node", node.to_string_lossy().as_ref());
+            cmd.env(
+                "OCF_RESKEY_CRM_meta_on_node",
+                node.to_string_lossy().as_ref(),
+            );
         }
         for (k, v) in op.params {
             cmd.env(format!("OCF_RESKEY_{k}"), v);
@@ -122,13 +133,12 @@ impl OcfAgent {
             }
         };
         let reason = ran
-            .stderr
+            .stdout
             .lines()
-            .chain(ran.stdout.lines())
+            .chain(ran.stderr.lines())
             .filter_map(|l| l.trim().strip_prefix(EXIT_REASON_PREFIX))
             .map(|r| r.trim().to_owned())
-            .filter(|r| !r.is_empty())
-            .last();
+            .rfind(|r| !r.is_empty());
         if ran.timed_out {
             let mut o = Outcome::timed_out(format!(
                 "{} {} did not finish within {:.3}s; its process group was killed",
@@ -173,7 +183,9 @@ impl OcfAgent {
             return Err(format!(
                 "rc={}{}",
                 out.rc,
-                out.reason.map(|r| format!(" reason={r}")).unwrap_or_default()
+                out.reason
+                    .map(|r| format!(" reason={r}"))
+                    .unwrap_or_default()
             ));
         }
         let md = Metadata::from_xml(&out.output).map_err(|e| e.to_string())?;

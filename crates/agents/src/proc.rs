@@ -63,11 +63,7 @@ impl Ran {
     }
 }
 
-fn reader(
-    mut pipe: impl Read + Send + 'static,
-    buf: Arc<Mutex<Vec<u8>>>,
-    done: mpsc::Sender<()>,
-) {
+fn reader(mut pipe: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>, done: mpsc::Sender<()>) {
     std::thread::spawn(move || {
         let mut chunk = [0u8; 8192];
         loop {
@@ -197,7 +193,8 @@ mod tests {
     #[test]
     fn output_and_exit_code_are_captured() {
         let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg("echo out; printf '\\377garbage\\n' >&2; exit 7");
+        cmd.arg("-c")
+            .arg("echo out; printf '\\377garbage\\n' >&2; exit 7");
         let ran = run(&mut cmd, Instant::now() + Duration::from_secs(10)).unwrap();
         assert_eq!(ran.code(), Some(7));
         assert_eq!(ran.stdout, "out\n");

@@ -122,7 +122,10 @@ impl Registry {
                 name: name.to_owned(),
                 candidates: all
                     .iter()
-                    .filter(|n| n.kind.eq_ignore_ascii_case(name.rsplit(':').next().unwrap_or(name)))
+                    .filter(|n| {
+                        n.kind
+                            .eq_ignore_ascii_case(name.rsplit(':').next().unwrap_or(name))
+                    })
                     .map(ToString::to_string)
                     .collect(),
             }),
@@ -137,11 +140,12 @@ impl Registry {
     pub fn get(&self, name: &str) -> Result<Arc<dyn ResourceAgent>, AgentError> {
         let full = self.resolve(name)?;
         match full.class.as_str() {
-            "native" if full.provider == native::PROVIDER => native::build(&full.kind)
-                .ok_or_else(|| AgentError::NotFound {
+            "native" if full.provider == native::PROVIDER => {
+                native::build(&full.kind).ok_or_else(|| AgentError::NotFound {
                     name: full.to_string(),
                     candidates: Vec::new(),
-                }),
+                })
+            }
             "ocf" => Ok(Arc::new(OcfAgent::new(
                 &self.ocf_root,
                 &full.provider,

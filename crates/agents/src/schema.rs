@@ -250,8 +250,16 @@ impl Metadata {
             esc(&self.version)
         );
         let _ = writeln!(x, "<version>1.1</version>");
-        let _ = writeln!(x, "<longdesc lang=\"en\">{}</longdesc>", esc(&self.longdesc));
-        let _ = writeln!(x, "<shortdesc lang=\"en\">{}</shortdesc>", esc(&self.shortdesc));
+        let _ = writeln!(
+            x,
+            "<longdesc lang=\"en\">{}</longdesc>",
+            esc(&self.longdesc)
+        );
+        let _ = writeln!(
+            x,
+            "<shortdesc lang=\"en\">{}</shortdesc>",
+            esc(&self.shortdesc)
+        );
         let _ = writeln!(x, "<parameters>");
         for p in &self.params {
             let _ = writeln!(
@@ -262,7 +270,11 @@ impl Metadata {
                 u8::from(p.required)
             );
             let _ = writeln!(x, "<longdesc lang=\"en\">{}</longdesc>", esc(&p.longdesc));
-            let _ = writeln!(x, "<shortdesc lang=\"en\">{}</shortdesc>", esc(&p.shortdesc));
+            let _ = writeln!(
+                x,
+                "<shortdesc lang=\"en\">{}</shortdesc>",
+                esc(&p.shortdesc)
+            );
             let default = p
                 .default
                 .as_ref()
@@ -313,9 +325,10 @@ impl Metadata {
             allow_dtd: true,
             ..roxmltree::ParsingOptions::default()
         };
-        let doc = roxmltree::Document::parse_with_options(xml, opts).map_err(|e| MetadataError::Xml {
-            detail: e.to_string(),
-        })?;
+        let doc =
+            roxmltree::Document::parse_with_options(xml, opts).map_err(|e| MetadataError::Xml {
+                detail: e.to_string(),
+            })?;
         let root = doc.root_element();
         if root.tag_name().name() != "resource-agent" {
             return Err(MetadataError::Shape {
@@ -384,7 +397,7 @@ impl Metadata {
                 let Some(name) = a.attribute("name") else {
                     continue;
                 };
-                let dur = |attr: &str| a.attribute(attr).and_then(|t| parse_duration(t).ok());
+                let dur = |attr: &str| a.attribute(attr).and_then(parse_duration);
                 md.actions.push(ActionSpec {
                     name: name.to_owned(),
                     timeout: dur("timeout").unwrap_or(Duration::from_secs(20)),
@@ -452,7 +465,9 @@ pub enum ParamError {
         known: Vec<String>,
     },
     /// Two instances share the value of a unique parameter.
-    #[error("parameter `{name}` must be unique, but `{value}` is used by both {first} and {second}")]
+    #[error(
+        "parameter `{name}` must be unique, but `{value}` is used by both {first} and {second}"
+    )]
     NotUnique {
         /// The parameter.
         name: String,
@@ -565,7 +580,7 @@ fn parse_value(kind: &ParamType, text: &str) -> Result<Value, String> {
             .ok_or_else(|| "a boolean (true/false, yes/no, on/off, 1/0)".to_owned()),
         ParamType::Duration => parse_duration(text)
             .map(Value::Duration)
-            .map_err(|()| "a duration such as 500ms, 20s, 5min or 1h".to_owned()),
+            .ok_or_else(|| "a duration such as 500ms, 20s, 5min or 1h".to_owned()),
         ParamType::Select(options) => {
             if options.iter().any(|o| o == text) {
                 Ok(Value::Str(text.to_owned()))
@@ -586,11 +601,11 @@ pub(crate) fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// Parses a Pacemaker duration (`30s`, `5min`, `1h`, `500ms`; a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, ()> {
+pub fn parse_duration(text: &str) -> Option<Duration> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| ())?;
+    let n: u64 = num.parse().ok()?;
     let ms = match unit.trim() {
         "" | "s" | "sec" | "secs" => n.checked_mul(1000),
         "ms" | "msec" | "msecs" => Some(n),
@@ -598,9 +613,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, ()> {
         "h" | "hr" | "hrs" => n.checked_mul(3_600_000),
         "us" | "usec" => Some(n / 1000),
         _ => None,
-    }
-    .ok_or(())?;
-    Ok(Duration::from_millis(ms))
+    }?;
+    Some(Duration::from_millis(ms))
 }
 
 fn esc(s: &str) -> String {
@@ -708,11 +722,11 @@ mod tests {
 
     #[test]
     fn durations_follow_pacemaker() {
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5min"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert!(parse_duration("soon").is_none());
+        assert!(parse_duration("").is_none());
     }
 }

@@ -139,10 +139,17 @@ impl Report {
             .collect();
         for s in self.failures() {
             if known.contains(&s.label.as_str()) {
-                eprintln!("{}: known deviation: {} -> {}", self.agent, s.label, s.result);
+                eprintln!(
+                    "{}: known deviation: {} -> {}",
+                    self.agent, s.label, s.result
+                );
             }
         }
-        assert!(unexpected.is_empty(), "{} failed conformance:\n{self}", self.agent);
+        assert!(
+            unexpected.is_empty(),
+            "{} failed conformance:\n{self}",
+            self.agent
+        );
     }
 
     /// `(step label, rc)` for every step, to compare agents doing the same job.
@@ -269,21 +276,66 @@ pub fn conformance(agent: &dyn ResourceAgent, name: &str, case: &Case) -> Report
         }
     }
 
-    r.step("validate-all with good parameters", Action::Validate, good, 0, t, &[Success]);
-    r.step("probe while stopped", Action::Monitor, good, 0, t, &[NotRunning]);
+    r.step(
+        "validate-all with good parameters",
+        Action::Validate,
+        good,
+        0,
+        t,
+        &[Success],
+    );
+    r.step(
+        "probe while stopped",
+        Action::Monitor,
+        good,
+        0,
+        t,
+        &[NotRunning],
+    );
     r.step("stop while stopped", Action::Stop, good, 0, t, &[Success]);
     r.step("start", Action::Start, good, 0, t, &[Success]);
     r.step("start while running", Action::Start, good, 0, t, &[Success]);
-    r.step("monitor after start", Action::Monitor, good, 0, t, &[Success]);
+    r.step(
+        "monitor after start",
+        Action::Monitor,
+        good,
+        0,
+        t,
+        &[Success],
+    );
     for d in &case.depths {
-        r.step(&format!("monitor depth {d} after start"), Action::Monitor, good, *d, t, &[Success]);
+        r.step(
+            &format!("monitor depth {d} after start"),
+            Action::Monitor,
+            good,
+            *d,
+            t,
+            &[Success],
+        );
     }
     r.step("stop", Action::Stop, good, 0, t, &[Success]);
-    r.step("monitor after stop", Action::Monitor, good, 0, t, &[NotRunning]);
+    r.step(
+        "monitor after stop",
+        Action::Monitor,
+        good,
+        0,
+        t,
+        &[NotRunning],
+    );
     r.step("stop again", Action::Stop, good, 0, t, &[Success]);
 
-    if metadata.as_ref().is_some_and(|m| m.action("promote").is_none()) {
-        r.step("promote on a non-promotable agent", Action::Promote, good, 0, t, &[ErrUnimplemented]);
+    if metadata
+        .as_ref()
+        .is_some_and(|m| m.action("promote").is_none())
+    {
+        r.step(
+            "promote on a non-promotable agent",
+            Action::Promote,
+            good,
+            0,
+            t,
+            &[ErrUnimplemented],
+        );
     }
 
     let mut bad = case.bad.clone();
@@ -299,30 +351,72 @@ pub fn conformance(agent: &dyn ResourceAgent, name: &str, case: &Case) -> Report
         }
     }
     for b in &bad {
-        r.step(&format!("validate-all: {}", b.label), Action::Validate, &b.params, 0, t, &b.expect);
-        r.step(&format!("start: {}", b.label), Action::Start, &b.params, 0, t, &b.expect);
-        r.step(&format!("nothing runs after start: {}", b.label), Action::Monitor, good, 0, t, &[NotRunning]);
+        r.step(
+            &format!("validate-all: {}", b.label),
+            Action::Validate,
+            &b.params,
+            0,
+            t,
+            &b.expect,
+        );
+        r.step(
+            &format!("start: {}", b.label),
+            Action::Start,
+            &b.params,
+            0,
+            t,
+            &b.expect,
+        );
+        r.step(
+            &format!("nothing runs after start: {}", b.label),
+            Action::Monitor,
+            good,
+            0,
+            t,
+            &[NotRunning],
+        );
         // A start that did something anyway must not leave it behind.
-        execute(agent, &Request::new(Action::Stop, &case.instance, good.clone()).timeout(t));
+        execute(
+            agent,
+            &Request::new(Action::Stop, &case.instance, good.clone()).timeout(t),
+        );
     }
 
     if let Some(short) = case.short_timeout {
         let res = r.step(
-            &format!("start with a {}ms timeout returns in time", short.as_millis()),
+            &format!(
+                "start with a {}ms timeout returns in time",
+                short.as_millis()
+            ),
             Action::Start,
             good,
             0,
             short,
             &[Success, OcfRc::ErrGeneric],
         );
-        if res.rc == OcfRc::ErrGeneric && res.status != ExecStatus::TimedOut {
-            if let Some(s) = r.steps.last_mut() {
-                s.passed = false;
-                s.problem = Some("failed without timing out".into());
-            }
+        if res.rc == OcfRc::ErrGeneric
+            && res.status != ExecStatus::TimedOut
+            && let Some(s) = r.steps.last_mut()
+        {
+            s.passed = false;
+            s.problem = Some("failed without timing out".into());
         }
-        r.step("stop after a timed-out start", Action::Stop, good, 0, t, &[Success]);
-        r.step("monitor after stop (timed-out start)", Action::Monitor, good, 0, t, &[NotRunning]);
+        r.step(
+            "stop after a timed-out start",
+            Action::Stop,
+            good,
+            0,
+            t,
+            &[Success],
+        );
+        r.step(
+            "monitor after stop (timed-out start)",
+            Action::Monitor,
+            good,
+            0,
+            t,
+            &[NotRunning],
+        );
     }
 
     Report {

@@ -78,7 +78,9 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
             for name in registry.list() {
-                if class.as_deref().is_none_or(|c| c == name.class) && writeln!(out, "{name}").is_err() {
+                if class.as_deref().is_none_or(|c| c == name.class)
+                    && writeln!(out, "{name}").is_err()
+                {
                     break;
                 }
             }
@@ -96,7 +98,10 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             let full = registry.resolve(&agent)?;
             println!("{full} (version {}): {}", md.version, md.shortdesc);
             if !md.longdesc.is_empty() {
-                println!("  {}", md.longdesc.split_whitespace().collect::<Vec<_>>().join(" "));
+                println!(
+                    "  {}",
+                    md.longdesc.split_whitespace().collect::<Vec<_>>().join(" ")
+                );
             }
             println!("\nParameters:");
             for p in &md.params {
@@ -114,8 +119,17 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     agents::ParamType::Select(o) => format!("one of {}", o.join("|")),
                     k => format!("{k:?}").to_lowercase(),
                 };
-                println!("  {:<20} {:<10} {}{}", p.name, kind, p.shortdesc,
-                    if flags.is_empty() { String::new() } else { format!(" [{}]", flags.join(", ")) });
+                println!(
+                    "  {:<20} {:<10} {}{}",
+                    p.name,
+                    kind,
+                    p.shortdesc,
+                    if flags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", flags.join(", "))
+                    }
+                );
             }
             println!("\nActions:");
             for a in &md.actions {
@@ -133,7 +147,15 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        AgentCommand::Run { agent, action, params, timeout, depth, instance, meta } => {
+        AgentCommand::Run {
+            agent,
+            action,
+            params,
+            timeout,
+            depth,
+            instance,
+            meta,
+        } => {
             let a = registry
                 .get(&agent)
                 .map_err(|e| Exit::error(Exit::NO_SUCH, e.to_string()))?;
@@ -142,8 +164,11 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e: agents::AgentError| Exit::error(Exit::USAGE, e.to_string()))?;
             let timeout = timeout
                 .map(|t| {
-                    agents::parse_duration(&t).map_err(|()| {
-                        Exit::error(Exit::USAGE, format!("--timeout `{t}` is not a duration (e.g. 20s, 500ms)"))
+                    agents::parse_duration(&t).ok_or_else(|| {
+                        Exit::error(
+                            Exit::USAGE,
+                            format!("--timeout `{t}` is not a duration (e.g. 20s, 500ms)"),
+                        )
                     })
                 })
                 .transpose()?;
@@ -157,7 +182,9 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
             println!(
                 "{} {} rc={} ({}) reason='{}' time={:.3}s{}",
-                registry.resolve(&agent).context("resolving the agent name")?,
+                registry
+                    .resolve(&agent)
+                    .context("resolving the agent name")?,
                 action,
                 result.rc.code(),
                 result.rc.name(),

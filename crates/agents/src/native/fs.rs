@@ -43,11 +43,17 @@ struct Spec {
 fn spec(op: &Op<'_>) -> Result<Spec, Outcome> {
     let directory = PathBuf::from(op.params.str("directory").unwrap_or_default());
     if !directory.is_absolute() {
-        return Err(configured("directory", format!("`{}` is not an absolute path", directory.display())));
+        return Err(configured(
+            "directory",
+            format!("`{}` is not an absolute path", directory.display()),
+        ));
     }
     // Trailing slashes and `..` would make the mount-table comparison miss.
     let normal: PathBuf = directory.components().collect();
-    if normal.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if normal
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(configured("directory", "must not contain `..`"));
     }
     let directory = std::fs::canonicalize(&normal).unwrap_or(normal);
@@ -99,7 +105,10 @@ fn parse_options(options: &str) -> Result<(MsFlags, String), Outcome> {
             "strictatime" => flags |= MsFlags::MS_STRICTATIME,
             "bind" => flags |= MsFlags::MS_BIND,
             "loop" | "remount" | "move" => {
-                return Err(configured("options", format!("option `{o}` is not supported by this agent")));
+                return Err(configured(
+                    "options",
+                    format!("option `{o}` is not supported by this agent"),
+                ));
             }
             other => data.push(other),
         }
@@ -110,15 +119,27 @@ fn parse_options(options: &str) -> Result<(MsFlags, String), Outcome> {
 fn parse_signal(param: &str, text: &str) -> Result<Signal, Outcome> {
     let t = text.trim();
     if let Ok(n) = t.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| configured(param, format!("{n} is not a signal number")));
+        return Signal::try_from(n)
+            .map_err(|_| configured(param, format!("{n} is not a signal number")));
     }
-    let name = if t.starts_with("SIG") { t.to_owned() } else { format!("SIG{t}") };
-    Signal::from_str(&name.to_ascii_uppercase())
-        .map_err(|_| configured(param, format!("`{t}` is not a signal name (e.g. TERM, KILL, INT)")))
+    let name = if t.starts_with("SIG") {
+        t.to_owned()
+    } else {
+        format!("SIG{t}")
+    };
+    Signal::from_str(&name.to_ascii_uppercase()).map_err(|_| {
+        configured(
+            param,
+            format!("`{t}` is not a signal name (e.g. TERM, KILL, INT)"),
+        )
+    })
 }
 
 fn listing(h: &[Holder]) -> String {
-    h.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    h.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn fsck(op: &Op<'_>, s: &Spec) -> Result<(), Outcome> {
@@ -137,14 +158,21 @@ fn fsck(op: &Op<'_>, s: &Spec) -> Result<(), Outcome> {
     let ran = proc::run(&mut cmd, op.deadline)
         .map_err(|e| Outcome::fail(OcfRc::ErrInstalled, format!("cannot run fsck: {e}")))?;
     if ran.timed_out {
-        return Err(Outcome::timed_out(format!("fsck of {} did not finish in time", s.device)));
+        return Err(Outcome::timed_out(format!(
+            "fsck of {} did not finish in time",
+            s.device
+        )));
     }
     match ran.code() {
         // 0: clean, 1: errors corrected, 2: corrected and a reboot is advised.
         Some(0..=2) => Ok(()),
         _ => Err(Outcome::fail(
             OcfRc::ErrGeneric,
-            format!("fsck of {} failed, the filesystem needs repair by hand: {}", s.device, ran.describe()),
+            format!(
+                "fsck of {} failed, the filesystem needs repair by hand: {}",
+                s.device,
+                ran.describe()
+            ),
         )),
     }
 }
@@ -154,15 +182,23 @@ impl Filesystem {
         let s = spec(op)?;
         let (flags, data) = parse_options(op.params.str("options").unwrap_or_default())?;
         let dev = block_dev(&s.device)?;
-        let mounts = mountinfo::mounts()
-            .map_err(|e| Outcome::fail(OcfRc::ErrGeneric, format!("cannot read the mount table: {e}")))?;
+        let mounts = mountinfo::mounts().map_err(|e| {
+            Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("cannot read the mount table: {e}"),
+            )
+        })?;
         if let Some(m) = mountinfo::mount_at(&mounts, &s.directory) {
             if is_ours(&m, &s, dev) {
                 return Ok(Outcome::ok());
             }
             return Err(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("{} already has {} mounted on it", s.directory.display(), m.source),
+                format!(
+                    "{} already has {} mounted on it",
+                    s.directory.display(),
+                    m.source
+                ),
             ));
         }
         if let Some(d) = dev
@@ -179,35 +215,53 @@ impl Filesystem {
             ));
         }
         std::fs::create_dir_all(&s.directory).map_err(|e| {
-            Outcome::fail(OcfRc::ErrPerm, format!("cannot create mount point {}: {e}", s.directory.display()))
+            Outcome::fail(
+                OcfRc::ErrPerm,
+                format!("cannot create mount point {}: {e}", s.directory.display()),
+            )
         })?;
         fsck(op, &s)?;
         let data = (!data.is_empty()).then_some(data.as_str());
-        nix::mount::mount(Some(s.device.as_str()), &s.directory, Some(s.fstype.as_str()), flags, data)
-            .map_err(|e| {
-                let rc = match e {
-                    Errno::EPERM | Errno::EACCES => OcfRc::ErrPerm,
-                    Errno::ENOENT => OcfRc::ErrInstalled,
-                    _ => OcfRc::ErrGeneric,
-                };
-                let hint = match e {
-                    Errno::ENODEV => " (the kernel does not know this fstype)",
-                    Errno::EINVAL => " (wrong fstype, bad option, or bad superblock)",
-                    _ => "",
-                };
-                Outcome::fail(
-                    rc,
-                    format!("cannot mount {} on {} as {}: {e}{hint}", s.device, s.directory.display(), s.fstype),
-                )
-            })?;
+        nix::mount::mount(
+            Some(s.device.as_str()),
+            &s.directory,
+            Some(s.fstype.as_str()),
+            flags,
+            data,
+        )
+        .map_err(|e| {
+            let rc = match e {
+                Errno::EPERM | Errno::EACCES => OcfRc::ErrPerm,
+                Errno::ENOENT => OcfRc::ErrInstalled,
+                _ => OcfRc::ErrGeneric,
+            };
+            let hint = match e {
+                Errno::ENODEV => " (the kernel does not know this fstype)",
+                Errno::EINVAL => " (wrong fstype, bad option, or bad superblock)",
+                _ => "",
+            };
+            Outcome::fail(
+                rc,
+                format!(
+                    "cannot mount {} on {} as {}: {e}{hint}",
+                    s.device,
+                    s.directory.display(),
+                    s.fstype
+                ),
+            )
+        })?;
         tracing::info!(rsc = %op.instance, device = %s.device, directory = %s.directory.display(), "mounted");
         Ok(Outcome::ok())
     }
 
     fn do_stop(&self, op: &Op<'_>) -> Result<Outcome, Outcome> {
         let s = spec(op)?;
-        let mounts = mountinfo::mounts()
-            .map_err(|e| Outcome::fail(OcfRc::ErrGeneric, format!("cannot read the mount table: {e}")))?;
+        let mounts = mountinfo::mounts().map_err(|e| {
+            Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("cannot read the mount table: {e}"),
+            )
+        })?;
         let Some(top) = mountinfo::mount_at(&mounts, &s.directory) else {
             return Ok(Outcome::ok());
         };
@@ -221,9 +275,18 @@ impl Filesystem {
             let _ = nix::mount::umount2(&m.mount_point, MntFlags::empty());
         }
         let force = !matches!(op.params.str("force_unmount"), Some("false"));
-        let term = parse_signal("term_signal", op.params.str("term_signal").unwrap_or("TERM"))?;
-        let killsig = parse_signal("kill_signal", op.params.str("kill_signal").unwrap_or("KILL"))?;
-        let delay = op.params.duration("signal_delay").unwrap_or(Duration::from_secs(1));
+        let term = parse_signal(
+            "term_signal",
+            op.params.str("term_signal").unwrap_or("TERM"),
+        )?;
+        let killsig = parse_signal(
+            "kill_signal",
+            op.params.str("kill_signal").unwrap_or("KILL"),
+        )?;
+        let delay = op
+            .params
+            .duration("signal_delay")
+            .unwrap_or(Duration::from_secs(1));
         let mut signalled: Vec<Holder> = Vec::new();
         let mut round = 0u32;
         loop {
@@ -237,7 +300,8 @@ impl Filesystem {
                             "{} is busy{}",
                             s.directory.display(),
                             if holders.is_empty() {
-                                " (no process holds it: another mount namespace or a kernel user)".to_owned()
+                                " (no process holds it: another mount namespace or a kernel user)"
+                                    .to_owned()
                             } else {
                                 format!(", held by {}", listing(&holders))
                             }
@@ -259,7 +323,10 @@ impl Filesystem {
                     round += 1;
                     // Wait up to signal_delay for the holders to let go.
                     let until = std::time::Instant::now() + delay;
-                    while holders.iter().any(|h| proc::alive(h.pid)) && proc::pause(Duration::from_millis(10), until.min(op.deadline)) {}
+                    while holders.iter().any(|h| proc::alive(h.pid))
+                        && proc::pause(Duration::from_millis(10), until.min(op.deadline))
+                    {
+                    }
                     if holders.is_empty() {
                         proc::pause(Duration::from_millis(50), op.deadline);
                     }
@@ -285,15 +352,22 @@ impl Filesystem {
             return Ok(if signalled.is_empty() {
                 out
             } else {
-                out.with_reason(format!("unmounted after signalling {}", listing(&signalled)))
+                out.with_reason(format!(
+                    "unmounted after signalling {}",
+                    listing(&signalled)
+                ))
             });
         }
     }
 
     fn do_monitor(&self, op: &Op<'_>) -> Result<Outcome, Outcome> {
         let s = spec(op)?;
-        let mounts = mountinfo::mounts()
-            .map_err(|e| Outcome::fail(OcfRc::ErrGeneric, format!("cannot read the mount table: {e}")))?;
+        let mounts = mountinfo::mounts().map_err(|e| {
+            Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("cannot read the mount table: {e}"),
+            )
+        })?;
         let Some(m) = mountinfo::mount_at(&mounts, &s.directory) else {
             return Ok(Outcome::not_running());
         };
@@ -301,11 +375,20 @@ impl Filesystem {
         if !is_ours(&m, &s, dev) {
             return Ok(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("{} has {} mounted, not {}", s.directory.display(), m.source, s.device),
+                format!(
+                    "{} has {} mounted, not {}",
+                    s.directory.display(),
+                    m.source,
+                    s.device
+                ),
             ));
         }
         if op.depth >= 20 {
-            return Ok(probe(op, &s.directory, m.options.split(',').any(|o| o == "ro")));
+            return Ok(probe(
+                op,
+                &s.directory,
+                m.options.split(',').any(|o| o == "ro"),
+            ));
         }
         Ok(Outcome::ok())
     }
@@ -351,14 +434,20 @@ fn probe(op: &Op<'_>, dir: &Path, read_only: bool) -> Outcome {
     match rx.recv_timeout(op.remaining()) {
         Ok(Ok(())) => Outcome::ok(),
         Ok(Err(e)) => Outcome::fail(OcfRc::ErrGeneric, format!("read/write probe failed: {e}")),
-        Err(_) => Outcome::timed_out("read/write probe did not finish in time: the filesystem hangs"),
+        Err(_) => {
+            Outcome::timed_out("read/write probe did not finish in time: the filesystem hangs")
+        }
     }
 }
 
 impl ResourceAgent for Filesystem {
     fn meta_data(&self) -> Result<Metadata, AgentError> {
         let mut actions = op_actions(60, 60, 20, 40);
-        actions.push(ActionSpec::monitor(Duration::from_secs(40), Duration::from_secs(60), 20));
+        actions.push(ActionSpec::monitor(
+            Duration::from_secs(40),
+            Duration::from_secs(60),
+            20,
+        ));
         Ok(Metadata {
             name: "filesystem".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -383,17 +472,30 @@ impl ResourceAgent for Filesystem {
         let check = || -> Result<Outcome, Outcome> {
             let s = spec(op)?;
             parse_options(op.params.str("options").unwrap_or_default())?;
-            parse_signal("term_signal", op.params.str("term_signal").unwrap_or("TERM"))?;
-            parse_signal("kill_signal", op.params.str("kill_signal").unwrap_or("KILL"))?;
+            parse_signal(
+                "term_signal",
+                op.params.str("term_signal").unwrap_or("TERM"),
+            )?;
+            parse_signal(
+                "kill_signal",
+                op.params.str("kill_signal").unwrap_or("KILL"),
+            )?;
             block_dev(&s.device)?;
             let known = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
             let helper = ["/sbin", "/usr/sbin"]
                 .iter()
                 .any(|d| Path::new(d).join(format!("mount.{}", s.fstype)).exists());
-            if !helper && !known.lines().any(|l| l.split_whitespace().last() == Some(s.fstype.as_str())) {
+            if !helper
+                && !known
+                    .lines()
+                    .any(|l| l.split_whitespace().last() == Some(s.fstype.as_str()))
+            {
                 return Err(Outcome::fail(
                     OcfRc::ErrInstalled,
-                    format!("parameter `fstype`: this kernel does not support {} (see /proc/filesystems)", s.fstype),
+                    format!(
+                        "parameter `fstype`: this kernel does not support {} (see /proc/filesystems)",
+                        s.fstype
+                    ),
                 ));
             }
             Ok(Outcome::ok())

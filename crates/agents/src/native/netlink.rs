@@ -10,7 +10,9 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -162,7 +164,10 @@ pub(crate) fn addresses(like: &IpAddr) -> io::Result<Vec<Addr>> {
 pub(crate) fn routes(like: &IpAddr) -> io::Result<Vec<Route>> {
     let mut msg = RouteMessage::default();
     msg.header.address_family = family_of(like);
-    let replies = request(RouteNetlinkMessage::GetRoute(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
+    let replies = request(
+        RouteNetlinkMessage::GetRoute(msg),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )?;
     Ok(replies
         .into_iter()
         .filter_map(|m| match m {
@@ -228,7 +233,12 @@ fn address_message(index: u32, ip: IpAddr, prefix_len: u8, label: Option<&str>) 
 }
 
 /// Adds `ip/prefix_len` to interface `index`. `Ok(false)` when it was already there.
-pub(crate) fn add_address(index: u32, ip: IpAddr, prefix_len: u8, label: Option<&str>) -> io::Result<bool> {
+pub(crate) fn add_address(
+    index: u32,
+    ip: IpAddr,
+    prefix_len: u8,
+    label: Option<&str>,
+) -> io::Result<bool> {
     let msg = address_message(index, ip, prefix_len, label);
     match request(
         RouteNetlinkMessage::NewAddress(msg),

@@ -25,12 +25,8 @@ struct Target {
 
 fn parse_ip(op: &Op<'_>) -> Result<IpAddr, Outcome> {
     let text = op.params.str("ip").unwrap_or_default();
-    text.parse::<IpAddr>().map_err(|_| {
-        configured(
-            "ip",
-            format!("`{text}` is not an IPv4 or IPv6 address"),
-        )
-    })
+    text.parse::<IpAddr>()
+        .map_err(|_| configured("ip", format!("`{text}` is not an IPv4 or IPv6 address")))
 }
 
 fn io_fail(what: &str, e: &std::io::Error) -> Outcome {
@@ -70,7 +66,10 @@ fn resolve(op: &Op<'_>, ip: IpAddr) -> Result<Target, Outcome> {
     let covering = routes
         .iter()
         .filter(|r| r.unicast && !r.via_gateway && r.oif.is_some() && r.prefix_len > 0)
-        .filter(|r| r.dst.is_some_and(|d| netlink::contains(d, r.prefix_len, ip)))
+        .filter(|r| {
+            r.dst
+                .is_some_and(|d| netlink::contains(d, r.prefix_len, ip))
+        })
         .filter(|r| nic_link.is_none_or(|l| r.oif == Some(l.index)))
         .filter(|r| !(ip.is_ipv6() && r.prefix_len == 128))
         .max_by_key(|r| r.prefix_len);
@@ -80,7 +79,9 @@ fn resolve(op: &Op<'_>, ip: IpAddr) -> Result<Target, Outcome> {
             .iter()
             .find(|l| Some(l.index) == r.oif)
             .cloned()
-            .ok_or_else(|| Outcome::fail(OcfRc::ErrGeneric, "route points at a vanished interface"))?,
+            .ok_or_else(|| {
+                Outcome::fail(OcfRc::ErrGeneric, "route points at a vanished interface")
+            })?,
         (None, None) => {
             return Err(Outcome::fail(
                 OcfRc::ErrGeneric,
@@ -143,7 +144,8 @@ fn announce(op: &Op<'_>, t: &Target) -> Result<(), Outcome> {
     if count == 0 {
         return Ok(());
     }
-    let interval = Duration::from_millis(op.params.int("arp_interval").unwrap_or(200).max(0) as u64);
+    let interval =
+        Duration::from_millis(op.params.int("arp_interval").unwrap_or(200).max(0) as u64);
     let Some(ann) = Announcer::new(&t.link.name, t.ip)
         .map_err(|e| io_fail(&format!("cannot announce {} on {}", t.ip, t.link.name), &e))?
     else {
@@ -175,7 +177,10 @@ impl Vip {
             }
             return Err(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("{ip} is already configured on another interface (index {})", a.index),
+                format!(
+                    "{ip} is already configured on another interface (index {})",
+                    a.index
+                ),
             ));
         }
         if !t.link.up {
@@ -239,7 +244,10 @@ impl Vip {
         if !link.lower_up && link.name != "lo" {
             return Ok(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("{ip} is configured but interface {} has no carrier", link.name),
+                format!(
+                    "{ip} is configured but interface {} has no carrier",
+                    link.name
+                ),
             ));
         }
         Ok(Outcome::ok())

@@ -40,7 +40,10 @@ fn domain_name(xml: &str) -> Result<String, String> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| format!("not well-formed XML: {e}"))?;
     let root = doc.root_element();
     if !root.has_tag_name("domain") {
-        return Err(format!("root element is <{}>, not <domain>", root.tag_name().name()));
+        return Err(format!(
+            "root element is <{}>, not <domain>",
+            root.tag_name().name()
+        ));
     }
     root.children()
         .find(|c| c.has_tag_name("name"))
@@ -54,11 +57,16 @@ fn spec(op: &Op<'_>) -> Result<Spec, Outcome> {
     let config = PathBuf::from(op.params.str("config").unwrap_or_default());
     let xml = std::fs::read_to_string(&config)
         .map_err(|e| configured("config", format!("cannot read {}: {e}", config.display())))?;
-    let name = domain_name(&xml).map_err(|e| configured("config", format!("{}: {e}", config.display())))?;
+    let name = domain_name(&xml)
+        .map_err(|e| configured("config", format!("{}: {e}", config.display())))?;
     Ok(Spec {
         config,
         name,
-        uri: op.params.str("hypervisor").unwrap_or("qemu:///system").to_owned(),
+        uri: op
+            .params
+            .str("hypervisor")
+            .unwrap_or("qemu:///system")
+            .to_owned(),
         virsh: op.params.str("virsh").unwrap_or("virsh").to_owned(),
     })
 }
@@ -69,7 +77,10 @@ fn virsh(op: &Op<'_>, s: &Spec, args: &[&str]) -> Result<proc::Ran, Outcome> {
     let ran = proc::run(&mut cmd, op.deadline)
         .map_err(|e| Outcome::fail(OcfRc::ErrInstalled, format!("cannot run {}: {e}", s.virsh)))?;
     if ran.timed_out {
-        return Err(Outcome::timed_out(format!("virsh {} did not finish in time", args.join(" "))));
+        return Err(Outcome::timed_out(format!(
+            "virsh {} did not finish in time",
+            args.join(" ")
+        )));
     }
     Ok(ran)
 }
@@ -83,7 +94,12 @@ fn state(op: &Op<'_>, s: &Spec) -> Result<State, Outcome> {
         }
         return Err(Outcome::fail(
             OcfRc::ErrGeneric,
-            format!("cannot query domain {} on {}: {}", s.name, s.uri, ran.describe()),
+            format!(
+                "cannot query domain {} on {}: {}",
+                s.name,
+                s.uri,
+                ran.describe()
+            ),
         ));
     }
     Ok(match ran.stdout.trim() {
@@ -150,7 +166,10 @@ impl Vm {
         if !op.params.flag("force_stop") {
             // ACPI shutdown first, for `shutdown_timeout` or two thirds of the time left.
             let share = op.remaining() * 2 / 3;
-            let budget = op.params.duration("shutdown_timeout").map_or(share, |d| d.min(share));
+            let budget = op
+                .params
+                .duration("shutdown_timeout")
+                .map_or(share, |d| d.min(share));
             let until = Instant::now() + budget;
             let _ = virsh(op, &s, &["shutdown", &s.name]);
             loop {
@@ -174,7 +193,11 @@ impl Vm {
             }
             other => Err(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("domain {} is still {other:?} after destroy: {}", s.name, ran.describe()),
+                format!(
+                    "domain {} is still {other:?} after destroy: {}",
+                    s.name,
+                    ran.describe()
+                ),
             )),
         }
     }
@@ -185,8 +208,13 @@ impl Vm {
             State::Running | State::ShuttingDown => Outcome::ok(),
             State::Paused => Outcome::ok().with_reason("domain is paused"),
             State::Undefined | State::ShutOff => Outcome::not_running(),
-            State::Crashed => Outcome::fail(OcfRc::ErrGeneric, format!("domain {} crashed", s.name)),
-            State::Other(st) => Outcome::fail(OcfRc::ErrGeneric, format!("domain {} is in state `{st}`", s.name)),
+            State::Crashed => {
+                Outcome::fail(OcfRc::ErrGeneric, format!("domain {} crashed", s.name))
+            }
+            State::Other(st) => Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("domain {} is in state `{st}`", s.name),
+            ),
         })
     }
 }
@@ -214,7 +242,10 @@ impl ResourceAgent for Vm {
             Err(o) => o,
             Ok(s) => match Command::new(&s.virsh).arg("--version").output() {
                 Ok(o) if o.status.success() => Outcome::ok(),
-                _ => Outcome::fail(OcfRc::ErrInstalled, format!("parameter `virsh`: cannot run {}", s.virsh)),
+                _ => Outcome::fail(
+                    OcfRc::ErrInstalled,
+                    format!("parameter `virsh`: cannot run {}", s.virsh),
+                ),
             },
         }
     }
@@ -238,7 +269,10 @@ mod tests {
 
     #[test]
     fn domain_name_comes_from_the_xml() {
-        assert_eq!(domain_name("<domain type='test'><name> n1 </name></domain>"), Ok("n1".into()));
+        assert_eq!(
+            domain_name("<domain type='test'><name> n1 </name></domain>"),
+            Ok("n1".into())
+        );
         assert!(domain_name("<domain/>").unwrap_err().contains("no <name>"));
         assert!(domain_name("<node/>").unwrap_err().contains("not <domain>"));
         assert!(domain_name("<domain").is_err());

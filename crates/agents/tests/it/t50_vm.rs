@@ -51,7 +51,10 @@ impl Libvirt {
 impl Drop for Libvirt {
     fn drop(&mut self) {
         for c in self.started.iter_mut().rev() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let _ = c.wait();
         }
     }
@@ -113,10 +116,16 @@ fn vm_agent_drives_libvirt_test_driver_and_a_real_qemu_domain() {
         format!("<domain type='test'><name>{name}</name><memory>65536</memory><os><type>hvm</type></os></domain>"),
     )
     .unwrap();
-    let _dom = Domain { uri: uri.into(), name: name.clone() };
+    let _dom = Domain {
+        uri: uri.into(),
+        name: name.clone(),
+    };
     let xml_s = xml.display().to_string();
-    let case = Case::new("vm", &[("config", &xml_s), ("hypervisor", uri)])
-        .bad("config is not a domain", &[("config", "/etc/hostname")], &[OcfRc::ErrConfigured]);
+    let case = Case::new("vm", &[("config", &xml_s), ("hypervisor", uri)]).bad(
+        "config is not a domain",
+        &[("config", "/etc/hostname")],
+        &[OcfRc::ErrConfigured],
+    );
     let report = conformance(vm.as_ref(), "native vm (test driver)", &case);
     eprintln!("native vm:\n{report}");
     report.assert_passed();
@@ -130,12 +139,28 @@ fn vm_agent_drives_libvirt_test_driver_and_a_real_qemu_domain() {
     }
     let name = rig::unique_name("q");
     let rig_dir = dir.path().display().to_string();
-    let tiny = render("libvirt/tiny.xml", &[("RIG_DIR", &rig_dir), ("NAME", &name)]).replace("type='kvm'", "type='qemu'");
+    let tiny = render(
+        "libvirt/tiny.xml",
+        &[("RIG_DIR", &rig_dir), ("NAME", &name)],
+    )
+    .replace("type='kvm'", "type='qemu'");
     let tiny_path = dir.path().join("tiny.xml");
     std::fs::write(&tiny_path, tiny).unwrap();
-    let _qdom = Domain { uri: "qemu:///system".into(), name: name.clone() };
-    let p = kv(&[("config", &tiny_path.display().to_string()), ("hypervisor", "qemu:///system"), ("shutdown_timeout", "1s")]);
-    let run = |action| execute(vm.as_ref(), &Request::new(action, "q", p.clone()).timeout(Duration::from_secs(120)));
+    let _qdom = Domain {
+        uri: "qemu:///system".into(),
+        name: name.clone(),
+    };
+    let p = kv(&[
+        ("config", &tiny_path.display().to_string()),
+        ("hypervisor", "qemu:///system"),
+        ("shutdown_timeout", "1s"),
+    ]);
+    let run = |action| {
+        execute(
+            vm.as_ref(),
+            &Request::new(action, "q", p.clone()).timeout(Duration::from_secs(120)),
+        )
+    };
     assert_eq!(run(Action::Monitor).rc, OcfRc::NotRunning);
     let r = run(Action::Start);
     assert_eq!(r.rc, OcfRc::Success, "{r}");
@@ -144,7 +169,13 @@ fn vm_agent_drives_libvirt_test_driver_and_a_real_qemu_domain() {
     // There is no guest OS: ACPI shutdown never completes, so stop destroys after 1 s.
     let r = run(Action::Stop);
     assert_eq!(r.rc, OcfRc::Success, "{r}");
-    assert!(r.reason.as_deref().unwrap_or_default().contains("destroyed"), "{r}");
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("destroyed"),
+        "{r}"
+    );
     assert_eq!(run(Action::Monitor).rc, OcfRc::NotRunning);
     assert_eq!(run(Action::Stop).rc, OcfRc::Success);
 }
