@@ -88,12 +88,15 @@ pub(crate) fn assert_same_lifecycle(
         "stop again",
         "stop after a timed-out start",
     ];
-    let lifecycle: Vec<&String> = diffs
-        .iter()
-        .filter(|d| {
-            LIFECYCLE.iter().any(|l| d.starts_with(&format!("{l}: ")))
-                || d.starts_with("monitor depth")
+    let theirs: std::collections::BTreeMap<String, u8> = ocf.rc_trace().into_iter().collect();
+    let lifecycle: Vec<String> = native
+        .rc_trace()
+        .into_iter()
+        .filter(|(label, _)| {
+            LIFECYCLE.contains(&label.as_str()) || label.starts_with("monitor depth")
         })
+        .filter(|(label, rc)| theirs.get(label).is_some_and(|o| o != rc))
+        .map(|(label, rc)| format!("{label}: native={rc} ocf={}", theirs[&label]))
         .collect();
     assert!(
         lifecycle.is_empty(),
