@@ -414,10 +414,9 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
     }
 
     let params = if agent.checks_params_by_schema() {
-        let md = match md {
-            Some(Ok(md)) => md,
-            Some(Err(e)) => return finish(Outcome::fail(OcfRc::ErrGeneric, e.to_string())),
-            None => unreachable!("meta-data is loaded for schema-checked agents"),
+        let md = match md.unwrap_or_else(|| agent.meta_data()) {
+            Ok(md) => md,
+            Err(e) => return finish(Outcome::fail(OcfRc::ErrGeneric, e.to_string())),
         };
         match md.validate(&req.params) {
             Ok(p) => p,
@@ -450,7 +449,7 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
         Action::Notify => agent.notify(&op),
         Action::Reload => agent.reload(&op),
         Action::Validate => agent.validate(&op),
-        Action::MetaData => unreachable!("handled above"),
+        Action::MetaData => Outcome::ok(), // answered above
     };
     finish(outcome)
 }

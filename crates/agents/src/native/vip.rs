@@ -155,10 +155,15 @@ fn announce(op: &Op<'_>, t: &Target) -> Result<(), Outcome> {
         .map_err(|e| io_fail(&format!("cannot send announcement on {}", t.link.name), &e))?;
     if count > 1 {
         // The repeats go out after start has returned, as a cluster expects a quick start.
+        // Each repeat first checks that the address is still ours: a stop (or a move) right
+        // after start must not be followed by announcements of an address given up.
+        let (ip, index) = (t.ip, t.link.index);
         std::thread::spawn(move || {
             for _ in 1..count {
                 std::thread::sleep(interval);
-                if ann.send_round().is_err() {
+                let still_ours = netlink::addresses(&ip)
+                    .is_ok_and(|all| all.iter().any(|a| a.ip == ip && a.index == index));
+                if !still_ours || ann.send_round().is_err() {
                     break;
                 }
             }

@@ -21,12 +21,6 @@ fn pair() -> (rig::Netns, rig::Netns) {
     (a, b)
 }
 
-fn mac(ns: &rig::Netns) -> String {
-    ns.sh("cat /sys/class/net/eth0/address 2>/dev/null || ip -br link show eth0 | awk '{print $3}'")
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn vip_appears_is_announced_to_the_neighbour_and_goes_away() {
     if !rig::require_root_and(&["ip"]) {
@@ -115,7 +109,6 @@ fn vip_appears_is_announced_to_the_neighbour_and_goes_away() {
         !shown.contains("10.213.1.100") && !shown.contains("fd00:213::100"),
         "{shown}"
     );
-    let _ = mac;
 }
 
 #[test]

@@ -261,3 +261,27 @@ fn filesystem_refuses_a_device_mounted_elsewhere_and_flags_a_foreign_mount() {
     assert_eq!(r.rc, OcfRc::ErrInstalled, "{r}");
     assert!(r.reason.unwrap().contains("`fstype`"));
 }
+
+#[test]
+fn filesystem_fsck_policy_force_refuses_a_corrupt_filesystem() {
+    if !rig::require_root_and(&["fsck", "fsck.ext4"]) {
+        return;
+    }
+    let dir = rig::ScratchDir::new_in(std::path::Path::new("/dev/shm"));
+    let img = dir.path().join("zeros.img");
+    std::fs::write(&img, vec![0u8; 4 << 20]).unwrap();
+    let fs = agent("filesystem");
+    let p = kv(&[
+        ("device", &img.display().to_string()),
+        ("directory", &dir.path().join("mnt").display().to_string()),
+        ("fstype", "ext4"),
+        ("run_fsck", "force"),
+    ]);
+    let r = execute(fs.as_ref(), &Request::new(Action::Start, "z", p.clone()));
+    assert_eq!(r.rc, OcfRc::ErrGeneric, "{r}");
+    assert!(r.reason.as_deref().unwrap().contains("fsck of"), "{r}");
+    assert_eq!(
+        execute(fs.as_ref(), &Request::new(Action::Monitor, "z", p)).rc,
+        OcfRc::NotRunning
+    );
+}

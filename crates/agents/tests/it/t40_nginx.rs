@@ -171,3 +171,48 @@ fn nginx_rejects_a_bad_config_reloads_and_notices_a_crash() {
     });
     let _ = kv(&[]);
 }
+
+#[test]
+fn nginx_stop_forces_a_master_that_ignores_graceful_signals() {
+    if !rig::require_root_and(&["ip", "/usr/sbin/nginx"]) {
+        return;
+    }
+    let ns = rig::Netns::new();
+    let site = Site::new();
+    let p: std::collections::BTreeMap<String, String> = params(&site).into_iter().collect();
+    let web = agent("native:builtin:nginx");
+    in_netns(&ns, || {
+        assert_eq!(
+            execute(web.as_ref(), &Request::new(Action::Start, "web", p.clone())).rc,
+            OcfRc::Success
+        );
+        let master = site.pid().unwrap();
+        // A stopped process queues QUIT and TERM but cannot act on them; only KILL works.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(master),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .unwrap();
+        let r = execute(
+            web.as_ref(),
+            &Request::new(Action::Stop, "web", p.clone()).timeout(Duration::from_secs(2)),
+        );
+        assert_eq!(r.rc, OcfRc::Success, "{r}");
+        assert!(
+            r.reason.as_deref().unwrap_or_default().contains("SIGKILL"),
+            "{r}"
+        );
+        assert!(r.elapsed < Duration::from_secs(3), "{r}");
+        assert!(rig::wait_until(Duration::from_secs(3), || {
+            !rig::process_alive(master as u32)
+        }));
+        assert_eq!(
+            execute(
+                web.as_ref(),
+                &Request::new(Action::Monitor, "web", p.clone())
+            )
+            .rc,
+            OcfRc::NotRunning
+        );
+    });
+}
