@@ -155,14 +155,10 @@ fn vip_monitor_tells_failed_from_stopped_and_refuses_missing_interfaces() {
         assert_eq!(r.rc, OcfRc::ErrGeneric, "{r}");
         assert!(r.reason.unwrap().contains("set parameter `nic`"));
         let bad = |ip: &str, k: &str, v: &str| {
-            let r = execute(
-                vip.as_ref(),
-                &Request::new(
-                    Action::Start,
-                    "w",
-                    kv(&[("ip", ip), ("nic", "eth0"), (k, v)]),
-                ),
-            );
+            // eth0 is down (no connected route), so the prefix is given explicitly.
+            let mut p = kv(&[("ip", ip), ("nic", "eth0"), ("cidr_netmask", "24")]);
+            p.insert(k.to_owned(), v.to_owned());
+            let r = execute(vip.as_ref(), &Request::new(Action::Start, "w", p));
             assert_eq!(r.rc, OcfRc::ErrConfigured, "{r}");
             assert!(
                 r.reason.as_deref().unwrap().contains(&format!("`{k}`")),
@@ -171,6 +167,7 @@ fn vip_monitor_tells_failed_from_stopped_and_refuses_missing_interfaces() {
         };
         bad("10.213.1.102", "label", "a-much-too-long-label");
         bad("fd00:213::7", "label", "x");
+        bad("fd00:213::8", "cidr_netmask", "129");
         bad("10.213.1.103", "cidr_netmask", "33");
         assert_eq!(
             execute(vip.as_ref(), &Request::new(Action::Stop, "v", p.clone())).rc,
