@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::agent::{Action, Op, Outcome, ResourceAgent};
@@ -28,7 +28,8 @@ pub struct OcfAgent {
     provider: String,
     kind: String,
     path: PathBuf,
-    metadata: OnceLock<Result<(String, Metadata), String>>,
+    /// The parsed meta-data, once an invocation succeeded (failures are retried next time).
+    metadata: Mutex<Option<(String, Metadata)>>,
 }
 
 impl OcfAgent {
@@ -65,7 +66,7 @@ impl OcfAgent {
             provider: provider.to_owned(),
             kind: kind.to_owned(),
             path,
-            metadata: OnceLock::new(),
+            metadata: Mutex::new(None),
         })
     }
 
@@ -192,14 +193,19 @@ impl OcfAgent {
         Ok((out.output, md))
     }
 
-    fn cached(&self) -> Result<&(String, Metadata), AgentError> {
-        self.metadata
-            .get_or_init(|| self.load_metadata())
-            .as_ref()
+    fn cached(&self) -> Result<(String, Metadata), AgentError> {
+        let mut slot = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(md) = slot.as_ref() {
+            return Ok(md.clone());
+        }
+        let md = self
+            .load_metadata()
             .map_err(|detail| AgentError::MetadataAction {
                 agent: self.full_name(),
-                detail: detail.clone(),
-            })
+                detail,
+            })?;
+        *slot = Some(md.clone());
+        Ok(md)
     }
 
     fn run_op(&self, op: &Op<'_>) -> Outcome {
@@ -229,11 +235,11 @@ struct OpEnv<'a> {
 
 impl ResourceAgent for OcfAgent {
     fn meta_data(&self) -> Result<Metadata, AgentError> {
-        Ok(self.cached()?.1.clone())
+        Ok(self.cached()?.1)
     }
 
     fn meta_data_xml(&self) -> Result<String, AgentError> {
-        Ok(self.cached()?.0.clone())
+        Ok(self.cached()?.0)
     }
 
     fn checks_params_by_schema(&self) -> bool {
