@@ -453,3 +453,101 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
     };
     finish(outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ActionSpec, ParamSpec, ParamType};
+
+    /// An agent whose start sleeps for `naptime` and ignores its deadline.
+    struct Sleepy;
+
+    impl ResourceAgent for Sleepy {
+        fn meta_data(&self) -> Result<Metadata, AgentError> {
+            Ok(Metadata {
+                name: "sleepy".into(),
+                version: "1".into(),
+                shortdesc: String::new(),
+                longdesc: String::new(),
+                params: vec![
+                    ParamSpec::new("nap_ms", ParamType::Integer, "nap").required(),
+                    ParamSpec::new("flag", ParamType::Boolean, "a flag").default("no"),
+                ],
+                actions: vec![ActionSpec::new("start", Duration::from_millis(50))],
+            })
+        }
+        fn start(&self, op: &Op<'_>) -> Outcome {
+            let nap = op.params.int("nap_ms").unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(nap as u64));
+            Outcome::ok()
+        }
+        fn stop(&self, _op: &Op<'_>) -> Outcome {
+            Outcome::ok()
+        }
+        fn monitor(&self, _op: &Op<'_>) -> Outcome {
+            Outcome::not_running()
+        }
+    }
+
+    fn params(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn an_overrun_is_a_timeout_whatever_the_agent_returned() {
+        let r = execute(
+            &Sleepy,
+            &Request::new(Action::Start, "s", params(&[("nap_ms", "120")])),
+        );
+        assert_eq!(
+            r.timeout,
+            Duration::from_millis(50),
+            "the advertised default applies"
+        );
+        assert_eq!(r.status, ExecStatus::TimedOut);
+        assert_eq!(r.rc, OcfRc::ErrGeneric);
+        assert_eq!(r.recovery_when_expecting(OcfRc::Success), Recovery::Soft);
+        let r = execute(
+            &Sleepy,
+            &Request::new(Action::Start, "s", params(&[("nap_ms", "0")])),
+        );
+        assert_eq!((r.status, r.rc), (ExecStatus::Done, OcfRc::Success));
+    }
+
+    #[test]
+    fn schema_violations_are_all_reported_as_not_configured() {
+        let r = execute(
+            &Sleepy,
+            &Request::new(
+                Action::Monitor,
+                "s",
+                params(&[("flag", "maybe"), ("extra", "1")]),
+            ),
+        );
+        assert_eq!(r.rc, OcfRc::ErrConfigured);
+        let reason = r.reason.unwrap();
+        for p in ["`extra`", "`nap_ms`", "`flag`"] {
+            assert!(reason.contains(p), "{reason}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_unimplemented_actions() {
+        let r = execute(
+            &Sleepy,
+            &Request::new(Action::Promote, "s", params(&[("nap_ms", "0")])),
+        );
+        assert_eq!(r.rc, OcfRc::ErrUnimplemented);
+        let r = execute(
+            &Sleepy,
+            &Request::new(Action::MetaData, "s", BTreeMap::new()),
+        );
+        assert_eq!(r.rc, OcfRc::Success);
+        assert!(r.output.contains("<parameter name=\"nap_ms\""));
+        assert_eq!("validate-all".parse::<Action>().unwrap(), Action::Validate);
+        assert!("frobnicate".parse::<Action>().is_err());
+        assert_eq!(format!("{:<8}|", Action::Stop), "stop    |");
+    }
+}
