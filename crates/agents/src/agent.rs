@@ -399,7 +399,14 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
             elapsed,
             timeout,
         };
-        tracing::debug!(rsc = %req.instance, action = %req.action, rc = rc.code(), elapsed_ms = elapsed.as_millis() as u64, "agent operation finished");
+        crate::events::Event::OpFinished {
+            rsc: &req.instance,
+            action: &req.action,
+            rc: rc.code(),
+            elapsed_ms: elapsed.as_millis() as u64,
+            timed_out: status == ExecStatus::TimedOut,
+        }
+        .log();
         result
     };
 

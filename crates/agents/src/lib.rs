@@ -10,6 +10,7 @@
 
 mod agent;
 mod error;
+mod events;
 mod native;
 mod ocf;
 mod proc;

@@ -17,6 +17,7 @@ use super::mountinfo::{self, Holder, Mount};
 use super::{configured, op_actions};
 use crate::agent::{Op, Outcome, ResourceAgent};
 use crate::error::AgentError;
+use crate::events::Event;
 use crate::proc;
 use crate::rc::OcfRc;
 use crate::schema::{ActionSpec, Metadata, ParamSpec, ParamType};
@@ -250,7 +251,12 @@ impl Filesystem {
                 ),
             )
         })?;
-        tracing::info!(rsc = %op.instance, device = %s.device, directory = %s.directory.display(), "mounted");
+        Event::Mounted {
+            rsc: op.instance,
+            device: &s.device,
+            directory: &s.directory,
+        }
+        .log();
         Ok(Outcome::ok())
     }
 
@@ -314,7 +320,14 @@ impl Filesystem {
                     }
                     let sig = if round == 0 { term } else { killsig };
                     for h in &holders {
-                        tracing::warn!(rsc = %op.instance, pid = h.pid, comm = %h.comm, how = %h.how, signal = %sig, "signalling a process that holds the mount");
+                        Event::HolderSignalled {
+                            rsc: op.instance,
+                            pid: h.pid,
+                            comm: &h.comm,
+                            how: &h.how,
+                            signal: &sig,
+                        }
+                        .log();
                         let _ = kill(Pid::from_raw(h.pid), sig);
                         if !signalled.iter().any(|x| x.pid == h.pid) {
                             signalled.push(h.clone());
@@ -347,7 +360,11 @@ impl Filesystem {
                 // Stacked mounts of the same filesystem: unmount the next one.
                 continue;
             }
-            tracing::info!(rsc = %op.instance, directory = %s.directory.display(), "unmounted");
+            Event::Unmounted {
+                rsc: op.instance,
+                directory: &s.directory,
+            }
+            .log();
             let out = Outcome::ok();
             return Ok(if signalled.is_empty() {
                 out

@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 use super::{configured, http, op_actions};
 use crate::agent::{Op, Outcome, ResourceAgent};
 use crate::error::AgentError;
+use crate::events::Event;
 use crate::proc;
 use crate::rc::OcfRc;
 use crate::schema::{ActionSpec, Metadata, ParamSpec, ParamType};
@@ -158,7 +159,11 @@ impl Nginx {
             if let Some(pid) = running_pid(&s) {
                 match status_check(op) {
                     Ok(()) => {
-                        tracing::info!(rsc = %op.instance, pid, "nginx started");
+                        Event::NginxStarted {
+                            rsc: op.instance,
+                            pid,
+                        }
+                        .log();
                         return Ok(Outcome::ok());
                     }
                     Err(e) => last = e,
@@ -201,7 +206,11 @@ impl Nginx {
         let _ = kill(master, Signal::SIGKILL);
         if wait_gone(op.deadline) {
             let _ = std::fs::remove_file(&s.pidfile);
-            tracing::warn!(rsc = %op.instance, pid, "nginx killed");
+            Event::NginxKilled {
+                rsc: op.instance,
+                pid,
+            }
+            .log();
             return Ok(Outcome::ok().with_reason("graceful stop timed out; killed with SIGKILL"));
         }
         Err(Outcome::timed_out(format!(

@@ -9,6 +9,7 @@ use super::netlink::{self, Addr, Link};
 use super::{configured, op_actions};
 use crate::agent::{Op, Outcome, ResourceAgent};
 use crate::error::AgentError;
+use crate::events::Event;
 use crate::rc::OcfRc;
 use crate::schema::{Metadata, ParamSpec, ParamType};
 
@@ -200,7 +201,13 @@ impl Vip {
                 &e,
             )
         })?;
-        tracing::info!(rsc = %op.instance, %ip, nic = %t.link.name, prefix_len = t.prefix_len, "address added");
+        Event::AddressAdded {
+            rsc: op.instance,
+            ip,
+            nic: &t.link.name,
+            prefix_len: t.prefix_len,
+        }
+        .log();
         announce(op, &t)?;
         Ok(Outcome::ok())
     }
@@ -219,7 +226,11 @@ impl Vip {
         }
         netlink::del_address(a.index, ip, a.prefix_len)
             .map_err(|e| io_fail(&format!("cannot remove {ip}"), &e))?;
-        tracing::info!(rsc = %op.instance, %ip, "address removed");
+        Event::AddressRemoved {
+            rsc: op.instance,
+            ip,
+        }
+        .log();
         Ok(Outcome::ok())
     }
 

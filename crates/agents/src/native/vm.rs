@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::{configured, op_actions};
 use crate::agent::{Op, Outcome, ResourceAgent};
 use crate::error::AgentError;
+use crate::events::Event;
 use crate::proc;
 use crate::rc::OcfRc;
 use crate::schema::{Metadata, ParamSpec, ParamType};
@@ -142,7 +143,11 @@ impl Vm {
         must(op, &s, &["start", &s.name])?;
         match state(op, &s)? {
             State::Running => {
-                tracing::info!(rsc = %op.instance, domain = %s.name, "domain started");
+                Event::DomainStarted {
+                    rsc: op.instance,
+                    domain: &s.name,
+                }
+                .log();
                 Ok(Outcome::ok())
             }
             other => Err(Outcome::fail(
@@ -174,6 +179,12 @@ impl Vm {
             let _ = virsh(op, &s, &["shutdown", &s.name]);
             loop {
                 if matches!(state(op, &s)?, State::ShutOff | State::Undefined) {
+                    Event::DomainStopped {
+                        rsc: op.instance,
+                        domain: &s.name,
+                        destroyed: false,
+                    }
+                    .log();
                     return Ok(Outcome::ok());
                 }
                 if !proc::pause(Duration::from_millis(100), until) {
@@ -188,7 +199,12 @@ impl Vm {
         let ran = virsh(op, &s, &["destroy", &s.name])?;
         match state(op, &s)? {
             State::ShutOff | State::Undefined => {
-                tracing::info!(rsc = %op.instance, domain = %s.name, "domain stopped");
+                Event::DomainStopped {
+                    rsc: op.instance,
+                    domain: &s.name,
+                    destroyed: true,
+                }
+                .log();
                 Ok(reason.map_or_else(Outcome::ok, |r| Outcome::ok().with_reason(r)))
             }
             other => Err(Outcome::fail(
