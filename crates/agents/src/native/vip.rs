@@ -219,8 +219,8 @@ impl Vip {
         };
         if let Some(nic) = op.params.str("nic") {
             let links = netlink::links().map_err(|e| io_fail("cannot list interfaces", &e))?;
-            if find_link(&links, nic).is_some_and(|l| l.index != a.index) {
-                // Someone else's address on another interface: not ours to remove.
+            if find_link(&links, nic).is_none_or(|l| l.index != a.index) {
+                // The address is on another interface (or ours is gone): not ours to remove.
                 return Ok(Outcome::ok());
             }
         }
