@@ -246,10 +246,9 @@ impl Vip {
         if let Some(nic) = op.params.str("nic")
             && nic != link.name
         {
-            return Ok(Outcome::fail(
-                OcfRc::ErrGeneric,
-                format!("{ip} is on {}, not on {nic}", link.name),
-            ));
+            // Not ours (stop leaves it alone too); a start will report the conflict.
+            return Ok(Outcome::not_running()
+                .with_reason(format!("{ip} is on {}, not on {nic}", link.name)));
         }
         if !link.up {
             return Ok(Outcome::fail(
