@@ -177,6 +177,34 @@ fn vip_monitor_tells_failed_from_stopped_and_refuses_missing_interfaces() {
 }
 
 #[test]
+fn vip_leaves_an_address_on_another_interface_alone() {
+    if !rig::require_root_and(&["ip"]) {
+        return;
+    }
+    let (a, _b) = pair();
+    a.sh("ip addr add 10.213.1.110/32 dev lo");
+    let vip = agent("vip");
+    let p = kv(&[
+        ("ip", "10.213.1.110"),
+        ("cidr_netmask", "24"),
+        ("nic", "eth0"),
+    ]);
+    in_netns(&a, || {
+        let r = execute(vip.as_ref(), &Request::new(Action::Monitor, "v", p.clone()));
+        assert_eq!(r.rc, OcfRc::NotRunning, "{r}");
+        assert!(r.reason.unwrap().contains("is on lo"));
+        assert_eq!(
+            execute(vip.as_ref(), &Request::new(Action::Stop, "v", p.clone())).rc,
+            OcfRc::Success
+        );
+        let r = execute(vip.as_ref(), &Request::new(Action::Start, "v", p.clone()));
+        assert_eq!(r.rc, OcfRc::ErrGeneric, "{r}");
+        assert!(r.reason.unwrap().contains("another interface"));
+    });
+    assert!(a.sh("ip -o addr show dev lo").contains("10.213.1.110/32"));
+}
+
+#[test]
 fn vip_native_and_ipaddr2_pass_the_same_conformance_suite() {
     if !rig::require_root_and(&["ip", "/usr/lib/ocf/resource.d/heartbeat/IPaddr2"]) {
         return;
