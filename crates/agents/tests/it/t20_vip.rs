@@ -23,7 +23,7 @@ fn pair() -> (rig::Netns, rig::Netns) {
 
 #[test]
 fn vip_appears_is_announced_to_the_neighbour_and_goes_away() {
-    if !rig::require_root_and(&["ip"]) {
+    if !rig::require_root_and(&["ip", "ping"]) {
         return;
     }
     let (a, b) = pair();
