@@ -290,3 +290,46 @@ fn native_agents_refuse_bad_parameters_naming_them() {
     assert_eq!(r.rc, OcfRc::ErrConfigured);
     assert!(r.reason.as_deref().unwrap().contains("`force_stop`"), "{r}");
 }
+
+#[test]
+fn conformance_catches_an_agent_that_is_not_idempotent_and_confuses_failed_with_stopped() {
+    let dir = rig::ScratchDir::new();
+    let good = dummy(dir.path());
+    let xml = good.meta_data_xml().unwrap();
+    // Stop fails when already stopped, monitor says "failed" instead of "stopped", and a hung
+    // start ignores its timeout only as far as the runner lets it.
+    let broken = write_agent(
+        dir.path(),
+        "broken",
+        &format!(
+            r#"case "$1" in
+meta-data) cat <<'XML'
+{xml}
+XML
+exit 0;;
+start) touch "$OCF_RESKEY_state"; exit 0;;
+stop) [ -e "$OCF_RESKEY_state" ] || exit 1; rm -f "$OCF_RESKEY_state"; exit 0;;
+monitor) [ -e "$OCF_RESKEY_state" ] && exit 0; exit 1;;
+validate-all) exit 0;;
+*) exit 3;;
+esac"#
+        ),
+    );
+    let state = dir.path().join("b").display().to_string();
+    let case = agents::testing::Case::new("b1", &[("state", &state)]);
+    let report = agents::testing::conformance(&broken, "ocf:test:broken", &case);
+    let failed: Vec<&str> = report.failures().iter().map(|s| s.label.as_str()).collect();
+    for expected in [
+        "probe while stopped",
+        "stop while stopped",
+        "monitor after stop",
+        "stop again",
+        "validate-all: missing required `state`",
+    ] {
+        assert!(
+            failed.contains(&expected),
+            "{expected} not caught:\n{report}"
+        );
+    }
+    assert!(!failed.contains(&"start"), "{report}");
+}
