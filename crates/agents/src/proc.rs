@@ -87,7 +87,20 @@ pub(crate) fn run(cmd: &mut Command, deadline: Instant) -> std::io::Result<Ran> 
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
+    // ETXTBSY: the executable was just written and a concurrent fork elsewhere in this
+    // process still holds a descriptor for writing; it goes away in moments.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) && tries < 50 => {
+                tries += 1;
+                if !pause(Duration::from_millis(5), deadline) {
+                    return Err(e);
+                }
+            }
+            other => break other?,
+        }
+    };
     let pgid = Pid::from_raw(child.id() as i32);
     let out = Arc::new(Mutex::new(Vec::new()));
     let err = Arc::new(Mutex::new(Vec::new()));

@@ -132,7 +132,7 @@ fn a_hanging_agent_is_killed_with_its_whole_process_group() {
         &agent,
         &Request::new(Action::Start, "h", kv(&[])).timeout(Duration::from_millis(400)),
     );
-    assert_eq!(r.status, ExecStatus::TimedOut);
+    assert_eq!(r.status, ExecStatus::TimedOut, "{r}");
     assert_eq!(r.rc, OcfRc::ErrGeneric);
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     assert!(r.reason.unwrap().contains("process group was killed"));
