@@ -38,8 +38,15 @@ fn vip_appears_is_announced_to_the_neighbour_and_goes_away() {
     b.sh(&format!(
         "ip -6 neigh replace fd00:213::100 lladdr {PEER_MAC_FAKE} dev eth0 nud stale"
     ));
+    // Negative control: an address started with arp_count=0 must not move its entry.
+    b.sh(&format!(
+        "ip neigh replace 10.213.1.99 lladdr {PEER_MAC_FAKE} dev eth0 nud stale"
+    ));
     let vip = agent("vip");
     in_netns(&a, || {
+        let silent = kv(&[("ip", "10.213.1.99"), ("arp_count", "0")]);
+        let r = execute(vip.as_ref(), &Request::new(Action::Start, "quiet", silent));
+        assert_eq!(r.rc, OcfRc::Success, "{r}");
         // No nic, no cidr: both come from the connected route covering the address.
         let p4 = kv(&[("ip", "10.213.1.100"), ("label", "vip"), ("arp_count", "2")]);
         let r = execute(
@@ -82,6 +89,13 @@ fn vip_appears_is_announced_to_the_neighbour_and_goes_away() {
             .contains(&a_mac)),
         "gratuitous ARP did not update the neighbour: {}",
         b.sh("ip neigh show")
+    );
+    // The silent address started earlier: had it been announced, that frame would have arrived
+    // before the ones just seen.
+    let quiet = b.sh("ip neigh show 10.213.1.99");
+    assert!(
+        quiet.contains(PEER_MAC_FAKE),
+        "arp_count=0 still announced: {quiet}"
     );
     assert!(
         rig::wait_until(Duration::from_secs(3), || b
