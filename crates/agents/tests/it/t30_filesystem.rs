@@ -139,14 +139,18 @@ fn filesystem_stop_kills_and_names_the_processes_holding_the_mount() {
             .spawn()
             .unwrap()
     };
-    // One holder by its working directory, one by an open file.
+    // One holder by its working directory, one by an open file, one by its executable.
+    std::fs::copy("/bin/sleep", format!("{mnt}/napper")).unwrap();
     let mut cwd_holder = spawn(&format!("cd {mnt} && exec sleep 60"));
     let mut fd_holder = spawn(&format!("exec sleep 60 < {mnt}/data"));
+    let mut exe_holder = spawn(&format!("cd / && exec {mnt}/napper 60"));
     let cwd_pid = cwd_holder.id();
     let fd_pid = fd_holder.id();
+    let exe_pid = exe_holder.id();
     assert!(rig::wait_until(Duration::from_secs(5), || {
         std::fs::read_link(format!("/proc/{cwd_pid}/cwd")).is_ok_and(|p| p.starts_with(&mnt))
             && std::fs::read_link(format!("/proc/{fd_pid}/fd/0")).is_ok_and(|p| p.starts_with(&mnt))
+            && std::fs::read_link(format!("/proc/{exe_pid}/exe")).is_ok_and(|p| p.starts_with(&mnt))
     }));
 
     // Without force_unmount the stop fails and names the holders.
@@ -166,6 +170,10 @@ fn filesystem_stop_kills_and_names_the_processes_holding_the_mount() {
         reason.contains(&format!("{fd_pid} sleep (fd 0)")),
         "{reason}"
     );
+    assert!(
+        reason.contains(&format!("{exe_pid} napper (exe)")),
+        "{reason}"
+    );
     assert_eq!(
         execute(fs.as_ref(), &Request::new(Action::Monitor, "fs", p.clone())).rc,
         OcfRc::Success
@@ -181,7 +189,8 @@ fn filesystem_stop_kills_and_names_the_processes_holding_the_mount() {
         reason.contains(&format!("{cwd_pid} sleep")) && reason.contains(&format!("{fd_pid} sleep")),
         "{reason}"
     );
-    assert!(cwd_holder.wait().is_ok() && fd_holder.wait().is_ok());
+    assert!(reason.contains(&format!("{exe_pid} napper")), "{reason}");
+    assert!(cwd_holder.wait().is_ok() && fd_holder.wait().is_ok() && exe_holder.wait().is_ok());
     assert_eq!(
         execute(fs.as_ref(), &Request::new(Action::Monitor, "fs", p.clone())).rc,
         OcfRc::NotRunning
