@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod native;
 mod ocf;
+mod ocf_exec;
 mod proc;
 mod rc;
 mod registry;
@@ -26,6 +27,7 @@ pub use agent::{
 };
 pub use error::AgentError;
 pub use ocf::{OCF_ROOT, OcfAgent, discover as discover_ocf};
+pub use ocf_exec::{ScriptOutput, run_as_ocf_script};
 pub use rc::{OcfRc, Recovery};
 pub use registry::{AgentName, AgentTable, Registry};
 pub use schema::{

@@ -26,8 +26,8 @@ impl ParamType {
             ParamType::String => "string",
             ParamType::Integer => "integer",
             ParamType::Boolean => "boolean",
-            ParamType::Duration => "timeout",
-            ParamType::Select(_) => "select",
+            ParamType::Duration => "time",
+            ParamType::Select(_) => "string",
         }
     }
 }
@@ -249,7 +249,8 @@ impl Metadata {
             esc(&self.name),
             esc(&self.version)
         );
-        let _ = writeln!(x, "<version>1.1</version>");
+        // OCF 1.0 meta-data (ra-api-1.dtd): what the installed tools validate against.
+        let _ = writeln!(x, "<version>1.0</version>");
         let _ = writeln!(
             x,
             "<longdesc lang=\"en\">{}</longdesc>",
@@ -269,7 +270,19 @@ impl Metadata {
                 u8::from(p.unique),
                 u8::from(p.required)
             );
-            let _ = writeln!(x, "<longdesc lang=\"en\">{}</longdesc>", esc(&p.longdesc));
+            // A select (OCF 1.1) is written as a string whose allowed values the text lists.
+            let long = match &p.kind {
+                ParamType::Select(options) => {
+                    let list = format!("Allowed values: {}.", options.join(", "));
+                    if p.longdesc.is_empty() {
+                        list
+                    } else {
+                        format!("{} {list}", p.longdesc)
+                    }
+                }
+                _ => p.longdesc.clone(),
+            };
+            let _ = writeln!(x, "<longdesc lang=\"en\">{}</longdesc>", esc(&long));
             let _ = writeln!(
                 x,
                 "<shortdesc lang=\"en\">{}</shortdesc>",
@@ -280,18 +293,7 @@ impl Metadata {
                 .as_ref()
                 .map(|d| format!(" default=\"{}\"", esc(d)))
                 .unwrap_or_default();
-            match &p.kind {
-                ParamType::Select(options) => {
-                    let _ = writeln!(x, "<content type=\"select\"{default}>");
-                    for o in options {
-                        let _ = writeln!(x, "<option value=\"{}\"/>", esc(o));
-                    }
-                    let _ = writeln!(x, "</content>");
-                }
-                kind => {
-                    let _ = writeln!(x, "<content type=\"{}\"{default}/>", kind.ocf_name());
-                }
-            }
+            let _ = writeln!(x, "<content type=\"{}\"{default}/>", p.kind.ocf_name());
             let _ = writeln!(x, "</parameter>");
         }
         let _ = writeln!(x, "</parameters>");
@@ -702,10 +704,27 @@ mod tests {
     }
 
     #[test]
-    fn meta_data_xml_round_trips() {
+    fn meta_data_xml_round_trips_as_ocf_1_0() {
         let md = sample();
         let back = Metadata::from_xml(&md.to_xml()).unwrap();
-        assert_eq!(back, md);
+        let mut expected = md.clone();
+        // OCF 1.0 has no select: it becomes a string whose description lists the values.
+        expected.params[4].kind = ParamType::String;
+        expected.params[4].longdesc = "Allowed values: a, b.".into();
+        assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn ocf_1_1_select_parameters_are_read() {
+        let xml = r#"<resource-agent name="x"><parameters><parameter name="m">
+            <content type="select" default="a"><option value="a"/><option value="b"/></content>
+            </parameter></parameters></resource-agent>"#;
+        let md = Metadata::from_xml(xml).unwrap();
+        assert_eq!(
+            md.params[0].kind,
+            ParamType::Select(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(md.params[0].default.as_deref(), Some("a"));
     }
 
     #[test]

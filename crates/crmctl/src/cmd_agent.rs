@@ -57,6 +57,15 @@ enum AgentCommand {
         #[arg(long = "meta")]
         meta: Vec<String>,
     },
+    /// Run an agent with the OCF calling convention: parameters from OCF_RESKEY_*, exit code =
+    /// OCF code, `ocf-exit-reason:` on stderr. For a wrapper script that hands a native agent
+    /// to an OCF cluster manager or to ocf-tester: `exec crmctl agent ocf-exec vip "$1"`.
+    OcfExec {
+        /// `class:provider:type`, or a type name when unambiguous.
+        agent: String,
+        /// The OCF action (argv[1] of the wrapper).
+        action: String,
+    },
 }
 
 fn pairs(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -146,6 +155,21 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 println!("  {:<14} timeout={}s{extra}", a.name, a.timeout.as_secs());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::OcfExec { agent, action } => {
+            use std::io::Write as _;
+            let a = match registry.get(&agent) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("ocf-exit-reason:{e}");
+                    return Ok(ExitCode::from(5));
+                }
+            };
+            let env = std::env::vars().collect();
+            let out = agents::run_as_ocf_script(a.as_ref(), &action, &env);
+            let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+            Ok(ExitCode::from(out.code))
         }
         AgentCommand::Run {
             agent,

@@ -8,3 +8,4 @@ mod t20_vip;
 mod t30_filesystem;
 mod t40_nginx;
 mod t50_vm;
+mod t60_ocf_tester;
