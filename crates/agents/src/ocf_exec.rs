@@ -39,10 +39,10 @@ pub fn run_as_ocf_script(
     for (k, v) in env {
         if let Some(m) = k.strip_prefix("OCF_RESKEY_CRM_meta_") {
             meta.insert(m.to_owned(), v.clone());
-        } else if let Some(p) = k.strip_prefix("OCF_RESKEY_") {
-            if p != "crm_feature_set" {
-                params.insert(p.to_owned(), v.clone());
-            }
+        } else if let Some(p) = k.strip_prefix("OCF_RESKEY_")
+            && p != "crm_feature_set"
+        {
+            params.insert(p.to_owned(), v.clone());
         }
     }
     let timeout = meta
