@@ -79,3 +79,42 @@ pub fn run_as_ocf_script(
             .unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_ocf_environment_becomes_a_request() {
+        let vip = crate::Registry::default().get("vip").unwrap();
+        let out = run_as_ocf_script(
+            vip.as_ref(),
+            "validate-all",
+            &env(&[
+                ("OCF_RESKEY_ip", "10.0.0.1"),
+                ("OCF_RESKEY_cidr_netmask", "x"),
+                ("OCF_RESKEY_crm_feature_set", "3.16.2"),
+                ("OCF_RESKEY_CRM_meta_timeout", "5000"),
+                ("OCF_ROOT", "/usr/lib/ocf"),
+            ]),
+        );
+        assert_eq!(out.code, 6);
+        assert_eq!(
+            out.stderr,
+            "ocf-exit-reason:parameter `cidr_netmask`: `x` is not an integer\n"
+        );
+        let md = run_as_ocf_script(vip.as_ref(), "meta-data", &BTreeMap::new());
+        assert_eq!(md.code, 0);
+        assert!(crate::Metadata::from_xml(&md.stdout).is_ok());
+        assert_eq!(
+            run_as_ocf_script(vip.as_ref(), "migrate_to", &BTreeMap::new()).code,
+            3
+        );
+    }
+}
