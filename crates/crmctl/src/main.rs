@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_crm;
+mod cmd_agent;
 mod exit;
 
 /// Manage a cluster: resources, constraints, nodes, quorum, fencing and volumes.
@@ -22,6 +23,8 @@ enum Command {
     Version,
     #[command(flatten)]
     Crm(cmd_crm::CrmCommand),
+    /// Resource agents: list, describe, run an action by hand (no daemon needed).
+    Agent(cmd_agent::AgentArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -31,6 +34,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Crm(cmd) => cmd_crm::run(cmd),
+        Command::Agent(args) => cmd_agent::run(args),
     }
 }
 
