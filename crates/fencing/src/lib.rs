@@ -15,26 +15,28 @@
 //! depends on it. Secrets travel as [`Secret`] and are never logged.
 
 mod agent;
-//mod device;
-//mod ec2;
+mod child;
+mod device;
+mod ec2;
 //pub mod fencer;
 //pub mod history;
 mod ipmi;
-//mod libvirt;
+mod libvirt;
 mod metadata;
 mod params;
-//mod script;
+mod script;
 mod secret;
+pub mod testing;
 
 pub use agent::{
     Action, ActionHandle, AgentError, Done, FenceAgent, Outcome, Plug, PowerState, Report, Request,
     SUPERVISOR_GRACE, execute, spawn,
 };
-//pub use device::{DeviceError, build_agent, describe, request_for};
-//pub use ec2::Ec2Agent;
+pub use device::{NATIVE_AGENTS, build_agent, describe, request_for};
+pub use ec2::Ec2Agent;
 pub use ipmi::IpmiAgent;
-//pub use libvirt::LibvirtAgent;
+pub use libvirt::LibvirtAgent;
 pub use metadata::{Metadata, MetadataError, Parameter};
 pub use params::{Params, is_secret_key, parse_duration};
-//pub use script::ScriptAgent;
+pub use script::ScriptAgent;
 pub use secret::Secret;

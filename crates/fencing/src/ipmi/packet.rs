@@ -84,7 +84,6 @@ impl SessionKeys {
 pub(crate) struct Packet {
     pub(crate) payload_type: PayloadType,
     pub(crate) session_id: u32,
-    pub(crate) seq: u32,
     pub(crate) payload: Vec<u8>,
 }
 
@@ -187,7 +186,6 @@ pub(crate) fn decode(bytes: &[u8], keys: Option<&SessionKeys>) -> Result<Packet,
     let ptype_byte = s[1];
     let payload_type = PayloadType::from_u8(ptype_byte & 0x3f).ok_or("unknown payload type")?;
     let session_id = u32::from_le_bytes([s[2], s[3], s[4], s[5]]);
-    let seq = u32::from_le_bytes([s[6], s[7], s[8], s[9]]);
     let len = usize::from(u16::from_le_bytes([s[10], s[11]]));
     if s.len() < 12 + len {
         return Err("payload length exceeds the datagram");
@@ -203,7 +201,6 @@ pub(crate) fn decode(bytes: &[u8], keys: Option<&SessionKeys>) -> Result<Packet,
             Ok(Packet {
                 payload_type,
                 session_id,
-                seq,
                 payload: raw.to_vec(),
             })
         }
@@ -228,7 +225,6 @@ pub(crate) fn decode(bytes: &[u8], keys: Option<&SessionKeys>) -> Result<Packet,
             Ok(Packet {
                 payload_type,
                 session_id,
-                seq,
                 payload,
             })
         }
@@ -348,7 +344,7 @@ mod tests {
             );
             assert_eq!((bytes.len() - 4 - 12 - 12) % 4, 0, "integrity pad");
             let p = decode(&bytes, Some(&keys)).unwrap();
-            assert_eq!((p.session_id, p.seq, p.payload), (0x1234, 9, payload));
+            assert_eq!((p.session_id, p.payload), (0x1234, payload));
             let n = bytes.len();
             bytes[n / 2] ^= 1;
             assert!(decode(&bytes, Some(&keys)).is_err());

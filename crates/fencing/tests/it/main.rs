@@ -3,4 +3,5 @@
 //! it is missing, and fail instead under `HA_REQUIRE_RIGS=1`.
 
 mod ipmi;
+mod libvirt;
 mod rigs;

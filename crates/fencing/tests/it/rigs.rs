@@ -151,3 +151,121 @@ pub(crate) fn boxed(a: impl FenceAgent + 'static) -> Box<dyn FenceAgent> {
 pub(crate) fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// libvirtd for the test: an already running one is used as is; otherwise virtlogd and
+/// libvirtd are started here and stopped on drop.
+pub(crate) struct Libvirtd {
+    started: Vec<Child>,
+}
+
+pub(crate) fn virsh_ok(uri: &str, cmd: &str) -> bool {
+    Command::new("virsh")
+        .args(["-q", "-c", uri, cmd])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub(crate) fn virsh_out(uri: &str, cmd: &str) -> String {
+    let out = Command::new("virsh")
+        .args(["-q", "-c", uri, cmd])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Libvirtd {
+    pub(crate) fn available() -> bool {
+        rig::require_root_and(&["virsh", "libvirtd", "virtlogd"])
+    }
+
+    pub(crate) fn start() -> Libvirtd {
+        let mut started = Vec::new();
+        if !virsh_ok("qemu:///system", "uri") {
+            for d in ["virtlogd", "libvirtd"] {
+                started.push(
+                    Command::new(d)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .process_group(0)
+                        .spawn()
+                        .expect("start libvirt daemons"),
+                );
+            }
+            assert!(
+                rig::wait_until(Duration::from_secs(20), || virsh_ok(
+                    "qemu:///system",
+                    "uri"
+                )),
+                "libvirtd did not come up"
+            );
+        }
+        Libvirtd { started }
+    }
+}
+
+impl Drop for Libvirtd {
+    fn drop(&mut self) {
+        for c in self.started.iter_mut().rev() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A background process killed (with its group) on drop.
+pub(crate) struct Background(pub(crate) Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        kill_group(self.0.id());
+        let _ = self.0.wait();
+    }
+}
+
+/// A tiny diskless qemu domain (TCG), destroyed and undefined on drop.
+pub(crate) struct TinyDomain {
+    pub(crate) name: String,
+    _dir: rig::ScratchDir,
+}
+
+impl TinyDomain {
+    pub(crate) fn define_and_start() -> Result<TinyDomain, String> {
+        let dir = rig::ScratchDir::new();
+        let name = rig::unique_name("vm");
+        let _ = Command::new("chmod").arg("0755").arg(dir.path()).status();
+        let xml = std::fs::read_to_string(shared().join("rigs/libvirt/tiny.xml"))
+            .unwrap()
+            .replace("type='kvm'", "type='qemu'")
+            .replace("@NAME@", &name)
+            .replace("@RIG_DIR@", dir.path().to_str().unwrap());
+        let file = dir.path().join("dom.xml");
+        std::fs::write(&file, xml).unwrap();
+        let d = TinyDomain { name, _dir: dir };
+        let out = Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system", "define"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let out = Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system", "start", &d.name])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(d)
+    }
+}
+
+impl Drop for TinyDomain {
+    fn drop(&mut self) {
+        let _ = virsh_ok("qemu:///system", &format!("destroy {}", self.name));
+        let _ = virsh_ok("qemu:///system", &format!("undefine {}", self.name));
+    }
+}
