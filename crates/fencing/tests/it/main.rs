@@ -2,6 +2,7 @@
 //! driver, moto, fence-agents scripts). Tests that need a counterpart skip with a reason when
 //! it is missing, and fail instead under `HA_REQUIRE_RIGS=1`.
 
+mod ec2;
 mod ipmi;
 mod libvirt;
 mod rigs;
