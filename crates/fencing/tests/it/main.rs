@@ -6,3 +6,4 @@ mod ec2;
 mod ipmi;
 mod libvirt;
 mod rigs;
+mod script;

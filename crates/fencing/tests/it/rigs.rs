@@ -1,11 +1,11 @@
 //! Real counterparts for the fencing tests: ipmi_sim, the libvirt test driver, moto.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fencing::{Action, FenceAgent, IpmiAgent, Outcome, Params, Request};
+use fencing::{Action, IpmiAgent, Outcome, Params, Request};
 
 pub(crate) fn shared() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
@@ -141,15 +141,6 @@ impl Drop for IpmiSim {
         kill_group(self.sim.id());
         let _ = self.sim.wait();
     }
-}
-
-/// Runs every native agent behind `dyn FenceAgent` (the conformance suite's view).
-pub(crate) fn boxed(a: impl FenceAgent + 'static) -> Box<dyn FenceAgent> {
-    Box::new(a)
-}
-
-pub(crate) fn exists(p: &Path) -> bool {
-    p.exists()
 }
 
 /// libvirtd for the test: an already running one is used as is; otherwise virtlogd and
