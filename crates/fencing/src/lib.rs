@@ -18,7 +18,7 @@ mod agent;
 mod child;
 mod device;
 mod ec2;
-//pub mod fencer;
+pub mod fencer;
 //pub mod history;
 mod ipmi;
 mod libvirt;
