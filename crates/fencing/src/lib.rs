@@ -19,7 +19,7 @@ mod child;
 mod device;
 mod ec2;
 pub mod fencer;
-//pub mod history;
+pub mod history;
 mod ipmi;
 mod libvirt;
 mod metadata;
