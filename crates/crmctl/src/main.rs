@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_stonith;
 mod exit;
 
 /// Manage a cluster: resources, constraints, nodes, quorum, fencing and volumes.
@@ -19,6 +20,9 @@ struct Cli {
 enum Command {
     /// Print the version of this build and the wire protocol it speaks.
     Version,
+    /// Fencing devices: describe agents, try a device by hand.
+    #[command(name = "stonith", alias = "fence")]
+    Stonith(cmd_stonith::StonithArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -27,6 +31,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("crmctl {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stonith(args) => cmd_stonith::run(args),
     }
 }
 

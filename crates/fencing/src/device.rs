@@ -64,3 +64,58 @@ pub fn request_for(
     }
     Ok(r)
 }
+
+/// One device action tried by hand (`crmctl stonith test`): the plug and its report.
+#[derive(Debug)]
+pub struct HandRun {
+    /// The plug acted on.
+    pub plug: Option<String>,
+    /// What happened.
+    pub report: crate::agent::Report,
+}
+
+/// Runs `action` on the device described by `params`, without the daemon. With `target`, the
+/// node name is mapped to plugs through `pcmk_host_map` (every plug is acted on, in order,
+/// stopping at the first that does not confirm); otherwise `plug`/`port` from the
+/// parameters is used. `timeout`/`retries` override the device's own.
+pub fn run_by_hand(
+    params: &Params,
+    action: Action,
+    target: Option<&str>,
+    timeout: Option<Duration>,
+    retries: Option<u32>,
+) -> Result<Vec<HandRun>, AgentError> {
+    let agent: std::sync::Arc<dyn FenceAgent> = std::sync::Arc::from(build_agent(params)?);
+    let plugs: Vec<Option<String>> = match target {
+        Some(t) => {
+            let cfg = crate::fencer::DeviceConfig::new("cli", params.clone(), true)?;
+            if cfg.check == crate::fencer::HostCheck::StaticList && !cfg.statically_lists(t) {
+                return Err(AgentError::Config {
+                    field: "pcmk_host_list".into(),
+                    problem: format!(
+                        "node {t} is in neither pcmk_host_list nor pcmk_host_map of this device"
+                    ),
+                });
+            }
+            cfg.plugs_for(t).into_iter().map(Some).collect()
+        }
+        None => vec![params.get(&["plug", "port"]).map(str::to_owned)],
+    };
+    let mut runs = Vec::new();
+    for plug in plugs {
+        let mut req = request_for(params, action, plug.as_deref())?;
+        if let Some(t) = timeout {
+            req.timeout = t;
+        }
+        if let Some(r) = retries {
+            req.retries = r;
+        }
+        let report = crate::agent::spawn(std::sync::Arc::clone(&agent), req).wait();
+        let ok = matches!(report.outcome, Outcome::Done(_));
+        runs.push(HandRun { plug, report });
+        if !ok {
+            break;
+        }
+    }
+    Ok(runs)
+}

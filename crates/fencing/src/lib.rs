@@ -32,7 +32,7 @@ pub use agent::{
     Action, ActionHandle, AgentError, Done, FenceAgent, Outcome, Plug, PowerState, Report, Request,
     SUPERVISOR_GRACE, execute, spawn,
 };
-pub use device::{NATIVE_AGENTS, build_agent, describe, request_for};
+pub use device::{HandRun, NATIVE_AGENTS, build_agent, describe, request_for, run_by_hand};
 pub use ec2::Ec2Agent;
 pub use ipmi::IpmiAgent;
 pub use libvirt::LibvirtAgent;
