@@ -312,10 +312,10 @@ impl Fencer {
                 ));
                 continue;
             }
-            if let Phase::Delaying { until } = op.phase {
-                if now >= until {
-                    self.act(now, id, out);
-                }
+            if let Phase::Delaying { until } = op.phase
+                && now >= until
+            {
+                self.act(now, id, out);
             }
         }
     }

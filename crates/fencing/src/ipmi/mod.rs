@@ -314,7 +314,7 @@ impl IpmiAgent {
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.strip_prefix("0x").unwrap_or(s);
-    if s.len() % 2 != 0 || s.len() > 40 {
+    if !s.len().is_multiple_of(2) || s.len() > 40 {
         return None;
     }
     (0..s.len())

@@ -146,7 +146,7 @@ fn encrypt(k2: &[u8; 16], iv: [u8; 16], payload: &[u8]) -> Vec<u8> {
 }
 
 fn decrypt(k2: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, &'static str> {
-    if data.len() < 32 || data.len() % 16 != 0 {
+    if data.len() < 32 || !data.len().is_multiple_of(16) {
         return Err("encrypted payload is not IV plus whole AES blocks");
     }
     let (iv, ct) = data.split_at(16);

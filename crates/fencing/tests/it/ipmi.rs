@@ -175,7 +175,7 @@ fn ipmi_bmc_answering_garbage_is_a_protocol_error_not_a_fence() {
             if let Ok((len, from)) = bmc.recv_from(&mut buf) {
                 n = n.wrapping_add(1);
                 // Alternate pure noise with a well-formed RMCP header around noise.
-                let mut reply = if n % 2 == 0 {
+                let mut reply = if n.is_multiple_of(2) {
                     vec![0x06, 0, 0xff, 0x07, 0x06, 0x11]
                 } else {
                     vec![]

@@ -133,10 +133,10 @@ impl IpmiSim {
 
 impl Drop for IpmiSim {
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("node.pid")) {
-            if let Ok(pid) = pid.trim().parse::<u32>() {
-                kill_group(pid);
-            }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("node.pid"))
+            && let Ok(pid) = pid.trim().parse::<u32>()
+        {
+            kill_group(pid);
         }
         kill_group(self.sim.id());
         let _ = self.sim.wait();
