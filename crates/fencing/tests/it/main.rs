@@ -3,6 +3,7 @@
 //! it is missing, and fail instead under `HA_REQUIRE_RIGS=1`.
 
 mod ec2;
+mod fencer;
 mod ipmi;
 mod libvirt;
 mod rigs;
