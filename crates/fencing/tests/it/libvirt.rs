@@ -24,7 +24,9 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
     if !Libvirtd::available() {
         return;
     }
+    let t0 = std::time::Instant::now();
     let _daemon = Libvirtd::start();
+    eprintln!("libvirtd ready after {:?}", t0.elapsed());
 
     // The test driver's state lives as long as some connection holds it.
     let uri = "test+unix:///default";
@@ -66,6 +68,7 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
     ) {
         return;
     }
+    eprintln!("test driver done after {:?}", t0.elapsed());
     let dom = match TinyDomain::define_and_start() {
         Ok(d) => d,
         Err(e) => {
@@ -76,6 +79,7 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
             return;
         }
     };
+    eprintln!("domain started after {:?}", t0.elapsed());
     let sys = "qemu:///system";
     let a = agent(sys);
     let t = fencing::testing::conformance(&a, Some(&dom.name), &|| state(sys, &dom.name));
