@@ -96,7 +96,10 @@ fn ipmi_wrong_password_fails_fast_without_touching_power() {
     assert!(!format!("{r:?} {agent:?}").contains("not-the-password"));
     assert_eq!(sim.power_file(), "1");
     let r = execute(&agent, &req(Action::Monitor));
-    assert!(matches!(r.outcome, Outcome::Failed(AgentError::Auth { .. })), "{r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Failed(AgentError::Auth { .. })),
+        "{r:?}"
+    );
 
     let mut p = sim.params(&[]);
     p.set("username", "nobody").unwrap();

@@ -24,9 +24,7 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
     if !Libvirtd::available() {
         return;
     }
-    let t0 = std::time::Instant::now();
     let _daemon = Libvirtd::start();
-    eprintln!("libvirtd ready after {:?}", t0.elapsed());
 
     // The test driver's state lives as long as some connection holds it.
     let uri = "test+unix:///default";
@@ -61,14 +59,29 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
         "{r:?}"
     );
 
-    // A tiny real domain (qemu TCG): destroy really ends the qemu process.
+    // The same scenarios through the runner with fence_virsh, over ssh to this host.
+    if crate::rigs::Sshd::available() {
+        let sshd = crate::rigs::Sshd::start(uri);
+        let script = fencing::ScriptAgent::new("fence_virsh", &sshd.fence_virsh_params()).unwrap();
+        let t = fencing::testing::conformance(&script, Some("test"), &|| state(uri, "test"));
+        eprintln!("fence_virsh (test driver): {:?}", t.actions);
+        let r = execute(&script, &Request::new(Action::Off, Some("no-such-domain")));
+        assert!(!r.confirms_fenced(), "{r:?}");
+        assert_eq!(state(uri, "test"), PowerState::On);
+    }
+
+    // A tiny real domain (qemu TCG): destroy really ends the qemu process. Defining a
+    // domain costs 40-70 s on a busy shared machine, so this part is a slow test.
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        eprintln!("skipped: real qemu domain (set RUN_SLOW_TESTS=1)");
+        return;
+    }
     if !rig::require(
         "qemu-system-x86_64",
         rig::have_program("qemu-system-x86_64"),
     ) {
         return;
     }
-    eprintln!("test driver done after {:?}", t0.elapsed());
     let dom = match TinyDomain::define_and_start() {
         Ok(d) => d,
         Err(e) => {
@@ -79,7 +92,6 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
             return;
         }
     };
-    eprintln!("domain started after {:?}", t0.elapsed());
     let sys = "qemu:///system";
     let a = agent(sys);
     let t = fencing::testing::conformance(&a, Some(&dom.name), &|| state(sys, &dom.name));

@@ -260,3 +260,78 @@ impl Drop for TinyDomain {
         let _ = virsh_ok("qemu:///system", &format!("undefine {}", self.name));
     }
 }
+
+/// A loopback sshd standing in for the hypervisor host that fence_virsh logs into; its
+/// sessions get `LIBVIRT_DEFAULT_URI`, so fence_virsh's plain `virsh` drives `uri`.
+pub(crate) struct Sshd {
+    dir: rig::ScratchDir,
+    pub(crate) port: u16,
+    pid: u32,
+}
+
+impl Sshd {
+    pub(crate) fn available() -> bool {
+        rig::require_root_and(&["/usr/sbin/sshd", "ssh-keygen", "ssh", "fence_virsh"])
+    }
+
+    pub(crate) fn start(uri: &str) -> Sshd {
+        let dir = rig::ScratchDir::new();
+        let d = dir.path();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let conf = std::fs::read_to_string(shared().join("rigs/libvirt/sshd_config"))
+            .unwrap()
+            .replace("@RIG_DIR@", d.to_str().unwrap())
+            .replace("@PORT@", &port.to_string());
+        std::fs::write(
+            d.join("sshd_config"),
+            format!("{conf}\nSetEnv LIBVIRT_DEFAULT_URI={uri}\n"),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        for k in ["hostkey", "clientkey"] {
+            rig::run(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                    .arg(d.join(k)),
+            );
+        }
+        std::fs::copy(d.join("clientkey.pub"), d.join("authorized_keys")).unwrap();
+        rig::run(
+            Command::new("/usr/sbin/sshd")
+                .arg("-f")
+                .arg(d.join("sshd_config"))
+                .arg("-E")
+                .arg(d.join("sshd.log")),
+        );
+        let pidfile = d.join("sshd.pid");
+        assert!(rig::wait_until(Duration::from_secs(5), || pidfile.exists()));
+        let pid = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Sshd { dir, port, pid }
+    }
+
+    /// fence_virsh options for `plug` (the prompt trick from TEST-RIGS §3).
+    pub(crate) fn fence_virsh_params(&self) -> Params {
+        let key = self.dir.path().join("clientkey");
+        Params::from_words(&[
+            "ip=127.0.0.1".to_owned(),
+            format!("ipport={}", self.port),
+            "username=root".into(),
+            format!("identity_file={}", key.display()),
+            "ssh_options=-oStrictHostKeyChecking=no -oUserKnownHostsFile=/dev/null -oLogLevel=ERROR -t '/bin/bash -c \"PS1=\\[EXPECT\\]#\\  /bin/bash --noprofile --norc\"'".into(),
+        ])
+        .unwrap()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+    }
+}
