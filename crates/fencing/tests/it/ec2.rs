@@ -47,7 +47,7 @@ import sys, boto3
 url = sys.argv[1]
 kw = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
 ec2 = boto3.client("ec2", **kw)
-r = ec2.run_instances(ImageId="ami-12c6146b", InstanceType="t3.micro", MinCount=2, MaxCount=2,
+r = ec2.run_instances(ImageId="ami-12c6146b", InstanceType="t3.micro", MinCount=3, MaxCount=3,
     TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "node"}]}])
 ids = [i["InstanceId"] for i in r["Instances"]]
 if len(sys.argv) > 2:
@@ -152,6 +152,34 @@ fn ec2_agent_fences_instances_on_moto_inside_a_loopback_only_namespace() {
     let (ok, auth, err) = py(&["-c", SETUP, "http://127.0.0.1:5001", "iam"]);
     assert!(ok, "moto auth setup failed: {err}");
 
+    // fence_aws for comparison: it always asks IMDS for its own instance id, so a fake IMDS
+    // inside the namespace answers with the third instance, and a shim points boto3 at moto.
+    let ids_v: Vec<&str> = ids.split(' ').collect();
+    let shim = rig::ScratchDir::new();
+    std::fs::copy(
+        crate::rigs::shared().join("rigs/aws/sitecustomize.py"),
+        shim.path().join("sitecustomize.py"),
+    )
+    .unwrap();
+    std::fs::write(shim.path().join("self_iid"), ids_v[2]).unwrap();
+    let with_fence_aws = rig::have_program("fence_aws");
+    let _imds = with_fence_aws.then(|| {
+        let imds = Background(
+            ns.command("python3")
+                .arg(crate::rigs::shared().join("rigs/aws/fake_imds.py"))
+                .args(["127.0.0.1", "5002"])
+                .arg(shim.path().join("self_iid"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        );
+        let probe = "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:5002/latest/api/token', method='PUT'))";
+        assert!(rig::wait_until(Duration::from_secs(10), || py(&["-c", probe]).0), "fake IMDS did not come up");
+        imds
+    });
+
     let exe = std::env::current_exe().unwrap();
     let out = ns
         .command(exe.to_str().unwrap())
@@ -167,6 +195,13 @@ fn ec2_agent_fences_instances_on_moto_inside_a_loopback_only_namespace() {
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env_remove("AWS_SESSION_TOKEN")
+        .env(
+            "FENCING_IT_FENCE_AWS",
+            if with_fence_aws { "1" } else { "" },
+        )
+        .env("PYTHONPATH", shim.path())
+        .env("FENCE_AWS_ENDPOINT", "http://127.0.0.1:5000")
+        .env("FENCE_AWS_IMDS", "http://127.0.0.1:5002")
         .output()
         .unwrap();
     let text = format!(
@@ -224,6 +259,26 @@ fn inner() {
         "fencing one instance touched another"
     );
 
+    // The same scenarios through the runner with fence_aws.
+    if std::env::var("FENCING_IT_FENCE_AWS").is_ok_and(|v| v == "1") {
+        let p = Params::from_words(&[
+            "region=us-east-1",
+            "access_key=testing",
+            "secret_key=testing",
+        ])
+        .unwrap();
+        let script = fencing::ScriptAgent::new("fence_aws", &p).unwrap();
+        let t = fencing::testing::conformance(&script, Some(&ids[0]), &|| observe(&ids[0]));
+        eprintln!("fence_aws (moto): {:?}", t.actions);
+        let r = execute(
+            &script,
+            &Request::new(Action::Off, Some("i-00000000000000000")),
+        );
+        assert!(!r.confirms_fenced(), "{r:?}");
+    } else {
+        eprintln!("skipped: fence_aws comparison (fence-agents not installed)");
+    }
+
     // Explicit parameters win over the environment.
     let a = agent(&[
         "endpoint=http://127.0.0.1:5000",
@@ -252,8 +307,9 @@ fn inner() {
     assert!(r.elapsed < Duration::from_secs(2), "{r:?}");
 
     // Auth mode: the right key works, a wrong secret is an authentication failure.
-    let good_key = format!("access_key={}", auth[2]);
-    let good_secret = format!("secret_key={}", auth[3]);
+    let (key_id, secret) = (&auth[auth.len() - 2], &auth[auth.len() - 1]);
+    let good_key = format!("access_key={key_id}");
+    let good_secret = format!("secret_key={secret}");
     let good = agent(&[
         "endpoint=http://127.0.0.1:5001",
         "region=us-east-1",
