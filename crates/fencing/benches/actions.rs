@@ -14,6 +14,65 @@ use fencing::{Action, FenceAgent, Outcome, Params, Request, ScriptAgent, execute
 #[allow(dead_code, unreachable_pub)]
 mod rigs;
 
+#[path = "../tests/it/moto.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod moto;
+
+/// Set when this binary runs inside the EC2 rig's loopback-only namespace.
+const EC2_INNER: &str = "FENCING_BENCH_EC2_INNER";
+
+/// The EC2 rows, measured inside the namespace (the code under test never runs outside it).
+fn ec2_inner(runs: usize) {
+    assert!(
+        moto::ns_is_loopback_only_here(),
+        "not inside a loopback-only namespace"
+    );
+    let ids: Vec<String> = std::env::var("FENCING_IT_EC2_IDS")
+        .unwrap()
+        .split(' ')
+        .map(String::from)
+        .collect();
+    let native = fencing::Ec2Agent::from_params(&Params::default()).unwrap();
+    for a in [
+        Action::Status,
+        Action::Off,
+        Action::On,
+        Action::Reboot,
+        Action::List,
+    ] {
+        row(
+            "moto",
+            "native ec2",
+            a,
+            &measure(&native, a, Some(&ids[0]), runs),
+        );
+    }
+    if std::env::var("FENCING_IT_FENCE_AWS").is_ok_and(|v| v == "1") {
+        let p = Params::from_words(&[
+            "region=us-east-1",
+            "access_key=testing",
+            "secret_key=testing",
+        ])
+        .unwrap();
+        let script = ScriptAgent::new("fence_aws", &p).unwrap();
+        let n = (runs / 4).max(3);
+        for a in [
+            Action::Status,
+            Action::Off,
+            Action::On,
+            Action::Reboot,
+            Action::List,
+        ] {
+            row(
+                "moto",
+                "fence_aws",
+                a,
+                &measure(&script, a, Some(&ids[0]), n),
+            );
+        }
+    }
+}
+
 fn measure(agent: &dyn FenceAgent, action: Action, plug: Option<&str>, runs: usize) -> Vec<f64> {
     let mut out = Vec::new();
     for _ in 0..runs {
@@ -75,6 +134,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
+    if std::env::var_os(EC2_INNER).is_some() {
+        ec2_inner(runs);
+        return;
+    }
     println!("device   agent                        action  median (min–max)");
 
     if rigs::IpmiSim::available() {

@@ -6,5 +6,6 @@ mod ec2;
 mod fencer;
 mod ipmi;
 mod libvirt;
+mod moto;
 mod rigs;
 mod script;
