@@ -239,8 +239,35 @@ fn main() {
                 &measure(&native, a, Some("test"), runs),
             );
         }
-        println!(
-            "libvirt  fence_virsh: not measured here (it drives virsh over ssh with a prompt-matching shell)"
+        if rigs::Sshd::available() {
+            let sshd = rigs::Sshd::start(uri);
+            let script = ScriptAgent::new("fence_virsh", &sshd.fence_virsh_params()).unwrap();
+            let n = (runs / 4).max(3);
+            for a in [
+                Action::Status,
+                Action::Off,
+                Action::On,
+                Action::Reboot,
+                Action::List,
+            ] {
+                row(
+                    "libvirt",
+                    "fence_virsh (ssh to localhost)",
+                    a,
+                    &measure(&script, a, Some("test"), n),
+                );
+            }
+        }
+    }
+
+    if let Some(rig) = moto::MotoRig::start() {
+        let exe = std::env::current_exe().unwrap();
+        let out = rig.inner(&exe, &[], EC2_INNER);
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

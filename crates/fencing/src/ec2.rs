@@ -411,19 +411,24 @@ impl Ec2Agent {
             }
             Err(e) => return Outcome::Unknown(e),
         }
-        let mut interval = Duration::from_millis(50);
+        // Poll at once (an API that acts instantly answers the first time), then back off
+        // from 25 ms up to `poll_interval`.
+        let mut interval = Duration::ZERO;
         let max = self.poll_interval;
         confirm_power(
             &self.endpoint,
             action,
             want,
             deadline,
-            Duration::from_millis(50),
+            Duration::ZERO,
             || {
                 std::thread::sleep(
                     interval.min(deadline.saturating_duration_since(Instant::now())),
                 );
-                interval = (interval * 2).min(max);
+                interval = (interval * 2).clamp(
+                    Duration::from_millis(25),
+                    max.max(Duration::from_millis(25)),
+                );
                 match self.state(id, deadline) {
                     Ok(p) => Outcome::Done(p),
                     Err(e) => Outcome::Unknown(e),
