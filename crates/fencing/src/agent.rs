@@ -463,12 +463,32 @@ pub fn execute(agent: &dyn FenceAgent, req: &Request) -> Report {
             }
         };
         if !retry {
-            return Report {
+            let report = Report {
                 action: req.action,
                 outcome,
                 attempts,
                 elapsed: start.elapsed(),
             };
+            log_report(agent.agent_type(), plug, &report);
+            return report;
+        }
+    }
+}
+
+/// One event per finished power action: `info` when confirmed, `warn` otherwise. Only the
+/// agent type, plug, outcome and error are logged: errors never carry secrets.
+fn log_report(agent: &str, plug: Option<&str>, r: &Report) {
+    if !r.action.is_power_change() {
+        return;
+    }
+    let elapsed_ms = u64::try_from(r.elapsed.as_millis()).unwrap_or(u64::MAX);
+    let plug = plug.unwrap_or("-");
+    match r.outcome.error() {
+        None => {
+            tracing::info!(agent, plug, action = %r.action, attempts = r.attempts, elapsed_ms, "fence action confirmed")
+        }
+        Some(e) => {
+            tracing::warn!(agent, plug, action = %r.action, outcome = r.outcome.kind(), attempts = r.attempts, elapsed_ms, error = %e, "fence action not confirmed")
         }
     }
 }

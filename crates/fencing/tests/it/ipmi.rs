@@ -217,3 +217,37 @@ fn ipmi_unreachable_bmc_fails_quickly() {
     assert!(report.outcome.error().is_some(), "{report:?}");
     assert!(report.elapsed < Duration::from_secs(11), "{report:?}");
 }
+
+#[test]
+fn trying_a_device_by_hand_maps_the_target_and_reports_missing_mappings() {
+    if !IpmiSim::available() {
+        return;
+    }
+    let sim = IpmiSim::start();
+    let mut p = sim.params(&["agent=ipmi", "pcmk_host_list=node2"]);
+    let runs = fencing::run_by_hand(
+        &p,
+        Action::Status,
+        Some("node2"),
+        Some(Duration::from_secs(5)),
+        Some(0),
+    )
+    .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert!(
+        matches!(
+            runs[0].report.outcome,
+            Outcome::Done(Done::Status(PowerState::On))
+        ),
+        "{runs:?}"
+    );
+    let e = fencing::run_by_hand(&p, Action::Off, Some("node3"), None, None).unwrap_err();
+    assert!(
+        matches!(&e, AgentError::Config { field, .. } if field == "pcmk_host_list"),
+        "{e}"
+    );
+    assert_eq!(sim.power_file(), "1");
+    p.set("pcmk_off_timeout", "0s").unwrap();
+    let e = fencing::run_by_hand(&p, Action::Off, Some("node2"), None, None).unwrap_err();
+    assert!(e.to_string().contains("pcmk_off_timeout"), "{e}");
+}

@@ -96,6 +96,7 @@ impl MotoRig {
                 PathBuf::from("python3")
             }
         };
+        rig::sweep_stale_namespaces();
         let ns = rig::Netns::new();
         assert!(
             rig::sh(&format!("ip -n {} route show", ns.name()))
