@@ -29,9 +29,12 @@ fn run(
 }
 
 /// Runs the suite: the target must be powered on at the start and is on again at the end.
+/// For agents with plugs, `missing_plug` names one the device does not have: fencing it
+/// must never be reported as done (a typo in a host map must not look like a fenced node).
 pub fn conformance(
     agent: &dyn FenceAgent,
     plug: Option<&str>,
+    missing_plug: Option<&str>,
     observe: &dyn Fn() -> PowerState,
 ) -> Timings {
     let mut t = Timings::default();
@@ -97,6 +100,26 @@ pub fn conformance(
         PowerState::On,
         "{name}: target not back on after reboot"
     );
+
+    if let Some(missing) = missing_plug {
+        for action in [Action::Off, Action::Reboot] {
+            let r = run(agent, action, Some(missing), &mut t);
+            assert!(
+                !r.confirms_fenced(),
+                "{name}: {action} of missing plug {missing} reported done: {r:?}"
+            );
+        }
+        let r = run(agent, Action::Status, Some(missing), &mut t);
+        assert!(
+            !matches!(r.outcome, Outcome::Done(Done::Status(PowerState::Off))),
+            "{name}: status of missing plug {missing} reported off: {r:?}"
+        );
+        assert_eq!(
+            observe(),
+            PowerState::On,
+            "{name}: fencing a missing plug changed the target"
+        );
+    }
 
     if meta.supports("list") {
         match run(agent, Action::List, plug, &mut t).outcome {

@@ -83,7 +83,9 @@ fn inner() {
 
     // Region, endpoint and credentials from the standard environment variables.
     let a = agent(&[]);
-    let t = fencing::testing::conformance(&a, Some(&ids[0]), &|| observe(&ids[0]));
+    let t = fencing::testing::conformance(&a, Some(&ids[0]), Some("i-00000000000000000"), &|| {
+        observe(&ids[0])
+    });
     eprintln!("ec2 (moto): {:?}", t.actions);
     assert_eq!(
         observe(&ids[1]),
@@ -100,7 +102,12 @@ fn inner() {
         ])
         .unwrap();
         let script = fencing::ScriptAgent::new("fence_aws", &p).unwrap();
-        let t = fencing::testing::conformance(&script, Some(&ids[0]), &|| observe(&ids[0]));
+        let t = fencing::testing::conformance(
+            &script,
+            Some(&ids[0]),
+            Some("i-00000000000000000"),
+            &|| observe(&ids[0]),
+        );
         eprintln!("fence_aws (moto): {:?}", t.actions);
         let r = execute(
             &script,

@@ -68,7 +68,7 @@ fn ipmi_passes_the_conformance_suite_through_dyn_agent() {
         "0" => PowerState::Off,
         _ => PowerState::On,
     };
-    let t = fencing::testing::conformance(agent.as_ref(), None, &power);
+    let t = fencing::testing::conformance(agent.as_ref(), None, None, &power);
     eprintln!("ipmi: {:?}", t.actions);
 
     // Reboot as a BMC power cycle: confirmed by the completion code.

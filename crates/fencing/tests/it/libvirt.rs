@@ -42,7 +42,9 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
     }));
     let _ = crate::rigs::virsh_ok(uri, "start test");
     let a = agent(uri);
-    let t = fencing::testing::conformance(&a, Some("test"), &|| state(uri, "test"));
+    let t = fencing::testing::conformance(&a, Some("test"), Some("no-such-domain"), &|| {
+        state(uri, "test")
+    });
     eprintln!("libvirt test driver: {:?}", t.actions);
 
     // Bad input: unknown domain, unreachable hypervisor.
@@ -63,7 +65,10 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
     if crate::rigs::Sshd::available() {
         let sshd = crate::rigs::Sshd::start(uri);
         let script = fencing::ScriptAgent::new("fence_virsh", &sshd.fence_virsh_params()).unwrap();
-        let t = fencing::testing::conformance(&script, Some("test"), &|| state(uri, "test"));
+        let t =
+            fencing::testing::conformance(&script, Some("test"), Some("no-such-domain"), &|| {
+                state(uri, "test")
+            });
         eprintln!("fence_virsh (test driver): {:?}", t.actions);
         let r = execute(&script, &Request::new(Action::Off, Some("no-such-domain")));
         assert!(!r.confirms_fenced(), "{r:?}");
@@ -94,7 +99,9 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
     };
     let sys = "qemu:///system";
     let a = agent(sys);
-    let t = fencing::testing::conformance(&a, Some(&dom.name), &|| state(sys, &dom.name));
+    let t = fencing::testing::conformance(&a, Some(&dom.name), Some("no-such-domain"), &|| {
+        state(sys, &dom.name)
+    });
     eprintln!("libvirt qemu domain: {:?}", t.actions);
     let mut off = Request::new(Action::Off, Some(&dom.name));
     off.timeout = Duration::from_secs(30);

@@ -41,7 +41,7 @@ fn fence_ipmilan_through_the_runner_passes_conformance_and_kills_the_node() {
         "0" => PowerState::Off,
         _ => PowerState::On,
     };
-    let t = fencing::testing::conformance(&agent, None, &power);
+    let t = fencing::testing::conformance(&agent, None, None, &power);
     eprintln!("fence_ipmilan: {:?}", t.actions);
     assert!(
         rig::wait_until(Duration::from_secs(3), || !rig::process_alive(node)),
