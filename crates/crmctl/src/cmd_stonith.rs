@@ -111,6 +111,13 @@ fn test(
         None => Params::default(),
     };
     for w in &words {
+        if w.split_once('=')
+            .is_some_and(|(k, _)| fencing::is_secret_key(k))
+        {
+            eprintln!(
+                "crmctl: note: secrets on the command line are visible to other users (ps); prefer --config FILE (mode 0600)"
+            );
+        }
         let (k, v) = w.split_once('=').ok_or_else(|| {
             Exit::error(
                 Exit::USAGE,
