@@ -341,3 +341,70 @@ fn glob_patterns_match_node_names() {
     assert!(!glob("node*", "nod"));
     assert!(!glob("node", "node1"));
 }
+
+#[test]
+fn random_device_answers_never_yield_fenced_without_confirmation() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..400u64 {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let ndev = rng.random_range(1..=4);
+        let devices: Vec<DeviceConfig> = (0..ndev)
+            .map(|i| {
+                let check = [
+                    "pcmk_host_list=node2",
+                    "pcmk_host_check=none",
+                    "pcmk_host_map=node2:p1,p2",
+                    "pcmk_host_check=dynamic-list",
+                    "pcmk_host_check=status",
+                ][rng.random_range(0..5)];
+                dev(&format!("d{i}"), &[check])
+            })
+            .collect();
+        let topology = if rng.random_bool(0.5) {
+            vec![
+                Level {
+                    index: 1,
+                    target: LevelTarget::Node("node2".into()),
+                    devices: vec!["d0".into()],
+                },
+                Level {
+                    index: 2,
+                    target: LevelTarget::Pattern("node*".into()),
+                    devices: (0..ndev).map(|i| format!("d{i}")).collect(),
+                },
+            ]
+        } else {
+            vec![]
+        };
+        let mut f = Fencer::new("node1", devices, topology, seed);
+        let action = [Action::Off, Action::Reboot][rng.random_range(0..2)];
+        let mut confirmed: Vec<String> = Vec::new();
+        let (runs, done) = drive(&mut f, req("node2", action), |d, a, _| {
+            let r = match rng.random_range(0..6) {
+                0 => StepResult::Failed("refused".into()),
+                1 => StepResult::Unknown("no answer".into()),
+                2 => StepResult::Status(PowerState::On),
+                3 => StepResult::List(vec!["node2".into(), "p1".into(), "p2".into()]),
+                _ => StepResult::Confirmed,
+            };
+            if r == StepResult::Confirmed && a.fences() {
+                confirmed.push(d.to_owned());
+            }
+            r
+        });
+        if done.result == FenceResult::Done {
+            assert!(
+                !done.devices.is_empty(),
+                "seed {seed}: done without devices; runs {runs:?}"
+            );
+            for d in &done.devices {
+                assert!(
+                    confirmed.contains(d),
+                    "seed {seed}: {d} never confirmed a power-off; runs {runs:?}"
+                );
+            }
+        } else {
+            assert!(done.devices.is_empty(), "seed {seed}");
+        }
+    }
+}
