@@ -508,6 +508,7 @@ pub fn spawn(agent: Arc<dyn FenceAgent>, req: Request) -> ActionHandle {
         ready: Condvar::new(),
     });
     let out = Arc::clone(&shared);
+    let action = req.action;
     let spawned = std::thread::Builder::new()
         .name(format!("fence-{}", req.action))
         .spawn(move || {
@@ -522,7 +523,7 @@ pub fn spawn(agent: Arc<dyn FenceAgent>, req: Request) -> ActionHandle {
     if let Err(e) = spawned {
         let mut slot = shared.slot.lock().unwrap_or_else(|p| p.into_inner());
         slot.report = Some(Report {
-            action: Action::Status,
+            action,
             outcome: Outcome::Failed(AgentError::Supervisor {
                 agent: "-".into(),
                 what: format!("could not start a thread: {e}"),

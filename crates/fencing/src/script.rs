@@ -168,7 +168,7 @@ impl ScriptAgent {
         let e = out.stderr.to_ascii_lowercase();
         e.contains("unable to connect/login")
             || e.contains("login denied")
-            || e.contains("password") && e.contains("missing")
+            || (e.contains("password") && e.contains("missing"))
     }
 
     fn power(&self, action: Action, plug: Option<&str>, deadline: Instant) -> Outcome<()> {

@@ -347,30 +347,33 @@ impl FenceAgent for IpmiAgent {
                 Outcome::Unknown(e) => Outcome::Unknown(e),
             };
         }
-        let r = self.with_session(deadline, |s| {
-            let state = self.power_state(s, deadline)?;
-            // A power cycle of a chassis that is off is refused by the spec; it is already
-            // fenced, so just power it on.
-            let control = if state == PowerState::Off {
-                CONTROL_POWER_UP
-            } else {
-                CONTROL_POWER_CYCLE
-            };
-            s.command(NETFN_CHASSIS, CMD_CHASSIS_CONTROL, &[control], deadline)
-                .map_err(|e| match e {
-                    e @ (AgentError::Refused { .. } | AgentError::Auth { .. }) => e,
-                    // Sent, answer lost: not confirmed.
-                    e => AgentError::Supervisor {
-                        agent: "ipmi".into(),
-                        what: format!("power cycle not confirmed: {e}"),
-                    },
-                })
-        });
-        match r {
-            Ok(_) => Outcome::Done(None),
-            Err(e @ AgentError::Supervisor { .. }) => Outcome::Unknown(e),
+        let mut s = match self.session(deadline) {
+            Ok(s) => s,
+            Err(e) => return Outcome::from(e),
+        };
+        let outcome = match self.power_state(&mut s, deadline) {
             Err(e) => Outcome::from(e),
-        }
+            Ok(state) => {
+                // A power cycle of a chassis that is off is refused by the spec; it is
+                // already fenced, so just power it on.
+                let control = if state == PowerState::Off {
+                    CONTROL_POWER_UP
+                } else {
+                    CONTROL_POWER_CYCLE
+                };
+                match s.command(NETFN_CHASSIS, CMD_CHASSIS_CONTROL, &[control], deadline) {
+                    // The BMC's completion code confirms the cycle.
+                    Ok(_) => Outcome::Done(None),
+                    Err(e @ (AgentError::Refused { .. } | AgentError::Auth { .. })) => {
+                        Outcome::Failed(e)
+                    }
+                    // Sent, answer lost: not confirmed.
+                    Err(e) => Outcome::Unknown(e),
+                }
+            }
+        };
+        s.close(deadline);
+        outcome
     }
 
     fn status(&self, _plug: Option<&str>, deadline: Instant) -> Outcome<PowerState> {
