@@ -251,3 +251,25 @@ fn trying_a_device_by_hand_maps_the_target_and_reports_missing_mappings() {
     let e = fencing::run_by_hand(&p, Action::Off, Some("node2"), None, None).unwrap_err();
     assert!(e.to_string().contains("pcmk_off_timeout"), "{e}");
 }
+
+#[test]
+fn ipmi_user_privilege_reads_status_but_cannot_power_off() {
+    if !IpmiSim::available() {
+        return;
+    }
+    let sim = IpmiSim::start();
+    let agent = sim.agent(&["privlvl=user"]);
+    let r = execute(&agent, &req(Action::Status));
+    assert!(
+        matches!(r.outcome, Outcome::Done(Done::Status(PowerState::On))),
+        "{r:?}"
+    );
+    let r = execute(&agent, &req(Action::Off));
+    assert!(!r.confirms_fenced());
+    assert!(
+        matches!(&r.outcome, Outcome::Failed(AgentError::Refused { detail, .. }) if detail.contains("0xd4")),
+        "{r:?}"
+    );
+    assert_eq!(sim.power_file(), "1");
+    assert!(rig::process_alive(sim.node_pid()));
+}
