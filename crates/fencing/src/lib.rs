@@ -11,8 +11,10 @@
 //! - [`fencer`]: the sans-IO decision logic (host maps, topology levels, delays, the
 //!   self-fencing guard) and [`history`], the persisted fence history.
 //!
-//! This crate must never depend on tokio or any async runtime, nor on the daemon: the daemon
-//! depends on it. Secrets travel as [`Secret`] and are never logged.
+//! This crate must never depend on an async runtime, nor on the daemon: the daemon depends
+//! on it. (tokio's `sync` feature arrives transitively through `aws-credential-types`; no
+//! runtime, reactor or timer does, and nothing here names tokio.) Secrets travel as
+//! [`Secret`] and are never logged.
 
 mod agent;
 mod child;
