@@ -408,3 +408,33 @@ fn random_device_answers_never_yield_fenced_without_confirmation() {
         }
     }
 }
+
+#[test]
+fn fencer_core_stays_sans_io() {
+    let sources = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("device.rs", include_str!("device.rs")),
+    ];
+    let forbidden = [
+        "std::time",
+        "Instant::now",
+        "SystemTime",
+        "std::thread",
+        "std::net",
+        "std::fs",
+        "std::process",
+        "HashMap",
+        "HashSet",
+        "thread_rng",
+        "rand::rng()",
+        "tokio",
+    ];
+    for (file, text) in sources {
+        for word in forbidden {
+            assert!(
+                !text.contains(word),
+                "fencer/{file} uses `{word}`: the core must stay sans-IO"
+            );
+        }
+    }
+}
