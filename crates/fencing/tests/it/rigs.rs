@@ -186,7 +186,7 @@ impl Libvirtd {
                 );
             }
             assert!(
-                rig::wait_until(Duration::from_secs(20), || virsh_ok(
+                rig::wait_until(Duration::from_secs(60), || virsh_ok(
                     "qemu:///system",
                     "uri"
                 )),
