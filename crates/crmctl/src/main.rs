@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_crm;
 mod cmd_agent;
+mod cmd_stonith;
 mod exit;
 
 /// Manage a cluster: resources, constraints, nodes, quorum, fencing and volumes.
@@ -25,6 +26,9 @@ enum Command {
     Crm(cmd_crm::CrmCommand),
     /// Resource agents: list, describe, run an action by hand (no daemon needed).
     Agent(cmd_agent::AgentArgs),
+    /// Fencing devices: describe agents, try a device by hand.
+    #[command(name = "stonith", alias = "fence")]
+    Stonith(cmd_stonith::StonithArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -35,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Crm(cmd) => cmd_crm::run(cmd),
         Command::Agent(args) => cmd_agent::run(args),
+        Command::Stonith(args) => cmd_stonith::run(args),
     }
 }
 
