@@ -24,7 +24,7 @@ mod device;
 use std::collections::BTreeMap;
 
 use rand::SeedableRng;
-use rand::rngs::SmallRng;
+use rand_chacha::ChaCha8Rng;
 use wire::{Duration, Instant};
 
 pub use device::{DeviceConfig, HostCheck, parse_host_map, priority_fencing_delay};
@@ -205,7 +205,7 @@ pub struct Fencer {
     local_node: String,
     devices: BTreeMap<String, DeviceConfig>,
     topology: Vec<Level>,
-    rng: SmallRng,
+    rng: ChaCha8Rng,
     ops: BTreeMap<OpId, Op>,
     next_op: u64,
     next_step: u32,
@@ -237,7 +237,7 @@ impl Fencer {
             local_node: local_node.to_owned(),
             devices: devices.into_iter().map(|d| (d.id.clone(), d)).collect(),
             topology,
-            rng: SmallRng::seed_from_u64(seed),
+            rng: ChaCha8Rng::seed_from_u64(seed),
             ops: BTreeMap::new(),
             next_op: 1,
             next_step: 1,
