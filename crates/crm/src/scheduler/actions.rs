@@ -35,24 +35,14 @@ impl Builder<'_> {
     }
 
     pub(crate) fn find(&self, rsc: usize, kind: ActionKind, node: Option<usize>) -> Option<usize> {
-        self.index
-            .get(&(rsc, kind))?
-            .iter()
-            .copied()
-            .find(|&a| node.is_none() || self.actions[a].node == node)
+        self.index.get(&(rsc, kind))?.iter().copied().find(|&a| node.is_none() || self.actions[a].node == node)
     }
 
     fn edge(&mut self, first: usize, then: usize, flags: u8) {
         self.edges.push(Edge { first, then, flags });
     }
 
-    fn new_action(
-        &self,
-        rsc: Option<usize>,
-        node: Option<usize>,
-        kind: ActionKind,
-        optional: bool,
-    ) -> Action {
+    fn new_action(&self, rsc: Option<usize>, node: Option<usize>, kind: ActionKind, optional: bool) -> Action {
         Action {
             id: self.actions.len(),
             rsc,
@@ -70,8 +60,8 @@ impl Builder<'_> {
     pub(crate) fn build(&mut self, c: &Constraints) {
         let w = self.w;
         // Fencing.
-        let can_fence = w.props.fencing_enabled
-            && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide"));
+        let can_fence =
+            w.props.fencing_enabled && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide"));
         let mut fences = Vec::new();
         for (n, node) in w.nodes.iter().enumerate().rev() {
             if node.unclean && node.fence_reason.is_some() && can_fence {
@@ -81,8 +71,7 @@ impl Builder<'_> {
                 fences.push(self.add(a));
             }
         }
-        let fenced =
-            |n: usize, b: &Builder<'_>| fences.iter().any(|&f| b.actions[f].node == Some(n));
+        let fenced = |n: usize, b: &Builder<'_>| fences.iter().any(|&f| b.actions[f].node == Some(n));
         // Per-leaf actions.
         for (l, r) in w.rscs.iter().enumerate() {
             if r.kind != Kind::Primitive {
@@ -109,21 +98,13 @@ impl Builder<'_> {
                     a.reason = Some("node availability".into());
                 }
                 let id = self.add(a);
-                if let Some(f) = fences
-                    .iter()
-                    .copied()
-                    .find(|&f| self.actions[f].node == Some(n))
-                {
+                if let Some(f) = fences.iter().copied().find(|&f| self.actions[f].node == Some(n)) {
                     self.edge(f, id, 0);
                 }
                 stop_ids.push((n, id));
                 if r.role == Role::Promoted {
-                    let mut d = self.new_action(
-                        Some(l),
-                        Some(n),
-                        ActionKind::Demote,
-                        !needed && r.next_role == Role::Promoted,
-                    );
+                    let mut d =
+                        self.new_action(Some(l), Some(n), ActionKind::Demote, !needed && r.next_role == Role::Promoted);
                     if w.nodes[n].unclean {
                         d.pseudo = true;
                     }
@@ -137,12 +118,7 @@ impl Builder<'_> {
             }
             if let Some(n) = next {
                 let running_here = r.running.contains(&n);
-                let mut a = self.new_action(
-                    Some(l),
-                    Some(n),
-                    ActionKind::Start,
-                    running_here && !r.failed && !multi,
-                );
+                let mut a = self.new_action(Some(l), Some(n), ActionKind::Start, running_here && !r.failed && !multi);
                 let node = &w.nodes[n];
                 if !node.can_host() {
                     a.runnable = false;
@@ -198,8 +174,7 @@ impl Builder<'_> {
                     };
                     if applies {
                         let start_optional = self.actions[sid].optional;
-                        let mut m =
-                            self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
+                        let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
                         m.interval_ms = interval;
                         let mid = self.add(m);
                         self.edge(sid, mid, IMPLIES_THEN | RUNNABLE_LEFT);
@@ -207,8 +182,7 @@ impl Builder<'_> {
                 }
                 if r.next_role == Role::Promoted {
                     let promoted_here = r.role == Role::Promoted && running_here && !r.failed;
-                    let mut p =
-                        self.new_action(Some(l), Some(n), ActionKind::Promote, promoted_here);
+                    let mut p = self.new_action(Some(l), Some(n), ActionKind::Promote, promoted_here);
                     if !managed {
                         p.runnable = false;
                         p.optional = true;
@@ -248,14 +222,8 @@ impl Builder<'_> {
                 continue;
             }
             let mut ids = [0usize; 4];
-            for (k, kind) in [
-                ActionKind::Start,
-                ActionKind::Running,
-                ActionKind::Stop,
-                ActionKind::Stopped,
-            ]
-            .into_iter()
-            .enumerate()
+            for (k, kind) in
+                [ActionKind::Start, ActionKind::Running, ActionKind::Stop, ActionKind::Stopped].into_iter().enumerate()
             {
                 let mut a = self.new_action(Some(g), None, kind, true);
                 a.pseudo = true;
@@ -263,27 +231,16 @@ impl Builder<'_> {
             }
             let [start, running, stop, stopped] = ids;
             for &ch in &r.children {
-                for (kind, pre, post) in [
-                    (ActionKind::Start, start, running),
-                    (ActionKind::Stop, stop, stopped),
-                ] {
+                for (kind, pre, post) in [(ActionKind::Start, start, running), (ActionKind::Stop, stop, stopped)] {
                     let child_actions: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
-                        self.actions
-                            .iter()
-                            .filter(|a| a.rsc == Some(ch) && a.kind == kind)
-                            .map(|a| a.id)
-                            .collect()
+                        self.actions.iter().filter(|a| a.rsc == Some(ch) && a.kind == kind).map(|a| a.id).collect()
                     } else {
                         self.find(ch, kind, None).into_iter().collect()
                     };
                     let child_done: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
                         child_actions.clone()
                     } else {
-                        let dk = if kind == ActionKind::Start {
-                            ActionKind::Running
-                        } else {
-                            ActionKind::Stopped
-                        };
+                        let dk = if kind == ActionKind::Start { ActionKind::Running } else { ActionKind::Stopped };
                         self.find(ch, dk, None).into_iter().collect()
                     };
                     for a in child_actions {
@@ -352,12 +309,7 @@ impl Builder<'_> {
             }
             if sym && let (Some(rf), Some(rt)) = (invert(fa), invert(ta)) {
                 let back = if mandatory {
-                    IMPLIES_FIRST
-                        | if matches!(rf, "stop" | "demote") {
-                            RUNNABLE_LEFT
-                        } else {
-                            0
-                        }
+                    IMPLIES_FIRST | if matches!(rf, "stop" | "demote") { RUNNABLE_LEFT } else { 0 }
                 } else {
                     0
                 };
@@ -376,11 +328,7 @@ impl Builder<'_> {
 
     /// Actions of `kind` on every leaf under `r`.
     fn leaf_actions(&self, r: usize, kind: ActionKind) -> Vec<usize> {
-        self.w
-            .leaves(r)
-            .iter()
-            .flat_map(|&l| self.all(l, kind))
-            .collect()
+        self.w.leaves(r).iter().flat_map(|&l| self.all(l, kind)).collect()
     }
 
     /// The action(s) representing `task` of `r` as the first side of an ordering.
@@ -406,12 +354,7 @@ impl Builder<'_> {
             ActionKind::Stop => ActionKind::Stopped,
             _ => {
                 // promote/demote of a collective: its leaves' actions.
-                return self
-                    .w
-                    .leaves(r)
-                    .iter()
-                    .flat_map(|&l| self.all(l, kind))
-                    .collect();
+                return self.w.leaves(r).iter().flat_map(|&l| self.all(l, kind)).collect();
             }
         };
         self.find(r, done, None).into_iter().collect()
@@ -426,12 +369,7 @@ impl Builder<'_> {
             "demote" => ActionKind::Demote,
             _ => return Vec::new(),
         };
-        let mut v: Vec<usize> = self
-            .w
-            .leaves(r)
-            .iter()
-            .flat_map(|&l| self.all(l, kind))
-            .collect();
+        let mut v: Vec<usize> = self.w.leaves(r).iter().flat_map(|&l| self.all(l, kind)).collect();
         if self.w.rscs[r].kind != Kind::Primitive
             && let Some(p) = self.find(r, kind, None)
         {
@@ -457,19 +395,13 @@ impl Builder<'_> {
             let fi = self.w.rscs[f].children.clone();
             let ti = self.w.rscs[t].children.clone();
             for &b in &ti {
-                let bn = self.w.rscs[b].assigned.or_else(|| {
-                    self.w
-                        .leaves(b)
-                        .iter()
-                        .find_map(|&l| self.w.rscs[l].running.first().copied())
-                });
+                let bn = self.w.rscs[b]
+                    .assigned
+                    .or_else(|| self.w.leaves(b).iter().find_map(|&l| self.w.rscs[l].running.first().copied()));
                 for &a in &fi {
-                    let an = self.w.rscs[a].assigned.or_else(|| {
-                        self.w
-                            .leaves(a)
-                            .iter()
-                            .find_map(|&l| self.w.rscs[l].running.first().copied())
-                    });
+                    let an = self.w.rscs[a]
+                        .assigned
+                        .or_else(|| self.w.leaves(a).iter().find_map(|&l| self.w.rscs[l].running.first().copied()));
                     if an.is_some() && an == bn {
                         self.order(a, fa, b, ta, flags, None, false, id);
                     }
@@ -484,17 +416,8 @@ impl Builder<'_> {
         }) && self.w.rscs[f].kind == Kind::Clone
         {
             // one-or-more: a pseudo action runnable when enough instances are.
-            let kind = if fa == "start" {
-                ActionKind::Start
-            } else {
-                ActionKind::Stop
-            };
-            let inputs: Vec<usize> = self
-                .w
-                .leaves(f)
-                .iter()
-                .flat_map(|&l| self.all(l, kind))
-                .collect();
+            let kind = if fa == "start" { ActionKind::Start } else { ActionKind::Stop };
+            let inputs: Vec<usize> = self.w.leaves(f).iter().flat_map(|&l| self.all(l, kind)).collect();
             let mut a = self.new_action(Some(f), None, ActionKind::OneOrMore, true);
             a.pseudo = true;
             a.label = format!("clone-one-or-more:{id}");
@@ -518,10 +441,7 @@ impl Builder<'_> {
         if !act.label.is_empty() && act.kind == ActionKind::OneOrMore {
             return act.label.clone();
         }
-        let rsc = act
-            .rsc
-            .map(|r| self.w.rscs[r].id.clone())
-            .unwrap_or_default();
+        let rsc = act.rsc.map(|r| self.w.rscs[r].id.clone()).unwrap_or_default();
         format!("{rsc} {}", act.kind.task())
     }
 
@@ -544,8 +464,7 @@ impl Builder<'_> {
             let mut changed = false;
             for e in 0..self.edges.len() {
                 let Edge { first, then, flags } = self.edges[e];
-                let blocks = flags & RUNNABLE_LEFT != 0
-                    || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
+                let blocks = flags & RUNNABLE_LEFT != 0 || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
                 if blocks && !self.actions[first].runnable && self.actions[then].runnable {
                     self.actions[then].runnable = false;
                     self.set_reason(then, first, "unrunnable", true);
@@ -592,28 +511,19 @@ impl Builder<'_> {
             // Restarts forced by unrunnable starts come first.
             for e in 0..self.edges.len() {
                 let Edge { first, then, flags } = self.edges[e];
-                if flags & RESTART != 0
-                    && !self.actions[then].runnable
-                    && self.actions[first].optional
-                {
+                if flags & RESTART != 0 && !self.actions[then].runnable && self.actions[first].optional {
                     self.actions[first].optional = false;
                     changed = true;
                 }
             }
             for e in 0..self.edges.len() {
                 let Edge { first, then, flags } = self.edges[e];
-                if flags & IMPLIES_THEN != 0
-                    && !self.actions[first].optional
-                    && self.actions[then].optional
-                {
+                if flags & IMPLIES_THEN != 0 && !self.actions[first].optional && self.actions[then].optional {
                     self.actions[then].optional = false;
                     self.set_reason(then, first, "required", false);
                     changed = true;
                 }
-                if flags & IMPLIES_FIRST != 0
-                    && !self.actions[then].optional
-                    && self.actions[first].optional
-                {
+                if flags & IMPLIES_FIRST != 0 && !self.actions[then].optional && self.actions[first].optional {
                     self.actions[first].optional = false;
                     self.set_reason(first, then, "required", false);
                     changed = true;
@@ -621,24 +531,13 @@ impl Builder<'_> {
             }
             for i in 0..self.actions.len() {
                 let a = &self.actions[i];
-                if !a.optional
-                    || !matches!(
-                        a.kind,
-                        ActionKind::Running | ActionKind::Stopped | ActionKind::OneOrMore
-                    )
-                {
+                if !a.optional || !matches!(a.kind, ActionKind::Running | ActionKind::Stopped | ActionKind::OneOrMore) {
                     continue;
                 }
                 let Some(r) = a.rsc else { continue };
-                let want = if a.kind == ActionKind::Stopped {
-                    ActionKind::Stop
-                } else {
-                    ActionKind::Start
-                };
-                let req = self
-                    .leaf_actions(r, want)
-                    .iter()
-                    .any(|&x| !self.actions[x].optional && self.actions[x].runnable);
+                let want = if a.kind == ActionKind::Stopped { ActionKind::Stop } else { ActionKind::Start };
+                let req =
+                    self.leaf_actions(r, want).iter().any(|&x| !self.actions[x].optional && self.actions[x].runnable);
                 if req {
                     self.actions[i].optional = false;
                     changed = true;
