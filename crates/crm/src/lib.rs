@@ -3,6 +3,7 @@
 //! graph. Everything here is pure: time comes in as an argument.
 
 pub mod cib;
+pub mod controller;
 mod error;
 pub mod scheduler;
 mod score;

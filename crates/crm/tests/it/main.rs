@@ -1,5 +1,6 @@
 //! Integration tests for the crm crate.
 
 mod bad_input;
+mod controller;
 mod corpus;
 mod roundtrip;
