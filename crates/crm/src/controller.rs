@@ -248,9 +248,8 @@ impl GraphRun {
         }
         if let Some(reason) = &self.aborted {
             self.ended = Some(RunEnd::Aborted(reason.clone()));
-        } else if self.states.iter().all(|s| matches!(s, ActionState::Done | ActionState::Skipped)) {
-            self.ended = Some(RunEnd::Complete);
         } else if !self.states.contains(&ActionState::Pending) {
+            // Without an abort, nothing failed: every action is done or skipped.
             self.ended = Some(RunEnd::Complete);
         } else {
             // Pending actions whose predecessors can never complete would hang the run: treat
