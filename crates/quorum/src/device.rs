@@ -221,13 +221,14 @@ impl DeviceClient {
                         }
                     }
                     Vote::Nack => {
-                        self.lease = None;
+                        let held = self.lease.take().is_some();
                         if Some(ring) == current {
                             self.sync_deadline = None;
                             self.report(now, true, out);
                         }
-                        // Tell the arbiter at once that the vote is released.
-                        if self.connected {
+                        // Tell the arbiter at once that the vote we held is released (only then:
+                        // answering every Nack would ping-pong with the arbiter).
+                        if held && self.connected {
                             self.seq += 1;
                             self.sent_at.insert(self.seq, now);
                             out.push(DeviceEffect::Send(ClientMsg::Heartbeat { seq: self.seq, seen: self.seen }));

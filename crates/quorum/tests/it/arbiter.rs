@@ -449,7 +449,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(100))]
+    #![proptest_config(ProptestConfig::with_cases(400))]
     /// Whatever happens (splits, hangs, disconnects), two different views never both believe
     /// they hold the arbiter's vote. Checked after every event by the bus.
     #[test]
