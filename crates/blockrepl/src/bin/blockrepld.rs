@@ -1,0 +1,3 @@
+//! `blockrepld`: serves replicated volumes (placeholder until the driver lands).
+
+fn main() {}
