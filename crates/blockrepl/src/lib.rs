@@ -14,6 +14,7 @@
 
 mod al;
 mod bitmap;
+pub mod control;
 mod engine;
 mod handshake;
 pub mod msg;

@@ -1,3 +1,0 @@
-//! `blockrepld`: serves replicated volumes (placeholder until the driver lands).
-
-fn main() {}
