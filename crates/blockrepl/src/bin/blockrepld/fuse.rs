@@ -149,11 +149,7 @@ impl Filesystem for Fs {
             return;
         }
         self.spawn(Box::new(move |node| {
-            match node.submit(|req| Input::Read {
-                req,
-                offset,
-                len: size,
-            }) {
+            match node.read(offset, size) {
                 Ok(d) => reply.data(&d.unwrap_or_default()),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -176,12 +172,7 @@ impl Filesystem for Fs {
         let data = data.to_vec();
         self.spawn(Box::new(move |node| {
             let len = data.len() as u32;
-            match node.submit(|req| Input::Write {
-                req,
-                offset,
-                data,
-                fua: false,
-            }) {
+            match node.write(offset, data, false) {
                 Ok(_) => reply.written(len),
                 Err(e) => reply.error(errno(&e)),
             }

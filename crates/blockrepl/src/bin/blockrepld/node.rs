@@ -20,6 +20,9 @@ use wire::{Generation, Instant, NodeId};
 
 use crate::{Args, link, meta};
 
+/// Largest application write or read handed to the engine at once (fits one link frame).
+const CHUNK: usize = 1 << 20;
+
 /// The outcome of an application request.
 pub(crate) type Outcome = Result<Option<Vec<u8>>, IoError>;
 
@@ -144,6 +147,46 @@ impl Node {
         rx.recv().unwrap_or(Err(IoError::Io))
     }
 
+    /// An application write, split into pieces that fit a link frame.
+    pub(crate) fn write(&self, offset: u64, data: Vec<u8>, fua: bool) -> Outcome {
+        if data.len() <= CHUNK {
+            return self.submit(|req| Input::Write {
+                req,
+                offset,
+                data,
+                fua,
+            });
+        }
+        for (i, piece) in data.chunks(CHUNK).enumerate() {
+            let at = offset + (i * CHUNK) as u64;
+            let piece = piece.to_vec();
+            self.submit(|req| Input::Write {
+                req,
+                offset: at,
+                data: piece,
+                fua,
+            })?;
+        }
+        Ok(None)
+    }
+
+    /// An application read, split like writes.
+    pub(crate) fn read(&self, offset: u64, len: u32) -> Outcome {
+        if len as usize <= CHUNK {
+            return self.submit(|req| Input::Read { req, offset, len });
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        let mut at = offset;
+        let end = offset + u64::from(len);
+        while at < end {
+            let n = (end - at).min(CHUNK as u64) as u32;
+            let d = self.submit(|req| Input::Read { req, offset: at, len: n })?;
+            out.extend_from_slice(&d.unwrap_or_default());
+            at += u64::from(n);
+        }
+        Ok(Some(out))
+    }
+
     /// Handles the effects that must keep their order under the lock; returns local I/O.
     fn dispatch(&self, core: &mut Core, out: Vec<Effect>) -> Vec<LocalOp> {
         let mut ops = Vec::new();
@@ -259,16 +302,32 @@ impl Node {
 
     fn send(&self, m: &Msg) {
         let link = lock(&self.link);
-        if let Some(l) = link.as_ref()
-            && let Ok(frame) = m.encode()
-        {
-            let _ = l.tx.send(frame);
+        if let Some(l) = link.as_ref() {
+            match m.encode() {
+                Ok(frame) => {
+                    let _ = l.tx.send(frame);
+                }
+                Err(e) => {
+                    // Never silently lose a message: the link is reset and the engine
+                    // resynchronises through its bitmap.
+                    tracing::error!(error = %e, "cannot encode a link message; resetting the link");
+                    let _ = l.stream.shutdown(Shutdown::Both);
+                }
+            }
         }
     }
 
     fn drop_link(&self) {
+        // Like a TCP close: what was queued before (a refusal's Hello, for example) still
+        // goes out. Closing the channel lets the writer flush and shut the socket down; a
+        // writer stuck on a peer that does not read is cut off after a second.
         if let Some(l) = lock(&self.link).take() {
-            let _ = l.stream.shutdown(Shutdown::Both);
+            drop(l.tx);
+            let stream = l.stream;
+            let _ = std::thread::Builder::new().name("link-close".into()).spawn(move || {
+                std::thread::sleep(StdDuration::from_secs(1));
+                let _ = stream.shutdown(Shutdown::Both);
+            });
         }
     }
 
@@ -338,6 +397,14 @@ impl Node {
 }
 
 fn link_writer(s: TcpStream, rx: Receiver<Vec<u8>>) {
+    let closer = s.try_clone();
+    link_write_loop(s, &rx);
+    if let Ok(c) = closer {
+        let _ = c.shutdown(Shutdown::Both);
+    }
+}
+
+fn link_write_loop(s: TcpStream, rx: &Receiver<Vec<u8>>) {
     let mut w = std::io::BufWriter::with_capacity(256 * 1024, s);
     use std::io::Write;
     while let Ok(frame) = rx.recv() {
