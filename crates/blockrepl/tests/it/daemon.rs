@@ -28,6 +28,7 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(&mut self) {
+        self.unmount_fuse();
         let mut c = Command::new("nsenter");
         c.arg(format!("--net=/run/netns/{}", self.ns))
             .arg("--")
@@ -41,7 +42,11 @@ impl Daemon {
         self.child = Some(c.spawn().expect("spawn blockrepld"));
         let sock = self.sock.clone();
         assert!(
-            rig::wait_until(Duration::from_secs(10), || control::call(&sock, &Request::Status).is_ok()),
+            rig::wait_until(Duration::from_secs(10), || control::call(
+                &sock,
+                &Request::Status
+            )
+            .is_ok()),
             "blockrepld did not come up"
         );
     }
@@ -51,8 +56,17 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.unmount_fuse();
+    }
+
+    /// Unmounts a FUSE mount left by a killed daemon (lazily if a loop device still holds it).
+    pub(crate) fn unmount_fuse(&self) {
         if let Some(f) = &self.fuse {
-            let _ = Command::new("fusermount3").arg("-u").arg(f).stderr(Stdio::null()).status();
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(f)
+                .stderr(Stdio::null())
+                .status();
         }
     }
 
@@ -146,7 +160,11 @@ pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
     let mut d = [mk(1, &a), mk(2, &b)];
     d[0].start();
     d[1].start();
-    let pair = Pair { d, _ns: (a, b), dir };
+    let pair = Pair {
+        d,
+        _ns: (a, b),
+        dir,
+    };
     pair.wait_in_sync();
     pair
 }
@@ -206,17 +224,29 @@ fn t10_nbd_export_serves_qemu_io_and_replicates_to_the_peer() {
         ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && !text.contains("Pattern verification failed"), "{text}");
+    assert!(
+        out.status.success() && !text.contains("Pattern verification failed"),
+        "{text}"
+    );
     for b in [0u64, 100, 255, 256, 512] {
         assert_eq!(p.d[0].read_block(b), p.d[1].read_block(b), "block {b}");
     }
     assert_eq!(p.d[1].read_block(256)[0], 0xcd);
     // The Secondary refuses I/O with a clear error.
     let out = qemu_io(&p.d[1].nbd_uri(), &["read 0 4k".into()]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("Operation not permitted") || !out.status.success(), "{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Operation not permitted") || !out.status.success(),
+        "{text}"
+    );
     let bench = Command::new("qemu-img")
-        .args(["bench", "-f", "raw", "-w", "-t", "none", "-s", "4096", "-c", "2000", "-d", "4"])
+        .args([
+            "bench", "-f", "raw", "-w", "-t", "none", "-s", "4096", "-c", "2000", "-d", "4",
+        ])
         .arg(p.d[0].nbd_uri())
         .output()
         .unwrap();
@@ -242,7 +272,9 @@ fn t20_kill_primary_during_writes_never_loses_an_acknowledged_write() {
     let mut model: BTreeMap<u64, u8> = BTreeMap::new();
     let mut primary = 0usize;
     let mut total_acked = 0usize;
-    p.d[primary].call(Request::Primary { force: false }).unwrap();
+    p.d[primary]
+        .call(Request::Primary { force: false })
+        .unwrap();
     for round in 0..rounds {
         let mut cmds = Vec::new();
         let mut writes = Vec::new();
@@ -259,7 +291,9 @@ fn t20_kill_primary_during_writes_never_loses_an_acknowledged_write() {
         // Kill at a random point: after 0..40 completed writes, plus a random delay.
         let k = rng.random_range(0..40u64);
         rig::wait_until(Duration::from_secs(10), || {
-            p.d[primary].call(Request::Status).is_ok_and(|s| s.stats.app_writes >= base + k)
+            p.d[primary]
+                .call(Request::Status)
+                .is_ok_and(|s| s.stats.app_writes >= base + k)
         });
         std::thread::sleep(Duration::from_micros(rng.random_range(0..300)));
         p.d[primary].kill9();
@@ -269,7 +303,10 @@ fn t20_kill_primary_during_writes_never_loses_an_acknowledged_write() {
         total_acked += acked;
         // Completed writes in order; the next one may or may not have landed.
         let survivor = 1 - primary;
-        assert!(rig::wait_until(Duration::from_secs(10), || p.d[survivor].status().conn != ConnState::Connected));
+        assert!(rig::wait_until(Duration::from_secs(10), || p.d[survivor]
+            .status()
+            .conn
+            != ConnState::Connected));
         let s = p.d[survivor]
             .call(Request::Primary { force: false })
             .unwrap_or_else(|e| panic!("round {round}: survivor refused promotion: {e}"));
@@ -313,12 +350,23 @@ fn t20_kill_primary_during_writes_never_loses_an_acknowledged_write() {
     }
     // The kills landed mid-stream, not before or after all writes.
     eprintln!("total acked {total_acked}");
-    assert!(total_acked > rounds * 5, "only {total_acked} writes acknowledged in {rounds} rounds");
+    assert!(
+        total_acked > rounds * 5,
+        "only {total_acked} writes acknowledged in {rounds} rounds"
+    );
 }
 
 #[test]
 fn t30_ext4_over_loop_over_fuse_survives_primary_kills_with_every_fsynced_file() {
-    if !needs() || !rig::require_root_and(&["losetup", "mkfs.ext4", "fsck.ext4", "fusermount3", "unshare"]) {
+    if !needs()
+        || !rig::require_root_and(&[
+            "losetup",
+            "mkfs.ext4",
+            "fsck.ext4",
+            "fusermount3",
+            "unshare",
+        ])
+    {
         return;
     }
     let mut p = pair(&[], true);
@@ -326,12 +374,17 @@ fn t30_ext4_over_loop_over_fuse_survives_primary_kills_with_every_fsynced_file()
     let mnt = p.dir.path().join("fs");
     std::fs::create_dir_all(&mnt).unwrap();
     let mut primary = 0usize;
-    p.d[primary].call(Request::Primary { force: false }).unwrap();
+    p.d[primary]
+        .call(Request::Primary { force: false })
+        .unwrap();
     let mut rng = SmallRng::seed_from_u64(7);
     let mut all_acked: Vec<(String, String)> = Vec::new();
     for round in 0..4 {
         let img = p.d[primary].fuse.clone().unwrap().join("disk.img");
-        let lo = rig::sh(&format!("losetup -f --show --direct-io=on {}", img.display()));
+        let lo = rig::sh(&format!(
+            "losetup -f --show --direct-io=on {}",
+            img.display()
+        ));
         let lo = lo.trim().to_string();
         let _ = std::fs::remove_file(&acked);
         let mkfs = if round == 0 {
@@ -355,23 +408,32 @@ fn t30_ext4_over_loop_over_fuse_survives_primary_kills_with_every_fsynced_file()
             .spawn()
             .unwrap();
         // Let some files become durable, then kill the Primary mid-stream.
-        assert!(rig::wait_until(Duration::from_secs(20), || std::fs::read_to_string(&acked)
-            .is_ok_and(|s| s.lines().count() >= 5)));
+        assert!(rig::wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(&acked).is_ok_and(|s| s.lines().count() >= 5)
+        }));
         std::thread::sleep(Duration::from_millis(rng.random_range(0..100)));
         p.d[primary].kill9();
         let out = child.wait_with_output().unwrap();
         let _ = out;
         let _ = Command::new("losetup").args(["-d", &lo]).status();
         let survivor = 1 - primary;
-        assert!(rig::wait_until(Duration::from_secs(10), || p.d[survivor].status().conn != ConnState::Connected));
-        p.d[survivor].call(Request::Primary { force: false }).unwrap();
+        assert!(rig::wait_until(Duration::from_secs(10), || p.d[survivor]
+            .status()
+            .conn
+            != ConnState::Connected));
+        p.d[survivor]
+            .call(Request::Primary { force: false })
+            .unwrap();
         for line in std::fs::read_to_string(&acked).unwrap_or_default().lines() {
             let (sum, path) = line.split_once(' ').unwrap();
             all_acked.push((sum.to_string(), path.to_string()));
         }
         // Check on the survivor: fsck, mount, every acknowledged file intact.
         let img = p.d[survivor].fuse.clone().unwrap().join("disk.img");
-        let lo = rig::sh(&format!("losetup -f --show --direct-io=on {}", img.display()));
+        let lo = rig::sh(&format!(
+            "losetup -f --show --direct-io=on {}",
+            img.display()
+        ));
         let lo = lo.trim().to_string();
         let check = Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c"])
@@ -383,10 +445,17 @@ fn t30_ext4_over_loop_over_fuse_survives_primary_kills_with_every_fsynced_file()
             .unwrap();
         let _ = Command::new("losetup").args(["-d", &lo]).status();
         let listing = String::from_utf8_lossy(&check.stdout);
-        assert!(check.status.success(), "round {round}: fsck or mount failed: {}", String::from_utf8_lossy(&check.stderr));
+        assert!(
+            check.status.success(),
+            "round {round}: fsck or mount failed: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
         for (sum, path) in &all_acked {
             let line = format!("{sum} {path}");
-            assert!(listing.lines().any(|l| l.trim() == line), "round {round}: fsynced file {path} missing or changed");
+            assert!(
+                listing.lines().any(|l| l.trim() == line),
+                "round {round}: fsynced file {path} missing or changed"
+            );
         }
         p.d[primary].start();
         p.wait_in_sync();
@@ -402,16 +471,29 @@ fn t40_reconnect_moves_only_the_dirty_blocks() {
     let p = pair(&[], false);
     p.d[0].call(Request::Primary { force: false }).unwrap();
     p.d[1].call(Request::Disconnect).unwrap();
-    assert!(rig::wait_until(Duration::from_secs(10), || p.d[0].status().conn != ConnState::Connected));
-    let cmds: Vec<String> = (0..100u64).map(|i| format!("write -P 7 {} 4096", i * 7 * 4096)).collect();
+    assert!(rig::wait_until(Duration::from_secs(10), || p.d[0]
+        .status()
+        .conn
+        != ConnState::Connected));
+    let cmds: Vec<String> = (0..100u64)
+        .map(|i| format!("write -P 7 {} 4096", i * 7 * 4096))
+        .collect();
     assert!(qemu_io(&p.d[0].nbd_uri(), &cmds).status.success());
     let dirty = p.d[0].status().out_of_sync_blocks;
     assert_eq!(dirty, 100);
     let before = p.d[0].status().stats.resync_bytes_sent;
-    p.d[1].call(Request::Connect { discard_my_data: false }).unwrap();
+    p.d[1]
+        .call(Request::Connect {
+            discard_my_data: false,
+        })
+        .unwrap();
     p.wait_in_sync();
     let sent = p.d[0].status().stats.resync_bytes_sent - before;
-    assert_eq!(sent, dirty * 4096, "resync moved {sent} bytes for {dirty} dirty blocks");
+    assert_eq!(
+        sent,
+        dirty * 4096,
+        "resync moved {sent} bytes for {dirty} dirty blocks"
+    );
     for i in 0..100u64 {
         assert_eq!(p.d[1].read_block(i * 7)[0], 7);
     }
@@ -424,9 +506,19 @@ fn t50_online_verify_finds_exactly_the_corrupted_blocks() {
     }
     let p = pair(&[], false);
     p.d[0].call(Request::Primary { force: false }).unwrap();
-    assert!(qemu_io(&p.d[0].nbd_uri(), &["write -P 9 0 4M".into(), "flush".into()]).status.success());
+    assert!(
+        qemu_io(
+            &p.d[0].nbd_uri(),
+            &["write -P 9 0 4M".into(), "flush".into()]
+        )
+        .status
+        .success()
+    );
     let bad = [3u64, 1000, 4095];
-    let f = std::fs::OpenOptions::new().write(true).open(&p.d[1].backing).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p.d[1].backing)
+        .unwrap();
     for &b in &bad {
         f.write_all_at(&[0xee; 512], b * 4096 + 512).unwrap();
     }
@@ -447,7 +539,9 @@ fn split(p: &Pair, w0: u64, w1: u64) {
     p.d[0].call(Request::Disconnect).unwrap();
     p.d[1].call(Request::Primary { force: false }).unwrap();
     for (n, count, pat) in [(0usize, w0, 0x11u8), (1, w1, 0x22)] {
-        let cmds: Vec<String> = (0..count).map(|i| format!("write -P {pat} {} 4096", (i * 5 + n as u64) * 4096)).collect();
+        let cmds: Vec<String> = (0..count)
+            .map(|i| format!("write -P {pat} {} 4096", (i * 5 + n as u64) * 4096))
+            .collect();
         if !cmds.is_empty() {
             assert!(qemu_io(&p.d[n].nbd_uri(), &cmds).status.success());
         }
@@ -456,7 +550,10 @@ fn split(p: &Pair, w0: u64, w1: u64) {
 
 fn reconnect(p: &Pair) {
     for d in &p.d {
-        d.call(Request::Connect { discard_my_data: false }).unwrap();
+        d.call(Request::Connect {
+            discard_my_data: false,
+        })
+        .unwrap();
     }
 }
 
@@ -482,11 +579,23 @@ fn t60_split_brain_default_disconnects_and_manual_discard_resolves() {
     let sb = p.d[1].status().split_brain.unwrap();
     assert_eq!(sb.diverging_blocks, 8, "{sb:?}");
     // The victim (node 2) discards; only the union of both bitmaps moves.
-    p.d[1].call(Request::Connect { discard_my_data: true }).unwrap();
-    p.d[0].call(Request::Connect { discard_my_data: false }).unwrap();
+    p.d[1]
+        .call(Request::Connect {
+            discard_my_data: true,
+        })
+        .unwrap();
+    p.d[0]
+        .call(Request::Connect {
+            discard_my_data: false,
+        })
+        .unwrap();
     p.wait_in_sync();
     assert_eq!(p.d[1].read_block(0)[0], 0x11);
-    assert_eq!(p.d[1].read_block(1)[0], 0, "node 2's own write was discarded");
+    assert_eq!(
+        p.d[1].read_block(1)[0],
+        0,
+        "node 2's own write was discarded"
+    );
 }
 
 fn policy_case(flags: &[&str], w0: u64, w1: u64, demote: &[usize]) -> Pair {
@@ -516,7 +625,12 @@ fn t61_after_sb_0pri_policies_pick_the_expected_survivor() {
     assert_eq!(p.d[1].read_block(1)[0], 0);
     drop(p);
     // discard-younger-primary: node 1 was Primary before the split.
-    let p = policy_case(&["--after-sb-0pri", "discard-younger-primary"], 1, 9, &[0, 1]);
+    let p = policy_case(
+        &["--after-sb-0pri", "discard-younger-primary"],
+        1,
+        9,
+        &[0, 1],
+    );
     p.wait_in_sync();
     assert_eq!(p.d[1].read_block(0)[0], 0x11);
     drop(p);
@@ -537,7 +651,12 @@ fn t62_after_sb_1pri_discard_secondary_and_2pri_disconnect() {
     assert_eq!(p.status_role(0), Role::Primary);
     drop(p);
     let p = policy_case(
-        &["--after-sb-0pri", "discard-zero-changes", "--after-sb-1pri", "discard-secondary"],
+        &[
+            "--after-sb-0pri",
+            "discard-zero-changes",
+            "--after-sb-1pri",
+            "discard-secondary",
+        ],
         0,
         1,
         &[],
@@ -573,7 +692,10 @@ fn t70_bad_peers_and_stale_metadata_are_refused_with_clear_errors() {
     let mut args = p.d[1].args.clone();
     let i = args.iter().position(|a| a == "--node-id").unwrap();
     args[i + 1] = "3".into();
-    let out = Command::new(env!("CARGO_BIN_EXE_blockrepld")).args(&args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_blockrepld"))
+        .args(&args)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stale metadata"));
 }

@@ -148,11 +148,9 @@ impl Filesystem for Fs {
             reply.data(&[]);
             return;
         }
-        self.spawn(Box::new(move |node| {
-            match node.read(offset, size) {
-                Ok(d) => reply.data(&d.unwrap_or_default()),
-                Err(e) => reply.error(errno(&e)),
-            }
+        self.spawn(Box::new(move |node| match node.read(offset, size) {
+            Ok(d) => reply.data(&d.unwrap_or_default()),
+            Err(e) => reply.error(errno(&e)),
         }));
     }
 

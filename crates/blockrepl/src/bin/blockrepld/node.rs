@@ -180,7 +180,11 @@ impl Node {
         let end = offset + u64::from(len);
         while at < end {
             let n = (end - at).min(CHUNK as u64) as u32;
-            let d = self.submit(|req| Input::Read { req, offset: at, len: n })?;
+            let d = self.submit(|req| Input::Read {
+                req,
+                offset: at,
+                len: n,
+            })?;
             out.extend_from_slice(&d.unwrap_or_default());
             at += u64::from(n);
         }
@@ -324,10 +328,12 @@ impl Node {
         if let Some(l) = lock(&self.link).take() {
             drop(l.tx);
             let stream = l.stream;
-            let _ = std::thread::Builder::new().name("link-close".into()).spawn(move || {
-                std::thread::sleep(StdDuration::from_secs(1));
-                let _ = stream.shutdown(Shutdown::Both);
-            });
+            let _ = std::thread::Builder::new()
+                .name("link-close".into())
+                .spawn(move || {
+                    std::thread::sleep(StdDuration::from_secs(1));
+                    let _ = stream.shutdown(Shutdown::Both);
+                });
         }
     }
 
