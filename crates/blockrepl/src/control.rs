@@ -46,6 +46,9 @@ pub enum Response {
         volume: String,
         /// State.
         status: Box<Status>,
+        /// Bytes written to the replication link since start (frames, headers included).
+        #[serde(default)]
+        link_bytes_sent: u64,
     },
     /// Refused, with the reason.
     Error {

@@ -50,6 +50,7 @@ pub(crate) struct Node {
     next_link: AtomicU64,
     meta_tx: Mutex<Sender<(u64, Meta)>>,
     pub(crate) stop: AtomicBool,
+    pub(crate) link_bytes_sent: AtomicU64,
     psk: Vec<u8>,
     me: u32,
     peer: u32,
@@ -309,6 +310,8 @@ impl Node {
         if let Some(l) = link.as_ref() {
             match m.encode() {
                 Ok(frame) => {
+                    self.link_bytes_sent
+                        .fetch_add(frame.len() as u64, Ordering::Relaxed);
                     let _ = l.tx.send(frame);
                 }
                 Err(e) => {
@@ -564,6 +567,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         next_link: AtomicU64::new(0),
         meta_tx: Mutex::new(meta_tx),
         stop: AtomicBool::new(false),
+        link_bytes_sent: AtomicU64::new(0),
         psk,
         me: args.node_id,
         peer: args.peer_id,

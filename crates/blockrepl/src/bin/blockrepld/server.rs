@@ -76,6 +76,7 @@ fn execute(node: &Arc<Node>, req: Request) -> Response {
         Ok(()) => Response::Ok {
             volume: node.name.clone(),
             status: Box::new(node.status()),
+            link_bytes_sent: node.link_bytes_sent.load(Ordering::Relaxed),
         },
         Err(message) => Response::Error { message },
     }
