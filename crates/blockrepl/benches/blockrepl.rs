@@ -326,11 +326,17 @@ fn main() {
     for i in 0..dirty {
         // Scattered single blocks (every 37th block).
         cmds.push_str(&format!(
-            " -c 'write -P 5 {} 4096'",
+            "write -P 5 {} 4096\n",
             (i * 37 % (SIZE / 4096)) * 4096
         ));
     }
-    sh(&format!("qemu-io -t none -f raw {cmds} '{uri}' >/dev/null"));
+    cmds.push_str("quit\n");
+    let script = dir.path().join("cmds");
+    std::fs::write(&script, cmds).unwrap();
+    sh(&format!(
+        "qemu-io -t none -f raw '{uri}' < {} >/dev/null",
+        script.display()
+    ));
     let (s, before) = call(&d1.sock, Request::Status);
     let oos = s.out_of_sync_blocks;
     call(

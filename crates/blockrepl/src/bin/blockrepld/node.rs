@@ -35,8 +35,48 @@ struct Core {
 
 struct Link {
     id: u64,
-    tx: Sender<Vec<u8>>,
+    out: Arc<LinkOut>,
     stream: TcpStream,
+}
+
+/// Frames queued in engine order, written by whichever thread gets the socket first. Nobody
+/// writes while holding the engine lock, so a peer that stops reading can only stall writers,
+/// never the receiving side.
+struct LinkOut {
+    queue: Mutex<Vec<Vec<u8>>>,
+    socket: Mutex<TcpStream>,
+}
+
+impl LinkOut {
+    /// Writes queued frames until the queue is empty or another thread is writing.
+    fn pump(&self) {
+        use std::io::Write;
+        loop {
+            let Ok(mut sock) = self.socket.try_lock() else {
+                return;
+            };
+            loop {
+                let frames = std::mem::take(&mut *lock(&self.queue));
+                if frames.is_empty() {
+                    break;
+                }
+                let batch: Vec<u8> = if frames.len() == 1 {
+                    frames.into_iter().next().unwrap_or_default()
+                } else {
+                    frames.concat()
+                };
+                if sock.write_all(&batch).is_err() {
+                    lock(&self.queue).clear();
+                    return;
+                }
+            }
+            drop(sock);
+            // A frame queued while we were releasing the socket is ours to write.
+            if lock(&self.queue).is_empty() {
+                return;
+            }
+        }
+    }
 }
 
 /// Shared by every thread of the daemon.
@@ -51,6 +91,7 @@ pub(crate) struct Node {
     meta_tx: Mutex<Sender<(u64, Meta)>>,
     pub(crate) stop: AtomicBool,
     pub(crate) link_bytes_sent: AtomicU64,
+    pool: Mutex<Sender<LocalOp>>,
     psk: Vec<u8>,
     me: u32,
     peer: u32,
@@ -100,9 +141,52 @@ impl Node {
                 core.engine.handle(now, inp, &mut out);
                 self.dispatch(&mut core, out)
             };
+            self.flush_link();
             for op in ops {
                 work.push_back(self.execute(op));
             }
+        }
+    }
+
+    fn flush_link(&self) {
+        let out = lock(&self.link).as_ref().map(|l| Arc::clone(&l.out));
+        if let Some(out) = out {
+            out.pump();
+        }
+    }
+
+    /// Like [`Node::drive`], but local I/O goes to the I/O pool: the link reader keeps reading
+    /// while the peer's writes land in parallel.
+    fn drive_offload(&self, input: Input) {
+        let ops = {
+            let mut core = lock(&self.core);
+            let mut out = Vec::new();
+            let now = self.now();
+            core.engine.handle(now, input, &mut out);
+            self.dispatch(&mut core, out)
+        };
+        self.flush_link();
+        // Small operations run here (one hand-off less for the latency of a 4 KiB sync
+        // write); large writes and flushes go to the pool.
+        let mut inline = Vec::new();
+        {
+            let pool = lock(&self.pool);
+            for op in ops {
+                let small = match &op {
+                    LocalOp::Write { data, .. } => data.len() <= 64 * 1024,
+                    LocalOp::Read { len, .. } => *len <= 64 * 1024,
+                    LocalOp::Zero { .. } | LocalOp::Flush { .. } => false,
+                };
+                if small {
+                    inline.push(op);
+                } else {
+                    let _ = pool.send(op);
+                }
+            }
+        }
+        for op in inline {
+            let done = self.execute(op);
+            self.drive(done);
         }
     }
 
@@ -118,6 +202,7 @@ impl Node {
             let r = f(&mut core.engine, now, &mut out);
             (r, self.dispatch(&mut core, out))
         };
+        self.flush_link();
         for op in ops {
             let done = self.execute(op);
             self.drive(done);
@@ -312,7 +397,7 @@ impl Node {
                 Ok(frame) => {
                     self.link_bytes_sent
                         .fetch_add(frame.len() as u64, Ordering::Relaxed);
-                    let _ = l.tx.send(frame);
+                    lock(&l.out.queue).push(frame);
                 }
                 Err(e) => {
                     // Never silently lose a message: the link is reset and the engine
@@ -326,17 +411,23 @@ impl Node {
 
     fn drop_link(&self) {
         // Like a TCP close: what was queued before (a refusal's Hello, for example) still
-        // goes out. Closing the channel lets the writer flush and shut the socket down; a
-        // writer stuck on a peer that does not read is cut off after a second.
+        // goes out, then the socket is shut down; a peer that does not read is cut off after
+        // a second.
         if let Some(l) = lock(&self.link).take() {
-            drop(l.tx);
             let stream = l.stream;
-            let _ = std::thread::Builder::new()
-                .name("link-close".into())
-                .spawn(move || {
-                    std::thread::sleep(StdDuration::from_secs(1));
-                    let _ = stream.shutdown(Shutdown::Both);
-                });
+            let out = l.out;
+            let Ok(cut) = stream.try_clone() else {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            };
+            let _ = std::thread::Builder::new().name("link-close".into()).spawn(move || {
+                std::thread::sleep(StdDuration::from_secs(1));
+                let _ = cut.shutdown(Shutdown::Both);
+            });
+            let _ = std::thread::Builder::new().name("link-drain".into()).spawn(move || {
+                out.pump();
+                let _ = stream.shutdown(Shutdown::Both);
+            });
         }
     }
 
@@ -350,26 +441,26 @@ impl Node {
         }
         stream.set_nodelay(true)?;
         let id = self.next_link.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = channel::<Vec<u8>>();
-        let writer = stream.try_clone()?;
+        let out = Arc::new(LinkOut {
+            queue: Mutex::new(Vec::new()),
+            socket: Mutex::new(stream.try_clone()?),
+        });
         let mut reader = stream.try_clone()?;
         {
             let mut core = lock(&self.core);
-            *lock(&self.link) = Some(Link { id, tx, stream });
+            *lock(&self.link) = Some(Link { id, out, stream });
             // LinkUp under the core lock, so no frame can be queued before the Hello.
             let mut out = Vec::new();
             let now = self.now();
             core.engine.handle(now, Input::LinkUp, &mut out);
             let ops = self.dispatch(&mut core, out);
             drop(core);
+            self.flush_link();
             for op in ops {
                 let done = self.execute(op);
                 self.drive(done);
             }
         }
-        std::thread::Builder::new()
-            .name("link-tx".into())
-            .spawn(move || link_writer(writer, rx))?;
         let node = Arc::clone(self);
         std::thread::Builder::new()
             .name("link-rx".into())
@@ -380,7 +471,7 @@ impl Node {
                         break;
                     }
                     match Msg::decode(&buf) {
-                        Ok(m) => node.drive(Input::Message(m)),
+                        Ok(m) => node.drive_offload(Input::Message(m)),
                         Err(e) => {
                             tracing::warn!(error = %e, "undecodable frame from the peer");
                             break;
@@ -402,33 +493,6 @@ impl Node {
 
     fn wants_link(&self) -> bool {
         lock(&self.core).engine.wants_link()
-    }
-}
-
-fn link_writer(s: TcpStream, rx: Receiver<Vec<u8>>) {
-    let closer = s.try_clone();
-    link_write_loop(s, &rx);
-    if let Ok(c) = closer {
-        let _ = c.shutdown(Shutdown::Both);
-    }
-}
-
-fn link_write_loop(s: TcpStream, rx: &Receiver<Vec<u8>>) {
-    let mut w = std::io::BufWriter::with_capacity(256 * 1024, s);
-    use std::io::Write;
-    while let Ok(frame) = rx.recv() {
-        if w.write_all(&frame).is_err() {
-            return;
-        }
-        // Batch whatever is already queued, then push it out.
-        while let Ok(more) = rx.try_recv() {
-            if w.write_all(&more).is_err() {
-                return;
-            }
-        }
-        if w.flush().is_err() {
-            return;
-        }
     }
 }
 
@@ -552,6 +616,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     };
     let engine = Engine::new(cfg, m, seed);
     let (meta_tx, meta_rx) = channel::<(u64, Meta)>();
+    let (pool_tx, pool_rx) = channel::<LocalOp>();
     let node = Arc::new(Node {
         core: Mutex::new(Core {
             engine,
@@ -568,10 +633,32 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         meta_tx: Mutex::new(meta_tx),
         stop: AtomicBool::new(false),
         link_bytes_sent: AtomicU64::new(0),
+        pool: Mutex::new(pool_tx),
         psk,
         me: args.node_id,
         peer: args.peer_id,
     });
+    // The I/O pool for the peer's writes and resync reads.
+    let pool_rx = Arc::new(Mutex::new(pool_rx));
+    for i in 0..4 {
+        let node = Arc::clone(&node);
+        let rx = Arc::clone(&pool_rx);
+        std::thread::Builder::new()
+            .name(format!("io-{i}"))
+            .spawn(move || {
+                loop {
+                    let op = {
+                        let rx = lock(&rx);
+                        match rx.recv() {
+                            Ok(op) => op,
+                            Err(_) => return,
+                        }
+                    };
+                    let done = node.execute(op);
+                    node.drive(done);
+                }
+            })?;
+    }
     // Metadata writer: in order, coalescing bursts.
     {
         let node = Arc::clone(&node);
