@@ -168,6 +168,24 @@ impl Filesystem for Fs {
     ) {
         let offset = offset.max(0) as u64;
         let data = data.to_vec();
+        if data.len() <= 64 * 1024 {
+            // Small writes are submitted right here and answered by whichever thread completes
+            // them: no hand-off on the latency path.
+            let len = data.len() as u32;
+            self.node.submit_with(
+                |req| Input::Write {
+                    req,
+                    offset,
+                    data,
+                    fua: false,
+                },
+                move |r| match r {
+                    Ok(_) => reply.written(len),
+                    Err(e) => reply.error(errno(&e)),
+                },
+            );
+            return;
+        }
         self.spawn(Box::new(move |node| {
             let len = data.len() as u32;
             match node.write(offset, data, false) {
@@ -189,12 +207,13 @@ impl Filesystem for Fs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.spawn(Box::new(move |node| {
-            match node.submit(|req| Input::Flush { req }) {
+        self.node.submit_with(
+            |req| Input::Flush { req },
+            move |r| match r {
                 Ok(_) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
-            }
-        }));
+            },
+        );
     }
 
     fn fallocate(

@@ -26,9 +26,17 @@ const CHUNK: usize = 1 << 20;
 /// The outcome of an application request.
 pub(crate) type Outcome = Result<Option<Vec<u8>>, IoError>;
 
+/// Who gets an application request's outcome.
+enum Waiter {
+    /// A thread blocked in [`Node::submit`].
+    Thread(SyncSender<Outcome>),
+    /// A callback run by whichever thread completes the request (saves a thread wake-up).
+    Callback(Box<dyn FnOnce(Outcome) + Send>),
+}
+
 struct Core {
     engine: Engine,
-    waiters: HashMap<u64, SyncSender<Outcome>>,
+    waiters: HashMap<u64, Waiter>,
     next_req: u64,
     auth_error: Option<String>,
 }
@@ -97,6 +105,23 @@ pub(crate) struct Node {
     peer: u32,
 }
 
+type Callback = (Box<dyn FnOnce(Outcome) + Send>, Outcome);
+
+/// What is left to do after the engine lock is released.
+struct Dispatched {
+    ops: Vec<LocalOp>,
+    callbacks: Vec<Callback>,
+}
+
+impl Dispatched {
+    fn finish(self) -> Vec<LocalOp> {
+        for (f, r) in self.callbacks {
+            f(r);
+        }
+        self.ops
+    }
+}
+
 enum LocalOp {
     Write {
         io: IoId,
@@ -142,7 +167,7 @@ impl Node {
                 self.dispatch(&mut core, out)
             };
             self.flush_link();
-            for op in ops {
+            for op in ops.finish() {
                 work.push_back(self.execute(op));
             }
         }
@@ -171,11 +196,14 @@ impl Node {
         let mut inline = Vec::new();
         {
             let pool = lock(&self.pool);
-            for op in ops {
+            for op in ops.finish() {
                 let small = match &op {
                     LocalOp::Write { data, .. } => data.len() <= 64 * 1024,
                     LocalOp::Read { len, .. } => *len <= 64 * 1024,
-                    LocalOp::Zero { .. } | LocalOp::Flush { .. } => false,
+                    // A flush waits for nothing else on the peer (the engine drained the
+                    // epoch first); running it here saves a wake-up per barrier.
+                    LocalOp::Flush { .. } => true,
+                    LocalOp::Zero { len, .. } => *len <= 64 * 1024,
                 };
                 if small {
                     inline.push(op);
@@ -203,7 +231,7 @@ impl Node {
             (r, self.dispatch(&mut core, out))
         };
         self.flush_link();
-        for op in ops {
+        for op in ops.finish() {
             let done = self.execute(op);
             self.drive(done);
         }
@@ -226,11 +254,28 @@ impl Node {
             let mut core = lock(&self.core);
             core.next_req += 1;
             let id = core.next_req;
-            core.waiters.insert(id, tx);
+            core.waiters.insert(id, Waiter::Thread(tx));
             ReqId(id)
         };
         self.drive(make(req));
         rx.recv().unwrap_or(Err(IoError::Io))
+    }
+
+    /// Submits an application request; `done` runs on completion, in whatever thread
+    /// completes it (often the link reader).
+    pub(crate) fn submit_with(
+        &self,
+        make: impl FnOnce(ReqId) -> Input,
+        done: impl FnOnce(Outcome) + Send + 'static,
+    ) {
+        let req = {
+            let mut core = lock(&self.core);
+            core.next_req += 1;
+            let id = core.next_req;
+            core.waiters.insert(id, Waiter::Callback(Box::new(done)));
+            ReqId(id)
+        };
+        self.drive(make(req));
     }
 
     /// An application write, split into pieces that fit a link frame.
@@ -243,17 +288,33 @@ impl Node {
                 fua,
             });
         }
+        // Pieces go out together so the peer writes one while the next is on the wire.
+        let (tx, rx) = sync_channel(data.len().div_ceil(CHUNK));
+        let mut n = 0;
         for (i, piece) in data.chunks(CHUNK).enumerate() {
             let at = offset + (i * CHUNK) as u64;
             let piece = piece.to_vec();
-            self.submit(|req| Input::Write {
-                req,
-                offset: at,
-                data: piece,
-                fua,
-            })?;
+            let tx = tx.clone();
+            n += 1;
+            self.submit_with(
+                |req| Input::Write {
+                    req,
+                    offset: at,
+                    data: piece,
+                    fua,
+                },
+                move |r| {
+                    let _ = tx.send(r);
+                },
+            );
         }
-        Ok(None)
+        let mut result = Ok(None);
+        for _ in 0..n {
+            if let Err(e) = rx.recv().unwrap_or(Err(IoError::Io)) {
+                result = Err(e);
+            }
+        }
+        result
     }
 
     /// An application read, split like writes.
@@ -278,8 +339,9 @@ impl Node {
     }
 
     /// Handles the effects that must keep their order under the lock; returns local I/O.
-    fn dispatch(&self, core: &mut Core, out: Vec<Effect>) -> Vec<LocalOp> {
+    fn dispatch(&self, core: &mut Core, out: Vec<Effect>) -> Dispatched {
         let mut ops = Vec::new();
+        let mut callbacks = Vec::new();
         for eff in out {
             match eff {
                 Effect::LocalWrite {
@@ -310,17 +372,19 @@ impl Node {
                 }
                 Effect::Send(m) => self.send(&m),
                 Effect::DropLink => self.drop_link(),
-                Effect::Complete { req, result } => {
-                    if let Some(w) = core.waiters.remove(&req.0) {
+                Effect::Complete { req, result } => match core.waiters.remove(&req.0) {
+                    Some(Waiter::Thread(w)) => {
                         let _ = w.send(result);
                     }
-                }
+                    Some(Waiter::Callback(f)) => callbacks.push((f, result)),
+                    None => {}
+                },
                 Effect::PersistMeta { seq, meta } => {
                     let _ = lock(&self.meta_tx).send((seq, *meta));
                 }
             }
         }
-        ops
+        Dispatched { ops, callbacks }
     }
 
     fn execute(&self, op: LocalOp) -> Input {
@@ -420,14 +484,18 @@ impl Node {
                 let _ = stream.shutdown(Shutdown::Both);
                 return;
             };
-            let _ = std::thread::Builder::new().name("link-close".into()).spawn(move || {
-                std::thread::sleep(StdDuration::from_secs(1));
-                let _ = cut.shutdown(Shutdown::Both);
-            });
-            let _ = std::thread::Builder::new().name("link-drain".into()).spawn(move || {
-                out.pump();
-                let _ = stream.shutdown(Shutdown::Both);
-            });
+            let _ = std::thread::Builder::new()
+                .name("link-close".into())
+                .spawn(move || {
+                    std::thread::sleep(StdDuration::from_secs(1));
+                    let _ = cut.shutdown(Shutdown::Both);
+                });
+            let _ = std::thread::Builder::new()
+                .name("link-drain".into())
+                .spawn(move || {
+                    out.pump();
+                    let _ = stream.shutdown(Shutdown::Both);
+                });
         }
     }
 
@@ -456,7 +524,7 @@ impl Node {
             let ops = self.dispatch(&mut core, out);
             drop(core);
             self.flush_link();
-            for op in ops {
+            for op in ops.finish() {
                 let done = self.execute(op);
                 self.drive(done);
             }
