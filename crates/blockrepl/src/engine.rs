@@ -23,7 +23,7 @@ use crate::handshake::{Decision, Refusal, decide};
 use crate::msg::{Digest, Hello, Msg};
 use crate::types::{
     AL_EXTENT_SIZE, BLOCK_SIZE, Config, ConnState, DiskState, Gi, IoError, META_VERSION, Meta,
-    Protocol, ReplState, Role,
+    Protocol, REQUEST_MAX, ReplState, Role,
 };
 
 /// Identifies one application request (chosen by the driver, unique while in flight).
@@ -41,7 +41,7 @@ const APP_ACTIVE_WINDOW: Duration = Duration::from_millis(100);
 /// Bitmap chunk size in runs for the handshake.
 const BITMAP_CHUNK_RUNS: usize = 4096;
 /// A target persists its resync progress every this many cleared blocks.
-const PROGRESS_PERSIST_BLOCKS: u64 = 4096;
+const PROGRESS_PERSIST_BLOCKS: u64 = 256;
 /// Blocks listed individually in a verify report.
 const VERIFY_LIST_MAX: usize = 4096;
 
@@ -331,6 +331,10 @@ enum Purpose {
     PeerFlush {
         epoch: u64,
     },
+    /// Resync data made durable before adopting the source's generations.
+    ResyncFlush {
+        gi: Gi,
+    },
     PeerRead {
         id: u64,
     },
@@ -373,6 +377,9 @@ enum PeerOp {
     Barrier {
         epoch: u64,
     },
+    ResyncFlush {
+        gi: Gi,
+    },
     Read {
         id: u64,
         offset: u64,
@@ -402,7 +409,7 @@ impl PeerOp {
             PeerOp::CsumCmp { start, digests } | PeerOp::VerifyCmp { start, digests } => {
                 Some((start * BLOCK_SIZE, digests.len() as u64 * BLOCK_SIZE, false))
             }
-            PeerOp::Barrier { .. } => None,
+            PeerOp::Barrier { .. } | PeerOp::ResyncFlush { .. } => None,
         }
     }
 }
@@ -875,6 +882,19 @@ impl Engine {
             });
             return;
         }
+        if let Some((_, len)) = range
+            && len > REQUEST_MAX
+            && !matches!(kind, AppKind::Zero { .. })
+        {
+            out.push(Effect::Complete {
+                req,
+                result: Err(IoError::TooLarge {
+                    len,
+                    max: REQUEST_MAX,
+                }),
+            });
+            return;
+        }
         if !matches!(kind, AppKind::Read { .. } | AppKind::Flush) {
             self.last_app_io = Some(now);
         }
@@ -1208,6 +1228,23 @@ impl Engine {
             Purpose::PeerFlush { epoch } => {
                 self.recv_flushing = false;
                 self.send(now, Msg::BarrierAck { epoch }, out);
+            }
+            Purpose::ResyncFlush { gi } => {
+                self.recv_flushing = false;
+                if result.is_ok()
+                    && self.link_up
+                    && matches!(self.repl, ReplState::SyncTarget | ReplState::PausedSyncT)
+                {
+                    self.gi = gi;
+                    self.bitmap.clear_range(0, self.cfg.blocks());
+                    self.set_disk(DiskState::UpToDate);
+                    self.crashed_primary = false;
+                    self.repl = ReplState::Established;
+                    self.stats.resyncs_done += 1;
+                    tracing::info!(node = %self.cfg.node, "resync finished as target: UpToDate");
+                    self.persist(out);
+                    self.send(now, Msg::ResyncDoneAck, out);
+                }
             }
             Purpose::PeerRead { id } => {
                 self.send(
@@ -1721,15 +1758,8 @@ impl Engine {
                 if !matches!(self.repl, ReplState::SyncTarget | ReplState::PausedSyncT) {
                     return Err("ResyncDone while not SyncTarget".into());
                 }
-                self.gi = gi;
-                self.bitmap.clear_range(0, self.cfg.blocks());
-                self.set_disk(DiskState::UpToDate);
-                self.crashed_primary = false;
-                self.repl = ReplState::Established;
-                self.stats.resyncs_done += 1;
-                tracing::info!(node = %self.cfg.node, "resync finished as target: UpToDate");
-                self.persist(out);
-                self.send(now, Msg::ResyncDoneAck, out);
+                // The resync data must be durable before this copy calls itself UpToDate.
+                self.recv.push_back(PeerOp::ResyncFlush { gi });
             }
             Msg::ResyncDoneAck => {
                 if !self.sweep.as_ref().is_some_and(|s| s.finishing) {
@@ -1855,7 +1885,7 @@ impl Engine {
             if self.recv_flushing {
                 return;
             }
-            if let PeerOp::Barrier { .. } = op {
+            if let PeerOp::Barrier { .. } | PeerOp::ResyncFlush { .. } = op {
                 // Drain: every earlier write completes before the flush.
                 if self.recv_inflight.values().any(|&(_, _, w)| w) {
                     return;
@@ -1936,6 +1966,12 @@ impl Engine {
                     out.push(Effect::LocalFlush { io });
                     continue;
                 }
+                PeerOp::ResyncFlush { gi } => {
+                    let io = self.io(Purpose::ResyncFlush { gi });
+                    self.recv_flushing = true;
+                    out.push(Effect::LocalFlush { io });
+                    continue;
+                }
                 PeerOp::Read { id, offset, len } => {
                     let io = self.io(Purpose::PeerRead { id });
                     out.push(Effect::LocalRead { io, offset, len });
@@ -1983,6 +2019,7 @@ impl Engine {
         let m = match op {
             PeerOp::Write { seq, .. } | PeerOp::Zero { seq, .. } => Msg::NegAck { seq },
             PeerOp::Barrier { epoch } => Msg::BarrierAck { epoch },
+            PeerOp::ResyncFlush { .. } => return,
             PeerOp::Read { id, .. } => Msg::ReadReply { id, data: None },
             // A resync or verify towards a diskless node cannot proceed: the link is reset by
             // the detach path.

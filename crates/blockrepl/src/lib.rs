@@ -27,5 +27,6 @@ pub use handshake::{Decision, Refusal};
 pub use msg::{Hello, Msg};
 pub use types::{
     AL_EXTENT_SIZE, AfterSb0Pri, AfterSb1Pri, AfterSb2Pri, BLOCK_SIZE, Config, ConnState,
-    DiskState, Gi, IoError, META_VERSION, Meta, Protocol, ReplState, Role, SplitBrainPolicy,
+    DiskState, Gi, IoError, META_VERSION, Meta, Protocol, REQUEST_MAX, ReplState, Role,
+    SplitBrainPolicy,
 };

@@ -6,6 +6,8 @@ use wire::{Duration, Generation, NodeId};
 
 /// Bytes per bitmap bit and per resync/verify unit.
 pub const BLOCK_SIZE: u64 = 4096;
+/// Largest application write or read accepted in one request (one link frame).
+pub const REQUEST_MAX: u64 = 1 << 20;
 /// Bytes covered by one activity-log extent.
 pub const AL_EXTENT_SIZE: u64 = 4 << 20;
 
@@ -297,6 +299,14 @@ pub enum IoError {
         len: u64,
         /// Volume size.
         size: u64,
+    },
+    /// A single request larger than one link frame carries; split it.
+    #[error("request of {len} bytes exceeds the {max}-byte limit per request; split it")]
+    TooLarge {
+        /// Request length.
+        len: u64,
+        /// The limit.
+        max: u64,
     },
     /// Neither the local disk nor the peer can serve it.
     #[error("no up-to-date data reachable (local disk {disk:?}, peer unreachable)")]
