@@ -100,11 +100,16 @@ pub(crate) fn authenticate(
 
 /// Reads one frame (header, body, checksum) from the stream.
 pub(crate) fn read_frame(s: &mut impl Read, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+    buf.clear();
     buf.resize(wire::FRAME_HEADER_LEN, 0);
     s.read_exact(&mut buf[..wire::FRAME_HEADER_LEN])?;
     let h = wire::decode_header(buf)?;
-    buf.resize(h.frame_len(), 0);
-    s.read_exact(&mut buf[wire::FRAME_HEADER_LEN..])?;
+    // read_to_end fills spare capacity without zeroing it first.
+    let rest = (h.frame_len() - wire::FRAME_HEADER_LEN) as u64;
+    let got = s.take(rest).read_to_end(buf)?;
+    if (got as u64) < rest {
+        anyhow::bail!("link closed inside a frame");
+    }
     Ok(())
 }
 
