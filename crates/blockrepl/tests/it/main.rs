@@ -1,7 +1,7 @@
-//! The blockrepl integration tests: the engine pair in a deterministic harness, and (later
-//! modules) the daemon in network namespaces.
+//! The blockrepl integration tests: the engine pair in a deterministic harness (the daemon's
+//! real-process tests live in blockrepld).
 
-mod daemon;
+mod boundary;
 mod harness;
 mod model;
 mod scenarios;
