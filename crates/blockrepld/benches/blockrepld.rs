@@ -241,28 +241,29 @@ fn main() {
     std::fs::write(dir.path().join("psk"), b"bench-key-0123456789").unwrap();
     let me = std::env::current_exe().unwrap();
 
-    // Link figures.
-    let mut srv = b
-        .command(me.to_str().unwrap())
-        .args(["--echo-server", "10.213.1.2:9000"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let out = a
-        .command(me.to_str().unwrap())
-        .args(["--echo-client", "10.213.1.2:9000"])
-        .output()
-        .unwrap();
-    let _ = srv.kill();
-    let _ = srv.wait();
-    let line = String::from_utf8_lossy(&out.stdout);
-    let mut it = line
-        .split_whitespace()
-        .map(|x| x.parse::<f64>().unwrap_or(0.0));
-    let rtt = it.next().unwrap_or(0.0);
-    let link_mbs = it.next().unwrap_or(0.0);
-    println!("link: tcp rtt p50 {rtt:.1} us, one stream {link_mbs:.0} MB/s");
-
+    // Link figures, measured in every round (the machine is shared: compare within a round).
+    let measure_link = || {
+        let mut srv = b
+            .command(me.to_str().unwrap())
+            .args(["--echo-server", "10.213.1.2:9000"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let out = a
+            .command(me.to_str().unwrap())
+            .args(["--echo-client", "10.213.1.2:9000"])
+            .output()
+            .unwrap();
+        let _ = srv.kill();
+        let _ = srv.wait();
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut it = line
+            .split_whitespace()
+            .map(|x| x.parse::<f64>().unwrap_or(0.0));
+        (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0))
+    };
+    let mut rtts = Vec::new();
+    let mut links = Vec::new();
     let addr = "10.213.1.1:7900";
     let d1 = start(dir.path(), a.name(), 1, addr);
     call(&d1.sock, Request::Primary { force: false });
@@ -277,6 +278,9 @@ fn main() {
     let mut repl_nbd = Vec::new();
     let mut d2: Option<Daemon> = None;
     for round in 0..3 {
+        let (r, l) = measure_link();
+        rtts.push(r);
+        links.push(l);
         // Standalone: the peer is down (disconnected) -> FUSE-only cost of this daemon.
         if let Some(d) = d2.take() {
             drop(d);
@@ -297,6 +301,9 @@ fn main() {
         d2 = Some(d);
         eprintln!("round {round} done");
     }
+    let rtt = median(rtts);
+    let link_mbs = median(links);
+    println!("link: tcp rtt p50 {rtt:.1} us, one stream {link_mbs:.0} MB/s (medians of 3 rounds)");
     let (sl, rl) = (median(solo_lat), median(repl_lat));
     let bound = sl + 2.0 * rtt + 30.0;
     println!(
