@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod cmd_agent;
 mod cmd_crm;
 mod cmd_stonith;
+mod cmd_volume;
 mod exit;
 
 /// Manage a cluster: resources, constraints, nodes, quorum, fencing and volumes.
@@ -29,6 +30,8 @@ enum Command {
     /// Fencing devices: describe agents, try a device by hand.
     #[command(name = "stonith", alias = "fence")]
     Stonith(cmd_stonith::StonithArgs),
+    /// Replicated volumes (blockrepl).
+    Volume(cmd_volume::VolumeArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -40,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Crm(cmd) => cmd_crm::run(cmd),
         Command::Agent(args) => cmd_agent::run(args),
         Command::Stonith(args) => cmd_stonith::run(args),
+        Command::Volume(args) => cmd_volume::run(args),
     }
 }
 

@@ -1,0 +1,734 @@
+//! Runs the engine for real: one mutex around the engine, local I/O executed by the calling
+//! thread outside the lock (so frontend requests run in parallel), link frames and metadata
+//! writes handed in order to their own threads, a ticker for timers.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context, bail};
+use blockrepl::{
+    AfterSb0Pri, AfterSb1Pri, Config, Effect, Engine, Input, IoError, IoId, Meta, Msg, Protocol, ReqId, Status,
+};
+use wire::{Generation, Instant, NodeId};
+
+use crate::{Args, link, meta};
+
+/// Largest application write or read handed to the engine at once (fits one link frame).
+const CHUNK: usize = 1 << 20;
+
+/// The outcome of an application request.
+pub(crate) type Outcome = Result<Option<Vec<u8>>, IoError>;
+
+/// Who gets an application request's outcome.
+enum Waiter {
+    /// A thread blocked in [`Node::submit`].
+    Thread(SyncSender<Outcome>),
+    /// A callback run by whichever thread completes the request (saves a thread wake-up).
+    Callback(Box<dyn FnOnce(Outcome) + Send>),
+}
+
+struct Core {
+    engine: Engine,
+    waiters: HashMap<u64, Waiter>,
+    next_req: u64,
+    auth_error: Option<String>,
+}
+
+struct Link {
+    id: u64,
+    out: Arc<LinkOut>,
+    stream: TcpStream,
+}
+
+/// Frames queued in engine order, written by whichever thread gets the socket first. Nobody
+/// writes while holding the engine lock, so a peer that stops reading can only stall writers,
+/// never the receiving side.
+struct LinkOut {
+    queue: Mutex<Vec<Vec<u8>>>,
+    socket: Mutex<TcpStream>,
+}
+
+impl LinkOut {
+    /// Writes queued frames until the queue is empty or another thread is writing.
+    fn pump(&self) {
+        use std::io::Write;
+        loop {
+            let Ok(mut sock) = self.socket.try_lock() else {
+                return;
+            };
+            loop {
+                let frames = std::mem::take(&mut *lock(&self.queue));
+                if frames.is_empty() {
+                    break;
+                }
+                let batch: Vec<u8> =
+                    if frames.len() == 1 { frames.into_iter().next().unwrap_or_default() } else { frames.concat() };
+                if sock.write_all(&batch).is_err() {
+                    lock(&self.queue).clear();
+                    return;
+                }
+            }
+            drop(sock);
+            // A frame queued while we were releasing the socket is ours to write.
+            if lock(&self.queue).is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Shared by every thread of the daemon.
+pub(crate) struct Node {
+    core: Mutex<Core>,
+    backing: File,
+    pub(crate) size: u64,
+    pub(crate) name: String,
+    origin: std::time::Instant,
+    link: Mutex<Option<Link>>,
+    next_link: AtomicU64,
+    meta_tx: Mutex<Sender<(u64, Meta)>>,
+    pub(crate) stop: AtomicBool,
+    pub(crate) link_bytes_sent: AtomicU64,
+    pool: Mutex<Sender<LocalOp>>,
+    psk: Vec<u8>,
+    me: u32,
+    peer: u32,
+}
+
+type Callback = (Box<dyn FnOnce(Outcome) + Send>, Outcome);
+
+/// What is left to do after the engine lock is released.
+struct Dispatched {
+    ops: Vec<LocalOp>,
+    callbacks: Vec<Callback>,
+}
+
+impl Dispatched {
+    fn finish(self) -> Vec<LocalOp> {
+        for (f, r) in self.callbacks {
+            f(r);
+        }
+        self.ops
+    }
+}
+
+enum LocalOp {
+    Write { io: IoId, offset: u64, data: Vec<u8>, fua: bool },
+    Zero { io: IoId, offset: u64, len: u64, fua: bool },
+    Flush { io: IoId },
+    Read { io: IoId, offset: u64, len: u32 },
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another thread must not silence replication: keep going with the data.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Node {
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
+    }
+
+    /// Feeds one input and everything it causes.
+    pub(crate) fn drive(&self, input: Input) {
+        let mut work = VecDeque::from([input]);
+        while let Some(inp) = work.pop_front() {
+            let ops = {
+                let mut core = lock(&self.core);
+                let mut out = Vec::new();
+                let now = self.now();
+                core.engine.handle(now, inp, &mut out);
+                self.dispatch(&mut core, out)
+            };
+            self.flush_link();
+            for op in ops.finish() {
+                work.push_back(self.execute(op));
+            }
+        }
+    }
+
+    fn flush_link(&self) {
+        let out = lock(&self.link).as_ref().map(|l| Arc::clone(&l.out));
+        if let Some(out) = out {
+            out.pump();
+        }
+    }
+
+    /// Like [`Node::drive`], but local I/O goes to the I/O pool: the link reader keeps reading
+    /// while the peer's writes land in parallel.
+    fn drive_offload(&self, input: Input) {
+        let ops = {
+            let mut core = lock(&self.core);
+            let mut out = Vec::new();
+            let now = self.now();
+            core.engine.handle(now, input, &mut out);
+            self.dispatch(&mut core, out)
+        };
+        self.flush_link();
+        // Small operations run here (one hand-off less for the latency of a 4 KiB sync
+        // write); large writes and flushes go to the pool.
+        let mut inline = Vec::new();
+        {
+            let pool = lock(&self.pool);
+            for op in ops.finish() {
+                let small = match &op {
+                    LocalOp::Write { data, .. } => data.len() <= 64 * 1024,
+                    LocalOp::Read { len, .. } => *len <= 64 * 1024,
+                    // A flush waits for nothing else on the peer (the engine drained the
+                    // epoch first); running it here saves a wake-up per barrier.
+                    LocalOp::Flush { .. } => true,
+                    LocalOp::Zero { len, .. } => *len <= 64 * 1024,
+                };
+                if small {
+                    inline.push(op);
+                } else {
+                    let _ = pool.send(op);
+                }
+            }
+        }
+        for op in inline {
+            let done = self.execute(op);
+            self.drive(done);
+        }
+    }
+
+    /// Runs an administrative command on the engine.
+    pub(crate) fn admin<T>(&self, f: impl FnOnce(&mut Engine, Instant, &mut Vec<Effect>) -> T) -> T {
+        let (r, ops) = {
+            let mut core = lock(&self.core);
+            let mut out = Vec::new();
+            let now = self.now();
+            let r = f(&mut core.engine, now, &mut out);
+            (r, self.dispatch(&mut core, out))
+        };
+        self.flush_link();
+        for op in ops.finish() {
+            let done = self.execute(op);
+            self.drive(done);
+        }
+        r
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        let core = lock(&self.core);
+        let mut s = core.engine.status();
+        if s.last_error.is_none() {
+            s.last_error.clone_from(&core.auth_error);
+        }
+        s
+    }
+
+    /// Submits an application request and waits for its completion.
+    pub(crate) fn submit(&self, make: impl FnOnce(ReqId) -> Input) -> Outcome {
+        let (tx, rx) = sync_channel(1);
+        let req = {
+            let mut core = lock(&self.core);
+            core.next_req += 1;
+            let id = core.next_req;
+            core.waiters.insert(id, Waiter::Thread(tx));
+            ReqId(id)
+        };
+        self.drive(make(req));
+        rx.recv().unwrap_or(Err(IoError::Io))
+    }
+
+    /// Submits an application request; `done` runs on completion, in whatever thread
+    /// completes it (often the link reader).
+    pub(crate) fn submit_with(&self, make: impl FnOnce(ReqId) -> Input, done: impl FnOnce(Outcome) + Send + 'static) {
+        let req = {
+            let mut core = lock(&self.core);
+            core.next_req += 1;
+            let id = core.next_req;
+            core.waiters.insert(id, Waiter::Callback(Box::new(done)));
+            ReqId(id)
+        };
+        self.drive(make(req));
+    }
+
+    /// An application write, split into pieces that fit a link frame.
+    pub(crate) fn write(&self, offset: u64, data: Vec<u8>, fua: bool) -> Outcome {
+        if data.len() <= CHUNK {
+            return self.submit(|req| Input::Write { req, offset, data, fua });
+        }
+        // Pieces go out together so the peer writes one while the next is on the wire.
+        let (tx, rx) = sync_channel(data.len().div_ceil(CHUNK));
+        let mut n = 0;
+        for (i, piece) in data.chunks(CHUNK).enumerate() {
+            let at = offset + (i * CHUNK) as u64;
+            let piece = piece.to_vec();
+            let tx = tx.clone();
+            n += 1;
+            self.submit_with(
+                |req| Input::Write { req, offset: at, data: piece, fua },
+                move |r| {
+                    let _ = tx.send(r);
+                },
+            );
+        }
+        let mut result = Ok(None);
+        for _ in 0..n {
+            if let Err(e) = rx.recv().unwrap_or(Err(IoError::Io)) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// An application read, split like writes.
+    pub(crate) fn read(&self, offset: u64, len: u32) -> Outcome {
+        if len as usize <= CHUNK {
+            return self.submit(|req| Input::Read { req, offset, len });
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        let mut at = offset;
+        let end = offset + u64::from(len);
+        while at < end {
+            let n = (end - at).min(CHUNK as u64) as u32;
+            let d = self.submit(|req| Input::Read { req, offset: at, len: n })?;
+            out.extend_from_slice(&d.unwrap_or_default());
+            at += u64::from(n);
+        }
+        Ok(Some(out))
+    }
+
+    /// Handles the effects that must keep their order under the lock; returns local I/O.
+    fn dispatch(&self, core: &mut Core, out: Vec<Effect>) -> Dispatched {
+        let mut ops = Vec::new();
+        let mut callbacks = Vec::new();
+        for eff in out {
+            match eff {
+                Effect::LocalWrite { io, offset, data, fua } => ops.push(LocalOp::Write { io, offset, data, fua }),
+                Effect::LocalZero { io, offset, len, fua } => ops.push(LocalOp::Zero { io, offset, len, fua }),
+                Effect::LocalFlush { io } => ops.push(LocalOp::Flush { io }),
+                Effect::LocalRead { io, offset, len } => ops.push(LocalOp::Read { io, offset, len }),
+                Effect::Send(m) => self.send(&m),
+                Effect::DropLink => self.drop_link(),
+                Effect::Complete { req, result } => match core.waiters.remove(&req.0) {
+                    Some(Waiter::Thread(w)) => {
+                        let _ = w.send(result);
+                    }
+                    Some(Waiter::Callback(f)) => callbacks.push((f, result)),
+                    None => {}
+                },
+                Effect::PersistMeta { seq, meta } => {
+                    let _ = lock(&self.meta_tx).send((seq, *meta));
+                }
+            }
+        }
+        Dispatched { ops, callbacks }
+    }
+
+    fn execute(&self, op: LocalOp) -> Input {
+        let (io, result) = match op {
+            LocalOp::Write { io, offset, data, fua } => {
+                let r = self
+                    .backing
+                    .write_all_at(&data, offset)
+                    .and_then(|()| if fua { self.backing.sync_data() } else { Ok(()) });
+                (io, r.map(|()| Vec::new()))
+            }
+            LocalOp::Zero { io, offset, len, fua } => {
+                let r = self.zero(offset, len).and_then(|()| if fua { self.backing.sync_data() } else { Ok(()) });
+                (io, r.map(|()| Vec::new()))
+            }
+            LocalOp::Flush { io } => (io, self.backing.sync_data().map(|()| Vec::new())),
+            LocalOp::Read { io, offset, len } => {
+                let mut buf = vec![0u8; len as usize];
+                (io, self.backing.read_exact_at(&mut buf, offset).map(|()| buf))
+            }
+        };
+        if let Err(e) = &result {
+            tracing::error!(volume = %self.name, error = %e, "backing i/o error");
+        }
+        Input::LocalDone { io, result: result.map_err(|_| ()) }
+    }
+
+    fn zero(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        if fallocate(&self.backing, flags, offset, len).is_ok() {
+            return Ok(());
+        }
+        // Block devices and filesystems without hole punching: write zeroes.
+        let chunk = vec![0u8; 1 << 20];
+        let mut at = offset;
+        while at < offset + len {
+            let n = (offset + len - at).min(chunk.len() as u64) as usize;
+            self.backing.write_all_at(&chunk[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    fn send(&self, m: &Msg) {
+        let link = lock(&self.link);
+        if let Some(l) = link.as_ref() {
+            match m.encode() {
+                Ok(frame) => {
+                    self.link_bytes_sent.fetch_add(frame.len() as u64, Ordering::Relaxed);
+                    lock(&l.out.queue).push(frame);
+                }
+                Err(e) => {
+                    // Never silently lose a message: the link is reset and the engine
+                    // resynchronises through its bitmap.
+                    tracing::error!(error = %e, "cannot encode a link message; resetting the link");
+                    let _ = l.stream.shutdown(Shutdown::Both);
+                }
+            }
+        }
+    }
+
+    fn drop_link(&self) {
+        // Like a TCP close: what was queued before (a refusal's Hello, for example) still
+        // goes out, then the socket is shut down; a peer that does not read is cut off after
+        // a second.
+        if let Some(l) = lock(&self.link).take() {
+            let stream = l.stream;
+            let out = l.out;
+            let Ok(cut) = stream.try_clone() else {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            };
+            let _ = std::thread::Builder::new().name("link-close".into()).spawn(move || {
+                std::thread::sleep(StdDuration::from_secs(1));
+                let _ = cut.shutdown(Shutdown::Both);
+            });
+            let _ = std::thread::Builder::new().name("link-drain".into()).spawn(move || {
+                out.pump();
+                let _ = stream.shutdown(Shutdown::Both);
+            });
+        }
+    }
+
+    /// Installs an authenticated stream as the link.
+    fn install_link(self: &Arc<Self>, stream: TcpStream) -> anyhow::Result<()> {
+        {
+            let link = lock(&self.link);
+            if link.is_some() || !lock(&self.core).engine.wants_link() {
+                bail!("link not wanted now");
+            }
+        }
+        stream.set_nodelay(true)?;
+        let id = self.next_link.fetch_add(1, Ordering::Relaxed) + 1;
+        let out = Arc::new(LinkOut { queue: Mutex::new(Vec::new()), socket: Mutex::new(stream.try_clone()?) });
+        let mut reader = stream.try_clone()?;
+        {
+            let mut core = lock(&self.core);
+            *lock(&self.link) = Some(Link { id, out, stream });
+            // LinkUp under the core lock, so no frame can be queued before the Hello.
+            let mut out = Vec::new();
+            let now = self.now();
+            core.engine.handle(now, Input::LinkUp, &mut out);
+            let ops = self.dispatch(&mut core, out);
+            drop(core);
+            self.flush_link();
+            for op in ops.finish() {
+                let done = self.execute(op);
+                self.drive(done);
+            }
+        }
+        let node = Arc::clone(self);
+        std::thread::Builder::new().name("link-rx".into()).spawn(move || {
+            let mut buf = Vec::new();
+            loop {
+                if link::read_frame(&mut reader, &mut buf).is_err() {
+                    break;
+                }
+                match Msg::decode(&buf) {
+                    Ok(m) => node.drive_offload(Input::Message(m)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable frame from the peer");
+                        break;
+                    }
+                }
+            }
+            let current = lock(&node.link).as_ref().is_some_and(|l| l.id == id);
+            if current {
+                node.drop_link();
+                node.drive(Input::LinkDown);
+            }
+        })?;
+        Ok(())
+    }
+
+    fn link_is_up(&self) -> bool {
+        lock(&self.link).is_some()
+    }
+
+    fn wants_link(&self) -> bool {
+        lock(&self.core).engine.wants_link()
+    }
+}
+
+fn parse_protocol(s: &str) -> anyhow::Result<Protocol> {
+    Ok(match s {
+        "A" | "a" => Protocol::A,
+        "B" | "b" => Protocol::B,
+        "C" | "c" => Protocol::C,
+        other => bail!("--protocol {other}: expected A, B or C"),
+    })
+}
+
+fn parse_sb0(s: &str) -> anyhow::Result<AfterSb0Pri> {
+    Ok(match s {
+        "disconnect" => AfterSb0Pri::Disconnect,
+        "discard-zero-changes" => AfterSb0Pri::DiscardZeroChanges,
+        "discard-least-changes" => AfterSb0Pri::DiscardLeastChanges,
+        "discard-younger-primary" => AfterSb0Pri::DiscardYoungerPrimary,
+        "discard-older-primary" => AfterSb0Pri::DiscardOlderPrimary,
+        other => bail!(
+            "--after-sb-0pri {other}: expected disconnect, discard-zero-changes, discard-least-changes, discard-younger-primary or discard-older-primary"
+        ),
+    })
+}
+
+fn parse_sb1(s: &str) -> anyhow::Result<AfterSb1Pri> {
+    Ok(match s {
+        "disconnect" => AfterSb1Pri::Disconnect,
+        "consensus" => AfterSb1Pri::Consensus,
+        "discard-secondary" => AfterSb1Pri::DiscardSecondary,
+        other => {
+            bail!("--after-sb-1pri {other}: expected disconnect, consensus or discard-secondary")
+        }
+    })
+}
+
+fn open_backing(args: &Args) -> anyhow::Result<(File, u64)> {
+    let exists = args.backing.exists();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(args.create_size.is_some())
+        .truncate(false)
+        .open(&args.backing)
+        .with_context(|| format!("opening backing {}", args.backing.display()))?;
+    if !exists && let Some(size) = args.create_size {
+        f.set_len(size)?;
+    }
+    let size = f.metadata()?.len();
+    let size = if size == 0 {
+        // A block device reports its size through seeking to the end.
+        use std::io::Seek;
+        let mut g = f.try_clone()?;
+        g.seek(std::io::SeekFrom::End(0))?
+    } else {
+        size
+    };
+    if size == 0 || size % blockrepl::BLOCK_SIZE != 0 {
+        bail!("backing {} is {size} bytes; it must be a non-zero multiple of 4096", args.backing.display());
+    }
+    Ok((f, size))
+}
+
+/// Runs the daemon until `Down`.
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let psk =
+        std::fs::read(&args.psk_file).with_context(|| format!("reading pre-shared key {}", args.psk_file.display()))?;
+    if psk.len() < 16 {
+        bail!("pre-shared key {} is shorter than 16 bytes", args.psk_file.display());
+    }
+    std::fs::create_dir_all(&args.state_dir)?;
+    let (backing, size) = open_backing(&args)?;
+    let meta_path = meta::path(&args.state_dir, &args.name);
+    let me = NodeId(args.node_id);
+    let peer = NodeId(args.peer_id);
+    let m = match meta::load(&meta_path)? {
+        Some(m) => {
+            if m.node != me || m.peer != peer || m.size_bytes != size {
+                bail!(
+                    "stale metadata {}: it describes node {} with peer {} and {} bytes, this daemon is node {me} with peer {peer} and a {size}-byte backing; fix the flags or remove the metadata to recreate",
+                    meta_path.display(),
+                    m.node,
+                    m.peer,
+                    m.size_bytes
+                );
+            }
+            m
+        }
+        None => {
+            let initial = match &args.initial_generation {
+                Some(h) => Some(Generation(
+                    u64::from_str_radix(h, 16)
+                        .with_context(|| format!("--initial-generation {h}: expected hexadecimal"))?,
+                )),
+                None => None,
+            };
+            let m = Meta::new(me, peer, size, initial);
+            meta::store(&meta_path, &m)?;
+            m
+        }
+    };
+    let mut cfg = Config::new(me, peer, size);
+    cfg.protocol = parse_protocol(&args.protocol)?;
+    cfg.csums = args.csums;
+    cfg.split_brain.after_sb_0pri = parse_sb0(&args.after_sb_0pri)?;
+    cfg.split_brain.after_sb_1pri = parse_sb1(&args.after_sb_1pri)?;
+    cfg.resync_rate_max_bytes_per_sec = args.resync_rate_max;
+    cfg.resync_rate_min_bytes_per_sec = args.resync_rate_min;
+    cfg.ping_interval = wire::Duration::from_millis(500);
+    cfg.timeout = wire::Duration::from_secs(3);
+    let seed = {
+        let mut b = [0u8; 8];
+        use std::io::Read;
+        File::open("/dev/urandom")?.read_exact(&mut b)?;
+        u64::from_le_bytes(b)
+    };
+    let engine = Engine::new(cfg, m, seed);
+    let (meta_tx, meta_rx) = channel::<(u64, Meta)>();
+    let (pool_tx, pool_rx) = channel::<LocalOp>();
+    let node = Arc::new(Node {
+        core: Mutex::new(Core { engine, waiters: HashMap::new(), next_req: 0, auth_error: None }),
+        backing,
+        size,
+        name: args.name.clone(),
+        origin: std::time::Instant::now(),
+        link: Mutex::new(None),
+        next_link: AtomicU64::new(0),
+        meta_tx: Mutex::new(meta_tx),
+        stop: AtomicBool::new(false),
+        link_bytes_sent: AtomicU64::new(0),
+        pool: Mutex::new(pool_tx),
+        psk,
+        me: args.node_id,
+        peer: args.peer_id,
+    });
+    // The I/O pool for the peer's writes and resync reads.
+    let pool_rx = Arc::new(Mutex::new(pool_rx));
+    for i in 0..4 {
+        let node = Arc::clone(&node);
+        let rx = Arc::clone(&pool_rx);
+        std::thread::Builder::new().name(format!("io-{i}")).spawn(move || {
+            loop {
+                let op = {
+                    let rx = lock(&rx);
+                    match rx.recv() {
+                        Ok(op) => op,
+                        Err(_) => return,
+                    }
+                };
+                let done = node.execute(op);
+                node.drive(done);
+            }
+        })?;
+    }
+    // Metadata writer: in order, coalescing bursts.
+    {
+        let node = Arc::clone(&node);
+        let path = meta_path.clone();
+        std::thread::Builder::new().name("meta".into()).spawn(move || meta_writer(&node, &path, &meta_rx))?;
+    }
+    node.admin(|e, now, out| e.start(now, out));
+    if args.primary {
+        node.admin(|e, now, out| e.promote(now, false, out)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    // Ticker.
+    {
+        let node = Arc::clone(&node);
+        std::thread::Builder::new().name("tick".into()).spawn(move || {
+            while !node.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(StdDuration::from_millis(20));
+                let due = lock(&node.core).engine.next_wakeup().is_some_and(|t| t <= node.now());
+                if due {
+                    node.drive(Input::Tick);
+                }
+            }
+        })?;
+    }
+    start_link(&node, &args)?;
+    if let Some(p) = &args.nbd_unix {
+        crate::nbd::serve_unix(Arc::clone(&node), p)?;
+    }
+    if let Some(a) = &args.nbd_tcp {
+        crate::nbd::serve_tcp(Arc::clone(&node), a)?;
+    }
+    let fuse_session = match &args.fuse {
+        Some(dir) => Some(crate::fuse::mount(Arc::clone(&node), dir)?),
+        None => None,
+    };
+    tracing::info!(volume = %args.name, size, "volume up");
+    crate::server::serve(&node, &args.control)?;
+    drop(fuse_session);
+    Ok(())
+}
+
+fn meta_writer(node: &Arc<Node>, path: &std::path::Path, rx: &Receiver<(u64, Meta)>) {
+    while let Ok((mut seq, mut m)) = rx.recv() {
+        while let Ok((s, mm)) = rx.try_recv() {
+            seq = s;
+            m = mm;
+        }
+        match meta::store(path, &m) {
+            Ok(()) => node.drive(Input::MetaPersisted { seq }),
+            Err(e) => {
+                // Writes wait for this forever: the node must stop participating.
+                tracing::error!(error = %format!("{e:#}"), "cannot persist metadata: i/o on this volume stalls");
+            }
+        }
+    }
+}
+
+fn start_link(node: &Arc<Node>, args: &Args) -> anyhow::Result<()> {
+    if args.node_id < args.peer_id {
+        let addr = args.listen.clone().context("--listen is required on the lower node id (it accepts the link)")?;
+        let l = TcpListener::bind(&addr).with_context(|| format!("listening on {addr}"))?;
+        let node = Arc::clone(node);
+        std::thread::Builder::new().name("accept".into()).spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let _ = s.set_read_timeout(Some(StdDuration::from_secs(5)));
+                match link::authenticate(&mut s, &node.psk, node.me, node.peer) {
+                    Ok(()) => {
+                        let _ = s.set_read_timeout(None);
+                        if let Err(e) = node.install_link(s) {
+                            tracing::debug!(error = %e, "incoming link dropped");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "link authentication failed");
+                        lock(&node.core).engine_error(format!("{e:#}"));
+                    }
+                }
+            }
+        })?;
+    } else {
+        let addr =
+            args.peer_addr.clone().context("--peer-addr is required on the higher node id (it dials the link)")?;
+        let node = Arc::clone(node);
+        std::thread::Builder::new().name("dial".into()).spawn(move || {
+            while !node.stop.load(Ordering::Relaxed) {
+                if !node.link_is_up() && node.wants_link() {
+                    match TcpStream::connect(&addr) {
+                        Ok(mut s) => {
+                            let _ = s.set_read_timeout(Some(StdDuration::from_secs(5)));
+                            match link::authenticate(&mut s, &node.psk, node.me, node.peer) {
+                                Ok(()) => {
+                                    let _ = s.set_read_timeout(None);
+                                    let _ = node.install_link(s);
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %format!("{e:#}"), "link authentication failed");
+                                    lock(&node.core).engine_error(format!("{e:#}"));
+                                }
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "dial failed"),
+                    }
+                }
+                std::thread::sleep(StdDuration::from_millis(100));
+            }
+        })?;
+    }
+    Ok(())
+}
+
+impl Core {
+    fn engine_error(&mut self, e: String) {
+        self.auth_error = Some(e);
+    }
+}

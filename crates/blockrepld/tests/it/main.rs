@@ -1,0 +1,3 @@
+//! blockrepld's real-process tests: two daemons in two network namespaces.
+
+mod daemon;
