@@ -160,7 +160,8 @@ impl FileConfig {
                 problems.push(format!("nodes: node name {:?} is used twice; give every node a distinct name", n.name));
             }
             if n.links.is_empty() {
-                problems.push(format!("nodes.{}.links: no link address; list at least one (two for redundancy)", n.name));
+                problems
+                    .push(format!("nodes.{}.links: no link address; list at least one (two for redundancy)", n.name));
             }
             if n.links.len() != links {
                 problems.push(format!(
@@ -172,7 +173,10 @@ impl FileConfig {
             }
             for a in &n.links {
                 if !addrs.insert(*a) {
-                    problems.push(format!("nodes.{}.links: address {a} is used twice; give every link its own address", n.name));
+                    problems.push(format!(
+                        "nodes.{}.links: address {a} is used twice; give every link its own address",
+                        n.name
+                    ));
                 }
             }
         }
@@ -184,7 +188,12 @@ impl FileConfig {
                 if let Err(errs) = c.validate() {
                     for e in errs.0 {
                         let field = match e.field {
-                            "node_id" | "nodes" | "links" | "cluster_name" | "window_size" | "max_messages_per_visit"
+                            "node_id"
+                            | "nodes"
+                            | "links"
+                            | "cluster_name"
+                            | "window_size"
+                            | "max_messages_per_visit"
                             | "max_message_bytes" => e.field.to_string(),
                             f if f.starts_with("max_") || f.starts_with("retransmit") => format!("totem.{f}"),
                             f => format!("totem.{f}_ms"),

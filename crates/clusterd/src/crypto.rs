@@ -107,10 +107,8 @@ impl Crypto {
     /// Encrypts `frame` for `to`.
     pub(crate) fn seal(&mut self, to: NodeId, frame: &[u8]) -> Vec<u8> {
         let (me, session) = (self.me, self.session);
-        let (cipher, counter) = self
-            .send
-            .entry(to)
-            .or_insert_with(|| (derive(&self.authkey, &self.salt, me, to, session), 0));
+        let (cipher, counter) =
+            self.send.entry(to).or_insert_with(|| (derive(&self.authkey, &self.salt, me, to, session), 0));
         *counter += 1;
         let mut out = Vec::with_capacity(HEADER_LEN + frame.len() + TAG_LEN);
         out.extend_from_slice(&MAGIC);

@@ -61,14 +61,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(f) => EnvFilter::try_new(f).context("--log-filter")?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
     let authkey = clusterd::load_key(&config.authkey)?;
-    let opts = clusterd::NodeOptions {
-        run_dir: config.run_dir.clone(),
-        state_dir: config.state_dir.clone(),
-        config,
-        authkey,
-    };
+    let opts =
+        clusterd::NodeOptions { run_dir: config.run_dir.clone(), state_dir: config.state_dir.clone(), config, authkey };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async {
         let shutdown = async {

@@ -69,7 +69,10 @@ impl AppPort {
         let (btx, brx) = mpsc::channel(queue.max(1));
         let (dtx, drx) = mpsc::unbounded_channel();
         let (vtx, vrx) = watch::channel(None);
-        (AppPort { broadcast: btx, deliveries: drx, views: vrx }, AppSide { broadcasts: brx, deliveries: dtx, views: vtx })
+        (
+            AppPort { broadcast: btx, deliveries: drx, views: vrx },
+            AppSide { broadcasts: brx, deliveries: dtx, views: vtx },
+        )
     }
 }
 
@@ -138,11 +141,7 @@ type ControlReq = (Request, oneshot::Sender<Response>);
 
 /// Runs a node until `shutdown` completes (then leaves the cluster cleanly). With `app`, the
 /// node's deliveries and views are handed to the caller, which may also broadcast.
-pub async fn run(
-    opts: NodeOptions,
-    shutdown: impl Future<Output = ()>,
-    app: Option<AppSide>,
-) -> Result<(), NodeError> {
+pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Option<AppSide>) -> Result<(), NodeError> {
     let cfg = &opts.config;
     let me = NodeId(cfg.node_id);
     let mcfg = cfg.membership_config().map_err(NodeError::Config)?;
@@ -190,7 +189,8 @@ pub async fn run(
         .map_err(|source| NodeError::Control { path: opts.run_dir.clone(), source })?;
     let sock_path = opts.run_dir.join(control::SOCKET_NAME);
     let _ = std::fs::remove_file(&sock_path);
-    let listener = UnixListener::bind(&sock_path).map_err(|source| NodeError::Control { path: sock_path.clone(), source })?;
+    let listener =
+        UnixListener::bind(&sock_path).map_err(|source| NodeError::Control { path: sock_path.clone(), source })?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlReq>(16);
     tokio::spawn(serve_control(listener, ctl_tx));
 
@@ -302,7 +302,8 @@ impl Exec<'_> {
         for e in fx.drain(..) {
             match e {
                 Effect::Transmit { to, link, bytes } => {
-                    let (Some(sock), Some(addr)) = (self.sockets.get(link.0 as usize), self.addr_of.get(&(to, link))) else {
+                    let (Some(sock), Some(addr)) = (self.sockets.get(link.0 as usize), self.addr_of.get(&(to, link)))
+                    else {
                         counters.send_errors += 1;
                         continue;
                     };

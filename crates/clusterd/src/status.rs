@@ -63,7 +63,13 @@ pub fn render_status(s: &NodeStatus) -> String {
     let _ = writeln!(
         out,
         "Datagrams: in {}  out {}  dropped: malformed {}  unauthenticated {}  replayed {}  unknown source {}  send errors {}",
-        t.datagrams_in, t.datagrams_out, t.malformed + c.malformed, t.auth_failures, t.replays, t.unknown_source, t.send_errors
+        t.datagrams_in,
+        t.datagrams_out,
+        t.malformed + c.malformed,
+        t.auth_failures,
+        t.replays,
+        t.unknown_source,
+        t.send_errors
     );
     out
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_membership;
 mod exit;
 
 /// Manage a cluster: resources, constraints, nodes, quorum, fencing and volumes.
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Print the version of this build and the wire protocol it speaks.
     Version,
+    /// Cluster membership: views, links, counters.
+    Membership(cmd_membership::MembershipArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -27,6 +30,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("crmctl {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Membership(args) => cmd_membership::run(args),
     }
 }
 

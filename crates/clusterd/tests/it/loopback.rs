@@ -1,0 +1,156 @@
+//! Three nodes in one process over loopback (two links each): views, total order, status,
+//! and hostile datagrams dropped and counted.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clusterd::control::{self, Request, Response};
+use clusterd::{AppPort, FileConfig, NodeEntry, NodeOptions, Totem};
+use wire::NodeId;
+
+pub(crate) fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub(crate) fn loopback_config(nodes: u32, me: u32, ports: &[u16], dir: &std::path::Path) -> FileConfig {
+    FileConfig {
+        node_id: me,
+        cluster_name: "loop".into(),
+        authkey: dir.join("authkey"),
+        run_dir: dir.join(format!("run{me}")),
+        state_dir: dir.join(format!("state{me}")),
+        nodes: (1..=nodes)
+            .map(|i| NodeEntry {
+                id: i,
+                name: format!("node{i}"),
+                links: vec![
+                    SocketAddr::from(([127, 0, 0, 1], ports[i as usize - 1])),
+                    SocketAddr::from(([127, 0, 0, 2], ports[i as usize - 1])),
+                ],
+            })
+            .collect(),
+        totem: Totem::default(),
+    }
+}
+
+struct Cluster {
+    ports: Vec<AppPort>,
+    run_dirs: Vec<PathBuf>,
+    /// Link-0 address of every configured node.
+    addrs: Vec<SocketAddr>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    _dir: rig::ScratchDir,
+}
+
+async fn start(nodes: u32, running: u32) -> Cluster {
+    let dir = rig::ScratchDir::new();
+    std::fs::write(dir.path().join("authkey"), [42u8; 32]).expect("key");
+    let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+    let addrs = ports.iter().map(|&p| SocketAddr::from(([127, 0, 0, 1], p))).collect();
+    let mut c = Cluster { ports: Vec::new(), run_dirs: Vec::new(), addrs, stops: Vec::new(), _dir: dir };
+    for me in 1..=running {
+        let config = loopback_config(nodes, me, &ports, c._dir.path());
+        let (port, side) = AppPort::new(10_000);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        c.run_dirs.push(config.run_dir.clone());
+        let opts = NodeOptions {
+            run_dir: config.run_dir.clone(),
+            state_dir: config.state_dir.clone(),
+            config,
+            authkey: vec![42u8; 32],
+        };
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            clusterd::run(opts, stop, Some(side)).await.expect("node runs");
+        });
+        c.ports.push(port);
+        c.stops.push(stop_tx);
+    }
+    c
+}
+
+async fn wait_view(c: &mut Cluster, members: &[NodeId]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = c.ports.iter().all(|p| p.views.borrow().as_ref().is_some_and(|v| v.members == members));
+        if all {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no common view {members:?} within 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_nodes_form_one_view_and_deliver_in_one_order() {
+    let mut c = start(3, 3).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
+    for (i, p) in c.ports.iter().enumerate() {
+        for k in 0..200u32 {
+            p.broadcast.send(format!("{i}:{k}").into_bytes()).await.expect("queued");
+        }
+    }
+    let mut orders = Vec::new();
+    for p in c.ports.iter_mut() {
+        let mut got = Vec::new();
+        while got.len() < 600 {
+            let d = tokio::time::timeout(Duration::from_secs(10), p.deliveries.recv())
+                .await
+                .expect("delivered within 10 s")
+                .expect("node alive");
+            got.push((d.ring, d.seq, d.payload));
+        }
+        orders.push(got);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[0], orders[2]);
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
+
+#[tokio::test]
+async fn hostile_datagrams_are_dropped_and_counted_and_status_is_served() {
+    // Node 3 is configured but not running: the test sends from its address.
+    let mut c = start(3, 2).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2)]).await;
+    let run_dir = c.run_dirs[0].clone();
+    let status = move || match control::query(&run_dir, &Request::MembershipStatus).expect("status") {
+        Response::MembershipStatus(s) => *s,
+        other => panic!("unexpected {other:?}"),
+    };
+    let before = tokio::task::spawn_blocking(status.clone()).await.expect("joins");
+    assert_eq!(before.membership.node, NodeId(1));
+    assert_eq!(before.transport.auth_failures, 0);
+    let (target, node3) = (c.addrs[0], c.addrs[2]);
+    let sock = UdpSocket::bind(node3).expect("bind node 3's address");
+    sock.send_to(b"garbage", target).expect("send");
+    let mut forged = b"HU\x01\x00".to_vec();
+    forged.extend_from_slice(&3u32.to_le_bytes());
+    forged.extend_from_slice(&1u32.to_le_bytes());
+    forged.extend_from_slice(&[9u8; 16]);
+    forged.extend_from_slice(&[0u8; 40]);
+    sock.send_to(&forged, target).expect("send");
+    let stranger = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    stranger.send_to(b"hello", target).expect("send");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = tokio::task::spawn_blocking(status.clone()).await.expect("joins");
+        let t = s.transport;
+        let text = clusterd::render_status(&s);
+        if t.malformed >= 1 && t.auth_failures >= 1 && t.unknown_source >= 1 && text.contains("node2 link1: up") {
+            assert_eq!(s.membership.members, vec![NodeId(1), NodeId(2)], "the view is untouched");
+            assert_eq!(s.membership.counters.views, 1, "no view change");
+            assert!(text.contains("Ring id:"), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "counters: {t:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
