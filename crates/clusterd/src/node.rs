@@ -200,6 +200,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     };
     tracing::info!(node = %me, name = %my_entry.name, cluster = %cfg.cluster_name, links = my_entry.links.len(), "clusterd starting");
 
+    let max_pending = mcfg.max_pending;
     let start = tokio::time::Instant::now();
     let now = move || wire::Instant::from_nanos(start.elapsed().as_nanos() as u64);
     let mut counters = TransportCounters::default();
@@ -252,7 +253,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     core.handle(now(), Input::Datagram { from: claimed, link, bytes: &frame }, &mut fx);
                 }
             }
-            Some(payload) = async { match bcast_rx.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+            // Backpressure: take broadcasts only while the core has room for a batch.
+            Some(payload) = async { match bcast_rx.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } }, if core.pending() + 256 < max_pending => {
                 core.handle(now(), Input::Broadcast(payload), &mut fx);
                 if let Some(r) = bcast_rx.as_mut() {
                     for _ in 0..256 {

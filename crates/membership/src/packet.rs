@@ -33,6 +33,8 @@ pub(crate) enum Body {
     Leave { ring: RingId },
     /// A link probe: `hear` says whether the sender hears the receiver on this link.
     Ping { hear: bool },
+    /// Several multicast messages in one datagram.
+    Mcasts(Vec<Mcast>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

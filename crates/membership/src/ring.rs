@@ -543,6 +543,11 @@ impl Membership {
         match p.body {
             Body::Ping { hear } => self.links.ping(from, link, hear),
             Body::Mcast(m) => self.on_mcast(m, out),
+            Body::Mcasts(ms) => {
+                for m in ms {
+                    self.on_mcast(m, out);
+                }
+            }
             Body::Token(t) => self.on_token(now, from, link, t, out),
             Body::Ack { ring, token_seq, commit } => {
                 if self
@@ -671,36 +676,18 @@ impl Membership {
         // 1. Serve retransmission requests (on every link: the best one may be failing).
         let mut rtr = Vec::new();
         let mut busy = !tok.rtr.is_empty() || !self.pending.is_empty();
+        let mut again = Vec::new();
         for s in std::mem::take(&mut tok.rtr) {
-            if let Some(m) = self.held.get(&s).cloned() {
+            if let Some(m) = self.held.get(&s) {
                 self.counters.retransmits += 1;
-                let bytes = packet::encode(&Packet { cluster: self.cluster, body: Body::Mcast(m) });
-                for to in self.members.clone() {
-                    if to != self.me {
-                        self.send_all_links(to, &bytes, out);
-                    }
-                }
+                again.push(m.clone());
             } else {
                 rtr.push(s);
             }
         }
+        self.multicast(again, true, out);
         // 2. New messages, within the flow-control window.
-        let stable = self.token_stable(&tok);
-        let in_flight = tok.seq.saturating_sub(stable);
-        let room =
-            u64::from(self.cfg.window_size).saturating_sub(in_flight).min(u64::from(self.cfg.max_messages_per_visit));
-        for _ in 0..room {
-            let Some(payload) = self.pending.pop_front() else { break };
-            tok.seq += 1;
-            let m = Mcast { ring: self.ring, seq: tok.seq, origin: self.me, payload };
-            for to in self.members.clone() {
-                if to != self.me {
-                    self.send_best(to, Body::Mcast(m.clone()), out);
-                }
-            }
-            self.held.insert(m.seq, m);
-        }
-        self.advance(out);
+        self.send_new(&mut tok, out);
         // 3. Ask for what we miss.
         let mut s = self.aru + 1;
         while s <= tok.seq && rtr.len() < self.cfg.retransmit_list_max {
@@ -752,23 +739,67 @@ impl Membership {
         self.send_token(now, next, Body::Token(tok), out);
     }
 
-    fn process_pending_only(&mut self, tok: &mut Token, out: &mut Vec<Effect>) {
+    /// Assigns sequence numbers to queued broadcasts, within the flow-control window, and
+    /// multicasts them.
+    fn send_new(&mut self, tok: &mut Token, out: &mut Vec<Effect>) {
         let stable = self.token_stable(tok);
         let in_flight = tok.seq.saturating_sub(stable);
         let room =
             u64::from(self.cfg.window_size).saturating_sub(in_flight).min(u64::from(self.cfg.max_messages_per_visit));
+        let mut batch = Vec::new();
         for _ in 0..room {
             let Some(payload) = self.pending.pop_front() else { break };
             tok.seq += 1;
             let m = Mcast { ring: self.ring, seq: tok.seq, origin: self.me, payload };
-            for to in self.members.clone() {
-                if to != self.me {
-                    self.send_best(to, Body::Mcast(m.clone()), out);
+            self.held.insert(m.seq, m.clone());
+            batch.push(m);
+        }
+        self.multicast(batch, false, out);
+        self.advance(out);
+    }
+
+    /// Sends messages to every other member, packed several to a datagram (up to
+    /// `BATCH_BYTES` of payload), on the best link or on every link.
+    fn multicast(&mut self, msgs: Vec<Mcast>, all_links: bool, out: &mut Vec<Effect>) {
+        const BATCH_BYTES: usize = 32 * 1024;
+        let mut chunk: Vec<Mcast> = Vec::new();
+        let mut size = 0;
+        let mut chunks = Vec::new();
+        for m in msgs {
+            if !chunk.is_empty() && size + m.payload.len() > BATCH_BYTES {
+                chunks.push(std::mem::take(&mut chunk));
+                size = 0;
+            }
+            size += m.payload.len();
+            chunk.push(m);
+        }
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
+        let members = self.members.clone();
+        for c in chunks {
+            let body = match <[Mcast; 1]>::try_from(c) {
+                Ok([m]) => Body::Mcast(m),
+                Err(c) => Body::Mcasts(c),
+            };
+            let bytes = packet::encode(&Packet { cluster: self.cluster, body });
+            for &to in &members {
+                if to == self.me {
+                    continue;
+                }
+                if all_links {
+                    self.send_all_links(to, &bytes, out);
+                } else {
+                    let link = self.links.best(to);
+                    self.counters.packets_out += 1;
+                    out.push(Effect::Transmit { to, link, bytes: bytes.clone() });
                 }
             }
-            self.held.insert(m.seq, m);
         }
-        self.advance(out);
+    }
+
+    fn process_pending_only(&mut self, tok: &mut Token, out: &mut Vec<Effect>) {
+        self.send_new(tok, out);
         if let Some(e) = tok.arus.iter_mut().find(|(n, _)| *n == self.me) {
             e.1 = self.aru;
         }
