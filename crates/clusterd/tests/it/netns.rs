@@ -76,3 +76,57 @@ fn a_link_taken_down_changes_no_view() {
     let link_up = || c.status(1).is_some_and(|s| s.membership.links.iter().all(|(p, l)| p.0 != 2 || l[0].up));
     assert!(rig::wait_until(Duration::from_secs(5), link_up), "link0 comes back");
 }
+
+/// Busy loops on every CPU for as long as the value lives.
+struct CpuBurners(Vec<std::process::Child>);
+
+impl CpuBurners {
+    fn start() -> CpuBurners {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        CpuBurners(
+            (0..cpus)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("spawn a busy loop")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for CpuBurners {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn sigstop_pauses_of_400ms_under_cpu_saturation_evict_nobody() {
+    if !rig_available() {
+        return;
+    }
+    let c = cluster(3);
+    let views_before: Vec<u64> = (1..=3).map(|n| c.status(n).expect("status").membership.counters.views).collect();
+    let _burn = CpuBurners::start();
+    for round in 0..6u32 {
+        let victim = 1 + round % 3;
+        let pid = c.pid(victim).expect("running").to_string();
+        rig::sh(&format!("kill -STOP {pid}"));
+        // The pause itself is the event under test: a fixed length by design.
+        std::thread::sleep(Duration::from_millis(400));
+        rig::sh(&format!("kill -CONT {pid}"));
+        // Let the ring settle before the next pause.
+        let views_now = || (1..=3).all(|n| c.status(n).is_some());
+        assert!(rig::wait_until(Duration::from_secs(5), views_now), "every node answers after round {round}");
+    }
+    let views_after: Vec<u64> = (1..=3).map(|n| c.status(n).expect("status").membership.counters.views).collect();
+    assert_eq!(views_before, views_after, "no view change; node1 log:\n{}", c.log(1));
+    let stalls: u64 = (1..=3).map(|n| c.status(n).expect("status").membership.counters.stalls).sum();
+    assert!(stalls >= 6, "each paused node noticed its own stall ({stalls} stalls seen)");
+    assert_eq!(c.members(1).as_deref(), Some(&[1, 2, 3][..]));
+}

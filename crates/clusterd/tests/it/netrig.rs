@@ -102,6 +102,11 @@ impl NetCluster {
         }
     }
 
+    /// The process id of a running node.
+    pub(crate) fn pid(&self, node: u32) -> Option<u32> {
+        self.procs[node as usize - 1].as_ref().map(|c| c.id())
+    }
+
     pub(crate) fn run_dir(&self, node: u32) -> PathBuf {
         self.dir.path().join(format!("run{node}"))
     }
