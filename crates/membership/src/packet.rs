@@ -35,6 +35,10 @@ pub(crate) enum Body {
     Ping { hear: bool },
     /// Several multicast messages in one datagram.
     Mcasts(Vec<Mcast>),
+    /// Old-ring messages sent during a commit to members that lack them (recovery).
+    Recover(Vec<Mcast>),
+    /// A request for old-ring messages during a commit.
+    RecoverRequest { ring: RingId, seqs: Vec<u64> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,10 +87,19 @@ pub(crate) struct CommitToken {
     pub(crate) rotation: u8,
     /// Grows by one per hop (duplicates, acks).
     pub(crate) hop: u64,
-    /// Each member's old ring, in the order they contributed.
-    pub(crate) infos: Vec<(NodeId, RingId)>,
-    /// Old-ring messages that some member may lack (recovery).
-    pub(crate) msgs: Vec<Mcast>,
+    /// What each member brings from its old ring, in the order they contributed.
+    pub(crate) infos: Vec<MemberInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MemberInfo {
+    pub(crate) node: NodeId,
+    /// The ring it comes from.
+    pub(crate) old_ring: RingId,
+    /// Its delivery point in that ring.
+    pub(crate) delivered: u64,
+    /// The old-ring messages it holds (not yet freed).
+    pub(crate) have: Vec<u64>,
 }
 
 pub(crate) fn encode(p: &Packet) -> Vec<u8> {

@@ -7,7 +7,7 @@ use wire::{Duration, Instant, LinkId, NodeId, RingId};
 
 use crate::config::Config;
 use crate::links::{LinkState, Links};
-use crate::packet::{self, Body, CommitToken, Join, Mcast, Packet, Token};
+use crate::packet::{self, Body, CommitToken, Join, Mcast, MemberInfo, Packet, Token};
 
 /// An input to [`Membership::handle`].
 #[derive(Debug)]
@@ -227,6 +227,15 @@ struct Committing {
     snapshot: BTreeMap<u64, Mcast>,
     /// Departure reasons from the gather, for the view report.
     reasons: BTreeMap<NodeId, Departure>,
+    /// Old-ring messages received from other members during the commit.
+    recovered: BTreeMap<u64, Mcast>,
+    /// Old-ring messages this node must have before installing, and whom to ask for each.
+    need: BTreeMap<u64, NodeId>,
+    /// The last rotation's token, held until `need` is met.
+    hold: Option<CommitToken>,
+    /// The second rotation has been seen (recovery planned).
+    planned: bool,
+    next_request: Instant,
 }
 
 #[derive(Debug)]
@@ -267,8 +276,10 @@ pub struct Membership {
     rotation: Duration,
     outstanding: Option<Outstanding>,
     held_token: Option<(Instant, Token)>,
-    /// Rep of a new ring: the commit token's second rotation has not come back yet.
+    /// Rep of a new ring: the commit token's last rotation has not come back yet.
     awaiting_rotation2: bool,
+    /// The previous ring's messages, kept after installing to answer late recovery requests.
+    prev_store: Option<(RingId, BTreeMap<u64, Mcast>)>,
     gather: Option<Gather>,
     commit: Option<Committing>,
     links: Links,
@@ -278,6 +289,27 @@ pub struct Membership {
     expected_wakeup: Option<Instant>,
     started: bool,
     counters: Counters,
+}
+
+/// Splits messages into groups of at most 32 KiB of payload (a single larger message goes
+/// alone), one group per datagram.
+fn chunk_messages(msgs: Vec<Mcast>) -> Vec<Vec<Mcast>> {
+    const BATCH_BYTES: usize = 32 * 1024;
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<Mcast> = Vec::new();
+    let mut size = 0;
+    for m in msgs {
+        if !chunk.is_empty() && size + m.payload.len() > BATCH_BYTES {
+            chunks.push(std::mem::take(&mut chunk));
+            size = 0;
+        }
+        size += m.payload.len();
+        chunk.push(m);
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -320,6 +352,7 @@ impl Membership {
             outstanding: None,
             held_token: None,
             awaiting_rotation2: false,
+            prev_store: None,
             gather: None,
             commit: None,
             links,
@@ -438,6 +471,9 @@ impl Membership {
             Phase::Commit => {
                 if let Some(c) = &self.commit {
                     t.push(c.deadline);
+                    if c.planned && !c.need.is_empty() {
+                        t.push(c.next_request);
+                    }
                 }
             }
             Phase::Operational => {
@@ -543,6 +579,8 @@ impl Membership {
         match p.body {
             Body::Ping { hear } => self.links.ping(from, link, hear),
             Body::Mcast(m) => self.on_mcast(m, out),
+            Body::Recover(ms) => self.on_recover(now, ms, out),
+            Body::RecoverRequest { ring, seqs } => self.on_recover_request(from, ring, seqs, out),
             Body::Mcasts(ms) => {
                 for m in ms {
                     self.on_mcast(m, out);
@@ -761,21 +799,7 @@ impl Membership {
     /// Sends messages to every other member, packed several to a datagram (up to
     /// `BATCH_BYTES` of payload), on the best link or on every link.
     fn multicast(&mut self, msgs: Vec<Mcast>, all_links: bool, out: &mut Vec<Effect>) {
-        const BATCH_BYTES: usize = 32 * 1024;
-        let mut chunk: Vec<Mcast> = Vec::new();
-        let mut size = 0;
-        let mut chunks = Vec::new();
-        for m in msgs {
-            if !chunk.is_empty() && size + m.payload.len() > BATCH_BYTES {
-                chunks.push(std::mem::take(&mut chunk));
-                size = 0;
-            }
-            size += m.payload.len();
-            chunk.push(m);
-        }
-        if !chunk.is_empty() {
-            chunks.push(chunk);
-        }
+        let chunks = chunk_messages(msgs);
         let members = self.members.clone();
         for c in chunks {
             let body = match <[Mcast; 1]>::try_from(c) {
@@ -938,8 +962,7 @@ impl Membership {
         out.push(Effect::Persist(PersistedState { ring_seq: seq }));
         let ring = RingId::new(self.me, seq);
         tracing::debug!(node = %self.me, %ring, ?members, "members agree: committing a new ring");
-        let mut ct =
-            CommitToken { ring, members: members.clone(), rotation: 1, hop: 0, infos: Vec::new(), msgs: Vec::new() };
+        let mut ct = CommitToken { ring, members: members.clone(), rotation: 1, hop: 0, infos: Vec::new() };
         self.contribute(now, &mut ct);
         if members.len() == 1 {
             self.install(now, &ct, out);
@@ -948,18 +971,19 @@ impl Membership {
         self.forward_commit(now, ct, out);
     }
 
-    /// Adds this node's old ring and its possibly-unstable old messages to a commit token, and
-    /// freezes them: nothing of the old ring is received after this.
+    /// Adds what this node brings from its old ring to a commit token (which messages it holds),
+    /// and freezes its old-ring state: nothing of the old ring is received after this except
+    /// recovery messages.
     fn contribute(&mut self, now: Instant, ct: &mut CommitToken) {
         let reasons = self.gather.take().map(|g| g.fail_set).unwrap_or_default();
         let old = self.ring;
-        ct.infos.push((self.me, old));
         let snapshot = if self.installed { std::mem::take(&mut self.held) } else { BTreeMap::new() };
-        for m in snapshot.values() {
-            if m.seq > self.stable && !ct.msgs.iter().any(|x| x.ring == old && x.seq == m.seq) {
-                ct.msgs.push(m.clone());
-            }
-        }
+        ct.infos.push(MemberInfo {
+            node: self.me,
+            old_ring: old,
+            delivered: self.delivered,
+            have: snapshot.keys().copied().collect(),
+        });
         self.phase = Phase::Commit;
         self.commit = Some(Committing {
             ring: ct.ring,
@@ -967,7 +991,115 @@ impl Membership {
             deadline: now + self.cfg.commit_timeout,
             snapshot,
             reasons,
+            recovered: BTreeMap::new(),
+            need: BTreeMap::new(),
+            hold: None,
+            planned: false,
+            next_request: now,
         });
+    }
+
+    /// Second rotation: every member now knows what every other member of its old ring holds.
+    /// Sends the messages others lack (the lowest-id holder sends each), and notes what this
+    /// node lacks and whom to ask for it.
+    fn plan_recovery(&mut self, now: Instant, ct: &CommitToken, out: &mut Vec<Effect>) {
+        let me = self.me;
+        let old = self.ring;
+        let Some(c) = &mut self.commit else { return };
+        c.deadline = now + self.cfg.commit_timeout;
+        c.planned = true;
+        if !self.installed {
+            return;
+        }
+        let group: Vec<&MemberInfo> = ct.infos.iter().filter(|i| i.old_ring == old).collect();
+        let mut first_holder: BTreeMap<u64, NodeId> = BTreeMap::new();
+        for i in &group {
+            for &s in &i.have {
+                let h = first_holder.entry(s).or_insert(i.node);
+                *h = (*h).min(i.node);
+            }
+        }
+        c.need = first_holder
+            .iter()
+            .filter(|&(s, _)| *s > self.delivered && !c.snapshot.contains_key(s) && !c.recovered.contains_key(s))
+            .map(|(&s, &h)| (s, h))
+            .collect();
+        c.next_request = now + self.cfg.token_retransmit;
+        let mut sends: Vec<(NodeId, Vec<Mcast>)> = Vec::new();
+        for i in &group {
+            if i.node == me {
+                continue;
+            }
+            let msgs: Vec<Mcast> = c
+                .snapshot
+                .range(i.delivered + 1..)
+                .filter(|(s, _)| first_holder.get(s) == Some(&me) && i.have.binary_search(s).is_err())
+                .map(|(_, m)| m.clone())
+                .collect();
+            if !msgs.is_empty() {
+                sends.push((i.node, msgs));
+            }
+        }
+        for (to, msgs) in sends {
+            self.send_recovery(to, msgs, out);
+        }
+    }
+
+    fn send_recovery(&mut self, to: NodeId, msgs: Vec<Mcast>, out: &mut Vec<Effect>) {
+        for chunk in chunk_messages(msgs) {
+            let bytes = packet::encode(&Packet { cluster: self.cluster, body: Body::Recover(chunk) });
+            self.send_all_links(to, &bytes, out);
+        }
+    }
+
+    fn on_recover(&mut self, now: Instant, msgs: Vec<Mcast>, out: &mut Vec<Effect>) {
+        let old = self.ring;
+        let Some(c) = &mut self.commit else { return };
+        for m in msgs {
+            if m.ring == old && !c.snapshot.contains_key(&m.seq) {
+                c.need.remove(&m.seq);
+                c.recovered.entry(m.seq).or_insert(m);
+            }
+        }
+        self.try_finish_commit(now, out);
+    }
+
+    fn on_recover_request(&mut self, from: NodeId, ring: RingId, seqs: Vec<u64>, out: &mut Vec<Effect>) {
+        let mut msgs = Vec::new();
+        let lookup = |s: u64| -> Option<Mcast> {
+            if let Some(c) = &self.commit
+                && ring == self.ring
+            {
+                return c.snapshot.get(&s).or_else(|| c.recovered.get(&s)).cloned();
+            }
+            match &self.prev_store {
+                Some((r, store)) if *r == ring => store.get(&s).cloned(),
+                _ => None,
+            }
+        };
+        for s in seqs.into_iter().take(self.cfg.window_size as usize) {
+            if let Some(m) = lookup(s) {
+                msgs.push(m);
+            }
+        }
+        if !msgs.is_empty() {
+            self.counters.retransmits += msgs.len() as u64;
+            self.send_recovery(from, msgs, out);
+        }
+    }
+
+    /// Installs and passes on the held commit token once nothing is missing.
+    fn try_finish_commit(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        let Some(c) = &mut self.commit else { return };
+        if !c.need.is_empty() || c.hold.is_none() {
+            return;
+        }
+        let Some(ct) = c.hold.take() else { return };
+        self.install(now, &ct, out);
+        if ct.ring.rep == self.me {
+            self.awaiting_rotation2 = true;
+        }
+        self.forward_commit(now, ct, out);
     }
 
     fn forward_commit(&mut self, now: Instant, mut ct: CommitToken, out: &mut Vec<Effect>) {
@@ -983,16 +1115,16 @@ impl Membership {
         }
         self.send(from, link, Body::Ack { ring: ct.ring, token_seq: ct.hop, commit: true }, out);
         let rep = ct.ring.rep == self.me;
+        let committing = self.phase == Phase::Commit && self.commit.as_ref().is_some_and(|c| c.ring == ct.ring);
         match ct.rotation {
+            // First rotation: each member contributes; back at the representative it turns into
+            // the second.
             1 if rep => {
-                if self.phase == Phase::Commit
-                    && self.commit.as_ref().is_some_and(|c| c.ring == ct.ring)
-                    && ct.infos.len() == ct.members.len()
+                if committing && ct.infos.len() == ct.members.len() && self.commit.as_ref().is_some_and(|c| !c.planned)
                 {
                     let mut ct = ct;
                     ct.rotation = 2;
-                    self.install(now, &ct, out);
-                    self.awaiting_rotation2 = true;
+                    self.plan_recovery(now, &ct, out);
                     self.forward_commit(now, ct, out);
                 }
             }
@@ -1006,7 +1138,27 @@ impl Membership {
                 self.contribute(now, &mut ct);
                 self.forward_commit(now, ct, out);
             }
+            // Second rotation: recovery of old-ring messages; back at the representative it
+            // turns into the third, which each member holds until it has what it lacks, then
+            // installs the ring and passes on.
             2 if rep => {
+                if committing && self.commit.as_ref().is_some_and(|c| c.planned && c.hold.is_none()) {
+                    let mut ct = ct;
+                    ct.rotation = 3;
+                    if let Some(c) = &mut self.commit {
+                        c.deadline = now + self.cfg.commit_timeout;
+                        c.hold = Some(ct);
+                    }
+                    self.try_finish_commit(now, out);
+                }
+            }
+            2 => {
+                if committing && self.commit.as_ref().is_some_and(|c| !c.planned) {
+                    self.plan_recovery(now, &ct, out);
+                    self.forward_commit(now, ct, out);
+                }
+            }
+            3 if rep => {
                 if self.awaiting_rotation2 && self.ring == ct.ring && self.phase == Phase::Operational {
                     self.awaiting_rotation2 = false;
                     self.outstanding = None;
@@ -1017,9 +1169,12 @@ impl Membership {
                 }
             }
             _ => {
-                if self.phase == Phase::Commit && self.commit.as_ref().is_some_and(|c| c.ring == ct.ring) {
-                    self.install(now, &ct, out);
-                    self.forward_commit(now, ct, out);
+                if committing && self.commit.as_ref().is_some_and(|c| c.planned && c.hold.is_none()) {
+                    if let Some(c) = &mut self.commit {
+                        c.deadline = now + self.cfg.commit_timeout;
+                        c.hold = Some(ct);
+                    }
+                    self.try_finish_commit(now, out);
                 }
             }
         }
@@ -1035,15 +1190,14 @@ impl Membership {
         let was_installed = self.installed;
         if was_installed {
             let mut all = c.snapshot;
-            for m in &ct.msgs {
-                if m.ring == old {
-                    all.entry(m.seq).or_insert_with(|| m.clone());
-                }
-            }
+            all.extend(c.recovered);
             for (_, m) in all.range(self.delivered + 1..) {
                 self.counters.delivered += 1;
                 out.push(Effect::Deliver { ring: m.ring, sender: m.origin, seq: m.seq, payload: m.payload.clone() });
             }
+            self.prev_store = Some((old, all));
+        } else {
+            self.prev_store = None;
         }
         self.ring = ct.ring;
         self.members = ct.members.clone();
@@ -1062,7 +1216,7 @@ impl Membership {
         self.max_seq = self.max_seq.max(ct.ring.seq);
         out.push(Effect::Persist(PersistedState { ring_seq: self.max_seq }));
         let transitional: Vec<NodeId> = if was_installed {
-            ct.infos.iter().filter(|(_, r)| *r == old).map(|(n, _)| *n).collect::<BTreeSet<_>>().into_iter().collect()
+            ct.infos.iter().filter(|i| i.old_ring == old).map(|i| i.node).collect::<BTreeSet<_>>().into_iter().collect()
         } else {
             Vec::new()
         };
@@ -1208,11 +1362,13 @@ impl Membership {
                 }
             }
             Phase::Commit => {
+                self.request_missing(now, out);
                 if self.commit.as_ref().is_some_and(|c| now >= c.deadline) {
                     tracing::debug!(node = %self.me, "commit timed out: gathering again");
                     // Back to gathering in the old ring, with the old messages.
                     if let Some(c) = self.commit.take() {
                         self.held = c.snapshot;
+                        self.held.extend(c.recovered);
                         let mut proc_set: BTreeSet<NodeId> = c.reasons.keys().copied().collect();
                         proc_set.extend(self.members.iter().copied());
                         proc_set.extend(c.members.iter().copied());
@@ -1222,6 +1378,25 @@ impl Membership {
             }
             Phase::Gather => self.gather_timers(now, out),
             Phase::Left => {}
+        }
+    }
+
+    /// Asks the holders again for old-ring messages still missing.
+    fn request_missing(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        let ring = self.ring;
+        let retransmit = self.cfg.token_retransmit;
+        let Some(c) = &mut self.commit else { return };
+        if c.need.is_empty() || now < c.next_request || !c.planned {
+            return;
+        }
+        c.next_request = now + retransmit;
+        let mut by_holder: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
+        for (&s, &h) in &c.need {
+            by_holder.entry(h).or_default().push(s);
+        }
+        for (h, seqs) in by_holder {
+            let bytes = packet::encode(&Packet { cluster: self.cluster, body: Body::RecoverRequest { ring, seqs } });
+            self.send_all_links(h, &bytes, out);
         }
     }
 
