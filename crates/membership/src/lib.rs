@@ -88,7 +88,7 @@ mod tests {
             if n.iter().all(|m| m.view().is_some()) && now > Instant::from_nanos(500_000_000) {
                 break;
             }
-            now = now + wire::Duration::from_millis(1);
+            now += wire::Duration::from_millis(1);
         }
         let [a, b] = n;
         (a, b, seen)
