@@ -209,7 +209,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     tokio::pin!(shutdown);
     let mut exec = Exec { crypto: &mut crypto, sockets: &sockets, addr_of: &addr_of, state_dir: &opts.state_dir };
     core.handle(now(), Input::Wakeup, &mut fx);
-    exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref());
+    exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
     loop {
         let wake = core.next_wakeup().map(|t| start + std::time::Duration::from_nanos(t.as_nanos()));
         let sleep = tokio::time::sleep_until(wake.unwrap_or(start + std::time::Duration::from_secs(86400 * 365)));
@@ -218,7 +218,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             () = &mut shutdown => {
                 tracing::info!(node = %me, "shutting down: leaving the cluster");
                 core.handle(now(), Input::Leave, &mut fx);
-                exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref());
+                exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
                 let _ = std::fs::remove_file(&sock_path);
                 return Ok(());
             }
@@ -281,7 +281,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             }
             () = sleep => core.handle(now(), Input::Wakeup, &mut fx),
         }
-        exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref());
+        exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
     }
 }
 
@@ -300,7 +300,7 @@ impl Exec<'_> {
         last_view: &mut Option<View>,
         deliver: Option<&mpsc::UnboundedSender<Delivery>>,
         views: Option<&watch::Sender<Option<View>>>,
-    ) {
+    ) -> Result<(), NodeError> {
         for e in fx.drain(..) {
             match e {
                 Effect::Transmit { to, link, bytes } => {
@@ -328,14 +328,16 @@ impl Exec<'_> {
                 }
                 Effect::Persist(p) => {
                     if let Err(e) = write_state(self.state_dir, &p) {
-                        // Without a durable ring sequence a restart could reuse a ring id: stop.
+                        // Without a durable ring sequence a restart could reuse a ring id: stop
+                        // participating (a fatal node error; the service manager restarts us).
                         tracing::error!(path = %self.state_dir.display(), error = %e, "cannot write the membership state; stopping");
-                        std::process::exit(1);
+                        return Err(NodeError::State { path: self.state_dir.join(STATE_FILE), message: e.to_string() });
                     }
                 }
                 Effect::LinkStatus { .. } => {}
             }
         }
+        Ok(())
     }
 }
 
