@@ -27,10 +27,14 @@ fn main() {
         "crash detection, clusterd defaults (token 650 ms, join timeout 100 ms), {trials} trials, binary {}",
         bin.display()
     );
-    for nodes in [2u32, 3, 5] {
+    for (transport, nodes) in [2u32, 3, 5]
+        .into_iter()
+        .map(|n| (clusterd::Transport::Udp, n))
+        .chain([2u32, 3, 5].into_iter().map(|n| (clusterd::Transport::Quic, n)))
+    {
         let mut times = Vec::new();
         for _ in 0..trials {
-            let mut c = netrig::NetCluster::new(&bin, nodes, clusterd::Totem::default());
+            let mut c = netrig::NetCluster::with_transport(&bin, nodes, clusterd::Totem::default(), transport);
             for n in 1..=nodes {
                 c.start(n);
             }
@@ -53,7 +57,7 @@ fn main() {
         times.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
-            "  {nodes} nodes: min {:.0} ms / median {:.0} ms / max {:.0} ms   (Corosync 3 defaults measured: 2 nodes 6190 ms, 3 nodes 7900 ms median)",
+            "  {transport:?} {nodes} nodes: min {:.0} ms / median {:.0} ms / max {:.0} ms   (Corosync 3 defaults measured: 2 nodes 6190 ms, 3 nodes 7900 ms median)",
             ms(times[0]),
             ms(times[times.len() / 2]),
             ms(times[times.len() - 1])

@@ -18,18 +18,26 @@ fn main() {
     // The application side runs here; each node runs on its own thread with its own
     // single-threaded runtime, as each clusterd process does.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(bench());
+    rt.block_on(bench(clusterd::Transport::Udp));
+    rt.block_on(bench(clusterd::Transport::Quic));
 }
 
-async fn bench() {
-    let dir = std::env::temp_dir().join(format!("clusterd-bench-{}", std::process::id()));
+async fn bench(transport: clusterd::Transport) {
+    let dir = std::env::temp_dir().join(format!("clusterd-bench-{}-{transport:?}", std::process::id()));
+    clusterd::gen_certs(&dir, &(1..=NODES).collect::<Vec<_>>()).expect("certificates");
     let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
     let mut apps = Vec::new();
     for me in 1..=NODES {
         let config = FileConfig {
             node_id: me,
             cluster_name: "bench".into(),
-            authkey: dir.join("authkey"),
+            transport,
+            authkey: Some(dir.join("authkey")),
+            tls: Some(clusterd::TlsPaths {
+                ca: dir.join("ca.pem"),
+                cert: dir.join(format!("node{me}.pem")),
+                key: dir.join(format!("node{me}.key")),
+            }),
             run_dir: dir.join(format!("run{me}")),
             state_dir: dir.join(format!("state{me}")),
             nodes: (1..=NODES)
@@ -50,6 +58,14 @@ async fn bench() {
             state_dir: config.state_dir.clone(),
             config,
             authkey: vec![1u8; 32],
+            tls: Some(
+                clusterd::TlsMaterial::load(
+                    &dir.join("ca.pem"),
+                    &dir.join(format!("node{me}.pem")),
+                    &dir.join(format!("node{me}.key")),
+                )
+                .expect("certificates"),
+            ),
         };
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -62,7 +78,7 @@ async fn bench() {
         assert!(Instant::now() < deadline, "no view");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    println!("ordered multicast, 3-node view over loopback, {SIZE}-byte messages, default window");
+    println!("ordered multicast over {transport:?}, 3-node view over loopback, {SIZE}-byte messages, default window");
 
     // Throughput: every node sends as fast as it can; time until every member delivered all.
     let per_node = 30_000usize;

@@ -1,6 +1,7 @@
 //! False-eviction soak: three `clusterd` processes in network namespaces, every CPU saturated by
 //! busy loops, and a random node SIGSTOPped for 400 ms at random intervals. Prints the number of
-//! view changes (0 expected). `SOAK_SECS` sets the length (default 600). Needs root and `ip`.
+//! view changes (0 expected). `SOAK_SECS` sets the length (default 600), `SOAK_TRANSPORT=quic`
+//! the transport (default udp). Needs root and `ip`.
 
 #[path = "../tests/it/netrig.rs"]
 #[allow(dead_code)]
@@ -20,7 +21,11 @@ fn main() {
         exe.parent().and_then(|d| d.parent()).expect("target dir").join("clusterd")
     });
     let secs: u64 = std::env::var("SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
-    let mut c = netrig::NetCluster::new(&bin, 3, clusterd::Totem::default());
+    let transport = match std::env::var("SOAK_TRANSPORT").as_deref() {
+        Ok("quic") => clusterd::Transport::Quic,
+        _ => clusterd::Transport::Udp,
+    };
+    let mut c = netrig::NetCluster::with_transport(&bin, 3, clusterd::Totem::default(), transport);
     for n in 1..=3 {
         c.start(n);
     }

@@ -15,8 +15,16 @@ pub struct FileConfig {
     pub node_id: u32,
     /// The cluster's name: nodes of another cluster are refused.
     pub cluster_name: String,
-    /// The shared cluster key (`clusterd gen-key` makes one; copy it to every node, mode 0600).
-    pub authkey: PathBuf,
+    /// How ring traffic travels: `udp` (sealed with the authkey) or `quic` (mutual TLS).
+    #[serde(default)]
+    pub transport: Transport,
+    /// The shared cluster key for `transport = "udp"` (`clusterd gen-key` makes one; copy it to
+    /// every node, mode 0600).
+    #[serde(default)]
+    pub authkey: Option<PathBuf>,
+    /// Certificates for `transport = "quic"` (`clusterd gen-certs` makes them).
+    #[serde(default)]
+    pub tls: Option<TlsPaths>,
     /// Runtime directory (the status socket). Overridden by `--run-dir`.
     #[serde(default = "defaults::run_dir")]
     pub run_dir: PathBuf,
@@ -28,6 +36,29 @@ pub struct FileConfig {
     /// Membership timers; every field is optional.
     #[serde(default)]
     pub totem: Totem,
+}
+
+/// The transport of ring traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP datagrams sealed with ChaCha20-Poly1305 under keys derived from the authkey.
+    #[default]
+    Udp,
+    /// QUIC datagrams (and streams for large frames) with mutual TLS from the cluster CA.
+    Quic,
+}
+
+/// PEM files for the QUIC transport.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    /// The cluster CA certificate.
+    pub ca: PathBuf,
+    /// This node's certificate (issued by the CA for `node<id>`).
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
 }
 
 /// One node.
@@ -180,6 +211,16 @@ impl FileConfig {
                 }
             }
         }
+        match self.transport {
+            Transport::Udp if self.authkey.is_none() => problems.push(
+                "authkey: missing; transport \"udp\" needs the cluster key (make one with `clusterd gen-key`)".into(),
+            ),
+            Transport::Quic if self.tls.is_none() => problems.push(
+                "tls: missing; transport \"quic\" needs [tls] ca, cert and key (make them with `clusterd gen-certs`)"
+                    .into(),
+            ),
+            _ => {}
+        }
         if self.nodes.is_empty() {
             problems.push("nodes: the node list is empty; list every node of the cluster".into());
         }
@@ -241,6 +282,11 @@ impl FileConfig {
         c.window_size = t.window_size;
         c.max_messages_per_visit = t.max_messages_per_visit;
         c.max_message_bytes = t.max_message_bytes;
+        if self.transport == Transport::Quic {
+            // One message per QUIC datagram (about 1400 bytes on a 1500-byte MTU path); larger
+            // frames go on streams.
+            c.batch_bytes = 1100;
+        }
         Ok(c)
     }
 

@@ -13,11 +13,13 @@ mod config;
 pub mod control;
 mod crypto;
 mod node;
+mod quic;
 mod status;
 
-pub use config::{ConfigError, FileConfig, NodeEntry, Totem};
+pub use config::{ConfigError, FileConfig, NodeEntry, TlsPaths, Totem, Transport};
 pub use crypto::OpenError;
 pub use node::{AppPort, AppSide, Delivery, NodeError, NodeOptions, run};
+pub use quic::{CertError, TlsMaterial, gen_certs};
 pub use status::render_status;
 
 use std::path::Path;

@@ -38,12 +38,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Make a cluster CA and a certificate per node (for `transport = "quic"`): ca.pem, ca.key,
+    /// node<id>.pem, node<id>.key. Copy ca.pem and each node's pair to that node.
+    GenCerts {
+        /// Node ids 1..=N.
+        #[arg(long)]
+        nodes: u32,
+        /// Output directory (files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
     if let Some(Command::GenKey { out }) = &args.command {
         clusterd::gen_key(out)?;
         println!("wrote a new authkey to {}", out.display());
+        return Ok(());
+    }
+    if let Some(Command::GenCerts { nodes, out }) = &args.command {
+        let ids: Vec<u32> = (1..=*nodes).collect();
+        clusterd::gen_certs(out, &ids)?;
+        println!("wrote a cluster CA and {} node certificates to {}", ids.len(), out.display());
         return Ok(());
     }
     let mut config = clusterd::FileConfig::load(&args.config)?;
@@ -62,9 +78,23 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
-    let authkey = clusterd::load_key(&config.authkey)?;
-    let opts =
-        clusterd::NodeOptions { run_dir: config.run_dir.clone(), state_dir: config.state_dir.clone(), config, authkey };
+    let authkey = match &config.authkey {
+        Some(path) if config.transport == clusterd::Transport::Udp => clusterd::load_key(path)?,
+        _ => Vec::new(),
+    };
+    let tls = match &config.tls {
+        Some(t) if config.transport == clusterd::Transport::Quic => {
+            Some(clusterd::TlsMaterial::load(&t.ca, &t.cert, &t.key)?)
+        }
+        _ => None,
+    };
+    let opts = clusterd::NodeOptions {
+        run_dir: config.run_dir.clone(),
+        state_dir: config.state_dir.clone(),
+        config,
+        authkey,
+        tls,
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async {
         let shutdown = async {

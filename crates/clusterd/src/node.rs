@@ -30,13 +30,23 @@ pub struct Delivery {
     pub payload: Vec<u8>,
 }
 
+/// What the receive tasks hand to the main loop.
+pub(crate) enum Incoming {
+    /// A sealed UDP datagram, still to be authenticated.
+    Raw { link: LinkId, src: SocketAddr, bytes: Vec<u8> },
+    /// A frame from an authenticated QUIC connection.
+    Frame { from: NodeId, link: LinkId, bytes: Vec<u8> },
+}
+
 /// How to run one node.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
     /// The parsed, validated configuration.
     pub config: FileConfig,
-    /// The cluster authkey.
+    /// The cluster authkey (transport `udp`).
     pub authkey: Vec<u8>,
+    /// Certificates (transport `quic`).
+    pub tls: Option<crate::quic::TlsMaterial>,
     /// Where the control socket goes.
     pub run_dir: PathBuf,
     /// Where the ring sequence number is kept.
@@ -160,28 +170,38 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             addr_of.insert((NodeId(n.id), LinkId(i as u8)), *a);
         }
     }
-    // One socket per link, each with a reader task.
-    let (rx_tx, mut rx) = mpsc::channel::<(LinkId, SocketAddr, Vec<u8>)>(4096);
+    // One socket per link, each with a reader task; or one QUIC endpoint per link.
+    let (rx_tx, mut rx) = mpsc::channel::<Incoming>(4096);
     let mut sockets = Vec::new();
-    for (i, addr) in my_entry.links.iter().enumerate() {
-        let link = LinkId(i as u8);
-        let sock = UdpSocket::bind(addr).await.map_err(|source| NodeError::Bind { link, addr: *addr, source })?;
-        let sock = Arc::new(sock);
-        sockets.push(sock.clone());
-        let tx = rx_tx.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
-            loop {
-                match sock.recv_from(&mut buf).await {
-                    Ok((n, from)) => {
-                        if tx.send((link, from, buf[..n].to_vec())).await.is_err() {
-                            return;
+    let mut quic = None;
+    match cfg.transport {
+        crate::config::Transport::Udp => {
+            for (i, addr) in my_entry.links.iter().enumerate() {
+                let link = LinkId(i as u8);
+                let sock =
+                    UdpSocket::bind(addr).await.map_err(|source| NodeError::Bind { link, addr: *addr, source })?;
+                let sock = Arc::new(sock);
+                sockets.push(sock.clone());
+                let tx = rx_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        match sock.recv_from(&mut buf).await {
+                            Ok((n, src)) => {
+                                if tx.send(Incoming::Raw { link, src, bytes: buf[..n].to_vec() }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => tracing::debug!(%link, error = %e, "receive error"),
                         }
                     }
-                    Err(e) => tracing::debug!(%link, error = %e, "receive error"),
-                }
+                });
             }
-        });
+        }
+        crate::config::Transport::Quic => {
+            let tls = opts.tls.as_ref().ok_or_else(|| NodeError::Config("transport quic needs certificates".into()))?;
+            quic = Some(crate::quic::Quic::start(me, &my_entry.links, &addr_of, &by_addr, tls, rx_tx.clone())?);
+        }
     }
     drop(rx_tx);
     // The control socket.
@@ -207,7 +227,13 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     let mut last_view: Option<View> = None;
     let mut fx: Vec<Effect> = Vec::new();
     tokio::pin!(shutdown);
-    let mut exec = Exec { crypto: &mut crypto, sockets: &sockets, addr_of: &addr_of, state_dir: &opts.state_dir };
+    let mut exec = Exec {
+        crypto: &mut crypto,
+        sockets: &sockets,
+        quic: quic.as_ref(),
+        addr_of: &addr_of,
+        state_dir: &opts.state_dir,
+    };
     core.handle(now(), Input::Wakeup, &mut fx);
     exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
     loop {
@@ -231,26 +257,31 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                         Err(_) => break,
                     }
                 }
-                for (link, src, bytes) in batch {
+                for incoming in batch {
                     counters.datagrams_in += 1;
-                    let Some(&(claimed, src_link)) = by_addr.get(&src) else {
-                        counters.unknown_source += 1;
-                        continue;
-                    };
-                    let frame = match exec.crypto.open(&bytes) {
-                        Ok((from, frame)) if from == claimed && src_link == link => frame,
-                        Ok(_) => { counters.unknown_source += 1; continue; }
-                        Err(OpenError::Short | OpenError::BadMagic | OpenError::NotForUs | OpenError::UnknownPeer) => { counters.malformed += 1; continue; }
-                        Err(OpenError::Replay | OpenError::StaleSession) => { counters.replays += 1; continue; }
-                        Err(OpenError::Auth) => {
-                            counters.auth_failures += 1;
-                            if counters.auth_failures.is_power_of_two() {
-                                tracing::warn!(node = %me, peer = %claimed, %link, count = counters.auth_failures, "dropped a datagram that failed authentication (authkey or cluster name differ?)");
+                    let (from, link, frame) = match incoming {
+                        Incoming::Frame { from, link, bytes } => (from, link, bytes),
+                        Incoming::Raw { link, src, bytes } => {
+                            let Some(&(claimed, src_link)) = by_addr.get(&src) else {
+                                counters.unknown_source += 1;
+                                continue;
+                            };
+                            match exec.crypto.open(&bytes) {
+                                Ok((from, frame)) if from == claimed && src_link == link => (from, link, frame),
+                                Ok(_) => { counters.unknown_source += 1; continue; }
+                                Err(OpenError::Short | OpenError::BadMagic | OpenError::NotForUs | OpenError::UnknownPeer) => { counters.malformed += 1; continue; }
+                                Err(OpenError::Replay | OpenError::StaleSession) => { counters.replays += 1; continue; }
+                                Err(OpenError::Auth) => {
+                                    counters.auth_failures += 1;
+                                    if counters.auth_failures.is_power_of_two() {
+                                        tracing::warn!(node = %me, peer = %claimed, %link, count = counters.auth_failures, "dropped a datagram that failed authentication (authkey or cluster name differ?)");
+                                    }
+                                    continue;
+                                }
                             }
-                            continue;
                         }
                     };
-                    core.handle(now(), Input::Datagram { from: claimed, link, bytes: &frame }, &mut fx);
+                    core.handle(now(), Input::Datagram { from, link, bytes: &frame }, &mut fx);
                 }
             }
             // Backpressure: take broadcasts only while the core has room for a batch.
@@ -288,6 +319,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
 struct Exec<'a> {
     crypto: &'a mut Crypto,
     sockets: &'a [Arc<UdpSocket>],
+    quic: Option<&'a crate::quic::Quic>,
     addr_of: &'a BTreeMap<(NodeId, LinkId), SocketAddr>,
     state_dir: &'a Path,
 }
@@ -304,6 +336,14 @@ impl Exec<'_> {
         for e in fx.drain(..) {
             match e {
                 Effect::Transmit { to, link, bytes } => {
+                    if let Some(q) = self.quic {
+                        if q.send(to, link, bytes) {
+                            counters.datagrams_out += 1;
+                        } else {
+                            counters.send_errors += 1;
+                        }
+                        continue;
+                    }
                     let (Some(sock), Some(addr)) = (self.sockets.get(link.0 as usize), self.addr_of.get(&(to, link)))
                     else {
                         counters.send_errors += 1;

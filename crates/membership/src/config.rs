@@ -67,6 +67,9 @@ pub struct Config {
     pub max_pending: usize,
     /// Most retransmission requests carried by the token. Default 64.
     pub retransmit_list_max: usize,
+    /// Most payload bytes packed into one datagram (several messages per datagram). Default
+    /// 32 KiB; set it below the transport's datagram size when that is small (QUIC: about 1200).
+    pub batch_bytes: usize,
 }
 
 /// One configuration problem: which field, what is wrong, how to fix it.
@@ -126,6 +129,7 @@ impl Config {
             max_message_bytes: 64 * 1024,
             max_pending: 10_000,
             retransmit_list_max: 64,
+            batch_bytes: 32 * 1024,
         }
     }
 
@@ -266,6 +270,9 @@ impl Config {
         }
         if self.max_pending == 0 {
             bad("max_pending", "zero".into(), "allow at least one queued broadcast");
+        }
+        if self.batch_bytes == 0 {
+            bad("batch_bytes", "zero".into(), "allow at least one byte per datagram");
         }
         if self.retransmit_list_max == 0 {
             bad("retransmit_list_max", "zero".into(), "allow at least one retransmission request");

@@ -291,15 +291,14 @@ pub struct Membership {
     counters: Counters,
 }
 
-/// Splits messages into groups of at most 32 KiB of payload (a single larger message goes
-/// alone), one group per datagram.
-fn chunk_messages(msgs: Vec<Mcast>) -> Vec<Vec<Mcast>> {
-    const BATCH_BYTES: usize = 32 * 1024;
+/// Splits messages into groups of at most `batch_bytes` of payload (a single larger message
+/// goes alone), one group per datagram.
+fn chunk_messages(msgs: Vec<Mcast>, batch_bytes: usize) -> Vec<Vec<Mcast>> {
     let mut chunks = Vec::new();
     let mut chunk: Vec<Mcast> = Vec::new();
     let mut size = 0;
     for m in msgs {
-        if !chunk.is_empty() && size + m.payload.len() > BATCH_BYTES {
+        if !chunk.is_empty() && size + m.payload.len() > batch_bytes {
             chunks.push(std::mem::take(&mut chunk));
             size = 0;
         }
@@ -797,9 +796,9 @@ impl Membership {
     }
 
     /// Sends messages to every other member, packed several to a datagram (up to
-    /// `BATCH_BYTES` of payload), on the best link or on every link.
+    /// `batch_bytes` of payload), on the best link or on every link.
     fn multicast(&mut self, msgs: Vec<Mcast>, all_links: bool, out: &mut Vec<Effect>) {
-        let chunks = chunk_messages(msgs);
+        let chunks = chunk_messages(msgs, self.cfg.batch_bytes);
         let members = self.members.clone();
         for c in chunks {
             let body = match <[Mcast; 1]>::try_from(c) {
@@ -1046,7 +1045,7 @@ impl Membership {
     }
 
     fn send_recovery(&mut self, to: NodeId, msgs: Vec<Mcast>, out: &mut Vec<Effect>) {
-        for chunk in chunk_messages(msgs) {
+        for chunk in chunk_messages(msgs, self.cfg.batch_bytes) {
             let bytes = packet::encode(&Packet { cluster: self.cluster, body: Body::Recover(chunk) });
             self.send_all_links(to, &bytes, out);
         }

@@ -6,18 +6,30 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clusterd::control::{self, Request, Response};
-use clusterd::{AppPort, FileConfig, NodeEntry, NodeOptions, Totem};
+use clusterd::{AppPort, FileConfig, NodeEntry, NodeOptions, TlsMaterial, TlsPaths, Totem, Transport};
 use wire::NodeId;
 
 pub(crate) fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-pub(crate) fn loopback_config(nodes: u32, me: u32, ports: &[u16], dir: &std::path::Path) -> FileConfig {
+pub(crate) fn loopback_config(
+    nodes: u32,
+    me: u32,
+    ports: &[u16],
+    dir: &std::path::Path,
+    transport: Transport,
+) -> FileConfig {
     FileConfig {
         node_id: me,
         cluster_name: "loop".into(),
-        authkey: dir.join("authkey"),
+        transport,
+        authkey: Some(dir.join("authkey")),
+        tls: Some(TlsPaths {
+            ca: dir.join("ca.pem"),
+            cert: dir.join(format!("node{me}.pem")),
+            key: dir.join(format!("node{me}.key")),
+        }),
         run_dir: dir.join(format!("run{me}")),
         state_dir: dir.join(format!("state{me}")),
         nodes: (1..=nodes)
@@ -45,14 +57,20 @@ struct Cluster {
 }
 
 async fn start(nodes: u32, running: u32) -> Cluster {
+    start_with(nodes, running, Transport::Udp).await
+}
+
+async fn start_with(nodes: u32, running: u32, transport: Transport) -> Cluster {
     let dir = rig::ScratchDir::new();
     std::fs::write(dir.path().join("authkey"), [42u8; 32]).expect("key");
+    clusterd::gen_certs(dir.path(), &(1..=nodes).collect::<Vec<_>>()).expect("certificates");
     let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
     let addrs = ports.iter().map(|&p| SocketAddr::from(([127, 0, 0, 1], p))).collect();
     let mut c =
         Cluster { ports: Vec::new(), run_dirs: Vec::new(), addrs, stops: Vec::new(), tasks: Vec::new(), _dir: dir };
     for me in 1..=running {
-        let config = loopback_config(nodes, me, &ports, c._dir.path());
+        let config = loopback_config(nodes, me, &ports, c._dir.path(), transport);
+        let tls = config.tls.as_ref().map(|t| TlsMaterial::load(&t.ca, &t.cert, &t.key).expect("load certificates"));
         let (port, side) = AppPort::new(10_000);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         c.run_dirs.push(config.run_dir.clone());
@@ -61,6 +79,7 @@ async fn start(nodes: u32, running: u32) -> Cluster {
             state_dir: config.state_dir.clone(),
             config,
             authkey: vec![42u8; 32],
+            tls,
         };
         let task = tokio::spawn(async move {
             let stop = async move {
@@ -89,7 +108,13 @@ async fn wait_view(c: &mut Cluster, members: &[NodeId]) {
 
 #[tokio::test]
 async fn three_nodes_form_one_view_and_deliver_in_one_order() {
-    let mut c = start(3, 3).await;
+    for transport in [Transport::Udp, Transport::Quic] {
+        three_nodes_deliver_in_one_order(transport).await;
+    }
+}
+
+async fn three_nodes_deliver_in_one_order(transport: Transport) {
+    let mut c = start_with(3, 3, transport).await;
     wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
     for (i, p) in c.ports.iter().enumerate() {
         for k in 0..200u32 {

@@ -4,14 +4,23 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use clusterd::Transport;
+
 use crate::netrig::NetCluster;
 
 fn rig_available() -> bool {
     rig::require_root_and(&["ip", "iptables", "nsenter"])
 }
 
-fn cluster(nodes: u32) -> NetCluster {
-    let mut c = NetCluster::new(Path::new(env!("CARGO_BIN_EXE_clusterd")), nodes, clusterd::Totem::default());
+const TRANSPORTS: [Transport; 2] = [Transport::Udp, Transport::Quic];
+
+fn cluster(nodes: u32, transport: Transport) -> NetCluster {
+    let mut c = NetCluster::with_transport(
+        Path::new(env!("CARGO_BIN_EXE_clusterd")),
+        nodes,
+        clusterd::Totem::default(),
+        transport,
+    );
     for n in 1..=nodes {
         c.start(n);
     }
@@ -25,12 +34,18 @@ fn kill_9_of_a_node_is_detected_and_the_survivors_reform_within_a_second_or_so()
     if !rig_available() {
         return;
     }
-    let mut c = cluster(3);
+    for transport in TRANSPORTS {
+        kill_9_of_a_node_is_detected_and_the_survivors_reform_within_a_second_or_so_over(transport);
+    }
+}
+
+fn kill_9_of_a_node_is_detected_and_the_survivors_reform_within_a_second_or_so_over(transport: Transport) {
+    let mut c = cluster(3, transport);
     let t0 = Instant::now();
     c.kill(3);
     assert!(c.wait_members(&[1, 2], &[1, 2], Duration::from_secs(10)), "survivors did not re-form:\n{}", c.log(1));
     let took = t0.elapsed();
-    eprintln!("clusterd in namespaces: kill -9 of node 3 detected, new view after {took:?}");
+    eprintln!("clusterd over {transport:?} in namespaces: kill -9 of node 3 detected, new view after {took:?}");
     let status = c.status(1).expect("status");
     let view = status.last_view.expect("a view");
     assert!(view.departed.iter().any(|(n, _)| n.0 == 3), "{view:?}");
@@ -43,7 +58,13 @@ fn an_iptables_partition_splits_the_view_and_healing_merges_it() {
     if !rig_available() {
         return;
     }
-    let c = cluster(3);
+    for transport in TRANSPORTS {
+        an_iptables_partition_splits_the_view_and_healing_merges_it_over(transport);
+    }
+}
+
+fn an_iptables_partition_splits_the_view_and_healing_merges_it_over(transport: Transport) {
+    let c = cluster(3, transport);
     c.sh(3, "iptables -A INPUT -p udp -j DROP && iptables -A OUTPUT -p udp -j DROP");
     assert!(c.wait_members(&[1, 2], &[1, 2], Duration::from_secs(10)), "majority side:\n{}", c.log(1));
     assert!(c.wait_members(&[3], &[3], Duration::from_secs(10)), "isolated side:\n{}", c.log(3));
@@ -56,7 +77,13 @@ fn a_link_taken_down_changes_no_view() {
     if !rig_available() {
         return;
     }
-    let c = cluster(3);
+    for transport in TRANSPORTS {
+        a_link_taken_down_changes_no_view_over(transport);
+    }
+}
+
+fn a_link_taken_down_changes_no_view_over(transport: Transport) {
+    let c = cluster(3, transport);
     let views_before = c.status(1).expect("status").membership.counters.views;
     c.sh(2, "ip link set l0 down");
     let link_down = || {
@@ -110,7 +137,13 @@ fn sigstop_pauses_of_400ms_under_cpu_saturation_evict_nobody() {
     if !rig_available() {
         return;
     }
-    let c = cluster(3);
+    for transport in TRANSPORTS {
+        sigstop_pauses_of_400ms_under_cpu_saturation_evict_nobody_over(transport);
+    }
+}
+
+fn sigstop_pauses_of_400ms_under_cpu_saturation_evict_nobody_over(transport: Transport) {
+    let c = cluster(3, transport);
     let views_before: Vec<u64> = (1..=3).map(|n| c.status(n).expect("status").membership.counters.views).collect();
     let _burn = CpuBurners::start();
     for round in 0..6u32 {

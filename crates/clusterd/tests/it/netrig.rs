@@ -27,8 +27,8 @@ pub(crate) fn addr(node: u32, link: u8) -> SocketAddr {
 }
 
 impl NetCluster {
-    /// Builds the namespaces and writes the configs; starts no process.
-    pub(crate) fn new(bin: &Path, nodes: u32, totem: Totem) -> NetCluster {
+    /// Builds the namespaces and writes the configs (and certificates); starts no process.
+    pub(crate) fn with_transport(bin: &Path, nodes: u32, totem: Totem, transport: clusterd::Transport) -> NetCluster {
         let switch = rig::Netns::new();
         let mut script = String::new();
         for l in 0..LINKS {
@@ -38,6 +38,7 @@ impl NetCluster {
         switch.sh(&script);
         let dir = rig::ScratchDir::new();
         std::fs::write(dir.path().join("authkey"), [7u8; 64]).expect("write authkey");
+        clusterd::gen_certs(dir.path(), &(1..=nodes).collect::<Vec<_>>()).expect("certificates");
         let mut ns = Vec::new();
         for i in 1..=nodes {
             let n = rig::Netns::new();
@@ -55,7 +56,13 @@ impl NetCluster {
             let cfg = FileConfig {
                 node_id: i,
                 cluster_name: "netns".into(),
-                authkey: dir.path().join("authkey"),
+                transport,
+                authkey: Some(dir.path().join("authkey")),
+                tls: Some(clusterd::TlsPaths {
+                    ca: dir.path().join("ca.pem"),
+                    cert: dir.path().join(format!("node{i}.pem")),
+                    key: dir.path().join(format!("node{i}.key")),
+                }),
                 run_dir: dir.path().join(format!("run{i}")),
                 state_dir: dir.path().join(format!("state{i}")),
                 nodes: (1..=nodes)
