@@ -43,9 +43,9 @@ pub struct FileConfig {
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// UDP datagrams sealed with ChaCha20-Poly1305 under keys derived from the authkey.
-    #[default]
     Udp,
     /// QUIC datagrams (and streams for large frames) with mutual TLS from the cluster CA.
+    #[default]
     Quic,
 }
 
@@ -308,6 +308,7 @@ mod tests {
     const GOOD: &str = r#"
 node_id = 1
 cluster_name = "alpha"
+transport = "udp"
 authkey = "/etc/clusterd/authkey"
 [[nodes]]
 id = 1

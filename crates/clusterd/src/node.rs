@@ -304,7 +304,14 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                         names: cfg.nodes.iter().map(|n| (NodeId(n.id), n.name.clone())).collect(),
                         membership: core.status(),
                         last_view: last_view.clone(),
-                        transport: counters,
+                        transport: {
+                            let mut t = counters;
+                            if let Some(q) = exec.quic {
+                                t.auth_failures += q.handshake_failures.load(std::sync::atomic::Ordering::Relaxed);
+                                t.unknown_source += q.refused.load(std::sync::atomic::Ordering::Relaxed);
+                            }
+                            t
+                        },
                         uptime_ms: start.elapsed().as_millis() as u64,
                     })),
                 };

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,6 +113,10 @@ type Conns = Arc<Mutex<BTreeMap<(NodeId, LinkId), quinn::Connection>>>;
 pub(crate) struct Quic {
     conns: Conns,
     _endpoints: Vec<quinn::Endpoint>,
+    /// Handshakes that failed (no certificate from the cluster CA, wrong name, garbage).
+    pub(crate) handshake_failures: Arc<AtomicU64>,
+    /// Authenticated connections from an address that is no configured node on that link.
+    pub(crate) refused: Arc<AtomicU64>,
 }
 
 fn configs(tls: &TlsMaterial) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
@@ -198,6 +203,8 @@ impl Quic {
     ) -> Result<Quic, NodeError> {
         let (sc, cc) = configs(tls).map_err(NodeError::Config)?;
         let conns: Conns = Arc::default();
+        let handshake_failures: Arc<AtomicU64> = Arc::default();
+        let refused: Arc<AtomicU64> = Arc::default();
         let mut endpoints = Vec::new();
         for (i, addr) in my_links.iter().enumerate() {
             let link = LinkId(i as u8);
@@ -210,18 +217,32 @@ impl Quic {
             // Accept from lower ids.
             {
                 let (ep, conns, tx, by_addr) = (ep.clone(), conns.clone(), tx.clone(), by_addr.clone());
+                let (failures, refused) = (handshake_failures.clone(), refused.clone());
                 tokio::spawn(async move {
                     while let Some(incoming) = ep.accept().await {
                         let (conns, tx, by_addr) = (conns.clone(), tx.clone(), by_addr.clone());
+                        let (failures, refused) = (failures.clone(), refused.clone());
                         tokio::spawn(async move {
-                            let Ok(conn) = incoming.await else { return };
+                            let conn = match incoming.await {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                                    if n.is_power_of_two() {
+                                        tracing::warn!(%link, error = %e, count = n, "refused a connection that failed the TLS handshake (certificate not from the cluster CA?)");
+                                    }
+                                    return;
+                                }
+                            };
                             match by_addr.get(&conn.remote_address()) {
                                 Some(&(peer, l)) if l == link && peer < me => {
                                     register(&conns, (peer, link), &conn, &tx);
                                     let _ = conn.closed().await;
                                     unregister(&conns, (peer, link), &conn);
                                 }
-                                _ => conn.close(1u32.into(), b"not a configured peer on this link"),
+                                _ => {
+                                    refused.fetch_add(1, Ordering::Relaxed);
+                                    conn.close(1u32.into(), b"not a configured peer on this link");
+                                }
                             }
                         });
                     }
@@ -248,7 +269,7 @@ impl Quic {
             }
             endpoints.push(ep);
         }
-        Ok(Quic { conns, _endpoints: endpoints })
+        Ok(Quic { conns, _endpoints: endpoints, handshake_failures, refused })
     }
 
     /// Sends a frame: as a datagram when it fits, else on a stream of its own. Returns false

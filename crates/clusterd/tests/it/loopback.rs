@@ -1,5 +1,6 @@
-//! Three nodes in one process over loopback (two links each): views, total order, status,
-//! and hostile datagrams dropped and counted.
+//! Nodes in one process over loopback (two links each), over UDP and QUIC: views, total order,
+//! recovery after a crash under load, status, and hostile datagrams or certificates refused and
+//! counted.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use clusterd::control::{self, Request, Response};
 use clusterd::{AppPort, FileConfig, NodeEntry, NodeOptions, TlsMaterial, TlsPaths, Totem, Transport};
+use rustls::pki_types::pem::PemObject;
 use wire::NodeId;
 
 pub(crate) fn free_port() -> u16 {
@@ -225,6 +227,57 @@ async fn survivors_of_a_crash_under_load_deliver_the_same_messages_of_the_old_vi
     }
     assert!(!got[0].is_empty(), "messages were delivered in the first view");
     assert_eq!(got[0], got[1], "survivors moving together delivered the same old-view messages");
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
+
+/// A QUIC client whose certificate comes from another CA: the handshake fails.
+async fn foreign_handshake(target: SocketAddr, dir: &std::path::Path) -> bool {
+    clusterd::gen_certs(dir, &[1]).expect("foreign certificates");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(dir.join("ca.pem")).expect("ca");
+    let cert = rustls::pki_types::CertificateDer::from_pem_file(dir.join("node1.pem")).expect("cert");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("node1.key")).expect("key");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).expect("root");
+    // The client trusts its own (foreign) CA: each side refuses the other's certificate.
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![cert], key)
+        .expect("client cert");
+    client.alpn_protocols = vec![b"clusterd-ring/1".to_vec()];
+    let cc = quinn::ClientConfig::new(std::sync::Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client).expect("quic client"),
+    ));
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    let Ok(connecting) = ep.connect_with(cc, target, "node1") else { return false };
+    tokio::time::timeout(Duration::from_secs(5), connecting).await.is_ok_and(|r| r.is_ok())
+}
+
+#[tokio::test]
+async fn quic_refuses_a_certificate_from_another_ca_and_counts_it() {
+    let mut c = start_with(2, 2, Transport::Quic).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2)]).await;
+    let foreign = rig::ScratchDir::new();
+    assert!(!foreign_handshake(c.addrs[0], foreign.path()).await, "the handshake must fail");
+    let run_dir = c.run_dirs[0].clone();
+    let status = move || match control::query(&run_dir, &Request::MembershipStatus).expect("status") {
+        Response::MembershipStatus(s) => *s,
+        other => panic!("unexpected {other:?}"),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = tokio::task::spawn_blocking(status.clone()).await.expect("joins");
+        if s.transport.auth_failures >= 1 {
+            assert_eq!(s.membership.members, vec![NodeId(1), NodeId(2)], "the view is untouched");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "counters: {:?}", s.transport);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for s in c.stops.drain(..) {
         let _ = s.send(());
     }
