@@ -77,7 +77,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(f) => EnvFilter::try_new(f).context("--log-filter")?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
     let authkey = match &config.authkey {
         Some(path) if config.transport == clusterd::Transport::Udp => clusterd::load_key(path)?,
         _ => Vec::new(),

@@ -82,7 +82,7 @@ pub struct View {
     /// Members that came here from `prev_ring` together with this node (the transitional
     /// configuration): they delivered exactly the same messages of `prev_ring`.
     pub transitional: Vec<NodeId>,
-    /// Nodes that were not in `prev_ring`.
+    /// Nodes that were not in `prev_ring` (this node excepted).
     pub joined: Vec<NodeId>,
     /// Members of `prev_ring` that are gone, and why.
     pub departed: Vec<(NodeId, Departure)>,
@@ -1219,7 +1219,8 @@ impl Membership {
         } else {
             Vec::new()
         };
-        let joined: Vec<NodeId> = self.members.iter().copied().filter(|n| !old_members.contains(n)).collect();
+        let joined: Vec<NodeId> =
+            self.members.iter().copied().filter(|n| !old_members.contains(n) && *n != self.me).collect();
         let mut departed = Vec::new();
         for &n in &old_members {
             if self.members.contains(&n) {
