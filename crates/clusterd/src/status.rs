@@ -62,13 +62,15 @@ pub fn render_status(s: &NodeStatus) -> String {
     let t = &s.transport;
     let _ = writeln!(
         out,
-        "Datagrams: in {}  out {}  dropped: malformed {}  unauthenticated {}  replayed {}  unknown source {}  send errors {}",
+        "Datagrams: in {}  out {}  dropped: malformed {}  unauthenticated {}  replayed {}  unknown source {}  other cluster or node {}  stale {}  send errors {}",
         t.datagrams_in,
         t.datagrams_out,
         t.malformed + c.malformed,
         t.auth_failures,
         t.replays,
         t.unknown_source,
+        c.foreign,
+        c.stale,
         t.send_errors
     );
     out

@@ -277,7 +277,7 @@ pub struct Membership {
     outstanding: Option<Outstanding>,
     held_token: Option<(Instant, Token)>,
     /// Rep of a new ring: the commit token's last rotation has not come back yet.
-    awaiting_rotation2: bool,
+    awaiting_last_rotation: bool,
     /// The previous ring's messages, kept after installing to answer late recovery requests.
     prev_store: Option<(RingId, BTreeMap<u64, Mcast>)>,
     gather: Option<Gather>,
@@ -350,7 +350,7 @@ impl Membership {
             rotation: Duration::ZERO,
             outstanding: None,
             held_token: None,
-            awaiting_rotation2: false,
+            awaiting_last_rotation: false,
             prev_store: None,
             gather: None,
             commit: None,
@@ -697,7 +697,7 @@ impl Membership {
         if tok.token_seq <= self.last_token_seq {
             return;
         }
-        self.awaiting_rotation2 = false;
+        self.awaiting_last_rotation = false;
         self.last_token_seq = tok.token_seq;
         self.outstanding = None;
         let since = now - self.token_at;
@@ -843,7 +843,7 @@ impl Membership {
         self.commit = None;
         self.outstanding = None;
         self.held_token = None;
-        self.awaiting_rotation2 = false;
+        self.awaiting_last_rotation = false;
         let added = proc_set.iter().map(|&n| (n, now)).collect();
         self.gather = Some(Gather {
             start: now,
@@ -1096,7 +1096,7 @@ impl Membership {
         let Some(ct) = c.hold.take() else { return };
         self.install(now, &ct, out);
         if ct.ring.rep == self.me {
-            self.awaiting_rotation2 = true;
+            self.awaiting_last_rotation = true;
         }
         self.forward_commit(now, ct, out);
     }
@@ -1158,8 +1158,8 @@ impl Membership {
                 }
             }
             3 if rep => {
-                if self.awaiting_rotation2 && self.ring == ct.ring && self.phase == Phase::Operational {
-                    self.awaiting_rotation2 = false;
+                if self.awaiting_last_rotation && self.ring == ct.ring && self.phase == Phase::Operational {
+                    self.awaiting_last_rotation = false;
                     self.outstanding = None;
                     let tok =
                         Token { ring: self.ring, token_seq: 0, seq: 0, arus: Vec::new(), rtr: Vec::new(), quiet: 0 };
