@@ -51,6 +51,11 @@ fn kill_9_of_a_node_is_detected_and_the_survivors_reform_within_a_second_or_so_o
     assert!(view.departed.iter().any(|(n, _)| n.0 == 3), "{view:?}");
     let log = c.log(1);
     assert!(log.contains("node 3 failed"), "the log says why in plain words:\n{log}");
+    // Restarted (with its state directory), it joins again.
+    let t1 = Instant::now();
+    c.start(3);
+    assert!(c.wait_members(&[1, 2, 3], &[1, 2, 3], Duration::from_secs(15)), "node 3 rejoins:\n{}", c.log(3));
+    eprintln!("clusterd over {transport:?}: restarted node 3 is a member again after {:?}", t1.elapsed());
 }
 
 #[test]
