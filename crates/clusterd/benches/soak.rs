@@ -61,7 +61,7 @@ fn main() {
     let changes = views(&c) - before;
     let stalls: u64 = (1..=3).filter_map(|n| c.status(n)).map(|s| s.membership.counters.stalls).sum();
     println!(
-        "soak: {secs} s, {cpus} CPUs saturated, {pauses} SIGSTOP pauses of 400 ms: {changes} view changes (0 expected), {stalls} local stalls detected"
+        "soak over {transport:?}: {secs} s, {cpus} CPUs saturated, {pauses} SIGSTOP pauses of 400 ms: {changes} view changes (0 expected), {stalls} local stalls detected"
     );
     c.kill(1);
 }
