@@ -17,6 +17,7 @@
 //! `docs/membership.md`.
 
 mod config;
+mod events;
 mod links;
 mod packet;
 mod ring;
@@ -25,28 +26,6 @@ pub use config::{Config, ConfigError, ConfigErrors};
 pub use links::LinkState;
 pub use packet::KIND;
 pub use ring::{Counters, Departure, Effect, Input, Membership, PersistedState, Phase, Status, View};
-
-use wire::{LinkId, NodeId};
-
-/// The one place view changes are logged, in plain words.
-fn log_view(node: NodeId, view: &View) {
-    let members: Vec<String> = view.members.iter().map(|m| m.to_string()).collect();
-    tracing::info!(node = %node, ring_id = %view.ring, members = %members.join(" "), "a new membership ({}) was formed", view.ring);
-    for j in &view.joined {
-        tracing::info!(node = %node, ring_id = %view.ring, peer = %j, "node {j} joined");
-    }
-    for (d, why) in &view.departed {
-        tracing::warn!(node = %node, ring_id = %view.ring, peer = %d, "node {d} {why}");
-    }
-}
-
-fn log_link(node: NodeId, peer: NodeId, link: LinkId, up: bool) {
-    if up {
-        tracing::info!(node = %node, %peer, %link, "link to node {peer} is up");
-    } else {
-        tracing::warn!(node = %node, %peer, %link, "link to node {peer} is down");
-    }
-}
 
 #[cfg(test)]
 mod tests {

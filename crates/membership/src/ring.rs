@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use wire::{Duration, Instant, LinkId, NodeId, RingId};
 
 use crate::config::Config;
+use crate::events::Event;
 use crate::links::{LinkState, Links};
 use crate::packet::{self, Body, CommitToken, Join, Mcast, MemberInfo, Packet, Token};
 
@@ -504,7 +505,7 @@ impl Membership {
         }
         let late = now - expected;
         self.counters.stalls += 1;
-        tracing::warn!(node = %self.me, late_ms = late.as_millis(), "this node was not scheduled for a while; restarting its timers instead of suspecting peers");
+        Event::Stall { node: self.me, late_ms: late.as_millis() }.log();
         self.token_at = now;
         if let Some(g) = &mut self.gather {
             g.start = now;
@@ -566,7 +567,7 @@ impl Membership {
             Ok(p) => p,
             Err(e) => {
                 self.counters.malformed += 1;
-                tracing::debug!(%from, %link, error = %e, "dropped a malformed packet");
+                Event::Malformed { from, link, error: &e }.log();
                 return;
             }
         };
@@ -634,7 +635,7 @@ impl Membership {
                 }
             }
         }
-        tracing::info!(node = %self.me, "left the cluster");
+        Event::Left { node: self.me }.log();
         self.phase = Phase::Left;
         self.gather = None;
         self.commit = None;
@@ -895,7 +896,7 @@ impl Membership {
                 if !trigger {
                     return;
                 }
-                tracing::info!(node = %self.me, %from, "a join arrived: gathering a new membership");
+                Event::GatherOnJoin { node: self.me, from }.log();
                 let proc_set = self.members.iter().copied().collect();
                 self.enter_gather(now, proc_set, BTreeMap::new(), out);
                 self.gather_join(now, from, j, out);
@@ -960,7 +961,7 @@ impl Membership {
         self.max_seq = seq;
         out.push(Effect::Persist(PersistedState { ring_seq: seq }));
         let ring = RingId::new(self.me, seq);
-        tracing::debug!(node = %self.me, %ring, ?members, "members agree: committing a new ring");
+        Event::Committing { node: self.me, ring, members: &members }.log();
         let mut ct = CommitToken { ring, members: members.clone(), rotation: 1, hop: 0, infos: Vec::new() };
         self.contribute(now, &mut ct);
         if members.len() == 1 {
@@ -1246,7 +1247,7 @@ impl Membership {
             joined,
             departed,
         };
-        crate::log_view(self.me, &view);
+        Event::ViewInstalled { node: self.me, view: &view }.log();
         out.push(Effect::ViewChanged(view));
         if self.members.len() == 1 {
             // Queued broadcasts of a ring of one are delivered at once.
@@ -1268,7 +1269,7 @@ impl Membership {
                 if self.members.contains(&from) || self.backed_off(now, from) {
                     return;
                 }
-                tracing::info!(node = %self.me, %from, %ring, "another ring is reachable: gathering to merge");
+                Event::GatherOnMerge { node: self.me, from, ring }.log();
                 let mut proc_set: BTreeSet<NodeId> = self.members.iter().copied().collect();
                 proc_set.insert(from);
                 self.enter_gather(now, proc_set, BTreeMap::new(), out);
@@ -1291,7 +1292,7 @@ impl Membership {
         self.leaving.insert(from);
         match self.phase {
             Phase::Operational => {
-                tracing::info!(node = %self.me, %from, "a member leaves: gathering a new membership");
+                Event::GatherOnLeave { node: self.me, from }.log();
                 let proc_set = self.members.iter().copied().collect();
                 let fail = BTreeMap::from([(from, Departure::Left)]);
                 self.enter_gather(now, proc_set, fail, out);
@@ -1322,7 +1323,7 @@ impl Membership {
             }
         }
         for (peer, link, up) in self.links.evaluate(now, self.cfg.link_timeout) {
-            crate::log_link(self.me, peer, link, up);
+            Event::Link { node: self.me, peer, link, up }.log();
             out.push(Effect::LinkStatus { peer, link, up });
         }
         // Token (or commit token) retransmission, on every link.
@@ -1346,7 +1347,12 @@ impl Membership {
                     let timeout = self.token_timeout();
                     if now >= self.token_at + timeout {
                         self.counters.token_losses += 1;
-                        tracing::warn!(node = %self.me, ring = %self.ring, waited_ms = (now - self.token_at).as_millis(), "token lost: suspecting the ring and gathering");
+                        Event::TokenLost {
+                            node: self.me,
+                            ring: self.ring,
+                            waited_ms: (now - self.token_at).as_millis(),
+                        }
+                        .log();
                         let proc_set = self.members.iter().copied().collect();
                         self.enter_gather(now, proc_set, BTreeMap::new(), out);
                     }
@@ -1364,7 +1370,7 @@ impl Membership {
             Phase::Commit => {
                 self.request_missing(now, out);
                 if self.commit.as_ref().is_some_and(|c| now >= c.deadline) {
-                    tracing::debug!(node = %self.me, "commit timed out: gathering again");
+                    Event::CommitTimedOut { node: self.me }.log();
                     // Back to gathering in the old ring, with the old messages.
                     if let Some(c) = self.commit.take() {
                         self.held = c.snapshot;
