@@ -171,3 +171,81 @@ mod tests {
         assert_eq!(cluster_tag("123456789"), 0xCBF4_3926);
     }
 }
+
+#[cfg(test)]
+mod roundtrip {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn ring() -> impl Strategy<Value = RingId> {
+        (1u32..10, any::<u64>()).prop_map(|(r, s)| RingId::new(NodeId(r), s))
+    }
+
+    fn nodes() -> impl Strategy<Value = Vec<NodeId>> {
+        prop::collection::vec((0u32..400).prop_map(NodeId), 0..8)
+    }
+
+    fn mcast() -> impl Strategy<Value = Mcast> {
+        (ring(), any::<u64>(), 1u32..10, prop::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(ring, seq, o, payload)| Mcast { ring, seq, origin: NodeId(o), payload })
+    }
+
+    fn body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            mcast().prop_map(Body::Mcast),
+            prop::collection::vec(mcast(), 0..4).prop_map(Body::Mcasts),
+            prop::collection::vec(mcast(), 0..4).prop_map(Body::Recover),
+            (ring(), prop::collection::vec(any::<u64>(), 0..8))
+                .prop_map(|(ring, seqs)| Body::RecoverRequest { ring, seqs }),
+            (ring(), any::<u64>(), any::<u64>(), prop::collection::vec((1u32..10, any::<u64>()), 0..5), any::<u32>())
+                .prop_map(|(ring, token_seq, seq, arus, quiet)| Body::Token(Token {
+                    ring,
+                    token_seq,
+                    seq,
+                    arus: arus.into_iter().map(|(n, a)| (NodeId(n), a)).collect(),
+                    rtr: vec![seq],
+                    quiet,
+                })),
+            (ring(), any::<u64>(), any::<bool>()).prop_map(|(ring, token_seq, commit)| Body::Ack {
+                ring,
+                token_seq,
+                commit
+            }),
+            (ring(), any::<u64>(), nodes(), nodes()).prop_map(|(ring, max_seq, proc_set, fail_set)| Body::Join(Join {
+                ring,
+                max_seq,
+                proc_set,
+                fail_set
+            })),
+            (ring(), nodes(), 1u8..4, any::<u64>(), ring(), prop::collection::vec(any::<u64>(), 0..8)).prop_map(
+                |(ring, members, rotation, hop, old_ring, have)| Body::Commit(CommitToken {
+                    ring,
+                    members: members.clone(),
+                    rotation,
+                    hop,
+                    infos: members
+                        .iter()
+                        .map(|&node| MemberInfo { node, old_ring, delivered: hop / 2, have: have.clone() })
+                        .collect(),
+                })
+            ),
+            ring().prop_map(|ring| Body::MergeDetect { ring }),
+            ring().prop_map(|ring| Body::Leave { ring }),
+            any::<bool>().prop_map(|hear| Body::Ping { hear }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_packet_round_trips(cluster in any::<u32>(), body in body()) {
+            let p = Packet { cluster, body };
+            prop_assert_eq!(decode(&encode(&p)).expect("decodes"), p);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes);
+        }
+    }
+}
