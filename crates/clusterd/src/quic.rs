@@ -4,8 +4,8 @@
 //!
 //! Between two nodes, on each link, the lower id connects and the higher id accepts. The client
 //! checks that the server's certificate is issued by the cluster CA for `node<id>` of the peer
-//! it dialled; the server checks that the client's certificate is issued by the cluster CA and
-//! that the connection comes from the configured address of a node on that link. A connection
+//! it dialled; the server checks that the client's certificate is issued by the cluster CA for
+//! `node<id>` of the node whose configured address on that link the connection comes from. A connection
 //! that dies (peer restarted, partition) is dialled again every 200 ms.
 
 use std::collections::BTreeMap;
@@ -157,6 +157,16 @@ fn configs(tls: &TlsMaterial) -> Result<(quinn::ServerConfig, quinn::ClientConfi
     Ok((sc, cc))
 }
 
+/// Whether the peer's certificate (already verified against the cluster CA) names `node<id>`.
+fn certified_as(conn: &quinn::Connection, peer: NodeId) -> bool {
+    let Some(identity) = conn.peer_identity() else { return false };
+    let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else { return false };
+    let Some(leaf) = chain.first() else { return false };
+    let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else { return false };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(format!("node{}", peer.0)) else { return false };
+    cert.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
 fn register(conns: &Conns, key: (NodeId, LinkId), conn: &quinn::Connection, tx: &mpsc::Sender<Incoming>) {
     if let Ok(mut m) = conns.lock() {
         m.insert(key, conn.clone());
@@ -234,7 +244,7 @@ impl Quic {
                                 }
                             };
                             match by_addr.get(&conn.remote_address()) {
-                                Some(&(peer, l)) if l == link && peer < me => {
+                                Some(&(peer, l)) if l == link && peer < me && certified_as(&conn, peer) => {
                                     register(&conns, (peer, link), &conn, &tx);
                                     let _ = conn.closed().await;
                                     unregister(&conns, (peer, link), &conn);

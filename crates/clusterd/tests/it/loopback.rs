@@ -63,15 +63,24 @@ async fn start(nodes: u32, running: u32) -> Cluster {
 }
 
 async fn start_with(nodes: u32, running: u32, transport: Transport) -> Cluster {
+    start_certified(nodes, running, transport, |me| me).await
+}
+
+/// Like `start_with`, but node `me` presents the certificate made for `cert_for(me)`.
+async fn start_certified(nodes: u32, running: u32, transport: Transport, cert_for: impl Fn(u32) -> u32) -> Cluster {
     let dir = rig::ScratchDir::new();
     std::fs::write(dir.path().join("authkey"), [42u8; 32]).expect("key");
-    clusterd::gen_certs(dir.path(), &(1..=nodes).collect::<Vec<_>>()).expect("certificates");
+    clusterd::gen_certs(dir.path(), &(1..=nodes + 1).collect::<Vec<_>>()).expect("certificates");
     let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
     let addrs = ports.iter().map(|&p| SocketAddr::from(([127, 0, 0, 1], p))).collect();
     let mut c =
         Cluster { ports: Vec::new(), run_dirs: Vec::new(), addrs, stops: Vec::new(), tasks: Vec::new(), _dir: dir };
     for me in 1..=running {
-        let config = loopback_config(nodes, me, &ports, c._dir.path(), transport);
+        let mut config = loopback_config(nodes, me, &ports, c._dir.path(), transport);
+        if let Some(t) = config.tls.as_mut() {
+            t.cert = c._dir.path().join(format!("node{}.pem", cert_for(me)));
+            t.key = c._dir.path().join(format!("node{}.key", cert_for(me)));
+        }
         let tls = config.tls.as_ref().map(|t| TlsMaterial::load(&t.ca, &t.cert, &t.key).expect("load certificates"));
         let (port, side) = AppPort::new(10_000);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -281,4 +290,27 @@ async fn quic_refuses_a_certificate_from_another_ca_and_counts_it() {
     for s in c.stops.drain(..) {
         let _ = s.send(());
     }
+}
+
+#[tokio::test]
+async fn quic_refuses_a_cluster_certificate_made_for_another_node() {
+    // Node 1 presents node 3's certificate: node 2 accepts nobody from node 1's address with it,
+    // and the two never share a view.
+    let c = start_certified(2, 2, Transport::Quic, |me| if me == 1 { 3 } else { me }).await;
+    let run_dir = c.run_dirs[1].clone();
+    let status = move || match control::query(&run_dir, &Request::MembershipStatus).expect("status") {
+        Response::MembershipStatus(s) => *s,
+        other => panic!("unexpected {other:?}"),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = tokio::task::spawn_blocking(status.clone()).await.expect("joins");
+        if s.transport.unknown_source >= 1 {
+            assert!(!s.membership.members.contains(&NodeId(1)), "node 1 is not a member: {:?}", s.membership.members);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "counters: {:?}", s.transport);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(c.ports[0].views.borrow().as_ref().is_none_or(|v| v.members == [NodeId(1)]));
 }
