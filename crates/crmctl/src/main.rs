@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_agent;
 mod cmd_crm;
+mod cmd_membership;
 mod cmd_stonith;
 mod cmd_volume;
 mod exit;
@@ -32,6 +33,8 @@ enum Command {
     Stonith(cmd_stonith::StonithArgs),
     /// Replicated volumes (blockrepl).
     Volume(cmd_volume::VolumeArgs),
+    /// Cluster membership: views, links, counters.
+    Membership(cmd_membership::MembershipArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -44,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => cmd_agent::run(args),
         Command::Stonith(args) => cmd_stonith::run(args),
         Command::Volume(args) => cmd_volume::run(args),
+        Command::Membership(args) => cmd_membership::run(args),
     }
 }
 

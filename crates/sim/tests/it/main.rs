@@ -2,4 +2,5 @@
 //! example lives here, not in the product.
 
 mod heartbeat;
+mod membership;
 mod world;

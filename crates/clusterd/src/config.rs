@@ -1,0 +1,347 @@
+//! The node-local TOML configuration (`/etc/clusterd/clusterd.toml`).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wire::{Duration, NodeId};
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// This node's id (must appear in `nodes`).
+    pub node_id: u32,
+    /// The cluster's name: nodes of another cluster are refused.
+    pub cluster_name: String,
+    /// How ring traffic travels: `udp` (sealed with the authkey) or `quic` (mutual TLS).
+    #[serde(default)]
+    pub transport: Transport,
+    /// The shared cluster key for `transport = "udp"` (`clusterd gen-key` makes one; copy it to
+    /// every node, mode 0600).
+    #[serde(default)]
+    pub authkey: Option<PathBuf>,
+    /// Certificates for `transport = "quic"` (`clusterd gen-certs` makes them).
+    #[serde(default)]
+    pub tls: Option<TlsPaths>,
+    /// Runtime directory (the status socket). Overridden by `--run-dir`.
+    #[serde(default = "defaults::run_dir")]
+    pub run_dir: PathBuf,
+    /// State directory (the ring sequence number). Overridden by `--state-dir`.
+    #[serde(default = "defaults::state_dir")]
+    pub state_dir: PathBuf,
+    /// Every node of the cluster, this one included.
+    pub nodes: Vec<NodeEntry>,
+    /// Membership timers; every field is optional.
+    #[serde(default)]
+    pub totem: Totem,
+}
+
+/// The transport of ring traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP datagrams sealed with ChaCha20-Poly1305 under keys derived from the authkey.
+    Udp,
+    /// QUIC datagrams (and streams for large frames) with mutual TLS from the cluster CA.
+    #[default]
+    Quic,
+}
+
+/// PEM files for the QUIC transport.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    /// The cluster CA certificate.
+    pub ca: PathBuf,
+    /// This node's certificate (issued by the CA for `node<id>`).
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+}
+
+/// One node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    /// Its id (1 or more, unique).
+    pub id: u32,
+    /// Its name (unique).
+    pub name: String,
+    /// Its address on each link, link 0 first (every node has the same number of links).
+    pub links: Vec<SocketAddr>,
+}
+
+/// Membership timers in milliseconds and sizes; see `membership::Config` for what each does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[allow(missing_docs)]
+pub struct Totem {
+    pub token_timeout_ms: u64,
+    pub token_timeout_max_ms: u64,
+    pub token_retransmit_ms: u64,
+    pub token_hold_ms: u64,
+    pub join_interval_ms: u64,
+    pub join_timeout_ms: u64,
+    pub consensus_timeout_ms: u64,
+    pub commit_timeout_ms: u64,
+    pub merge_interval_ms: u64,
+    pub merge_backoff_ms: u64,
+    pub stall_threshold_ms: u64,
+    pub link_ping_interval_ms: u64,
+    pub link_timeout_ms: u64,
+    pub window_size: u32,
+    pub max_messages_per_visit: u32,
+    pub max_message_bytes: usize,
+}
+
+impl Default for Totem {
+    fn default() -> Self {
+        let d = membership::Config::new(NodeId(1), vec![NodeId(1)], "x");
+        Totem {
+            token_timeout_ms: d.token_timeout.as_millis(),
+            token_timeout_max_ms: d.token_timeout_max.as_millis(),
+            token_retransmit_ms: d.token_retransmit.as_millis(),
+            token_hold_ms: d.token_hold.as_millis(),
+            join_interval_ms: d.join_interval.as_millis(),
+            join_timeout_ms: d.join_timeout.as_millis(),
+            consensus_timeout_ms: d.consensus_timeout.as_millis(),
+            commit_timeout_ms: d.commit_timeout.as_millis(),
+            merge_interval_ms: d.merge_interval.as_millis(),
+            merge_backoff_ms: d.merge_backoff.as_millis(),
+            stall_threshold_ms: d.stall_threshold.as_millis(),
+            link_ping_interval_ms: d.link_ping_interval.as_millis(),
+            link_timeout_ms: d.link_timeout.as_millis(),
+            window_size: d.window_size,
+            max_messages_per_visit: d.max_messages_per_visit,
+            // Every message must fit one datagram with room for headers.
+            max_message_bytes: 60 * 1024,
+        }
+    }
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    pub(super) fn run_dir() -> PathBuf {
+        PathBuf::from("/run/clusterd")
+    }
+    pub(super) fn state_dir() -> PathBuf {
+        PathBuf::from("/var/lib/clusterd")
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the line and the key).
+        message: String,
+    },
+    /// The values are inconsistent; every problem is listed.
+    #[error("{path}: invalid configuration:\n{}", .problems.join("\n"))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// One line per problem: field, problem, fix.
+        problems: Vec<String>,
+    },
+}
+
+impl FileConfig {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let cfg = Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
+        cfg.validate().map_err(|problems| ConfigError::Invalid { path: path.to_path_buf(), problems })?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no validation).
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Every problem at once, each naming the field and the fix.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        let mut ids = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        let links = self.nodes.first().map_or(0, |n| n.links.len());
+        for n in &self.nodes {
+            if !ids.insert(n.id) {
+                problems.push(format!("nodes: node id {} is used twice; give every node a distinct id", n.id));
+            }
+            if !names.insert(n.name.clone()) {
+                problems.push(format!("nodes: node name {:?} is used twice; give every node a distinct name", n.name));
+            }
+            if n.links.is_empty() {
+                problems
+                    .push(format!("nodes.{}.links: no link address; list at least one (two for redundancy)", n.name));
+            }
+            if n.links.len() != links {
+                problems.push(format!(
+                    "nodes.{}.links: {} links, but node {} has {links}; give every node the same number of links",
+                    n.name,
+                    n.links.len(),
+                    self.nodes[0].name
+                ));
+            }
+            for a in &n.links {
+                if !addrs.insert(*a) {
+                    problems.push(format!(
+                        "nodes.{}.links: address {a} is used twice; give every link its own address",
+                        n.name
+                    ));
+                }
+            }
+        }
+        match self.transport {
+            Transport::Udp if self.authkey.is_none() => problems.push(
+                "authkey: missing; transport \"udp\" needs the cluster key (make one with `clusterd gen-key`)".into(),
+            ),
+            Transport::Quic if self.tls.is_none() => problems.push(
+                "tls: missing; transport \"quic\" needs [tls] ca, cert and key (make them with `clusterd gen-certs`)"
+                    .into(),
+            ),
+            _ => {}
+        }
+        if self.nodes.is_empty() {
+            problems.push("nodes: the node list is empty; list every node of the cluster".into());
+        }
+        match self.membership_config() {
+            Ok(c) => {
+                if let Err(errs) = c.validate() {
+                    for e in errs.0 {
+                        let field = match e.field {
+                            "node_id"
+                            | "nodes"
+                            | "links"
+                            | "cluster_name"
+                            | "window_size"
+                            | "max_messages_per_visit"
+                            | "max_message_bytes" => e.field.to_string(),
+                            f if f.starts_with("max_") || f.starts_with("retransmit") => format!("totem.{f}"),
+                            f => format!("totem.{f}_ms"),
+                        };
+                        problems.push(format!("{field}: {}; {}", e.problem, e.fix));
+                    }
+                }
+            }
+            Err(p) => problems.push(p),
+        }
+        if self.totem.max_message_bytes > 60 * 1024 {
+            problems.push(format!(
+                "totem.max_message_bytes: {} does not fit one datagram; use at most 61440",
+                self.totem.max_message_bytes
+            ));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// The core's configuration.
+    pub fn membership_config(&self) -> Result<membership::Config, String> {
+        let links = self.nodes.first().map_or(0, |n| n.links.len());
+        let links = u8::try_from(links).map_err(|_| "nodes.links: more than 255 links; use at most 8".to_string())?;
+        let t = &self.totem;
+        let ms = Duration::from_millis;
+        let mut c = membership::Config::new(
+            NodeId(self.node_id),
+            self.nodes.iter().map(|n| NodeId(n.id)).collect(),
+            self.cluster_name.clone(),
+        );
+        c.links = links;
+        c.token_timeout = ms(t.token_timeout_ms);
+        c.token_timeout_max = ms(t.token_timeout_max_ms);
+        c.token_retransmit = ms(t.token_retransmit_ms);
+        c.token_hold = ms(t.token_hold_ms);
+        c.join_interval = ms(t.join_interval_ms);
+        c.join_timeout = ms(t.join_timeout_ms);
+        c.consensus_timeout = ms(t.consensus_timeout_ms);
+        c.commit_timeout = ms(t.commit_timeout_ms);
+        c.merge_interval = ms(t.merge_interval_ms);
+        c.merge_backoff = ms(t.merge_backoff_ms);
+        c.stall_threshold = ms(t.stall_threshold_ms);
+        c.link_ping_interval = ms(t.link_ping_interval_ms);
+        c.link_timeout = ms(t.link_timeout_ms);
+        c.window_size = t.window_size;
+        c.max_messages_per_visit = t.max_messages_per_visit;
+        c.max_message_bytes = t.max_message_bytes;
+        if self.transport == Transport::Quic {
+            // One message per QUIC datagram (about 1400 bytes on a 1500-byte MTU path); larger
+            // frames go on streams.
+            c.batch_bytes = 1100;
+        }
+        Ok(c)
+    }
+
+    /// The configured entry of `id`.
+    pub fn node(&self, id: u32) -> Option<&NodeEntry> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The effective configuration as TOML (for `--check-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node_id = 1
+cluster_name = "alpha"
+transport = "udp"
+authkey = "/etc/clusterd/authkey"
+[[nodes]]
+id = 1
+name = "a"
+links = ["10.0.0.1:5405", "10.1.0.1:5405"]
+[[nodes]]
+id = 2
+name = "b"
+links = ["10.0.0.2:5405", "10.1.0.2:5405"]
+"#;
+
+    #[test]
+    fn a_minimal_file_gets_defaults() {
+        let c = FileConfig::parse(GOOD).expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(c.totem.token_timeout_ms, 650);
+        assert_eq!(c.run_dir, PathBuf::from("/run/clusterd"));
+        assert_eq!(c.membership_config().expect("converts").links, 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = FileConfig::parse(&format!("{GOOD}\n[totem]\ntoken_timout_ms = 5\n")).expect_err("typo");
+        assert!(err.contains("token_timout_ms"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_ids_and_inconsistent_timers_are_all_reported() {
+        let text = GOOD.replace("id = 2", "id = 1") + "\n[totem]\nconsensus_timeout_ms = 100\n";
+        let c = FileConfig::parse(&text).expect("parses");
+        let problems = c.validate().expect_err("invalid");
+        let all = problems.join("\n");
+        assert!(all.contains("node id 1 is used twice"), "{all}");
+        assert!(all.contains("totem.consensus_timeout_ms: 100 ms is below token_timeout"), "{all}");
+    }
+}

@@ -1,0 +1,120 @@
+//! The local control socket: one request, one response, each a `wire` frame of kind [`KIND`].
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The `wire` frame kind of control messages.
+pub const KIND: u8 = 18;
+
+/// File name of the control socket inside the run directory.
+pub const SOCKET_NAME: &str = "clusterd.sock";
+
+/// A request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// The membership status.
+    MembershipStatus,
+}
+
+/// A response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    /// The membership status.
+    MembershipStatus(Box<NodeStatus>),
+    /// The request could not be served.
+    Error(String),
+}
+
+/// What `crmctl membership status` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// This node's name.
+    pub name: String,
+    /// The cluster name.
+    pub cluster_name: String,
+    /// Node names by id.
+    pub names: Vec<(wire::NodeId, String)>,
+    /// The core's status.
+    pub membership: membership::Status,
+    /// The last view installed, with what changed.
+    pub last_view: Option<membership::View>,
+    /// Transport counters.
+    pub transport: TransportCounters,
+    /// Milliseconds since the daemon started.
+    pub uptime_ms: u64,
+}
+
+/// Datagram counters of the transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportCounters {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// From an address that is no configured link of any node (dropped).
+    pub unknown_source: u64,
+    /// Too short, wrong magic or version (dropped).
+    pub malformed: u64,
+    /// Failed authentication: wrong key, wrong cluster, tampering (dropped).
+    pub auth_failures: u64,
+    /// Replayed or from a stale session (dropped).
+    pub replays: u64,
+    /// Sends that failed (socket buffer full, no route).
+    pub send_errors: u64,
+}
+
+/// Why a control request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The socket could not be reached.
+    #[error("cannot connect to {path} (is clusterd running?): {source}")]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The exchange failed.
+    #[error("control socket {path}: {source}")]
+    Io {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The peer sent something we cannot decode.
+    #[error("control socket {path}: bad response: {source}")]
+    Decode {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: wire::DecodeError,
+    },
+}
+
+/// Reads one frame from a stream (blocking).
+pub(crate) fn read_frame(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; wire::FRAME_HEADER_LEN];
+    r.read_exact(&mut buf)?;
+    let h = wire::decode_header(&buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    buf.resize(h.frame_len(), 0);
+    r.read_exact(&mut buf[wire::FRAME_HEADER_LEN..])?;
+    Ok(buf)
+}
+
+/// Sends `req` to the daemon whose run directory is `run_dir` and returns its answer.
+pub fn query(run_dir: &Path, req: &Request) -> Result<Response, ControlError> {
+    let path = run_dir.join(SOCKET_NAME);
+    let mut s = std::os::unix::net::UnixStream::connect(&path)
+        .map_err(|source| ControlError::Connect { path: path.clone(), source })?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let bytes = wire::encode(KIND, req).unwrap_or_default();
+    s.write_all(&bytes).map_err(|source| ControlError::Io { path: path.clone(), source })?;
+    let frame = read_frame(&mut s).map_err(|source| ControlError::Io { path: path.clone(), source })?;
+    wire::decode(KIND, &frame).map_err(|source| ControlError::Decode { path, source })
+}

@@ -1,0 +1,128 @@
+//! `clusterd`: parses arguments, loads the configuration, installs logging and runs the node.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// The cluster node daemon.
+#[derive(Debug, Parser)]
+#[command(name = "clusterd", version, about)]
+struct Args {
+    /// The configuration file.
+    #[arg(long, short, default_value = "/etc/clusterd/clusterd.toml", global = true)]
+    config: PathBuf,
+    /// Runtime directory (control socket), overriding the file.
+    #[arg(long, global = true)]
+    run_dir: Option<PathBuf>,
+    /// State directory, overriding the file.
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    /// Parse and validate the configuration, print the effective configuration, and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Log filter (default from RUST_LOG, else `info`).
+    #[arg(long)]
+    log_filter: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a new random cluster authkey (copy it to every node, mode 0600).
+    GenKey {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a cluster CA and a certificate per node (for `transport = "quic"`): ca.pem, ca.key,
+    /// node<id>.pem, node<id>.key. Copy ca.pem and each node's pair to that node.
+    GenCerts {
+        /// Node ids 1..=N.
+        #[arg(long)]
+        nodes: u32,
+        /// Output directory (files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::GenKey { out }) = &args.command {
+        clusterd::gen_key(out)?;
+        println!("wrote a new authkey to {}", out.display());
+        return Ok(());
+    }
+    if let Some(Command::GenCerts { nodes, out }) = &args.command {
+        let ids: Vec<u32> = (1..=*nodes).collect();
+        clusterd::gen_certs(out, &ids)?;
+        println!("wrote a cluster CA and {} node certificates to {}", ids.len(), out.display());
+        return Ok(());
+    }
+    let mut config = clusterd::FileConfig::load(&args.config)?;
+    if let Some(d) = &args.run_dir {
+        config.run_dir = d.clone();
+    }
+    if let Some(d) = &args.state_dir {
+        config.state_dir = d.clone();
+    }
+    if args.check_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let filter = match &args.log_filter {
+        Some(f) => EnvFilter::try_new(f).context("--log-filter")?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let authkey = match &config.authkey {
+        Some(path) if config.transport == clusterd::Transport::Udp => clusterd::load_key(path)?,
+        _ => Vec::new(),
+    };
+    let tls = match &config.tls {
+        Some(t) if config.transport == clusterd::Transport::Quic => {
+            Some(clusterd::TlsMaterial::load(&t.ca, &t.cert, &t.key)?)
+        }
+        _ => None,
+    };
+    let opts = clusterd::NodeOptions {
+        run_dir: config.run_dir.clone(),
+        state_dir: config.state_dir.clone(),
+        config,
+        authkey,
+        tls,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    rt.block_on(async {
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        clusterd::run(opts, shutdown, None).await
+    })?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("clusterd: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

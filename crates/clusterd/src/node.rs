@@ -1,0 +1,424 @@
+//! The driver: runs the membership core over UDP sockets (one per link), the control socket and
+//! the state file.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use membership::{Effect, Input, Membership, PersistedState, View};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UdpSocket, UnixListener};
+use tokio::sync::{mpsc, oneshot, watch};
+use wire::{LinkId, NodeId, RingId};
+
+use crate::config::FileConfig;
+use crate::control::{self, NodeStatus, Request, Response, TransportCounters};
+use crate::crypto::{Crypto, OpenError};
+
+/// A message delivered in total order, as the application sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The view it was sent in.
+    pub ring: RingId,
+    /// Who broadcast it.
+    pub sender: NodeId,
+    /// Its sequence number in that view.
+    pub seq: u64,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// What the receive tasks hand to the main loop.
+pub(crate) enum Incoming {
+    /// A sealed UDP datagram, still to be authenticated.
+    Raw { link: LinkId, src: SocketAddr, bytes: Vec<u8> },
+    /// A frame from an authenticated QUIC connection.
+    Frame { from: NodeId, link: LinkId, bytes: Vec<u8> },
+}
+
+/// How to run one node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The parsed, validated configuration.
+    pub config: FileConfig,
+    /// The cluster authkey (transport `udp`).
+    pub authkey: Vec<u8>,
+    /// Certificates (transport `quic`).
+    pub tls: Option<crate::quic::TlsMaterial>,
+    /// Where the control socket goes.
+    pub run_dir: PathBuf,
+    /// Where the ring sequence number is kept.
+    pub state_dir: PathBuf,
+}
+
+/// The application side of a running node (for embedding and benchmarks).
+#[derive(Debug)]
+pub struct AppPort {
+    /// Payloads to multicast in total order.
+    pub broadcast: mpsc::Sender<Vec<u8>>,
+    /// Messages delivered.
+    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// The current view.
+    pub views: watch::Receiver<Option<View>>,
+}
+
+/// The node's side of an [`AppPort`].
+#[derive(Debug)]
+pub struct AppSide {
+    broadcasts: mpsc::Receiver<Vec<u8>>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+    views: watch::Sender<Option<View>>,
+}
+
+impl AppPort {
+    /// A port for the application and the side to hand to [`run`]. `queue` bounds the
+    /// broadcasts waiting to enter the node.
+    pub fn new(queue: usize) -> (AppPort, AppSide) {
+        let (btx, brx) = mpsc::channel(queue.max(1));
+        let (dtx, drx) = mpsc::unbounded_channel();
+        let (vtx, vrx) = watch::channel(None);
+        (
+            AppPort { broadcast: btx, deliveries: drx, views: vrx },
+            AppSide { broadcasts: brx, deliveries: dtx, views: vtx },
+        )
+    }
+}
+
+/// Why the node could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A link socket could not be bound.
+    #[error("cannot bind link {link} to {addr}: {source}")]
+    Bind {
+        /// The link.
+        link: LinkId,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state file could not be read, parsed or written.
+    #[error("state file {path}: {message}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The control socket could not be created.
+    #[error("control socket {path}: {source}")]
+    Control {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+const STATE_FILE: &str = "membership.state";
+
+fn read_state(dir: &Path) -> Result<Option<PersistedState>, NodeError> {
+    let path = dir.join(STATE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => PersistedState::decode(&bytes).map(Some).map_err(|e| NodeError::State {
+            path,
+            message: format!("{e}; move the file away to start with a fresh ring sequence"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NodeError::State { path, message: e.to_string() }),
+    }
+}
+
+/// Writes atomically: temp file, fsync, rename, fsync the directory.
+fn write_state(dir: &Path, state: &PersistedState) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&state.encode())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(STATE_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+type ControlReq = (Request, oneshot::Sender<Response>);
+
+/// Runs a node until `shutdown` completes (then leaves the cluster cleanly). With `app`, the
+/// node's deliveries and views are handed to the caller, which may also broadcast.
+pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Option<AppSide>) -> Result<(), NodeError> {
+    let cfg = &opts.config;
+    let me = NodeId(cfg.node_id);
+    let mcfg = cfg.membership_config().map_err(NodeError::Config)?;
+    mcfg.validate().map_err(|e| NodeError::Config(e.to_string()))?;
+    let my_entry = cfg.node(cfg.node_id).ok_or_else(|| NodeError::Config("node_id is not in nodes".into()))?;
+    let persisted = read_state(&opts.state_dir)?;
+    let session = crate::crypto::new_session();
+    let mut core = Membership::new(mcfg.clone(), persisted, session ^ u64::from(me.0).rotate_left(48));
+    let peers: Vec<NodeId> = cfg.nodes.iter().map(|n| NodeId(n.id)).filter(|&n| n != me).collect();
+    let mut crypto = Crypto::new(&opts.authkey, &cfg.cluster_name, me, peers, session);
+    let mut by_addr: BTreeMap<SocketAddr, (NodeId, LinkId)> = BTreeMap::new();
+    let mut addr_of: BTreeMap<(NodeId, LinkId), SocketAddr> = BTreeMap::new();
+    for n in &cfg.nodes {
+        for (i, a) in n.links.iter().enumerate() {
+            by_addr.insert(*a, (NodeId(n.id), LinkId(i as u8)));
+            addr_of.insert((NodeId(n.id), LinkId(i as u8)), *a);
+        }
+    }
+    // One socket per link, each with a reader task; or one QUIC endpoint per link.
+    let (rx_tx, mut rx) = mpsc::channel::<Incoming>(4096);
+    let mut sockets = Vec::new();
+    let mut quic = None;
+    match cfg.transport {
+        crate::config::Transport::Udp => {
+            for (i, addr) in my_entry.links.iter().enumerate() {
+                let link = LinkId(i as u8);
+                let sock =
+                    UdpSocket::bind(addr).await.map_err(|source| NodeError::Bind { link, addr: *addr, source })?;
+                let sock = Arc::new(sock);
+                sockets.push(sock.clone());
+                let tx = rx_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        match sock.recv_from(&mut buf).await {
+                            Ok((n, src)) => {
+                                if tx.send(Incoming::Raw { link, src, bytes: buf[..n].to_vec() }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => tracing::debug!(%link, error = %e, "receive error"),
+                        }
+                    }
+                });
+            }
+        }
+        crate::config::Transport::Quic => {
+            let tls = opts.tls.as_ref().ok_or_else(|| NodeError::Config("transport quic needs certificates".into()))?;
+            quic = Some(crate::quic::Quic::start(me, &my_entry.links, &addr_of, &by_addr, tls, rx_tx.clone())?);
+        }
+    }
+    drop(rx_tx);
+    // The control socket.
+    std::fs::create_dir_all(&opts.run_dir)
+        .map_err(|source| NodeError::Control { path: opts.run_dir.clone(), source })?;
+    let sock_path = opts.run_dir.join(control::SOCKET_NAME);
+    let _ = std::fs::remove_file(&sock_path);
+    let listener =
+        UnixListener::bind(&sock_path).map_err(|source| NodeError::Control { path: sock_path.clone(), source })?;
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlReq>(16);
+    tokio::spawn(serve_control(listener, ctl_tx));
+
+    let (mut bcast_rx, deliver_tx, view_tx) = match app {
+        Some(a) => (Some(a.broadcasts), Some(a.deliveries), Some(a.views)),
+        None => (None, None, None),
+    };
+    tracing::info!(node = %me, name = %my_entry.name, cluster = %cfg.cluster_name, links = my_entry.links.len(), "clusterd starting");
+
+    let max_pending = mcfg.max_pending;
+    let start = tokio::time::Instant::now();
+    let now = move || wire::Instant::from_nanos(start.elapsed().as_nanos() as u64);
+    let mut counters = TransportCounters::default();
+    let mut last_view: Option<View> = None;
+    let mut fx: Vec<Effect> = Vec::new();
+    tokio::pin!(shutdown);
+    let mut exec = Exec {
+        crypto: &mut crypto,
+        sockets: &sockets,
+        quic: quic.as_ref(),
+        addr_of: &addr_of,
+        state_dir: &opts.state_dir,
+    };
+    core.handle(now(), Input::Wakeup, &mut fx);
+    exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
+    loop {
+        let wake = core.next_wakeup().map(|t| start + std::time::Duration::from_nanos(t.as_nanos()));
+        let sleep = tokio::time::sleep_until(wake.unwrap_or(start + std::time::Duration::from_secs(86400 * 365)));
+        tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                tracing::info!(node = %me, "shutting down: leaving the cluster");
+                core.handle(now(), Input::Leave, &mut fx);
+                exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
+                let _ = std::fs::remove_file(&sock_path);
+                return Ok(());
+            }
+            got = rx.recv() => {
+                let Some(first) = got else { return Ok(()) };
+                let mut batch = vec![first];
+                while batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(d) => batch.push(d),
+                        Err(_) => break,
+                    }
+                }
+                for incoming in batch {
+                    counters.datagrams_in += 1;
+                    let (from, link, frame) = match incoming {
+                        Incoming::Frame { from, link, bytes } => (from, link, bytes),
+                        Incoming::Raw { link, src, bytes } => {
+                            let Some(&(claimed, src_link)) = by_addr.get(&src) else {
+                                counters.unknown_source += 1;
+                                continue;
+                            };
+                            match exec.crypto.open(&bytes) {
+                                Ok((from, frame)) if from == claimed && src_link == link => (from, link, frame),
+                                Ok(_) => { counters.unknown_source += 1; continue; }
+                                Err(OpenError::Short | OpenError::BadMagic | OpenError::NotForUs | OpenError::UnknownPeer) => { counters.malformed += 1; continue; }
+                                Err(OpenError::Replay | OpenError::StaleSession) => { counters.replays += 1; continue; }
+                                Err(OpenError::Auth) => {
+                                    counters.auth_failures += 1;
+                                    if counters.auth_failures.is_power_of_two() {
+                                        tracing::warn!(node = %me, peer = %claimed, %link, count = counters.auth_failures, "dropped a datagram that failed authentication (authkey or cluster name differ?)");
+                                    }
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    core.handle(now(), Input::Datagram { from, link, bytes: &frame }, &mut fx);
+                }
+            }
+            // Backpressure: take broadcasts only while the core has room for a batch.
+            Some(payload) = async { match bcast_rx.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } }, if core.pending() + 256 < max_pending => {
+                core.handle(now(), Input::Broadcast(payload), &mut fx);
+                if let Some(r) = bcast_rx.as_mut() {
+                    for _ in 0..256 {
+                        match r.try_recv() {
+                            Ok(p) => core.handle(now(), Input::Broadcast(p), &mut fx),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            Some((req, reply)) = ctl_rx.recv() => {
+                let resp = match req {
+                    Request::MembershipStatus => Response::MembershipStatus(Box::new(NodeStatus {
+                        name: my_entry.name.clone(),
+                        cluster_name: cfg.cluster_name.clone(),
+                        names: cfg.nodes.iter().map(|n| (NodeId(n.id), n.name.clone())).collect(),
+                        membership: core.status(),
+                        last_view: last_view.clone(),
+                        transport: {
+                            let mut t = counters;
+                            if let Some(q) = exec.quic {
+                                t.auth_failures += q.handshake_failures.load(std::sync::atomic::Ordering::Relaxed);
+                                t.unknown_source += q.refused.load(std::sync::atomic::Ordering::Relaxed);
+                            }
+                            t
+                        },
+                        uptime_ms: start.elapsed().as_millis() as u64,
+                    })),
+                };
+                let _ = reply.send(resp);
+            }
+            () = sleep => core.handle(now(), Input::Wakeup, &mut fx),
+        }
+        exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
+    }
+}
+
+struct Exec<'a> {
+    crypto: &'a mut Crypto,
+    sockets: &'a [Arc<UdpSocket>],
+    quic: Option<&'a crate::quic::Quic>,
+    addr_of: &'a BTreeMap<(NodeId, LinkId), SocketAddr>,
+    state_dir: &'a Path,
+}
+
+impl Exec<'_> {
+    fn run(
+        &mut self,
+        fx: &mut Vec<Effect>,
+        counters: &mut TransportCounters,
+        last_view: &mut Option<View>,
+        deliver: Option<&mpsc::UnboundedSender<Delivery>>,
+        views: Option<&watch::Sender<Option<View>>>,
+    ) -> Result<(), NodeError> {
+        for e in fx.drain(..) {
+            match e {
+                Effect::Transmit { to, link, bytes } => {
+                    if let Some(q) = self.quic {
+                        if q.send(to, link, bytes) {
+                            counters.datagrams_out += 1;
+                        } else {
+                            counters.send_errors += 1;
+                        }
+                        continue;
+                    }
+                    let (Some(sock), Some(addr)) = (self.sockets.get(link.0 as usize), self.addr_of.get(&(to, link)))
+                    else {
+                        counters.send_errors += 1;
+                        continue;
+                    };
+                    let sealed = self.crypto.seal(to, &bytes);
+                    match sock.try_send_to(&sealed, *addr) {
+                        Ok(_) => counters.datagrams_out += 1,
+                        Err(_) => counters.send_errors += 1,
+                    }
+                }
+                Effect::Deliver { ring, sender, seq, payload } => {
+                    if let Some(d) = deliver {
+                        let _ = d.send(Delivery { ring, sender, seq, payload });
+                    }
+                }
+                Effect::ViewChanged(v) => {
+                    if let Some(w) = views {
+                        let _ = w.send(Some(v.clone()));
+                    }
+                    *last_view = Some(v);
+                }
+                Effect::Persist(p) => {
+                    if let Err(e) = write_state(self.state_dir, &p) {
+                        // Without a durable ring sequence a restart could reuse a ring id: stop
+                        // participating (a fatal node error; the service manager restarts us).
+                        tracing::error!(path = %self.state_dir.display(), error = %e, "cannot write the membership state; stopping");
+                        return Err(NodeError::State { path: self.state_dir.join(STATE_FILE), message: e.to_string() });
+                    }
+                }
+                Effect::LinkStatus { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn serve_control(listener: UnixListener, tx: mpsc::Sender<ControlReq>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut head = vec![0u8; wire::FRAME_HEADER_LEN];
+            if stream.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let resp = match wire::decode_header(&head) {
+                Ok(h) if h.body_len <= 4096 => {
+                    head.resize(h.frame_len(), 0);
+                    if stream.read_exact(&mut head[wire::FRAME_HEADER_LEN..]).await.is_err() {
+                        return;
+                    }
+                    match wire::decode::<Request>(control::KIND, &head) {
+                        Ok(req) => {
+                            let (rtx, rrx) = oneshot::channel();
+                            if tx.send((req, rtx)).await.is_err() {
+                                return;
+                            }
+                            rrx.await.unwrap_or_else(|_| Response::Error("daemon is stopping".into()))
+                        }
+                        Err(e) => Response::Error(format!("bad request: {e}")),
+                    }
+                }
+                Ok(_) => Response::Error("request too large".into()),
+                Err(e) => Response::Error(format!("bad request: {e}")),
+            };
+            let bytes = wire::encode(control::KIND, &resp).unwrap_or_default();
+            let _ = stream.write_all(&bytes).await;
+        });
+    }
+}

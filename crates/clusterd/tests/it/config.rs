@@ -1,0 +1,45 @@
+//! The sample configuration and `--check-config`.
+
+use std::process::Command;
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/clusterd.toml");
+
+#[test]
+fn the_commented_sample_config_parses_and_validates() {
+    let text = std::fs::read_to_string(SAMPLE).expect("sample exists");
+    let cfg = clusterd::FileConfig::parse(&text).expect("sample parses");
+    cfg.validate().expect("sample validates");
+    assert_eq!(cfg.nodes.len(), 3);
+    assert_eq!(cfg.totem, clusterd::Totem::default(), "the sample shows the defaults");
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_overrides() {
+    let out = Command::new(env!("CARGO_BIN_EXE_clusterd"))
+        .args(["--config", SAMPLE, "--run-dir", "/tmp/elsewhere", "--check-config"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("run_dir = \"/tmp/elsewhere\""), "{text}");
+    assert!(text.contains("token_timeout_ms = 650"), "{text}");
+}
+
+#[test]
+fn a_bad_config_names_every_problem_and_fails() {
+    let dir = rig::ScratchDir::new();
+    let path = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(SAMPLE)
+        .expect("sample")
+        .replace("id = 2", "id = 1")
+        .replace("consensus_timeout_ms = 800", "consensus_timeout_ms = 300");
+    std::fs::write(&path, text).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_clusterd"))
+        .args(["--config", path.to_str().expect("utf-8"), "--check-config"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node id 1 is used twice"), "{err}");
+    assert!(err.contains("totem.consensus_timeout_ms"), "{err}");
+}

@@ -1,0 +1,317 @@
+//! Nodes in one process over loopback (two links each), over UDP and QUIC: views, total order,
+//! recovery after a crash under load, status, and hostile datagrams or certificates refused and
+//! counted.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clusterd::control::{self, Request, Response};
+use clusterd::{AppPort, FileConfig, NodeEntry, NodeOptions, TlsMaterial, TlsPaths, Totem, Transport};
+use rustls::pki_types::pem::PemObject;
+use wire::NodeId;
+
+pub(crate) fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub(crate) fn loopback_config(
+    nodes: u32,
+    me: u32,
+    ports: &[u16],
+    dir: &std::path::Path,
+    transport: Transport,
+) -> FileConfig {
+    FileConfig {
+        node_id: me,
+        cluster_name: "loop".into(),
+        transport,
+        authkey: Some(dir.join("authkey")),
+        tls: Some(TlsPaths {
+            ca: dir.join("ca.pem"),
+            cert: dir.join(format!("node{me}.pem")),
+            key: dir.join(format!("node{me}.key")),
+        }),
+        run_dir: dir.join(format!("run{me}")),
+        state_dir: dir.join(format!("state{me}")),
+        nodes: (1..=nodes)
+            .map(|i| NodeEntry {
+                id: i,
+                name: format!("node{i}"),
+                links: vec![
+                    SocketAddr::from(([127, 0, 0, 1], ports[i as usize - 1])),
+                    SocketAddr::from(([127, 0, 0, 2], ports[i as usize - 1])),
+                ],
+            })
+            .collect(),
+        totem: Totem::default(),
+    }
+}
+
+struct Cluster {
+    ports: Vec<AppPort>,
+    run_dirs: Vec<PathBuf>,
+    /// Link-0 address of every configured node.
+    addrs: Vec<SocketAddr>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _dir: rig::ScratchDir,
+}
+
+async fn start(nodes: u32, running: u32) -> Cluster {
+    start_with(nodes, running, Transport::Udp).await
+}
+
+async fn start_with(nodes: u32, running: u32, transport: Transport) -> Cluster {
+    start_certified(nodes, running, transport, |me| me).await
+}
+
+/// Like `start_with`, but node `me` presents the certificate made for `cert_for(me)`.
+async fn start_certified(nodes: u32, running: u32, transport: Transport, cert_for: impl Fn(u32) -> u32) -> Cluster {
+    let dir = rig::ScratchDir::new();
+    std::fs::write(dir.path().join("authkey"), [42u8; 32]).expect("key");
+    clusterd::gen_certs(dir.path(), &(1..=nodes + 1).collect::<Vec<_>>()).expect("certificates");
+    let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+    let addrs = ports.iter().map(|&p| SocketAddr::from(([127, 0, 0, 1], p))).collect();
+    let mut c =
+        Cluster { ports: Vec::new(), run_dirs: Vec::new(), addrs, stops: Vec::new(), tasks: Vec::new(), _dir: dir };
+    for me in 1..=running {
+        let mut config = loopback_config(nodes, me, &ports, c._dir.path(), transport);
+        if let Some(t) = config.tls.as_mut() {
+            t.cert = c._dir.path().join(format!("node{}.pem", cert_for(me)));
+            t.key = c._dir.path().join(format!("node{}.key", cert_for(me)));
+        }
+        let tls = config.tls.as_ref().map(|t| TlsMaterial::load(&t.ca, &t.cert, &t.key).expect("load certificates"));
+        let (port, side) = AppPort::new(10_000);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        c.run_dirs.push(config.run_dir.clone());
+        let opts = NodeOptions {
+            run_dir: config.run_dir.clone(),
+            state_dir: config.state_dir.clone(),
+            config,
+            authkey: vec![42u8; 32],
+            tls,
+        };
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            clusterd::run(opts, stop, Some(side)).await.expect("node runs");
+        });
+        c.tasks.push(task);
+        c.ports.push(port);
+        c.stops.push(stop_tx);
+    }
+    c
+}
+
+async fn wait_view(c: &mut Cluster, members: &[NodeId]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = c.ports.iter().all(|p| p.views.borrow().as_ref().is_some_and(|v| v.members == members));
+        if all {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no common view {members:?} within 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_nodes_form_one_view_and_deliver_in_one_order() {
+    for transport in [Transport::Udp, Transport::Quic] {
+        three_nodes_deliver_in_one_order(transport).await;
+    }
+}
+
+async fn three_nodes_deliver_in_one_order(transport: Transport) {
+    let mut c = start_with(3, 3, transport).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
+    for (i, p) in c.ports.iter().enumerate() {
+        for k in 0..200u32 {
+            p.broadcast.send(format!("{i}:{k}").into_bytes()).await.expect("queued");
+        }
+    }
+    let mut orders = Vec::new();
+    for p in c.ports.iter_mut() {
+        let mut got = Vec::new();
+        while got.len() < 600 {
+            let d = tokio::time::timeout(Duration::from_secs(10), p.deliveries.recv())
+                .await
+                .expect("delivered within 10 s")
+                .expect("node alive");
+            got.push((d.ring, d.seq, d.payload));
+        }
+        orders.push(got);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[0], orders[2]);
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
+
+#[tokio::test]
+async fn hostile_datagrams_are_dropped_and_counted_and_status_is_served() {
+    // Node 3 is configured but not running: the test sends from its address.
+    let mut c = start(3, 2).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2)]).await;
+    let run_dir = c.run_dirs[0].clone();
+    let status = move || match control::query(&run_dir, &Request::MembershipStatus).expect("status") {
+        Response::MembershipStatus(s) => *s,
+        other => panic!("unexpected {other:?}"),
+    };
+    let before = tokio::task::spawn_blocking(status.clone()).await.expect("joins");
+    assert_eq!(before.membership.node, NodeId(1));
+    assert_eq!(before.transport.auth_failures, 0);
+    let (target, node3) = (c.addrs[0], c.addrs[2]);
+    let sock = UdpSocket::bind(node3).expect("bind node 3's address");
+    sock.send_to(b"garbage", target).expect("send");
+    let mut forged = b"HU\x01\x00".to_vec();
+    forged.extend_from_slice(&3u32.to_le_bytes());
+    forged.extend_from_slice(&1u32.to_le_bytes());
+    forged.extend_from_slice(&[9u8; 16]);
+    forged.extend_from_slice(&[0u8; 40]);
+    sock.send_to(&forged, target).expect("send");
+    let stranger = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    stranger.send_to(b"hello", target).expect("send");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = tokio::task::spawn_blocking(status.clone()).await.expect("joins");
+        let t = s.transport;
+        let text = clusterd::render_status(&s);
+        if t.malformed >= 1 && t.auth_failures >= 1 && t.unknown_source >= 1 && text.contains("node2 link1: up") {
+            assert_eq!(s.membership.members, vec![NodeId(1), NodeId(2)], "the view is untouched");
+            assert_eq!(s.membership.counters.views, 1, "no view change");
+            assert!(text.contains("Ring id:"), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "counters: {t:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
+
+#[tokio::test]
+async fn survivors_of_a_crash_under_load_deliver_the_same_messages_of_the_old_view() {
+    let mut c = start(3, 3).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
+    let first_ring = c.ports[0].views.borrow().as_ref().map(|v| v.ring).expect("a view");
+    // Everyone floods 1 KiB messages; node 3 dies abruptly in the middle.
+    let mut senders = Vec::new();
+    for (i, p) in c.ports.iter().enumerate() {
+        let tx = p.broadcast.clone();
+        senders.push(tokio::spawn(async move {
+            for k in 0..3000u32 {
+                let mut m = vec![i as u8; 1024];
+                m[1..5].copy_from_slice(&k.to_le_bytes());
+                if tx.send(m).await.is_err() {
+                    return;
+                }
+                if k % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    c.tasks[2].abort();
+    c.ports.truncate(2);
+    wait_view(&mut c, &[NodeId(1), NodeId(2)]).await;
+    for s in senders.drain(..2) {
+        let _ = s.await;
+    }
+    // Both survivors delivered the same messages of the first view, in the same order.
+    let mut got = Vec::new();
+    for p in c.ports.iter_mut() {
+        let mut old = Vec::new();
+        while let Ok(d) = p.deliveries.try_recv() {
+            if d.ring == first_ring {
+                old.push((d.seq, d.sender, d.payload[..5].to_vec()));
+            }
+        }
+        got.push(old);
+    }
+    assert!(!got[0].is_empty(), "messages were delivered in the first view");
+    assert_eq!(got[0], got[1], "survivors moving together delivered the same old-view messages");
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
+
+/// A QUIC client whose certificate comes from another CA: the handshake fails.
+async fn foreign_handshake(target: SocketAddr, dir: &std::path::Path) -> bool {
+    clusterd::gen_certs(dir, &[1]).expect("foreign certificates");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(dir.join("ca.pem")).expect("ca");
+    let cert = rustls::pki_types::CertificateDer::from_pem_file(dir.join("node1.pem")).expect("cert");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("node1.key")).expect("key");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).expect("root");
+    // The client trusts its own (foreign) CA: each side refuses the other's certificate.
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![cert], key)
+        .expect("client cert");
+    client.alpn_protocols = vec![b"clusterd-ring/1".to_vec()];
+    let cc = quinn::ClientConfig::new(std::sync::Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client).expect("quic client"),
+    ));
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    let Ok(connecting) = ep.connect_with(cc, target, "node1") else { return false };
+    tokio::time::timeout(Duration::from_secs(5), connecting).await.is_ok_and(|r| r.is_ok())
+}
+
+#[tokio::test]
+async fn quic_refuses_a_certificate_from_another_ca_and_counts_it() {
+    let mut c = start_with(2, 2, Transport::Quic).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2)]).await;
+    let foreign = rig::ScratchDir::new();
+    assert!(!foreign_handshake(c.addrs[0], foreign.path()).await, "the handshake must fail");
+    let run_dir = c.run_dirs[0].clone();
+    let status = move || match control::query(&run_dir, &Request::MembershipStatus).expect("status") {
+        Response::MembershipStatus(s) => *s,
+        other => panic!("unexpected {other:?}"),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = tokio::task::spawn_blocking(status.clone()).await.expect("joins");
+        if s.transport.auth_failures >= 1 {
+            assert_eq!(s.membership.members, vec![NodeId(1), NodeId(2)], "the view is untouched");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "counters: {:?}", s.transport);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
+
+#[tokio::test]
+async fn quic_refuses_a_cluster_certificate_made_for_another_node() {
+    // Node 1 presents node 3's certificate: node 2 accepts nobody from node 1's address with it,
+    // and the two never share a view.
+    let c = start_certified(2, 2, Transport::Quic, |me| if me == 1 { 3 } else { me }).await;
+    let run_dir = c.run_dirs[1].clone();
+    // The daemon may not have opened its control socket yet: ask until it answers.
+    let status = move || match control::query(&run_dir, &Request::MembershipStatus) {
+        Ok(Response::MembershipStatus(s)) => Some(*s),
+        _ => None,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = tokio::task::spawn_blocking(status.clone()).await.expect("joins");
+        if let Some(s) = s.filter(|s| s.transport.unknown_source >= 1) {
+            assert!(!s.membership.members.contains(&NodeId(1)), "node 1 is not a member: {:?}", s.membership.members);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node 2 never refused node 1's connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(c.ports[0].views.borrow().as_ref().is_none_or(|v| v.members == [NodeId(1)]));
+}

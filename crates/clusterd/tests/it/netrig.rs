@@ -1,0 +1,160 @@
+//! A cluster of real `clusterd` processes, one network namespace each, with two links: a
+//! "switch" namespace holds one bridge per link and every node has a veth into each bridge.
+//! Everything (processes, namespaces, files) is removed on drop. Shared with the benchmarks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clusterd::control::{self, NodeStatus, Request, Response};
+use clusterd::{FileConfig, NodeEntry, Totem};
+
+/// Two links: 10.77.0.0/24 and 10.77.1.0/24.
+pub(crate) const LINKS: u8 = 2;
+
+pub(crate) struct NetCluster {
+    pub(crate) nodes: Vec<rig::Netns>,
+    procs: Vec<Option<Child>>,
+    // Dropped after the node namespaces (declaration order).
+    _switch: rig::Netns,
+    pub(crate) dir: rig::ScratchDir,
+    bin: PathBuf,
+}
+
+pub(crate) fn addr(node: u32, link: u8) -> SocketAddr {
+    SocketAddr::from(([10, 77, link, node as u8], 5405))
+}
+
+impl NetCluster {
+    /// Builds the namespaces and writes the configs (and certificates); starts no process.
+    pub(crate) fn with_transport(bin: &Path, nodes: u32, totem: Totem, transport: clusterd::Transport) -> NetCluster {
+        let switch = rig::Netns::new();
+        let mut script = String::new();
+        for l in 0..LINKS {
+            script += &format!("ip link add br{l} type bridge && ip link set br{l} up && ");
+        }
+        script += "true";
+        switch.sh(&script);
+        let dir = rig::ScratchDir::new();
+        std::fs::write(dir.path().join("authkey"), [7u8; 64]).expect("write authkey");
+        clusterd::gen_certs(dir.path(), &(1..=nodes).collect::<Vec<_>>()).expect("certificates");
+        let mut ns = Vec::new();
+        for i in 1..=nodes {
+            let n = rig::Netns::new();
+            for l in 0..LINKS {
+                let a = addr(i, l);
+                n.veth_to(
+                    &format!("l{l}"),
+                    &format!("{}/24", a.ip()),
+                    &switch,
+                    &format!("n{i}l{l}"),
+                    &format!("169.254.{l}.{i}/32"),
+                );
+                switch.sh(&format!("ip link set n{i}l{l} master br{l}"));
+            }
+            let cfg = FileConfig {
+                node_id: i,
+                cluster_name: "netns".into(),
+                transport,
+                authkey: Some(dir.path().join("authkey")),
+                tls: Some(clusterd::TlsPaths {
+                    ca: dir.path().join("ca.pem"),
+                    cert: dir.path().join(format!("node{i}.pem")),
+                    key: dir.path().join(format!("node{i}.key")),
+                }),
+                run_dir: dir.path().join(format!("run{i}")),
+                state_dir: dir.path().join(format!("state{i}")),
+                nodes: (1..=nodes)
+                    .map(|j| NodeEntry {
+                        id: j,
+                        name: format!("node{j}"),
+                        links: (0..LINKS).map(|l| addr(j, l)).collect(),
+                    })
+                    .collect(),
+                totem: totem.clone(),
+            };
+            std::fs::write(dir.path().join(format!("node{i}.toml")), cfg.to_toml()).expect("write config");
+            ns.push(n);
+        }
+        NetCluster {
+            nodes: ns,
+            procs: (0..nodes).map(|_| None).collect(),
+            _switch: switch,
+            dir,
+            bin: bin.to_path_buf(),
+        }
+    }
+
+    pub(crate) fn start(&mut self, node: u32) {
+        let i = node as usize - 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("node{node}.log"))).expect("log file");
+        let child = self.nodes[i]
+            .command(self.bin.to_str().expect("utf-8 path"))
+            .arg("--config")
+            .arg(self.dir.path().join(format!("node{node}.toml")))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn clusterd");
+        self.procs[i] = Some(child);
+    }
+
+    /// SIGKILL.
+    pub(crate) fn kill(&mut self, node: u32) {
+        if let Some(mut c) = self.procs[node as usize - 1].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The process id of a running node.
+    pub(crate) fn pid(&self, node: u32) -> Option<u32> {
+        self.procs[node as usize - 1].as_ref().map(|c| c.id())
+    }
+
+    pub(crate) fn run_dir(&self, node: u32) -> PathBuf {
+        self.dir.path().join(format!("run{node}"))
+    }
+
+    pub(crate) fn status(&self, node: u32) -> Option<NodeStatus> {
+        match control::query(&self.run_dir(node), &Request::MembershipStatus) {
+            Ok(Response::MembershipStatus(s)) => Some(*s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn members(&self, node: u32) -> Option<Vec<u32>> {
+        self.status(node)
+            .filter(|s| s.membership.ring.is_some())
+            .map(|s| s.membership.members.iter().map(|m| m.0).collect())
+    }
+
+    pub(crate) fn wait_members(&self, nodes: &[u32], members: &[u32], timeout: Duration) -> bool {
+        rig::wait_until(timeout, || nodes.iter().all(|&n| self.members(n).as_deref() == Some(members)))
+    }
+
+    pub(crate) fn log(&self, node: u32) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node{node}.log"))).unwrap_or_default()
+    }
+
+    pub(crate) fn sh(&self, node: u32, script: &str) -> String {
+        self.nodes[node as usize - 1].sh(script)
+    }
+}
+
+impl Drop for NetCluster {
+    fn drop(&mut self) {
+        for c in self.procs.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Silences an unused warning when a user needs only part of the helper.
+#[allow(dead_code)]
+pub(crate) fn command_in(ns: &rig::Netns, program: &str) -> Command {
+    ns.command(program)
+}
