@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::cib::{Cib, LrmOp, LrmResource, NodeState, parse_cib};
 use crate::error::CibError;
+use crate::score::Score;
 use std::collections::BTreeMap;
 
 use crate::cib::Role;
@@ -283,27 +284,113 @@ pub fn format_scores(t: &Transition) -> String {
 
 /// Explains a resource's placement in plain words.
 pub fn explain(t: &Transition, rsc: &str) -> Option<String> {
-    let (_, node, role) = t.placement.iter().find(|(r, _, _)| r == rsc || r.split(':').next() == Some(rsc))?;
-    let mut s = String::new();
-    match node {
-        Some(n) => {
-            let _ = writeln!(s, "{rsc} is placed on {n} in role {}.", role.as_str());
-        }
-        None => {
-            let _ = writeln!(s, "{rsc} cannot run anywhere and will be stopped.");
-        }
+    // The resource and the collectives it belongs to (group, clone), outermost first.
+    let mut path = Vec::new();
+    if !find_path(&t.revised.resources, rsc, &mut path) {
+        return None;
     }
-    let notes = t.notes.get(rsc);
-    if let Some(notes) = notes {
-        let _ = writeln!(s, "Score contributions:");
-        for (n, what, sc) in notes.iter().filter(|x| x.1 != "total") {
-            let _ = writeln!(s, "  on {n}: {what}: {sc}");
+    let target = path.last()?;
+    let mut s = String::new();
+    let now = find_view(&t.current.resources, &target.id);
+    let placed_on = |v: &RscView| -> Vec<String> {
+        let mut nodes = Vec::new();
+        collect_nodes(v, &mut nodes);
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    };
+    let after = placed_on(target);
+    let before = now.map(placed_on).unwrap_or_default();
+    let words = |n: &[String]| if n.is_empty() { "nowhere".to_string() } else { n.join(", ") };
+    if target.kind == "primitive" {
+        let _ = writeln!(
+            s,
+            "{} ({}) runs on {} now and will run on {} ({}).",
+            target.id,
+            target.agent,
+            words(&before),
+            words(&after),
+            target.role.as_str()
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "{} {} runs on {} now and will run on {}.",
+            target.kind,
+            target.id,
+            words(&before),
+            words(&after)
+        );
+    }
+    if target.disabled {
+        let _ = writeln!(s, "  It is disabled (target-role=Stopped).");
+    }
+    if target.unmanaged {
+        let _ = writeln!(s, "  It is not managed by the cluster: it stays where it is.");
+    }
+    // Scores are kept for the unit that is placed: a group as a whole, a clone per instance.
+    for v in path.iter().rev() {
+        let key = v.id.split(':').next().unwrap_or(&v.id);
+        let Some(notes) = t.notes.get(&v.id).or_else(|| t.notes.get(key)) else { continue };
+        if v.id != target.id {
+            let _ = writeln!(s, "  It is placed as part of {} {}, whose scores decide:", v.kind, v.id);
         }
-        let _ = writeln!(s, "Final node scores:");
-        for (n, what, sc) in notes.iter().filter(|x| x.1 == "total") {
-            let _ = what;
-            let _ = writeln!(s, "  {n}: {sc}");
+        let mut nodes: Vec<&str> = notes.iter().map(|(n, _, _)| n.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for node in nodes {
+            let total = notes.iter().find(|(n, what, _)| n == node && what == "total").map(|x| x.2);
+            let parts: Vec<(&str, Score)> = notes
+                .iter()
+                .filter(|(n, what, _)| n == node && what != "total")
+                .map(|(_, w, sc)| (w.as_str(), *sc))
+                .collect();
+            let _ = match total {
+                Some(total) => writeln!(s, "    {node}: {total}"),
+                None => writeln!(s, "    {node}:"),
+            };
+            let mut listed = Score::ZERO;
+            for (what, sc) in &parts {
+                listed = listed.plus(*sc);
+                let _ = writeln!(s, "      {:>10}  {what}", signed(*sc));
+            }
+            let finite = |x: Score| !x.is_inf() && !x.is_neg_inf();
+            if let Some(total) = total
+                && total != listed
+                && finite(total)
+                && finite(listed)
+            {
+                let rest = Score::new(total.value() - listed.value());
+                let _ = writeln!(s, "      {:>10}  stickiness, fail counts, utilization and node state", signed(rest));
+            }
         }
+        break;
     }
     Some(s)
+}
+
+fn collect_nodes(v: &RscView, out: &mut Vec<String>) {
+    out.extend(v.nodes.iter().cloned());
+    for c in &v.children {
+        collect_nodes(c, out);
+    }
+}
+
+fn signed(sc: Score) -> String {
+    if sc.value() > 0 { format!("+{sc}") } else { sc.to_string() }
+}
+
+fn find_path<'a>(list: &'a [RscView], rsc: &str, path: &mut Vec<&'a RscView>) -> bool {
+    for v in list {
+        path.push(v);
+        if v.id == rsc || find_path(&v.children, rsc, path) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn find_view<'a>(list: &'a [RscView], id: &str) -> Option<&'a RscView> {
+    list.iter().find_map(|v| if v.id == id { Some(v) } else { find_view(&v.children, id) })
 }

@@ -3,4 +3,5 @@
 mod bad_input;
 mod controller;
 mod corpus;
+mod explain;
 mod roundtrip;
