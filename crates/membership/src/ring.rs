@@ -321,9 +321,11 @@ fn splitmix(mut z: u64) -> u64 {
 
 impl Membership {
     /// A node that starts gathering on its first [`Membership::handle`] call. `persisted` is the
-    /// last [`Effect::Persist`] written, if any. Without it (a new or wiped disk) the first ring
-    /// this node forms skips ahead by an amount drawn from `seed` (up to 2^34), so a
-    /// representative whose disk was lost does not reuse a ring id it formed before.
+    /// last [`Effect::Persist`] written, if any. Without it (a new or wiped disk) every ring this
+    /// node forms skips ahead by an amount drawn from `seed` (up to 2^34), so a representative
+    /// whose disk was lost does not reuse a ring id it formed before, even when every other
+    /// member of that ring lost its disk too (skipping only once let the second ring it formed
+    /// land on `max + 4` again).
     /// `cfg` must have passed [`Config::validate`].
     pub fn new(cfg: Config, persisted: Option<PersistedState>, seed: u64) -> Self {
         let me = cfg.node_id;
@@ -955,9 +957,7 @@ impl Membership {
             return;
         }
         // We represent the new ring: create the commit token.
-        let seq = g.joins.values().map(|j| j.max_seq).chain([self.max_seq]).max().unwrap_or(0)
-            + 4
-            + std::mem::take(&mut self.fresh_jump);
+        let seq = g.joins.values().map(|j| j.max_seq).chain([self.max_seq]).max().unwrap_or(0) + 4 + self.fresh_jump;
         self.max_seq = seq;
         out.push(Effect::Persist(PersistedState { ring_seq: seq }));
         let ring = RingId::new(self.me, seq);
