@@ -11,10 +11,7 @@ struct Shape {
 
 /// A deterministic generator (no RNG needed): a mix of primitives, groups of three and clones,
 /// with location, colocation and order constraints.
-fn generate(
-    shape: &Shape,
-    placement: Option<&[(String, Option<String>, crm::cib::Role)]>,
-) -> String {
+fn generate(shape: &Shape, placement: Option<&[(String, Option<String>, crm::cib::Role)]>) -> String {
     let mut x = String::new();
     let _ = write!(
         x,
@@ -40,10 +37,7 @@ fn generate(
             6..=8 => {
                 let _ = write!(x, r#"<group id="g{i}">"#);
                 for m in 0..3 {
-                    let _ = write!(
-                        x,
-                        r#"<primitive id="g{i}m{m}" class="ocf" provider="pacemaker" type="Dummy"/>"#
-                    );
+                    let _ = write!(x, r#"<primitive id="g{i}m{m}" class="ocf" provider="pacemaker" type="Dummy"/>"#);
                 }
                 x.push_str("</group>");
                 tops.push(format!("g{i}"));
@@ -72,18 +66,10 @@ fn generate(
             );
         }
         if k % 5 == 1 && !t.starts_with('c') {
-            let _ = write!(
-                x,
-                r#"<rsc_colocation id="co{k}" rsc="{t}" with-rsc="{}" score="200"/>"#,
-                tops[k - 1]
-            );
+            let _ = write!(x, r#"<rsc_colocation id="co{k}" rsc="{t}" with-rsc="{}" score="200"/>"#, tops[k - 1]);
         }
         if k % 4 == 2 {
-            let _ = write!(
-                x,
-                r#"<rsc_order id="or{k}" first="{}" then="{t}" kind="Mandatory"/>"#,
-                tops[k - 1]
-            );
+            let _ = write!(x, r#"<rsc_order id="or{k}" first="{}" then="{t}" kind="Mandatory"/>"#, tops[k - 1]);
         }
     }
     x.push_str("</constraints></configuration><status>");
@@ -114,12 +100,7 @@ fn generate(
 
 fn peak_rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn run(label: &str, xml: &str) -> (f64, crm::Transition) {
@@ -149,58 +130,26 @@ fn crm_simulate(xml: &str, ours: f64) {
         return;
     }
     let t = Instant::now();
-    let ok = std::process::Command::new(path)
-        .args(["-R", "-Q", "-x"])
-        .arg(&file)
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok =
+        std::process::Command::new(path).args(["-R", "-Q", "-x"]).arg(&file).output().is_ok_and(|o| o.status.success());
     let theirs = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&file);
     if ok {
-        println!(
-            "{:<32} crm_simulate {:>8.1} ms  ratio {:.1}x",
-            "",
-            theirs * 1e3,
-            theirs / ours.max(1e-9)
-        );
+        println!("{:<32} crm_simulate {:>8.1} ms  ratio {:.1}x", "", theirs * 1e3, theirs / ours.max(1e-9));
     }
 }
 
 fn which(name: &str) -> Result<std::path::PathBuf, ()> {
     let paths = std::env::var_os("PATH").ok_or(())?;
-    std::env::split_paths(&paths)
-        .map(|p| p.join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
+    std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()).ok_or(())
 }
 
 fn main() {
     let compare = std::env::var_os("BENCH_CRM_SIMULATE").is_some();
     for (label, shape, steady) in [
-        (
-            "16 nodes / 200 rsc, cold",
-            Shape {
-                nodes: 16,
-                resources: 200,
-            },
-            false,
-        ),
-        (
-            "32 nodes / 1000 rsc, cold",
-            Shape {
-                nodes: 32,
-                resources: 1000,
-            },
-            false,
-        ),
-        (
-            "64 nodes / 5000 rsc, steady",
-            Shape {
-                nodes: 64,
-                resources: 5000,
-            },
-            true,
-        ),
+        ("16 nodes / 200 rsc, cold", Shape { nodes: 16, resources: 200 }, false),
+        ("32 nodes / 1000 rsc, cold", Shape { nodes: 32, resources: 1000 }, false),
+        ("64 nodes / 5000 rsc, steady", Shape { nodes: 64, resources: 5000 }, true),
     ] {
         let cold = generate(&shape, None);
         if steady {

@@ -2,17 +2,8 @@
 fn main() {
     let path = std::env::args().nth(1).expect("path");
     let xml = std::fs::read_to_string(path).expect("read");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let sim = crm::simulate::simulate(
-        &xml,
-        &crm::simulate::SimOptions {
-            now,
-            ..Default::default()
-        },
-    )
-    .expect("sim");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let sim = crm::simulate::simulate(&xml, &crm::simulate::SimOptions { now, ..Default::default() }).expect("sim");
     let t = &sim.transition;
     for a in &t.actions {
         println!(

@@ -38,13 +38,8 @@ pub struct Simulation {
 /// Applies injections to a CIB.
 pub fn inject(cib: &mut Cib, opts: &SimOptions) -> Result<(), CibError> {
     for n in &opts.node_fail {
-        let id = cib
-            .config
-            .nodes
-            .iter()
-            .find(|x| &x.uname == n)
-            .map(|x| x.id.clone())
-            .ok_or_else(|| CibError::Invalid {
+        let id =
+            cib.config.nodes.iter().find(|x| &x.uname == n).map(|x| x.id.clone()).ok_or_else(|| CibError::Invalid {
                 element: "node".into(),
                 id: n.clone(),
                 field: "--node-fail".into(),
@@ -63,19 +58,13 @@ pub fn inject(cib: &mut Cib, opts: &SimOptions) -> Result<(), CibError> {
             field: "--op-fail".into(),
             problem: p.into(),
         };
-        let (lhs, rc) = spec
-            .rsplit_once('=')
-            .ok_or_else(|| bad("expected RSC_OP@NODE=RC"))?;
-        let (key, node) = lhs
-            .rsplit_once('@')
-            .ok_or_else(|| bad("expected RSC_OP@NODE=RC"))?;
+        let (lhs, rc) = spec.rsplit_once('=').ok_or_else(|| bad("expected RSC_OP@NODE=RC"))?;
+        let (key, node) = lhs.rsplit_once('@').ok_or_else(|| bad("expected RSC_OP@NODE=RC"))?;
         let rc: i32 = rc.parse().map_err(|_| bad("RC must be a number"))?;
         let mut parts: Vec<&str> = key.rsplitn(3, '_').collect();
         parts.reverse();
         let (rsc, op, interval) = match parts.as_slice() {
-            [r, o, i] if i.parse::<u64>().is_ok() => {
-                (r.to_string(), o.to_string(), i.parse::<u64>().unwrap_or(0))
-            }
+            [r, o, i] if i.parse::<u64>().is_ok() => (r.to_string(), o.to_string(), i.parse::<u64>().unwrap_or(0)),
             [r, o, i] => (format!("{r}_{o}"), i.to_string(), 0),
             [r, o] => (r.to_string(), o.to_string(), 0),
             _ => return Err(bad("expected RSC_OP@NODE=RC")),
@@ -90,21 +79,14 @@ pub fn inject(cib: &mut Cib, opts: &SimOptions) -> Result<(), CibError> {
         let ns = match cib.status.iter().position(|s| s.id == id) {
             Some(i) => &mut cib.status[i],
             None => {
-                cib.status.push(NodeState {
-                    id: id.clone(),
-                    uname: Some(node.into()),
-                    ..NodeState::default()
-                });
+                cib.status.push(NodeState { id: id.clone(), uname: Some(node.into()), ..NodeState::default() });
                 cib.status.last_mut().ok_or_else(|| bad("internal"))?
             }
         };
         let lr = match ns.resources.iter().position(|r| r.id == rsc) {
             Some(i) => &mut ns.resources[i],
             None => {
-                ns.resources.push(LrmResource {
-                    id: rsc.clone(),
-                    ..LrmResource::default()
-                });
+                ns.resources.push(LrmResource { id: rsc.clone(), ..LrmResource::default() });
                 ns.resources.last_mut().ok_or_else(|| bad("internal"))?
             }
         };
@@ -130,11 +112,7 @@ pub fn simulate(xml: &str, opts: &SimOptions) -> Result<Simulation, CibError> {
     inject(&mut cib, opts)?;
     let now = cib.execution_date.unwrap_or(opts.now);
     let transition = schedule(&cib, opts.quorum, now);
-    Ok(Simulation {
-        cib,
-        transition,
-        warnings,
-    })
+    Ok(Simulation { cib, transition, warnings })
 }
 
 /// Formats the Transition Summary section.
@@ -187,27 +165,15 @@ fn format_rsc(out: &mut String, v: &RscView, depth: usize) {
             }
         }
         _ => {
-            let child = v.children.first().map_or(String::new(), |c| {
-                c.id.split(':').next().unwrap_or("").to_string()
-            });
-            let flags = if v.flags.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", v.flags.join(", "))
-            };
+            let child = v.children.first().map_or(String::new(), |c| c.id.split(':').next().unwrap_or("").to_string());
+            let flags = if v.flags.is_empty() { String::new() } else { format!(" ({})", v.flags.join(", ")) };
             let _ = writeln!(out, "{pad}* Clone Set: {} [{child}]{flags}:", v.id);
-            let simple = v
-                .children
-                .iter()
-                .all(|c| c.kind == "primitive" && !c.failed && c.nodes.len() <= 1);
+            let simple = v.children.iter().all(|c| c.kind == "primitive" && !c.failed && c.nodes.len() <= 1);
             if simple && !v.flags.contains(&"unique") {
                 let mut by_role: BTreeMap<&str, Vec<String>> = BTreeMap::new();
                 for c in &v.children {
                     if let Some(n) = c.nodes.first() {
-                        by_role
-                            .entry(role_word(c.role))
-                            .or_default()
-                            .push(n.clone());
+                        by_role.entry(role_word(c.role)).or_default().push(n.clone());
                     }
                 }
                 for role in ["Promoted", "Unpromoted", "Started"] {
@@ -259,11 +225,7 @@ pub fn format_status(t: &Transition) -> String {
 /// Formats the executed actions in one valid order (a topological order of the graph).
 pub fn format_actions(t: &Transition) -> String {
     let n = t.actions.len();
-    let live: Vec<bool> = t
-        .actions
-        .iter()
-        .map(|a| !a.optional && a.runnable)
-        .collect();
+    let live: Vec<bool> = t.actions.iter().map(|a| !a.optional && a.runnable).collect();
     let mut indeg = vec![0usize; n];
     let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
     for e in &t.edges {
@@ -272,8 +234,7 @@ pub fn format_actions(t: &Transition) -> String {
             indeg[e.then] += 1;
         }
     }
-    let mut ready: std::collections::BTreeSet<usize> =
-        (0..n).filter(|&i| live[i] && indeg[i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| live[i] && indeg[i] == 0).collect();
     let mut s = String::from("Executing Cluster Transition:\n");
     while let Some(&i) = ready.iter().next() {
         ready.remove(&i);
@@ -315,20 +276,14 @@ pub fn format_revised(t: &Transition) -> String {
 pub fn format_scores(t: &Transition) -> String {
     let mut s = String::new();
     for (r, n, sc) in &t.scores {
-        let _ = writeln!(
-            s,
-            "pcmk__primitive_assign: {r} allocation score on {n}: {sc}"
-        );
+        let _ = writeln!(s, "pcmk__primitive_assign: {r} allocation score on {n}: {sc}");
     }
     s
 }
 
 /// Explains a resource's placement in plain words.
 pub fn explain(t: &Transition, rsc: &str) -> Option<String> {
-    let (_, node, role) = t
-        .placement
-        .iter()
-        .find(|(r, _, _)| r == rsc || r.split(':').next() == Some(rsc))?;
+    let (_, node, role) = t.placement.iter().find(|(r, _, _)| r == rsc || r.split(':').next() == Some(rsc))?;
     let mut s = String::new();
     match node {
         Some(n) => {

@@ -45,25 +45,14 @@ impl W {
     }
     fn nvsets(&mut self, tag: &str, sets: &[NvSet]) {
         for s in sets {
-            self.open(
-                tag,
-                &[
-                    ("id", Some(s.id.clone())),
-                    ("score", s.score.map(|x| x.to_string())),
-                ],
-                false,
-            );
+            self.open(tag, &[("id", Some(s.id.clone())), ("score", s.score.map(|x| x.to_string()))], false);
             if let Some(r) = &s.rule {
                 self.rule(r);
             }
             for p in &s.pairs {
                 self.open(
                     "nvpair",
-                    &[
-                        ("id", Some(p.id.clone())),
-                        ("name", Some(modern_name(&p.name))),
-                        ("value", p.value.clone()),
-                    ],
+                    &[("id", Some(p.id.clone())), ("name", Some(modern_name(&p.name))), ("value", p.value.clone())],
                     true,
                 );
             }
@@ -77,10 +66,7 @@ impl W {
                 ("id", Some(r.id.clone())),
                 ("score", r.score.map(|s| s.to_string())),
                 ("score-attribute", r.score_attribute.clone()),
-                (
-                    "boolean-op",
-                    Some(if r.boolean_or { "or" } else { "and" }.into()),
-                ),
+                ("boolean-op", Some(if r.boolean_or { "or" } else { "and" }.into())),
                 ("role", r.role.map(|x| x.as_str().into())),
             ],
             r.exprs.is_empty(),
@@ -90,14 +76,7 @@ impl W {
         }
         for e in &r.exprs {
             match e {
-                Expr::Attr {
-                    id,
-                    attribute,
-                    operation,
-                    value,
-                    value_type,
-                    value_source,
-                } => self.open(
+                Expr::Attr { id, attribute, operation, value, value_type, value_source } => self.open(
                     "expression",
                     &[
                         ("id", Some(id.clone())),
@@ -110,20 +89,14 @@ impl W {
                     true,
                 ),
                 Expr::Rule(r) => self.rule(r),
-                Expr::Date { id } => {
-                    self.open("date_expression", &[("id", Some(id.clone()))], true)
-                }
+                Expr::Date { id } => self.open("date_expression", &[("id", Some(id.clone()))], true),
             }
         }
         self.close("rule");
     }
     fn resource(&mut self, r: &Resource) {
         match &r.kind {
-            ResourceKind::Primitive {
-                class,
-                provider,
-                agent,
-            } => {
+            ResourceKind::Primitive { class, provider, agent } => {
                 self.open(
                     "primitive",
                     &[
@@ -164,10 +137,7 @@ impl W {
                 }
                 self.close("group");
             }
-            ResourceKind::Clone {
-                child,
-                legacy_promotable,
-            } => {
+            ResourceKind::Clone { child, legacy_promotable } => {
                 self.open("clone", &[("id", Some(r.id.clone()))], false);
                 self.rsc_sets(r);
                 if *legacy_promotable {
@@ -232,28 +202,19 @@ pub(crate) fn modern_name(name: &str) -> String {
 
 /// Writes a CIB as Pacemaker XML with current names.
 pub fn to_xml(cib: &Cib) -> String {
-    let mut w = W {
-        out: String::new(),
-        depth: 0,
-    };
+    let mut w = W { out: String::new(), depth: 0 };
     w.open(
         "cib",
         &[
             ("admin_epoch", Some(cib.version.admin_epoch.to_string())),
             ("epoch", Some(cib.version.epoch.to_string())),
             ("num_updates", Some(cib.version.num_updates.to_string())),
-            (
-                "have-quorum",
-                Some(if cib.have_quorum { "1" } else { "0" }.into()),
-            ),
+            ("have-quorum", Some(if cib.have_quorum { "1" } else { "0" }.into())),
             ("dc-uuid", cib.dc_uuid.clone()),
             ("validate-with", cib.validate_with.clone()),
             ("crm_feature_set", cib.feature_set.clone()),
             ("execution-date", cib.execution_date.map(|d| d.to_string())),
-            (
-                "no-quorum-panic",
-                cib.no_quorum_panic.then(|| "1".to_string()),
-            ),
+            ("no-quorum-panic", cib.no_quorum_panic.then(|| "1".to_string())),
         ],
         false,
     );
@@ -266,11 +227,7 @@ pub fn to_xml(cib: &Cib) -> String {
     for n in &c.nodes {
         w.open(
             "node",
-            &[
-                ("id", Some(n.id.clone())),
-                ("uname", Some(n.uname.clone())),
-                ("type", n.kind.clone()),
-            ],
+            &[("id", Some(n.id.clone())), ("uname", Some(n.uname.clone())), ("type", n.kind.clone())],
             false,
         );
         w.nvsets("instance_attributes", &n.attributes);
@@ -376,11 +333,7 @@ pub fn to_xml(cib: &Cib) -> String {
             false,
         );
         if !ns.transient.is_empty() {
-            w.open(
-                "transient_attributes",
-                &[("id", Some(ns.id.clone()))],
-                false,
-            );
+            w.open("transient_attributes", &[("id", Some(ns.id.clone()))], false);
             w.nvsets("instance_attributes", &ns.transient);
             w.close("transient_attributes");
         }

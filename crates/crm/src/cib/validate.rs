@@ -60,45 +60,27 @@ pub fn validate(cib: &Cib) -> Vec<Diagnostic> {
                         message: format!("field node: unknown node '{n}'"),
                     });
                 }
-                let mut refs: Vec<(&str, &str)> =
-                    l.rsc.iter().map(|r| ("rsc", r.as_str())).collect();
-                refs.extend(
-                    l.sets
-                        .iter()
-                        .flat_map(|s| s.resources.iter().map(|r| ("resource_ref", r.as_str()))),
-                );
+                let mut refs: Vec<(&str, &str)> = l.rsc.iter().map(|r| ("rsc", r.as_str())).collect();
+                refs.extend(l.sets.iter().flat_map(|s| s.resources.iter().map(|r| ("resource_ref", r.as_str()))));
                 ("rsc_location", &l.id, refs)
             }
             Constraint::Colocation(co) => {
-                let mut refs: Vec<(&str, &str)> =
-                    co.rsc.iter().map(|r| ("rsc", r.as_str())).collect();
+                let mut refs: Vec<(&str, &str)> = co.rsc.iter().map(|r| ("rsc", r.as_str())).collect();
                 refs.extend(co.with_rsc.iter().map(|r| ("with-rsc", r.as_str())));
-                refs.extend(
-                    co.sets
-                        .iter()
-                        .flat_map(|s| s.resources.iter().map(|r| ("resource_ref", r.as_str()))),
-                );
+                refs.extend(co.sets.iter().flat_map(|s| s.resources.iter().map(|r| ("resource_ref", r.as_str()))));
                 ("rsc_colocation", &co.id, refs)
             }
             Constraint::Order(o) => {
-                let mut refs: Vec<(&str, &str)> =
-                    o.first.iter().map(|r| ("first", r.as_str())).collect();
+                let mut refs: Vec<(&str, &str)> = o.first.iter().map(|r| ("first", r.as_str())).collect();
                 refs.extend(o.then.iter().map(|r| ("then", r.as_str())));
-                refs.extend(
-                    o.sets
-                        .iter()
-                        .flat_map(|s| s.resources.iter().map(|r| ("resource_ref", r.as_str()))),
-                );
+                refs.extend(o.sets.iter().flat_map(|s| s.resources.iter().map(|r| ("resource_ref", r.as_str()))));
                 if let (Some(f), Some(t)) = (&o.first, &o.then)
                     && o.kind == OrderKind::Mandatory
                 {
                     let fa = o.first_action.as_deref().unwrap_or("start");
                     let ta = o.then_action.as_deref().unwrap_or(fa);
                     if fa == "start" && ta == "start" {
-                        order_edges
-                            .entry(f.as_str())
-                            .or_default()
-                            .push((t.as_str(), o.id.as_str()));
+                        order_edges.entry(f.as_str()).or_default().push((t.as_str(), o.id.as_str()));
                     }
                 }
                 ("rsc_order", &o.id, refs)
@@ -136,9 +118,7 @@ pub fn validate(cib: &Cib) -> Vec<Diagnostic> {
                 1 => problems.push(Diagnostic {
                     element: "rsc_order".into(),
                     id: (*id).into(),
-                    message: format!(
-                        "ordering loop: '{n}' then '{t}' closes a cycle of mandatory orderings"
-                    ),
+                    message: format!("ordering loop: '{n}' then '{t}' closes a cycle of mandatory orderings"),
                 }),
                 _ => {}
             }

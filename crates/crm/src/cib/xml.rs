@@ -19,9 +19,7 @@ struct Reader<'a, 'i> {
 /// Parses a CIB XML document. Returns the CIB and warnings (unknown elements and attributes
 /// that were not understood); fails on malformed XML or invalid values.
 pub fn parse_cib(text: &str) -> Result<(Cib, Vec<Diagnostic>), CibError> {
-    let doc = Document::parse(text).map_err(|e| CibError::Xml {
-        detail: e.to_string(),
-    })?;
+    let doc = Document::parse(text).map_err(|e| CibError::Xml { detail: e.to_string() })?;
     let root = doc.root_element();
     if root.tag_name().name() != "cib" {
         return Err(CibError::Invalid {
@@ -37,10 +35,7 @@ pub fn parse_cib(text: &str) -> Result<(Cib, Vec<Diagnostic>), CibError> {
             by_id.entry(id).or_insert(n);
         }
     }
-    let mut r = Reader {
-        diags: Vec::new(),
-        by_id,
-    };
+    let mut r = Reader { diags: Vec::new(), by_id };
     let cib = r.cib(root)?;
     Ok((cib, r.diags))
 }
@@ -48,11 +43,7 @@ pub fn parse_cib(text: &str) -> Result<(Cib, Vec<Diagnostic>), CibError> {
 fn num<T: std::str::FromStr>(n: XNode<'_, '_>, attr: &str) -> Result<Option<T>, CibError> {
     match n.attribute(attr) {
         None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse::<T>()
-            .map(Some)
-            .map_err(|_| invalid(n, attr, &format!("'{v}' is not a number"))),
+        Some(v) => v.trim().parse::<T>().map(Some).map_err(|_| invalid(n, attr, &format!("'{v}' is not a number"))),
     }
 }
 
@@ -68,34 +59,23 @@ fn invalid(n: XNode<'_, '_>, field: &str, problem: &str) -> CibError {
 fn score_attr(n: XNode<'_, '_>, attr: &str) -> Result<Option<Score>, CibError> {
     match n.attribute(attr) {
         None => Ok(None),
-        Some(v) => Score::parse(v).map(Some).ok_or_else(|| {
-            invalid(
-                n,
-                attr,
-                &format!("'{v}' is not a score (use an integer or INFINITY)"),
-            )
-        }),
+        Some(v) => Score::parse(v)
+            .map(Some)
+            .ok_or_else(|| invalid(n, attr, &format!("'{v}' is not a score (use an integer or INFINITY)"))),
     }
 }
 
 fn role_attr(n: XNode<'_, '_>, attr: &str) -> Result<Option<Role>, CibError> {
     match n.attribute(attr) {
         None => Ok(None),
-        Some(v) => Role::parse(v).map(Some).ok_or_else(|| {
-            invalid(
-                n,
-                attr,
-                &format!("'{v}' is not a role (Started, Promoted, Unpromoted, Stopped)"),
-            )
-        }),
+        Some(v) => Role::parse(v)
+            .map(Some)
+            .ok_or_else(|| invalid(n, attr, &format!("'{v}' is not a role (Started, Promoted, Unpromoted, Stopped)"))),
     }
 }
 
 fn truthy(v: &str) -> bool {
-    matches!(
-        v.to_ascii_lowercase().as_str(),
-        "true" | "yes" | "on" | "1" | "y"
-    )
+    matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1" | "y")
 }
 
 /// Parses an interval: plain milliseconds or a number with a unit (s, ms, m, h).
@@ -143,10 +123,7 @@ impl<'a, 'i> Reader<'a, 'i> {
         self.diags.push(Diagnostic {
             element: n.tag_name().name().to_string(),
             id: n.attribute("id").unwrap_or("").to_string(),
-            message: format!(
-                "unknown element <{}> inside <{parent}> was not imported",
-                n.tag_name().name()
-            ),
+            message: format!("unknown element <{}> inside <{parent}> was not imported", n.tag_name().name()),
         });
     }
 
@@ -205,11 +182,7 @@ impl<'a, 'i> Reader<'a, 'i> {
                         }
                         let mut nc = NodeConfig {
                             id: node.attribute("id").unwrap_or("").to_string(),
-                            uname: node
-                                .attribute("uname")
-                                .or(node.attribute("id"))
-                                .unwrap_or("")
-                                .to_string(),
+                            uname: node.attribute("uname").or(node.attribute("id")).unwrap_or("").to_string(),
                             kind: node.attribute("type").map(str::to_string),
                             ..NodeConfig::default()
                         };
@@ -233,12 +206,8 @@ impl<'a, 'i> Reader<'a, 'i> {
                 "constraints" => {
                     for k in child.children().filter(|n| n.is_element()) {
                         match k.tag_name().name() {
-                            "rsc_location" => {
-                                c.constraints.push(Constraint::Location(self.location(k)?))
-                            }
-                            "rsc_colocation" => c
-                                .constraints
-                                .push(Constraint::Colocation(self.colocation(k)?)),
+                            "rsc_location" => c.constraints.push(Constraint::Location(self.location(k)?)),
+                            "rsc_colocation" => c.constraints.push(Constraint::Colocation(self.colocation(k)?)),
                             "rsc_order" => c.constraints.push(Constraint::Order(self.order(k)?)),
                             _ => self.unknown(k, "constraints"),
                         }
@@ -266,17 +235,9 @@ impl<'a, 'i> Reader<'a, 'i> {
     }
 
     fn nvset(&mut self, n: XNode<'a, 'i>) -> Result<NvSet, CibError> {
-        let id = n
-            .attribute("id")
-            .or(n.attribute("id-ref"))
-            .unwrap_or("")
-            .to_string();
+        let id = n.attribute("id").or(n.attribute("id-ref")).unwrap_or("").to_string();
         let src = self.deref(n);
-        let mut set = NvSet {
-            id,
-            score: score_attr(src, "score")?,
-            ..NvSet::default()
-        };
+        let mut set = NvSet { id, score: score_attr(src, "score")?, ..NvSet::default() };
         for p in src.children().filter(|n| n.is_element()) {
             match p.tag_name().name() {
                 "nvpair" => {
@@ -299,15 +260,10 @@ impl<'a, 'i> Reader<'a, 'i> {
 
     fn resource(&mut self, r: XNode<'a, 'i>, parent: &str) -> Result<Option<Resource>, CibError> {
         let tag = r.tag_name().name();
-        let id = r
-            .attribute("id")
-            .ok_or_else(|| invalid(r, "id", "every resource needs an id"))?
-            .to_string();
+        let id = r.attribute("id").ok_or_else(|| invalid(r, "id", "every resource needs an id"))?.to_string();
         let mut res = Resource {
             id: id.clone(),
-            kind: ResourceKind::Group {
-                members: Vec::new(),
-            },
+            kind: ResourceKind::Group { members: Vec::new() },
             meta: Vec::new(),
             params: Vec::new(),
             utilization: Vec::new(),
@@ -340,13 +296,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             "primitive" => ResourceKind::Primitive {
                 class: r
                     .attribute("class")
-                    .ok_or_else(|| {
-                        invalid(
-                            r,
-                            "class",
-                            "a primitive needs a class (ocf, lsb, systemd, stonith)",
-                        )
-                    })?
+                    .ok_or_else(|| invalid(r, "class", "a primitive needs a class (ocf, lsb, systemd, stonith)"))?
                     .to_string(),
                 provider: r.attribute("provider").map(str::to_string),
                 agent: r
@@ -355,32 +305,20 @@ impl<'a, 'i> Reader<'a, 'i> {
                     .to_string(),
             },
             "group" => {
-                if members
-                    .iter()
-                    .any(|m| !matches!(m.kind, ResourceKind::Primitive { .. }))
-                {
+                if members.iter().any(|m| !matches!(m.kind, ResourceKind::Primitive { .. })) {
                     return Err(invalid(r, "members", "a group may only contain primitives"));
                 }
                 ResourceKind::Group { members }
             }
             "clone" | "master" => {
                 if members.len() != 1 {
-                    return Err(invalid(
-                        r,
-                        "child",
-                        "a clone must contain exactly one primitive or group",
-                    ));
+                    return Err(invalid(r, "child", "a clone must contain exactly one primitive or group"));
                 }
-                let child = members
-                    .pop()
-                    .ok_or_else(|| invalid(r, "child", "missing child"))?;
+                let child = members.pop().ok_or_else(|| invalid(r, "child", "missing child"))?;
                 if matches!(child.kind, ResourceKind::Clone { .. }) {
                     return Err(invalid(r, "child", "a clone cannot contain a clone"));
                 }
-                ResourceKind::Clone {
-                    child: Box::new(child),
-                    legacy_promotable: tag == "master",
-                }
+                ResourceKind::Clone { child: Box::new(child), legacy_promotable: tag == "master" }
             }
             _ => {
                 self.unknown(r, parent);
@@ -395,13 +333,9 @@ impl<'a, 'i> Reader<'a, 'i> {
         let interval = op.attribute("interval").unwrap_or("0");
         let mut cfg = OpConfig {
             id: op.attribute("id").unwrap_or("").to_string(),
-            name: op
-                .attribute("name")
-                .ok_or_else(|| invalid(op, "name", "an op needs a name"))?
-                .to_string(),
-            interval_ms: parse_config_interval_ms(interval).ok_or_else(|| {
-                invalid(op, "interval", &format!("'{interval}' is not an interval"))
-            })?,
+            name: op.attribute("name").ok_or_else(|| invalid(op, "name", "an op needs a name"))?.to_string(),
+            interval_ms: parse_config_interval_ms(interval)
+                .ok_or_else(|| invalid(op, "interval", &format!("'{interval}' is not an interval")))?,
             role: role_attr(op, "role")?,
             on_fail: op.attribute("on-fail").map(str::to_string),
             enabled: op.attribute("enabled").is_none_or(truthy),
@@ -409,10 +343,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             meta: Vec::new(),
         };
         for a in op.attributes() {
-            if !matches!(
-                a.name(),
-                "id" | "name" | "interval" | "role" | "on-fail" | "enabled" | "timeout"
-            ) {
+            if !matches!(a.name(), "id" | "name" | "interval" | "role" | "on-fail" | "enabled" | "timeout") {
                 cfg.meta.push(NvPair {
                     id: String::new(),
                     name: a.name().to_string(),
@@ -444,9 +375,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             id: n.attribute("id").unwrap_or("").to_string(),
             score: score_attr(n, "score")?,
             score_attribute: n.attribute("score-attribute").map(str::to_string),
-            boolean_or: n
-                .attribute("boolean-op")
-                .is_some_and(|v| v.eq_ignore_ascii_case("or")),
+            boolean_or: n.attribute("boolean-op").is_some_and(|v| v.eq_ignore_ascii_case("or")),
             role: role_attr(n, "role")?,
             exprs: Vec::new(),
         };
@@ -473,9 +402,7 @@ impl<'a, 'i> Reader<'a, 'i> {
                         id: e.attribute("id").unwrap_or("").to_string(),
                         message: "date expressions are not supported and never match".into(),
                     });
-                    rule.exprs.push(Expr::Date {
-                        id: e.attribute("id").unwrap_or("").to_string(),
-                    });
+                    rule.exprs.push(Expr::Date { id: e.attribute("id").unwrap_or("").to_string() });
                 }
                 _ => self.unknown(e, "rule"),
             }
@@ -502,9 +429,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             for r in s.children().filter(|n| n.is_element()) {
                 if r.tag_name().name() == "resource_ref" {
                     set.resources.push(
-                        r.attribute("id")
-                            .ok_or_else(|| invalid(r, "id", "resource_ref needs an id"))?
-                            .to_string(),
+                        r.attribute("id").ok_or_else(|| invalid(r, "id", "resource_ref needs an id"))?.to_string(),
                     );
                 } else {
                     self.unknown(r, "resource_set");
@@ -534,18 +459,10 @@ impl<'a, 'i> Reader<'a, 'i> {
             }
         }
         if loc.rsc.is_none() && loc.rsc_pattern.is_none() && loc.sets.is_empty() {
-            return Err(invalid(
-                n,
-                "rsc",
-                "a location constraint needs rsc, rsc-pattern or a resource_set",
-            ));
+            return Err(invalid(n, "rsc", "a location constraint needs rsc, rsc-pattern or a resource_set"));
         }
         if loc.node.is_some() && loc.score.is_none() && n.attribute("score-attribute").is_none() {
-            return Err(invalid(
-                n,
-                "score",
-                "a location constraint with a node needs a score",
-            ));
+            return Err(invalid(n, "score", "a location constraint with a node needs a score"));
         }
         Ok(loc)
     }
@@ -563,11 +480,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             sets: self.rsc_sets(n)?,
         };
         if c.sets.is_empty() && (c.rsc.is_none() || c.with_rsc.is_none()) {
-            return Err(invalid(
-                n,
-                "with-rsc",
-                "a colocation needs rsc and with-rsc, or resource sets",
-            ));
+            return Err(invalid(n, "with-rsc", "a colocation needs rsc and with-rsc, or resource sets"));
         }
         Ok(c)
     }
@@ -578,11 +491,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             Some("optional") => OrderKind::Optional,
             Some("serialize") => OrderKind::Serialize,
             Some(other) => {
-                return Err(invalid(
-                    n,
-                    "kind",
-                    &format!("'{other}' is not Mandatory, Optional or Serialize"),
-                ));
+                return Err(invalid(n, "kind", &format!("'{other}' is not Mandatory, Optional or Serialize")));
             }
             None => match score_attr(n, "score")? {
                 Some(s) if s.value() == 0 => OrderKind::Optional,
@@ -602,11 +511,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             sets: self.rsc_sets(n)?,
         };
         if o.sets.is_empty() && (o.first.is_none() || o.then.is_none()) {
-            return Err(invalid(
-                n,
-                "then",
-                "an order needs first and then, or resource sets",
-            ));
+            return Err(invalid(n, "then", "an order needs first and then, or resource sets"));
         }
         Ok(o)
     }
@@ -631,10 +536,7 @@ impl<'a, 'i> Reader<'a, 'i> {
                     ns.transient.extend(self.sets(c, "instance_attributes")?);
                 }
                 "lrm" => {
-                    for lr in c
-                        .descendants()
-                        .filter(|d| d.is_element() && d.tag_name().name() == "lrm_resource")
-                    {
+                    for lr in c.descendants().filter(|d| d.is_element() && d.tag_name().name() == "lrm_resource") {
                         ns.resources.push(self.lrm_resource(lr)?);
                     }
                 }
@@ -646,10 +548,7 @@ impl<'a, 'i> Reader<'a, 'i> {
 
     fn lrm_resource(&mut self, n: XNode<'a, 'i>) -> Result<LrmResource, CibError> {
         let mut lr = LrmResource {
-            id: n
-                .attribute("id")
-                .ok_or_else(|| invalid(n, "id", "lrm_resource needs an id"))?
-                .to_string(),
+            id: n.attribute("id").ok_or_else(|| invalid(n, "id", "lrm_resource needs an id"))?.to_string(),
             class: n.attribute("class").map(str::to_string),
             provider: n.attribute("provider").map(str::to_string),
             agent: n.attribute("type").map(str::to_string),
@@ -660,20 +559,15 @@ impl<'a, 'i> Reader<'a, 'i> {
                 self.unknown(o, "lrm_resource");
                 continue;
             }
-            let target_rc = o
-                .attribute("transition-key")
-                .and_then(|k| k.split(':').nth(2))
-                .and_then(|v| v.parse().ok());
+            let target_rc =
+                o.attribute("transition-key").and_then(|k| k.split(':').nth(2)).and_then(|v| v.parse().ok());
             let mut op = LrmOp {
                 id: o.attribute("id").unwrap_or("").to_string(),
                 operation: o
                     .attribute("operation")
                     .ok_or_else(|| invalid(o, "operation", "lrm_rsc_op needs an operation"))?
                     .to_string(),
-                interval_ms: o
-                    .attribute("interval")
-                    .and_then(parse_interval_ms)
-                    .unwrap_or(0),
+                interval_ms: o.attribute("interval").and_then(parse_interval_ms).unwrap_or(0),
                 rc: num(o, "rc-code")?.unwrap_or(0),
                 op_status: num(o, "op-status")?.unwrap_or(0),
                 call_id: num(o, "call-id")?.unwrap_or(0),

@@ -35,24 +35,14 @@ impl Builder<'_> {
     }
 
     pub(crate) fn find(&self, rsc: usize, kind: ActionKind, node: Option<usize>) -> Option<usize> {
-        self.index
-            .get(&(rsc, kind))?
-            .iter()
-            .copied()
-            .find(|&a| node.is_none() || self.actions[a].node == node)
+        self.index.get(&(rsc, kind))?.iter().copied().find(|&a| node.is_none() || self.actions[a].node == node)
     }
 
     fn edge(&mut self, first: usize, then: usize, flags: u8) {
         self.edges.push(Edge { first, then, flags });
     }
 
-    fn new_action(
-        &self,
-        rsc: Option<usize>,
-        node: Option<usize>,
-        kind: ActionKind,
-        optional: bool,
-    ) -> Action {
+    fn new_action(&self, rsc: Option<usize>, node: Option<usize>, kind: ActionKind, optional: bool) -> Action {
         Action {
             id: self.actions.len(),
             rsc,
@@ -70,8 +60,8 @@ impl Builder<'_> {
     pub(crate) fn build(&mut self, c: &Constraints) {
         let w = self.w;
         // Fencing.
-        let can_fence = w.props.fencing_enabled
-            && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide"));
+        let can_fence =
+            w.props.fencing_enabled && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide"));
         let mut fences = Vec::new();
         for (n, node) in w.nodes.iter().enumerate().rev() {
             if node.unclean && node.fence_reason.is_some() && can_fence {
@@ -81,8 +71,7 @@ impl Builder<'_> {
                 fences.push(self.add(a));
             }
         }
-        let fenced =
-            |n: usize, b: &Builder<'_>| fences.iter().any(|&f| b.actions[f].node == Some(n));
+        let fenced = |n: usize, b: &Builder<'_>| fences.iter().any(|&f| b.actions[f].node == Some(n));
         // Per-leaf actions.
         for (l, r) in w.rscs.iter().enumerate() {
             if r.kind != Kind::Primitive {
@@ -109,21 +98,13 @@ impl Builder<'_> {
                     a.reason = Some("node availability".into());
                 }
                 let id = self.add(a);
-                if let Some(f) = fences
-                    .iter()
-                    .copied()
-                    .find(|&f| self.actions[f].node == Some(n))
-                {
+                if let Some(f) = fences.iter().copied().find(|&f| self.actions[f].node == Some(n)) {
                     self.edge(f, id, 0);
                 }
                 stop_ids.push((n, id));
                 if r.role == Role::Promoted {
-                    let mut d = self.new_action(
-                        Some(l),
-                        Some(n),
-                        ActionKind::Demote,
-                        !needed && r.next_role == Role::Promoted,
-                    );
+                    let mut d =
+                        self.new_action(Some(l), Some(n), ActionKind::Demote, !needed && r.next_role == Role::Promoted);
                     if w.nodes[n].unclean {
                         d.pseudo = true;
                     }
@@ -137,12 +118,7 @@ impl Builder<'_> {
             }
             if let Some(n) = next {
                 let running_here = r.running.contains(&n);
-                let mut a = self.new_action(
-                    Some(l),
-                    Some(n),
-                    ActionKind::Start,
-                    running_here && !r.failed && !multi,
-                );
+                let mut a = self.new_action(Some(l), Some(n), ActionKind::Start, running_here && !r.failed && !multi);
                 let node = &w.nodes[n];
                 if !node.can_host() {
                     a.runnable = false;
@@ -198,8 +174,7 @@ impl Builder<'_> {
                     };
                     if applies {
                         let start_optional = self.actions[sid].optional;
-                        let mut m =
-                            self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
+                        let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
                         m.interval_ms = interval;
                         let mid = self.add(m);
                         self.edge(sid, mid, IMPLIES_THEN | RUNNABLE_LEFT);
@@ -207,8 +182,7 @@ impl Builder<'_> {
                 }
                 if r.next_role == Role::Promoted {
                     let promoted_here = r.role == Role::Promoted && running_here && !r.failed;
-                    let mut p =
-                        self.new_action(Some(l), Some(n), ActionKind::Promote, promoted_here);
+                    let mut p = self.new_action(Some(l), Some(n), ActionKind::Promote, promoted_here);
                     if !managed {
                         p.runnable = false;
                         p.optional = true;
@@ -248,14 +222,8 @@ impl Builder<'_> {
                 continue;
             }
             let mut ids = [0usize; 4];
-            for (k, kind) in [
-                ActionKind::Start,
-                ActionKind::Running,
-                ActionKind::Stop,
-                ActionKind::Stopped,
-            ]
-            .into_iter()
-            .enumerate()
+            for (k, kind) in
+                [ActionKind::Start, ActionKind::Running, ActionKind::Stop, ActionKind::Stopped].into_iter().enumerate()
             {
                 let mut a = self.new_action(Some(g), None, kind, true);
                 a.pseudo = true;
@@ -263,27 +231,16 @@ impl Builder<'_> {
             }
             let [start, running, stop, stopped] = ids;
             for &ch in &r.children {
-                for (kind, pre, post) in [
-                    (ActionKind::Start, start, running),
-                    (ActionKind::Stop, stop, stopped),
-                ] {
+                for (kind, pre, post) in [(ActionKind::Start, start, running), (ActionKind::Stop, stop, stopped)] {
                     let child_actions: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
-                        self.actions
-                            .iter()
-                            .filter(|a| a.rsc == Some(ch) && a.kind == kind)
-                            .map(|a| a.id)
-                            .collect()
+                        self.actions.iter().filter(|a| a.rsc == Some(ch) && a.kind == kind).map(|a| a.id).collect()
                     } else {
                         self.find(ch, kind, None).into_iter().collect()
                     };
                     let child_done: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
                         child_actions.clone()
                     } else {
-                        let dk = if kind == ActionKind::Start {
-                            ActionKind::Running
-                        } else {
-                            ActionKind::Stopped
-                        };
+                        let dk = if kind == ActionKind::Start { ActionKind::Running } else { ActionKind::Stopped };
                         self.find(ch, dk, None).into_iter().collect()
                     };
                     for a in child_actions {
@@ -352,12 +309,7 @@ impl Builder<'_> {
             }
             if sym && let (Some(rf), Some(rt)) = (invert(fa), invert(ta)) {
                 let back = if mandatory {
-                    IMPLIES_FIRST
-                        | if matches!(rf, "stop" | "demote") {
-                            RUNNABLE_LEFT
-                        } else {
-                            0
-                        }
+                    IMPLIES_FIRST | if matches!(rf, "stop" | "demote") { RUNNABLE_LEFT } else { 0 }
                 } else {
                     0
                 };
@@ -376,11 +328,7 @@ impl Builder<'_> {
 
     /// Actions of `kind` on every leaf under `r`.
     fn leaf_actions(&self, r: usize, kind: ActionKind) -> Vec<usize> {
-        self.w
-            .leaves(r)
-            .iter()
-            .flat_map(|&l| self.all(l, kind))
-            .collect()
+        self.w.leaves(r).iter().flat_map(|&l| self.all(l, kind)).collect()
     }
 
     /// The action(s) representing `task` of `r` as the first side of an ordering.
@@ -397,7 +345,15 @@ impl Builder<'_> {
             if v.is_empty() && kind == ActionKind::Start && !self.w.rscs[r].orphan {
                 let mut a = self.new_action(Some(r), None, kind, true);
                 a.runnable = false;
-                return vec![self.add(a)];
+                let id = self.add(a);
+                // Like every start, it follows the resource's stops ("stop then start"
+                // implies the start): a resource that stops for good therefore has a
+                // required but unrunnable start, which is what its dependents report
+                // ("required X start").
+                for stop in self.all(r, ActionKind::Stop) {
+                    self.edge(stop, id, IMPLIES_THEN);
+                }
+                return vec![id];
             }
             return v;
         }
@@ -406,12 +362,7 @@ impl Builder<'_> {
             ActionKind::Stop => ActionKind::Stopped,
             _ => {
                 // promote/demote of a collective: its leaves' actions.
-                return self
-                    .w
-                    .leaves(r)
-                    .iter()
-                    .flat_map(|&l| self.all(l, kind))
-                    .collect();
+                return self.w.leaves(r).iter().flat_map(|&l| self.all(l, kind)).collect();
             }
         };
         self.find(r, done, None).into_iter().collect()
@@ -426,12 +377,7 @@ impl Builder<'_> {
             "demote" => ActionKind::Demote,
             _ => return Vec::new(),
         };
-        let mut v: Vec<usize> = self
-            .w
-            .leaves(r)
-            .iter()
-            .flat_map(|&l| self.all(l, kind))
-            .collect();
+        let mut v: Vec<usize> = self.w.leaves(r).iter().flat_map(|&l| self.all(l, kind)).collect();
         if self.w.rscs[r].kind != Kind::Primitive
             && let Some(p) = self.find(r, kind, None)
         {
@@ -457,19 +403,13 @@ impl Builder<'_> {
             let fi = self.w.rscs[f].children.clone();
             let ti = self.w.rscs[t].children.clone();
             for &b in &ti {
-                let bn = self.w.rscs[b].assigned.or_else(|| {
-                    self.w
-                        .leaves(b)
-                        .iter()
-                        .find_map(|&l| self.w.rscs[l].running.first().copied())
-                });
+                let bn = self.w.rscs[b]
+                    .assigned
+                    .or_else(|| self.w.leaves(b).iter().find_map(|&l| self.w.rscs[l].running.first().copied()));
                 for &a in &fi {
-                    let an = self.w.rscs[a].assigned.or_else(|| {
-                        self.w
-                            .leaves(a)
-                            .iter()
-                            .find_map(|&l| self.w.rscs[l].running.first().copied())
-                    });
+                    let an = self.w.rscs[a]
+                        .assigned
+                        .or_else(|| self.w.leaves(a).iter().find_map(|&l| self.w.rscs[l].running.first().copied()));
                     if an.is_some() && an == bn {
                         self.order(a, fa, b, ta, flags, None, false, id);
                     }
@@ -484,17 +424,8 @@ impl Builder<'_> {
         }) && self.w.rscs[f].kind == Kind::Clone
         {
             // one-or-more: a pseudo action runnable when enough instances are.
-            let kind = if fa == "start" {
-                ActionKind::Start
-            } else {
-                ActionKind::Stop
-            };
-            let inputs: Vec<usize> = self
-                .w
-                .leaves(f)
-                .iter()
-                .flat_map(|&l| self.all(l, kind))
-                .collect();
+            let kind = if fa == "start" { ActionKind::Start } else { ActionKind::Stop };
+            let inputs: Vec<usize> = self.w.leaves(f).iter().flat_map(|&l| self.all(l, kind)).collect();
             let mut a = self.new_action(Some(f), None, ActionKind::OneOrMore, true);
             a.pseudo = true;
             a.label = format!("clone-one-or-more:{id}");
@@ -518,10 +449,7 @@ impl Builder<'_> {
         if !act.label.is_empty() && act.kind == ActionKind::OneOrMore {
             return act.label.clone();
         }
-        let rsc = act
-            .rsc
-            .map(|r| self.w.rscs[r].id.clone())
-            .unwrap_or_default();
+        let rsc = act.rsc.map(|r| self.w.rscs[r].id.clone()).unwrap_or_default();
         format!("{rsc} {}", act.kind.task())
     }
 
@@ -537,129 +465,109 @@ impl Builder<'_> {
         }
     }
 
-    /// Runnable state: unrunnable firsts block their thens, to a fixed point.
-    fn propagate_runnable(&mut self) -> bool {
-        let mut any = false;
-        loop {
-            let mut changed = false;
-            for e in 0..self.edges.len() {
-                let Edge { first, then, flags } = self.edges[e];
-                let blocks = flags & RUNNABLE_LEFT != 0
-                    || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
-                if blocks && !self.actions[first].runnable && self.actions[then].runnable {
-                    self.actions[then].runnable = false;
-                    self.set_reason(then, first, "unrunnable", true);
-                    changed = true;
-                }
-            }
-            for i in 0..self.actions.len() {
-                let a = &self.actions[i];
-                if a.kind != ActionKind::Running || !a.runnable {
-                    continue;
-                }
-                let Some(r) = a.rsc else { continue };
-                let children = self.leaf_actions(r, ActionKind::Start);
-                let runnable = if self.w.rscs[r].kind == Kind::Group {
-                    !children.is_empty() && children.iter().all(|&c| self.actions[c].runnable)
-                } else {
-                    children.iter().any(|&c| self.actions[c].runnable)
-                };
-                if !runnable {
-                    self.actions[i].runnable = false;
-                    changed = true;
-                }
-            }
-            for k in 0..self.one_or_more.len() {
-                let (p, inputs, min) = self.one_or_more[k].clone();
-                let n = inputs.iter().filter(|&&x| self.actions[x].runnable).count();
-                if n < min && self.actions[p].runnable {
-                    self.actions[p].runnable = false;
-                    changed = true;
-                }
-            }
-            if !changed {
-                return any;
-            }
-            any = true;
-        }
-    }
-
-    /// Required state along implications, to a fixed point.
-    fn propagate_required(&mut self) -> bool {
-        let mut any = false;
-        loop {
-            let mut changed = false;
-            // Restarts forced by unrunnable starts come first.
-            for e in 0..self.edges.len() {
-                let Edge { first, then, flags } = self.edges[e];
-                if flags & RESTART != 0
-                    && !self.actions[then].runnable
-                    && self.actions[first].optional
-                {
-                    self.actions[first].optional = false;
-                    changed = true;
-                }
-            }
-            for e in 0..self.edges.len() {
-                let Edge { first, then, flags } = self.edges[e];
-                if flags & IMPLIES_THEN != 0
-                    && !self.actions[first].optional
-                    && self.actions[then].optional
-                {
-                    self.actions[then].optional = false;
-                    self.set_reason(then, first, "required", false);
-                    changed = true;
-                }
-                if flags & IMPLIES_FIRST != 0
-                    && !self.actions[then].optional
-                    && self.actions[first].optional
-                {
-                    self.actions[first].optional = false;
-                    self.set_reason(first, then, "required", false);
-                    changed = true;
-                }
-            }
-            for i in 0..self.actions.len() {
-                let a = &self.actions[i];
-                if !a.optional
-                    || !matches!(
-                        a.kind,
-                        ActionKind::Running | ActionKind::Stopped | ActionKind::OneOrMore
-                    )
-                {
-                    continue;
-                }
-                let Some(r) = a.rsc else { continue };
-                let want = if a.kind == ActionKind::Stopped {
-                    ActionKind::Stop
-                } else {
-                    ActionKind::Start
-                };
-                let req = self
-                    .leaf_actions(r, want)
-                    .iter()
-                    .any(|&x| !self.actions[x].optional && self.actions[x].runnable);
-                if req {
-                    self.actions[i].optional = false;
-                    changed = true;
-                }
-            }
-            if !changed {
-                return any;
-            }
-            any = true;
-        }
-    }
-
-    /// Flag propagation to a fixed point.
+    /// Flag propagation to a fixed point. Each ordering applies its implications in the
+    /// order Pacemaker applies them (first implies then, restart, then implies first, then
+    /// unrunnable first blocks then), and an action keeps the first reason it was given:
+    /// that is what decides between "required X" and "unrunnable X" in the summary.
     fn propagate(&mut self) {
-        for _ in 0..50 {
-            let a = self.propagate_runnable();
-            let b = self.propagate_required();
-            if !a && !b {
+        let mut restarts: Vec<Vec<usize>> = vec![Vec::new(); self.actions.len()];
+        for (e, edge) in self.edges.iter().enumerate() {
+            if edge.flags & RESTART != 0 {
+                restarts[edge.then].push(e);
+            }
+        }
+        for _ in 0..200 {
+            let mut changed = self.update_collectives();
+            for e in 0..self.edges.len() {
+                let then = self.edges[e].then;
+                let was_runnable = self.actions[then].runnable;
+                changed |= self.apply_edge(e);
+                // A start that just became unrunnable makes its own stop required at
+                // once (Pacemaker re-evaluates an action's inputs as soon as it
+                // changes), before other orderings can give that stop a reason.
+                if was_runnable && !self.actions[then].runnable {
+                    for &r in &restarts[then] {
+                        self.apply_edge(r);
+                    }
+                }
+            }
+            if !changed {
                 break;
             }
         }
+    }
+
+    fn apply_edge(&mut self, e: usize) -> bool {
+        let Edge { first, then, flags } = self.edges[e];
+        let mut changed = false;
+        if flags & IMPLIES_THEN != 0 && !self.actions[first].optional && self.actions[then].optional {
+            self.actions[then].optional = false;
+            self.set_reason(then, first, "required", false);
+            changed = true;
+        }
+        if flags & RESTART != 0 && !self.actions[then].runnable && self.actions[first].optional {
+            self.actions[first].optional = false;
+            changed = true;
+        }
+        if flags & IMPLIES_FIRST != 0 && !self.actions[then].optional && self.actions[first].optional {
+            self.actions[first].optional = false;
+            self.set_reason(first, then, "required", false);
+            changed = true;
+        }
+        let blocks = flags & RUNNABLE_LEFT != 0 || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
+        if blocks && !self.actions[first].runnable && self.actions[then].runnable {
+            self.actions[then].runnable = false;
+            self.set_reason(then, first, "unrunnable", false);
+            changed = true;
+        }
+        changed
+    }
+
+    /// Collective pseudo actions: "running" is runnable when its members' starts are (all
+    /// of a group's, any of a clone's), a one-or-more action when enough inputs are; they
+    /// required as soon as a member action is. A one-or-more action only counts runnable
+    /// inputs and never becomes required, so it never forces its dependents to restart.
+    fn update_collectives(&mut self) -> bool {
+        let mut changed = false;
+        for i in 0..self.actions.len() {
+            let a = &self.actions[i];
+            if a.kind != ActionKind::Running || !a.runnable {
+                continue;
+            }
+            let Some(r) = a.rsc else { continue };
+            let children = self.leaf_actions(r, ActionKind::Start);
+            let runnable = if self.w.rscs[r].kind == Kind::Group {
+                !children.is_empty() && children.iter().all(|&c| self.actions[c].runnable)
+            } else {
+                children.iter().any(|&c| self.actions[c].runnable)
+            };
+            if !runnable {
+                self.actions[i].runnable = false;
+                changed = true;
+            }
+        }
+        for k in 0..self.one_or_more.len() {
+            let (p, inputs, min) = self.one_or_more[k].clone();
+            let n = inputs.iter().filter(|&&x| self.actions[x].runnable).count();
+            if n < min && self.actions[p].runnable {
+                self.actions[p].runnable = false;
+                changed = true;
+            }
+        }
+        for i in 0..self.actions.len() {
+            let a = &self.actions[i];
+            if !a.optional || !matches!(a.kind, ActionKind::Running | ActionKind::Stopped) {
+                continue;
+            }
+            let Some(r) = a.rsc else { continue };
+            let want = if a.kind == ActionKind::Stopped { ActionKind::Stop } else { ActionKind::Start };
+            let req = self.leaf_actions(r, want).iter().any(|&x| !self.actions[x].optional && self.actions[x].runnable);
+            if req {
+                self.actions[i].optional = false;
+                changed = true;
+            }
+        }
+        changed
     }
 }
 

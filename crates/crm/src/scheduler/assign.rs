@@ -32,11 +32,7 @@ impl Assigner<'_> {
     /// Score of one leaf on one node, before colocations. `None`: not allowed.
     fn leaf_weight(&self, l: usize, n: usize, with_stickiness: bool) -> Option<Score> {
         let w = &self.w;
-        let mut s = if w.props.symmetric {
-            Some(Score::ZERO)
-        } else {
-            None
-        };
+        let mut s = if w.props.symmetric { Some(Score::ZERO) } else { None };
         for a in self.ancestors_and_self(l) {
             for loc in self.c.locs_of(a).filter(|x| x.rsc == a && x.role.is_none()) {
                 for &(node, sc) in &loc.scores {
@@ -83,11 +79,7 @@ impl Assigner<'_> {
             }
         }
         // Groups: if the full sum leaves no node, fall back to the first member alone.
-        if leaves.len() > 1
-            && !out
-                .iter()
-                .any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host())
-        {
+        if leaves.len() > 1 && !out.iter().any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host()) {
             let first = leaves[0];
             for n in 0..self.w.nodes.len() {
                 if let Some(s) = self.leaf_weight(first, n, with_stickiness) {
@@ -122,9 +114,7 @@ impl Assigner<'_> {
 
     fn unit_role(&self, u: usize) -> Role {
         let w = &self.w;
-        w.leaves(u)
-            .first()
-            .map_or(Role::Stopped, |&l| w.rscs[l].next_role)
+        w.leaves(u).first().map_or(Role::Stopped, |&l| w.rscs[l].next_role)
     }
 
     fn same_place(&self, attr: &str, a: usize, b: usize) -> bool {
@@ -137,12 +127,7 @@ impl Assigner<'_> {
 
     /// Colocations in which `d` is the dependent, applied to `weights`.
     fn apply_colocations(&mut self, d: usize, weights: &mut Weights, for_promotion: bool) {
-        let colocs: Vec<_> = self
-            .c
-            .by_dependent(d)
-            .filter(|c| c.dependent == d)
-            .cloned()
-            .collect();
+        let colocs: Vec<_> = self.c.by_dependent(d).filter(|c| c.dependent == d).cloned().collect();
         for co in colocs {
             if !for_promotion && co.dep_role.is_some_and(|r| r == Role::Promoted) {
                 continue;
@@ -176,44 +161,25 @@ impl Assigner<'_> {
             }
             // A finite colocation that would leave nowhere to run is ignored.
             let mandatory = co.score.is_inf() || co.score.is_neg_inf();
-            let any_left = work
-                .iter()
-                .any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host());
+            let any_left = work.iter().any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host());
             if mandatory || any_left || for_promotion {
                 *weights = work;
                 let name = format!("colocation {} with {}", co.id, self.w.rscs[co.primary].id);
                 for (n, delta) in applied {
-                    self.notes
-                        .entry(top)
-                        .or_default()
-                        .push((n, name.clone(), delta));
+                    self.notes.entry(top).or_default().push((n, name.clone(), delta));
                 }
             }
         }
     }
 
     /// Preferences of not-yet-assigned dependents pulled into a primary's weights.
-    fn merge_dependents(
-        &self,
-        p: usize,
-        weights: &mut Weights,
-        factor: f64,
-        depth: usize,
-        seen: &mut BTreeSet<usize>,
-    ) {
+    fn merge_dependents(&self, p: usize, weights: &mut Weights, factor: f64, depth: usize, seen: &mut BTreeSet<usize>) {
         if depth > 8 {
             return;
         }
-        for co in self
-            .c
-            .by_primary(p)
-            .filter(|c| c.primary == p && c.influence)
-        {
+        for co in self.c.by_primary(p).filter(|c| c.primary == p && c.influence) {
             let d = co.dependent;
-            if seen.contains(&d)
-                || !self.w.rscs[d].provisional
-                || co.dep_role == Some(Role::Promoted)
-            {
+            if seen.contains(&d) || !self.w.rscs[d].provisional || co.dep_role == Some(Role::Promoted) {
                 continue;
             }
             if co.score.value() == 0 {
@@ -238,12 +204,8 @@ impl Assigner<'_> {
             self.merge_dependents(d, &mut dw, f.clamp(-1.0, 1.0), depth + 1, seen);
             // An anti-colocated dependent's dislikes count only when it could not run
             // anywhere the primary is not.
-            let primary_nodes: BTreeSet<usize> = self
-                .w
-                .leaves(p)
-                .iter()
-                .flat_map(|&l| self.w.rscs[l].running.clone())
-                .collect();
+            let primary_nodes: BTreeSet<usize> =
+                self.w.leaves(p).iter().flat_map(|&l| self.w.rscs[l].running.clone()).collect();
             let dependent_confined = dw
                 .iter()
                 .filter(|(n, s)| s.value() >= 0 && self.w.nodes[**n].can_host())
@@ -272,10 +234,7 @@ impl Assigner<'_> {
                 };
                 *s = s.plus(add);
             }
-            if work
-                .iter()
-                .any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host())
-            {
+            if work.iter().any(|(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host()) {
                 *weights = work;
             }
         }
@@ -292,8 +251,7 @@ impl Assigner<'_> {
             }
         }
         let node = &self.w.nodes[n];
-        need.iter()
-            .all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
+        need.iter().all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
     }
 
     /// Picks the best node for a unit from final weights.
@@ -307,25 +265,16 @@ impl Assigner<'_> {
         let w = &self.w;
         let candidates: Vec<(usize, Score)> = weights
             .iter()
-            .filter(|&(&n, s)| {
-                s.value() >= 0 && w.nodes[n].can_host() && extra_ok(n) && self.fits(u, n)
-            })
+            .filter(|&(&n, s)| s.value() >= 0 && w.nodes[n].can_host() && extra_ok(n) && self.fits(u, n))
             .map(|(&n, &s)| (n, s))
             .collect();
-        let current: Option<usize> = w
-            .leaves(u)
-            .iter()
-            .find_map(|&l| w.rscs[l].running.first().copied());
+        let current: Option<usize> = w.leaves(u).iter().find_map(|&l| w.rscs[l].running.first().copied());
         let cap = |n: usize| -> i64 { w.nodes[n].free.values().sum() };
         let mut c = candidates;
         c.sort_by(|a, b| {
             b.1.cmp(&a.1)
                 .then_with(|| {
-                    if w.props.placement == "balanced" {
-                        cap(b.0).cmp(&cap(a.0))
-                    } else {
-                        std::cmp::Ordering::Equal
-                    }
+                    if w.props.placement == "balanced" { cap(b.0).cmp(&cap(a.0)) } else { std::cmp::Ordering::Equal }
                 })
                 .then_with(|| {
                     if w.props.placement == "minimal" {
@@ -369,9 +318,7 @@ impl Assigner<'_> {
         self.w.rscs[u].provisional = false;
         let mut ok = true;
         for l in leaves {
-            let allowed = self
-                .leaf_weight(l, n, false)
-                .is_some_and(|s| !s.is_neg_inf())
+            let allowed = self.leaf_weight(l, n, false).is_some_and(|s| !s.is_neg_inf())
                 && self.w.rscs[l].target_role != Some(Role::Stopped)
                 && !self.w.rscs[l].orphan
                 && (self.w.rscs[l].managed || self.w.rscs[l].running.contains(&n));
@@ -436,19 +383,11 @@ impl Assigner<'_> {
                 let mut seen = BTreeSet::from([r]);
                 self.merge_dependents(r, &mut weights, 1.0, 0, &mut seen);
                 for (&n, &s) in &weights {
-                    self.notes
-                        .entry(r)
-                        .or_default()
-                        .push((n, "total".into(), s));
+                    self.notes.entry(r).or_default().push((n, "total".into(), s));
                 }
                 let n = if self.stopped_by_role(r) {
                     None
-                } else if !self
-                    .w
-                    .leaves(r)
-                    .iter()
-                    .all(|&l| self.w.rscs[l].managed && !self.w.blocked(l))
-                {
+                } else if !self.w.leaves(r).iter().all(|&l| self.w.rscs[l].managed && !self.w.blocked(l)) {
                     // Unmanaged and blocked resources stay where they are (for groups: where
                     // most members run).
                     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
@@ -458,26 +397,16 @@ impl Assigner<'_> {
                         }
                     }
                     let top = counts.values().copied().max().unwrap_or(0);
-                    let first_leaf_nodes: Vec<usize> = self
-                        .w
-                        .leaves(r)
-                        .iter()
-                        .flat_map(|&l| self.w.rscs[l].running.clone())
-                        .collect();
-                    first_leaf_nodes
-                        .into_iter()
-                        .find(|n| counts.get(n) == Some(&top))
+                    let first_leaf_nodes: Vec<usize> =
+                        self.w.leaves(r).iter().flat_map(|&l| self.w.rscs[l].running.clone()).collect();
+                    first_leaf_nodes.into_iter().find(|n| counts.get(n) == Some(&top))
                 } else {
                     self.choose(r, &weights, &|_| true, None)
                 };
                 self.place_unit(r, n);
                 for l in self.w.leaves(r) {
                     let rs = &mut self.w.rscs[l];
-                    rs.next_role = if rs.assigned.is_some() {
-                        Role::Started
-                    } else {
-                        Role::Stopped
-                    };
+                    rs.next_role = if rs.assigned.is_some() { Role::Started } else { Role::Stopped };
                 }
             }
         }
@@ -521,12 +450,7 @@ impl Assigner<'_> {
         let running_instances: Vec<usize> = instances
             .iter()
             .copied()
-            .filter(|&i| {
-                self.w
-                    .leaves(i)
-                    .iter()
-                    .any(|&l| !self.w.rscs[l].running.is_empty())
-            })
+            .filter(|&i| self.w.leaves(i).iter().any(|&l| !self.w.rscs[l].running.is_empty()))
             .collect();
         let hosting: BTreeSet<usize> = running_instances
             .iter()
@@ -537,10 +461,7 @@ impl Assigner<'_> {
         if !stopped {
             for &i in &order {
                 let leaves = self.w.leaves(i);
-                let Some(cur) = leaves
-                    .iter()
-                    .find_map(|&l| self.w.rscs[l].running.first().copied())
-                else {
+                let Some(cur) = leaves.iter().find_map(|&l| self.w.rscs[l].running.first().copied()) else {
                     continue;
                 };
                 if !managed {
@@ -603,21 +524,14 @@ impl Assigner<'_> {
             for l in self.w.leaves(i) {
                 let rs = &mut self.w.rscs[l];
                 rs.next_role = if rs.assigned.is_some() {
-                    if cfg.promotable {
-                        Role::Unpromoted
-                    } else {
-                        Role::Started
-                    }
+                    if cfg.promotable { Role::Unpromoted } else { Role::Started }
                 } else {
                     Role::Stopped
                 };
             }
         }
         for (&n, &s) in &pulled {
-            self.notes
-                .entry(c)
-                .or_default()
-                .push((n, "clone colocations".into(), s));
+            self.notes.entry(c).or_default().push((n, "clone colocations".into(), s));
         }
         if cfg.promotable {
             self.promote(c);
@@ -626,12 +540,7 @@ impl Assigner<'_> {
     }
 
     /// Node choice for an instance that is not running (no current-node preference).
-    fn choose_fresh(
-        &self,
-        u: usize,
-        weights: &Weights,
-        ok: &dyn Fn(usize) -> bool,
-    ) -> Option<usize> {
+    fn choose_fresh(&self, u: usize, weights: &Weights, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
         self.choose(u, weights, ok, None)
     }
 
@@ -664,15 +573,13 @@ impl Assigner<'_> {
                     score = score.plus(Score::parse(v).unwrap_or(Score::ZERO));
                 }
             }
-            let currently = leaves.iter().any(|&l| {
-                self.w.rscs[l].role == Role::Promoted && self.w.rscs[l].running.contains(&n)
-            });
+            let currently =
+                leaves.iter().any(|&l| self.w.rscs[l].role == Role::Promoted && self.w.rscs[l].running.contains(&n));
             if !any_attr && !currently {
                 score = Score::new(-1);
             }
-            for a in std::iter::once(c)
-                .chain(instances.iter().copied().filter(|&x| x == i))
-                .chain(leaves.iter().copied())
+            for a in
+                std::iter::once(c).chain(instances.iter().copied().filter(|&x| x == i)).chain(leaves.iter().copied())
             {
                 for loc in self.c.locs_of(a).filter(|x| x.role == Some(Role::Promoted)) {
                     for &(node, s) in &loc.scores {
@@ -686,11 +593,7 @@ impl Assigner<'_> {
                 score = score.plus(d);
             }
             // Dependents colocated with our promoted role pull promotion to their node.
-            for co in self
-                .c
-                .by_primary(c)
-                .filter(|co| co.primary == c && co.prim_role == Some(Role::Promoted))
-            {
+            for co in self.c.by_primary(c).filter(|co| co.primary == c && co.prim_role == Some(Role::Promoted)) {
                 let d = co.dependent;
                 if !co.influence || co.score.value() == 0 {
                     continue;
@@ -725,11 +628,7 @@ impl Assigner<'_> {
                     continue;
                 }
                 let dn: Vec<usize> = if self.w.rscs[d].kind == Kind::Clone {
-                    self.w.rscs[d]
-                        .children
-                        .iter()
-                        .filter_map(|&x| self.w.rscs[x].assigned)
-                        .collect()
+                    self.w.rscs[d].children.iter().filter_map(|&x| self.w.rscs[x].assigned).collect()
                 } else {
                     self.w.rscs[d].assigned.into_iter().collect()
                 };
@@ -739,12 +638,8 @@ impl Assigner<'_> {
                     score = Score::NEG_INF;
                 }
             }
-            if leaves
-                .iter()
-                .any(|&l| self.w.rscs[l].failed && self.w.rscs[l].running.contains(&n))
-                && leaves
-                    .iter()
-                    .all(|&l| self.w.rscs[l].on_fail != super::unpack::OnFail::Demote)
+            if leaves.iter().any(|&l| self.w.rscs[l].failed && self.w.rscs[l].running.contains(&n))
+                && leaves.iter().all(|&l| self.w.rscs[l].on_fail != super::unpack::OnFail::Demote)
             {
                 // A failed instance is recovered before it may be promoted again.
             }
@@ -795,24 +690,18 @@ impl Assigner<'_> {
                 Kind::Primitive => (self.unit_weights(r, true), rs.running.clone()),
                 Kind::Group => {
                     let first = rs.children.first().copied().unwrap_or(r);
-                    (
-                        self.unit_weights(first, true),
-                        self.w.rscs[first].running.clone(),
-                    )
+                    (self.unit_weights(first, true), self.w.rscs[first].running.clone())
                 }
                 Kind::Clone => {
                     let first = rs.children.first().copied().unwrap_or(r);
                     let l = self.w.leaves(first).first().copied().unwrap_or(first);
-                    let m = (0..self.w.nodes.len())
-                        .filter_map(|n| self.leaf_weight(l, n, false).map(|s| (n, s)))
-                        .collect();
+                    let m =
+                        (0..self.w.nodes.len()).filter_map(|n| self.leaf_weight(l, n, false).map(|s| (n, s))).collect();
                     (m, Vec::new())
                 }
             };
-            let current = (running.len() == 1
-                && self.w.nodes[running[0]].can_host()
-                && self.fits(r, running[0]))
-            .then(|| running[0]);
+            let current = (running.len() == 1 && self.w.nodes[running[0]].can_host() && self.fits(r, running[0]))
+                .then(|| running[0]);
             let scores = (0..self.w.nodes.len())
                 .map(|n| {
                     if self.w.nodes[n].can_host() && self.fits(r, n) {
@@ -822,12 +711,7 @@ impl Assigner<'_> {
                     }
                 })
                 .collect();
-            keys.push(Key {
-                priority: rs.priority,
-                current,
-                scores,
-                r,
-            });
+            keys.push(Key { priority: rs.priority, current, scores, r });
         }
         let names: Vec<String> = self.w.nodes.iter().map(|n| n.name.clone()).collect();
         let default_strategy = self.w.props.placement == "default";
@@ -912,12 +796,8 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
             while j < b.len() && b[j].is_ascii_digit() {
                 j += 1;
             }
-            let na = std::str::from_utf8(&a[si..i])
-                .unwrap_or("0")
-                .trim_start_matches('0');
-            let nb = std::str::from_utf8(&b[sj..j])
-                .unwrap_or("0")
-                .trim_start_matches('0');
+            let na = std::str::from_utf8(&a[si..i]).unwrap_or("0").trim_start_matches('0');
+            let nb = std::str::from_utf8(&b[sj..j]).unwrap_or("0").trim_start_matches('0');
             let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
             if o != Equal {
                 return o;

@@ -65,29 +65,17 @@ impl Constraints {
 
     /// Location constraints on one resource.
     pub(crate) fn locs_of(&self, r: usize) -> impl Iterator<Item = &Loc> {
-        self.loc_index
-            .get(&r)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.locs[i])
+        self.loc_index.get(&r).into_iter().flatten().map(|&i| &self.locs[i])
     }
 
     /// Colocations in which `r` is the dependent.
     pub(crate) fn by_dependent(&self, r: usize) -> impl Iterator<Item = &Coloc> {
-        self.dep_index
-            .get(&r)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.colocs[i])
+        self.dep_index.get(&r).into_iter().flatten().map(|&i| &self.colocs[i])
     }
 
     /// Colocations in which `r` is the primary.
     pub(crate) fn by_primary(&self, r: usize) -> impl Iterator<Item = &Coloc> {
-        self.prim_index
-            .get(&r)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.colocs[i])
+        self.prim_index.get(&r).into_iter().flatten().map(|&i| &self.colocs[i])
     }
 }
 
@@ -159,10 +147,7 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                             role = role_norm(rule.role);
                         }
                         for (n, node) in w.nodes.iter().enumerate() {
-                            let ctx = RuleCtx {
-                                node: Some(&node.name),
-                                attrs: &node.attrs,
-                            };
+                            let ctx = RuleCtx { node: Some(&node.name), attrs: &node.attrs };
                             if rules::eval(rule, &ctx) {
                                 let s = if let Some(a) = &rule.score_attribute {
                                     match node.attrs.get(a).and_then(|v| Score::parse(v)) {
@@ -176,38 +161,31 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                             }
                         }
                     }
-                    out.locs.push(Loc {
-                        id: l.id.clone(),
-                        rsc,
-                        role,
-                        scores,
-                    });
+                    out.locs.push(Loc { id: l.id.clone(), rsc, role, scores });
                 }
             }
             Constraint::Colocation(co) => {
                 let attr = co.node_attribute.clone().unwrap_or_else(|| "#uname".into());
                 let influence = co.influence.unwrap_or(true);
-                let mut push =
-                    |dep: usize, prim: usize, score: Score, dr: Option<Role>, pr: Option<Role>| {
-                        if dep == prim {
-                            return;
-                        }
-                        out.colocs.push(Coloc {
-                            id: co.id.clone(),
-                            dependent: dep,
-                            primary: prim,
-                            score,
-                            dep_role: role_norm(dr),
-                            prim_role: role_norm(pr),
-                            attr: attr.clone(),
-                            influence,
-                        });
-                    };
+                let mut push = |dep: usize, prim: usize, score: Score, dr: Option<Role>, pr: Option<Role>| {
+                    if dep == prim {
+                        return;
+                    }
+                    out.colocs.push(Coloc {
+                        id: co.id.clone(),
+                        dependent: dep,
+                        primary: prim,
+                        score,
+                        dep_role: role_norm(dr),
+                        prim_role: role_norm(pr),
+                        attr: attr.clone(),
+                        influence,
+                    });
+                };
                 if co.sets.is_empty() {
-                    if let (Some(d), Some(p)) = (
-                        co.rsc.as_deref().and_then(lookup),
-                        co.with_rsc.as_deref().and_then(lookup),
-                    ) {
+                    if let (Some(d), Some(p)) =
+                        (co.rsc.as_deref().and_then(lookup), co.with_rsc.as_deref().and_then(lookup))
+                    {
                         push(d, p, co.score, co.rsc_role, co.with_rsc_role);
                     }
                     continue;
@@ -240,16 +218,8 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                 for pair in sets.windows(2) {
                     let (s1, seq1, r1, _) = &pair[0];
                     let (s2, seq2, r2, _) = &pair[1];
-                    let deps: Vec<usize> = if *seq1 {
-                        s1.first().copied().into_iter().collect()
-                    } else {
-                        s1.clone()
-                    };
-                    let prims: Vec<usize> = if *seq2 {
-                        s2.last().copied().into_iter().collect()
-                    } else {
-                        s2.clone()
-                    };
+                    let deps: Vec<usize> = if *seq1 { s1.first().copied().into_iter().collect() } else { s1.clone() };
+                    let prims: Vec<usize> = if *seq2 { s2.last().copied().into_iter().collect() } else { s2.clone() };
                     for &d in &deps {
                         for &p in &prims {
                             push(d, p, co.score, *r1, *r2);
@@ -259,12 +229,7 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
             }
             Constraint::Order(o) => {
                 let symmetrical = o.symmetrical.unwrap_or(o.kind != OrderKind::Serialize);
-                let push = |f: usize,
-                            fa: &str,
-                            t: usize,
-                            ta: &str,
-                            min: Option<usize>,
-                            out: &mut Constraints| {
+                let push = |f: usize, fa: &str, t: usize, ta: &str, min: Option<usize>, out: &mut Constraints| {
                     if f == t && fa == ta {
                         return;
                     }
@@ -281,10 +246,9 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                     });
                 };
                 if o.sets.is_empty() {
-                    if let (Some(f), Some(t)) = (
-                        o.first.as_deref().and_then(lookup),
-                        o.then.as_deref().and_then(lookup),
-                    ) {
+                    if let (Some(f), Some(t)) =
+                        (o.first.as_deref().and_then(lookup), o.then.as_deref().and_then(lookup))
+                    {
                         let fa = o.first_action.clone().unwrap_or_else(|| "start".into());
                         let ta = o.then_action.clone().unwrap_or_else(|| fa.clone());
                         let min = if !o.require_all { Some(1) } else { None };
@@ -314,11 +278,7 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                 for pair in sets.windows(2) {
                     let (s1, seq1, req1, a1) = &pair[0];
                     let (s2, seq2, _, a2) = &pair[1];
-                    let thens: Vec<usize> = if *seq2 {
-                        s2.first().copied().into_iter().collect()
-                    } else {
-                        s2.clone()
-                    };
+                    let thens: Vec<usize> = if *seq2 { s2.first().copied().into_iter().collect() } else { s2.clone() };
                     if !*req1 {
                         if let Some(&f0) = s1.first() {
                             for &t in &thens {
@@ -333,11 +293,7 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                         }
                         continue;
                     }
-                    let firsts: Vec<usize> = if *seq1 {
-                        s1.last().copied().into_iter().collect()
-                    } else {
-                        s1.clone()
-                    };
+                    let firsts: Vec<usize> = if *seq1 { s1.last().copied().into_iter().collect() } else { s1.clone() };
                     for &f in &firsts {
                         for &t in &thens {
                             push(f, a1, t, a2, None, &mut out);

@@ -141,11 +141,7 @@ pub fn schedule(cib: &Cib, quorum: Option<bool>, now: i64) -> Transition {
     let mut w = World::build(cib, quorum, now);
     let cons = constraints::unpack(&w, cib);
     let notes = {
-        let mut a = assign::Assigner {
-            w: &mut w,
-            c: &cons,
-            notes: BTreeMap::new(),
-        };
+        let mut a = assign::Assigner { w: &mut w, c: &cons, notes: BTreeMap::new() };
         a.assign_all();
         a.notes
     };
@@ -165,11 +161,7 @@ pub fn schedule(cib: &Cib, quorum: Option<bool>, now: i64) -> Transition {
             if what == "total" {
                 scores.push((w.rscs[r].id.clone(), w.nodes[n].name.clone(), s));
             }
-            note_map.entry(w.rscs[r].id.clone()).or_default().push((
-                w.nodes[n].name.clone(),
-                what,
-                s,
-            ));
+            note_map.entry(w.rscs[r].id.clone()).or_default().push((w.nodes[n].name.clone(), what, s));
         }
     }
     for l in &cons.locs {
@@ -185,20 +177,9 @@ pub fn schedule(cib: &Cib, quorum: Option<bool>, now: i64) -> Transition {
         .rscs
         .iter()
         .filter(|r| r.kind == Kind::Primitive)
-        .map(|r| {
-            (
-                r.id.clone(),
-                r.assigned.map(|n| w.nodes[n].name.clone()),
-                r.next_role,
-            )
-        })
+        .map(|r| (r.id.clone(), r.assigned.map(|n| w.nodes[n].name.clone()), r.next_role))
         .collect();
-    let fenced: Vec<usize> = b
-        .actions
-        .iter()
-        .filter(|a| a.kind == ActionKind::Fence)
-        .filter_map(|a| a.node)
-        .collect();
+    let fenced: Vec<usize> = b.actions.iter().filter(|a| a.kind == ActionKind::Fence).filter_map(|a| a.node).collect();
     let current = view::cluster_view(&w, false, &[]);
     let revised = view::cluster_view(&w, true, &fenced);
     Transition {
@@ -238,11 +219,7 @@ fn summary_lines(w: &World, b: &actions::Builder<'_>) -> Vec<String> {
     for a in &b.actions {
         if a.kind == ActionKind::Fence {
             let n = a.node.map_or("", |n| w.nodes[n].name.as_str());
-            out.push(format!(
-                "Fence ({}) {n} '{}'",
-                w.props.fencing_action,
-                a.reason.clone().unwrap_or_default()
-            ));
+            out.push(format!("Fence ({}) {n} '{}'", w.props.fencing_action, a.reason.clone().unwrap_or_default()));
         }
     }
     let mut order: Vec<usize> = Vec::new();
@@ -271,8 +248,7 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
         next_role = Role::Stopped;
     }
     let managed = w.actionable(l);
-    let failed = r.failed
-        && (r.on_fail == unpack::OnFail::Fence || r.running.iter().any(|&n| !w.will_fence(n)));
+    let failed = r.failed && (r.on_fail == unpack::OnFail::Fence || r.running.iter().any(|&n| !w.will_fence(n)));
     if current.is_none() && r.orphan {
         return;
     }
@@ -285,9 +261,7 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
         Some(s) if b.actions[s].runnable => current,
         _ => None,
     };
-    let stop = b
-        .find(l, ActionKind::Stop, start_node)
-        .or_else(|| b.find(l, ActionKind::Stop, None));
+    let stop = b.find(l, ActionKind::Stop, start_node).or_else(|| b.find(l, ActionKind::Stop, None));
     let promote = next.and_then(|n| b.find(l, ActionKind::Promote, Some(n)));
     let demote = next.and_then(|n| b.find(l, ActionKind::Demote, Some(n)));
     let opt = |a: Option<usize>| a.is_none_or(|a| b.actions[a].optional);
@@ -299,13 +273,7 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
     if role == next_role {
         if opt(start) {
             if demote.is_some() && promote.is_some() && !opt(demote) && !opt(promote) {
-                emit(Item {
-                    change: "Re-promote",
-                    origin: current,
-                    dest: next,
-                    action: promote,
-                    source: None,
-                });
+                emit(Item { change: "Re-promote", origin: current, dest: next, action: promote, source: None });
             }
             return;
         }
@@ -320,29 +288,11 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
             });
         } else if moving && current.is_some() {
             let change = if failed { "Recover" } else { "Move" };
-            emit(Item {
-                change,
-                origin: current,
-                dest: next,
-                action: stop,
-                source: None,
-            });
+            emit(Item { change, origin: current, dest: next, action: stop, source: None });
         } else if failed {
-            emit(Item {
-                change: "Recover",
-                origin: current,
-                dest: None,
-                action: stop,
-                source: None,
-            });
+            emit(Item { change: "Recover", origin: current, dest: None, action: stop, source: None });
         } else {
-            emit(Item {
-                change: "Restart",
-                origin: current,
-                dest: None,
-                action: start,
-                source: None,
-            });
+            emit(Item { change: "Restart", origin: current, dest: None, action: start, source: None });
         }
         return;
     }
@@ -350,40 +300,16 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
         for &n in &r.running {
             let st = b.find(l, ActionKind::Stop, Some(n));
             let src = with_reason(st).or(start);
-            emit(Item {
-                change: "Stop",
-                origin: Some(n),
-                dest: None,
-                action: st,
-                source: src,
-            });
+            emit(Item { change: "Stop", origin: Some(n), dest: None, action: st, source: src });
         }
         return;
     }
     if stop.is_some() && failed && !opt(stop) {
-        emit(Item {
-            change: "Recover",
-            origin: current,
-            dest: next,
-            action: stop,
-            source: start,
-        });
+        emit(Item { change: "Recover", origin: current, dest: next, action: stop, source: start });
     } else if moving {
-        emit(Item {
-            change: "Move",
-            origin: current,
-            dest: next,
-            action: stop,
-            source: None,
-        });
+        emit(Item { change: "Move", origin: current, dest: next, action: stop, source: None });
     } else if failed {
-        emit(Item {
-            change: "Recover",
-            origin: current,
-            dest: None,
-            action: stop,
-            source: None,
-        });
+        emit(Item { change: "Recover", origin: current, dest: None, action: stop, source: None });
     } else if role == Role::Promoted && next_role != Role::Promoted {
         emit(Item {
             change: "Demote",
@@ -393,44 +319,20 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
             source: None,
         });
     } else if next_role == Role::Promoted {
-        emit(Item {
-            change: "Promote",
-            origin: current,
-            dest: next,
-            action: promote,
-            source: None,
-        });
+        emit(Item { change: "Promote", origin: current, dest: next, action: promote, source: None });
     } else if role == Role::Stopped && next_role > Role::Stopped {
-        emit(Item {
-            change: "Start",
-            origin: current,
-            dest: next,
-            action: start,
-            source: None,
-        });
+        emit(Item { change: "Start", origin: current, dest: next, action: start, source: None });
     }
 }
 
-fn item_line(
-    w: &World,
-    l: usize,
-    role: Role,
-    next_role: Role,
-    it: Item<'_>,
-    b: &actions::Builder<'_>,
-) -> String {
+fn item_line(w: &World, l: usize, role: Role, next_role: Role, it: Item<'_>, b: &actions::Builder<'_>) -> String {
     let r = &w.rscs[l];
     let name = |n: usize| w.nodes[n].name.as_str();
     let need_role = role > Role::Started || next_role > Role::Unpromoted;
     let same_host = matches!((it.origin, it.dest), (Some(a), Some(b)) if a == b);
     let same_role = role == next_role;
     let details = match (it.origin, it.dest) {
-        (None, Some(d)) if need_role => format!(
-            "{} -> {} {}",
-            role_text(role),
-            role_text(next_role),
-            name(d)
-        ),
+        (None, Some(d)) if need_role => format!("{} -> {} {}", role_text(role), role_text(next_role), name(d)),
         (None, Some(d)) => name(d).to_string(),
         (None, None) => String::new(),
         (Some(o), None) if need_role => format!("{} {}", role_text(role), name(o)),
@@ -445,20 +347,9 @@ fn item_line(
             } else if same_role {
                 format!("{} -> {}", name(o), name(d))
             } else if same_host {
-                format!(
-                    "{} -> {} {}",
-                    role_text(role),
-                    role_text(next_role),
-                    name(o)
-                )
+                format!("{} -> {} {}", role_text(role), role_text(next_role), name(o))
             } else {
-                format!(
-                    "{} {} -> {} {}",
-                    role_text(role),
-                    name(o),
-                    role_text(next_role),
-                    name(d)
-                )
+                format!("{} {} -> {} {}", role_text(role), name(o), role_text(next_role), name(d))
             }
         }
     };

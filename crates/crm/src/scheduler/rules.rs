@@ -17,16 +17,8 @@ fn compare(a: &str, b: &str, ty: Option<&str>) -> Option<Ordering> {
     let ty = ty.map(str::to_ascii_lowercase);
     match ty.as_deref() {
         Some("integer") => {
-            let x = a
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .or_else(|| a.trim().parse::<f64>().ok().map(|f| f as i64))?;
-            let y = b
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .or_else(|| b.trim().parse::<f64>().ok().map(|f| f as i64))?;
+            let x = a.trim().parse::<i64>().ok().or_else(|| a.trim().parse::<f64>().ok().map(|f| f as i64))?;
+            let y = b.trim().parse::<i64>().ok().or_else(|| b.trim().parse::<f64>().ok().map(|f| f as i64))?;
             Some(x.cmp(&y))
         }
         Some("number") => {
@@ -65,14 +57,7 @@ fn eval_expr(e: &Expr, ctx: &RuleCtx<'_>) -> bool {
     match e {
         Expr::Rule(r) => eval(r, ctx),
         Expr::Date { .. } => false,
-        Expr::Attr {
-            attribute,
-            operation,
-            value,
-            value_type,
-            value_source,
-            ..
-        } => {
+        Expr::Attr { attribute, operation, value, value_type, value_source, .. } => {
             let actual = ctx.attrs.get(attribute).map(String::as_str);
             let op = operation.to_ascii_lowercase();
             if op == "defined" {

@@ -73,12 +73,7 @@ pub(crate) struct Node {
 impl Node {
     /// Whether resources may be placed here.
     pub(crate) fn can_host(&self) -> bool {
-        self.online
-            && !self.unclean
-            && !self.standby
-            && !self.pending
-            && !self.shutdown
-            && !self.maintenance
+        self.online && !self.unclean && !self.standby && !self.pending && !self.shutdown && !self.maintenance
     }
 }
 
@@ -170,10 +165,7 @@ pub(crate) struct World {
 }
 
 fn truthy(v: &str) -> bool {
-    matches!(
-        v.to_ascii_lowercase().as_str(),
-        "true" | "yes" | "on" | "1" | "y"
-    )
+    matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1" | "y")
 }
 
 /// Flattens sets in precedence order (higher score first, then document order); first wins.
@@ -188,8 +180,7 @@ pub(crate) fn flatten(sets: &[NvSet], ctx: &RuleCtx<'_>, out: &mut BTreeMap<Stri
         }
         for p in &s.pairs {
             if let Some(v) = &p.value {
-                out.entry(crate::cib::xml_modern(&p.name))
-                    .or_insert_with(|| v.clone());
+                out.entry(crate::cib::xml_modern(&p.name)).or_insert_with(|| v.clone());
             }
         }
     }
@@ -226,32 +217,17 @@ fn node_online(
     }
     if when_member < 0 {
         if when_online > 0 {
-            return (
-                false,
-                true,
-                false,
-                Some("peer has not been seen by the cluster"),
-            );
+            return (false, true, false, Some("peer has not been seen by the cluster"));
         }
         return (false, true, false, None);
     }
     if join == "banned" || join == "nack" {
-        return (
-            true,
-            true,
-            false,
-            Some("peer failed Pacemaker membership criteria"),
-        );
+        return (true, true, false, Some("peer failed Pacemaker membership criteria"));
     }
     if expected == "down" {
         if when_member > 0 || when_online > 0 {
             if ns.uname.is_none() && when_online <= 0 {
-                return (
-                    false,
-                    true,
-                    false,
-                    Some("peer pending timed out on joining the process group"),
-                );
+                return (false, true, false, Some("peer pending timed out on joining the process group"));
             }
             return (false, false, true, None);
         }
@@ -259,12 +235,7 @@ fn node_online(
     }
     if when_member == 0 {
         if expected == "member" {
-            return (
-                false,
-                true,
-                false,
-                Some("peer is no longer part of the cluster"),
-            );
+            return (false, true, false, Some("peer is no longer part of the cluster"));
         }
         if when_online > 0 {
             return (false, false, true, None);
@@ -273,20 +244,10 @@ fn node_online(
     }
     if when_online <= 0 {
         if expected == "member" {
-            return (
-                true,
-                true,
-                false,
-                Some("peer process is no longer available"),
-            );
+            return (true, true, false, Some("peer process is no longer available"));
         }
         if ns.uname.is_none() {
-            return (
-                false,
-                true,
-                false,
-                Some("peer pending timed out on joining the process group"),
-            );
+            return (false, true, false, Some("peer pending timed out on joining the process group"));
         }
         return (false, false, true, None);
     }
@@ -299,10 +260,7 @@ fn node_online(
 impl World {
     pub(crate) fn build(cib: &Cib, quorum: Option<bool>, now: i64) -> World {
         let empty = BTreeMap::new();
-        let ctx0 = RuleCtx {
-            node: None,
-            attrs: &empty,
-        };
+        let ctx0 = RuleCtx { node: None, attrs: &empty };
         let mut props = BTreeMap::new();
         flatten(&cib.config.properties, &ctx0, &mut props);
         let p = |k: &str| props.get(k).map(String::as_str);
@@ -316,9 +274,7 @@ impl World {
             },
             symmetric: p("symmetric-cluster").is_none_or(truthy),
             no_quorum_policy: p("no-quorum-policy").unwrap_or("stop").to_ascii_lowercase(),
-            placement: p("placement-strategy")
-                .unwrap_or("default")
-                .to_ascii_lowercase(),
+            placement: p("placement-strategy").unwrap_or("default").to_ascii_lowercase(),
             maintenance_mode: p("maintenance-mode").is_some_and(truthy),
             stop_all: p("stop-all-resources").is_some_and(truthy),
             stop_orphans: p("stop-removed-resources").is_none_or(truthy),
@@ -339,11 +295,7 @@ impl World {
             leaf_cache: Vec::new(),
         };
         w.unpack_nodes(cib);
-        if !w.quorate
-            && w.props.no_quorum_policy == "suicide"
-            && cib.no_quorum_panic
-            && w.props.fencing_enabled
-        {
+        if !w.quorate && w.props.no_quorum_policy == "suicide" && cib.no_quorum_panic && w.props.fencing_enabled {
             for node in &mut w.nodes {
                 if node.online && !node.unclean {
                     node.unclean = true;
@@ -387,26 +339,14 @@ impl World {
     }
 
     fn unpack_nodes(&mut self, cib: &Cib) {
-        let states: BTreeMap<&str, &NodeState> =
-            cib.status.iter().map(|s| (s.id.as_str(), s)).collect();
+        let states: BTreeMap<&str, &NodeState> = cib.status.iter().map(|s| (s.id.as_str(), s)).collect();
         let mut seen = BTreeSet::new();
         let mut configured: Vec<(String, String, Vec<NvSet>, Vec<NvSet>)> = cib
             .config
             .nodes
             .iter()
-            .filter(|n| {
-                n.kind
-                    .as_deref()
-                    .is_none_or(|k| k == "member" || k == "normal")
-            })
-            .map(|n| {
-                (
-                    n.id.clone(),
-                    n.uname.clone(),
-                    n.attributes.clone(),
-                    n.utilization.clone(),
-                )
-            })
+            .filter(|n| n.kind.as_deref().is_none_or(|k| k == "member" || k == "normal"))
+            .map(|n| (n.id.clone(), n.uname.clone(), n.attributes.clone(), n.utilization.clone()))
             .collect();
         // node_state entries for nodes not in configuration still count.
         for s in &cib.status {
@@ -430,10 +370,7 @@ impl World {
             a.insert("#uname".to_string(), name.clone());
             a.insert("#id".to_string(), id.clone());
             a.insert("#kind".to_string(), "cluster".to_string());
-            let ctx = RuleCtx {
-                node: None,
-                attrs: &BTreeMap::new(),
-            };
+            let ctx = RuleCtx { node: None, attrs: &BTreeMap::new() };
             if let Some(ns) = ns {
                 let mut t = BTreeMap::new();
                 flatten(&ns.transient, &ctx, &mut t);
@@ -462,9 +399,7 @@ impl World {
             let standby = a.get("standby").is_some_and(|v| truthy(v));
             let maintenance = a.get("maintenance").is_some_and(|v| truthy(v));
             let shutdown = a.get("shutdown").is_some_and(|v| v != "0");
-            let terminate = a
-                .get("terminate")
-                .is_some_and(|v| truthy(v) || v.parse::<i64>().is_ok_and(|n| n > 0));
+            let terminate = a.get("terminate").is_some_and(|v| truthy(v) || v.parse::<i64>().is_ok_and(|n| n > 0));
             let mut node = Node {
                 id,
                 name,
@@ -488,16 +423,9 @@ impl World {
         }
     }
 
-    fn rsc_meta(
-        &self,
-        r: &Resource,
-        inherited: &BTreeMap<String, String>,
-    ) -> BTreeMap<String, String> {
+    fn rsc_meta(&self, r: &Resource, inherited: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         let empty = BTreeMap::new();
-        let ctx = RuleCtx {
-            node: None,
-            attrs: &empty,
-        };
+        let ctx = RuleCtx { node: None, attrs: &empty };
         let mut m = BTreeMap::new();
         flatten(&r.meta, &ctx, &mut m);
         for (k, v) in inherited {
@@ -518,26 +446,12 @@ impl World {
         let idx = self.rscs.len();
         let mut defaults = BTreeMap::new();
         let empty = BTreeMap::new();
-        flatten(
-            &self.rsc_defaults,
-            &RuleCtx {
-                node: None,
-                attrs: &empty,
-            },
-            &mut defaults,
-        );
+        flatten(&self.rsc_defaults, &RuleCtx { node: None, attrs: &empty }, &mut defaults);
         let get = |k: &str| meta.get(k).or_else(|| defaults.get(k)).map(String::as_str);
         let (kind, class, provider, agent) = match &r.kind {
-            ResourceKind::Primitive {
-                class,
-                provider,
-                agent,
-            } => (
-                Kind::Primitive,
-                class.clone(),
-                provider.clone(),
-                agent.clone(),
-            ),
+            ResourceKind::Primitive { class, provider, agent } => {
+                (Kind::Primitive, class.clone(), provider.clone(), agent.clone())
+            }
             ResourceKind::Group { .. } => (Kind::Group, String::new(), None, String::new()),
             ResourceKind::Clone { .. } => (Kind::Clone, String::new(), None, String::new()),
         };
@@ -561,14 +475,7 @@ impl World {
         };
         let mut utilization = BTreeMap::new();
         let mut u = BTreeMap::new();
-        flatten(
-            &r.utilization,
-            &RuleCtx {
-                node: None,
-                attrs: &empty,
-            },
-            &mut u,
-        );
+        flatten(&r.utilization, &RuleCtx { node: None, attrs: &empty }, &mut u);
         for (k, v) in u {
             if let Ok(n) = v.parse::<i64>() {
                 utilization.insert(k, n);
@@ -576,15 +483,9 @@ impl World {
         }
         let n_nodes = self.nodes.len().max(1);
         let mut clone = CloneCfg::default();
-        if let ResourceKind::Clone {
-            legacy_promotable, ..
-        } = &r.kind
-        {
+        if let ResourceKind::Clone { legacy_promotable, .. } = &r.kind {
             let num = |k: &str, alt: &str, d: usize| {
-                get(k)
-                    .or_else(|| get(alt))
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(d)
+                get(k).or_else(|| get(alt)).and_then(|v| v.parse::<usize>().ok()).unwrap_or(d)
             };
             clone.max = num("clone-max", "clone-max", n_nodes);
             clone.node_max = num("clone-node-max", "clone-node-max", 1);
@@ -597,10 +498,8 @@ impl World {
             clone.unique = get("globally-unique").is_some_and(truthy);
             clone.min = num("clone-min", "clone-min", 0);
         }
-        let stickiness = get("resource-stickiness")
-            .or_else(|| get("default-resource-stickiness"))
-            .and_then(Score::parse)
-            .unwrap_or(
+        let stickiness =
+            get("resource-stickiness").or_else(|| get("default-resource-stickiness")).and_then(Score::parse).unwrap_or(
                 if matches!(r.kind, ResourceKind::Clone { .. })
                     || parent.is_some_and(|p| self.rscs[p].kind == Kind::Clone)
                 {
@@ -618,17 +517,13 @@ impl World {
             class,
             provider,
             agent,
-            priority: get("priority")
-                .and_then(Score::parse)
-                .map_or(0, |s| s.value()),
+            priority: get("priority").and_then(Score::parse).map_or(0, |s| s.value()),
             stickiness,
             migration_threshold: get("migration-threshold")
                 .and_then(Score::parse)
                 .map(|s| s.value())
                 .unwrap_or(crate::score::INFINITY),
-            failure_timeout_s: get("failure-timeout")
-                .and_then(parse_duration_s)
-                .unwrap_or(0),
+            failure_timeout_s: get("failure-timeout").and_then(parse_duration_s).unwrap_or(0),
             target_role,
             managed,
             requires,
@@ -691,8 +586,7 @@ impl World {
         node.unclean
             && node.fence_reason.is_some()
             && self.props.fencing_enabled
-            && (self.quorate
-                || matches!(self.props.no_quorum_policy.as_str(), "ignore" | "suicide"))
+            && (self.quorate || matches!(self.props.no_quorum_policy.as_str(), "ignore" | "suicide"))
     }
 
     /// Blocked by a failure that fencing will not clear.
@@ -750,21 +644,11 @@ impl World {
     }
 
     fn unpack_status(&mut self, cib: &Cib) {
-        let node_idx: BTreeMap<String, usize> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.id.clone(), i))
-            .collect();
+        let node_idx: BTreeMap<String, usize> = self.nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
         // Process online nodes first, then the rest, each in document order.
         let mut order: Vec<&NodeState> = cib.status.iter().collect();
         let fencing = self.props.fencing_enabled;
-        order.sort_by_key(|ns| {
-            !fencing
-                && node_idx
-                    .get(ns.id.as_str())
-                    .is_none_or(|&i| !self.nodes[i].online)
-        });
+        order.sort_by_key(|ns| !fencing && node_idx.get(ns.id.as_str()).is_none_or(|&i| !self.nodes[i].online));
         for ns in order {
             let Some(&n) = node_idx.get(ns.id.as_str()) else {
                 continue;
@@ -797,9 +681,8 @@ impl World {
             return None;
         }
         let instances = self.rscs[clone].children.clone();
-        let leaf_in = |w: &World, inst: usize| -> Option<usize> {
-            w.leaves(inst).into_iter().find(|&l| w.rscs[l].base == base)
-        };
+        let leaf_in =
+            |w: &World, inst: usize| -> Option<usize> { w.leaves(inst).into_iter().find(|&l| w.rscs[l].base == base) };
         if self.rscs[clone].clone.unique
             && let Some(k) = num
         {
@@ -812,10 +695,7 @@ impl World {
                 && self.rscs[l].known_on.contains(&n)
             {
                 // A second history of an anonymous clone on one node is an orphan.
-                let other = self.rscs[l]
-                    .history_ids
-                    .iter()
-                    .any(|(hn, id)| *hn == n && *id != lr.id);
+                let other = self.rscs[l].history_ids.iter().any(|(hn, id)| *hn == n && *id != lr.id);
                 if other && self.rscs[l].running.contains(&n) {
                     return None;
                 }
@@ -823,10 +703,7 @@ impl World {
             }
         }
         for &i in &instances {
-            let on_node = self
-                .leaves(i)
-                .iter()
-                .any(|&l| self.rscs[l].running.contains(&n));
+            let on_node = self.leaves(i).iter().any(|&l| self.rscs[l].running.contains(&n));
             if on_node && let Some(l) = leaf_in(self, i) {
                 if self.rscs[l].running.contains(&n) {
                     return None;
@@ -835,10 +712,8 @@ impl World {
             }
         }
         for &i in &instances {
-            let any_active = self
-                .leaves(i)
-                .iter()
-                .any(|&l| !self.rscs[l].running.is_empty() || self.rscs[l].pending.is_some());
+            let any_active =
+                self.leaves(i).iter().any(|&l| !self.rscs[l].running.is_empty() || self.rscs[l].pending.is_some());
             if !any_active
                 && let Some(l) = leaf_in(self, i)
                 && (active || !self.rscs[l].known_on.contains(&n))
@@ -861,34 +736,20 @@ impl World {
         let configured = configured.or_else(|| {
             let empty = BTreeMap::new();
             let mut d = BTreeMap::new();
-            flatten(
-                &self.op_defaults,
-                &RuleCtx {
-                    node: None,
-                    attrs: &empty,
-                },
-                &mut d,
-            );
+            flatten(&self.op_defaults, &RuleCtx { node: None, attrs: &empty }, &mut d);
             d.get("on-fail").and_then(|v| OnFail::parse(v))
         });
         if let Some(c) = configured {
             if c == OnFail::Fence && !self.props.fencing_enabled {
                 return OnFail::Block;
             }
-            if c == OnFail::Demote
-                && op.operation != "promote"
-                && !(op.operation == "monitor" && op.rc == 8)
-            {
+            if c == OnFail::Demote && op.operation != "promote" && !(op.operation == "monitor" && op.rc == 8) {
                 return OnFail::Restart;
             }
             return c;
         }
         if op.operation == "stop" {
-            if self.props.fencing_enabled && self.props.have_fence_device {
-                OnFail::Fence
-            } else {
-                OnFail::Block
-            }
+            if self.props.fencing_enabled && self.props.have_fence_device { OnFail::Fence } else { OnFail::Block }
         } else {
             OnFail::Restart
         }
@@ -905,12 +766,7 @@ impl World {
         // Decide activity first (for anonymous clone instance mapping).
         let found = self.find_leaf(n, lr, true);
         if std::env::var("CRM_DEBUG").is_ok() {
-            eprintln!(
-                "history {} on {} -> {:?}",
-                lr.id,
-                self.nodes[n].name,
-                found.map(|l| self.rscs[l].id.clone())
-            );
+            eprintln!("history {} on {} -> {:?}", lr.id, self.nodes[n].name, found.map(|l| self.rscs[l].id.clone()));
         }
         let leaf = match found {
             Some(l) => l,
@@ -1002,15 +858,10 @@ impl World {
         let mut pending = None;
         let mut stop_failed = false;
         let mut fence_reason = None;
-        let promotable = self
-            .clone_of(leaf)
-            .is_some_and(|c| self.rscs[c].clone.promotable);
+        let promotable = self.clone_of(leaf).is_some_and(|c| self.rscs[c].clone.promotable);
         for op in ops {
             let task = op.operation.as_str();
-            if matches!(
-                task,
-                "notify" | "meta-data" | "cancel" | "reload" | "reload-agent" | "validate-all"
-            ) {
+            if matches!(task, "notify" | "meta-data" | "cancel" | "reload" | "reload-agent" | "validate-all") {
                 continue;
             }
             if op.op_status == -1 || op.call_id == -1 && op.op_status != 0 {
@@ -1035,18 +886,12 @@ impl World {
                 x => x,
             };
             let ok_exec = op.op_status == 0 || op.op_status == 4;
-            let success = ok_exec
-                && (rc == expected
-                    || (probe && matches!(rc, 0 | 7 | 8))
-                    || (task != "monitor" && rc == 0));
+            let success =
+                ok_exec && (rc == expected || (probe && matches!(rc, 0 | 7 | 8)) || (task != "monitor" && rc == 0));
             if success {
                 match task {
                     "start" | "migrate_from" => {
-                        role = if promotable {
-                            Role::Unpromoted
-                        } else {
-                            Role::Started
-                        };
+                        role = if promotable { Role::Unpromoted } else { Role::Started };
                     }
                     "migrate_to" => role = Role::Started,
                     "stop" => {
@@ -1074,14 +919,8 @@ impl World {
                         7 => role = Role::Stopped,
                         8 => role = Role::Promoted,
                         _ => {
-                            if role == Role::Stopped
-                                || role == Role::Promoted && op.interval_ms == 0
-                            {
-                                role = if promotable {
-                                    Role::Unpromoted
-                                } else {
-                                    Role::Started
-                                };
+                            if role == Role::Stopped || role == Role::Promoted && op.interval_ms == 0 {
+                                role = if promotable { Role::Unpromoted } else { Role::Started };
                             }
                         }
                     },
@@ -1112,22 +951,14 @@ impl World {
             let f = self.op_on_fail(leaf, op);
             match task {
                 "stop" => {
-                    role = if role == Role::Stopped {
-                        Role::Started
-                    } else {
-                        role
-                    };
+                    role = if role == Role::Stopped { Role::Started } else { role };
                     if role == Role::Stopped {
                         role = Role::Started;
                     }
                     stop_failed = true;
                 }
                 "start" | "migrate_from" | "migrate_to" => {
-                    role = if promotable {
-                        Role::Unpromoted
-                    } else {
-                        Role::Started
-                    };
+                    role = if promotable { Role::Unpromoted } else { Role::Started };
                 }
                 "promote" => role = Role::Promoted,
                 "demote" => role = Role::Unpromoted,
@@ -1135,11 +966,7 @@ impl World {
                     if rc == 8 {
                         role = Role::Promoted;
                     } else if role == Role::Stopped {
-                        role = if promotable {
-                            Role::Unpromoted
-                        } else {
-                            Role::Started
-                        };
+                        role = if promotable { Role::Unpromoted } else { Role::Started };
                     }
                 }
                 _ => {}
@@ -1217,21 +1044,16 @@ impl World {
                     || (name == r.base
                         && r.id != r.base
                         && names[0] != name
-                        && self
-                            .clone_of(leaf)
-                            .is_some_and(|c| self.rscs[c].clone.unique))
+                        && self.clone_of(leaf).is_some_and(|c| self.rscs[c].clone.unique))
                 {
                     continue;
                 }
                 // Failures of operations with on-fail=ignore do not count.
-                if let Some((op, interval)) =
-                    rest.split_once('#').and_then(|(_, k)| k.rsplit_once('_'))
+                if let Some((op, interval)) = rest.split_once('#').and_then(|(_, k)| k.rsplit_once('_'))
                     && let Ok(ms) = interval.parse::<u64>()
-                    && r.ops.iter().any(|o| {
-                        o.name == op
-                            && o.interval_ms == ms
-                            && o.on_fail.as_deref() == Some("ignore")
-                    })
+                    && r.ops
+                        .iter()
+                        .any(|o| o.name == op && o.interval_ms == ms && o.on_fail.as_deref() == Some("ignore"))
                 {
                     continue;
                 }

@@ -56,12 +56,7 @@ pub(crate) fn node_views(w: &World, fenced: &[usize]) -> Vec<NodeView> {
             let state = if fenced.contains(&i) {
                 "OFFLINE".to_string()
             } else if n.unclean {
-                if n.online {
-                    "UNCLEAN (online)"
-                } else {
-                    "UNCLEAN (offline)"
-                }
-                .to_string()
+                if n.online { "UNCLEAN (online)" } else { "UNCLEAN (offline)" }.to_string()
             } else if n.pending {
                 "pending".to_string()
             } else if !n.online {
@@ -69,23 +64,12 @@ pub(crate) fn node_views(w: &World, fenced: &[usize]) -> Vec<NodeView> {
             } else if n.maintenance {
                 "maintenance".to_string()
             } else if n.standby {
-                let active = w
-                    .rscs
-                    .iter()
-                    .any(|r| r.kind == Kind::Primitive && r.running.contains(&i));
-                if active {
-                    "standby (with active resources)"
-                } else {
-                    "standby"
-                }
-                .to_string()
+                let active = w.rscs.iter().any(|r| r.kind == Kind::Primitive && r.running.contains(&i));
+                if active { "standby (with active resources)" } else { "standby" }.to_string()
             } else {
                 "online".to_string()
             };
-            NodeView {
-                name: n.name.clone(),
-                state,
-            }
+            NodeView { name: n.name.clone(), state }
         })
         .collect()
 }
@@ -99,14 +83,7 @@ fn view(w: &World, r: usize, after: bool) -> RscView {
                 None => (Vec::new(), Role::Stopped, false),
             }
         } else {
-            (
-                rs.running
-                    .iter()
-                    .map(|&n| w.nodes[n].name.clone())
-                    .collect(),
-                rs.role,
-                rs.failed,
-            )
+            (rs.running.iter().map(|&n| w.nodes[n].name.clone()).collect(), rs.role, rs.failed)
         }
     } else {
         (Vec::new(), Role::Unknown, false)

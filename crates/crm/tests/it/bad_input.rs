@@ -35,10 +35,7 @@ fn malformed_xml_is_an_error_not_a_panic() {
 fn invalid_score_names_the_element_and_field() {
     let xml = GOOD.replace(r#"score="100""#, r#"score="lots""#);
     let err = parse_cib(&xml).unwrap_err().to_string();
-    assert!(
-        err.contains("rsc_location") && err.contains("l1") && err.contains("score"),
-        "{err}"
-    );
+    assert!(err.contains("rsc_location") && err.contains("l1") && err.contains("score"), "{err}");
 }
 
 #[test]
@@ -46,12 +43,7 @@ fn unknown_references_are_reported_by_constraint() {
     let xml = GOOD.replace(r#"then="g""#, r#"then="nope""#);
     let (cib, _) = parse_cib(&xml).unwrap();
     let problems = validate(&cib);
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.id == "o1" && p.message.contains("unknown resource 'nope'")),
-        "{problems:?}"
-    );
+    assert!(problems.iter().any(|p| p.id == "o1" && p.message.contains("unknown resource 'nope'")), "{problems:?}");
 }
 
 #[test]
@@ -59,12 +51,7 @@ fn duplicate_ids_are_reported() {
     let xml = GOOD.replace(r#"<primitive id="b""#, r#"<primitive id="a""#);
     let (cib, _) = parse_cib(&xml).unwrap();
     let problems = validate(&cib);
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.message.contains("used more than once")),
-        "{problems:?}"
-    );
+    assert!(problems.iter().any(|p| p.message.contains("used more than once")), "{problems:?}");
 }
 
 #[test]
@@ -75,27 +62,14 @@ fn mandatory_ordering_loops_are_reported() {
     );
     let (cib, _) = parse_cib(&xml).unwrap();
     let problems = validate(&cib);
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.element == "rsc_order" && p.message.contains("loop")),
-        "{problems:?}"
-    );
+    assert!(problems.iter().any(|p| p.element == "rsc_order" && p.message.contains("loop")), "{problems:?}");
 }
 
 #[test]
 fn unknown_elements_are_reported_not_dropped_silently() {
-    let xml = GOOD.replace(
-        "<constraints>",
-        "<constraints><rsc_ticket id=\"t1\" rsc=\"a\" ticket=\"T\"/>",
-    );
+    let xml = GOOD.replace("<constraints>", "<constraints><rsc_ticket id=\"t1\" rsc=\"a\" ticket=\"T\"/>");
     let (_, warnings) = parse_cib(&xml).unwrap();
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.element == "rsc_ticket" && w.id == "t1"),
-        "{warnings:?}"
-    );
+    assert!(warnings.iter().any(|w| w.element == "rsc_ticket" && w.id == "t1"), "{warnings:?}");
 }
 
 #[test]
@@ -103,18 +77,8 @@ fn legacy_names_are_accepted() {
     let (cib, _) = parse_cib(GOOD).unwrap();
     let t = crm::schedule(&cib, None, 0);
     // Fencing disabled through the legacy option name: starts are not blocked on fencing.
-    assert!(
-        t.summary
-            .iter()
-            .any(|l| l.starts_with("Start") && l.contains(" a ")),
-        "{:?}",
-        t.summary
-    );
-    assert!(
-        t.summary.iter().any(|l| l.starts_with("Promote")),
-        "{:?}",
-        t.summary
-    );
+    assert!(t.summary.iter().any(|l| l.starts_with("Start") && l.contains(" a ")), "{:?}", t.summary);
+    assert!(t.summary.iter().any(|l| l.starts_with("Promote")), "{:?}", t.summary);
 }
 
 fn mutate(base: &str, cuts: &[(usize, usize, u8)]) -> String {

@@ -4,10 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/pcmk-scheduler-cases"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/pcmk-scheduler-cases"))
 }
 
 fn collapse(line: &str) -> String {
@@ -42,15 +39,12 @@ fn multiset(lines: &[String]) -> BTreeMap<String, usize> {
 }
 
 fn run_case(dir: &Path, name: &str) -> Result<(), String> {
-    let xml = std::fs::read_to_string(dir.join("xml").join(format!("{name}.xml")))
-        .map_err(|e| e.to_string())?;
-    let summary = std::fs::read_to_string(dir.join("summary").join(format!("{name}.summary")))
-        .map_err(|e| e.to_string())?;
+    let xml = std::fs::read_to_string(dir.join("xml").join(format!("{name}.xml"))).map_err(|e| e.to_string())?;
+    let summary =
+        std::fs::read_to_string(dir.join("summary").join(format!("{name}.summary"))).map_err(|e| e.to_string())?;
     let want = expected_summary(&summary);
     let opts = crm::simulate::SimOptions {
-        now: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
+        now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64),
         ..Default::default()
     };
     let sim = crm::simulate::simulate(&xml, &opts).map_err(|e| format!("error: {e}"))?;
@@ -58,11 +52,7 @@ fn run_case(dir: &Path, name: &str) -> Result<(), String> {
     if multiset(&got) == multiset(&want) {
         Ok(())
     } else {
-        Err(format!(
-            "want:\n  {}\ngot:\n  {}",
-            want.join("\n  "),
-            got.join("\n  ")
-        ))
+        Err(format!("want:\n  {}\ngot:\n  {}", want.join("\n  "), got.join("\n  ")))
     }
 }
 
@@ -74,12 +64,7 @@ fn corpus_transition_summaries_match_pacemaker() {
     };
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".xml"))
-                .map(str::to_string)
-        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".xml")).map(str::to_string))
         .collect();
     names.sort();
     let only = std::env::var("CORPUS_CASE").ok();
@@ -110,17 +95,11 @@ fn corpus_transition_summaries_match_pacemaker() {
         println!("failing: {}", failed.join(" "));
     }
     if only.is_none() {
-        let floor: usize = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/corpus-floor.txt"
-        ))
-        .expect("corpus-floor.txt")
-        .trim()
-        .parse()
-        .expect("floor is a number");
-        assert!(
-            passed >= floor,
-            "corpus pass count {passed} fell below the floor {floor}"
-        );
+        let floor: usize = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus-floor.txt"))
+            .expect("corpus-floor.txt")
+            .trim()
+            .parse()
+            .expect("floor is a number");
+        assert!(passed >= floor, "corpus pass count {passed} fell below the floor {floor}");
     }
 }
