@@ -287,7 +287,12 @@ impl Builder<'_> {
             }
             let interleave = w.rscs[o.first].kind == Kind::Clone
                 && w.rscs[o.then].kind == Kind::Clone
-                && w.rscs[o.then].clone.interleave;
+                && w.rscs[o.then].clone.interleave
+                // An ordering that needs only some instances of the first clone
+                // (require-all=false or the clone's clone-min) relates whole clones in
+                // both directions: it is never interleaved.
+                && o.min_first.is_none()
+                && w.rscs[o.first].clone.min == 0;
             if o.any_of.len() > 1 {
                 let mut inputs = Vec::new();
                 for &f in &o.any_of {
@@ -486,8 +491,9 @@ impl Builder<'_> {
                 // once (Pacemaker re-evaluates an action's inputs as soon as it
                 // changes), before other orderings can give that stop a reason.
                 if was_runnable && !self.actions[then].runnable {
+                    // (and a required stop in turn makes the start required).
                     for &r in &restarts[then] {
-                        self.apply_edge(r);
+                        while self.apply_edge(r) {}
                     }
                 }
             }
@@ -561,7 +567,7 @@ impl Builder<'_> {
             }
             let Some(r) = a.rsc else { continue };
             let want = if a.kind == ActionKind::Stopped { ActionKind::Stop } else { ActionKind::Start };
-            let req = self.leaf_actions(r, want).iter().any(|&x| !self.actions[x].optional && self.actions[x].runnable);
+            let req = self.leaf_actions(r, want).iter().any(|&x| !self.actions[x].optional);
             if req {
                 self.actions[i].optional = false;
                 changed = true;
