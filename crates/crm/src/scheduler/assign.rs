@@ -254,6 +254,101 @@ impl Assigner<'_> {
         need.iter().all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
     }
 
+    /// The unit (top-level primitive or group) a colocation endpoint stands for, or `None`
+    /// for clones and their instances (which are placed instance by instance).
+    fn coloc_unit(&self, r: usize) -> Option<usize> {
+        if self.w.rscs[r].kind == Kind::Clone || self.w.clone_of(r).is_some() {
+            return None;
+        }
+        Some(self.w.top_of(r))
+    }
+
+    /// `u` and every unit tied to it by mandatory (+INFINITY) colocations that decide
+    /// location, in either direction and transitively.
+    fn colocated_units(&self, u: usize) -> BTreeSet<usize> {
+        let mut set = BTreeSet::from([u]);
+        let mut todo = vec![u];
+        while let Some(x) = todo.pop() {
+            let mut ends = vec![x];
+            ends.extend(self.w.leaves(x));
+            for e in ends {
+                let links = self.c.by_dependent(e).chain(self.c.by_primary(e));
+                for co in links {
+                    if co.score != Score::INF || co.dep_role == Some(Role::Promoted) {
+                        continue;
+                    }
+                    for other in [co.dependent, co.primary] {
+                        if let Some(o) = self.coloc_unit(other)
+                            && set.insert(o)
+                        {
+                            todo.push(o);
+                        }
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    /// Whether node `n` has room for the still unassigned members of `units` together.
+    fn fits_all(&self, units: &BTreeSet<usize>, n: usize) -> bool {
+        let mut need: BTreeMap<&str, i64> = BTreeMap::new();
+        for &u in units {
+            for l in self.w.leaves(u) {
+                if self.w.rscs[l].assigned.is_some() && !self.w.rscs[l].provisional {
+                    continue;
+                }
+                for (k, v) in &self.w.rscs[l].utilization {
+                    *need.entry(k.as_str()).or_default() += v;
+                }
+            }
+        }
+        let node = &self.w.nodes[n];
+        need.iter().all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
+    }
+
+    /// Capacity check for placing `u`, and the node to prefer on a tie. With a utilization
+    /// strategy, Pacemaker first looks for nodes with room for `u` and all unassigned
+    /// resources mandatorily colocated with it, so that a colocated set is not split up or
+    /// starved later. Only when no node has room for the whole set does it settle for room
+    /// for `u` alone, and then prefers the node with the most free capacity.
+    fn capacity_plan(&self, u: usize, weights: &Weights) -> (Box<dyn Fn(usize) -> bool + '_>, Option<usize>) {
+        if self.w.props.placement == "default" {
+            return (Box::new(|_| true), None);
+        }
+        let set = self.colocated_units(u);
+        if set.len() > 1 {
+            let usable: Vec<usize> = weights
+                .iter()
+                .filter(|&(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host())
+                .map(|(&n, _)| n)
+                .collect();
+            if usable.iter().any(|&n| self.fits_all(&set, n)) {
+                return (Box::new(move |n| self.fits_all(&set, n)), None);
+            }
+            let mut most: Option<usize> = None;
+            for n in usable {
+                if most.is_none_or(|m| self.compare_capacity(n, m) == std::cmp::Ordering::Less) {
+                    most = Some(n);
+                }
+            }
+            return (Box::new(move |n| self.fits(u, n)), most);
+        }
+        (Box::new(move |n| self.fits(u, n)), None)
+    }
+
+    /// `Less` when node `a` has more free capacity than `b`: one vote per utilization
+    /// attribute, for whichever node has more of it left.
+    fn compare_capacity(&self, a: usize, b: usize) -> std::cmp::Ordering {
+        let (fa, fb) = (&self.w.nodes[a].free, &self.w.nodes[b].free);
+        let mut votes = 0i64;
+        for k in fa.keys().chain(fb.keys().filter(|k| !fa.contains_key(*k))) {
+            let (x, y) = (fa.get(k).copied().unwrap_or(0), fb.get(k).copied().unwrap_or(0));
+            votes += (y - x).signum();
+        }
+        votes.cmp(&0)
+    }
+
     /// Picks the best node for a unit from final weights.
     fn choose(
         &self,
@@ -263,9 +358,11 @@ impl Assigner<'_> {
         prefer: Option<usize>,
     ) -> Option<usize> {
         let w = &self.w;
+        let (room, most_capable) = self.capacity_plan(u, weights);
+        let prefer = prefer.or(most_capable);
         let candidates: Vec<(usize, Score)> = weights
             .iter()
-            .filter(|&(&n, s)| s.value() >= 0 && w.nodes[n].can_host() && extra_ok(n) && self.fits(u, n))
+            .filter(|&(&n, s)| s.value() >= 0 && w.nodes[n].can_host() && extra_ok(n) && room(n))
             .map(|(&n, &s)| (n, s))
             .collect();
         let current: Option<usize> = w.leaves(u).iter().find_map(|&l| w.rscs[l].running.first().copied());
