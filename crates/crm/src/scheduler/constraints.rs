@@ -147,7 +147,7 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                             role = role_norm(rule.role);
                         }
                         for (n, node) in w.nodes.iter().enumerate() {
-                            let ctx = RuleCtx { node: Some(&node.name), attrs: &node.attrs };
+                            let ctx = RuleCtx::attrs(Some(&node.name), &node.attrs);
                             if rules::eval(rule, &ctx) {
                                 let s = if let Some(a) = &rule.score_attribute {
                                     match node.attrs.get(a).and_then(|v| Score::parse(v)) {

@@ -260,7 +260,7 @@ fn node_online(
 impl World {
     pub(crate) fn build(cib: &Cib, quorum: Option<bool>, now: i64) -> World {
         let empty = BTreeMap::new();
-        let ctx0 = RuleCtx { node: None, attrs: &empty };
+        let ctx0 = RuleCtx::attrs(None, &empty);
         let mut props = BTreeMap::new();
         flatten(&cib.config.properties, &ctx0, &mut props);
         let p = |k: &str| props.get(k).map(String::as_str);
@@ -370,7 +370,8 @@ impl World {
             a.insert("#uname".to_string(), name.clone());
             a.insert("#id".to_string(), id.clone());
             a.insert("#kind".to_string(), "cluster".to_string());
-            let ctx = RuleCtx { node: None, attrs: &BTreeMap::new() };
+            let no_attrs = BTreeMap::new();
+            let ctx = RuleCtx::attrs(None, &no_attrs);
             if let Some(ns) = ns {
                 let mut t = BTreeMap::new();
                 flatten(&ns.transient, &ctx, &mut t);
@@ -425,7 +426,7 @@ impl World {
 
     fn rsc_meta(&self, r: &Resource, inherited: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         let empty = BTreeMap::new();
-        let ctx = RuleCtx { node: None, attrs: &empty };
+        let ctx = RuleCtx::attrs(None, &empty);
         let mut m = BTreeMap::new();
         flatten(&r.meta, &ctx, &mut m);
         for (k, v) in inherited {
@@ -446,8 +447,6 @@ impl World {
         let idx = self.rscs.len();
         let mut defaults = BTreeMap::new();
         let empty = BTreeMap::new();
-        flatten(&self.rsc_defaults, &RuleCtx { node: None, attrs: &empty }, &mut defaults);
-        let get = |k: &str| meta.get(k).or_else(|| defaults.get(k)).map(String::as_str);
         let (kind, class, provider, agent) = match &r.kind {
             ResourceKind::Primitive { class, provider, agent } => {
                 (Kind::Primitive, class.clone(), provider.clone(), agent.clone())
@@ -455,6 +454,13 @@ impl World {
             ResourceKind::Group { .. } => (Kind::Group, String::new(), None, String::new()),
             ResourceKind::Clone { .. } => (Kind::Clone, String::new(), None, String::new()),
         };
+        // Resource defaults may be limited by rules on the resource's agent.
+        let mut ctx = RuleCtx::attrs(None, &empty);
+        if kind == Kind::Primitive {
+            ctx.rsc = Some((class.as_str(), provider.as_deref(), agent.as_str()));
+        }
+        flatten(&self.rsc_defaults, &ctx, &mut defaults);
+        let get = |k: &str| meta.get(k).or_else(|| defaults.get(k)).map(String::as_str);
         let target_role = get("target-role").and_then(Role::parse);
         let managed = get("is-managed").is_none_or(truthy)
             && !self.props.maintenance_mode
@@ -475,7 +481,7 @@ impl World {
         };
         let mut utilization = BTreeMap::new();
         let mut u = BTreeMap::new();
-        flatten(&r.utilization, &RuleCtx { node: None, attrs: &empty }, &mut u);
+        flatten(&r.utilization, &RuleCtx::attrs(None, &empty), &mut u);
         for (k, v) in u {
             if let Ok(n) = v.parse::<i64>() {
                 utilization.insert(k, n);
@@ -736,7 +742,9 @@ impl World {
         let configured = configured.or_else(|| {
             let empty = BTreeMap::new();
             let mut d = BTreeMap::new();
-            flatten(&self.op_defaults, &RuleCtx { node: None, attrs: &empty }, &mut d);
+            let mut ctx = RuleCtx::attrs(None, &empty);
+            ctx.op = Some((op.operation.as_str(), op.interval_ms));
+            flatten(&self.op_defaults, &ctx, &mut d);
             d.get("on-fail").and_then(|v| OnFail::parse(v))
         });
         if let Some(c) = configured {
