@@ -323,8 +323,7 @@ impl Builder<'_> {
         }
         // Unclean nodes: starts elsewhere wait for fencing (already edged); stops on
         // unclean nodes become runnable only through fencing.
-        self.propagate();
-        let _ = c;
+        self.propagate(c);
     }
 
     fn all(&self, r: usize, kind: ActionKind) -> Vec<usize> {
@@ -474,7 +473,7 @@ impl Builder<'_> {
     /// order Pacemaker applies them (first implies then, restart, then implies first, then
     /// unrunnable first blocks then), and an action keeps the first reason it was given:
     /// that is what decides between "required X" and "unrunnable X" in the summary.
-    fn propagate(&mut self) {
+    fn propagate(&mut self, c: &Constraints) {
         let mut restarts: Vec<Vec<usize>> = vec![Vec::new(); self.actions.len()];
         for (e, edge) in self.edges.iter().enumerate() {
             if edge.flags & RESTART != 0 {
@@ -487,18 +486,75 @@ impl Builder<'_> {
                 let then = self.edges[e].then;
                 let was_runnable = self.actions[then].runnable;
                 changed |= self.apply_edge(e);
-                // A start that just became unrunnable makes its own stop required at
-                // once (Pacemaker re-evaluates an action's inputs as soon as it
-                // changes), before other orderings can give that stop a reason.
                 if was_runnable && !self.actions[then].runnable {
-                    // (and a required stop in turn makes the start required).
-                    for &r in &restarts[then] {
-                        while self.apply_edge(r) {}
-                    }
+                    self.became_unrunnable(then, c, &restarts);
                 }
             }
             if !changed {
                 break;
+            }
+        }
+    }
+
+    /// Consequences of an action becoming unrunnable, applied at once (Pacemaker
+    /// re-evaluates an action as soon as it changes, before other orderings can give the
+    /// actions involved a reason): its own stop becomes required (and a required stop in
+    /// turn makes the start required), and mandatory colocation dependents are blocked.
+    fn became_unrunnable(&mut self, a: usize, c: &Constraints, restarts: &[Vec<usize>]) {
+        for &r in &restarts[a] {
+            while self.apply_edge(r) {}
+        }
+        self.block_colocation_dependents(a, c, restarts);
+    }
+
+    /// A resource that cannot start (or be promoted) anywhere takes its mandatory
+    /// colocation dependents with it: their starts (or promotions, for colocations with the
+    /// promoted role) become unrunnable "due to colocation with" it. A collective counts as
+    /// unable only when none of its children can.
+    fn block_colocation_dependents(&mut self, a: usize, c: &Constraints, restarts: &[Vec<usize>]) {
+        let kind = self.actions[a].kind;
+        if self.actions[a].runnable || !matches!(kind, ActionKind::Start | ActionKind::Promote) {
+            return;
+        }
+        let Some(r) = self.actions[a].rsc else { return };
+        let w = self.w;
+        let top = w.top_of(r);
+        for &ch in &w.rscs[top].children {
+            let child_action = if w.rscs[ch].kind == Kind::Primitive {
+                self.find(ch, kind, None)
+            } else {
+                w.leaves(ch).first().and_then(|&l| self.find(l, kind, None))
+            };
+            if child_action.is_none_or(|x| self.actions[x].runnable) {
+                return;
+            }
+        }
+        let reason_rsc = if w.rscs[top].kind == Kind::Group { top } else { r };
+        let reason = format!("colocation with {}", w.rscs[reason_rsc].id);
+        let deps: Vec<(usize, ActionKind)> = c
+            .by_primary(top)
+            .filter(|co| co.primary == top && co.score == crate::score::Score::INF)
+            .filter(|co| kind == ActionKind::Start || co.prim_role == Some(Role::Promoted))
+            .map(|co| {
+                let task = if co.dep_role == Some(Role::Promoted) { ActionKind::Promote } else { ActionKind::Start };
+                (co.dependent, task)
+            })
+            .collect();
+        for (d, task) in deps {
+            let mut targets = self.all(d, task);
+            for l in w.leaves(d) {
+                if l != d {
+                    targets.extend(self.all(l, task));
+                }
+            }
+            for t in targets {
+                if self.actions[t].runnable {
+                    self.actions[t].runnable = false;
+                    if self.actions[t].reason.is_none() {
+                        self.actions[t].reason = Some(reason.clone());
+                    }
+                    self.became_unrunnable(t, c, restarts);
+                }
             }
         }
     }
