@@ -96,6 +96,13 @@ impl Builder<'_> {
                 }
                 if next.is_none() {
                     a.reason = Some("node availability".into());
+                } else if multi
+                    && next != Some(n)
+                    && r.meta.get("multiple-active").is_some_and(|v| v == "stop_unexpected")
+                {
+                    // With multiple-active=stop_unexpected only the unexpected copies stop,
+                    // and Pacemaker names the cause.
+                    a.reason = Some("being multiply active".into());
                 }
                 let id = self.add(a);
                 if let Some(f) = fences.iter().copied().find(|&f| self.actions[f].node == Some(n)) {
