@@ -146,6 +146,8 @@ pub(crate) struct Props {
     pub(crate) stop_all: bool,
     pub(crate) stop_orphans: bool,
     pub(crate) startup_fencing: bool,
+    /// `node-pending-timeout` in seconds, when set and non-zero.
+    pub(crate) node_pending_timeout_s: Option<i64>,
     pub(crate) have_fence_device: bool,
 }
 
@@ -186,75 +188,99 @@ pub(crate) fn flatten(sets: &[NvSet], ctx: &RuleCtx<'_>, out: &mut BTreeMap<Stri
     }
 }
 
+/// What the node_state says about a node's membership.
+struct Membership {
+    /// Since when the node is a cluster member: -1 unknown, 0 not a member.
+    when_member: i64,
+    /// Since when the node's controller is online: 0 offline.
+    when_online: i64,
+}
+
+/// Node status as decided from its node_state: (online, unclean, pending, fence reason).
+/// Follows Pacemaker's rules: a node that is shutting down is online while its controller
+/// is; with fencing, a node that was seen but is not expected up is pending, one that left
+/// the membership or lost its controller while expected up is fenced, and a node never
+/// seen is fenced; without fencing, a node is simply online when member, online and joined.
 fn node_online(
     ns: Option<&NodeState>,
     fencing: bool,
     startup_fencing: bool,
+    shutdown: bool,
+    terminate: bool,
+    pending_timeout: Option<(i64, i64)>,
 ) -> (bool, bool, bool, Option<&'static str>) {
-    // Returns (online, unclean, pending, fence reason).
     let Some(ns) = ns else {
         if fencing && startup_fencing {
             return (false, true, false, Some("node is unclean"));
         }
         return (false, false, false, None);
     };
-    let when_member: i64 = match ns.in_ccm.as_deref() {
-        None => -1,
-        Some(v) if truthy(v) => 1,
-        Some(v) => v.parse::<i64>().unwrap_or(0),
-    };
-    let when_online: i64 = match ns.crmd.as_deref() {
-        Some("online") => 1,
-        Some(v) => v.parse::<i64>().unwrap_or(0),
-        None => 0,
+    let m = Membership {
+        when_member: match ns.in_ccm.as_deref() {
+            None => -1,
+            // A boolean "member" counts as a member since now.
+            Some(v) if truthy(v) => pending_timeout.map_or(1, |(_, now)| now.max(1)),
+            Some(v) => v.parse::<i64>().unwrap_or(0).max(0),
+        },
+        when_online: match ns.crmd.as_deref() {
+            Some(v) if v.eq_ignore_ascii_case("online") => 1,
+            Some(v) => v.parse::<i64>().unwrap_or(0).max(0),
+            None => 0,
+        },
     };
     let join = ns.join.as_deref().unwrap_or("");
-    let expected = ns.expected.as_deref().unwrap_or("");
+    let expected = ns.expected.as_deref();
     if !fencing {
-        let online = when_member > 0 && when_online > 0 && join == "member";
-        let pending = when_member > 0 && !online && join != "down" && when_online > 0;
-        return (online, false, pending, None);
-    }
-    if when_member < 0 {
-        if when_online > 0 {
-            return (false, true, false, Some("peer has not been seen by the cluster"));
+        if m.when_member <= 0 {
+            return (false, false, false, None);
         }
-        return (false, true, false, None);
-    }
-    if join == "banned" || join == "nack" {
-        return (true, true, false, Some("peer failed Pacemaker membership criteria"));
-    }
-    if expected == "down" {
-        if when_member > 0 || when_online > 0 {
-            if ns.uname.is_none() && when_online <= 0 {
-                return (false, true, false, Some("peer pending timed out on joining the process group"));
-            }
-            return (false, false, true, None);
+        if m.when_online > 0 {
+            return (join == "member", false, join != "member" && join != "down", None);
         }
+        // An unexpectedly down node cannot be fenced without fencing: its resources are
+        // taken as stopped, like those of any offline node.
         return (false, false, false, None);
     }
-    if when_member == 0 {
-        if expected == "member" {
-            return (false, true, false, Some("peer is no longer part of the cluster"));
-        }
-        if when_online > 0 {
-            return (false, false, true, None);
-        }
-        return (false, false, false, None);
+    if shutdown {
+        // A node shutting down cannot be fenced for being down; it is online while its
+        // controller is.
+        return (m.when_online > 0, false, false, None);
     }
-    if when_online <= 0 {
-        if expected == "member" {
-            return (true, true, false, Some("peer process is no longer available"));
-        }
-        if ns.uname.is_none() {
-            return (false, true, false, Some("peer pending timed out on joining the process group"));
-        }
-        return (false, false, true, None);
+    if m.when_member < 0 {
+        return (false, true, false, Some("peer has not been seen by the cluster"));
     }
-    if join == "member" {
-        return (true, false, false, None);
+    let member = m.when_member > 0;
+    if join == "nack" || join == "banned" {
+        return (member, true, false, Some("peer failed Pacemaker membership criteria"));
     }
-    (false, false, true, None)
+    if terminate {
+        if m.when_member <= 0 && m.when_online <= 0 && join == "down" {
+            return (false, false, false, None);
+        }
+        return (member, true, false, Some("fencing was requested"));
+    }
+    if expected.is_none_or(|e| e == "down") {
+        let timed_out = pending_timeout
+            .is_some_and(|(timeout, now)| member && m.when_online <= 0 && now >= m.when_member + timeout);
+        if timed_out {
+            return (member, true, false, Some("peer pending timed out on joining the process group"));
+        }
+        if member || m.when_online > 0 {
+            return (member, false, true, None);
+        }
+        return (member, false, false, None);
+    }
+    if !member {
+        return (false, true, false, Some("peer is no longer part of the cluster"));
+    }
+    if m.when_online <= 0 {
+        return (true, true, false, Some("peer process is no longer available"));
+    }
+    match join {
+        "member" => (true, false, false, None),
+        "pending" | "down" => (true, false, true, None),
+        _ => (true, true, false, Some("peer was in an unknown state")),
+    }
 }
 
 impl World {
@@ -279,6 +305,10 @@ impl World {
             stop_all: p("stop-all-resources").is_some_and(truthy),
             stop_orphans: p("stop-removed-resources").is_none_or(truthy),
             startup_fencing: p("startup-fencing").is_none_or(truthy),
+            node_pending_timeout_s: p("node-pending-timeout")
+                .and_then(crate::cib::xml::parse_interval_ms)
+                .map(|ms| (ms / 1000) as i64)
+                .filter(|&s| s > 0),
             have_fence_device,
         };
         let quorate = quorum.unwrap_or(cib.have_quorum);
@@ -364,8 +394,6 @@ impl World {
                 continue;
             }
             let ns = states.get(id.as_str()).copied();
-            let (online, unclean, pending, reason) =
-                node_online(ns, self.props.fencing_enabled, self.props.startup_fencing);
             let mut a = BTreeMap::new();
             a.insert("#uname".to_string(), name.clone());
             a.insert("#id".to_string(), id.clone());
@@ -401,7 +429,16 @@ impl World {
             let maintenance = a.get("maintenance").is_some_and(|v| truthy(v));
             let shutdown = a.get("shutdown").is_some_and(|v| v != "0");
             let terminate = a.get("terminate").is_some_and(|v| truthy(v) || v.parse::<i64>().is_ok_and(|n| n > 0));
-            let mut node = Node {
+            let pending_timeout = self.props.node_pending_timeout_s.map(|t| (t, self.now));
+            let (online, unclean, pending, reason) = node_online(
+                ns,
+                self.props.fencing_enabled,
+                self.props.startup_fencing,
+                shutdown,
+                terminate,
+                pending_timeout,
+            );
+            let node = Node {
                 id,
                 name,
                 online,
@@ -416,10 +453,6 @@ impl World {
                 free: cap,
                 count: 0,
             };
-            if terminate && self.props.fencing_enabled && online {
-                node.unclean = true;
-                node.fence_reason = Some("fencing was requested".into());
-            }
             self.nodes.push(node);
         }
     }
