@@ -208,6 +208,7 @@ impl Builder<'_> {
                 continue;
             }
         }
+        self.add_probes();
         // Inside a promotable clone, demotions happen before promotions.
         for (c, r) in w.rscs.iter().enumerate() {
             if r.kind != Kind::Clone || !r.clone.promotable {
@@ -331,6 +332,74 @@ impl Builder<'_> {
         // Unclean nodes: starts elsewhere wait for fencing (already edged); stops on
         // unclean nodes become runnable only through fencing.
         self.propagate(c);
+    }
+
+    /// Start-up probes: a one-off monitor wherever a resource's state on an active node is
+    /// unknown (no history there). Anonymous clones probe one instance per node (the one
+    /// assigned there, else the first). A probe precedes the start of the resource (of the
+    /// whole clone for instances); a probe that cannot run (the node is still pending)
+    /// blocks that start when the resource runs nowhere, since it might be active there.
+    fn add_probes(&mut self) {
+        let w = self.w;
+        for n in 0..w.nodes.len() {
+            let node = &w.nodes[n];
+            if !node.online || node.unclean {
+                continue;
+            }
+            for &t in &w.top {
+                let targets = self.probe_targets(t, n);
+                for l in targets {
+                    let mut probe = self.new_action(Some(l), Some(n), ActionKind::Monitor, false);
+                    probe.runnable = !node.pending;
+                    let unrunnable = !probe.runnable;
+                    let pid = self.add(probe);
+                    let top = match w.clone_of(l) {
+                        Some(c) => c,
+                        None => l,
+                    };
+                    let running_nowhere = w.leaves(top).iter().all(|&x| w.rscs[x].running.is_empty());
+                    let flags = if unrunnable && running_nowhere { RUNNABLE_LEFT } else { 0 };
+                    let starts = if top == l {
+                        self.all(l, ActionKind::Start)
+                    } else {
+                        self.find(top, ActionKind::Start, None).into_iter().collect()
+                    };
+                    for s in starts {
+                        self.edge(pid, s, flags);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The leaves under `r` that need a probe on node `n`.
+    fn probe_targets(&self, r: usize, n: usize) -> Vec<usize> {
+        let w = self.w;
+        let rs = &w.rscs[r];
+        match rs.kind {
+            Kind::Primitive => {
+                if rs.orphan || rs.known_on.contains(&n) {
+                    Vec::new()
+                } else {
+                    vec![r]
+                }
+            }
+            Kind::Group => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
+            Kind::Clone if rs.clone.unique => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
+            Kind::Clone => {
+                let known = rs.children.iter().any(|&i| w.leaves(i).iter().any(|&l| w.rscs[l].known_on.contains(&n)));
+                if known {
+                    return Vec::new();
+                }
+                let chosen = rs
+                    .children
+                    .iter()
+                    .copied()
+                    .find(|&i| w.leaves(i).iter().any(|&l| w.rscs[l].assigned == Some(n)))
+                    .or_else(|| rs.children.iter().copied().find(|&i| !w.leaves(i).iter().any(|&l| w.rscs[l].orphan)));
+                chosen.map(|i| self.probe_targets(i, n)).unwrap_or_default()
+            }
+        }
     }
 
     fn all(&self, r: usize, kind: ActionKind) -> Vec<usize> {
