@@ -241,7 +241,7 @@ impl Builder<'_> {
             for &ch in &r.children {
                 for (kind, pre, post) in [(ActionKind::Start, start, running), (ActionKind::Stop, stop, stopped)] {
                     let child_actions: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
-                        self.actions.iter().filter(|a| a.rsc == Some(ch) && a.kind == kind).map(|a| a.id).collect()
+                        self.all(ch, kind)
                     } else {
                         self.find(ch, kind, None).into_iter().collect()
                     };
