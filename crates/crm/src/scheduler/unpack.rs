@@ -692,7 +692,9 @@ impl World {
             let Some(&n) = node_idx.get(ns.id.as_str()) else {
                 continue;
             };
-            if !self.nodes[n].online && !self.nodes[n].unclean {
+            // A cleanly offline node runs nothing, except one in maintenance: its
+            // resources are left alone and still count as active there.
+            if !self.nodes[n].online && !self.nodes[n].unclean && !self.nodes[n].maintenance {
                 continue;
             }
             for lr in &ns.resources {
