@@ -798,9 +798,12 @@ impl World {
         }
     }
 
-    fn failure_expired(&self, r: usize, op: &LrmOp) -> bool {
+    /// A failed operation expires once it is older than the failure timeout and the
+    /// resource has no unexpired fail count left on that node; expired failures are
+    /// ignored, whatever the operation (a failed stop included).
+    fn failure_expired(&self, r: usize, n: usize, op: &LrmOp) -> bool {
         let to = self.rscs[r].failure_timeout_s;
-        to > 0 && op.last_rc_change.is_some_and(|t| self.now >= t + to)
+        to > 0 && op.last_rc_change.is_some_and(|t| self.now >= t + to) && self.failcount(r, n).0 == 0
     }
 
     fn unpack_lrm(&mut self, n: usize, lr: &LrmResource) {
@@ -978,12 +981,12 @@ impl World {
                     op.id,
                     op.rc,
                     self.nodes[n].name,
-                    self.failure_expired(leaf, op),
+                    self.failure_expired(leaf, n, op),
                     self.now,
                     self.rscs[leaf].failure_timeout_s
                 );
             }
-            if self.failure_expired(leaf, op) && task != "stop" {
+            if self.failure_expired(leaf, n, op) {
                 // Expired failures are forgotten, but a failed recurring monitor still
                 // means the resource is not known to be running well.
                 if probe && rc == 7 {
