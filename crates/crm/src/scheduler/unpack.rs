@@ -808,7 +808,9 @@ impl World {
 
     fn unpack_lrm(&mut self, n: usize, lr: &LrmResource) {
         let mut ops: Vec<&LrmOp> = lr.ops.iter().collect();
-        ops.sort_by_key(|o| (o.call_id < 0, o.call_id));
+        // Equal call ids (a recurring monitor and its recorded failure) are ordered by when
+        // their result last changed.
+        ops.sort_by_key(|o| (o.call_id < 0, o.call_id, o.last_rc_change.unwrap_or(0)));
         // Decide activity first (for anonymous clone instance mapping).
         let found = self.find_leaf(n, lr, true);
         if std::env::var("CRM_DEBUG").is_ok() {
@@ -897,13 +899,16 @@ impl World {
 
     fn apply_history(&mut self, n: usize, leaf: usize, lr: &LrmResource) {
         let mut ops: Vec<&LrmOp> = lr.ops.iter().collect();
-        ops.sort_by_key(|o| (o.call_id < 0, o.call_id));
+        // Equal call ids (a recurring monitor and its recorded failure) are ordered by when
+        // their result last changed.
+        ops.sort_by_key(|o| (o.call_id < 0, o.call_id, o.last_rc_change.unwrap_or(0)));
         let mut role = Role::Stopped;
         let mut failed = false;
         let mut on_fail = OnFail::Ignore;
         let mut pending = None;
         let mut stop_failed = false;
         let mut fence_reason = None;
+        let mut failed_ops: BTreeSet<(String, u64)> = BTreeSet::new();
         let promotable = self.clone_of(leaf).is_some_and(|c| self.rscs[c].clone.promotable);
         for op in ops {
             let task = op.operation.as_str();
@@ -972,8 +977,17 @@ impl World {
                     },
                     _ => {}
                 }
+                // A recurring monitor that succeeds again after its own failure clears a
+                // past failure whose handling was only local (block, restart, demote).
+                let recovered =
+                    task == "monitor" && op.interval_ms > 0 && failed_ops.contains(&(task.to_string(), op.interval_ms));
+                if recovered && matches!(on_fail, OnFail::Block | OnFail::Restart | OnFail::Demote | OnFail::Ignore) {
+                    failed = false;
+                    on_fail = OnFail::Ignore;
+                }
                 continue;
             }
+            failed_ops.insert((task.to_string(), op.interval_ms));
             // A failure.
             if std::env::var("CRM_DEBUG").is_ok() {
                 eprintln!(
