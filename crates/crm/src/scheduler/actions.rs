@@ -551,11 +551,15 @@ impl Builder<'_> {
     /// that is what decides between "required X" and "unrunnable X" in the summary.
     fn propagate(&mut self, c: &Constraints) {
         let mut restarts: Vec<Vec<usize>> = vec![Vec::new(); self.actions.len()];
+        let mut outs: Vec<Vec<usize>> = vec![Vec::new(); self.actions.len()];
         for (e, edge) in self.edges.iter().enumerate() {
             if edge.flags & RESTART != 0 {
                 restarts[edge.then].push(e);
             }
+            outs[edge.first].push(e);
         }
+        let idx = EdgeIndex { restarts, outs };
+        let restarts = &idx;
         for _ in 0..200 {
             let mut changed = self.update_collectives();
             for e in 0..self.edges.len() {
@@ -576,18 +580,35 @@ impl Builder<'_> {
     /// re-evaluates an action as soon as it changes, before other orderings can give the
     /// actions involved a reason): its own stop becomes required (and a required stop in
     /// turn makes the start required), and mandatory colocation dependents are blocked.
-    fn became_unrunnable(&mut self, a: usize, c: &Constraints, restarts: &[Vec<usize>]) {
-        for &r in &restarts[a] {
+    fn became_unrunnable(&mut self, a: usize, c: &Constraints, idx: &EdgeIndex) {
+        let was_optional = self.actions[a].optional;
+        for &r in &idx.restarts[a] {
             while self.apply_edge(r) {}
         }
-        self.block_colocation_dependents(a, c, restarts);
+        // A member of a group or clone whose start just became required through its own
+        // restart passes that on at once (so a later member is first required by this one,
+        // then blocked).
+        if was_optional
+            && !self.actions[a].optional
+            && self.actions[a].rsc.is_some_and(|r| self.w.rscs[r].parent.is_some())
+        {
+            for &e in &idx.outs[a] {
+                let then = self.edges[e].then;
+                let was_runnable = self.actions[then].runnable;
+                self.apply_edge(e);
+                if was_runnable && !self.actions[then].runnable {
+                    self.became_unrunnable(then, c, idx);
+                }
+            }
+        }
+        self.block_colocation_dependents(a, c, idx);
     }
 
     /// A resource that cannot start (or be promoted) anywhere takes its mandatory
     /// colocation dependents with it: their starts (or promotions, for colocations with the
     /// promoted role) become unrunnable "due to colocation with" it. A collective counts as
     /// unable only when none of its children can.
-    fn block_colocation_dependents(&mut self, a: usize, c: &Constraints, restarts: &[Vec<usize>]) {
+    fn block_colocation_dependents(&mut self, a: usize, c: &Constraints, idx: &EdgeIndex) {
         let kind = self.actions[a].kind;
         if self.actions[a].runnable || !matches!(kind, ActionKind::Start | ActionKind::Promote) {
             return;
@@ -629,7 +650,7 @@ impl Builder<'_> {
                     if self.actions[t].reason.is_none() {
                         self.actions[t].reason = Some(reason.clone());
                     }
-                    self.became_unrunnable(t, c, restarts);
+                    self.became_unrunnable(t, c, idx);
                 }
             }
         }
@@ -675,7 +696,12 @@ impl Builder<'_> {
             let Some(r) = a.rsc else { continue };
             let children = self.leaf_actions(r, ActionKind::Start);
             let runnable = if self.w.rscs[r].kind == Kind::Group {
-                !children.is_empty() && children.iter().all(|&c| self.actions[c].runnable)
+                // A group is running only when every member starts (a member that will not
+                // start at all makes it unrunnable too).
+                self.w.leaves(r).iter().all(|&l| {
+                    let starts = self.all(l, ActionKind::Start);
+                    !starts.is_empty() && starts.iter().all(|&c| self.actions[c].runnable)
+                })
             } else {
                 children.iter().any(|&c| self.actions[c].runnable)
             };
@@ -707,6 +733,14 @@ impl Builder<'_> {
         }
         changed
     }
+}
+
+/// Orderings by action, for following a change at once.
+struct EdgeIndex {
+    /// "stop then start" orderings into each start.
+    restarts: Vec<Vec<usize>>,
+    /// Orderings out of each action.
+    outs: Vec<Vec<usize>>,
 }
 
 fn invert(task: &str) -> Option<&'static str> {
