@@ -559,7 +559,6 @@ impl Builder<'_> {
             outs[edge.first].push(e);
         }
         let idx = EdgeIndex { restarts, outs };
-        let restarts = &idx;
         for _ in 0..200 {
             let mut changed = self.update_collectives();
             for e in 0..self.edges.len() {
@@ -567,7 +566,7 @@ impl Builder<'_> {
                 let was_runnable = self.actions[then].runnable;
                 changed |= self.apply_edge(e);
                 if was_runnable && !self.actions[then].runnable {
-                    self.became_unrunnable(then, c, &restarts);
+                    self.became_unrunnable(then, c, &idx);
                 }
             }
             if !changed {
