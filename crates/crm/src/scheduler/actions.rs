@@ -34,6 +34,16 @@ impl Builder<'_> {
         id
     }
 
+    /// Adds an action (for passes outside this module).
+    pub(crate) fn push_action(&mut self, a: Action) -> usize {
+        self.add(a)
+    }
+
+    /// Adds a plain ordering (for passes outside this module).
+    pub(crate) fn push_edge(&mut self, first: usize, then: usize) {
+        self.edge(first, then, 0);
+    }
+
     pub(crate) fn find(&self, rsc: usize, kind: ActionKind, node: Option<usize>) -> Option<usize> {
         self.index.get(&(rsc, kind))?.iter().copied().find(|&a| node.is_none() || self.actions[a].node == node)
     }
@@ -332,6 +342,7 @@ impl Builder<'_> {
         // Unclean nodes: starts elsewhere wait for fencing (already edged); stops on
         // unclean nodes become runnable only through fencing.
         self.propagate(c);
+        self.add_notifications();
     }
 
     /// Start-up probes: a one-off monitor wherever a resource's state on an active node is

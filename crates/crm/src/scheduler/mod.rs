@@ -5,6 +5,7 @@
 mod actions;
 mod assign;
 mod constraints;
+mod notify;
 pub(crate) mod rules;
 pub(crate) mod unpack;
 mod view;
@@ -39,6 +40,9 @@ pub enum ActionKind {
     Stopped,
     /// Pseudo: enough instances of a clone are runnable.
     OneOrMore,
+    /// Clone notification: to an instance on a node, or a pseudo action bracketing a
+    /// round of notifications (see the action's label).
+    Notify,
 }
 
 impl ActionKind {
@@ -54,6 +58,7 @@ impl ActionKind {
             ActionKind::Running => "running",
             ActionKind::Stopped => "stopped",
             ActionKind::OneOrMore => "one-or-more",
+            ActionKind::Notify => "notify",
         }
     }
 }
