@@ -528,9 +528,15 @@ impl Builder<'_> {
             firsts = vec![p];
         }
         let thens = self.then_side(t, ta);
+        // When a clone is the "then" of an ordering with something that is not a clone,
+        // Pacemaker judges the clone's action by its instances on the first action's node:
+        // an instance required elsewhere does not make the first action required.
+        let node_local = self.w.rscs[t].kind == Kind::Clone && self.w.rscs[f].kind != Kind::Clone;
         for &a in &firsts {
             for &b in &thens {
-                self.edge(a, b, flags);
+                let (na, nb) = (self.actions[a].node, self.actions[b].node);
+                let elsewhere = node_local && na.is_some() && nb.is_some() && na != nb;
+                self.edge(a, b, if elsewhere { flags & !IMPLIES_FIRST } else { flags });
             }
         }
     }
