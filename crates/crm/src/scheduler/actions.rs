@@ -13,6 +13,9 @@ pub(crate) const RUNNABLE_LEFT: u8 = 4;
 pub(crate) const RESTART: u8 = 8;
 /// Asymmetric mandatory order: an unrunnable first blocks a then that is required.
 pub(crate) const ASYMMETRIC: u8 = 16;
+/// The first action is a clone's collective action judged on the then action's node only:
+/// it implies the then action only when an instance there is required.
+pub(crate) const NODE_LOCAL_FIRST: u8 = 32;
 
 pub(crate) struct Builder<'a> {
     pub(crate) w: &'a World,
@@ -532,11 +535,17 @@ impl Builder<'_> {
         // Pacemaker judges the clone's action by its instances on the first action's node:
         // an instance required elsewhere does not make the first action required.
         let node_local = self.w.rscs[t].kind == Kind::Clone && self.w.rscs[f].kind != Kind::Clone;
+        // Likewise a clone that comes first is judged on the then action's node.
+        let first_collective = self.w.rscs[f].kind == Kind::Clone && self.w.rscs[t].kind != Kind::Clone;
         for &a in &firsts {
             for &b in &thens {
                 let (na, nb) = (self.actions[a].node, self.actions[b].node);
                 let elsewhere = node_local && na.is_some() && nb.is_some() && na != nb;
-                self.edge(a, b, if elsewhere { flags & !IMPLIES_FIRST } else { flags });
+                let mut fl = if elsewhere { flags & !IMPLIES_FIRST } else { flags };
+                if first_collective && nb.is_some() {
+                    fl |= NODE_LOCAL_FIRST;
+                }
+                self.edge(a, b, fl);
             }
         }
     }
@@ -672,10 +681,30 @@ impl Builder<'_> {
         }
     }
 
+    /// Whether `first` counts as required for `then`: a collective action marked node-local
+    /// counts only through its instances' actions on `then`'s node.
+    fn required_for(&self, first: usize, then: usize, flags: u8) -> bool {
+        if self.actions[first].optional {
+            return false;
+        }
+        if flags & NODE_LOCAL_FIRST == 0 {
+            return true;
+        }
+        let (Some(c), Some(node)) = (self.actions[first].rsc, self.actions[then].node) else {
+            return true;
+        };
+        let kind = match self.actions[first].kind {
+            ActionKind::Running => ActionKind::Start,
+            ActionKind::Stopped => ActionKind::Stop,
+            k => k,
+        };
+        self.leaf_actions(c, kind).iter().any(|&x| !self.actions[x].optional && self.actions[x].node == Some(node))
+    }
+
     fn apply_edge(&mut self, e: usize) -> bool {
         let Edge { first, then, flags } = self.edges[e];
         let mut changed = false;
-        if flags & IMPLIES_THEN != 0 && !self.actions[first].optional && self.actions[then].optional {
+        if flags & IMPLIES_THEN != 0 && self.required_for(first, then, flags) && self.actions[then].optional {
             self.actions[then].optional = false;
             self.set_reason(then, first, "required", false);
             changed = true;
