@@ -500,7 +500,21 @@ impl Assigner<'_> {
                 } else {
                     self.choose(r, &weights, &|_| true, None)
                 };
-                self.place_unit(r, n);
+                // A node the group may not use (a mandatory colocation bans it) keeps only
+                // its unmanaged or blocked members, which stay where they are; the others
+                // cannot run.
+                let banned = n.is_some_and(|x| weights.get(&x).is_some_and(|s| s.is_neg_inf()));
+                if banned && self.w.rscs[r].kind == Kind::Group {
+                    self.place_unit(r, None);
+                    for l in self.w.leaves(r) {
+                        let stuck = !self.w.rscs[l].managed || self.w.blocked(l);
+                        if stuck && let Some(&cur) = self.w.rscs[l].running.first() {
+                            self.w.rscs[l].assigned = Some(cur);
+                        }
+                    }
+                } else {
+                    self.place_unit(r, n);
+                }
                 for l in self.w.leaves(r) {
                     let rs = &mut self.w.rscs[l];
                     rs.next_role = if rs.assigned.is_some() { Role::Started } else { Role::Stopped };
