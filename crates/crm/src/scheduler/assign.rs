@@ -90,6 +90,30 @@ impl Assigner<'_> {
         out
     }
 
+    /// Node scores for placing a primitive or group: its own scores, its colocations with
+    /// primaries and its dependents' preferences. With `first_only`, a group counts only its
+    /// first member and the group's own colocations.
+    fn placement_weights(&mut self, r: usize, first_only: bool) -> Weights {
+        let leaves = self.w.leaves(r);
+        let mut weights = if first_only {
+            (0..self.w.nodes.len()).filter_map(|n| Some((n, self.leaf_weight(leaves[0], n, true)?))).collect()
+        } else {
+            self.unit_weights(r, true)
+        };
+        self.apply_colocations(r, &mut weights, false);
+        // Group members can be dependents too.
+        let members = self.w.rscs[r].children.clone();
+        let members = if first_only { members.into_iter().take(1).collect() } else { members };
+        for m in members {
+            self.apply_colocations(m, &mut weights, false);
+        }
+        if !first_only {
+            let mut seen = BTreeSet::from([r]);
+            self.merge_dependents(r, &mut weights, 1.0, 0, &mut seen);
+        }
+        weights
+    }
+
     /// Nodes where a primary runs (optionally in a role), after its assignment.
     fn primary_nodes(&self, p: usize, role: Option<Role>) -> Vec<usize> {
         let w = &self.w;
@@ -471,14 +495,14 @@ impl Assigner<'_> {
         match self.w.rscs[r].kind {
             Kind::Clone => self.assign_clone(r),
             _ => {
-                let mut weights = self.unit_weights(r, true);
-                self.apply_colocations(r, &mut weights, false);
-                // Group members can be dependents too.
-                for m in self.w.rscs[r].children.clone() {
-                    self.apply_colocations(m, &mut weights, false);
+                let mut weights = self.placement_weights(r, false);
+                let usable = |a: &Self, w: &Weights| w.iter().any(|(&n, s)| s.value() >= 0 && a.w.nodes[n].can_host());
+                if self.w.rscs[r].kind == Kind::Group && self.w.leaves(r).len() > 1 && !usable(self, &weights) {
+                    // Later members' preferences are merged into the first member's only
+                    // when some node remains; otherwise they are rolled back and the group
+                    // goes where its first member can, later members following if they may.
+                    weights = self.placement_weights(r, true);
                 }
-                let mut seen = BTreeSet::from([r]);
-                self.merge_dependents(r, &mut weights, 1.0, 0, &mut seen);
                 for (&n, &s) in &weights {
                     self.notes.entry(r).or_default().push((n, "total".into(), s));
                 }
