@@ -15,12 +15,15 @@ pub(crate) struct RuleCtx<'a> {
     pub(crate) rsc: Option<(&'a str, Option<&'a str>, &'a str)>,
     /// The operation (name, interval in ms), when evaluating operation defaults.
     pub(crate) op: Option<(&'a str, u64)>,
+    /// The resource's parameters and meta attributes, when evaluating a location rule for
+    /// it (`value-source="param"` or `"meta"` compares with these).
+    pub(crate) rsc_attrs: Option<(&'a BTreeMap<String, String>, &'a BTreeMap<String, String>)>,
 }
 
 impl<'a> RuleCtx<'a> {
     /// A context with node attributes only.
     pub(crate) fn attrs(node: Option<&'a str>, attrs: &'a BTreeMap<String, String>) -> Self {
-        RuleCtx { node, attrs, rsc: None, op: None }
+        RuleCtx { node, attrs, rsc: None, op: None, rsc_attrs: None }
     }
 }
 
@@ -87,8 +90,11 @@ fn eval_expr(e: &Expr, ctx: &RuleCtx<'_>) -> bool {
             if op == "not_defined" {
                 return actual.is_none();
             }
+            // With a value source, the value names a resource parameter or meta attribute
+            // whose value is compared.
             let expected = match value_source.as_deref() {
-                Some("param") | Some("meta") => None,
+                Some("param") => ctx.rsc_attrs.and_then(|(p, _)| p.get(value.as_deref()?)).map(String::as_str),
+                Some("meta") => ctx.rsc_attrs.and_then(|(_, m)| m.get(value.as_deref()?)).map(String::as_str),
                 _ => value.as_deref(),
             };
             let (Some(a), Some(b)) = (actual, expected) else {

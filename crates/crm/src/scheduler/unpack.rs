@@ -102,6 +102,9 @@ pub(crate) struct Rsc {
     pub(crate) provider: Option<String>,
     pub(crate) agent: String,
     pub(crate) meta: BTreeMap<String, String>,
+    /// Instance attribute sets (agent parameters, possibly with rules per node), for
+    /// location rules with `value-source="param"`.
+    pub(crate) param_sets: Vec<NvSet>,
     pub(crate) utilization: BTreeMap<String, i64>,
     pub(crate) ops: Vec<OpConfig>,
     pub(crate) priority: i64,
@@ -572,6 +575,7 @@ impl World {
             utilization,
             ops: r.ops.clone(),
             meta: meta.clone(),
+            param_sets: r.params.clone(),
             running: Vec::new(),
             role: Role::Stopped,
             failed: false,
@@ -1164,6 +1168,7 @@ fn blank_rsc() -> Rsc {
         provider: None,
         agent: String::new(),
         meta: BTreeMap::new(),
+        param_sets: Vec::new(),
         utilization: BTreeMap::new(),
         ops: Vec::new(),
         priority: 0,
