@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::cib::{Expr, Rule};
 
+/// Name/value attributes.
+pub(crate) type Attrs = BTreeMap<String, String>;
+
 /// What a rule is evaluated against.
 pub(crate) struct RuleCtx<'a> {
     /// Node name, when evaluating for a node.
@@ -17,7 +20,7 @@ pub(crate) struct RuleCtx<'a> {
     pub(crate) op: Option<(&'a str, u64)>,
     /// The resource's parameters and meta attributes, when evaluating a location rule for
     /// it (`value-source="param"` or `"meta"` compares with these).
-    pub(crate) rsc_attrs: Option<(&'a BTreeMap<String, String>, &'a BTreeMap<String, String>)>,
+    pub(crate) rsc_attrs: Option<(&'a Attrs, &'a Attrs)>,
 }
 
 impl<'a> RuleCtx<'a> {
