@@ -237,7 +237,14 @@ impl Assigner<'_> {
             let primary_is_clone = self.w.rscs[p].kind == Kind::Clone;
             let mut work = weights.clone();
             for (n, s) in work.iter_mut() {
-                let Some(&ds) = dw.get(n) else { continue };
+                // With a node attribute, a node counts the dependent's best score among the
+                // nodes sharing its value of that attribute.
+                let ds = if co.attr == "#uname" {
+                    dw.get(n).copied()
+                } else {
+                    dw.iter().filter(|(m, _)| self.same_place(&co.attr, *n, **m)).map(|(_, &x)| x).max()
+                };
+                let Some(ds) = ds else { continue };
                 if f < 0.0 && ds.value() < 0 && !dependent_confined {
                     continue;
                 }
