@@ -43,6 +43,9 @@ impl Assigner<'_> {
             }
         }
         let mut s = s?;
+        if self.ancestors_and_self(l).iter().any(|&a| w.rscs[a].banned_on.contains(&n)) {
+            return Some(Score::NEG_INF);
+        }
         let r = &w.rscs[l];
         if with_stickiness && r.running.contains(&n) && r.managed && !r.failed {
             s = s.plus(r.stickiness);

@@ -128,6 +128,8 @@ pub(crate) struct Rsc {
     /// History entry ids seen per node (anonymous clones may have several).
     pub(crate) history_ids: Vec<(usize, String)>,
     pub(crate) fail_stop_on: BTreeSet<usize>,
+    /// Nodes this resource may not run on after hard or fatal errors.
+    pub(crate) banned_on: BTreeSet<usize>,
     // Placement.
     pub(crate) weights: BTreeMap<usize, Score>,
     pub(crate) assigned: Option<usize>,
@@ -583,6 +585,7 @@ impl World {
             blocked: false,
             pending: None,
             known_on: BTreeSet::new(),
+            banned_on: BTreeSet::new(),
             history_ids: Vec::new(),
             fail_stop_on: BTreeSet::new(),
             weights: BTreeMap::new(),
@@ -810,6 +813,21 @@ impl World {
         to > 0 && op.last_rc_change.is_some_and(|t| self.now >= t + to) && self.failcount(r, n).0 == 0
     }
 
+    /// Bans a resource after a hard (`Some(node)`) or fatal (`None`) error. An anonymous
+    /// clone instance's ban applies to the whole clone.
+    fn ban(&mut self, leaf: usize, node: Option<usize>) {
+        let target = match self.clone_of(leaf) {
+            Some(c) if !self.rscs[c].clone.unique => c,
+            _ => leaf,
+        };
+        match node {
+            Some(n) => {
+                self.rscs[target].banned_on.insert(n);
+            }
+            None => self.rscs[target].banned_on.extend(0..self.nodes.len()),
+        }
+    }
+
     fn unpack_lrm(&mut self, n: usize, lr: &LrmResource) {
         let mut ops: Vec<&LrmOp> = lr.ops.iter().collect();
         // Equal call ids (a recurring monitor and its recorded failure) are ordered by when
@@ -940,6 +958,16 @@ impl World {
                 191 => 8,
                 x => x,
             };
+            // A probe that finds the agent not installed is not a failure: the resource
+            // is stopped there and may not run there.
+            let not_installed = op.op_status == 7 || (op.op_status == 0 && rc == 5);
+            if probe && not_installed {
+                role = Role::Stopped;
+                if !self.failure_expired(leaf, n, op) {
+                    self.ban(leaf, Some(n));
+                }
+                continue;
+            }
             let ok_exec = op.op_status == 0 || op.op_status == 4;
             let success =
                 ok_exec && (rc == expected || (probe && matches!(rc, 0 | 7 | 8)) || (task != "monitor" && rc == 0));
@@ -1011,6 +1039,13 @@ impl World {
                     role = Role::Stopped;
                 }
                 continue;
+            }
+            // Hard errors keep the resource off this node, fatal ones off every node.
+            match (rc, op.op_status) {
+                (_, 7) | (2 | 4 | 5, 0) => self.ban(leaf, Some(n)),
+                (3, 0) if op.interval_ms == 0 => self.ban(leaf, Some(n)),
+                (6, 0) => self.ban(leaf, None),
+                _ => {}
             }
             let f = self.op_on_fail(leaf, op);
             match task {
@@ -1188,6 +1223,7 @@ fn blank_rsc() -> Rsc {
         blocked: false,
         pending: None,
         known_on: BTreeSet::new(),
+        banned_on: BTreeSet::new(),
         history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
         weights: BTreeMap::new(),
