@@ -1,6 +1,8 @@
 //! Action creation and ordering: per-resource actions, collective pseudo actions, fencing,
 //! and flag propagation along orderings until nothing changes.
 
+use std::collections::BTreeSet;
+
 use crate::cib::{OrderKind, Role};
 
 use super::constraints::Constraints;
@@ -355,29 +357,49 @@ impl Builder<'_> {
     /// blocks that start when the resource runs nowhere, since it might be active there.
     fn add_probes(&mut self) {
         let w = self.w;
-        for n in 0..w.nodes.len() {
-            let node = &w.nodes[n];
-            if !node.online || node.unclean {
-                continue;
-            }
-            for &t in &w.top {
-                let targets = self.probe_targets(t, n);
+        let nodes: Vec<usize> = (0..w.nodes.len()).filter(|&n| w.nodes[n].online && !w.nodes[n].unclean).collect();
+        for &t in &w.top {
+            let leaves = w.leaves(t);
+            let is_clone = w.rscs[t].kind == Kind::Clone;
+            // A probe blocks the start only of something running nowhere.
+            let clone_running_nowhere = leaves.iter().all(|&x| w.rscs[x].running.is_empty());
+            let clone_start: Vec<usize> =
+                if is_clone { self.find(t, ActionKind::Start, None).into_iter().collect() } else { Vec::new() };
+            let anonymous = is_clone && !w.rscs[t].clone.unique;
+            // Anonymous clones: where any instance is known, and which instance is placed where.
+            let known: BTreeSet<usize> = if anonymous {
+                leaves.iter().flat_map(|&l| w.rscs[l].known_on.iter().copied()).collect()
+            } else {
+                BTreeSet::new()
+            };
+            for &n in &nodes {
+                let targets = if anonymous {
+                    if known.contains(&n) {
+                        continue;
+                    }
+                    let instances = &w.rscs[t].children;
+                    let chosen = instances
+                        .iter()
+                        .copied()
+                        .find(|&i| w.leaves(i).iter().any(|&l| w.rscs[l].assigned == Some(n)))
+                        .or_else(|| {
+                            instances.iter().copied().find(|&i| !w.leaves(i).iter().any(|&l| w.rscs[l].orphan))
+                        });
+                    chosen.map(|i| self.probe_targets(i, n)).unwrap_or_default()
+                } else {
+                    self.probe_targets(t, n)
+                };
+                let pending = w.nodes[n].pending;
                 for l in targets {
                     let mut probe = self.new_action(Some(l), Some(n), ActionKind::Monitor, false);
-                    probe.runnable = !node.pending;
-                    let unrunnable = !probe.runnable;
+                    probe.runnable = !pending;
                     let pid = self.add(probe);
-                    let top = match w.clone_of(l) {
-                        Some(c) => c,
-                        None => l,
-                    };
-                    let running_nowhere = w.leaves(top).iter().all(|&x| w.rscs[x].running.is_empty());
-                    let flags = if unrunnable && running_nowhere { RUNNABLE_LEFT } else { 0 };
-                    let starts = if top == l {
-                        self.all(l, ActionKind::Start)
+                    let (running_nowhere, starts) = if is_clone {
+                        (clone_running_nowhere, clone_start.clone())
                     } else {
-                        self.find(top, ActionKind::Start, None).into_iter().collect()
+                        (w.rscs[l].running.is_empty(), self.all(l, ActionKind::Start))
                     };
+                    let flags = if pending && running_nowhere { RUNNABLE_LEFT } else { 0 };
                     for s in starts {
                         self.edge(pid, s, flags);
                     }
@@ -386,7 +408,8 @@ impl Builder<'_> {
         }
     }
 
-    /// The leaves under `r` that need a probe on node `n`.
+    /// The leaves under `r` (a primitive, group or unique clone instance tree) that need a
+    /// probe on node `n`: those with no history there.
     fn probe_targets(&self, r: usize, n: usize) -> Vec<usize> {
         let w = self.w;
         let rs = &w.rscs[r];
@@ -398,21 +421,7 @@ impl Builder<'_> {
                     vec![r]
                 }
             }
-            Kind::Group => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
-            Kind::Clone if rs.clone.unique => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
-            Kind::Clone => {
-                let known = rs.children.iter().any(|&i| w.leaves(i).iter().any(|&l| w.rscs[l].known_on.contains(&n)));
-                if known {
-                    return Vec::new();
-                }
-                let chosen = rs
-                    .children
-                    .iter()
-                    .copied()
-                    .find(|&i| w.leaves(i).iter().any(|&l| w.rscs[l].assigned == Some(n)))
-                    .or_else(|| rs.children.iter().copied().find(|&i| !w.leaves(i).iter().any(|&l| w.rscs[l].orphan)));
-                chosen.map(|i| self.probe_targets(i, n)).unwrap_or_default()
-            }
+            _ => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
         }
     }
 
