@@ -75,11 +75,14 @@ impl Builder<'_> {
     pub(crate) fn build(&mut self, c: &Constraints) {
         let w = self.w;
         // Fencing.
-        let can_fence =
-            w.props.fencing_enabled && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide"));
+        // Without quorum a node can still be fenced while it is in our membership (online).
+        let can_fence = |online: bool| {
+            w.props.fencing_enabled
+                && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide") || online)
+        };
         let mut fences = Vec::new();
         for (n, node) in w.nodes.iter().enumerate().rev() {
-            if node.unclean && node.fence_reason.is_some() && can_fence {
+            if node.unclean && node.fence_reason.is_some() && can_fence(node.online) {
                 let mut a = self.new_action(None, Some(n), ActionKind::Fence, false);
                 a.reason = node.fence_reason.clone();
                 a.label = format!("stonith-{}-{}", node.name, w.props.fencing_action);
