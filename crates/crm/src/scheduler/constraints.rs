@@ -193,15 +193,18 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                     })
                     .collect();
                 for (members, seq, role, score) in &sets {
-                    if *seq {
-                        for pair in members.windows(2) {
-                            push(pair[1], pair[0], *score, *role, *role);
-                        }
-                    } else if score.is_neg_inf() || score.value() < 0 {
+                    if score.value() < 0 {
+                        // Anti-colocation within a set: every member avoids every member
+                        // before it, sequential or not (the only way nobody in the set runs
+                        // with anybody else in it).
                         for (i, &a) in members.iter().enumerate() {
                             for &b in &members[i + 1..] {
-                                push(a, b, *score, *role, *role);
+                                push(b, a, *score, *role, *role);
                             }
+                        }
+                    } else if *seq {
+                        for pair in members.windows(2) {
+                            push(pair[1], pair[0], *score, *role, *role);
                         }
                     }
                 }
