@@ -318,6 +318,9 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
         emit(Item { change: "Move", origin: current, dest: next, action: stop, source: None });
     } else if failed {
         emit(Item { change: "Recover", origin: current, dest: None, action: stop, source: multi_reason });
+    } else if stop.is_some() && !opt(stop) && start.is_some() {
+        // A required stop on a resource that stays means a restart, whatever the role change.
+        emit(Item { change: "Restart", origin: current, dest: next, action: start, source: None });
     } else if role == Role::Promoted && next_role != Role::Promoted {
         emit(Item {
             change: "Demote",
