@@ -112,7 +112,7 @@ impl Builder<'_> {
                     a.runnable = false;
                     a.optional = true;
                 }
-                if next.is_none() {
+                if next.is_none() && !r.inhibited {
                     a.reason = Some("node availability".into());
                 } else if multi
                     && next != Some(n)

@@ -895,6 +895,51 @@ impl Assigner<'_> {
             }
             self.assign(k.r);
         }
+        self.inhibit_uninterleaved();
+    }
+
+    /// Interleaved mandatory orderings between clones pair instances by node. A "then"
+    /// instance placed on a node where no "first" instance is placed cannot become active
+    /// there (Pacemaker unassigns it while ordering: its start cannot run and a running
+    /// instance stops, without a node-availability reason). Repeated until nothing changes,
+    /// since inhibited instances may leave later clones without partners.
+    fn inhibit_uninterleaved(&mut self) {
+        loop {
+            let mut changed = false;
+            for o in &self.c.orders {
+                let (f, t) = (o.first, o.then);
+                let w = &self.w;
+                let interleaved = w.rscs[f].kind == Kind::Clone
+                    && w.rscs[t].kind == Kind::Clone
+                    && w.rscs[t].clone.interleave
+                    && o.min_first.is_none()
+                    && w.rscs[f].clone.min == 0;
+                let up = matches!(o.first_action.as_str(), "start" | "promote")
+                    && matches!(o.then_action.as_str(), "start" | "promote");
+                if !interleaved || !up || o.kind != crate::cib::OrderKind::Mandatory {
+                    continue;
+                }
+                let first_nodes: BTreeSet<usize> =
+                    w.rscs[f].children.iter().filter_map(|&i| w.rscs[i].assigned).collect();
+                let lonely: Vec<usize> = w.rscs[t]
+                    .children
+                    .iter()
+                    .copied()
+                    .filter(|&i| w.rscs[i].assigned.is_some_and(|n| !first_nodes.contains(&n)))
+                    .collect();
+                for i in lonely {
+                    self.place_unit(i, None);
+                    for l in self.w.leaves(i) {
+                        self.w.rscs[l].next_role = Role::Stopped;
+                        self.w.rscs[l].inhibited = true;
+                    }
+                    changed = true;
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
     }
 }
 

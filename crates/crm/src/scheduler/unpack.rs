@@ -130,6 +130,8 @@ pub(crate) struct Rsc {
     pub(crate) fail_stop_on: BTreeSet<usize>,
     /// Nodes this resource may not run on after hard or fatal errors.
     pub(crate) banned_on: BTreeSet<usize>,
+    /// Unassigned after placement because an interleaved ordering found no partner.
+    pub(crate) inhibited: bool,
     // Placement.
     pub(crate) weights: BTreeMap<usize, Score>,
     pub(crate) assigned: Option<usize>,
@@ -586,6 +588,7 @@ impl World {
             pending: None,
             known_on: BTreeSet::new(),
             banned_on: BTreeSet::new(),
+            inhibited: false,
             history_ids: Vec::new(),
             fail_stop_on: BTreeSet::new(),
             weights: BTreeMap::new(),
@@ -1224,6 +1227,7 @@ fn blank_rsc() -> Rsc {
         pending: None,
         known_on: BTreeSet::new(),
         banned_on: BTreeSet::new(),
+        inhibited: false,
         history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
         weights: BTreeMap::new(),
