@@ -1142,7 +1142,11 @@ impl World {
                     continue;
                 };
                 let name = rest.split('#').next().unwrap_or(rest);
-                if !names.iter().any(|x| x == name)
+                // An anonymous clone's fail counts may name any instance number.
+                let anonymous = self.clone_of(leaf).is_some_and(|c| !self.rscs[c].clone.unique);
+                let any_instance = anonymous
+                    && name.rsplit_once(':').is_some_and(|(b, num)| b == r.base && num.parse::<u32>().is_ok());
+                if !(names.iter().any(|x| x == name) || any_instance)
                     || (name == r.base
                         && r.id != r.base
                         && names[0] != name
