@@ -817,6 +817,28 @@ impl Assigner<'_> {
         }
     }
 
+    /// Nodes where a mandatory (+INFINITY) colocation's primary of `r` (or of its members)
+    /// may not run at all, judged from the primary's own node scores.
+    fn banned_by_primaries(&self, r: usize) -> Vec<usize> {
+        let mut ends = vec![r];
+        ends.extend(self.w.rscs[r].children.iter().copied());
+        let mut out = Vec::new();
+        for e in ends {
+            for co in self.c.by_dependent(e).filter(|c| c.dependent == e) {
+                if co.score != Score::INF || co.dep_role.is_some() || co.prim_role.is_some() {
+                    continue;
+                }
+                let Some(&probe) = self.w.leaves(co.primary).first() else { continue };
+                for n in 0..self.w.nodes.len() {
+                    if self.leaf_weight(probe, n, false).is_none_or(|s| s.is_neg_inf()) {
+                        out.push(n);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Assigns every resource, in priority order.
     pub(crate) fn assign_all(&mut self) {
         // Processing order: priority, then scores on each other's current node, then scores
@@ -845,6 +867,12 @@ impl Assigner<'_> {
                     (m, Vec::new())
                 }
             };
+            // Like Pacemaker, the order looks at scores with mandatory colocations applied:
+            // a node where a primary may not run at all is no good for its dependent either.
+            let mut weights = weights;
+            for n in self.banned_by_primaries(r) {
+                weights.insert(n, Score::NEG_INF);
+            }
             let current = (running.len() == 1 && self.w.nodes[running[0]].can_host() && self.fits(r, running[0]))
                 .then(|| running[0]);
             let scores = (0..self.w.nodes.len())
