@@ -696,14 +696,13 @@ impl Builder<'_> {
     /// Whether `first` counts as required for `then`: a collective action marked node-local
     /// counts only through its instances' actions on `then`'s node.
     fn required_for(&self, first: usize, then: usize, flags: u8) -> bool {
-        if self.actions[first].optional {
-            return false;
-        }
         if flags & NODE_LOCAL_FIRST == 0 {
-            return true;
+            return !self.actions[first].optional;
         }
+        // Judged live from the instances (like Pacemaker's collective action flags), not from
+        // the collective action's own flag, which is only summarised between sweeps.
         let (Some(c), Some(node)) = (self.actions[first].rsc, self.actions[then].node) else {
-            return true;
+            return !self.actions[first].optional;
         };
         let kind = match self.actions[first].kind {
             ActionKind::Running => ActionKind::Start,
