@@ -112,7 +112,7 @@ impl Builder<'_> {
                     a.runnable = false;
                     a.optional = true;
                 }
-                if next.is_none() && !r.inhibited {
+                if next.is_none() && r.inhibited_on.is_none() {
                     a.reason = Some("node availability".into());
                 } else if multi
                     && next != Some(n)
@@ -221,6 +221,17 @@ impl Builder<'_> {
                     if let Some(d) = self.find(l, ActionKind::Demote, Some(n)) {
                         self.edge(d, pid, IMPLIES_THEN);
                     }
+                }
+            } else if let Some(n) = r.inhibited_on {
+                // An instance unassigned for want of an interleaving partner keeps the start
+                // it would have had, unrunnable: stopping it still counts as a restart for
+                // the clone's dependents.
+                let mut a = self.new_action(Some(l), Some(n), ActionKind::Start, true);
+                a.runnable = false;
+                let sid = self.add(a);
+                for &(sn, stop) in &stop_ids {
+                    let flags = if sn == n { IMPLIES_THEN | IMPLIES_FIRST | RESTART } else { 0 };
+                    self.edge(stop, sid, flags);
                 }
             } else if r.running.is_empty() {
                 continue;

@@ -956,10 +956,12 @@ impl Assigner<'_> {
                     .filter(|&i| w.rscs[i].assigned.is_some_and(|n| !first_nodes.contains(&n)))
                     .collect();
                 for i in lonely {
+                    let was: Vec<(usize, Option<usize>)> =
+                        self.w.leaves(i).into_iter().map(|l| (l, self.w.rscs[l].assigned)).collect();
                     self.place_unit(i, None);
-                    for l in self.w.leaves(i) {
+                    for (l, n) in was {
                         self.w.rscs[l].next_role = Role::Stopped;
-                        self.w.rscs[l].inhibited = true;
+                        self.w.rscs[l].inhibited_on = n;
                     }
                     changed = true;
                 }

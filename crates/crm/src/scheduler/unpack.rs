@@ -130,8 +130,9 @@ pub(crate) struct Rsc {
     pub(crate) fail_stop_on: BTreeSet<usize>,
     /// Nodes this resource may not run on after hard or fatal errors.
     pub(crate) banned_on: BTreeSet<usize>,
-    /// Unassigned after placement because an interleaved ordering found no partner.
-    pub(crate) inhibited: bool,
+    /// Unassigned after placement because an interleaved ordering found no partner: the
+    /// node it had been placed on.
+    pub(crate) inhibited_on: Option<usize>,
     // Placement.
     pub(crate) weights: BTreeMap<usize, Score>,
     pub(crate) assigned: Option<usize>,
@@ -588,7 +589,7 @@ impl World {
             pending: None,
             known_on: BTreeSet::new(),
             banned_on: BTreeSet::new(),
-            inhibited: false,
+            inhibited_on: None,
             history_ids: Vec::new(),
             fail_stop_on: BTreeSet::new(),
             weights: BTreeMap::new(),
@@ -1231,7 +1232,7 @@ fn blank_rsc() -> Rsc {
         pending: None,
         known_on: BTreeSet::new(),
         banned_on: BTreeSet::new(),
-        inhibited: false,
+        inhibited_on: None,
         history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
         weights: BTreeMap::new(),
