@@ -494,13 +494,37 @@ impl Builder<'_> {
             "demote" => ActionKind::Demote,
             _ => return Vec::new(),
         };
-        let mut v: Vec<usize> = self.w.leaves(r).iter().flat_map(|&l| self.all(l, kind)).collect();
+        let leaves = if matches!(kind, ActionKind::Start | ActionKind::Promote) {
+            self.then_leaves(r)
+        } else {
+            self.w.leaves(r)
+        };
+        let mut v: Vec<usize> = leaves.iter().flat_map(|&l| self.all(l, kind)).collect();
         if self.w.rscs[r].kind != Kind::Primitive
             && let Some(p) = self.find(r, kind, None)
         {
             v.push(p);
         }
         v
+    }
+
+    /// The leaves a start or promote ordering reaches directly when `r` is its "then" side.
+    /// Inside a cloned group only the group's first member is reached; the group's own
+    /// ordering carries the effect on to the later members (so they report the member before
+    /// them as the cause).
+    fn then_leaves(&self, r: usize) -> Vec<usize> {
+        let w = self.w;
+        if w.rscs[r].kind == Kind::Clone {
+            return w.rscs[r]
+                .children
+                .iter()
+                .flat_map(|&i| match w.rscs[i].kind {
+                    Kind::Group => w.rscs[i].children.first().copied().into_iter().collect(),
+                    _ => w.leaves(i),
+                })
+                .collect();
+        }
+        w.leaves(r)
     }
 
     #[allow(clippy::too_many_arguments)]
