@@ -11,7 +11,10 @@ use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 
 fn kv(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn stats(mut v: Vec<Duration>) -> String {
@@ -40,16 +43,26 @@ fn compare(
     for _ in 0..rounds {
         for (i, a) in agents.iter().enumerate() {
             for action in [Action::Start, Action::Monitor, Action::Stop] {
-                let req = Request::new(action, "bench", params.clone()).depth(depth).timeout(Duration::from_secs(30));
+                let req = Request::new(action, "bench", params.clone())
+                    .depth(depth)
+                    .timeout(Duration::from_secs(30));
                 let r = execute(*a, &req);
-                assert_eq!(r.rc, OcfRc::Success, "{label} {}: {r}", if i == 0 { "native" } else { "ocf" });
+                assert_eq!(
+                    r.rc,
+                    OcfRc::Success,
+                    "{label} {}: {r}",
+                    if i == 0 { "native" } else { "ocf" }
+                );
                 times.entry((i, action)).or_default().push(r.elapsed);
             }
         }
     }
     for action in [Action::Start, Action::Monitor, Action::Stop] {
         for (i, who) in ["native", "ocf   "].iter().enumerate().take(agents.len()) {
-            println!("{label:<12} {action:<8} {who}  {}", stats(times.remove(&(i, action)).unwrap_or_default()));
+            println!(
+                "{label:<12} {action:<8} {who}  {}",
+                stats(times.remove(&(i, action)).unwrap_or_default())
+            );
         }
     }
 }
@@ -67,7 +80,9 @@ fn in_netns<T: Send>(ns: &rig::Netns, f: impl FnOnce() -> T + Send) -> T {
 }
 
 fn get(name: &str) -> Arc<dyn ResourceAgent> {
-    Registry::default().get(name).unwrap_or_else(|e| panic!("{e}"))
+    Registry::default()
+        .get(name)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn main() {
@@ -80,32 +95,71 @@ fn main() {
     }
     // Mounts made by this process stay in its own mount namespace (made before any thread).
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).expect("unshare mount namespace");
-    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .expect("make / private");
-    let rounds: usize = std::env::var("AGENTS_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(7);
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("make / private");
+    let rounds: usize = std::env::var("AGENTS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
     println!("agent        action   impl    time per operation (execute: spawn, wait, parse)");
 
     rig::sweep_stale_namespaces();
     let a = rig::Netns::new();
     let b = rig::Netns::new();
     a.veth_to("eth0", "10.213.1.1/24", &b, "eth0", "10.213.1.2/24");
-    let p = kv(&[("ip", "10.213.1.100"), ("cidr_netmask", "24"), ("nic", "eth0")]);
-    in_netns(&a, || compare("vip", get("vip").as_ref(), Some(get("ocf:heartbeat:IPaddr2").as_ref()), &p, 0, rounds));
+    let p = kv(&[
+        ("ip", "10.213.1.100"),
+        ("cidr_netmask", "24"),
+        ("nic", "eth0"),
+    ]);
+    in_netns(&a, || {
+        compare(
+            "vip",
+            get("vip").as_ref(),
+            Some(get("ocf:heartbeat:IPaddr2").as_ref()),
+            &p,
+            0,
+            rounds,
+        )
+    });
 
     let dir = rig::ScratchDir::new_in(std::path::Path::new("/dev/shm"));
     let img = dir.path().join("disk.img");
-    rig::sh(&format!("truncate -s 64M {0} && mkfs.ext4 -q -F {0}", img.display()));
-    let dev = rig::sh(&format!("losetup -f --show {}", img.display())).trim().to_owned();
+    rig::sh(&format!(
+        "truncate -s 64M {0} && mkfs.ext4 -q -F {0}",
+        img.display()
+    ));
+    let dev = rig::sh(&format!("losetup -f --show {}", img.display()))
+        .trim()
+        .to_owned();
     let mnt = dir.path().join("mnt").display().to_string();
     let p = kv(&[("device", &dev), ("directory", &mnt), ("fstype", "ext4")]);
-    compare("filesystem", get("filesystem").as_ref(), Some(get("ocf:heartbeat:Filesystem").as_ref()), &p, 0, rounds);
-    let _ = std::process::Command::new("losetup").args(["-d", &dev]).status();
+    compare(
+        "filesystem",
+        get("filesystem").as_ref(),
+        Some(get("ocf:heartbeat:Filesystem").as_ref()),
+        &p,
+        0,
+        rounds,
+    );
+    let _ = std::process::Command::new("losetup")
+        .args(["-d", &dev])
+        .status();
 
     let site = rig::ScratchDir::new();
     for sub in ["logs", "tmp", "html"] {
         std::fs::create_dir_all(site.path().join(sub)).unwrap();
     }
-    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/rigs/ocf/nginx.conf");
+    let shared = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/rigs/ocf/nginx.conf"
+    );
     let conf = std::fs::read_to_string(shared)
         .expect("nginx rig template")
         .replace("@RIG_DIR@", &site.path().display().to_string())
@@ -159,7 +213,10 @@ fn bench_vm(site: &rig::ScratchDir, rounds: usize) {
                 .expect("start a libvirt daemon");
             started.push(child);
         }
-        assert!(rig::wait_until(Duration::from_secs(20), || virsh_ok(uri)), "libvirtd did not come up");
+        assert!(
+            rig::wait_until(Duration::from_secs(20), || virsh_ok(uri)),
+            "libvirtd did not come up"
+        );
     }
     let mut holder = std::process::Command::new("virsh")
         .args(["-c", uri, "event", "--all", "--loop", "--timeout", "600"])
@@ -174,8 +231,19 @@ fn bench_vm(site: &rig::ScratchDir, rounds: usize) {
         format!("<domain type='test'>\n  <name>{name}</name>\n  <memory>65536</memory>\n  <os><type>hvm</type></os>\n</domain>\n"),
     )
     .unwrap();
-    let p = kv(&[("config", &xml.display().to_string()), ("hypervisor", uri), ("force_stop", "true")]);
-    compare("vm (test)", get("vm").as_ref(), Some(get("ocf:heartbeat:VirtualDomain").as_ref()), &p, 0, rounds);
+    let p = kv(&[
+        ("config", &xml.display().to_string()),
+        ("hypervisor", uri),
+        ("force_stop", "true"),
+    ]);
+    compare(
+        "vm (test)",
+        get("vm").as_ref(),
+        Some(get("ocf:heartbeat:VirtualDomain").as_ref()),
+        &p,
+        0,
+        rounds,
+    );
     let _ = std::process::Command::new("virsh")
         .args(["-q", "-c", uri, "undefine", &name])
         .stderr(std::process::Stdio::null())
@@ -183,7 +251,10 @@ fn bench_vm(site: &rig::ScratchDir, rounds: usize) {
     let _ = holder.kill();
     let _ = holder.wait();
     for mut c in started.into_iter().rev() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let _ = c.wait();
     }
 }

@@ -86,7 +86,9 @@ impl FromStr for Action {
             "validate-all" | "validate" => Action::Validate,
             "meta-data" | "metadata" => Action::MetaData,
             other => {
-                return Err(AgentError::UnknownAction { action: other.to_owned() });
+                return Err(AgentError::UnknownAction {
+                    action: other.to_owned(),
+                });
             }
         })
     }
@@ -189,7 +191,12 @@ pub struct Outcome {
 impl Outcome {
     /// A result with a code and no reason.
     pub fn rc(rc: OcfRc) -> Outcome {
-        Outcome { rc, reason: None, timed_out: false, output: String::new() }
+        Outcome {
+            rc,
+            reason: None,
+            timed_out: false,
+            output: String::new(),
+        }
     }
 
     /// Success.
@@ -204,17 +211,26 @@ impl Outcome {
 
     /// A result with a reason.
     pub fn fail(rc: OcfRc, reason: impl Into<String>) -> Outcome {
-        Outcome { reason: Some(reason.into()), ..Outcome::rc(rc) }
+        Outcome {
+            reason: Some(reason.into()),
+            ..Outcome::rc(rc)
+        }
     }
 
     /// The action is not implemented by this agent.
     pub fn unimplemented(action: Action) -> Outcome {
-        Outcome::fail(OcfRc::ErrUnimplemented, format!("action {action} is not implemented by this agent"))
+        Outcome::fail(
+            OcfRc::ErrUnimplemented,
+            format!("action {action} is not implemented by this agent"),
+        )
     }
 
     /// The deadline passed while waiting for something.
     pub fn timed_out(reason: impl Into<String>) -> Outcome {
-        Outcome { timed_out: true, ..Outcome::fail(OcfRc::ErrGeneric, reason) }
+        Outcome {
+            timed_out: true,
+            ..Outcome::fail(OcfRc::ErrGeneric, reason)
+        }
     }
 
     /// Adds a reason to a result that has none.
@@ -337,8 +353,13 @@ pub trait ResourceAgent: Send + Sync {
 pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
     let started = Instant::now();
     // Meta-data only when needed: a script's meta-data costs a process.
-    let needs_md = req.timeout.is_none() || (agent.checks_params_by_schema() && req.action != Action::MetaData);
-    let md = if needs_md { Some(agent.meta_data()) } else { None };
+    let needs_md = req.timeout.is_none()
+        || (agent.checks_params_by_schema() && req.action != Action::MetaData);
+    let md = if needs_md {
+        Some(agent.meta_data())
+    } else {
+        None
+    };
     let timeout = req.timeout.unwrap_or_else(|| {
         md.as_ref()
             .and_then(|m| m.as_ref().ok())
@@ -348,7 +369,11 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
     let finish = |outcome: Outcome| {
         let elapsed = started.elapsed();
         let overran = elapsed > timeout;
-        let status = if outcome.timed_out || overran { ExecStatus::TimedOut } else { ExecStatus::Done };
+        let status = if outcome.timed_out || overran {
+            ExecStatus::TimedOut
+        } else {
+            ExecStatus::Done
+        };
         let (rc, reason) = match (status, outcome.timed_out) {
             (ExecStatus::TimedOut, false) => (
                 OcfRc::ErrGeneric,
@@ -357,12 +382,23 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
                     req.action,
                     elapsed.as_secs_f64(),
                     timeout.as_secs_f64(),
-                    outcome.reason.map(|r| format!(" (agent said: {r})")).unwrap_or_default()
+                    outcome
+                        .reason
+                        .map(|r| format!(" (agent said: {r})"))
+                        .unwrap_or_default()
                 )),
             ),
             _ => (outcome.rc, outcome.reason),
         };
-        let result = OpResult { action: req.action, rc, status, reason, output: outcome.output, elapsed, timeout };
+        let result = OpResult {
+            action: req.action,
+            rc,
+            status,
+            reason,
+            output: outcome.output,
+            elapsed,
+            timeout,
+        };
         crate::events::Event::OpFinished {
             rsc: &req.instance,
             action: &req.action,
@@ -376,7 +412,10 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
 
     if req.action == Action::MetaData {
         return finish(match agent.meta_data_xml() {
-            Ok(xml) => Outcome { output: xml, ..Outcome::ok() },
+            Ok(xml) => Outcome {
+                output: xml,
+                ..Outcome::ok()
+            },
             Err(e) => Outcome::fail(OcfRc::ErrGeneric, e.to_string()),
         });
     }
@@ -458,23 +497,42 @@ mod tests {
     }
 
     fn params(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn an_overrun_is_a_timeout_whatever_the_agent_returned() {
-        let r = execute(&Sleepy, &Request::new(Action::Start, "s", params(&[("nap_ms", "120")])));
-        assert_eq!(r.timeout, Duration::from_millis(50), "the advertised default applies");
+        let r = execute(
+            &Sleepy,
+            &Request::new(Action::Start, "s", params(&[("nap_ms", "120")])),
+        );
+        assert_eq!(
+            r.timeout,
+            Duration::from_millis(50),
+            "the advertised default applies"
+        );
         assert_eq!(r.status, ExecStatus::TimedOut);
         assert_eq!(r.rc, OcfRc::ErrGeneric);
         assert_eq!(r.recovery_when_expecting(OcfRc::Success), Recovery::Soft);
-        let r = execute(&Sleepy, &Request::new(Action::Start, "s", params(&[("nap_ms", "0")])));
+        let r = execute(
+            &Sleepy,
+            &Request::new(Action::Start, "s", params(&[("nap_ms", "0")])),
+        );
         assert_eq!((r.status, r.rc), (ExecStatus::Done, OcfRc::Success));
     }
 
     #[test]
     fn schema_violations_are_all_reported_as_not_configured() {
-        let r = execute(&Sleepy, &Request::new(Action::Monitor, "s", params(&[("flag", "maybe"), ("extra", "1")])));
+        let r = execute(
+            &Sleepy,
+            &Request::new(
+                Action::Monitor,
+                "s",
+                params(&[("flag", "maybe"), ("extra", "1")]),
+            ),
+        );
         assert_eq!(r.rc, OcfRc::ErrConfigured);
         let reason = r.reason.unwrap();
         for p in ["`extra`", "`nap_ms`", "`flag`"] {
@@ -484,9 +542,15 @@ mod tests {
 
     #[test]
     fn defaults_and_unimplemented_actions() {
-        let r = execute(&Sleepy, &Request::new(Action::Promote, "s", params(&[("nap_ms", "0")])));
+        let r = execute(
+            &Sleepy,
+            &Request::new(Action::Promote, "s", params(&[("nap_ms", "0")])),
+        );
         assert_eq!(r.rc, OcfRc::ErrUnimplemented);
-        let r = execute(&Sleepy, &Request::new(Action::MetaData, "s", BTreeMap::new()));
+        let r = execute(
+            &Sleepy,
+            &Request::new(Action::MetaData, "s", BTreeMap::new()),
+        );
         assert_eq!(r.rc, OcfRc::Success);
         assert!(r.output.contains("<parameter name=\"nap_ms\""));
         assert_eq!("validate-all".parse::<Action>().unwrap(), Action::Validate);

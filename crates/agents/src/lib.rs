@@ -22,13 +22,16 @@ mod systemd;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use agent::{Action, DEFAULT_TIMEOUT, ExecStatus, Op, OpResult, Outcome, Request, ResourceAgent, execute};
+pub use agent::{
+    Action, DEFAULT_TIMEOUT, ExecStatus, Op, OpResult, Outcome, Request, ResourceAgent, execute,
+};
 pub use error::AgentError;
 pub use ocf::{OCF_ROOT, OcfAgent, discover as discover_ocf};
 pub use ocf_exec::{ScriptOutput, run_as_ocf_script};
 pub use rc::{OcfRc, Recovery};
 pub use registry::{AgentName, AgentTable, Registry};
 pub use schema::{
-    ActionSpec, Metadata, MetadataError, ParamError, ParamSpec, ParamType, Params, Value, parse_duration,
+    ActionSpec, Metadata, MetadataError, ParamError, ParamSpec, ParamType, Params, Value,
+    parse_duration,
 };
 pub use systemd::{SystemdAgent, available as systemd_available};

@@ -41,13 +41,24 @@ impl OcfAgent {
     }
 
     /// An agent at an explicit `path` (for scripts outside the OCF tree).
-    pub fn at(root: &Path, provider: &str, kind: &str, path: PathBuf) -> Result<OcfAgent, AgentError> {
+    pub fn at(
+        root: &Path,
+        provider: &str,
+        kind: &str,
+        path: PathBuf,
+    ) -> Result<OcfAgent, AgentError> {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(&path).map_err(|source| AgentError::Exec { path: path.clone(), source })?;
+        let meta = std::fs::metadata(&path).map_err(|source| AgentError::Exec {
+            path: path.clone(),
+            source,
+        })?;
         if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
             return Err(AgentError::Exec {
                 path,
-                source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "not an executable file"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "not an executable file",
+                ),
             });
         }
         Ok(OcfAgent {
@@ -82,8 +93,14 @@ impl OcfAgent {
             .env("OCF_RESOURCE_PROVIDER", &self.provider)
             .env("OCF_EXIT_REASON_PREFIX", EXIT_REASON_PREFIX)
             .env("OCF_RESKEY_crm_feature_set", "3.16.2")
-            .env("OCF_RESKEY_CRM_meta_timeout", op.timeout.as_millis().to_string())
-            .env("OCF_RESKEY_CRM_meta_interval", op.interval.as_millis().to_string())
+            .env(
+                "OCF_RESKEY_CRM_meta_timeout",
+                op.timeout.as_millis().to_string(),
+            )
+            .env(
+                "OCF_RESKEY_CRM_meta_interval",
+                op.interval.as_millis().to_string(),
+            )
             .env("OCF_RESKEY_CRM_meta_name", op.action.as_str())
             .env("HA_LOGFILE", "/dev/null")
             .env("HA_debug", "0");
@@ -91,7 +108,10 @@ impl OcfAgent {
             cmd.env("OCF_CHECK_LEVEL", op.depth.to_string());
         }
         if let Ok(node) = nix::unistd::gethostname() {
-            cmd.env("OCF_RESKEY_CRM_meta_on_node", node.to_string_lossy().as_ref());
+            cmd.env(
+                "OCF_RESKEY_CRM_meta_on_node",
+                node.to_string_lossy().as_ref(),
+            );
         }
         for (k, v) in op.params {
             cmd.env(format!("OCF_RESKEY_{k}"), v);
@@ -107,7 +127,10 @@ impl OcfAgent {
         let ran = match proc::run(&mut cmd, op.deadline) {
             Ok(r) => r,
             Err(e) => {
-                return Outcome::fail(OcfRc::ErrInstalled, format!("cannot run {}: {e}", self.path.display()));
+                return Outcome::fail(
+                    OcfRc::ErrInstalled,
+                    format!("cannot run {}: {e}", self.path.display()),
+                );
             }
         };
         let reason = ran
@@ -130,10 +153,18 @@ impl OcfAgent {
         let rc = match ran.code() {
             Some(c) => OcfRc::from_code((c & 0xff) as u8),
             None => {
-                return Outcome { output: ran.stdout.clone(), ..Outcome::fail(OcfRc::ErrGeneric, ran.describe()) };
+                return Outcome {
+                    output: ran.stdout.clone(),
+                    ..Outcome::fail(OcfRc::ErrGeneric, ran.describe())
+                };
             }
         };
-        Outcome { rc, reason, timed_out: false, output: ran.stdout }
+        Outcome {
+            rc,
+            reason,
+            timed_out: false,
+            output: ran.stdout,
+        }
     }
 
     fn load_metadata(&self) -> Result<(String, Metadata), String> {
@@ -150,7 +181,13 @@ impl OcfAgent {
         };
         let out = self.invoke(&env);
         if out.rc != OcfRc::Success {
-            return Err(format!("rc={}{}", out.rc, out.reason.map(|r| format!(" reason={r}")).unwrap_or_default()));
+            return Err(format!(
+                "rc={}{}",
+                out.rc,
+                out.reason
+                    .map(|r| format!(" reason={r}"))
+                    .unwrap_or_default()
+            ));
         }
         let md = Metadata::from_xml(&out.output).map_err(|e| e.to_string())?;
         Ok((out.output, md))
@@ -161,8 +198,12 @@ impl OcfAgent {
         if let Some(md) = slot.as_ref() {
             return Ok(md.clone());
         }
-        let md =
-            self.load_metadata().map_err(|detail| AgentError::MetadataAction { agent: self.full_name(), detail })?;
+        let md = self
+            .load_metadata()
+            .map_err(|detail| AgentError::MetadataAction {
+                agent: self.full_name(),
+                detail,
+            })?;
         *slot = Some(md.clone());
         Ok(md)
     }
@@ -244,7 +285,8 @@ pub fn discover(root: &Path) -> Vec<(String, String)> {
         };
         let provider = p.file_name().to_string_lossy().into_owned();
         for e in entries.flatten() {
-            let is_exec = std::fs::metadata(e.path()).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            let is_exec = std::fs::metadata(e.path())
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
             let name = e.file_name().to_string_lossy().into_owned();
             if is_exec && !name.starts_with('.') {
                 found.push((provider.clone(), name));

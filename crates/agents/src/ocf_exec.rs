@@ -20,7 +20,11 @@ pub struct ScriptOutput {
 
 /// Runs `action` on `agent` with the parameters, meta attributes, depth, instance and timeout
 /// found in `env` (the process environment of an OCF script).
-pub fn run_as_ocf_script(agent: &dyn ResourceAgent, action: &str, env: &BTreeMap<String, String>) -> ScriptOutput {
+pub fn run_as_ocf_script(
+    agent: &dyn ResourceAgent,
+    action: &str,
+    env: &BTreeMap<String, String>,
+) -> ScriptOutput {
     let Ok(action) = action.parse::<Action>() else {
         return ScriptOutput {
             code: 3,
@@ -41,11 +45,24 @@ pub fn run_as_ocf_script(agent: &dyn ResourceAgent, action: &str, env: &BTreeMap
             params.insert(p.to_owned(), v.clone());
         }
     }
-    let timeout = meta.get("timeout").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_millis);
-    let mut req = Request::new(action, env.get("OCF_RESOURCE_INSTANCE").map_or("default", String::as_str), params);
-    req.depth = env.get("OCF_CHECK_LEVEL").and_then(|d| d.parse().ok()).unwrap_or(0);
-    req.interval =
-        meta.get("interval").and_then(|i| i.parse::<u64>().ok()).map_or(Duration::ZERO, Duration::from_millis);
+    let timeout = meta
+        .get("timeout")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_millis);
+    let mut req = Request::new(
+        action,
+        env.get("OCF_RESOURCE_INSTANCE")
+            .map_or("default", String::as_str),
+        params,
+    );
+    req.depth = env
+        .get("OCF_CHECK_LEVEL")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    req.interval = meta
+        .get("interval")
+        .and_then(|i| i.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_millis);
     req.timeout = timeout;
     req.meta = meta;
     let r = execute(agent, &req);
@@ -56,7 +73,10 @@ pub fn run_as_ocf_script(agent: &dyn ResourceAgent, action: &str, env: &BTreeMap
     ScriptOutput {
         code,
         stdout: r.output,
-        stderr: r.reason.map(|reason| format!("ocf-exit-reason:{reason}\n")).unwrap_or_default(),
+        stderr: r
+            .reason
+            .map(|reason| format!("ocf-exit-reason:{reason}\n"))
+            .unwrap_or_default(),
     }
 }
 
@@ -65,7 +85,9 @@ mod tests {
     use super::*;
 
     fn env(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -83,10 +105,16 @@ mod tests {
             ]),
         );
         assert_eq!(out.code, 6);
-        assert_eq!(out.stderr, "ocf-exit-reason:parameter `cidr_netmask`: `x` is not an integer\n");
+        assert_eq!(
+            out.stderr,
+            "ocf-exit-reason:parameter `cidr_netmask`: `x` is not an integer\n"
+        );
         let md = run_as_ocf_script(vip.as_ref(), "meta-data", &BTreeMap::new());
         assert_eq!(md.code, 0);
         assert!(crate::Metadata::from_xml(&md.stdout).is_ok());
-        assert_eq!(run_as_ocf_script(vip.as_ref(), "migrate_to", &BTreeMap::new()).code, 3);
+        assert_eq!(
+            run_as_ocf_script(vip.as_ref(), "migrate_to", &BTreeMap::new()).code,
+            3
+        );
     }
 }

@@ -50,7 +50,12 @@ impl Ran {
         } else {
             format!("killed by signal {}", self.status.signal().unwrap_or(0))
         };
-        let last = self.stderr.lines().chain(self.stdout.lines()).map(str::trim).rfind(|l| !l.is_empty());
+        let last = self
+            .stderr
+            .lines()
+            .chain(self.stdout.lines())
+            .map(str::trim)
+            .rfind(|l| !l.is_empty());
         match last {
             Some(l) => format!("{how}: {l}"),
             None => how,
@@ -78,7 +83,10 @@ fn reader(mut pipe: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>, done: 
 /// Spawns `cmd` in a new process group with stdin from /dev/null and waits for it until
 /// `deadline`; at the deadline the whole group gets SIGKILL. Returns spawn errors only.
 pub(crate) fn run(cmd: &mut Command, deadline: Instant) -> std::io::Result<Ran> {
-    cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // ETXTBSY: the executable was just written and a concurrent fork elsewhere in this
     // process still holds a descriptor for writing; it goes away in moments.
     let mut tries = 0;
@@ -126,26 +134,39 @@ pub(crate) fn run(cmd: &mut Command, deadline: Instant) -> std::io::Result<Ran> 
     }
     let grace_end = Instant::now() + PIPE_GRACE;
     for _ in 0..2 {
-        if done_rx.recv_timeout(grace_end.saturating_duration_since(Instant::now())).is_err() {
+        if done_rx
+            .recv_timeout(grace_end.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
             break;
         }
     }
-    let text =
-        |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
-    Ok(Ran { status, timed_out, stdout: text(&out), stderr: text(&err) })
+    let text = |b: &Arc<Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    };
+    Ok(Ran {
+        status,
+        timed_out,
+        stdout: text(&out),
+        stderr: text(&err),
+    })
 }
 
 /// True when process `pid` exists and is not a zombie.
 pub(crate) fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
 
 /// The command name of `pid` (`/proc/PID/comm`).
 pub(crate) fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_owned()).unwrap_or_else(|_| "?".to_owned())
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".to_owned())
 }
 
 /// Sleeps `step` or until `deadline`, whichever is first; false once the deadline has passed.
@@ -185,7 +206,8 @@ mod tests {
     #[test]
     fn output_and_exit_code_are_captured() {
         let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg("echo out; printf '\\377garbage\\n' >&2; exit 7");
+        cmd.arg("-c")
+            .arg("echo out; printf '\\377garbage\\n' >&2; exit 7");
         let ran = run(&mut cmd, Instant::now() + Duration::from_secs(10)).unwrap();
         assert_eq!(ran.code(), Some(7));
         assert_eq!(ran.stdout, "out\n");

@@ -109,11 +109,15 @@ impl OcfRc {
     /// on what the caller expected (see [`OcfRc::recovery_when_expecting`]).
     pub fn recovery(self) -> Recovery {
         match self {
-            OcfRc::Success | OcfRc::NotRunning | OcfRc::RunningPromoted | OcfRc::Degraded | OcfRc::DegradedPromoted => {
-                Recovery::None
-            }
+            OcfRc::Success
+            | OcfRc::NotRunning
+            | OcfRc::RunningPromoted
+            | OcfRc::Degraded
+            | OcfRc::DegradedPromoted => Recovery::None,
             OcfRc::ErrGeneric | OcfRc::FailedPromoted | OcfRc::Other(_) => Recovery::Soft,
-            OcfRc::ErrArgs | OcfRc::ErrUnimplemented | OcfRc::ErrPerm | OcfRc::ErrInstalled => Recovery::Hard,
+            OcfRc::ErrArgs | OcfRc::ErrUnimplemented | OcfRc::ErrPerm | OcfRc::ErrInstalled => {
+                Recovery::Hard
+            }
             OcfRc::ErrConfigured => Recovery::Fatal,
         }
     }
@@ -170,8 +174,17 @@ mod tests {
         assert_eq!(OcfRc::ErrInstalled.recovery(), Recovery::Hard);
         assert_eq!(OcfRc::ErrConfigured.recovery(), Recovery::Fatal);
         assert_eq!(OcfRc::Other(42).recovery(), Recovery::Soft);
-        assert_eq!(OcfRc::NotRunning.recovery_when_expecting(OcfRc::Success), Recovery::Soft);
-        assert_eq!(OcfRc::NotRunning.recovery_when_expecting(OcfRc::NotRunning), Recovery::None);
-        assert_eq!(OcfRc::Degraded.recovery_when_expecting(OcfRc::Success), Recovery::None);
+        assert_eq!(
+            OcfRc::NotRunning.recovery_when_expecting(OcfRc::Success),
+            Recovery::Soft
+        );
+        assert_eq!(
+            OcfRc::NotRunning.recovery_when_expecting(OcfRc::NotRunning),
+            Recovery::None
+        );
+        assert_eq!(
+            OcfRc::Degraded.recovery_when_expecting(OcfRc::Success),
+            Recovery::None
+        );
     }
 }

@@ -37,17 +37,24 @@ impl FromStr for AgentName {
     type Err = AgentError;
     fn from_str(s: &str) -> Result<AgentName, AgentError> {
         let parts: Vec<&str> = s.split(':').collect();
-        let bad = |problem: &str| AgentError::BadName { name: s.to_owned(), problem: problem.to_owned() };
+        let bad = |problem: &str| AgentError::BadName {
+            name: s.to_owned(),
+            problem: problem.to_owned(),
+        };
         if parts.iter().any(|p| p.is_empty() || p.contains('/')) {
             return Err(bad("empty part or `/` in the name"));
         }
         match parts.as_slice() {
-            [class, provider, kind] => {
-                Ok(AgentName { class: (*class).to_owned(), provider: (*provider).to_owned(), kind: (*kind).to_owned() })
-            }
-            ["systemd", kind] => {
-                Ok(AgentName { class: "systemd".into(), provider: String::new(), kind: (*kind).to_owned() })
-            }
+            [class, provider, kind] => Ok(AgentName {
+                class: (*class).to_owned(),
+                provider: (*provider).to_owned(),
+                kind: (*kind).to_owned(),
+            }),
+            ["systemd", kind] => Ok(AgentName {
+                class: "systemd".into(),
+                provider: String::new(),
+                kind: (*kind).to_owned(),
+            }),
             _ => Err(bad("expected class:provider:type (or systemd:unit)")),
         }
     }
@@ -68,20 +75,30 @@ impl Default for Registry {
 impl Registry {
     /// A registry whose OCF scripts live under `ocf_root`.
     pub fn new(ocf_root: &Path) -> Registry {
-        Registry { ocf_root: ocf_root.to_owned() }
+        Registry {
+            ocf_root: ocf_root.to_owned(),
+        }
     }
 
     /// Every agent name available on this machine, sorted (systemd units are not enumerated).
     pub fn list(&self) -> Vec<AgentName> {
         let mut names: Vec<AgentName> = native::TYPES
             .iter()
-            .map(|t| AgentName { class: "native".into(), provider: native::PROVIDER.into(), kind: (*t).to_owned() })
+            .map(|t| AgentName {
+                class: "native".into(),
+                provider: native::PROVIDER.into(),
+                kind: (*t).to_owned(),
+            })
             .collect();
-        names.extend(ocf::discover(&self.ocf_root).into_iter().map(|(provider, kind)| AgentName {
-            class: "ocf".into(),
-            provider,
-            kind,
-        }));
+        names.extend(
+            ocf::discover(&self.ocf_root)
+                .into_iter()
+                .map(|(provider, kind)| AgentName {
+                    class: "ocf".into(),
+                    provider,
+                    kind,
+                }),
+        );
         names.sort();
         names
     }
@@ -105,7 +122,10 @@ impl Registry {
                 name: name.to_owned(),
                 candidates: all
                     .iter()
-                    .filter(|n| n.kind.eq_ignore_ascii_case(name.rsplit(':').next().unwrap_or(name)))
+                    .filter(|n| {
+                        n.kind
+                            .eq_ignore_ascii_case(name.rsplit(':').next().unwrap_or(name))
+                    })
                     .map(ToString::to_string)
                     .collect(),
             }),
@@ -120,11 +140,22 @@ impl Registry {
     pub fn get(&self, name: &str) -> Result<Arc<dyn ResourceAgent>, AgentError> {
         let full = self.resolve(name)?;
         match full.class.as_str() {
-            "native" if full.provider == native::PROVIDER => native::build(&full.kind)
-                .ok_or_else(|| AgentError::NotFound { name: full.to_string(), candidates: Vec::new() }),
-            "ocf" => Ok(Arc::new(OcfAgent::new(&self.ocf_root, &full.provider, &full.kind)?)),
+            "native" if full.provider == native::PROVIDER => {
+                native::build(&full.kind).ok_or_else(|| AgentError::NotFound {
+                    name: full.to_string(),
+                    candidates: Vec::new(),
+                })
+            }
+            "ocf" => Ok(Arc::new(OcfAgent::new(
+                &self.ocf_root,
+                &full.provider,
+                &full.kind,
+            )?)),
             "systemd" => Ok(Arc::new(systemd::SystemdAgent::new(&full.kind)?)),
-            _ => Err(AgentError::NotFound { name: full.to_string(), candidates: Vec::new() }),
+            _ => Err(AgentError::NotFound {
+                name: full.to_string(),
+                candidates: Vec::new(),
+            }),
         }
     }
 }

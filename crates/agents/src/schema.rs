@@ -108,12 +108,22 @@ pub struct ActionSpec {
 impl ActionSpec {
     /// An action with a default timeout.
     pub fn new(name: &str, timeout: Duration) -> ActionSpec {
-        ActionSpec { name: name.to_owned(), timeout, interval: None, depth: None, role: None }
+        ActionSpec {
+            name: name.to_owned(),
+            timeout,
+            interval: None,
+            depth: None,
+            role: None,
+        }
     }
 
     /// A monitor with an interval and depth.
     pub fn monitor(timeout: Duration, interval: Duration, depth: u32) -> ActionSpec {
-        ActionSpec { interval: Some(interval), depth: Some(depth), ..ActionSpec::new("monitor", timeout) }
+        ActionSpec {
+            interval: Some(interval),
+            depth: Some(depth),
+            ..ActionSpec::new("monitor", timeout)
+        }
     }
 }
 
@@ -147,8 +157,13 @@ impl Metadata {
 
     /// Distinct monitor depths advertised (always includes 0).
     pub fn monitor_depths(&self) -> Vec<u32> {
-        let mut d: Vec<u32> =
-            self.actions.iter().filter(|a| a.name == "monitor").map(|a| a.depth.unwrap_or(0)).chain([0]).collect();
+        let mut d: Vec<u32> = self
+            .actions
+            .iter()
+            .filter(|a| a.name == "monitor")
+            .map(|a| a.depth.unwrap_or(0))
+            .chain([0])
+            .collect();
         d.sort_unstable();
         d.dedup();
         d
@@ -172,7 +187,10 @@ impl Metadata {
             let given = raw.get(&spec.name).filter(|v| !v.is_empty());
             let Some(text) = given.or(spec.default.as_ref()) else {
                 if spec.required {
-                    errors.push(ParamError::Missing { name: spec.name.clone(), shortdesc: spec.shortdesc.clone() });
+                    errors.push(ParamError::Missing {
+                        name: spec.name.clone(),
+                        shortdesc: spec.shortdesc.clone(),
+                    });
                 }
                 continue;
             };
@@ -180,12 +198,18 @@ impl Metadata {
                 Ok(v) => {
                     values.insert(spec.name.clone(), v);
                 }
-                Err(expected) => {
-                    errors.push(ParamError::Malformed { name: spec.name.clone(), value: text.clone(), expected })
-                }
+                Err(expected) => errors.push(ParamError::Malformed {
+                    name: spec.name.clone(),
+                    value: text.clone(),
+                    expected,
+                }),
             }
         }
-        if errors.is_empty() { Ok(Params { values }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Params { values })
+        } else {
+            Err(errors)
+        }
     }
 
     /// Checks the `unique` parameters across several instances of this agent: two instances
@@ -219,11 +243,24 @@ impl Metadata {
         let mut x = String::new();
         let _ = writeln!(x, "<?xml version=\"1.0\"?>");
         let _ = writeln!(x, "<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\">");
-        let _ = writeln!(x, "<resource-agent name=\"{}\" version=\"{}\">", esc(&self.name), esc(&self.version));
+        let _ = writeln!(
+            x,
+            "<resource-agent name=\"{}\" version=\"{}\">",
+            esc(&self.name),
+            esc(&self.version)
+        );
         // OCF 1.0 meta-data (ra-api-1.dtd): what the installed tools validate against.
         let _ = writeln!(x, "<version>1.0</version>");
-        let _ = writeln!(x, "<longdesc lang=\"en\">{}</longdesc>", esc(&self.longdesc));
-        let _ = writeln!(x, "<shortdesc lang=\"en\">{}</shortdesc>", esc(&self.shortdesc));
+        let _ = writeln!(
+            x,
+            "<longdesc lang=\"en\">{}</longdesc>",
+            esc(&self.longdesc)
+        );
+        let _ = writeln!(
+            x,
+            "<shortdesc lang=\"en\">{}</shortdesc>",
+            esc(&self.shortdesc)
+        );
         let _ = writeln!(x, "<parameters>");
         for p in &self.params {
             let _ = writeln!(
@@ -237,20 +274,36 @@ impl Metadata {
             let long = match &p.kind {
                 ParamType::Select(options) => {
                     let list = format!("Allowed values: {}.", options.join(", "));
-                    if p.longdesc.is_empty() { list } else { format!("{} {list}", p.longdesc) }
+                    if p.longdesc.is_empty() {
+                        list
+                    } else {
+                        format!("{} {list}", p.longdesc)
+                    }
                 }
                 _ => p.longdesc.clone(),
             };
             let _ = writeln!(x, "<longdesc lang=\"en\">{}</longdesc>", esc(&long));
-            let _ = writeln!(x, "<shortdesc lang=\"en\">{}</shortdesc>", esc(&p.shortdesc));
-            let default = p.default.as_ref().map(|d| format!(" default=\"{}\"", esc(d))).unwrap_or_default();
+            let _ = writeln!(
+                x,
+                "<shortdesc lang=\"en\">{}</shortdesc>",
+                esc(&p.shortdesc)
+            );
+            let default = p
+                .default
+                .as_ref()
+                .map(|d| format!(" default=\"{}\"", esc(d)))
+                .unwrap_or_default();
             let _ = writeln!(x, "<content type=\"{}\"{default}/>", p.kind.ocf_name());
             let _ = writeln!(x, "</parameter>");
         }
         let _ = writeln!(x, "</parameters>");
         let _ = writeln!(x, "<actions>");
         for a in &self.actions {
-            let mut line = format!("<action name=\"{}\" timeout=\"{}s\"", esc(&a.name), a.timeout.as_secs());
+            let mut line = format!(
+                "<action name=\"{}\" timeout=\"{}s\"",
+                esc(&a.name),
+                a.timeout.as_secs()
+            );
             if let Some(i) = a.interval {
                 let _ = write!(line, " interval=\"{}s\"", i.as_secs());
             }
@@ -270,13 +323,21 @@ impl Metadata {
     /// Parses OCF meta-data XML (1.0 or 1.1) into the same schema native agents use. Unknown
     /// content types are read as strings; `unique-group` counts as unique.
     pub fn from_xml(xml: &str) -> Result<Metadata, MetadataError> {
-        let opts = roxmltree::ParsingOptions { allow_dtd: true, ..roxmltree::ParsingOptions::default() };
-        let doc = roxmltree::Document::parse_with_options(xml, opts)
-            .map_err(|e| MetadataError::Xml { detail: e.to_string() })?;
+        let opts = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..roxmltree::ParsingOptions::default()
+        };
+        let doc =
+            roxmltree::Document::parse_with_options(xml, opts).map_err(|e| MetadataError::Xml {
+                detail: e.to_string(),
+            })?;
         let root = doc.root_element();
         if root.tag_name().name() != "resource-agent" {
             return Err(MetadataError::Shape {
-                detail: format!("root element is <{}>, expected <resource-agent>", root.tag_name().name()),
+                detail: format!(
+                    "root element is <{}>, expected <resource-agent>",
+                    root.tag_name().name()
+                ),
             });
         }
         let text_of = |node: roxmltree::Node<'_, '_>, tag: &str| -> String {
@@ -288,7 +349,10 @@ impl Metadata {
         };
         let mut md = Metadata {
             name: root.attribute("name").unwrap_or_default().to_owned(),
-            version: root.attribute("version").map(str::to_owned).unwrap_or_else(|| text_of(root, "version")),
+            version: root
+                .attribute("version")
+                .map(str::to_owned)
+                .unwrap_or_else(|| text_of(root, "version")),
             shortdesc: text_of(root, "shortdesc"),
             longdesc: text_of(root, "longdesc"),
             params: Vec::new(),
@@ -297,7 +361,9 @@ impl Metadata {
         for params in root.children().filter(|c| c.has_tag_name("parameters")) {
             for p in params.children().filter(|c| c.has_tag_name("parameter")) {
                 let Some(name) = p.attribute("name") else {
-                    return Err(MetadataError::Shape { detail: "a <parameter> has no name".into() });
+                    return Err(MetadataError::Shape {
+                        detail: "a <parameter> has no name".into(),
+                    });
                 };
                 let truthy = |v: Option<&str>| matches!(v, Some("1" | "true" | "yes"));
                 let content = p.children().find(|c| c.has_tag_name("content"));
@@ -320,7 +386,9 @@ impl Metadata {
                     kind,
                     required: truthy(p.attribute("required")),
                     unique: truthy(p.attribute("unique")) || p.attribute("unique-group").is_some(),
-                    default: content.and_then(|c| c.attribute("default")).map(str::to_owned),
+                    default: content
+                        .and_then(|c| c.attribute("default"))
+                        .map(str::to_owned),
                     shortdesc: text_of(p, "shortdesc"),
                     longdesc: text_of(p, "longdesc"),
                 });
@@ -336,7 +404,10 @@ impl Metadata {
                     name: name.to_owned(),
                     timeout: dur("timeout").unwrap_or(Duration::from_secs(20)),
                     interval: dur("interval").filter(|d| !d.is_zero()),
-                    depth: a.attribute("depth").or_else(|| a.attribute("OCF_CHECK_LEVEL")).and_then(|d| d.parse().ok()),
+                    depth: a
+                        .attribute("depth")
+                        .or_else(|| a.attribute("OCF_CHECK_LEVEL"))
+                        .and_then(|d| d.parse().ok()),
                     role: a.attribute("role").map(str::to_owned),
                 });
             }
@@ -396,7 +467,9 @@ pub enum ParamError {
         known: Vec<String>,
     },
     /// Two instances share the value of a unique parameter.
-    #[error("parameter `{name}` must be unique, but `{value}` is used by both {first} and {second}")]
+    #[error(
+        "parameter `{name}` must be unique, but `{value}` is used by both {first} and {second}"
+    )]
     NotUnique {
         /// The parameter.
         name: String,
@@ -499,10 +572,14 @@ impl Params {
 fn parse_value(kind: &ParamType, text: &str) -> Result<Value, String> {
     match kind {
         ParamType::String => Ok(Value::Str(text.to_owned())),
-        ParamType::Integer => text.trim().parse().map(Value::Int).map_err(|_| "an integer".to_owned()),
-        ParamType::Boolean => {
-            parse_bool(text).map(Value::Bool).ok_or_else(|| "a boolean (true/false, yes/no, on/off, 1/0)".to_owned())
-        }
+        ParamType::Integer => text
+            .trim()
+            .parse()
+            .map(Value::Int)
+            .map_err(|_| "an integer".to_owned()),
+        ParamType::Boolean => parse_bool(text)
+            .map(Value::Bool)
+            .ok_or_else(|| "a boolean (true/false, yes/no, on/off, 1/0)".to_owned()),
         ParamType::Duration => parse_duration(text)
             .map(Value::Duration)
             .ok_or_else(|| "a duration such as 500ms, 20s, 5min or 1h".to_owned()),
@@ -543,7 +620,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -557,11 +637,17 @@ mod tests {
             shortdesc: "A <virtual> IP".into(),
             longdesc: "Long & winding".into(),
             params: vec![
-                ParamSpec::new("ip", ParamType::String, "the address").required().unique(),
+                ParamSpec::new("ip", ParamType::String, "the address")
+                    .required()
+                    .unique(),
                 ParamSpec::new("cidr", ParamType::Integer, "prefix length"),
                 ParamSpec::new("arp", ParamType::Boolean, "send arp").default("true"),
                 ParamSpec::new("delay", ParamType::Duration, "delay").default("200ms"),
-                ParamSpec::new("mode", ParamType::Select(vec!["a".into(), "b".into()]), "mode"),
+                ParamSpec::new(
+                    "mode",
+                    ParamType::Select(vec!["a".into(), "b".into()]),
+                    "mode",
+                ),
             ],
             actions: vec![
                 ActionSpec::new("start", Duration::from_secs(20)),
@@ -571,12 +657,16 @@ mod tests {
     }
 
     fn raw(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn validation_fills_defaults_and_types_values() {
-        let p = sample().validate(&raw(&[("ip", "10.0.0.1"), ("cidr", "24")])).unwrap();
+        let p = sample()
+            .validate(&raw(&[("ip", "10.0.0.1"), ("cidr", "24")]))
+            .unwrap();
         assert_eq!(p.str("ip"), Some("10.0.0.1"));
         assert_eq!(p.int("cidr"), Some(24));
         assert!(p.flag("arp"));
@@ -586,8 +676,14 @@ mod tests {
 
     #[test]
     fn validation_reports_every_problem_naming_the_parameter() {
-        let errs =
-            sample().validate(&raw(&[("cidr", "abc"), ("arp", "maybe"), ("mode", "c"), ("bogus", "1")])).unwrap_err();
+        let errs = sample()
+            .validate(&raw(&[
+                ("cidr", "abc"),
+                ("arp", "maybe"),
+                ("mode", "c"),
+                ("bogus", "1"),
+            ]))
+            .unwrap_err();
         let names: Vec<&str> = errs.iter().map(ParamError::param).collect();
         assert_eq!(names, ["bogus", "ip", "cidr", "arp", "mode"]);
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
@@ -624,14 +720,23 @@ mod tests {
             <content type="select" default="a"><option value="a"/><option value="b"/></content>
             </parameter></parameters></resource-agent>"#;
         let md = Metadata::from_xml(xml).unwrap();
-        assert_eq!(md.params[0].kind, ParamType::Select(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            md.params[0].kind,
+            ParamType::Select(vec!["a".into(), "b".into()])
+        );
         assert_eq!(md.params[0].default.as_deref(), Some("a"));
     }
 
     #[test]
     fn malformed_meta_data_is_an_error() {
-        assert!(matches!(Metadata::from_xml("<resource-agent"), Err(MetadataError::Xml { .. })));
-        assert!(matches!(Metadata::from_xml("<html/>"), Err(MetadataError::Shape { .. })));
+        assert!(matches!(
+            Metadata::from_xml("<resource-agent"),
+            Err(MetadataError::Xml { .. })
+        ));
+        assert!(matches!(
+            Metadata::from_xml("<html/>"),
+            Err(MetadataError::Shape { .. })
+        ));
     }
 
     #[test]

@@ -31,7 +31,11 @@ impl SystemdAgent {
                 candidates: vec!["(systemd is not running on this machine)".to_owned()],
             });
         }
-        let unit = if unit.contains('.') { unit.to_owned() } else { format!("{unit}.service") };
+        let unit = if unit.contains('.') {
+            unit.to_owned()
+        } else {
+            format!("{unit}.service")
+        };
         Ok(SystemdAgent { unit })
     }
 

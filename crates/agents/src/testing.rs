@@ -70,7 +70,11 @@ impl Case {
                 params.insert((*k).to_owned(), (*v).to_owned());
             }
         }
-        self.bad.push(BadParams { label: label.to_owned(), params, expect: expect.to_vec() });
+        self.bad.push(BadParams {
+            label: label.to_owned(),
+            params,
+            expect: expect.to_vec(),
+        });
         self
     }
 
@@ -83,7 +87,10 @@ impl Case {
 
 /// Builds a parameter map from pairs.
 pub fn kv(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// One step of the suite.
@@ -125,19 +132,32 @@ impl Report {
     /// Panics when a step failed that is not in `known` (labels of documented deviations of
     /// an upstream agent); prints the known ones that did fail.
     pub fn assert_passed_except(&self, known: &[&str]) {
-        let unexpected: Vec<&Step> =
-            self.failures().into_iter().filter(|s| !known.contains(&s.label.as_str())).collect();
+        let unexpected: Vec<&Step> = self
+            .failures()
+            .into_iter()
+            .filter(|s| !known.contains(&s.label.as_str()))
+            .collect();
         for s in self.failures() {
             if known.contains(&s.label.as_str()) {
-                eprintln!("{}: known deviation: {} -> {}", self.agent, s.label, s.result);
+                eprintln!(
+                    "{}: known deviation: {} -> {}",
+                    self.agent, s.label, s.result
+                );
             }
         }
-        assert!(unexpected.is_empty(), "{} failed conformance:\n{self}", self.agent);
+        assert!(
+            unexpected.is_empty(),
+            "{} failed conformance:\n{self}",
+            self.agent
+        );
     }
 
     /// `(step label, rc)` for every step, to compare agents doing the same job.
     pub fn rc_trace(&self) -> Vec<(String, u8)> {
-        self.steps.iter().map(|s| (s.label.clone(), s.result.rc.code())).collect()
+        self.steps
+            .iter()
+            .map(|s| (s.label.clone(), s.result.rc.code()))
+            .collect()
     }
 }
 
@@ -150,7 +170,10 @@ impl fmt::Display for Report {
                 if s.passed { " ok " } else { "FAIL" },
                 s.label,
                 s.result,
-                s.problem.as_ref().map(|p| format!("  <- {p}")).unwrap_or_default()
+                s.problem
+                    .as_ref()
+                    .map(|p| format!("  <- {p}"))
+                    .unwrap_or_default()
             )?;
         }
         Ok(())
@@ -186,7 +209,10 @@ impl Runner<'_> {
         timeout: Duration,
         expected: &[OcfRc],
     ) -> OpResult {
-        let req = Request { depth, ..Request::new(action, &self.case.instance, params.clone()).timeout(timeout) };
+        let req = Request {
+            depth,
+            ..Request::new(action, &self.case.instance, params.clone()).timeout(timeout)
+        };
         let result = execute(self.agent, &req);
         let mut problem = None;
         if result.elapsed > timeout + TIMEOUT_SLACK {
@@ -216,7 +242,11 @@ pub fn conformance(agent: &dyn ResourceAgent, name: &str, case: &Case) -> Report
     use OcfRc::{ErrUnimplemented, NotRunning, Success};
     let t = case.timeout;
     let good = &case.params;
-    let mut r = Runner { agent, case, steps: Vec::new() };
+    let mut r = Runner {
+        agent,
+        case,
+        steps: Vec::new(),
+    };
 
     let md = r.step("meta-data", Action::MetaData, good, 0, t, &[Success]);
     let metadata = Metadata::from_xml(&md.output);
@@ -231,7 +261,10 @@ pub fn conformance(agent: &dyn ResourceAgent, name: &str, case: &Case) -> Report
     }
     let metadata = metadata.ok();
     if let Some(m) = &metadata {
-        let missing: Vec<&str> = ["start", "stop", "monitor"].into_iter().filter(|a| m.action(a).is_none()).collect();
+        let missing: Vec<&str> = ["start", "stop", "monitor"]
+            .into_iter()
+            .filter(|a| m.action(a).is_none())
+            .collect();
         if !missing.is_empty() {
             r.steps.push(Step {
                 label: "meta-data advertises start, stop, monitor".into(),
@@ -243,21 +276,66 @@ pub fn conformance(agent: &dyn ResourceAgent, name: &str, case: &Case) -> Report
         }
     }
 
-    r.step("validate-all with good parameters", Action::Validate, good, 0, t, &[Success]);
-    r.step("probe while stopped", Action::Monitor, good, 0, t, &[NotRunning]);
+    r.step(
+        "validate-all with good parameters",
+        Action::Validate,
+        good,
+        0,
+        t,
+        &[Success],
+    );
+    r.step(
+        "probe while stopped",
+        Action::Monitor,
+        good,
+        0,
+        t,
+        &[NotRunning],
+    );
     r.step("stop while stopped", Action::Stop, good, 0, t, &[Success]);
     r.step("start", Action::Start, good, 0, t, &[Success]);
     r.step("start while running", Action::Start, good, 0, t, &[Success]);
-    r.step("monitor after start", Action::Monitor, good, 0, t, &[Success]);
+    r.step(
+        "monitor after start",
+        Action::Monitor,
+        good,
+        0,
+        t,
+        &[Success],
+    );
     for d in &case.depths {
-        r.step(&format!("monitor depth {d} after start"), Action::Monitor, good, *d, t, &[Success]);
+        r.step(
+            &format!("monitor depth {d} after start"),
+            Action::Monitor,
+            good,
+            *d,
+            t,
+            &[Success],
+        );
     }
     r.step("stop", Action::Stop, good, 0, t, &[Success]);
-    r.step("monitor after stop", Action::Monitor, good, 0, t, &[NotRunning]);
+    r.step(
+        "monitor after stop",
+        Action::Monitor,
+        good,
+        0,
+        t,
+        &[NotRunning],
+    );
     r.step("stop again", Action::Stop, good, 0, t, &[Success]);
 
-    if metadata.as_ref().is_some_and(|m| m.action("promote").is_none()) {
-        r.step("promote on a non-promotable agent", Action::Promote, good, 0, t, &[ErrUnimplemented]);
+    if metadata
+        .as_ref()
+        .is_some_and(|m| m.action("promote").is_none())
+    {
+        r.step(
+            "promote on a non-promotable agent",
+            Action::Promote,
+            good,
+            0,
+            t,
+            &[ErrUnimplemented],
+        );
     }
 
     let mut bad = case.bad.clone();
@@ -273,16 +351,43 @@ pub fn conformance(agent: &dyn ResourceAgent, name: &str, case: &Case) -> Report
         }
     }
     for b in &bad {
-        r.step(&format!("validate-all: {}", b.label), Action::Validate, &b.params, 0, t, &b.expect);
-        r.step(&format!("start: {}", b.label), Action::Start, &b.params, 0, t, &b.expect);
-        r.step(&format!("nothing runs after start: {}", b.label), Action::Monitor, good, 0, t, &[NotRunning]);
+        r.step(
+            &format!("validate-all: {}", b.label),
+            Action::Validate,
+            &b.params,
+            0,
+            t,
+            &b.expect,
+        );
+        r.step(
+            &format!("start: {}", b.label),
+            Action::Start,
+            &b.params,
+            0,
+            t,
+            &b.expect,
+        );
+        r.step(
+            &format!("nothing runs after start: {}", b.label),
+            Action::Monitor,
+            good,
+            0,
+            t,
+            &[NotRunning],
+        );
         // A start that did something anyway must not leave it behind.
-        execute(agent, &Request::new(Action::Stop, &case.instance, good.clone()).timeout(t));
+        execute(
+            agent,
+            &Request::new(Action::Stop, &case.instance, good.clone()).timeout(t),
+        );
     }
 
     if let Some(short) = case.short_timeout {
         let res = r.step(
-            &format!("start with a {}ms timeout returns in time", short.as_millis()),
+            &format!(
+                "start with a {}ms timeout returns in time",
+                short.as_millis()
+            ),
             Action::Start,
             good,
             0,
@@ -296,9 +401,26 @@ pub fn conformance(agent: &dyn ResourceAgent, name: &str, case: &Case) -> Report
             s.passed = false;
             s.problem = Some("failed without timing out".into());
         }
-        r.step("stop after a timed-out start", Action::Stop, good, 0, t, &[Success]);
-        r.step("monitor after stop (timed-out start)", Action::Monitor, good, 0, t, &[NotRunning]);
+        r.step(
+            "stop after a timed-out start",
+            Action::Stop,
+            good,
+            0,
+            t,
+            &[Success],
+        );
+        r.step(
+            "monitor after stop (timed-out start)",
+            Action::Monitor,
+            good,
+            0,
+            t,
+            &[NotRunning],
+        );
     }
 
-    Report { agent: name.to_owned(), steps: r.steps }
+    Report {
+        agent: name.to_owned(),
+        steps: r.steps,
+    }
 }

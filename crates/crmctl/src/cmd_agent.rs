@@ -87,14 +87,18 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
             for name in registry.list() {
-                if class.as_deref().is_none_or(|c| c == name.class) && writeln!(out, "{name}").is_err() {
+                if class.as_deref().is_none_or(|c| c == name.class)
+                    && writeln!(out, "{name}").is_err()
+                {
                     break;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Describe { agent, xml } => {
-            let a = registry.get(&agent).map_err(|e| Exit::error(Exit::NO_SUCH, e.to_string()))?;
+            let a = registry
+                .get(&agent)
+                .map_err(|e| Exit::error(Exit::NO_SUCH, e.to_string()))?;
             if xml {
                 print!("{}", a.meta_data_xml()?);
                 return Ok(ExitCode::SUCCESS);
@@ -103,7 +107,10 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             let full = registry.resolve(&agent)?;
             println!("{full} (version {}): {}", md.version, md.shortdesc);
             if !md.longdesc.is_empty() {
-                println!("  {}", md.longdesc.split_whitespace().collect::<Vec<_>>().join(" "));
+                println!(
+                    "  {}",
+                    md.longdesc.split_whitespace().collect::<Vec<_>>().join(" ")
+                );
             }
             println!("\nParameters:");
             for p in &md.params {
@@ -126,7 +133,11 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     p.name,
                     kind,
                     p.shortdesc,
-                    if flags.is_empty() { String::new() } else { format!(" [{}]", flags.join(", ")) }
+                    if flags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", flags.join(", "))
+                    }
                 );
             }
             println!("\nActions:");
@@ -160,14 +171,28 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             let _ = std::io::stderr().write_all(out.stderr.as_bytes());
             Ok(ExitCode::from(out.code))
         }
-        AgentCommand::Run { agent, action, params, timeout, depth, instance, meta } => {
-            let a = registry.get(&agent).map_err(|e| Exit::error(Exit::NO_SUCH, e.to_string()))?;
-            let action: Action =
-                action.parse().map_err(|e: agents::AgentError| Exit::error(Exit::USAGE, e.to_string()))?;
+        AgentCommand::Run {
+            agent,
+            action,
+            params,
+            timeout,
+            depth,
+            instance,
+            meta,
+        } => {
+            let a = registry
+                .get(&agent)
+                .map_err(|e| Exit::error(Exit::NO_SUCH, e.to_string()))?;
+            let action: Action = action
+                .parse()
+                .map_err(|e: agents::AgentError| Exit::error(Exit::USAGE, e.to_string()))?;
             let timeout = timeout
                 .map(|t| {
                     agents::parse_duration(&t).ok_or_else(|| {
-                        Exit::error(Exit::USAGE, format!("--timeout `{t}` is not a duration (e.g. 20s, 500ms)"))
+                        Exit::error(
+                            Exit::USAGE,
+                            format!("--timeout `{t}` is not a duration (e.g. 20s, 500ms)"),
+                        )
                     })
                 })
                 .transpose()?;
@@ -181,7 +206,9 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
             println!(
                 "{} {} rc={} ({}) reason='{}' time={:.3}s{}",
-                registry.resolve(&agent).context("resolving the agent name")?,
+                registry
+                    .resolve(&agent)
+                    .context("resolving the agent name")?,
                 action,
                 result.rc.code(),
                 result.rc.name(),

@@ -45,12 +45,14 @@ pub(crate) struct ExplainArgs {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn load(file: &str, opts: &crm::simulate::SimOptions) -> anyhow::Result<crm::simulate::Simulation> {
-    let xml =
-        std::fs::read_to_string(file).map_err(|e| Exit::error(Exit::NO_INPUT, format!("cannot read {file}: {e}")))?;
+    let xml = std::fs::read_to_string(file)
+        .map_err(|e| Exit::error(Exit::NO_INPUT, format!("cannot read {file}: {e}")))?;
     let sim = crm::simulate::simulate(&xml, opts)
         .map_err(|e| Exit::error(Exit::CONFIG, e.to_string()))
         .with_context(|| format!("loading {file}"))?;
@@ -88,14 +90,20 @@ pub(crate) fn run(cmd: CrmCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         CrmCommand::Explain(a) => {
-            let opts = crm::simulate::SimOptions { now: now(), ..Default::default() };
+            let opts = crm::simulate::SimOptions {
+                now: now(),
+                ..Default::default()
+            };
             let sim = load(&a.file, &opts)?;
             match crm::simulate::explain(&sim.transition, &a.resource) {
                 Some(text) => {
                     print!("{text}");
                     Ok(ExitCode::SUCCESS)
                 }
-                None => Err(Exit::error(Exit::NO_SUCH, format!("no resource named '{}'", a.resource))),
+                None => Err(Exit::error(
+                    Exit::NO_SUCH,
+                    format!("no resource named '{}'", a.resource),
+                )),
             }
         }
     }

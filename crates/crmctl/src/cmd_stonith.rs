@@ -63,9 +63,14 @@ pub(crate) fn run(args: StonithArgs) -> anyhow::Result<ExitCode> {
             print!("{}", if xml { meta.to_xml() } else { meta.to_text() });
             Ok(ExitCode::SUCCESS)
         }
-        StonithCommand::Test { config, target, timeout, retries, yes, words } => {
-            test(config, target, timeout, retries, yes, words)
-        }
+        StonithCommand::Test {
+            config,
+            target,
+            timeout,
+            retries,
+            yes,
+            words,
+        } => test(config, target, timeout, retries, yes, words),
     }
 }
 
@@ -90,32 +95,46 @@ fn test(
         }
     };
     if action.is_power_change() && !yes {
-        return Err(Exit::error(Exit::UNSAFE, format!("`{action}` changes power: add --yes to confirm")));
+        return Err(Exit::error(
+            Exit::UNSAFE,
+            format!("`{action}` changes power: add --yes to confirm"),
+        ));
     }
     let mut params = match &config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))
                 .map_err(|e| Exit::error(Exit::NO_INPUT, format!("{e:#}")))?;
-            Params::from_lines(&text).map_err(|e| Exit::error(Exit::INVALID_PARAM, e.to_string()))?
+            Params::from_lines(&text)
+                .map_err(|e| Exit::error(Exit::INVALID_PARAM, e.to_string()))?
         }
         None => Params::default(),
     };
     for w in &words {
-        if w.split_once('=').is_some_and(|(k, _)| fencing::is_secret_key(k)) {
+        if w.split_once('=')
+            .is_some_and(|(k, _)| fencing::is_secret_key(k))
+        {
             eprintln!(
                 "crmctl: note: secrets on the command line are visible to other users (ps); prefer --config FILE (mode 0600)"
             );
         }
-        let (k, v) = w
-            .split_once('=')
-            .ok_or_else(|| Exit::error(Exit::USAGE, format!("`{w}` is not key=value; the action goes last")))?;
-        params.set(k, v).map_err(|e| Exit::error(Exit::INVALID_PARAM, e.to_string()))?;
+        let (k, v) = w.split_once('=').ok_or_else(|| {
+            Exit::error(
+                Exit::USAGE,
+                format!("`{w}` is not key=value; the action goes last"),
+            )
+        })?;
+        params
+            .set(k, v)
+            .map_err(|e| Exit::error(Exit::INVALID_PARAM, e.to_string()))?;
     }
     let timeout = timeout
         .map(|t| {
             fencing::parse_duration(&t).ok_or_else(|| {
-                Exit::error(Exit::INVALID_PARAM, format!("--timeout `{t}` is not a duration (e.g. 20s)"))
+                Exit::error(
+                    Exit::INVALID_PARAM,
+                    format!("--timeout `{t}` is not a duration (e.g. 20s)"),
+                )
             })
         })
         .transpose()?;
@@ -133,7 +152,10 @@ fn test(
                     s.push_str(&format!(
                         "\n  {}{}{}",
                         p.id,
-                        p.alias.as_ref().map(|a| format!(" ({a})")).unwrap_or_default(),
+                        p.alias
+                            .as_ref()
+                            .map(|a| format!(" ({a})"))
+                            .unwrap_or_default(),
                         p.power.map(|s| format!(": {s}")).unwrap_or_default()
                     ));
                 }
@@ -150,7 +172,10 @@ fn test(
         };
         println!(
             "{agent} {action}{}: {} in {:.3} s ({} attempt{}): {what}",
-            run.plug.as_deref().map(|p| format!(" plug {p}")).unwrap_or_default(),
+            run.plug
+                .as_deref()
+                .map(|p| format!(" plug {p}"))
+                .unwrap_or_default(),
             r.outcome.kind(),
             r.elapsed.as_secs_f64(),
             r.attempts,

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod cmd_agent;
 mod cmd_crm;
+mod cmd_agent;
 mod cmd_stonith;
 mod exit;
 

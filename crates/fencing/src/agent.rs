@@ -40,8 +40,15 @@ pub enum Action {
 
 impl Action {
     /// Every action, in documentation order.
-    pub const ALL: [Action; 7] =
-        [Action::Off, Action::On, Action::Reboot, Action::Status, Action::List, Action::Monitor, Action::Metadata];
+    pub const ALL: [Action; 7] = [
+        Action::Off,
+        Action::On,
+        Action::Reboot,
+        Action::Status,
+        Action::List,
+        Action::Monitor,
+        Action::Metadata,
+    ];
 
     /// The fence-agents name of the action.
     pub fn as_str(self) -> &'static str {
@@ -160,7 +167,11 @@ impl<T> From<AgentError> for Outcome<T> {
     /// Errors that certainly happened before anything reached the device are `Failed`;
     /// everything else is `Unknown`.
     fn from(e: AgentError) -> Self {
-        if e.is_before_command() { Outcome::Failed(e) } else { Outcome::Unknown(e) }
+        if e.is_before_command() {
+            Outcome::Failed(e)
+        } else {
+            Outcome::Unknown(e)
+        }
     }
 }
 
@@ -294,7 +305,11 @@ pub enum AgentError {
 }
 
 fn stderr_suffix(s: &str) -> String {
-    if s.is_empty() { String::new() } else { format!(": {s}") }
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(": {s}")
+    }
 }
 
 impl AgentError {
@@ -409,7 +424,8 @@ impl Report {
     pub fn confirms_fenced(&self) -> bool {
         matches!(
             (self.action, &self.outcome),
-            (Action::Off, Outcome::Done(Done::Off)) | (Action::Reboot, Outcome::Done(Done::Rebooted { .. }))
+            (Action::Off, Outcome::Done(Done::Off))
+                | (Action::Reboot, Outcome::Done(Done::Rebooted { .. }))
         )
     }
 }
@@ -429,7 +445,9 @@ pub fn execute(agent: &dyn FenceAgent, req: &Request) -> Report {
         let outcome = match req.action {
             Action::Off => agent.off(plug, deadline).map(|()| Done::Off),
             Action::On => agent.on(plug, deadline).map(|()| Done::On),
-            Action::Reboot => agent.reboot(plug, deadline).map(|on_error| Done::Rebooted { on_error }),
+            Action::Reboot => agent
+                .reboot(plug, deadline)
+                .map(|on_error| Done::Rebooted { on_error }),
             Action::Status => agent.status(plug, deadline).map(Done::Status),
             Action::List => agent.list(deadline).map(Done::List),
             Action::Monitor => agent.monitor(deadline).map(|()| Done::Monitor),
@@ -445,7 +463,12 @@ pub fn execute(agent: &dyn FenceAgent, req: &Request) -> Report {
             }
         };
         if !retry {
-            let report = Report { action: req.action, outcome, attempts, elapsed: start.elapsed() };
+            let report = Report {
+                action: req.action,
+                outcome,
+                attempts,
+                elapsed: start.elapsed(),
+            };
             log_report(agent.agent_type(), plug, &report);
             return report;
         }
@@ -477,18 +500,26 @@ pub const SUPERVISOR_GRACE: Duration = Duration::from_secs(2);
 /// Runs `req` on a dedicated thread. The handle resolves within `req.timeout` plus
 /// [`SUPERVISOR_GRACE`], whatever the agent does; an overrun or a panic becomes `Unknown`.
 pub fn spawn(agent: Arc<dyn FenceAgent>, req: Request) -> ActionHandle {
-    let shared = Arc::new(Shared { slot: Mutex::new(Slot { report: None, waker: None }), ready: Condvar::new() });
+    let shared = Arc::new(Shared {
+        slot: Mutex::new(Slot {
+            report: None,
+            waker: None,
+        }),
+        ready: Condvar::new(),
+    });
     let out = Arc::clone(&shared);
     let action = req.action;
-    let spawned = std::thread::Builder::new().name(format!("fence-{}", req.action)).spawn(move || {
-        let report = supervise(agent, req);
-        let mut slot = out.slot.lock().unwrap_or_else(|p| p.into_inner());
-        slot.report = Some(report);
-        if let Some(w) = slot.waker.take() {
-            w.wake();
-        }
-        out.ready.notify_all();
-    });
+    let spawned = std::thread::Builder::new()
+        .name(format!("fence-{}", req.action))
+        .spawn(move || {
+            let report = supervise(agent, req);
+            let mut slot = out.slot.lock().unwrap_or_else(|p| p.into_inner());
+            slot.report = Some(report);
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+            out.ready.notify_all();
+        });
     if let Err(e) = spawned {
         let mut slot = shared.slot.lock().unwrap_or_else(|p| p.into_inner());
         slot.report = Some(Report {
@@ -510,9 +541,11 @@ fn supervise(agent: Arc<dyn FenceAgent>, req: Request) -> Report {
     let (tx, rx) = std::sync::mpsc::channel();
     let action = req.action;
     let name = agent.agent_type().to_owned();
-    let worker = std::thread::Builder::new().name(format!("fence-{name}")).spawn(move || {
-        let _ = tx.send(execute(agent.as_ref(), &req));
-    });
+    let worker = std::thread::Builder::new()
+        .name(format!("fence-{name}"))
+        .spawn(move || {
+            let _ = tx.send(execute(agent.as_ref(), &req));
+        });
     let what = match worker {
         Err(e) => format!("could not start: {e}"),
         Ok(_) => match rx.recv_timeout(limit) {
@@ -561,7 +594,11 @@ impl ActionHandle {
             if let Some(r) = slot.report.take() {
                 return r;
             }
-            slot = self.shared.ready.wait(slot).unwrap_or_else(|p| p.into_inner());
+            slot = self
+                .shared
+                .ready
+                .wait(slot)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -634,7 +671,11 @@ mod tests {
             self.off.lock().unwrap().remove(0)
         }
         fn on(&self, _: Option<&str>, _: Instant) -> Outcome<()> {
-            Outcome::Failed(AgentError::Refused { device: "d".into(), what: "on".into(), detail: "no".into() })
+            Outcome::Failed(AgentError::Refused {
+                device: "d".into(),
+                what: "on".into(),
+                detail: "no".into(),
+            })
         }
         fn status(&self, _: Option<&str>, _: Instant) -> Outcome<PowerState> {
             Outcome::Done(PowerState::On)
@@ -646,18 +687,29 @@ mod tests {
             panic!("monitor panics on purpose")
         }
         fn metadata(&self, _: Instant) -> Outcome<Metadata> {
-            Outcome::Failed(AgentError::Unsupported { agent: "scripted".into(), action: Action::Metadata })
+            Outcome::Failed(AgentError::Unsupported {
+                agent: "scripted".into(),
+                action: Action::Metadata,
+            })
         }
     }
 
     fn timeout() -> AgentError {
-        AgentError::Timeout { device: "d".into(), what: "x".into(), waited_ms: 1 }
+        AgentError::Timeout {
+            device: "d".into(),
+            what: "x".into(),
+            waited_ms: 1,
+        }
     }
 
     #[test]
     fn unknown_attempts_are_retried_until_confirmed() {
         let a = Scripted {
-            off: Mutex::new(vec![Outcome::Unknown(timeout()), Outcome::Unknown(timeout()), Outcome::Done(())]),
+            off: Mutex::new(vec![
+                Outcome::Unknown(timeout()),
+                Outcome::Unknown(timeout()),
+                Outcome::Done(()),
+            ]),
             hang: None,
         };
         let r = execute(&a, &Request::new(Action::Off, None));
@@ -667,8 +719,14 @@ mod tests {
 
     #[test]
     fn auth_failures_are_not_retried_and_never_fence() {
-        let auth = AgentError::Auth { device: "d".into(), detail: "bad".into() };
-        let a = Scripted { off: Mutex::new(vec![Outcome::from(auth), Outcome::Done(())]), hang: None };
+        let auth = AgentError::Auth {
+            device: "d".into(),
+            detail: "bad".into(),
+        };
+        let a = Scripted {
+            off: Mutex::new(vec![Outcome::from(auth), Outcome::Done(())]),
+            hang: None,
+        };
         let r = execute(&a, &Request::new(Action::Off, None));
         assert_eq!(r.attempts, 1);
         assert_eq!(r.outcome.kind(), "failed");
@@ -677,25 +735,39 @@ mod tests {
 
     #[test]
     fn reboot_counts_as_fenced_when_only_power_on_fails() {
-        let a = Scripted { off: Mutex::new(vec![Outcome::Done(())]), hang: None };
+        let a = Scripted {
+            off: Mutex::new(vec![Outcome::Done(())]),
+            hang: None,
+        };
         let r = execute(&a, &Request::new(Action::Reboot, None));
         assert!(r.confirms_fenced());
-        assert!(matches!(r.outcome, Outcome::Done(Done::Rebooted { on_error: Some(_) })));
+        assert!(matches!(
+            r.outcome,
+            Outcome::Done(Done::Rebooted { on_error: Some(_) })
+        ));
     }
 
     #[test]
     fn supervisor_turns_overrun_and_panic_into_unknown() {
-        let a: Arc<dyn FenceAgent> =
-            Arc::new(Scripted { off: Mutex::new(vec![Outcome::Done(())]), hang: Some(Duration::from_secs(4)) });
+        let a: Arc<dyn FenceAgent> = Arc::new(Scripted {
+            off: Mutex::new(vec![Outcome::Done(())]),
+            hang: Some(Duration::from_secs(4)),
+        });
         let mut req = Request::new(Action::Off, None);
         req.timeout = Duration::from_millis(100);
         let t = Instant::now();
         let r = spawn(Arc::clone(&a), req).wait();
-        assert!(t.elapsed() < Duration::from_millis(3500), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(3500),
+            "{:?}",
+            t.elapsed()
+        );
         assert_eq!(r.outcome.kind(), "unknown");
         assert!(!r.confirms_fenced());
 
         let r = spawn(a, Request::new(Action::Monitor, None)).wait();
-        assert!(matches!(&r.outcome, Outcome::Unknown(AgentError::Supervisor { what, .. }) if what == "panicked"));
+        assert!(
+            matches!(&r.outcome, Outcome::Unknown(AgentError::Supervisor { what, .. }) if what == "panicked")
+        );
     }
 }

@@ -55,12 +55,20 @@ fn kill_group(pgid: u32) {
 }
 
 /// Runs `cmd` with `stdin` fed to it, killing its process group at `deadline`.
-pub(crate) fn run(cmd: &mut Command, stdin: Option<&[u8]>, deadline: Instant) -> Result<ChildOutput, ChildError> {
+pub(crate) fn run(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    deadline: Instant,
+) -> Result<ChildOutput, ChildError> {
     let start = Instant::now();
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
     let mut child = cmd.spawn().map_err(ChildError::Spawn)?;
     let pgid = child.id();
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -89,16 +97,25 @@ pub(crate) fn run(cmd: &mut Command, stdin: Option<&[u8]>, deadline: Instant) ->
         None => {
             let _ = child.kill();
             let _ = child.wait();
-            let stderr =
-                err.and_then(|h| h.join().ok()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-            return Err(ChildError::Timeout { waited: start.elapsed(), stderr });
+            let stderr = err
+                .and_then(|h| h.join().ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            return Err(ChildError::Timeout {
+                waited: start.elapsed(),
+                stderr,
+            });
         }
     };
     let text = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
-        h.and_then(|h| h.join().ok()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        h.and_then(|h| h.join().ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     };
     Ok(ChildOutput {
-        code: status.code().unwrap_or_else(|| -status.signal().unwrap_or(0)),
+        code: status
+            .code()
+            .unwrap_or_else(|| -status.signal().unwrap_or(0)),
         stdout: text(out),
         stderr: text(err),
     })

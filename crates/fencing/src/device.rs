@@ -15,7 +15,10 @@ pub const NATIVE_AGENTS: [&str; 3] = ["ipmi", "libvirt", "ec2"];
 
 /// Builds the agent named by the `agent` parameter.
 pub fn build_agent(params: &Params) -> Result<Box<dyn FenceAgent>, AgentError> {
-    let agent = params.require(&["agent"], "agent type: ipmi, libvirt, ec2 or a fence_* script")?;
+    let agent = params.require(
+        &["agent"],
+        "agent type: ipmi, libvirt, ec2 or a fence_* script",
+    )?;
     Ok(match agent {
         "ipmi" => Box::new(IpmiAgent::from_params(params)?),
         "libvirt" => Box::new(LibvirtAgent::from_params(params)?),
@@ -43,14 +46,21 @@ pub fn describe(agent: &str, timeout: Duration) -> Result<Metadata, AgentError> 
 
 /// A request for `action` with the device's `pcmk_<action>_timeout` and
 /// `pcmk_<action>_retries` (and the generic `timeout`/`retries`) applied.
-pub fn request_for(params: &Params, action: Action, plug: Option<&str>) -> Result<Request, AgentError> {
+pub fn request_for(
+    params: &Params,
+    action: Action,
+    plug: Option<&str>,
+) -> Result<Request, AgentError> {
     let mut r = Request::new(action, plug.or(params.get(&["plug", "port"])));
     let t = format!("pcmk_{action}_timeout");
     let n = format!("pcmk_{action}_retries");
     r.timeout = params.duration(&[t.as_str(), "timeout"], r.timeout)?;
     r.retries = params.number(&[n.as_str(), "retries"], r.retries)?;
     if r.timeout.is_zero() {
-        return Err(AgentError::Config { field: t, problem: "a zero timeout can never succeed; use e.g. 20s".into() });
+        return Err(AgentError::Config {
+            field: t,
+            problem: "a zero timeout can never succeed; use e.g. 20s".into(),
+        });
     }
     Ok(r)
 }
@@ -82,7 +92,9 @@ pub fn run_by_hand(
             if cfg.check == crate::fencer::HostCheck::StaticList && !cfg.statically_lists(t) {
                 return Err(AgentError::Config {
                     field: "pcmk_host_list".into(),
-                    problem: format!("node {t} is in neither pcmk_host_list nor pcmk_host_map of this device"),
+                    problem: format!(
+                        "node {t} is in neither pcmk_host_list nor pcmk_host_map of this device"
+                    ),
                 });
             }
             cfg.plugs_for(t).into_iter().map(Some).collect()

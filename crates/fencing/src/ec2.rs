@@ -40,14 +40,24 @@ pub struct Ec2Agent {
     poll_interval: Duration,
 }
 
-const KNOWN: &[&str] = &["region", "endpoint", "access_key", "secret_key", "session_token", "poll_interval"];
+const KNOWN: &[&str] = &[
+    "region",
+    "endpoint",
+    "access_key",
+    "secret_key",
+    "session_token",
+    "poll_interval",
+];
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 fn config(field: &str, problem: impl Into<String>) -> AgentError {
-    AgentError::Config { field: field.into(), problem: problem.into() }
+    AgentError::Config {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 impl Ec2Agent {
@@ -61,9 +71,20 @@ impl Ec2Agent {
             .map(str::to_owned)
             .or_else(|| env("AWS_REGION"))
             .or_else(|| env("AWS_DEFAULT_REGION"))
-            .ok_or_else(|| config("region", "missing: set region=<e.g. eu-west-1> or AWS_REGION"))?;
-        if !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            return Err(config("region", format!("`{region}` is not an AWS region name")));
+            .ok_or_else(|| {
+                config(
+                    "region",
+                    "missing: set region=<e.g. eu-west-1> or AWS_REGION",
+                )
+            })?;
+        if !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(config(
+                "region",
+                format!("`{region}` is not an AWS region name"),
+            ));
         }
         let endpoint = p
             .get(&["endpoint"])
@@ -71,12 +92,18 @@ impl Ec2Agent {
             .or_else(|| env("AWS_ENDPOINT_URL_EC2"))
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
-        let (scheme, rest) = endpoint
-            .split_once("://")
-            .ok_or_else(|| config("endpoint", format!("`{endpoint}` is not a URL (http://host:port)")))?;
+        let (scheme, rest) = endpoint.split_once("://").ok_or_else(|| {
+            config(
+                "endpoint",
+                format!("`{endpoint}` is not a URL (http://host:port)"),
+            )
+        })?;
         let host = rest.trim_end_matches('/').to_owned();
         if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
-            return Err(config("endpoint", "expected scheme://host[:port] with no path"));
+            return Err(config(
+                "endpoint",
+                "expected scheme://host[:port] with no path",
+            ));
         }
         match scheme {
             "http" => {}
@@ -89,8 +116,11 @@ impl Ec2Agent {
             }
             other => return Err(config("endpoint", format!("unsupported scheme `{other}`"))),
         }
-        let access_key =
-            p.get(&["access_key"]).map(str::to_owned).or_else(|| env("AWS_ACCESS_KEY_ID")).ok_or_else(|| {
+        let access_key = p
+            .get(&["access_key"])
+            .map(str::to_owned)
+            .or_else(|| env("AWS_ACCESS_KEY_ID"))
+            .ok_or_else(|| {
                 config(
                     "access_key",
                     "missing: set access_key= or AWS_ACCESS_KEY_ID (the instance metadata service is never asked)",
@@ -100,9 +130,16 @@ impl Ec2Agent {
             .get(&["secret_key"])
             .map(Secret::new)
             .or_else(|| env("AWS_SECRET_ACCESS_KEY").map(Secret::new))
-            .ok_or_else(|| config("secret_key", "missing: set secret_key= or AWS_SECRET_ACCESS_KEY"))?;
-        let session_token =
-            p.get(&["session_token"]).map(Secret::new).or_else(|| env("AWS_SESSION_TOKEN").map(Secret::new));
+            .ok_or_else(|| {
+                config(
+                    "secret_key",
+                    "missing: set secret_key= or AWS_SECRET_ACCESS_KEY",
+                )
+            })?;
+        let session_token = p
+            .get(&["session_token"])
+            .map(Secret::new)
+            .or_else(|| env("AWS_SESSION_TOKEN").map(Secret::new));
         let default_plug = p.get(&["plug", "port"]).map(str::to_owned);
         if let Some(id) = &default_plug {
             check_instance(id)?;
@@ -122,7 +159,13 @@ impl Ec2Agent {
     /// The built-in metadata.
     pub fn describe() -> Metadata {
         let mut parameters = vec![
-            param("region", false, "string", None, "AWS region (else AWS_REGION / AWS_DEFAULT_REGION)"),
+            param(
+                "region",
+                false,
+                "string",
+                None,
+                "AWS region (else AWS_REGION / AWS_DEFAULT_REGION)",
+            ),
             param(
                 "endpoint",
                 false,
@@ -130,11 +173,41 @@ impl Ec2Agent {
                 None,
                 "EC2 endpoint URL (else AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL, else the regional endpoint)",
             ),
-            param("access_key", false, "string", None, "Access key id (else AWS_ACCESS_KEY_ID)"),
-            param("secret_key", false, "string", None, "Secret access key (secret; else AWS_SECRET_ACCESS_KEY)"),
-            param("session_token", false, "string", None, "Session token (secret; else AWS_SESSION_TOKEN)"),
-            param("plug", false, "string", None, "Instance id, when not given per action"),
-            param("poll_interval", false, "second", Some("0.5"), "Longest pause between state polls"),
+            param(
+                "access_key",
+                false,
+                "string",
+                None,
+                "Access key id (else AWS_ACCESS_KEY_ID)",
+            ),
+            param(
+                "secret_key",
+                false,
+                "string",
+                None,
+                "Secret access key (secret; else AWS_SECRET_ACCESS_KEY)",
+            ),
+            param(
+                "session_token",
+                false,
+                "string",
+                None,
+                "Session token (secret; else AWS_SESSION_TOKEN)",
+            ),
+            param(
+                "plug",
+                false,
+                "string",
+                None,
+                "Instance id, when not given per action",
+            ),
+            param(
+                "poll_interval",
+                false,
+                "second",
+                Some("0.5"),
+                "Longest pause between state polls",
+            ),
         ];
         parameters.extend(fencer_parameters());
         Metadata {
@@ -193,8 +266,9 @@ impl Ec2Agent {
             SignableBody::Bytes(body.as_bytes()),
         )
         .map_err(|e| config("endpoint", format!("cannot sign a request to it: {e}")))?;
-        let (instructions, _) =
-            sign(signable, &signing).map_err(|e| config("secret_key", format!("cannot sign: {e}")))?.into_parts();
+        let (instructions, _) = sign(signable, &signing)
+            .map_err(|e| config("secret_key", format!("cannot sign: {e}")))?
+            .into_parts();
 
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -204,20 +278,28 @@ impl Ec2Agent {
                 waited_ms: 0,
             });
         }
-        let http = ureq::AgentBuilder::new().timeout(remaining).redirects(0).try_proxy_from_env(false).build();
-        let mut req = http.post(&self.endpoint).set("Host", &self.host).set("Content-Type", content_type);
+        let http = ureq::AgentBuilder::new()
+            .timeout(remaining)
+            .redirects(0)
+            .try_proxy_from_env(false)
+            .build();
+        let mut req = http
+            .post(&self.endpoint)
+            .set("Host", &self.host)
+            .set("Content-Type", content_type);
         for (name, value) in instructions.headers() {
             req = req.set(name, value);
         }
         let action = params.first().map_or("", |p| p.1);
         match req.send_string(&body) {
-            Ok(resp) => {
-                read_body(resp).map_err(|detail| AgentError::Protocol { device: self.endpoint.clone(), detail })
-            }
+            Ok(resp) => read_body(resp).map_err(|detail| AgentError::Protocol {
+                device: self.endpoint.clone(),
+                detail,
+            }),
             Err(ureq::Error::Status(code, resp)) => {
                 let text = read_body(resp).unwrap_or_default();
-                let (code_name, message) =
-                    parse_error(&text).unwrap_or_else(|| (format!("HTTP {code}"), text.chars().take(200).collect()));
+                let (code_name, message) = parse_error(&text)
+                    .unwrap_or_else(|| (format!("HTTP {code}"), text.chars().take(200).collect()));
                 Err(
                     if code_name == "AuthFailure"
                         || code_name == "SignatureDoesNotMatch"
@@ -226,9 +308,15 @@ impl Ec2Agent {
                         || code == 401
                         || code == 403
                     {
-                        AgentError::Auth { device: self.endpoint.clone(), detail: format!("{code_name}: {message}") }
+                        AgentError::Auth {
+                            device: self.endpoint.clone(),
+                            detail: format!("{code_name}: {message}"),
+                        }
                     } else if code_name.starts_with("InvalidInstanceID") {
-                        AgentError::NoSuchPlug { device: self.endpoint.clone(), plug: message }
+                        AgentError::NoSuchPlug {
+                            device: self.endpoint.clone(),
+                            plug: message,
+                        }
                     } else if code >= 500 {
                         // The server failed mid-request: it may or may not have acted.
                         AgentError::Protocol {
@@ -246,32 +334,49 @@ impl Ec2Agent {
             }
             Err(ureq::Error::Transport(t)) => Err(match t.kind() {
                 ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns => {
-                    AgentError::Unreachable { device: self.endpoint.clone(), detail: t.to_string() }
+                    AgentError::Unreachable {
+                        device: self.endpoint.clone(),
+                        detail: t.to_string(),
+                    }
                 }
                 ureq::ErrorKind::Io if t.to_string().contains("timed out") => AgentError::Timeout {
                     device: self.endpoint.clone(),
                     what: action.to_owned(),
                     waited_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
                 },
-                _ => AgentError::Protocol { device: self.endpoint.clone(), detail: t.to_string() },
+                _ => AgentError::Protocol {
+                    device: self.endpoint.clone(),
+                    detail: t.to_string(),
+                },
             }),
         }
     }
 
-    fn describe_instances(&self, ids: &[&str], deadline: Instant) -> Result<Vec<Instance>, AgentError> {
+    fn describe_instances(
+        &self,
+        ids: &[&str],
+        deadline: Instant,
+    ) -> Result<Vec<Instance>, AgentError> {
         let keys: Vec<String> = (1..=ids.len()).map(|i| format!("InstanceId.{i}")).collect();
         let mut params = vec![("Action", "DescribeInstances")];
         params.extend(keys.iter().map(String::as_str).zip(ids.iter().copied()));
         let xml = self.call(&params, deadline)?;
-        parse_instances(&xml).map_err(|detail| AgentError::Protocol { device: self.endpoint.clone(), detail })
+        parse_instances(&xml).map_err(|detail| AgentError::Protocol {
+            device: self.endpoint.clone(),
+            detail,
+        })
     }
 
     fn state(&self, id: &str, deadline: Instant) -> Result<PowerState, AgentError> {
         let found = self.describe_instances(&[id], deadline)?;
-        let inst = found
-            .into_iter()
-            .find(|i| i.id == id)
-            .ok_or_else(|| AgentError::NoSuchPlug { device: self.endpoint.clone(), plug: id.to_owned() })?;
+        let inst =
+            found
+                .into_iter()
+                .find(|i| i.id == id)
+                .ok_or_else(|| AgentError::NoSuchPlug {
+                    device: self.endpoint.clone(),
+                    plug: id.to_owned(),
+                })?;
         Ok(inst.power())
     }
 
@@ -310,29 +415,51 @@ impl Ec2Agent {
         // from 25 ms up to `poll_interval`.
         let mut interval = Duration::ZERO;
         let max = self.poll_interval;
-        confirm_power(&self.endpoint, action, want, deadline, Duration::ZERO, || {
-            std::thread::sleep(interval.min(deadline.saturating_duration_since(Instant::now())));
-            interval = (interval * 2).clamp(Duration::from_millis(25), max.max(Duration::from_millis(25)));
-            match self.state(id, deadline) {
-                Ok(p) => Outcome::Done(p),
-                Err(e) => Outcome::Unknown(e),
-            }
-        })
+        confirm_power(
+            &self.endpoint,
+            action,
+            want,
+            deadline,
+            Duration::ZERO,
+            || {
+                std::thread::sleep(
+                    interval.min(deadline.saturating_duration_since(Instant::now())),
+                );
+                interval = (interval * 2).clamp(
+                    Duration::from_millis(25),
+                    max.max(Duration::from_millis(25)),
+                );
+                match self.state(id, deadline) {
+                    Ok(p) => Outcome::Done(p),
+                    Err(e) => Outcome::Unknown(e),
+                }
+            },
+        )
     }
 }
 
 fn read_body(resp: ureq::Response) -> Result<String, String> {
     use std::io::Read;
     let mut s = String::new();
-    resp.into_reader().take(MAX_BODY).read_to_string(&mut s).map_err(|e| format!("unreadable response body: {e}"))?;
+    resp.into_reader()
+        .take(MAX_BODY)
+        .read_to_string(&mut s)
+        .map_err(|e| format!("unreadable response body: {e}"))?;
     Ok(s)
 }
 
 fn check_instance(id: &str) -> Result<(), AgentError> {
-    let ok = id
-        .strip_prefix("i-")
-        .is_some_and(|h| !h.is_empty() && h.len() <= 32 && h.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if ok { Ok(()) } else { Err(config("plug", format!("`{id}` is not an EC2 instance id (i-0123456789abcdef0)"))) }
+    let ok = id.strip_prefix("i-").is_some_and(|h| {
+        !h.is_empty() && h.len() <= 32 && h.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(config(
+            "plug",
+            format!("`{id}` is not an EC2 instance id (i-0123456789abcdef0)"),
+        ))
+    }
 }
 
 /// `application/x-www-form-urlencoded` with RFC 3986 unreserved characters kept, as SigV4
@@ -367,33 +494,44 @@ impl Instance {
 }
 
 fn child_text<'a>(n: roxmltree::Node<'a, 'a>, tag: &str) -> Option<&'a str> {
-    n.children().find(|c| c.has_tag_name(tag)).and_then(|c| c.text())
+    n.children()
+        .find(|c| c.has_tag_name(tag))
+        .and_then(|c| c.text())
 }
 
 fn parse_instances(xml: &str) -> Result<Vec<Instance>, String> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| format!("response is not XML: {e}"))?;
     let root = doc.root_element();
     if root.tag_name().name() != "DescribeInstancesResponse" {
-        return Err(format!("unexpected response element `{}`", root.tag_name().name()));
+        return Err(format!(
+            "unexpected response element `{}`",
+            root.tag_name().name()
+        ));
     }
     let mut out = Vec::new();
-    for item in root
-        .descendants()
-        .filter(|n| n.has_tag_name("item") && n.parent().is_some_and(|p| p.has_tag_name("instancesSet")))
-    {
+    for item in root.descendants().filter(|n| {
+        n.has_tag_name("item") && n.parent().is_some_and(|p| p.has_tag_name("instancesSet"))
+    }) {
         let id = child_text(item, "instanceId").ok_or("instance without instanceId")?;
         let state = item
             .children()
             .find(|c| c.has_tag_name("instanceState"))
             .and_then(|s| child_text(s, "name"))
             .ok_or("instance without instanceState/name")?;
-        let name = item.children().find(|c| c.has_tag_name("tagSet")).and_then(|ts| {
-            ts.children()
-                .filter(|i| i.has_tag_name("item"))
-                .find(|i| child_text(*i, "key") == Some("Name"))
-                .and_then(|i| child_text(i, "value"))
+        let name = item
+            .children()
+            .find(|c| c.has_tag_name("tagSet"))
+            .and_then(|ts| {
+                ts.children()
+                    .filter(|i| i.has_tag_name("item"))
+                    .find(|i| child_text(*i, "key") == Some("Name"))
+                    .and_then(|i| child_text(i, "value"))
+            });
+        out.push(Instance {
+            id: id.to_owned(),
+            state: state.to_owned(),
+            name: name.map(str::to_owned),
         });
-        out.push(Instance { id: id.to_owned(), state: state.to_owned(), name: name.map(str::to_owned) });
     }
     Ok(out)
 }
@@ -401,7 +539,14 @@ fn parse_instances(xml: &str) -> Result<Vec<Instance>, String> {
 fn parse_error(xml: &str) -> Option<(String, String)> {
     let doc = roxmltree::Document::parse(xml).ok()?;
     let err = doc.descendants().find(|n| n.has_tag_name("Error"))?;
-    Some((child_text(err, "Code")?.to_owned(), child_text(err, "Message").unwrap_or("").chars().take(300).collect()))
+    Some((
+        child_text(err, "Code")?.to_owned(),
+        child_text(err, "Message")
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect(),
+    ))
 }
 
 impl FenceAgent for Ec2Agent {
@@ -427,7 +572,13 @@ impl FenceAgent for Ec2Agent {
     fn list(&self, deadline: Instant) -> Outcome<Vec<Plug>> {
         match self.describe_instances(&[], deadline) {
             Ok(all) => Outcome::Done(
-                all.into_iter().map(|i| Plug { power: Some(i.power()), id: i.id, alias: i.name }).collect(),
+                all.into_iter()
+                    .map(|i| Plug {
+                        power: Some(i.power()),
+                        id: i.id,
+                        alias: i.name,
+                    })
+                    .collect(),
             ),
             Err(e) => Outcome::from(e),
         }

@@ -93,7 +93,11 @@ impl Default for History {
 impl History {
     /// An empty history keeping at most `limit` entries (at least one).
     pub fn new(limit: usize) -> History {
-        History { entries: VecDeque::new(), next_id: 1, limit: limit.max(1) }
+        History {
+            entries: VecDeque::new(),
+            next_id: 1,
+            limit: limit.max(1),
+        }
     }
 
     /// How many entries are kept.
@@ -103,7 +107,13 @@ impl History {
 
     /// Records a finished request; `start_unix_ms`/`end_unix_ms` are the wall-clock times
     /// the driver observed. Returns the new entry's id.
-    pub fn record(&mut self, done: &Finished, executioner: &str, started_unix_ms: u64, completed_unix_ms: u64) -> u64 {
+    pub fn record(
+        &mut self,
+        done: &Finished,
+        executioner: &str,
+        started_unix_ms: u64,
+        completed_unix_ms: u64,
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         self.entries.push_back(Entry {
@@ -132,31 +142,51 @@ impl History {
 
     /// The newest successful fence of `target`.
     pub fn last_success(&self, target: &str) -> Option<&Entry> {
-        self.entries.iter().rev().find(|e| e.target == target && e.result == FenceResult::Done && e.action != "on")
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.target == target && e.result == FenceResult::Done && e.action != "on")
     }
 
     /// Forgets the entries of `target` (all when `None`), like `stonith_admin --cleanup`.
     pub fn cleanup(&mut self, target: Option<&str>) {
-        self.entries.retain(|e| target.is_some_and(|t| e.target != t));
+        self.entries
+            .retain(|e| target.is_some_and(|t| e.target != t));
     }
 
     /// Writes the history atomically to `path`.
     pub fn save(&self, path: &Path) -> Result<(), HistoryError> {
-        let body = FileBody { next_id: self.next_id, entries: self.entries.iter().cloned().collect() };
+        let body = FileBody {
+            next_id: self.next_id,
+            entries: self.entries.iter().cloned().collect(),
+        };
         let bytes = wire::encode(HISTORY_KIND, &body)?;
-        let io = |source| HistoryError::Io { path: path.to_owned(), source };
+        let io = |source| HistoryError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
         };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io)?;
         f.write_all(&bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(io)?;
-        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(())
     }
 
@@ -166,11 +196,17 @@ impl History {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(History::new(limit)),
             Err(source) => {
-                return Err(HistoryError::Io { path: path.to_owned(), source });
+                return Err(HistoryError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
             }
         };
-        let body: FileBody = wire::decode(HISTORY_KIND, &bytes)
-            .map_err(|source| HistoryError::Corrupt { path: path.to_owned(), source })?;
+        let body: FileBody =
+            wire::decode(HISTORY_KIND, &bytes).map_err(|source| HistoryError::Corrupt {
+                path: path.to_owned(),
+                source,
+            })?;
         let mut h = History::new(limit);
         h.next_id = body.next_id;
         h.entries = body.entries.into();
@@ -222,10 +258,21 @@ mod tests {
         let dir = scratch("roundtrip");
         let path = dir.join("fence-history");
         let mut h = History::new(3);
-        for (i, r) in
-            [FenceResult::Failed, FenceResult::Done, FenceResult::Done, FenceResult::TimedOut].into_iter().enumerate()
+        for (i, r) in [
+            FenceResult::Failed,
+            FenceResult::Done,
+            FenceResult::Done,
+            FenceResult::TimedOut,
+        ]
+        .into_iter()
+        .enumerate()
         {
-            h.record(&finished("node2", r), "node1", 1000 + i as u64, 2000 + i as u64);
+            h.record(
+                &finished("node2", r),
+                "node1",
+                1000 + i as u64,
+                2000 + i as u64,
+            );
         }
         h.save(&path).unwrap();
         let back = History::load(&path, 3).unwrap();
@@ -235,7 +282,10 @@ mod tests {
         assert_eq!(back.entries().next().unwrap().requester, "controller");
         assert!(!dir.join(".fence-history.tmp").exists());
         let mut back = back;
-        assert_eq!(back.record(&finished("node3", FenceResult::Done), "node1", 0, 0), 5);
+        assert_eq!(
+            back.record(&finished("node3", FenceResult::Done), "node1", 0, 0),
+            5
+        );
         back.cleanup(Some("node2"));
         assert_eq!(back.entries().count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
@@ -255,8 +305,17 @@ mod tests {
         let e = History::load(&path, 10).unwrap_err();
         assert!(e.to_string().contains("move it aside"), "{e}");
         std::fs::write(&path, &bytes[..n / 2]).unwrap();
-        assert!(matches!(History::load(&path, 10), Err(HistoryError::Corrupt { .. })));
-        assert_eq!(History::load(&dir.join("missing"), 10).unwrap().entries().count(), 0);
+        assert!(matches!(
+            History::load(&path, 10),
+            Err(HistoryError::Corrupt { .. })
+        ));
+        assert_eq!(
+            History::load(&dir.join("missing"), 10)
+                .unwrap()
+                .entries()
+                .count(),
+            0
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -31,8 +31,8 @@ mod secret;
 pub mod testing;
 
 pub use agent::{
-    Action, ActionHandle, AgentError, Done, FenceAgent, Outcome, Plug, PowerState, Report, Request, SUPERVISOR_GRACE,
-    execute, spawn,
+    Action, ActionHandle, AgentError, Done, FenceAgent, Outcome, Plug, PowerState, Report, Request,
+    SUPERVISOR_GRACE, execute, spawn,
 };
 pub use device::{HandRun, NATIVE_AGENTS, build_agent, describe, request_for, run_by_hand};
 pub use ec2::Ec2Agent;

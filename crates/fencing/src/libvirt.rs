@@ -51,9 +51,27 @@ impl LibvirtAgent {
     /// The built-in metadata.
     pub fn describe() -> Metadata {
         let mut parameters = vec![
-            param("uri", true, "string", None, "Hypervisor URI, e.g. qemu+ssh://root@host/system"),
-            param("plug", false, "string", None, "Domain name, when not given per action"),
-            param("virsh_path", false, "string", Some("virsh"), "The virsh binary"),
+            param(
+                "uri",
+                true,
+                "string",
+                None,
+                "Hypervisor URI, e.g. qemu+ssh://root@host/system",
+            ),
+            param(
+                "plug",
+                false,
+                "string",
+                None,
+                "Domain name, when not given per action",
+            ),
+            param(
+                "virsh_path",
+                false,
+                "string",
+                Some("virsh"),
+                "The virsh binary",
+            ),
         ];
         parameters.extend(fencer_parameters());
         Metadata {
@@ -68,10 +86,12 @@ impl LibvirtAgent {
     }
 
     fn domain<'a>(&'a self, plug: Option<&'a str>) -> Result<&'a str, AgentError> {
-        let d = plug.or(self.default_plug.as_deref()).ok_or_else(|| AgentError::Config {
-            field: "plug".into(),
-            problem: "no domain given: set plug=<domain name>".into(),
-        })?;
+        let d = plug
+            .or(self.default_plug.as_deref())
+            .ok_or_else(|| AgentError::Config {
+                field: "plug".into(),
+                problem: "no domain given: set plug=<domain name>".into(),
+            })?;
         check_domain(d)?;
         Ok(d)
     }
@@ -91,13 +111,19 @@ impl LibvirtAgent {
                     });
                 }
                 if out.stderr.contains("authentication failed") {
-                    return Err(AgentError::Auth { device: self.uri.clone(), detail: child::last_line(&out.stderr) });
+                    return Err(AgentError::Auth {
+                        device: self.uri.clone(),
+                        detail: child::last_line(&out.stderr),
+                    });
                 }
                 Ok(out)
             }
             Err(ChildError::Spawn(e)) => Err(AgentError::Config {
                 field: "virsh_path".into(),
-                problem: format!("cannot run {}: {e} (install libvirt-clients)", self.virsh.display()),
+                problem: format!(
+                    "cannot run {}: {e} (install libvirt-clients)",
+                    self.virsh.display()
+                ),
             }),
             Err(ChildError::Timeout { waited, stderr }) => Err(AgentError::Timeout {
                 device: self.uri.clone(),
@@ -108,7 +134,13 @@ impl LibvirtAgent {
     }
 
     /// Runs `<command> D; domstate D` and reads the state printed last.
-    fn change(&self, command: &str, plug: Option<&str>, want: PowerState, deadline: Instant) -> Outcome<()> {
+    fn change(
+        &self,
+        command: &str,
+        plug: Option<&str>,
+        want: PowerState,
+        deadline: Instant,
+    ) -> Outcome<()> {
         let d = match self.domain(plug) {
             Ok(d) => d,
             Err(e) => return Outcome::Failed(e),
@@ -123,7 +155,11 @@ impl LibvirtAgent {
             Some(s) if s == want => Outcome::Done(()),
             Some(seen) => Outcome::Failed(AgentError::NotConfirmed {
                 device: self.uri.clone(),
-                action: if want == PowerState::Off { crate::Action::Off } else { crate::Action::On },
+                action: if want == PowerState::Off {
+                    crate::Action::Off
+                } else {
+                    crate::Action::On
+                },
                 seen,
                 waited_ms: 0,
             }),
@@ -133,7 +169,10 @@ impl LibvirtAgent {
 
     fn classify(&self, d: &str, out: &child::ChildOutput) -> AgentError {
         if out.stderr.contains("failed to get domain") || out.stderr.contains("Domain not found") {
-            AgentError::NoSuchPlug { device: self.uri.clone(), plug: d.to_owned() }
+            AgentError::NoSuchPlug {
+                device: self.uri.clone(),
+                plug: d.to_owned(),
+            }
         } else if out.code != 0 {
             AgentError::Refused {
                 device: self.uri.clone(),
@@ -143,7 +182,10 @@ impl LibvirtAgent {
         } else {
             AgentError::Protocol {
                 device: self.uri.clone(),
-                detail: format!("no domain state in virsh output `{}`", child::last_line(&out.stdout)),
+                detail: format!(
+                    "no domain state in virsh output `{}`",
+                    child::last_line(&out.stdout)
+                ),
             }
         }
     }
@@ -151,10 +193,17 @@ impl LibvirtAgent {
 
 /// Domain names we pass through virsh's command parser: no quoting or separators.
 fn check_domain(d: &str) -> Result<(), AgentError> {
-    if d.is_empty() || d.len() > 200 || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+:@".contains(&b)) {
+    if d.is_empty()
+        || d.len() > 200
+        || !d
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+:@".contains(&b))
+    {
         return Err(AgentError::Config {
             field: "plug".into(),
-            problem: format!("`{d}` is not a domain name this agent accepts (letters, digits, . _ - + : @)"),
+            problem: format!(
+                "`{d}` is not a domain name this agent accepts (letters, digits, . _ - + : @)"
+            ),
         });
     }
     Ok(())
@@ -163,10 +212,16 @@ fn check_domain(d: &str) -> Result<(), AgentError> {
 /// The state printed by the last `domstate`: only "shut off" counts as off (a paused or
 /// crashed-but-preserved domain still holds its resources).
 fn parse_state(stdout: &str) -> Option<PowerState> {
-    let line = stdout.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let line = stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())?;
     match line {
         "shut off" => Some(PowerState::Off),
-        "running" | "idle" | "paused" | "in shutdown" | "crashed" | "pmsuspended" | "blocked" => Some(PowerState::On),
+        "running" | "idle" | "paused" | "in shutdown" | "crashed" | "pmsuspended" | "blocked" => {
+            Some(PowerState::On)
+        }
         _ => None,
     }
 }
@@ -218,7 +273,11 @@ impl FenceAgent for LibvirtAgent {
                 continue;
             };
             let state = f.collect::<Vec<_>>().join(" ");
-            plugs.push(Plug { id: name.to_owned(), alias: None, power: parse_state(&state) });
+            plugs.push(Plug {
+                id: name.to_owned(),
+                alias: None,
+                power: parse_state(&state),
+            });
         }
         Outcome::Done(plugs)
     }

@@ -61,16 +61,24 @@ impl Metadata {
     /// Parses fence-agents metadata XML.
     pub fn parse_xml(xml: &str) -> Result<Metadata, MetadataError> {
         if xml.len() > MAX_METADATA_BYTES {
-            return Err(MetadataError::Xml(format!("{} bytes exceeds the {MAX_METADATA_BYTES}-byte limit", xml.len())));
+            return Err(MetadataError::Xml(format!(
+                "{} bytes exceeds the {MAX_METADATA_BYTES}-byte limit",
+                xml.len()
+            )));
         }
         let doc = roxmltree::Document::parse(xml).map_err(|e| MetadataError::Xml(e.to_string()))?;
         let root = doc.root_element();
         if root.tag_name().name() != "resource-agent" {
-            return Err(MetadataError::Root { found: root.tag_name().name().to_owned() });
+            return Err(MetadataError::Root {
+                found: root.tag_name().name().to_owned(),
+            });
         }
         let name = root.attribute("name").ok_or(MetadataError::NoName)?;
         let child_text = |node: roxmltree::Node<'_, '_>, tag: &str| {
-            node.children().find(|c| c.has_tag_name(tag)).and_then(|c| c.text()).map(|t| t.trim().to_owned())
+            node.children()
+                .find(|c| c.has_tag_name(tag))
+                .and_then(|c| c.text())
+                .map(|t| t.trim().to_owned())
         };
         let shortdesc = root
             .attribute("shortdesc")
@@ -88,8 +96,13 @@ impl Metadata {
                 parameters.push(Parameter {
                     name: pname.to_owned(),
                     required: p.attribute("required") == Some("1"),
-                    content_type: content.and_then(|c| c.attribute("type")).unwrap_or("string").to_owned(),
-                    default: content.and_then(|c| c.attribute("default")).map(str::to_owned),
+                    content_type: content
+                        .and_then(|c| c.attribute("type"))
+                        .unwrap_or("string")
+                        .to_owned(),
+                    default: content
+                        .and_then(|c| c.attribute("default"))
+                        .map(str::to_owned),
                     shortdesc: child_text(p, "shortdesc").unwrap_or_default(),
                     deprecated: p.attribute("deprecated") == Some("1"),
                 });
@@ -105,7 +118,13 @@ impl Metadata {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Metadata { name: name.to_owned(), shortdesc, longdesc, parameters, actions })
+        Ok(Metadata {
+            name: name.to_owned(),
+            shortdesc,
+            longdesc,
+            parameters,
+            actions,
+        })
     }
 
     /// True when the agent declares `action`.
@@ -139,8 +158,12 @@ impl Metadata {
     pub fn to_xml(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "<?xml version=\"1.0\" ?>");
-        let _ =
-            writeln!(out, "<resource-agent name=\"{}\" shortdesc=\"{}\">", escape(&self.name), escape(&self.shortdesc));
+        let _ = writeln!(
+            out,
+            "<resource-agent name=\"{}\" shortdesc=\"{}\">",
+            escape(&self.name),
+            escape(&self.shortdesc)
+        );
         let _ = writeln!(out, "<longdesc>{}</longdesc>", escape(&self.longdesc));
         let _ = writeln!(out, "<parameters>");
         for p in &self.parameters {
@@ -149,18 +172,30 @@ impl Metadata {
                 "\t<parameter name=\"{}\" unique=\"0\" required=\"{}\"{}>",
                 escape(&p.name),
                 u8::from(p.required),
-                if p.deprecated { " deprecated=\"1\"" } else { "" }
+                if p.deprecated {
+                    " deprecated=\"1\""
+                } else {
+                    ""
+                }
             );
             match &p.default {
                 Some(d) => {
-                    let _ =
-                        writeln!(out, "\t\t<content type=\"{}\" default=\"{}\" />", escape(&p.content_type), escape(d));
+                    let _ = writeln!(
+                        out,
+                        "\t\t<content type=\"{}\" default=\"{}\" />",
+                        escape(&p.content_type),
+                        escape(d)
+                    );
                 }
                 None => {
                     let _ = writeln!(out, "\t\t<content type=\"{}\" />", escape(&p.content_type));
                 }
             }
-            let _ = writeln!(out, "\t\t<shortdesc lang=\"en\">{}</shortdesc>", escape(&p.shortdesc));
+            let _ = writeln!(
+                out,
+                "\t\t<shortdesc lang=\"en\">{}</shortdesc>",
+                escape(&p.shortdesc)
+            );
             let _ = writeln!(out, "\t</parameter>");
         }
         let _ = writeln!(out, "</parameters>\n<actions>");
@@ -173,7 +208,10 @@ impl Metadata {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Builds a parameter for the native agents' built-in metadata.
@@ -197,9 +235,27 @@ pub(crate) fn param(
 /// The fencer's own `pcmk_*` parameters, accepted by every device.
 pub(crate) fn fencer_parameters() -> Vec<Parameter> {
     vec![
-        param("pcmk_host_list", false, "string", None, "Nodes this device can fence (space or comma separated)"),
-        param("pcmk_host_map", false, "string", None, "Node to plug map, e.g. node1:1;node2:2,3"),
-        param("pcmk_host_check", false, "select", None, "static-list, dynamic-list, status or none"),
+        param(
+            "pcmk_host_list",
+            false,
+            "string",
+            None,
+            "Nodes this device can fence (space or comma separated)",
+        ),
+        param(
+            "pcmk_host_map",
+            false,
+            "string",
+            None,
+            "Node to plug map, e.g. node1:1;node2:2,3",
+        ),
+        param(
+            "pcmk_host_check",
+            false,
+            "select",
+            None,
+            "static-list, dynamic-list, status or none",
+        ),
         param(
             "pcmk_delay_base",
             false,
@@ -207,7 +263,13 @@ pub(crate) fn fencer_parameters() -> Vec<Parameter> {
             Some("0s"),
             "Static delay before fencing, or a per-node map node1:0s;node2:5s",
         ),
-        param("pcmk_delay_max", false, "time", Some("0s"), "Upper bound of base plus random delay before fencing"),
+        param(
+            "pcmk_delay_max",
+            false,
+            "time",
+            Some("0s"),
+            "Upper bound of base plus random delay before fencing",
+        ),
     ]
 }
 
@@ -229,8 +291,17 @@ mod tests {
 
     #[test]
     fn metadata_rejects_other_documents() {
-        assert!(matches!(Metadata::parse_xml("<html/>"), Err(MetadataError::Root { .. })));
-        assert!(matches!(Metadata::parse_xml("<resource-agent"), Err(MetadataError::Xml(_))));
-        assert!(matches!(Metadata::parse_xml("<resource-agent/>"), Err(MetadataError::NoName)));
+        assert!(matches!(
+            Metadata::parse_xml("<html/>"),
+            Err(MetadataError::Root { .. })
+        ));
+        assert!(matches!(
+            Metadata::parse_xml("<resource-agent"),
+            Err(MetadataError::Xml(_))
+        ));
+        assert!(matches!(
+            Metadata::parse_xml("<resource-agent/>"),
+            Err(MetadataError::NoName)
+        ));
     }
 }

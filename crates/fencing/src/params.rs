@@ -38,7 +38,10 @@ impl fmt::Debug for Params {
 }
 
 fn config_err(field: &str, problem: impl Into<String>) -> AgentError {
-    AgentError::Config { field: field.to_owned(), problem: problem.into() }
+    AgentError::Config {
+        field: field.to_owned(),
+        problem: problem.into(),
+    }
 }
 
 impl Params {
@@ -48,7 +51,10 @@ impl Params {
         for w in words {
             let w = w.as_ref();
             let Some((k, v)) = w.split_once('=') else {
-                return Err(config_err(w, "expected key=value (e.g. ip=192.0.2.1); a bare word is not a parameter"));
+                return Err(config_err(
+                    w,
+                    "expected key=value (e.g. ip=192.0.2.1); a bare word is not a parameter",
+                ));
             };
             p.set(k, v)?;
         }
@@ -73,8 +79,15 @@ impl Params {
 
     /// Sets one parameter (last value wins).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), AgentError> {
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(config_err(key, "parameter names are letters, digits, `_` and `-`"));
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(config_err(
+                key,
+                "parameter names are letters, digits, `_` and `-`",
+            ));
         }
         if value.contains(['\n', '\r', '\0']) {
             return Err(config_err(key, "values cannot contain newlines or NUL"));
@@ -95,14 +108,18 @@ impl Params {
 
     /// The first of `keys` that is set (for aliases like `username`/`login`).
     pub fn get(&self, keys: &[&str]) -> Option<&str> {
-        keys.iter().find_map(|k| self.map.get(*k).map(String::as_str))
+        keys.iter()
+            .find_map(|k| self.map.get(*k).map(String::as_str))
     }
 
     /// Like [`Params::get`], but a missing value is an error naming the first key.
     pub fn require(&self, keys: &[&str], what: &str) -> Result<&str, AgentError> {
         match self.get(keys) {
             Some(v) if !v.is_empty() => Ok(v),
-            _ => Err(config_err(keys[0], format!("missing: set {}=<{what}>", keys[0]))),
+            _ => Err(config_err(
+                keys[0],
+                format!("missing: set {}=<{what}>", keys[0]),
+            )),
         }
     }
 
@@ -118,7 +135,10 @@ impl Params {
             Some(v) => match v.to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" | "y" => Ok(true),
                 "0" | "false" | "no" | "off" | "n" => Ok(false),
-                _ => Err(config_err(keys[0], format!("`{v}` is not a boolean; use 1 or 0"))),
+                _ => Err(config_err(
+                    keys[0],
+                    format!("`{v}` is not a boolean; use 1 or 0"),
+                )),
             },
         }
     }
@@ -127,7 +147,9 @@ impl Params {
     pub fn number<T: std::str::FromStr>(&self, keys: &[&str], default: T) -> Result<T, AgentError> {
         match self.get(keys) {
             None | Some("") => Ok(default),
-            Some(v) => v.parse().map_err(|_| config_err(keys[0], format!("`{v}` is not a valid number"))),
+            Some(v) => v
+                .parse()
+                .map_err(|_| config_err(keys[0], format!("`{v}` is not a valid number"))),
         }
     }
 
@@ -135,8 +157,12 @@ impl Params {
     pub fn duration(&self, keys: &[&str], default: Duration) -> Result<Duration, AgentError> {
         match self.get(keys) {
             None | Some("") => Ok(default),
-            Some(v) => parse_duration(v)
-                .ok_or_else(|| config_err(keys[0], format!("`{v}` is not a duration; use e.g. 20s, 500ms, 2min"))),
+            Some(v) => parse_duration(v).ok_or_else(|| {
+                config_err(
+                    keys[0],
+                    format!("`{v}` is not a duration; use e.g. 20s, 500ms, 2min"),
+                )
+            }),
         }
     }
 
@@ -163,12 +189,22 @@ impl Params {
 }
 
 /// Keys every device accepts.
-const COMMON: &[&str] = &["agent", "plug", "port", "timeout", "retries", "power_timeout", "delay"];
+const COMMON: &[&str] = &[
+    "agent",
+    "plug",
+    "port",
+    "timeout",
+    "retries",
+    "power_timeout",
+    "delay",
+];
 
 /// Parses `30s`, `5min`, `1h`, `500ms`, `2m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     if !n.is_finite() || n < 0.0 {
@@ -194,12 +230,16 @@ mod tests {
 
     #[test]
     fn params_parse_words_and_lines_with_last_value_winning() {
-        let p = Params::from_lines("# c\naction=off\n\nip = 1.2.3.4\npassword=x=y\nip=5.6.7.8\n").unwrap();
+        let p = Params::from_lines("# c\naction=off\n\nip = 1.2.3.4\npassword=x=y\nip=5.6.7.8\n")
+            .unwrap();
         assert_eq!(p.get(&["ipaddr", "ip"]), Some("5.6.7.8"));
         assert_eq!(p.get(&["password"]), Some("x=y"));
         assert!(!format!("{p:?}").contains("x=y"));
         assert!(Params::from_words(&["ip"]).is_err());
-        let e = Params::from_words(&["ip=1", "bogus=2"]).unwrap().check_known("ipmi", &["ip"]).unwrap_err();
+        let e = Params::from_words(&["ip=1", "bogus=2"])
+            .unwrap()
+            .check_known("ipmi", &["ip"])
+            .unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
     }
 

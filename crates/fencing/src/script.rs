@@ -28,17 +28,37 @@ pub struct ScriptAgent {
 
 /// Finds a script: an absolute path, or a `fence_*` name in the usual directories.
 pub(crate) fn locate(agent: &str) -> Result<PathBuf, AgentError> {
-    let bad = |problem: String| AgentError::Config { field: "agent".into(), problem };
+    let bad = |problem: String| AgentError::Config {
+        field: "agent".into(),
+        problem,
+    };
     if agent.starts_with('/') {
         let p = PathBuf::from(agent);
-        return if p.is_file() { Ok(p) } else { Err(bad(format!("{agent} does not exist"))) };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(bad(format!("{agent} does not exist")))
+        };
     }
-    if !agent.starts_with("fence_") || !agent.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(bad(format!("`{agent}` is neither a native agent (ipmi, libvirt, ec2) nor a fence_* script name")));
+    if !agent.starts_with("fence_")
+        || !agent
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(bad(format!(
+            "`{agent}` is neither a native agent (ipmi, libvirt, ec2) nor a fence_* script name"
+        )));
     }
-    SEARCH_DIRS.iter().map(|d| Path::new(d).join(agent)).find(|p| p.is_file()).ok_or_else(|| {
-        bad(format!("script {agent} not found in {} (install the fence-agents package)", SEARCH_DIRS.join(", ")))
-    })
+    SEARCH_DIRS
+        .iter()
+        .map(|d| Path::new(d).join(agent))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            bad(format!(
+                "script {agent} not found in {} (install the fence-agents package)",
+                SEARCH_DIRS.join(", ")
+            ))
+        })
 }
 
 impl ScriptAgent {
@@ -60,7 +80,10 @@ impl ScriptAgent {
             options.set(k, v)?;
         }
         Ok(ScriptAgent {
-            name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| agent.to_owned()),
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| agent.to_owned()),
             path,
             options,
         })
@@ -76,7 +99,12 @@ impl ScriptAgent {
         t
     }
 
-    fn run(&self, action: &str, plug: Option<&str>, deadline: Instant) -> Result<child::ChildOutput, AgentError> {
+    fn run(
+        &self,
+        action: &str,
+        plug: Option<&str>,
+        deadline: Instant,
+    ) -> Result<child::ChildOutput, AgentError> {
         let mut input = format!("action={action}\n");
         for (k, v) in self.options.iter() {
             if plug.is_some() && (k == "plug" || k == "port") {
@@ -146,7 +174,9 @@ impl ScriptAgent {
     fn power(&self, action: Action, plug: Option<&str>, deadline: Instant) -> Outcome<()> {
         match self.run(action.as_str(), plug, deadline) {
             Ok(out) if out.code == 0 => Outcome::Done(()),
-            Ok(out) if Self::never_connected(&out) || out.code == 2 => Outcome::Failed(self.failure(&out)),
+            Ok(out) if Self::never_connected(&out) || out.code == 2 => {
+                Outcome::Failed(self.failure(&out))
+            }
             Ok(out) => Outcome::Unknown(self.failure(&out)),
             Err(e @ AgentError::Config { .. }) => Outcome::Failed(e),
             Err(e) => Outcome::Unknown(e),
@@ -163,7 +193,11 @@ pub(crate) fn parse_list(stdout: &str) -> Vec<Plug> {
         .map(|l| {
             let mut f = l.split(',');
             let id = f.next().unwrap_or("").trim().to_owned();
-            let alias = f.next().map(str::trim).filter(|a| !a.is_empty() && *a != "N/A").map(str::to_owned);
+            let alias = f
+                .next()
+                .map(str::trim)
+                .filter(|a| !a.is_empty() && *a != "N/A")
+                .map(str::to_owned);
             let power = match f.next().map(|s| s.trim().to_ascii_lowercase()) {
                 Some(s) if s == "on" => Some(PowerState::On),
                 Some(s) if s == "off" => Some(PowerState::Off),
@@ -197,8 +231,12 @@ impl FenceAgent for ScriptAgent {
     fn status(&self, plug: Option<&str>, deadline: Instant) -> Outcome<PowerState> {
         match self.run("status", plug, deadline) {
             Ok(out) if out.code == 0 => Outcome::Done(PowerState::On),
-            Ok(out) if out.code == 2 && out.stdout.contains("OFF") => Outcome::Done(PowerState::Off),
-            Ok(out) if Self::never_connected(&out) || out.code == 2 => Outcome::Failed(self.failure(&out)),
+            Ok(out) if out.code == 2 && out.stdout.contains("OFF") => {
+                Outcome::Done(PowerState::Off)
+            }
+            Ok(out) if Self::never_connected(&out) || out.code == 2 => {
+                Outcome::Failed(self.failure(&out))
+            }
             Ok(out) => Outcome::Unknown(self.failure(&out)),
             Err(e @ AgentError::Config { .. }) => Outcome::Failed(e),
             Err(e) => Outcome::Unknown(e),
@@ -225,7 +263,10 @@ impl FenceAgent for ScriptAgent {
         match self.run("metadata", None, deadline) {
             Ok(out) if out.code == 0 => match Metadata::parse_xml(&out.stdout) {
                 Ok(m) => Outcome::Done(m),
-                Err(e) => Outcome::Failed(AgentError::Protocol { device: self.name.clone(), detail: e.to_string() }),
+                Err(e) => Outcome::Failed(AgentError::Protocol {
+                    device: self.name.clone(),
+                    detail: e.to_string(),
+                }),
             },
             Ok(out) => Outcome::Failed(self.failure(&out)),
             Err(e) => Outcome::from(e),

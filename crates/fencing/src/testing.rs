@@ -15,7 +15,12 @@ pub struct Timings {
     pub actions: Vec<(Action, f64)>,
 }
 
-fn run(agent: &dyn FenceAgent, action: Action, plug: Option<&str>, t: &mut Timings) -> crate::Report {
+fn run(
+    agent: &dyn FenceAgent,
+    action: Action,
+    plug: Option<&str>,
+    t: &mut Timings,
+) -> crate::Report {
     let mut req = Request::new(action, plug);
     req.timeout = Duration::from_secs(30);
     let r = execute(agent, &req);
@@ -41,48 +46,89 @@ pub fn conformance(
     for a in ["on", "off", "reboot", "status", "monitor"] {
         assert!(meta.supports(a), "{name}: metadata does not declare `{a}`");
     }
-    assert_eq!(observe(), PowerState::On, "{name}: target must start powered on");
+    assert_eq!(
+        observe(),
+        PowerState::On,
+        "{name}: target must start powered on"
+    );
     let r = run(agent, Action::Monitor, plug, &mut t);
-    assert!(matches!(r.outcome, Outcome::Done(Done::Monitor)), "{name}: monitor: {r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Done(Done::Monitor)),
+        "{name}: monitor: {r:?}"
+    );
     let r = run(agent, Action::Status, plug, &mut t);
-    assert!(matches!(r.outcome, Outcome::Done(Done::Status(PowerState::On))), "{name}: status while on: {r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Done(Done::Status(PowerState::On))),
+        "{name}: status while on: {r:?}"
+    );
 
     let r = run(agent, Action::Off, plug, &mut t);
     assert!(r.confirms_fenced(), "{name}: off: {r:?}");
-    assert_eq!(observe(), PowerState::Off, "{name}: off was reported but the target is on");
+    assert_eq!(
+        observe(),
+        PowerState::Off,
+        "{name}: off was reported but the target is on"
+    );
     let r = run(agent, Action::Status, plug, &mut t);
-    assert!(matches!(r.outcome, Outcome::Done(Done::Status(PowerState::Off))), "{name}: status while off: {r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Done(Done::Status(PowerState::Off))),
+        "{name}: status while off: {r:?}"
+    );
     let r = run(agent, Action::Off, plug, &mut t);
     assert!(r.confirms_fenced(), "{name}: off is idempotent: {r:?}");
 
     let r = run(agent, Action::On, plug, &mut t);
-    assert!(matches!(r.outcome, Outcome::Done(Done::On)), "{name}: on: {r:?}");
-    assert_eq!(observe(), PowerState::On, "{name}: on was reported but the target is off");
+    assert!(
+        matches!(r.outcome, Outcome::Done(Done::On)),
+        "{name}: on: {r:?}"
+    );
+    assert_eq!(
+        observe(),
+        PowerState::On,
+        "{name}: on was reported but the target is off"
+    );
     let r = run(agent, Action::On, plug, &mut t);
-    assert!(matches!(r.outcome, Outcome::Done(Done::On)), "{name}: on is idempotent: {r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Done(Done::On)),
+        "{name}: on is idempotent: {r:?}"
+    );
 
     let r = run(agent, Action::Reboot, plug, &mut t);
     assert!(r.confirms_fenced(), "{name}: reboot: {r:?}");
-    assert_eq!(observe(), PowerState::On, "{name}: target not back on after reboot");
+    assert_eq!(
+        observe(),
+        PowerState::On,
+        "{name}: target not back on after reboot"
+    );
 
     if let Some(missing) = missing_plug {
         for action in [Action::Off, Action::Reboot] {
             let r = run(agent, action, Some(missing), &mut t);
-            assert!(!r.confirms_fenced(), "{name}: {action} of missing plug {missing} reported done: {r:?}");
+            assert!(
+                !r.confirms_fenced(),
+                "{name}: {action} of missing plug {missing} reported done: {r:?}"
+            );
         }
         let r = run(agent, Action::Status, Some(missing), &mut t);
         assert!(
             !matches!(r.outcome, Outcome::Done(Done::Status(PowerState::Off))),
             "{name}: status of missing plug {missing} reported off: {r:?}"
         );
-        assert_eq!(observe(), PowerState::On, "{name}: fencing a missing plug changed the target");
+        assert_eq!(
+            observe(),
+            PowerState::On,
+            "{name}: fencing a missing plug changed the target"
+        );
     }
 
     if meta.supports("list") {
         match run(agent, Action::List, plug, &mut t).outcome {
             Outcome::Done(Done::List(plugs)) => {
                 if let Some(p) = plug {
-                    assert!(plugs.iter().any(|x| x.id == p), "{name}: list lacks {p}: {plugs:?}");
+                    assert!(
+                        plugs.iter().any(|x| x.id == p),
+                        "{name}: list lacks {p}: {plugs:?}"
+                    );
                 }
             }
             other => panic!("{name}: list: {other:?}"),

@@ -31,7 +31,8 @@ const STATUS_DIR: &str = ".ha_status";
 
 /// Filesystem types that journal (skipped by `run_fsck=auto`) or have no block device.
 const NO_AUTO_FSCK: [&str; 14] = [
-    "ext3", "ext4", "xfs", "btrfs", "jfs", "reiserfs", "tmpfs", "ramfs", "nfs", "nfs4", "cifs", "smbfs", "fuse", "none",
+    "ext3", "ext4", "xfs", "btrfs", "jfs", "reiserfs", "tmpfs", "ramfs", "nfs", "nfs4", "cifs",
+    "smbfs", "fuse", "none",
 ];
 
 struct Spec {
@@ -43,11 +44,17 @@ struct Spec {
 fn spec(op: &Op<'_>) -> Result<Spec, Outcome> {
     let directory = PathBuf::from(op.params.str("directory").unwrap_or_default());
     if !directory.is_absolute() {
-        return Err(configured("directory", format!("`{}` is not an absolute path", directory.display())));
+        return Err(configured(
+            "directory",
+            format!("`{}` is not an absolute path", directory.display()),
+        ));
     }
     // Trailing slashes and `..` would make the mount-table comparison miss.
     let normal: PathBuf = directory.components().collect();
-    if normal.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if normal
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(configured("directory", "must not contain `..`"));
     }
     let directory = std::fs::canonicalize(&normal).unwrap_or(normal);
@@ -99,7 +106,10 @@ fn parse_options(options: &str) -> Result<(MsFlags, String), Outcome> {
             "strictatime" => flags |= MsFlags::MS_STRICTATIME,
             "bind" => flags |= MsFlags::MS_BIND,
             "loop" | "remount" | "move" => {
-                return Err(configured("options", format!("option `{o}` is not supported by this agent")));
+                return Err(configured(
+                    "options",
+                    format!("option `{o}` is not supported by this agent"),
+                ));
             }
             other => data.push(other),
         }
@@ -110,15 +120,27 @@ fn parse_options(options: &str) -> Result<(MsFlags, String), Outcome> {
 fn parse_signal(param: &str, text: &str) -> Result<Signal, Outcome> {
     let t = text.trim();
     if let Ok(n) = t.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| configured(param, format!("{n} is not a signal number")));
+        return Signal::try_from(n)
+            .map_err(|_| configured(param, format!("{n} is not a signal number")));
     }
-    let name = if t.starts_with("SIG") { t.to_owned() } else { format!("SIG{t}") };
-    Signal::from_str(&name.to_ascii_uppercase())
-        .map_err(|_| configured(param, format!("`{t}` is not a signal name (e.g. TERM, KILL, INT)")))
+    let name = if t.starts_with("SIG") {
+        t.to_owned()
+    } else {
+        format!("SIG{t}")
+    };
+    Signal::from_str(&name.to_ascii_uppercase()).map_err(|_| {
+        configured(
+            param,
+            format!("`{t}` is not a signal name (e.g. TERM, KILL, INT)"),
+        )
+    })
 }
 
 fn listing(h: &[Holder]) -> String {
-    h.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    h.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn fsck(op: &Op<'_>, s: &Spec) -> Result<(), Outcome> {
@@ -132,18 +154,26 @@ fn fsck(op: &Op<'_>, s: &Spec) -> Result<(), Outcome> {
         return Ok(());
     }
     let mut cmd = Command::new("fsck");
-    cmd.args(["-T", "-p", "-t", &s.fstype, &s.device]).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd.args(["-T", "-p", "-t", &s.fstype, &s.device])
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     let ran = proc::run(&mut cmd, op.deadline)
         .map_err(|e| Outcome::fail(OcfRc::ErrInstalled, format!("cannot run fsck: {e}")))?;
     if ran.timed_out {
-        return Err(Outcome::timed_out(format!("fsck of {} did not finish in time", s.device)));
+        return Err(Outcome::timed_out(format!(
+            "fsck of {} did not finish in time",
+            s.device
+        )));
     }
     match ran.code() {
         // 0: clean, 1: errors corrected, 2: corrected and a reboot is advised.
         Some(0..=2) => Ok(()),
         _ => Err(Outcome::fail(
             OcfRc::ErrGeneric,
-            format!("fsck of {} failed, the filesystem needs repair by hand: {}", s.device, ran.describe()),
+            format!(
+                "fsck of {} failed, the filesystem needs repair by hand: {}",
+                s.device,
+                ran.describe()
+            ),
         )),
     }
 }
@@ -153,15 +183,23 @@ impl Filesystem {
         let s = spec(op)?;
         let (flags, data) = parse_options(op.params.str("options").unwrap_or_default())?;
         let dev = block_dev(&s.device)?;
-        let mounts = mountinfo::mounts()
-            .map_err(|e| Outcome::fail(OcfRc::ErrGeneric, format!("cannot read the mount table: {e}")))?;
+        let mounts = mountinfo::mounts().map_err(|e| {
+            Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("cannot read the mount table: {e}"),
+            )
+        })?;
         if let Some(m) = mountinfo::mount_at(&mounts, &s.directory) {
             if is_ours(&m, &s, dev) {
                 return Ok(Outcome::ok());
             }
             return Err(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("{} already has {} mounted on it", s.directory.display(), m.source),
+                format!(
+                    "{} already has {} mounted on it",
+                    s.directory.display(),
+                    m.source
+                ),
             ));
         }
         if let Some(d) = dev
@@ -178,50 +216,83 @@ impl Filesystem {
             ));
         }
         std::fs::create_dir_all(&s.directory).map_err(|e| {
-            Outcome::fail(OcfRc::ErrPerm, format!("cannot create mount point {}: {e}", s.directory.display()))
+            Outcome::fail(
+                OcfRc::ErrPerm,
+                format!("cannot create mount point {}: {e}", s.directory.display()),
+            )
         })?;
         fsck(op, &s)?;
         let data = (!data.is_empty()).then_some(data.as_str());
-        nix::mount::mount(Some(s.device.as_str()), &s.directory, Some(s.fstype.as_str()), flags, data).map_err(
-            |e| {
-                let rc = match e {
-                    Errno::EPERM | Errno::EACCES => OcfRc::ErrPerm,
-                    Errno::ENOENT => OcfRc::ErrInstalled,
-                    _ => OcfRc::ErrGeneric,
-                };
-                let hint = match e {
-                    Errno::ENODEV => " (the kernel does not know this fstype)",
-                    Errno::EINVAL => " (wrong fstype, bad option, or bad superblock)",
-                    _ => "",
-                };
-                Outcome::fail(
-                    rc,
-                    format!("cannot mount {} on {} as {}: {e}{hint}", s.device, s.directory.display(), s.fstype),
-                )
-            },
-        )?;
-        Event::Mounted { rsc: op.instance, device: &s.device, directory: &s.directory }.log();
+        nix::mount::mount(
+            Some(s.device.as_str()),
+            &s.directory,
+            Some(s.fstype.as_str()),
+            flags,
+            data,
+        )
+        .map_err(|e| {
+            let rc = match e {
+                Errno::EPERM | Errno::EACCES => OcfRc::ErrPerm,
+                Errno::ENOENT => OcfRc::ErrInstalled,
+                _ => OcfRc::ErrGeneric,
+            };
+            let hint = match e {
+                Errno::ENODEV => " (the kernel does not know this fstype)",
+                Errno::EINVAL => " (wrong fstype, bad option, or bad superblock)",
+                _ => "",
+            };
+            Outcome::fail(
+                rc,
+                format!(
+                    "cannot mount {} on {} as {}: {e}{hint}",
+                    s.device,
+                    s.directory.display(),
+                    s.fstype
+                ),
+            )
+        })?;
+        Event::Mounted {
+            rsc: op.instance,
+            device: &s.device,
+            directory: &s.directory,
+        }
+        .log();
         Ok(Outcome::ok())
     }
 
     fn do_stop(&self, op: &Op<'_>) -> Result<Outcome, Outcome> {
         let s = spec(op)?;
-        let mounts = mountinfo::mounts()
-            .map_err(|e| Outcome::fail(OcfRc::ErrGeneric, format!("cannot read the mount table: {e}")))?;
+        let mounts = mountinfo::mounts().map_err(|e| {
+            Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("cannot read the mount table: {e}"),
+            )
+        })?;
         let Some(top) = mountinfo::mount_at(&mounts, &s.directory) else {
             return Ok(Outcome::ok());
         };
         // Submounts first, deepest first.
-        let mut subs: Vec<&Mount> =
-            mounts.iter().filter(|m| m.mount_point != s.directory && m.mount_point.starts_with(&s.directory)).collect();
+        let mut subs: Vec<&Mount> = mounts
+            .iter()
+            .filter(|m| m.mount_point != s.directory && m.mount_point.starts_with(&s.directory))
+            .collect();
         subs.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
         for m in subs {
             let _ = nix::mount::umount2(&m.mount_point, MntFlags::empty());
         }
         let force = !matches!(op.params.str("force_unmount"), Some("false"));
-        let term = parse_signal("term_signal", op.params.str("term_signal").unwrap_or("TERM"))?;
-        let killsig = parse_signal("kill_signal", op.params.str("kill_signal").unwrap_or("KILL"))?;
-        let delay = op.params.duration("signal_delay").unwrap_or(Duration::from_secs(1));
+        let term = parse_signal(
+            "term_signal",
+            op.params.str("term_signal").unwrap_or("TERM"),
+        )?;
+        let killsig = parse_signal(
+            "kill_signal",
+            op.params.str("kill_signal").unwrap_or("KILL"),
+        )?;
+        let delay = op
+            .params
+            .duration("signal_delay")
+            .unwrap_or(Duration::from_secs(1));
         let mut signalled: Vec<Holder> = Vec::new();
         let mut round = 0u32;
         loop {
@@ -235,7 +306,8 @@ impl Filesystem {
                             "{} is busy{}",
                             s.directory.display(),
                             if holders.is_empty() {
-                                " (no process holds it: another mount namespace or a kernel user)".to_owned()
+                                " (no process holds it: another mount namespace or a kernel user)"
+                                    .to_owned()
                             } else {
                                 format!(", held by {}", listing(&holders))
                             }
@@ -266,7 +338,8 @@ impl Filesystem {
                     let until = std::time::Instant::now() + delay;
                     while holders.iter().any(|h| proc::alive(h.pid))
                         && proc::pause(Duration::from_millis(10), until.min(op.deadline))
-                    {}
+                    {
+                    }
                     if holders.is_empty() {
                         proc::pause(Duration::from_millis(50), op.deadline);
                     }
@@ -287,20 +360,31 @@ impl Filesystem {
                 // Stacked mounts of the same filesystem: unmount the next one.
                 continue;
             }
-            Event::Unmounted { rsc: op.instance, directory: &s.directory }.log();
+            Event::Unmounted {
+                rsc: op.instance,
+                directory: &s.directory,
+            }
+            .log();
             let out = Outcome::ok();
             return Ok(if signalled.is_empty() {
                 out
             } else {
-                out.with_reason(format!("unmounted after signalling {}", listing(&signalled)))
+                out.with_reason(format!(
+                    "unmounted after signalling {}",
+                    listing(&signalled)
+                ))
             });
         }
     }
 
     fn do_monitor(&self, op: &Op<'_>) -> Result<Outcome, Outcome> {
         let s = spec(op)?;
-        let mounts = mountinfo::mounts()
-            .map_err(|e| Outcome::fail(OcfRc::ErrGeneric, format!("cannot read the mount table: {e}")))?;
+        let mounts = mountinfo::mounts().map_err(|e| {
+            Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("cannot read the mount table: {e}"),
+            )
+        })?;
         let Some(m) = mountinfo::mount_at(&mounts, &s.directory) else {
             return Ok(Outcome::not_running());
         };
@@ -308,11 +392,20 @@ impl Filesystem {
         if !is_ours(&m, &s, dev) {
             return Ok(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("{} has {} mounted, not {}", s.directory.display(), m.source, s.device),
+                format!(
+                    "{} has {} mounted, not {}",
+                    s.directory.display(),
+                    m.source,
+                    s.device
+                ),
             ));
         }
         if op.depth >= 20 {
-            return Ok(probe(op, &s.directory, m.options.split(',').any(|o| o == "ro")));
+            return Ok(probe(
+                op,
+                &s.directory,
+                m.options.split(',').any(|o| o == "ro"),
+            ));
         }
         Ok(Outcome::ok())
     }
@@ -335,7 +428,12 @@ fn probe(op: &Op<'_>, dir: &Path, read_only: bool) -> Outcome {
             std::fs::create_dir_all(&status)?;
             let path = status.join(name);
             let payload = format!("probe {:?}\n", std::time::SystemTime::now());
-            let mut f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&path)?;
             f.write_all(payload.as_bytes())?;
             f.sync_all()?;
             f.rewind()?;
@@ -353,14 +451,20 @@ fn probe(op: &Op<'_>, dir: &Path, read_only: bool) -> Outcome {
     match rx.recv_timeout(op.remaining()) {
         Ok(Ok(())) => Outcome::ok(),
         Ok(Err(e)) => Outcome::fail(OcfRc::ErrGeneric, format!("read/write probe failed: {e}")),
-        Err(_) => Outcome::timed_out("read/write probe did not finish in time: the filesystem hangs"),
+        Err(_) => {
+            Outcome::timed_out("read/write probe did not finish in time: the filesystem hangs")
+        }
     }
 }
 
 impl ResourceAgent for Filesystem {
     fn meta_data(&self) -> Result<Metadata, AgentError> {
         let mut actions = op_actions(60, 60, 20, 40);
-        actions.push(ActionSpec::monitor(Duration::from_secs(40), Duration::from_secs(60), 20));
+        actions.push(ActionSpec::monitor(
+            Duration::from_secs(40),
+            Duration::from_secs(60),
+            20,
+        ));
         Ok(Metadata {
             name: "filesystem".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -385,16 +489,30 @@ impl ResourceAgent for Filesystem {
         let check = || -> Result<Outcome, Outcome> {
             let s = spec(op)?;
             parse_options(op.params.str("options").unwrap_or_default())?;
-            parse_signal("term_signal", op.params.str("term_signal").unwrap_or("TERM"))?;
-            parse_signal("kill_signal", op.params.str("kill_signal").unwrap_or("KILL"))?;
+            parse_signal(
+                "term_signal",
+                op.params.str("term_signal").unwrap_or("TERM"),
+            )?;
+            parse_signal(
+                "kill_signal",
+                op.params.str("kill_signal").unwrap_or("KILL"),
+            )?;
             block_dev(&s.device)?;
             let known = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-            let helper =
-                ["/sbin", "/usr/sbin"].iter().any(|d| Path::new(d).join(format!("mount.{}", s.fstype)).exists());
-            if !helper && !known.lines().any(|l| l.split_whitespace().last() == Some(s.fstype.as_str())) {
+            let helper = ["/sbin", "/usr/sbin"]
+                .iter()
+                .any(|d| Path::new(d).join(format!("mount.{}", s.fstype)).exists());
+            if !helper
+                && !known
+                    .lines()
+                    .any(|l| l.split_whitespace().last() == Some(s.fstype.as_str()))
+            {
                 return Err(Outcome::fail(
                     OcfRc::ErrInstalled,
-                    format!("parameter `fstype`: this kernel does not support {} (see /proc/filesystems)", s.fstype),
+                    format!(
+                        "parameter `fstype`: this kernel does not support {} (see /proc/filesystems)",
+                        s.fstype
+                    ),
                 ));
             }
             Ok(Outcome::ok())

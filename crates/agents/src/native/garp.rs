@@ -5,7 +5,9 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, SockaddrLike, sendto, socket};
+use nix::sys::socket::{
+    AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, SockaddrLike, sendto, socket,
+};
 
 /// Ethernet header length.
 const ETH_LEN: usize = 14;
@@ -15,7 +17,12 @@ pub(crate) fn link_addr(ifname: &str) -> io::Result<LinkAddr> {
     nix::ifaddrs::getifaddrs()?
         .filter(|a| a.interface_name == ifname)
         .find_map(|a| a.address.and_then(|s| s.as_link_addr().copied()))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link address for {ifname}")))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no link address for {ifname}"),
+            )
+        })
 }
 
 fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
@@ -111,14 +118,24 @@ impl Announcer {
             IpAddr::V4(v4) => vec![garp_frame(mac, v4, false), garp_frame(mac, v4, true)],
             IpAddr::V6(v6) => vec![unsolicited_na_frame(mac, v6)],
         };
-        let fd = socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, None)?;
+        let fd = socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
         Ok(Some(Announcer { fd, dest, frames }))
     }
 
     /// Sends one round (ARP request and reply, or one NA).
     pub(crate) fn send_round(&self) -> io::Result<()> {
         for f in &self.frames {
-            sendto(self.fd.as_raw_fd(), f, &self.dest as &dyn SockaddrLike, MsgFlags::empty())?;
+            sendto(
+                self.fd.as_raw_fd(),
+                f,
+                &self.dest as &dyn SockaddrLike,
+                MsgFlags::empty(),
+            )?;
         }
         Ok(())
     }

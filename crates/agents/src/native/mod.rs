@@ -34,11 +34,19 @@ pub(crate) fn build(kind: &str) -> Option<Arc<dyn ResourceAgent>> {
 
 /// An `OCF_ERR_CONFIGURED` outcome naming the parameter.
 fn configured(param: &str, problem: impl std::fmt::Display) -> Outcome {
-    Outcome::fail(OcfRc::ErrConfigured, format!("parameter `{param}`: {problem}"))
+    Outcome::fail(
+        OcfRc::ErrConfigured,
+        format!("parameter `{param}`: {problem}"),
+    )
 }
 
 /// The usual action list with default timeouts (seconds) and a depth-`depth` monitor.
-fn op_actions(start_s: u64, stop_s: u64, monitor_interval_s: u64, monitor_s: u64) -> Vec<ActionSpec> {
+fn op_actions(
+    start_s: u64,
+    stop_s: u64,
+    monitor_interval_s: u64,
+    monitor_s: u64,
+) -> Vec<ActionSpec> {
     let s = Duration::from_secs;
     vec![
         ActionSpec::new("start", s(start_s)),

@@ -19,7 +19,12 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -117,12 +122,19 @@ pub(crate) fn holders(dev: (u64, u64)) -> Vec<Holder> {
             && let Ok(maps) = std::fs::read_to_string(base.join("maps"))
         {
             let wanted = format!("{:02x}:{:02x}", dev.0, dev.1);
-            if maps.lines().any(|l| l.split_whitespace().nth(3) == Some(wanted.as_str())) {
+            if maps
+                .lines()
+                .any(|l| l.split_whitespace().nth(3) == Some(wanted.as_str()))
+            {
                 how = Some("mmap".to_owned());
             }
         }
         if let Some(how) = how {
-            found.push(Holder { pid, comm: crate::proc::comm(pid), how });
+            found.push(Holder {
+                pid,
+                comm: crate::proc::comm(pid),
+                how,
+            });
         }
     }
     found

@@ -5,11 +5,14 @@ use std::io;
 use std::net::IpAddr;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -97,7 +100,10 @@ fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkM
 
 /// Every interface.
 pub(crate) fn links() -> io::Result<Vec<Link>> {
-    let replies = request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_REQUEST | NLM_F_DUMP)?;
+    let replies = request(
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )?;
     Ok(replies
         .into_iter()
         .filter_map(|m| match m {
@@ -123,7 +129,10 @@ pub(crate) fn links() -> io::Result<Vec<Link>> {
 pub(crate) fn addresses(like: &IpAddr) -> io::Result<Vec<Addr>> {
     let mut msg = AddressMessage::default();
     msg.header.family = family_of(like);
-    let replies = request(RouteNetlinkMessage::GetAddress(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
+    let replies = request(
+        RouteNetlinkMessage::GetAddress(msg),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )?;
     Ok(replies
         .into_iter()
         .filter_map(|m| match m {
@@ -139,7 +148,12 @@ pub(crate) fn addresses(like: &IpAddr) -> io::Result<Vec<Addr>> {
                         _ => {}
                     }
                 }
-                Some(Addr { index: a.header.index, ip: local.or(address)?, prefix_len: a.header.prefix_len, label })
+                Some(Addr {
+                    index: a.header.index,
+                    ip: local.or(address)?,
+                    prefix_len: a.header.prefix_len,
+                    label,
+                })
             }
             _ => None,
         })
@@ -150,7 +164,10 @@ pub(crate) fn addresses(like: &IpAddr) -> io::Result<Vec<Addr>> {
 pub(crate) fn routes(like: &IpAddr) -> io::Result<Vec<Route>> {
     let mut msg = RouteMessage::default();
     msg.header.address_family = family_of(like);
-    let replies = request(RouteNetlinkMessage::GetRoute(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
+    let replies = request(
+        RouteNetlinkMessage::GetRoute(msg),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )?;
     Ok(replies
         .into_iter()
         .filter_map(|m| match m {
@@ -198,7 +215,8 @@ fn address_message(index: u32, ip: IpAddr, prefix_len: u8, label: Option<&str>) 
             if prefix_len < 31 {
                 let host_bits = 32 - u32::from(prefix_len);
                 let bcast = u32::from(v4) | ((1u64 << host_bits) - 1) as u32;
-                msg.attributes.push(AddressAttribute::Broadcast(bcast.into()));
+                msg.attributes
+                    .push(AddressAttribute::Broadcast(bcast.into()));
             }
             if let Some(l) = label {
                 msg.attributes.push(AddressAttribute::Label(l.to_owned()));
@@ -207,16 +225,25 @@ fn address_message(index: u32, ip: IpAddr, prefix_len: u8, label: Option<&str>) 
         IpAddr::V6(_) => {
             msg.attributes.push(AddressAttribute::Address(ip));
             // The address is usable at once: no duplicate address detection delay.
-            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
     }
     msg
 }
 
 /// Adds `ip/prefix_len` to interface `index`. `Ok(false)` when it was already there.
-pub(crate) fn add_address(index: u32, ip: IpAddr, prefix_len: u8, label: Option<&str>) -> io::Result<bool> {
+pub(crate) fn add_address(
+    index: u32,
+    ip: IpAddr,
+    prefix_len: u8,
+    label: Option<&str>,
+) -> io::Result<bool> {
     let msg = address_message(index, ip, prefix_len, label);
-    match request(RouteNetlinkMessage::NewAddress(msg), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL) {
+    match request(
+        RouteNetlinkMessage::NewAddress(msg),
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    ) {
         Ok(_) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc_eexist()) => Ok(false),
         Err(e) => Err(e),
@@ -226,7 +253,10 @@ pub(crate) fn add_address(index: u32, ip: IpAddr, prefix_len: u8, label: Option<
 /// Removes `ip/prefix_len` from interface `index`. `Ok(false)` when it was not there.
 pub(crate) fn del_address(index: u32, ip: IpAddr, prefix_len: u8) -> io::Result<bool> {
     let msg = address_message(index, ip, prefix_len, None);
-    match request(RouteNetlinkMessage::DelAddress(msg), NLM_F_REQUEST | NLM_F_ACK) {
+    match request(
+        RouteNetlinkMessage::DelAddress(msg),
+        NLM_F_REQUEST | NLM_F_ACK,
+    ) {
         Ok(_) => Ok(true),
         Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EADDRNOTAVAIL as i32) => Ok(false),
         Err(e) => Err(e),

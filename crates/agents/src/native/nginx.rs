@@ -38,7 +38,11 @@ fn pid_directive(config: &str) -> Option<PathBuf> {
             && let Some(rest) = line.strip_prefix("pid")
             && rest.starts_with(char::is_whitespace)
         {
-            let v = rest.trim().trim_end_matches(';').trim().trim_matches(['"', '\'']);
+            let v = rest
+                .trim()
+                .trim_end_matches(';')
+                .trim()
+                .trim_matches(['"', '\'']);
             return Some(PathBuf::from(v));
         }
         depth += line.matches('{').count() as i32 - line.matches('}').count() as i32;
@@ -48,13 +52,20 @@ fn pid_directive(config: &str) -> Option<PathBuf> {
 
 fn spec(op: &Op<'_>) -> Result<Spec, Outcome> {
     let config = PathBuf::from(op.params.str("configfile").unwrap_or_default());
-    let text = std::fs::read_to_string(&config)
-        .map_err(|e| configured("configfile", format!("cannot read {}: {e}", config.display())))?;
+    let text = std::fs::read_to_string(&config).map_err(|e| {
+        configured(
+            "configfile",
+            format!("cannot read {}: {e}", config.display()),
+        )
+    })?;
     let httpd = PathBuf::from(op.params.str("httpd").unwrap_or("/usr/sbin/nginx"));
     if !httpd.is_file() {
         return Err(Outcome::fail(
             OcfRc::ErrInstalled,
-            format!("parameter `httpd`: {} does not exist on this node", httpd.display()),
+            format!(
+                "parameter `httpd`: {} does not exist on this node",
+                httpd.display()
+            ),
         ));
     }
     let pidfile = op
@@ -63,7 +74,11 @@ fn spec(op: &Op<'_>) -> Result<Spec, Outcome> {
         .map(PathBuf::from)
         .or_else(|| pid_directive(&text))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PIDFILE));
-    Ok(Spec { httpd, config, pidfile })
+    Ok(Spec {
+        httpd,
+        config,
+        pidfile,
+    })
 }
 
 /// The master's pid when it runs: `Ok(None)` when stopped (no pid file, or a stale one).
@@ -82,15 +97,23 @@ fn nginx_cmd(s: &Spec) -> Command {
 fn check_config(op: &Op<'_>, s: &Spec) -> Result<(), Outcome> {
     let mut cmd = nginx_cmd(s);
     cmd.arg("-t").arg("-q");
-    let ran = proc::run(&mut cmd, op.deadline)
-        .map_err(|e| Outcome::fail(OcfRc::ErrInstalled, format!("cannot run {}: {e}", s.httpd.display())))?;
+    let ran = proc::run(&mut cmd, op.deadline).map_err(|e| {
+        Outcome::fail(
+            OcfRc::ErrInstalled,
+            format!("cannot run {}: {e}", s.httpd.display()),
+        )
+    })?;
     if ran.timed_out {
         return Err(Outcome::timed_out("nginx -t did not finish in time"));
     }
     if !ran.success() {
         return Err(Outcome::fail(
             OcfRc::ErrConfigured,
-            format!("nginx -t rejects {}: {}", s.config.display(), ran.describe()),
+            format!(
+                "nginx -t rejects {}: {}",
+                s.config.display(),
+                ran.describe()
+            ),
         ));
     }
     Ok(())
@@ -116,27 +139,40 @@ impl Nginx {
         check_config(op, &s)?;
         let _ = std::fs::remove_file(&s.pidfile);
         let mut cmd = nginx_cmd(&s);
-        let ran = proc::run(&mut cmd, op.deadline)
-            .map_err(|e| Outcome::fail(OcfRc::ErrInstalled, format!("cannot run {}: {e}", s.httpd.display())))?;
+        let ran = proc::run(&mut cmd, op.deadline).map_err(|e| {
+            Outcome::fail(
+                OcfRc::ErrInstalled,
+                format!("cannot run {}: {e}", s.httpd.display()),
+            )
+        })?;
         if ran.timed_out {
             return Err(Outcome::timed_out("nginx did not daemonize in time"));
         }
         if !ran.success() {
-            return Err(Outcome::fail(OcfRc::ErrGeneric, format!("nginx failed to start: {}", ran.describe())));
+            return Err(Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("nginx failed to start: {}", ran.describe()),
+            ));
         }
         let mut last = String::from("no pid file yet");
         loop {
             if let Some(pid) = running_pid(&s) {
                 match status_check(op) {
                     Ok(()) => {
-                        Event::NginxStarted { rsc: op.instance, pid }.log();
+                        Event::NginxStarted {
+                            rsc: op.instance,
+                            pid,
+                        }
+                        .log();
                         return Ok(Outcome::ok());
                     }
                     Err(e) => last = e,
                 }
             }
             if !proc::pause(Duration::from_millis(10), op.deadline) {
-                return Err(Outcome::timed_out(format!("nginx did not come up in time: {last}")));
+                return Err(Outcome::timed_out(format!(
+                    "nginx did not come up in time: {last}"
+                )));
             }
         }
     }
@@ -170,17 +206,24 @@ impl Nginx {
         let _ = kill(master, Signal::SIGKILL);
         if wait_gone(op.deadline) {
             let _ = std::fs::remove_file(&s.pidfile);
-            Event::NginxKilled { rsc: op.instance, pid }.log();
+            Event::NginxKilled {
+                rsc: op.instance,
+                pid,
+            }
+            .log();
             return Ok(Outcome::ok().with_reason("graceful stop timed out; killed with SIGKILL"));
         }
-        Err(Outcome::timed_out(format!("nginx master {pid} survived SIGKILL")))
+        Err(Outcome::timed_out(format!(
+            "nginx master {pid} survived SIGKILL"
+        )))
     }
 
     fn do_monitor(&self, op: &Op<'_>) -> Result<Outcome, Outcome> {
         let s = spec(op)?;
         if running_pid(&s).is_none() {
             return Ok(if s.pidfile.exists() {
-                Outcome::not_running().with_reason(format!("stale pid file {}", s.pidfile.display()))
+                Outcome::not_running()
+                    .with_reason(format!("stale pid file {}", s.pidfile.display()))
             } else {
                 Outcome::not_running()
             });
@@ -188,7 +231,10 @@ impl Nginx {
         if op.depth >= 10
             && let Err(e) = status_check(op)
         {
-            return Ok(Outcome::fail(OcfRc::ErrGeneric, format!("nginx runs but its status check failed: {e}")));
+            return Ok(Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("nginx runs but its status check failed: {e}"),
+            ));
         }
         Ok(Outcome::ok())
     }
@@ -196,11 +242,15 @@ impl Nginx {
     fn do_reload(&self, op: &Op<'_>) -> Result<Outcome, Outcome> {
         let s = spec(op)?;
         let Some(pid) = running_pid(&s) else {
-            return Err(Outcome::fail(OcfRc::NotRunning, "nginx is not running; nothing to reload"));
+            return Err(Outcome::fail(
+                OcfRc::NotRunning,
+                "nginx is not running; nothing to reload",
+            ));
         };
         check_config(op, &s)?;
-        kill(Pid::from_raw(pid), Signal::SIGHUP)
-            .map_err(|e| Outcome::fail(OcfRc::ErrGeneric, format!("cannot signal nginx {pid}: {e}")))?;
+        kill(Pid::from_raw(pid), Signal::SIGHUP).map_err(|e| {
+            Outcome::fail(OcfRc::ErrGeneric, format!("cannot signal nginx {pid}: {e}"))
+        })?;
         Ok(Outcome::ok())
     }
 }
@@ -208,7 +258,11 @@ impl Nginx {
 impl ResourceAgent for Nginx {
     fn meta_data(&self) -> Result<Metadata, AgentError> {
         let mut actions = op_actions(60, 60, 10, 30);
-        actions.push(ActionSpec::monitor(Duration::from_secs(30), Duration::from_secs(30), 10));
+        actions.push(ActionSpec::monitor(
+            Duration::from_secs(30),
+            Duration::from_secs(30),
+            10,
+        ));
         actions.push(ActionSpec::new("reload", Duration::from_secs(40)));
         Ok(Metadata {
             name: "nginx".into(),
@@ -226,7 +280,9 @@ impl ResourceAgent for Nginx {
     }
 
     fn validate(&self, op: &Op<'_>) -> Outcome {
-        spec(op).and_then(|s| check_config(op, &s)).map_or_else(|o| o, |()| Outcome::ok())
+        spec(op)
+            .and_then(|s| check_config(op, &s))
+            .map_or_else(|o| o, |()| Outcome::ok())
     }
 
     fn start(&self, op: &Op<'_>) -> Outcome {
@@ -253,7 +309,8 @@ mod tests {
 
     #[test]
     fn pid_directive_is_found_only_at_top_level() {
-        let conf = "# pid /nope;\nworker_processes 1;\nhttp {\n pid /inner;\n}\npid /run/x.pid; # c\n";
+        let conf =
+            "# pid /nope;\nworker_processes 1;\nhttp {\n pid /inner;\n}\npid /run/x.pid; # c\n";
         assert_eq!(pid_directive(conf), Some(PathBuf::from("/run/x.pid")));
         assert_eq!(pid_directive("events {}\n"), None);
         assert!(Path::new(DEFAULT_PIDFILE).is_absolute());

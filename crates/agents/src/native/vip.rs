@@ -26,7 +26,8 @@ struct Target {
 
 fn parse_ip(op: &Op<'_>) -> Result<IpAddr, Outcome> {
     let text = op.params.str("ip").unwrap_or_default();
-    text.parse::<IpAddr>().map_err(|_| configured("ip", format!("`{text}` is not an IPv4 or IPv6 address")))
+    text.parse::<IpAddr>()
+        .map_err(|_| configured("ip", format!("`{text}` is not an IPv4 or IPv6 address")))
 }
 
 fn io_fail(what: &str, e: &std::io::Error) -> Outcome {
@@ -45,7 +46,10 @@ fn resolve(op: &Op<'_>, ip: IpAddr) -> Result<Target, Outcome> {
     let cidr = match op.params.int("cidr_netmask") {
         Some(c) if (0..=max_prefix).contains(&c) => Some(c as u8),
         Some(c) => {
-            return Err(configured("cidr_netmask", format!("{c} is not a prefix length for {ip} (0..={max_prefix})")));
+            return Err(configured(
+                "cidr_netmask",
+                format!("{c} is not a prefix length for {ip} (0..={max_prefix})"),
+            ));
         }
         None => None,
     };
@@ -53,14 +57,20 @@ fn resolve(op: &Op<'_>, ip: IpAddr) -> Result<Target, Outcome> {
     let nic = op.params.str("nic");
     let nic_link = match nic {
         Some(n) => Some(find_link(&links, n).ok_or_else(|| {
-            Outcome::fail(OcfRc::ErrInstalled, format!("parameter `nic`: interface {n} does not exist on this node"))
+            Outcome::fail(
+                OcfRc::ErrInstalled,
+                format!("parameter `nic`: interface {n} does not exist on this node"),
+            )
         })?),
         None => None,
     };
     let covering = routes
         .iter()
         .filter(|r| r.unicast && !r.via_gateway && r.oif.is_some() && r.prefix_len > 0)
-        .filter(|r| r.dst.is_some_and(|d| netlink::contains(d, r.prefix_len, ip)))
+        .filter(|r| {
+            r.dst
+                .is_some_and(|d| netlink::contains(d, r.prefix_len, ip))
+        })
         .filter(|r| nic_link.is_none_or(|l| r.oif == Some(l.index)))
         .filter(|r| !(ip.is_ipv6() && r.prefix_len == 128))
         .max_by_key(|r| r.prefix_len);
@@ -70,11 +80,15 @@ fn resolve(op: &Op<'_>, ip: IpAddr) -> Result<Target, Outcome> {
             .iter()
             .find(|l| Some(l.index) == r.oif)
             .cloned()
-            .ok_or_else(|| Outcome::fail(OcfRc::ErrGeneric, "route points at a vanished interface"))?,
+            .ok_or_else(|| {
+                Outcome::fail(OcfRc::ErrGeneric, "route points at a vanished interface")
+            })?,
         (None, None) => {
             return Err(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("no interface has a connected route covering {ip}: set parameter `nic` (and `cidr_netmask`)"),
+                format!(
+                    "no interface has a connected route covering {ip}: set parameter `nic` (and `cidr_netmask`)"
+                ),
             ));
         }
     };
@@ -84,7 +98,10 @@ fn resolve(op: &Op<'_>, ip: IpAddr) -> Result<Target, Outcome> {
         (None, None) => {
             return Err(configured(
                 "cidr_netmask",
-                format!("not given, and no route on {} covers {ip} to take it from", link.name),
+                format!(
+                    "not given, and no route on {} covers {ip} to take it from",
+                    link.name
+                ),
             ));
         }
     };
@@ -93,20 +110,34 @@ fn resolve(op: &Op<'_>, ip: IpAddr) -> Result<Target, Outcome> {
             return Err(configured("label", "labels exist only for IPv4 addresses"));
         }
         Some(l) => {
-            let full =
-                if l.starts_with(&format!("{}:", link.name)) { l.to_owned() } else { format!("{}:{l}", link.name) };
+            let full = if l.starts_with(&format!("{}:", link.name)) {
+                l.to_owned()
+            } else {
+                format!("{}:{l}", link.name)
+            };
             if full.len() > 15 {
-                return Err(configured("label", format!("`{full}` is longer than 15 characters")));
+                return Err(configured(
+                    "label",
+                    format!("`{full}` is longer than 15 characters"),
+                ));
             }
             Some(full)
         }
         None => None,
     };
-    Ok(Target { ip, link, prefix_len, label })
+    Ok(Target {
+        ip,
+        link,
+        prefix_len,
+        label,
+    })
 }
 
 fn present(ip: IpAddr) -> Result<Option<Addr>, Outcome> {
-    Ok(netlink::addresses(&ip).map_err(|e| io_fail("cannot list addresses", &e))?.into_iter().find(|a| a.ip == ip))
+    Ok(netlink::addresses(&ip)
+        .map_err(|e| io_fail("cannot list addresses", &e))?
+        .into_iter()
+        .find(|a| a.ip == ip))
 }
 
 fn announce(op: &Op<'_>, t: &Target) -> Result<(), Outcome> {
@@ -114,13 +145,15 @@ fn announce(op: &Op<'_>, t: &Target) -> Result<(), Outcome> {
     if count == 0 {
         return Ok(());
     }
-    let interval = Duration::from_millis(op.params.int("arp_interval").unwrap_or(200).max(0) as u64);
+    let interval =
+        Duration::from_millis(op.params.int("arp_interval").unwrap_or(200).max(0) as u64);
     let Some(ann) = Announcer::new(&t.link.name, t.ip)
         .map_err(|e| io_fail(&format!("cannot announce {} on {}", t.ip, t.link.name), &e))?
     else {
         return Ok(());
     };
-    ann.send_round().map_err(|e| io_fail(&format!("cannot send announcement on {}", t.link.name), &e))?;
+    ann.send_round()
+        .map_err(|e| io_fail(&format!("cannot send announcement on {}", t.link.name), &e))?;
     if count > 1 {
         // The repeats go out after start has returned, as a cluster expects a quick start.
         // Each repeat first checks that the address is still ours: a stop (or a move) right
@@ -129,8 +162,8 @@ fn announce(op: &Op<'_>, t: &Target) -> Result<(), Outcome> {
         std::thread::spawn(move || {
             for _ in 1..count {
                 std::thread::sleep(interval);
-                let still_ours =
-                    netlink::addresses(&ip).is_ok_and(|all| all.iter().any(|a| a.ip == ip && a.index == index));
+                let still_ours = netlink::addresses(&ip)
+                    .is_ok_and(|all| all.iter().any(|a| a.ip == ip && a.index == index));
                 if !still_ours || ann.send_round().is_err() {
                     break;
                 }
@@ -150,15 +183,31 @@ impl Vip {
             }
             return Err(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("{ip} is already configured on another interface (index {})", a.index),
+                format!(
+                    "{ip} is already configured on another interface (index {})",
+                    a.index
+                ),
             ));
         }
         if !t.link.up {
-            return Err(Outcome::fail(OcfRc::ErrGeneric, format!("interface {} is down", t.link.name)));
+            return Err(Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("interface {} is down", t.link.name),
+            ));
         }
-        netlink::add_address(t.link.index, ip, t.prefix_len, t.label.as_deref())
-            .map_err(|e| io_fail(&format!("cannot add {ip}/{} to {}", t.prefix_len, t.link.name), &e))?;
-        Event::AddressAdded { rsc: op.instance, ip, nic: &t.link.name, prefix_len: t.prefix_len }.log();
+        netlink::add_address(t.link.index, ip, t.prefix_len, t.label.as_deref()).map_err(|e| {
+            io_fail(
+                &format!("cannot add {ip}/{} to {}", t.prefix_len, t.link.name),
+                &e,
+            )
+        })?;
+        Event::AddressAdded {
+            rsc: op.instance,
+            ip,
+            nic: &t.link.name,
+            prefix_len: t.prefix_len,
+        }
+        .log();
         announce(op, &t)?;
         Ok(Outcome::ok())
     }
@@ -175,8 +224,13 @@ impl Vip {
                 return Ok(Outcome::ok());
             }
         }
-        netlink::del_address(a.index, ip, a.prefix_len).map_err(|e| io_fail(&format!("cannot remove {ip}"), &e))?;
-        Event::AddressRemoved { rsc: op.instance, ip }.log();
+        netlink::del_address(a.index, ip, a.prefix_len)
+            .map_err(|e| io_fail(&format!("cannot remove {ip}"), &e))?;
+        Event::AddressRemoved {
+            rsc: op.instance,
+            ip,
+        }
+        .log();
         Ok(Outcome::ok())
     }
 
@@ -193,7 +247,8 @@ impl Vip {
             && nic != link.name
         {
             // Not ours (stop leaves it alone too); a start will report the conflict.
-            return Ok(Outcome::not_running().with_reason(format!("{ip} is on {}, not on {nic}", link.name)));
+            return Ok(Outcome::not_running()
+                .with_reason(format!("{ip} is on {}, not on {nic}", link.name)));
         }
         if !link.up {
             return Ok(Outcome::fail(
@@ -204,7 +259,10 @@ impl Vip {
         if !link.lower_up && link.name != "lo" {
             return Ok(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("{ip} is configured but interface {} has no carrier", link.name),
+                format!(
+                    "{ip} is configured but interface {} has no carrier",
+                    link.name
+                ),
             ));
         }
         Ok(Outcome::ok())
@@ -231,7 +289,9 @@ impl ResourceAgent for Vip {
     }
 
     fn validate(&self, op: &Op<'_>) -> Outcome {
-        parse_ip(op).and_then(|ip| resolve(op, ip)).map_or_else(|o| o, |_| Outcome::ok())
+        parse_ip(op)
+            .and_then(|ip| resolve(op, ip))
+            .map_or_else(|o| o, |_| Outcome::ok())
     }
 
     fn start(&self, op: &Op<'_>) -> Outcome {

@@ -41,7 +41,10 @@ fn domain_name(xml: &str) -> Result<String, String> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| format!("not well-formed XML: {e}"))?;
     let root = doc.root_element();
     if !root.has_tag_name("domain") {
-        return Err(format!("root element is <{}>, not <domain>", root.tag_name().name()));
+        return Err(format!(
+            "root element is <{}>, not <domain>",
+            root.tag_name().name()
+        ));
     }
     root.children()
         .find(|c| c.has_tag_name("name"))
@@ -55,11 +58,16 @@ fn spec(op: &Op<'_>) -> Result<Spec, Outcome> {
     let config = PathBuf::from(op.params.str("config").unwrap_or_default());
     let xml = std::fs::read_to_string(&config)
         .map_err(|e| configured("config", format!("cannot read {}: {e}", config.display())))?;
-    let name = domain_name(&xml).map_err(|e| configured("config", format!("{}: {e}", config.display())))?;
+    let name = domain_name(&xml)
+        .map_err(|e| configured("config", format!("{}: {e}", config.display())))?;
     Ok(Spec {
         config,
         name,
-        uri: op.params.str("hypervisor").unwrap_or("qemu:///system").to_owned(),
+        uri: op
+            .params
+            .str("hypervisor")
+            .unwrap_or("qemu:///system")
+            .to_owned(),
         virsh: op.params.str("virsh").unwrap_or("virsh").to_owned(),
     })
 }
@@ -70,7 +78,10 @@ fn virsh(op: &Op<'_>, s: &Spec, args: &[&str]) -> Result<proc::Ran, Outcome> {
     let ran = proc::run(&mut cmd, op.deadline)
         .map_err(|e| Outcome::fail(OcfRc::ErrInstalled, format!("cannot run {}: {e}", s.virsh)))?;
     if ran.timed_out {
-        return Err(Outcome::timed_out(format!("virsh {} did not finish in time", args.join(" "))));
+        return Err(Outcome::timed_out(format!(
+            "virsh {} did not finish in time",
+            args.join(" ")
+        )));
     }
     Ok(ran)
 }
@@ -84,7 +95,12 @@ fn state(op: &Op<'_>, s: &Spec) -> Result<State, Outcome> {
         }
         return Err(Outcome::fail(
             OcfRc::ErrGeneric,
-            format!("cannot query domain {} on {}: {}", s.name, s.uri, ran.describe()),
+            format!(
+                "cannot query domain {} on {}: {}",
+                s.name,
+                s.uri,
+                ran.describe()
+            ),
         ));
     }
     Ok(match ran.stdout.trim() {
@@ -102,7 +118,10 @@ fn must(op: &Op<'_>, s: &Spec, args: &[&str]) -> Result<(), Outcome> {
     if ran.success() {
         Ok(())
     } else {
-        Err(Outcome::fail(OcfRc::ErrGeneric, format!("virsh {} failed: {}", args.join(" "), ran.describe())))
+        Err(Outcome::fail(
+            OcfRc::ErrGeneric,
+            format!("virsh {} failed: {}", args.join(" "), ran.describe()),
+        ))
     }
 }
 
@@ -124,10 +143,17 @@ impl Vm {
         must(op, &s, &["start", &s.name])?;
         match state(op, &s)? {
             State::Running => {
-                Event::DomainStarted { rsc: op.instance, domain: &s.name }.log();
+                Event::DomainStarted {
+                    rsc: op.instance,
+                    domain: &s.name,
+                }
+                .log();
                 Ok(Outcome::ok())
             }
-            other => Err(Outcome::fail(OcfRc::ErrGeneric, format!("domain {} is {other:?} right after start", s.name))),
+            other => Err(Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("domain {} is {other:?} right after start", s.name),
+            )),
         }
     }
 
@@ -145,29 +171,49 @@ impl Vm {
         if !op.params.flag("force_stop") {
             // ACPI shutdown first, for `shutdown_timeout` or two thirds of the time left.
             let share = op.remaining() * 2 / 3;
-            let budget = op.params.duration("shutdown_timeout").map_or(share, |d| d.min(share));
+            let budget = op
+                .params
+                .duration("shutdown_timeout")
+                .map_or(share, |d| d.min(share));
             let until = Instant::now() + budget;
             let _ = virsh(op, &s, &["shutdown", &s.name]);
             loop {
                 if matches!(state(op, &s)?, State::ShutOff | State::Undefined) {
-                    Event::DomainStopped { rsc: op.instance, domain: &s.name, destroyed: false }.log();
+                    Event::DomainStopped {
+                        rsc: op.instance,
+                        domain: &s.name,
+                        destroyed: false,
+                    }
+                    .log();
                     return Ok(Outcome::ok());
                 }
                 if !proc::pause(Duration::from_millis(100), until) {
                     break;
                 }
             }
-            reason = Some(format!("guest did not shut down within {:.1}s; destroyed", budget.as_secs_f64()));
+            reason = Some(format!(
+                "guest did not shut down within {:.1}s; destroyed",
+                budget.as_secs_f64()
+            ));
         }
         let ran = virsh(op, &s, &["destroy", &s.name])?;
         match state(op, &s)? {
             State::ShutOff | State::Undefined => {
-                Event::DomainStopped { rsc: op.instance, domain: &s.name, destroyed: true }.log();
+                Event::DomainStopped {
+                    rsc: op.instance,
+                    domain: &s.name,
+                    destroyed: true,
+                }
+                .log();
                 Ok(reason.map_or_else(Outcome::ok, |r| Outcome::ok().with_reason(r)))
             }
             other => Err(Outcome::fail(
                 OcfRc::ErrGeneric,
-                format!("domain {} is still {other:?} after destroy: {}", s.name, ran.describe()),
+                format!(
+                    "domain {} is still {other:?} after destroy: {}",
+                    s.name,
+                    ran.describe()
+                ),
             )),
         }
     }
@@ -178,8 +224,13 @@ impl Vm {
             State::Running | State::ShuttingDown => Outcome::ok(),
             State::Paused => Outcome::ok().with_reason("domain is paused"),
             State::Undefined | State::ShutOff => Outcome::not_running(),
-            State::Crashed => Outcome::fail(OcfRc::ErrGeneric, format!("domain {} crashed", s.name)),
-            State::Other(st) => Outcome::fail(OcfRc::ErrGeneric, format!("domain {} is in state `{st}`", s.name)),
+            State::Crashed => {
+                Outcome::fail(OcfRc::ErrGeneric, format!("domain {} crashed", s.name))
+            }
+            State::Other(st) => Outcome::fail(
+                OcfRc::ErrGeneric,
+                format!("domain {} is in state `{st}`", s.name),
+            ),
         })
     }
 }
@@ -207,7 +258,10 @@ impl ResourceAgent for Vm {
             Err(o) => o,
             Ok(s) => match Command::new(&s.virsh).arg("--version").output() {
                 Ok(o) if o.status.success() => Outcome::ok(),
-                _ => Outcome::fail(OcfRc::ErrInstalled, format!("parameter `virsh`: cannot run {}", s.virsh)),
+                _ => Outcome::fail(
+                    OcfRc::ErrInstalled,
+                    format!("parameter `virsh`: cannot run {}", s.virsh),
+                ),
             },
         }
     }
@@ -231,7 +285,10 @@ mod tests {
 
     #[test]
     fn domain_name_comes_from_the_xml() {
-        assert_eq!(domain_name("<domain type='test'><name> n1 </name></domain>"), Ok("n1".into()));
+        assert_eq!(
+            domain_name("<domain type='test'><name> n1 </name></domain>"),
+            Ok("n1".into())
+        );
         assert!(domain_name("<domain/>").unwrap_err().contains("no <name>"));
         assert!(domain_name("<node/>").unwrap_err().contains("not <domain>"));
         assert!(domain_name("<domain").is_err());

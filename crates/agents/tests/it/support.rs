@@ -63,11 +63,16 @@ pub(crate) fn render(template: &str, vars: &[(&str, &str)]) -> String {
 
 /// An agent from the default registry.
 pub(crate) fn agent(name: &str) -> Arc<dyn ResourceAgent> {
-    Registry::default().get(name).unwrap_or_else(|e| panic!("{e}"))
+    Registry::default()
+        .get(name)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Prints where native and OCF differ and asserts that the lifecycle steps agree.
-pub(crate) fn assert_same_lifecycle(native: &agents::testing::Report, ocf: &agents::testing::Report) {
+pub(crate) fn assert_same_lifecycle(
+    native: &agents::testing::Report,
+    ocf: &agents::testing::Report,
+) {
     let diffs = agents::testing::compare(native, ocf);
     for d in &diffs {
         eprintln!("native vs ocf differ: {d}");
@@ -87,9 +92,14 @@ pub(crate) fn assert_same_lifecycle(native: &agents::testing::Report, ocf: &agen
     let lifecycle: Vec<String> = native
         .rc_trace()
         .into_iter()
-        .filter(|(label, _)| LIFECYCLE.contains(&label.as_str()) || label.starts_with("monitor depth"))
+        .filter(|(label, _)| {
+            LIFECYCLE.contains(&label.as_str()) || label.starts_with("monitor depth")
+        })
         .filter(|(label, rc)| theirs.get(label).is_some_and(|o| o != rc))
         .map(|(label, rc)| format!("{label}: native={rc} ocf={}", theirs[&label]))
         .collect();
-    assert!(lifecycle.is_empty(), "native and OCF disagree on the lifecycle: {lifecycle:?}");
+    assert!(
+        lifecycle.is_empty(),
+        "native and OCF disagree on the lifecycle: {lifecycle:?}"
+    );
 }

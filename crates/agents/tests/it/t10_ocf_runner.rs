@@ -58,7 +58,11 @@ fn a_script_passes_conformance_and_sees_the_standard_environment() {
     let report = agents::testing::conformance(&agent, "ocf:test:dummy", &case);
     report.assert_passed();
 
-    let mut req = Request::new(Action::Start, "d1", kv(&[("state", &state), ("count", "4")]));
+    let mut req = Request::new(
+        Action::Start,
+        "d1",
+        kv(&[("state", &state), ("count", "4")]),
+    );
     req.meta = kv(&[("notify", "true")]);
     assert_eq!(execute(&agent, &req).rc, OcfRc::Success);
     let env = std::fs::read_to_string(format!("{state}.env")).unwrap();
@@ -72,9 +76,15 @@ fn a_script_passes_conformance_and_sees_the_standard_environment() {
         "OCF_RESKEY_CRM_meta_notify=true",
         "OCF_RESKEY_CRM_meta_timeout=20000",
     ] {
-        assert!(env.lines().any(|l| l.starts_with(line)), "{line} missing from:\n{env}");
+        assert!(
+            env.lines().any(|l| l.starts_with(line)),
+            "{line} missing from:\n{env}"
+        );
     }
-    let monitor = execute(&agent, &Request::new(Action::Monitor, "d1", kv(&[("state", "/nonexistent")])));
+    let monitor = execute(
+        &agent,
+        &Request::new(Action::Monitor, "d1", kv(&[("state", "/nonexistent")])),
+    );
     assert_eq!(monitor.rc, OcfRc::NotRunning);
     assert_eq!(monitor.reason.as_deref(), Some("no state file"));
 }
@@ -85,15 +95,24 @@ fn meta_data_becomes_the_native_schema() {
     let md = dummy(dir.path()).meta_data().unwrap();
     let state = md.param("state").unwrap();
     assert!(state.required && state.unique);
-    assert!(md.param("count").unwrap().unique, "unique-group counts as unique");
+    assert!(
+        md.param("count").unwrap().unique,
+        "unique-group counts as unique"
+    );
     assert_eq!(md.param("count").unwrap().default.as_deref(), Some("3"));
-    assert_eq!(md.param("mode").unwrap().kind, agents::ParamType::Select(vec!["a".into(), "b".into()]));
+    assert_eq!(
+        md.param("mode").unwrap().kind,
+        agents::ParamType::Select(vec!["a".into(), "b".into()])
+    );
     assert_eq!(md.action("stop").unwrap().timeout, Duration::from_secs(30));
     assert_eq!(md.monitor_depths(), vec![0, 10]);
     let typed = md.validate(&kv(&[("state", "x")])).unwrap();
     assert_eq!(typed.int("count"), Some(3));
     let errs = md.validate(&kv(&[("count", "x")])).unwrap_err();
-    assert_eq!(errs.iter().map(|e| e.param()).collect::<Vec<_>>(), ["state", "count"]);
+    assert_eq!(
+        errs.iter().map(|e| e.param()).collect::<Vec<_>>(),
+        ["state", "count"]
+    );
 }
 
 #[test]
@@ -103,15 +122,25 @@ fn a_hanging_agent_is_killed_with_its_whole_process_group() {
     let agent = write_agent(
         dir.path(),
         "hang",
-        &format!("sleep 60 & echo $! > {}; echo partial output; sleep 60", pidfile.display()),
+        &format!(
+            "sleep 60 & echo $! > {}; echo partial output; sleep 60",
+            pidfile.display()
+        ),
     );
     let t0 = Instant::now();
-    let r = execute(&agent, &Request::new(Action::Start, "h", kv(&[])).timeout(Duration::from_millis(400)));
+    let r = execute(
+        &agent,
+        &Request::new(Action::Start, "h", kv(&[])).timeout(Duration::from_millis(400)),
+    );
     assert_eq!(r.status, ExecStatus::TimedOut, "{r}");
     assert_eq!(r.rc, OcfRc::ErrGeneric);
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     assert!(r.reason.unwrap().contains("process group was killed"));
-    let bg: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let bg: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(
         rig::wait_until(Duration::from_secs(3), || !rig::process_alive(bg)),
         "background child {bg} of the hung agent survived"
@@ -139,7 +168,10 @@ esac"#,
     let r = execute(&agent, &Request::new(Action::Stop, "j", kv(&[])));
     assert_eq!(r.rc, OcfRc::ErrGeneric);
     assert!(r.reason.unwrap().contains("signal 9"));
-    assert_eq!(execute(&agent, &Request::new(Action::Monitor, "j", kv(&[]))).rc, OcfRc::Degraded);
+    assert_eq!(
+        execute(&agent, &Request::new(Action::Monitor, "j", kv(&[]))).rc,
+        OcfRc::Degraded
+    );
     let err = agent.meta_data().unwrap_err().to_string();
     assert!(err.contains("not well-formed XML"), "{err}");
 }
@@ -151,10 +183,19 @@ fn registry_resolves_names_and_explains_misses() {
     write_agent(dir.path(), "nginx", "exit 0");
     let reg = Registry::new(dir.path());
     assert_eq!(reg.resolve("dummy").unwrap().to_string(), "ocf:test:dummy");
-    assert_eq!(reg.resolve("vip").unwrap().to_string(), "native:builtin:vip");
+    assert_eq!(
+        reg.resolve("vip").unwrap().to_string(),
+        "native:builtin:vip"
+    );
     let amb = reg.resolve("nginx").unwrap_err().to_string();
-    assert!(amb.contains("native:builtin:nginx") && amb.contains("ocf:test:nginx"), "{amb}");
-    assert_eq!(reg.resolve("test:nginx").unwrap().to_string(), "ocf:test:nginx");
+    assert!(
+        amb.contains("native:builtin:nginx") && amb.contains("ocf:test:nginx"),
+        "{amb}"
+    );
+    assert_eq!(
+        reg.resolve("test:nginx").unwrap().to_string(),
+        "ocf:test:nginx"
+    );
     let miss = reg.resolve("Dummy").unwrap_err().to_string();
     assert!(miss.contains("did you mean ocf:test:dummy"), "{miss}");
     assert!(reg.get("ocf:test:missing").is_err());
@@ -179,11 +220,24 @@ fn native_agents_refuse_bad_parameters_naming_them() {
     let vip = crate::support::agent("vip");
     let r = execute(
         vip.as_ref(),
-        &Request::new(Action::Start, "v", kv(&[("ip", "10.0.0.1"), ("cidr_netmask", "abc"), ("nic", "")])),
+        &Request::new(
+            Action::Start,
+            "v",
+            kv(&[("ip", "10.0.0.1"), ("cidr_netmask", "abc"), ("nic", "")]),
+        ),
     );
     assert_eq!(r.rc, OcfRc::ErrConfigured);
-    assert!(r.reason.as_deref().unwrap().contains("`cidr_netmask`: `abc` is not an integer"), "{r}");
-    let r = execute(vip.as_ref(), &Request::new(Action::Validate, "v", kv(&[("ip", "10.0.0.300")])));
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap()
+            .contains("`cidr_netmask`: `abc` is not an integer"),
+        "{r}"
+    );
+    let r = execute(
+        vip.as_ref(),
+        &Request::new(Action::Validate, "v", kv(&[("ip", "10.0.0.300")])),
+    );
     assert_eq!(r.rc, OcfRc::ErrConfigured);
     assert!(r.reason.as_deref().unwrap().contains("`ip`"), "{r}");
     let fs = crate::support::agent("filesystem");
@@ -192,24 +246,46 @@ fn native_agents_refuse_bad_parameters_naming_them() {
         &Request::new(
             Action::Validate,
             "f",
-            kv(&[("device", "/dev/nonexistent-disk"), ("directory", "/mnt/x"), ("fstype", "ext4")]),
+            kv(&[
+                ("device", "/dev/nonexistent-disk"),
+                ("directory", "/mnt/x"),
+                ("fstype", "ext4"),
+            ]),
         ),
     );
     assert_eq!(r.rc, OcfRc::ErrInstalled, "{r}");
     let r = execute(
         fs.as_ref(),
-        &Request::new(Action::Validate, "f", kv(&[("device", "tmpfs"), ("directory", "rel/dir"), ("fstype", "tmpfs")])),
+        &Request::new(
+            Action::Validate,
+            "f",
+            kv(&[
+                ("device", "tmpfs"),
+                ("directory", "rel/dir"),
+                ("fstype", "tmpfs"),
+            ]),
+        ),
     );
     assert_eq!(r.rc, OcfRc::ErrConfigured, "{r}");
     let nginx = crate::support::agent("native:builtin:nginx");
-    let r =
-        execute(nginx.as_ref(), &Request::new(Action::Start, "n", kv(&[("configfile", "/nonexistent/nginx.conf")])));
+    let r = execute(
+        nginx.as_ref(),
+        &Request::new(
+            Action::Start,
+            "n",
+            kv(&[("configfile", "/nonexistent/nginx.conf")]),
+        ),
+    );
     assert_eq!(r.rc, OcfRc::ErrConfigured);
     assert!(r.reason.as_deref().unwrap().contains("`configfile`"), "{r}");
     let vm = crate::support::agent("vm");
     let r = execute(
         vm.as_ref(),
-        &Request::new(Action::Monitor, "m", kv(&[("config", "/nonexistent.xml"), ("force_stop", "perhaps")])),
+        &Request::new(
+            Action::Monitor,
+            "m",
+            kv(&[("config", "/nonexistent.xml"), ("force_stop", "perhaps")]),
+        ),
     );
     assert_eq!(r.rc, OcfRc::ErrConfigured);
     assert!(r.reason.as_deref().unwrap().contains("`force_stop`"), "{r}");
@@ -250,7 +326,10 @@ esac"#
         "stop again",
         "validate-all: missing required `state`",
     ] {
-        assert!(failed.contains(&expected), "{expected} not caught:\n{report}");
+        assert!(
+            failed.contains(&expected),
+            "{expected} not caught:\n{report}"
+        );
     }
     assert!(!failed.contains(&"start"), "{report}");
 }

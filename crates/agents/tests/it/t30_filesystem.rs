@@ -20,8 +20,13 @@ impl Loop {
     fn new() -> Loop {
         let dir = rig::ScratchDir::new_in(std::path::Path::new("/dev/shm"));
         let img = dir.path().join("disk.img");
-        rig::sh(&format!("truncate -s 64M {0} && mkfs.ext4 -q -F {0}", img.display()));
-        let dev = rig::sh(&format!("losetup -f --show {}", img.display())).trim().to_owned();
+        rig::sh(&format!(
+            "truncate -s 64M {0} && mkfs.ext4 -q -F {0}",
+            img.display()
+        ));
+        let dev = rig::sh(&format!("losetup -f --show {}", img.display()))
+            .trim()
+            .to_owned();
         Loop { dev, dir }
     }
 }
@@ -33,7 +38,10 @@ impl Drop for Loop {
 }
 
 fn env_of(l: &Loop) -> Vec<(&'static str, String)> {
-    vec![("AGENTS_IT_LOOP", l.dev.clone()), ("AGENTS_IT_DIR", l.dir.path().display().to_string())]
+    vec![
+        ("AGENTS_IT_LOOP", l.dev.clone()),
+        ("AGENTS_IT_DIR", l.dir.path().display().to_string()),
+    ]
 }
 
 fn child_env() -> (String, String) {
@@ -68,14 +76,23 @@ fn filesystem_native_and_ocf_pass_the_same_conformance_suite() {
     }
     let (dev, dir) = child_env();
     let mnt = format!("{dir}/mnt");
-    let case = Case::new("fs", &[("device", &dev), ("directory", &mnt), ("fstype", "ext4")]).depths(&[20]).bad(
+    let case = Case::new(
+        "fs",
+        &[("device", &dev), ("directory", &mnt), ("fstype", "ext4")],
+    )
+    .depths(&[20])
+    .bad(
         "nonexistent device",
         &[("device", "/dev/nonexistent-disk")],
         &[OcfRc::ErrInstalled],
     );
     let native = conformance(agent("filesystem").as_ref(), "native filesystem", &case);
     eprintln!("native filesystem:\n{native}");
-    let ocf = conformance(agent("ocf:heartbeat:Filesystem").as_ref(), "Filesystem", &case);
+    let ocf = conformance(
+        agent("ocf:heartbeat:Filesystem").as_ref(),
+        "Filesystem",
+        &case,
+    );
     eprintln!("Filesystem:\n{ocf}");
     native.assert_passed();
     // resource-agents 4.12 Filesystem: validate-all checks only `device`, and `fstype` is
@@ -105,11 +122,23 @@ fn filesystem_stop_kills_and_names_the_processes_holding_the_mount() {
     let (dev, dir) = child_env();
     let mnt = format!("{dir}/mnt");
     let fs = agent("filesystem");
-    let p = kv(&[("device", &dev), ("directory", &mnt), ("fstype", "ext4"), ("signal_delay", "300ms")]);
+    let p = kv(&[
+        ("device", &dev),
+        ("directory", &mnt),
+        ("fstype", "ext4"),
+        ("signal_delay", "300ms"),
+    ]);
     let r = execute(fs.as_ref(), &Request::new(Action::Start, "fs", p.clone()));
     assert_eq!(r.rc, OcfRc::Success, "{r}");
     std::fs::write(format!("{mnt}/data"), b"x").unwrap();
-    let spawn = |script: &str| Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).spawn().unwrap();
+    let spawn = |script: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
     // One holder by its working directory, one by an open file, one by its executable.
     std::fs::copy("/bin/sleep", format!("{mnt}/napper")).unwrap();
     let mut cwd_holder = spawn(&format!("cd {mnt} && exec sleep 60"));
@@ -127,21 +156,45 @@ fn filesystem_stop_kills_and_names_the_processes_holding_the_mount() {
     // Without force_unmount the stop fails and names the holders.
     let mut keep = p.clone();
     keep.insert("force_unmount".into(), "false".into());
-    let r = execute(fs.as_ref(), &Request::new(Action::Stop, "fs", keep).timeout(Duration::from_secs(5)));
+    let r = execute(
+        fs.as_ref(),
+        &Request::new(Action::Stop, "fs", keep).timeout(Duration::from_secs(5)),
+    );
     assert_eq!(r.rc, OcfRc::ErrGeneric, "{r}");
     let reason = r.reason.clone().unwrap();
-    assert!(reason.contains(&format!("{cwd_pid} sleep (cwd)")), "{reason}");
-    assert!(reason.contains(&format!("{fd_pid} sleep (fd 0)")), "{reason}");
-    assert!(reason.contains(&format!("{exe_pid} napper (exe)")), "{reason}");
-    assert_eq!(execute(fs.as_ref(), &Request::new(Action::Monitor, "fs", p.clone())).rc, OcfRc::Success);
+    assert!(
+        reason.contains(&format!("{cwd_pid} sleep (cwd)")),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("{fd_pid} sleep (fd 0)")),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("{exe_pid} napper (exe)")),
+        "{reason}"
+    );
+    assert_eq!(
+        execute(fs.as_ref(), &Request::new(Action::Monitor, "fs", p.clone())).rc,
+        OcfRc::Success
+    );
 
-    let r = execute(fs.as_ref(), &Request::new(Action::Stop, "fs", p.clone()).timeout(Duration::from_secs(10)));
+    let r = execute(
+        fs.as_ref(),
+        &Request::new(Action::Stop, "fs", p.clone()).timeout(Duration::from_secs(10)),
+    );
     assert_eq!(r.rc, OcfRc::Success, "{r}");
     let reason = r.reason.clone().unwrap();
-    assert!(reason.contains(&format!("{cwd_pid} sleep")) && reason.contains(&format!("{fd_pid} sleep")), "{reason}");
+    assert!(
+        reason.contains(&format!("{cwd_pid} sleep")) && reason.contains(&format!("{fd_pid} sleep")),
+        "{reason}"
+    );
     assert!(reason.contains(&format!("{exe_pid} napper")), "{reason}");
     assert!(cwd_holder.wait().is_ok() && fd_holder.wait().is_ok() && exe_holder.wait().is_ok());
-    assert_eq!(execute(fs.as_ref(), &Request::new(Action::Monitor, "fs", p.clone())).rc, OcfRc::NotRunning);
+    assert_eq!(
+        execute(fs.as_ref(), &Request::new(Action::Monitor, "fs", p.clone())).rc,
+        OcfRc::NotRunning
+    );
 }
 
 #[test]
@@ -158,29 +211,62 @@ fn filesystem_refuses_a_device_mounted_elsewhere_and_flags_a_foreign_mount() {
     }
     let (dev, dir) = child_env();
     let fs = agent("filesystem");
-    let at = |sub: &str| kv(&[("device", &dev), ("directory", &format!("{dir}/{sub}")), ("fstype", "ext4")]);
-    assert_eq!(execute(fs.as_ref(), &Request::new(Action::Start, "a", at("one"))).rc, OcfRc::Success);
+    let at = |sub: &str| {
+        kv(&[
+            ("device", &dev),
+            ("directory", &format!("{dir}/{sub}")),
+            ("fstype", "ext4"),
+        ])
+    };
+    assert_eq!(
+        execute(fs.as_ref(), &Request::new(Action::Start, "a", at("one"))).rc,
+        OcfRc::Success
+    );
     let r = execute(fs.as_ref(), &Request::new(Action::Start, "b", at("two")));
     assert_eq!(r.rc, OcfRc::ErrGeneric, "{r}");
-    assert!(r.reason.unwrap().contains("refusing to mount it a second time"));
-    assert_eq!(execute(fs.as_ref(), &Request::new(Action::Monitor, "b", at("two"))).rc, OcfRc::NotRunning);
-    assert_eq!(execute(fs.as_ref(), &Request::new(Action::Stop, "a", at("one"))).rc, OcfRc::Success);
+    assert!(
+        r.reason
+            .unwrap()
+            .contains("refusing to mount it a second time")
+    );
+    assert_eq!(
+        execute(fs.as_ref(), &Request::new(Action::Monitor, "b", at("two"))).rc,
+        OcfRc::NotRunning
+    );
+    assert_eq!(
+        execute(fs.as_ref(), &Request::new(Action::Stop, "a", at("one"))).rc,
+        OcfRc::Success
+    );
 
     // Something else mounted on our directory: the resource has failed, it is not stopped.
-    let tmp =
-        kv(&[("device", "tmpfs"), ("directory", &format!("{dir}/two")), ("fstype", "tmpfs"), ("options", "size=1m")]);
-    assert_eq!(execute(fs.as_ref(), &Request::new(Action::Start, "t", tmp.clone())).rc, OcfRc::Success);
+    let tmp = kv(&[
+        ("device", "tmpfs"),
+        ("directory", &format!("{dir}/two")),
+        ("fstype", "tmpfs"),
+        ("options", "size=1m"),
+    ]);
+    assert_eq!(
+        execute(fs.as_ref(), &Request::new(Action::Start, "t", tmp.clone())).rc,
+        OcfRc::Success
+    );
     let r = execute(fs.as_ref(), &Request::new(Action::Monitor, "b", at("two")));
     assert_eq!(r.rc, OcfRc::ErrGeneric, "{r}");
     let r = execute(fs.as_ref(), &Request::new(Action::Start, "b", at("two")));
     assert_eq!(r.rc, OcfRc::ErrGeneric, "{r}");
-    assert_eq!(execute(fs.as_ref(), &Request::new(Action::Stop, "t", tmp)).rc, OcfRc::Success);
+    assert_eq!(
+        execute(fs.as_ref(), &Request::new(Action::Stop, "t", tmp)).rc,
+        OcfRc::Success
+    );
     let r = execute(
         fs.as_ref(),
         &Request::new(
             Action::Start,
             "w",
-            kv(&[("device", &dev), ("directory", &format!("{dir}/three")), ("fstype", "nosuchfs")]),
+            kv(&[
+                ("device", &dev),
+                ("directory", &format!("{dir}/three")),
+                ("fstype", "nosuchfs"),
+            ]),
         ),
     );
     assert_eq!(r.rc, OcfRc::ErrInstalled, "{r}");
@@ -205,5 +291,8 @@ fn filesystem_fsck_policy_force_refuses_a_corrupt_filesystem() {
     let r = execute(fs.as_ref(), &Request::new(Action::Start, "z", p.clone()));
     assert_eq!(r.rc, OcfRc::ErrGeneric, "{r}");
     assert!(r.reason.as_deref().unwrap().contains("fsck of"), "{r}");
-    assert_eq!(execute(fs.as_ref(), &Request::new(Action::Monitor, "z", p)).rc, OcfRc::NotRunning);
+    assert_eq!(
+        execute(fs.as_ref(), &Request::new(Action::Monitor, "z", p)).rc,
+        OcfRc::NotRunning
+    );
 }

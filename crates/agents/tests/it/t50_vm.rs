@@ -42,7 +42,10 @@ impl Libvirt {
                     .unwrap_or_else(|e| panic!("cannot start {daemon}: {e}"));
                 started.push(child);
             }
-            assert!(rig::wait_until(Duration::from_secs(20), || virsh_ok(TEST_URI)), "libvirtd did not come up");
+            assert!(
+                rig::wait_until(Duration::from_secs(20), || virsh_ok(TEST_URI)),
+                "libvirtd did not come up"
+            );
         }
         Libvirt { started }
     }
@@ -51,8 +54,10 @@ impl Libvirt {
 impl Drop for Libvirt {
     fn drop(&mut self) {
         for c in self.started.iter_mut().rev() {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let _ = c.wait();
         }
     }
@@ -115,9 +120,20 @@ fn vm_agent_drives_libvirt_test_driver_and_a_real_qemu_domain() {
         format!("<domain type='test'>\n  <name>{name}</name>\n  <memory>65536</memory>\n  <os><type>hvm</type></os>\n</domain>\n"),
     )
     .unwrap();
-    let _dom = Domain { uri: uri.into(), name: name.clone() };
+    let _dom = Domain {
+        uri: uri.into(),
+        name: name.clone(),
+    };
     let xml_s = xml.display().to_string();
-    let case = Case::new("vm", &[("config", &xml_s), ("hypervisor", uri), ("force_stop", "true")]).bad(
+    let case = Case::new(
+        "vm",
+        &[
+            ("config", &xml_s),
+            ("hypervisor", uri),
+            ("force_stop", "true"),
+        ],
+    )
+    .bad(
         "config is not a domain",
         &[("config", "/etc/hostname")],
         &[OcfRc::ErrConfigured],
@@ -127,18 +143,31 @@ fn vm_agent_drives_libvirt_test_driver_and_a_real_qemu_domain() {
     native.assert_passed();
     let vd = std::path::Path::new("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain");
     if rig::require("VirtualDomain OCF agent", vd.exists()) {
-        let ocf = conformance(agent("ocf:heartbeat:VirtualDomain").as_ref(), "VirtualDomain", &case);
+        let ocf = conformance(
+            agent("ocf:heartbeat:VirtualDomain").as_ref(),
+            "VirtualDomain",
+            &case,
+        );
         eprintln!("VirtualDomain:\n{ocf}");
         // VirtualDomain 4.12 calls a config that is not a domain "environment invalid" (5).
-        ocf.assert_passed_except(&["validate-all: config is not a domain", "start: config is not a domain"]);
+        ocf.assert_passed_except(&[
+            "validate-all: config is not a domain",
+            "start: config is not a domain",
+        ]);
         assert_same_lifecycle(&native, &ocf);
     }
     // Without force_stop the test driver's shutdown completes at once: no destroy needed.
     let p = kv(&[("config", &xml_s), ("hypervisor", uri)]);
-    assert_eq!(execute(vm.as_ref(), &Request::new(Action::Start, "vm", p.clone())).rc, OcfRc::Success);
+    assert_eq!(
+        execute(vm.as_ref(), &Request::new(Action::Start, "vm", p.clone())).rc,
+        OcfRc::Success
+    );
     let r = execute(vm.as_ref(), &Request::new(Action::Stop, "vm", p.clone()));
     assert_eq!((r.rc, r.reason.as_deref()), (OcfRc::Success, None), "{r}");
-    assert_eq!(execute(vm.as_ref(), &Request::new(Action::Monitor, "vm", p)).rc, OcfRc::NotRunning);
+    assert_eq!(
+        execute(vm.as_ref(), &Request::new(Action::Monitor, "vm", p)).rc,
+        OcfRc::NotRunning
+    );
 
     // 2. A real tiny qemu domain (TCG: no /dev/kvm permission changes needed). Defining a domain
     //    takes ~40 s on this machine type (libvirtd 9.0 without DBus/udev), so this part is
@@ -152,17 +181,28 @@ fn vm_agent_drives_libvirt_test_driver_and_a_real_qemu_domain() {
     }
     let name = rig::unique_name("q");
     let rig_dir = dir.path().display().to_string();
-    let tiny =
-        render("libvirt/tiny.xml", &[("RIG_DIR", &rig_dir), ("NAME", &name)]).replace("type='kvm'", "type='qemu'");
+    let tiny = render(
+        "libvirt/tiny.xml",
+        &[("RIG_DIR", &rig_dir), ("NAME", &name)],
+    )
+    .replace("type='kvm'", "type='qemu'");
     let tiny_path = dir.path().join("tiny.xml");
     std::fs::write(&tiny_path, tiny).unwrap();
-    let _qdom = Domain { uri: "qemu:///system".into(), name: name.clone() };
+    let _qdom = Domain {
+        uri: "qemu:///system".into(),
+        name: name.clone(),
+    };
     let p = kv(&[
         ("config", &tiny_path.display().to_string()),
         ("hypervisor", "qemu:///system"),
         ("shutdown_timeout", "1s"),
     ]);
-    let run = |action| execute(vm.as_ref(), &Request::new(action, "q", p.clone()).timeout(Duration::from_secs(120)));
+    let run = |action| {
+        execute(
+            vm.as_ref(),
+            &Request::new(action, "q", p.clone()).timeout(Duration::from_secs(120)),
+        )
+    };
     assert_eq!(run(Action::Monitor).rc, OcfRc::NotRunning);
     let r = run(Action::Start);
     assert_eq!(r.rc, OcfRc::Success, "{r}");
@@ -171,7 +211,13 @@ fn vm_agent_drives_libvirt_test_driver_and_a_real_qemu_domain() {
     // There is no guest OS: ACPI shutdown never completes, so stop destroys after 1 s.
     let r = run(Action::Stop);
     assert_eq!(r.rc, OcfRc::Success, "{r}");
-    assert!(r.reason.as_deref().unwrap_or_default().contains("destroyed"), "{r}");
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("destroyed"),
+        "{r}"
+    );
     assert_eq!(run(Action::Monitor).rc, OcfRc::NotRunning);
     assert_eq!(run(Action::Stop).rc, OcfRc::Success);
 }

@@ -15,19 +15,30 @@ fn ocf_native() -> PathBuf {
 
 fn wrapper(dir: &Path, kind: &str) -> PathBuf {
     let path = dir.join(kind.replace(':', "_"));
-    std::fs::write(&path, format!("#!/bin/sh\nexec {} {kind} \"$@\"\n", ocf_native().display())).unwrap();
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\nexec {} {kind} \"$@\"\n", ocf_native().display()),
+    )
+    .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
 
 fn ready() -> bool {
     rig::require_root_and(&["ocf-tester", "xmllint"])
-        && rig::require("the ocf_native example (built by cargo test)", ocf_native().exists())
+        && rig::require(
+            "the ocf_native example (built by cargo test)",
+            ocf_native().exists(),
+        )
 }
 
 fn assert_passes(mut cmd: Command, what: &str) {
     let out = cmd.output().expect("run ocf-tester");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("ocf-tester {what}:\n{text}");
     assert!(out.status.success(), "ocf-tester failed on {what}:\n{text}");
     assert!(text.contains("passed all tests"), "{text}");
@@ -44,15 +55,27 @@ fn ocf_tester_passes_the_native_vip_and_nginx() {
     ns.veth_to("eth0", "10.213.1.1/24", &peer, "eth0", "10.213.1.2/24");
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns.name(), "ocf-tester", "-n", "vip"])
-        .args(["-o", "ip=10.213.1.100", "-o", "cidr_netmask=24", "-o", "nic=eth0"])
+        .args([
+            "-o",
+            "ip=10.213.1.100",
+            "-o",
+            "cidr_netmask=24",
+            "-o",
+            "nic=eth0",
+        ])
         .arg(wrapper(dir.path(), "vip"));
     assert_passes(cmd, "native vip");
 
     for sub in ["logs", "tmp", "html"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
     }
-    let conf =
-        crate::support::render("ocf/nginx.conf", &[("RIG_DIR", &dir.path().display().to_string()), ("PORT", "18080")]);
+    let conf = crate::support::render(
+        "ocf/nginx.conf",
+        &[
+            ("RIG_DIR", &dir.path().display().to_string()),
+            ("PORT", "18080"),
+        ],
+    );
     let conf_path = dir.path().join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let mut cmd = Command::new("ip");
@@ -71,8 +94,13 @@ fn ocf_tester_passes_the_native_filesystem() {
     }
     let dir = rig::ScratchDir::new_in(Path::new("/dev/shm"));
     let img = dir.path().join("disk.img");
-    rig::sh(&format!("truncate -s 64M {0} && mkfs.ext4 -q -F {0}", img.display()));
-    let dev = rig::sh(&format!("losetup -f --show {}", img.display())).trim().to_owned();
+    rig::sh(&format!(
+        "truncate -s 64M {0} && mkfs.ext4 -q -F {0}",
+        img.display()
+    ));
+    let dev = rig::sh(&format!("losetup -f --show {}", img.display()))
+        .trim()
+        .to_owned();
     struct Detach(String);
     impl Drop for Detach {
         fn drop(&mut self) {

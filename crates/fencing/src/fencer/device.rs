@@ -47,11 +47,16 @@ enum DelayBase {
 }
 
 fn bad(field: &str, problem: impl Into<String>) -> AgentError {
-    AgentError::Config { field: field.into(), problem: problem.into() }
+    AgentError::Config {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 fn wire_duration(field: &str, s: &str) -> Result<Duration, AgentError> {
-    parse_duration(s).map(Duration::from).ok_or_else(|| bad(field, format!("`{s}` is not a duration; use e.g. 5s")))
+    parse_duration(s)
+        .map(Duration::from)
+        .ok_or_else(|| bad(field, format!("`{s}` is not a duration; use e.g. 5s")))
 }
 
 /// Parses `node1:1;node2:2,3` (also `=` for `:`, and spaces between entries).
@@ -59,11 +64,22 @@ pub fn parse_host_map(s: &str) -> Result<BTreeMap<String, Vec<String>>, AgentErr
     let mut map = BTreeMap::new();
     for entry in s.split([';', ' ', '\t', '\n']).filter(|e| !e.is_empty()) {
         let (node, plugs) = entry.split_once([':', '=']).ok_or_else(|| {
-            bad("pcmk_host_map", format!("entry `{entry}` is not node:plug (e.g. node1:1;node2:2,3)"))
+            bad(
+                "pcmk_host_map",
+                format!("entry `{entry}` is not node:plug (e.g. node1:1;node2:2,3)"),
+            )
         })?;
-        let plugs: Vec<String> = plugs.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect();
+        let plugs: Vec<String> = plugs
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
         if node.is_empty() || plugs.is_empty() {
-            return Err(bad("pcmk_host_map", format!("entry `{entry}` needs a node name and at least one plug")));
+            return Err(bad(
+                "pcmk_host_map",
+                format!("entry `{entry}` needs a node name and at least one plug"),
+            ));
         }
         map.insert(node.to_owned(), plugs);
     }
@@ -77,7 +93,10 @@ fn parse_delay_base(s: &str) -> Result<DelayBase, AgentError> {
     let mut m = BTreeMap::new();
     for entry in s.split([';', ' ', ',']).filter(|e| !e.is_empty()) {
         let (node, d) = entry.split_once([':', '=']).ok_or_else(|| {
-            bad("pcmk_delay_base", format!("entry `{entry}` is not node:delay (e.g. node1:0s;node2:5s)"))
+            bad(
+                "pcmk_delay_base",
+                format!("entry `{entry}` is not node:delay (e.g. node1:0s;node2:5s)"),
+            )
         })?;
         m.insert(node.to_owned(), wire_duration("pcmk_delay_base", d)?);
     }
@@ -97,7 +116,9 @@ impl DeviceConfig {
             .collect();
         let host_map = parse_host_map(params.get(&["pcmk_host_map"]).unwrap_or(""))?;
         let check = match params.get(&["pcmk_host_check"]) {
-            None | Some("") if !host_list.is_empty() || !host_map.is_empty() => HostCheck::StaticList,
+            None | Some("") if !host_list.is_empty() || !host_map.is_empty() => {
+                HostCheck::StaticList
+            }
             None | Some("") if supports_list => HostCheck::DynamicList,
             None | Some("") => HostCheck::Status,
             Some("static-list") => HostCheck::StaticList,
@@ -112,17 +133,35 @@ impl DeviceConfig {
             }
         };
         if check == HostCheck::StaticList && host_list.is_empty() && host_map.is_empty() {
-            return Err(bad("pcmk_host_list", "pcmk_host_check=static-list needs pcmk_host_list or pcmk_host_map"));
+            return Err(bad(
+                "pcmk_host_list",
+                "pcmk_host_check=static-list needs pcmk_host_list or pcmk_host_map",
+            ));
         }
         let delay_base = parse_delay_base(params.get(&["pcmk_delay_base"]).unwrap_or("0s"))?;
-        let delay_max = wire_duration("pcmk_delay_max", params.get(&["pcmk_delay_max"]).unwrap_or("0s"))?;
+        let delay_max = wire_duration(
+            "pcmk_delay_max",
+            params.get(&["pcmk_delay_max"]).unwrap_or("0s"),
+        )?;
         let priority = params.number(&["priority"], 0i64)?;
-        Ok(DeviceConfig { id: id.to_owned(), params, host_list, host_map, check, delay_base, delay_max, priority })
+        Ok(DeviceConfig {
+            id: id.to_owned(),
+            params,
+            host_list,
+            host_map,
+            check,
+            delay_base,
+            delay_max,
+            priority,
+        })
     }
 
     /// The plugs to act on for `target`: its `pcmk_host_map` entry, else the node name.
     pub fn plugs_for(&self, target: &str) -> Vec<String> {
-        self.host_map.get(target).cloned().unwrap_or_else(|| vec![target.to_owned()])
+        self.host_map
+            .get(target)
+            .cloned()
+            .unwrap_or_else(|| vec![target.to_owned()])
     }
 
     /// True when the static configuration names `target`.
@@ -194,10 +233,16 @@ mod tests {
 
     #[test]
     fn host_check_defaults_follow_pacemaker() {
-        assert_eq!(dev(&["pcmk_host_list=a,b"], true).unwrap().check, HostCheck::StaticList);
+        assert_eq!(
+            dev(&["pcmk_host_list=a,b"], true).unwrap().check,
+            HostCheck::StaticList
+        );
         assert_eq!(dev(&[], true).unwrap().check, HostCheck::DynamicList);
         assert_eq!(dev(&[], false).unwrap().check, HostCheck::Status);
-        assert_eq!(dev(&["pcmk_host_check=none"], false).unwrap().check, HostCheck::None);
+        assert_eq!(
+            dev(&["pcmk_host_check=none"], false).unwrap().check,
+            HostCheck::None
+        );
         let e = dev(&["pcmk_host_check=static-list"], false).unwrap_err();
         assert!(e.to_string().contains("pcmk_host_list"), "{e}");
         assert!(dev(&["pcmk_host_check=sometimes"], false).is_err());
@@ -210,7 +255,10 @@ mod tests {
         let mut seen = BTreeSet::new();
         for _ in 0..200 {
             let x = d.delay_for("n", &mut rng);
-            assert!(x >= Duration::from_secs(2) && x <= Duration::from_secs(5), "{x}");
+            assert!(
+                x >= Duration::from_secs(2) && x <= Duration::from_secs(5),
+                "{x}"
+            );
             seen.insert(x.as_millis() / 1000);
         }
         assert!(seen.len() >= 3, "delay is not random: {seen:?}");
@@ -225,7 +273,10 @@ mod tests {
         let d = Duration::from_secs(15);
         assert_eq!(priority_fencing_delay(d, 10, &[10], false), d);
         assert_eq!(priority_fencing_delay(d, 10, &[10], true), Duration::ZERO);
-        assert_eq!(priority_fencing_delay(d, 1, &[1, 10], false), Duration::ZERO);
+        assert_eq!(
+            priority_fencing_delay(d, 1, &[1, 10], false),
+            Duration::ZERO
+        );
         assert_eq!(priority_fencing_delay(d, 5, &[5, 5], false), Duration::ZERO);
     }
 }

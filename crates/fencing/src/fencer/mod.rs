@@ -217,8 +217,9 @@ fn glob(pattern: &str, name: &str) -> bool {
         Some((head, tail)) => {
             name.len() >= head.len()
                 && name.starts_with(head)
-                && (0..=name.len() - head.len())
-                    .any(|i| name.is_char_boundary(head.len() + i) && glob(tail, &name[head.len() + i..]))
+                && (0..=name.len() - head.len()).any(|i| {
+                    name.is_char_boundary(head.len() + i) && glob(tail, &name[head.len() + i..])
+                })
         }
     }
 }
@@ -226,7 +227,12 @@ fn glob(pattern: &str, name: &str) -> bool {
 impl Fencer {
     /// A fencer on `local_node` with its devices and topology; `seed` drives the random
     /// delays.
-    pub fn new(local_node: &str, devices: Vec<DeviceConfig>, topology: Vec<Level>, seed: u64) -> Fencer {
+    pub fn new(
+        local_node: &str,
+        devices: Vec<DeviceConfig>,
+        topology: Vec<Level>,
+        seed: u64,
+    ) -> Fencer {
         Fencer {
             local_node: local_node.to_owned(),
             devices: devices.into_iter().map(|d| (d.id.clone(), d)).collect(),
@@ -250,7 +256,10 @@ impl Fencer {
             }
             for d in &l.devices {
                 if !self.devices.contains_key(d) {
-                    problems.push(format!("fencing level {} names unknown device `{d}`", l.index));
+                    problems.push(format!(
+                        "fencing level {} names unknown device `{d}`",
+                        l.index
+                    ));
                 }
             }
         }
@@ -291,8 +300,16 @@ impl Fencer {
             };
             if now >= op.deadline {
                 let mut op = self.ops.remove(&id).unwrap_or_else(|| unreachable!());
-                op.errors.push(format!("fencing timeout of {} exceeded", op.req.timeout));
-                out.push(finished(id, op, FenceResult::TimedOut, now, Vec::new(), None));
+                op.errors
+                    .push(format!("fencing timeout of {} exceeded", op.req.timeout));
+                out.push(finished(
+                    id,
+                    op,
+                    FenceResult::TimedOut,
+                    now,
+                    Vec::new(),
+                    None,
+                ));
                 continue;
             }
             if let Phase::Delaying { until } = op.phase
@@ -318,10 +335,16 @@ impl Fencer {
             errors: Vec::new(),
         };
         let refuse = if !matches!(op.req.action, Action::Off | Action::Reboot | Action::On) {
-            Some(format!("`{}` is not a fencing action (off, reboot, on)", op.req.action))
+            Some(format!(
+                "`{}` is not a fencing action (off, reboot, on)",
+                op.req.action
+            ))
         } else if op.req.target == self.local_node && !op.req.allow_self {
             Some(if op.req.origin == self.local_node {
-                format!("refusing to fence the local node {} at its own request (allow_self not set)", self.local_node)
+                format!(
+                    "refusing to fence the local node {} at its own request (allow_self not set)",
+                    self.local_node
+                )
             } else {
                 format!(
                     "refusing to fence the local node {} from itself: ask a peer to do it (allow_self not set)",
@@ -333,7 +356,14 @@ impl Fencer {
         };
         if let Some(reason) = refuse {
             op.errors.push(reason);
-            out.push(finished(id, op, FenceResult::Refused, now, Vec::new(), None));
+            out.push(finished(
+                id,
+                op,
+                FenceResult::Refused,
+                now,
+                Vec::new(),
+                None,
+            ));
             return;
         }
         op.levels = self.plan(&op.req.target);
@@ -362,13 +392,24 @@ impl Fencer {
             levels.sort_by_key(|l| l.index);
             return levels
                 .into_iter()
-                .map(|l| PlanLevel { index: Some(l.index), devices: l.devices.clone() })
+                .map(|l| PlanLevel {
+                    index: Some(l.index),
+                    devices: l.devices.clone(),
+                })
                 .collect();
         }
-        let mut devs: Vec<&DeviceConfig> =
-            self.devices.values().filter(|d| d.check != HostCheck::StaticList || d.statically_lists(target)).collect();
+        let mut devs: Vec<&DeviceConfig> = self
+            .devices
+            .values()
+            .filter(|d| d.check != HostCheck::StaticList || d.statically_lists(target))
+            .collect();
         devs.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
-        devs.into_iter().map(|d| PlanLevel { index: None, devices: vec![d.id.clone()] }).collect()
+        devs.into_iter()
+            .map(|d| PlanLevel {
+                index: None,
+                devices: vec![d.id.clone()],
+            })
+            .collect()
     }
 
     fn new_step(&mut self) -> u32 {
@@ -388,12 +429,19 @@ impl Fencer {
         // Explicit topology levels are used as configured; implicit ones are checked.
         if level.index.is_none() {
             let Some(dev) = self.devices.get(&level.devices[0]) else {
-                return self.fail_level(now, id, format!("device {} is not configured", level.devices[0]), out);
+                return self.fail_level(
+                    now,
+                    id,
+                    format!("device {} is not configured", level.devices[0]),
+                    out,
+                );
             };
             let query = match dev.check {
                 HostCheck::StaticList | HostCheck::None => None,
                 HostCheck::DynamicList => Some((Action::List, None)),
-                HostCheck::Status => Some((Action::Status, dev.plugs_for(&target).into_iter().next())),
+                HostCheck::Status => {
+                    Some((Action::Status, dev.plugs_for(&target).into_iter().next()))
+                }
             };
             let device = dev.id.clone();
             if let Some((action, plug)) = query {
@@ -402,7 +450,13 @@ impl Fencer {
                     op.phase = Phase::Checking;
                     op.awaiting = Some(step);
                 }
-                out.push(Effect::Run { op: id, step, device, action, plug });
+                out.push(Effect::Run {
+                    op: id,
+                    step,
+                    device,
+                    action,
+                    plug,
+                });
                 return;
             }
         }
@@ -414,7 +468,11 @@ impl Fencer {
         if op.delay.is_some() {
             return self.act(now, id, out);
         }
-        let first = op.levels[op.level].devices.first().cloned().unwrap_or_default();
+        let first = op.levels[op.level]
+            .devices
+            .first()
+            .cloned()
+            .unwrap_or_default();
         let target = op.req.target.clone();
         let extra = op.req.extra_delay;
         let device_delay = match self.devices.get(&first) {
@@ -509,7 +567,14 @@ impl Fencer {
         self.start_level(now, id, out);
     }
 
-    fn step(&mut self, now: Instant, id: OpId, step: u32, result: StepResult, out: &mut Vec<Effect>) {
+    fn step(
+        &mut self,
+        now: Instant,
+        id: OpId,
+        step: u32,
+        result: StepResult,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
@@ -582,7 +647,14 @@ impl Fencer {
     }
 }
 
-fn finished(id: OpId, op: Op, result: FenceResult, now: Instant, devices: Vec<String>, level: Option<u8>) -> Effect {
+fn finished(
+    id: OpId,
+    op: Op,
+    result: FenceResult,
+    now: Instant,
+    devices: Vec<String>,
+    level: Option<u8>,
+) -> Effect {
     Effect::Finished(Box::new(Finished {
         op: id,
         request: op.req,
@@ -603,9 +675,12 @@ pub fn step_result(report: &crate::Report) -> StepResult {
     match &report.outcome {
         Outcome::Done(Done::Off | Done::On | Done::Rebooted { .. }) => StepResult::Confirmed,
         Outcome::Done(Done::Status(p)) => StepResult::Status(*p),
-        Outcome::Done(Done::List(plugs)) => {
-            StepResult::List(plugs.iter().flat_map(|p| std::iter::once(p.id.clone()).chain(p.alias.clone())).collect())
-        }
+        Outcome::Done(Done::List(plugs)) => StepResult::List(
+            plugs
+                .iter()
+                .flat_map(|p| std::iter::once(p.id.clone()).chain(p.alias.clone()))
+                .collect(),
+        ),
         Outcome::Done(other) => StepResult::Unknown(format!("unexpected answer {other:?}")),
         Outcome::Failed(e) => StepResult::Failed(e.to_string()),
         Outcome::Unknown(e) => StepResult::Unknown(e.to_string()),

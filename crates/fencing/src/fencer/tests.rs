@@ -38,8 +38,17 @@ fn drive(
             continue;
         };
         match e {
-            Effect::Run { op, step, device, action, plug } => {
-                runs.push(format!("{device} {action} {}", plug.as_deref().unwrap_or("-")));
+            Effect::Run {
+                op,
+                step,
+                device,
+                action,
+                plug,
+            } => {
+                runs.push(format!(
+                    "{device} {action} {}",
+                    plug.as_deref().unwrap_or("-")
+                ));
                 let result = answer(&device, action, plug.as_deref());
                 f.handle(now, Input::Step { op, step, result }, &mut out);
             }
@@ -55,11 +64,22 @@ fn drive(
 
 #[test]
 fn local_node_is_not_fenced_at_its_own_request() {
-    let mut f = Fencer::new("node1", vec![dev("ipmi1", &["pcmk_host_list=node1"])], vec![], 1);
-    let (runs, done) = drive(&mut f, req("node1", Action::Off), |_, _, _| StepResult::Confirmed);
+    let mut f = Fencer::new(
+        "node1",
+        vec![dev("ipmi1", &["pcmk_host_list=node1"])],
+        vec![],
+        1,
+    );
+    let (runs, done) = drive(&mut f, req("node1", Action::Off), |_, _, _| {
+        StepResult::Confirmed
+    });
     assert!(runs.is_empty());
     assert_eq!(done.result, FenceResult::Refused);
-    assert!(done.errors[0].contains("at its own request"), "{:?}", done.errors);
+    assert!(
+        done.errors[0].contains("at its own request"),
+        "{:?}",
+        done.errors
+    );
 
     let mut r = req("node1", Action::Off);
     r.origin = "node2".into();
@@ -75,24 +95,50 @@ fn local_node_is_not_fenced_at_its_own_request() {
 
 #[test]
 fn missing_host_mapping_fails_at_once_with_the_fix() {
-    let mut f = Fencer::new("node1", vec![dev("ipmi1", &["pcmk_host_list=node3"])], vec![], 1);
-    let (runs, done) = drive(&mut f, req("node2", Action::Off), |_, _, _| StepResult::Confirmed);
+    let mut f = Fencer::new(
+        "node1",
+        vec![dev("ipmi1", &["pcmk_host_list=node3"])],
+        vec![],
+        1,
+    );
+    let (runs, done) = drive(&mut f, req("node2", Action::Off), |_, _, _| {
+        StepResult::Confirmed
+    });
     assert!(runs.is_empty());
     assert_eq!(done.result, FenceResult::Failed);
-    assert!(done.errors[0].contains("pcmk_host_map"), "{:?}", done.errors);
+    assert!(
+        done.errors[0].contains("pcmk_host_map"),
+        "{:?}",
+        done.errors
+    );
 }
 
 #[test]
 fn host_map_translates_node_to_plugs_and_every_plug_must_confirm() {
-    let mut f = Fencer::new("node1", vec![dev("pdu", &["pcmk_host_map=node2:4,5"])], vec![], 1);
-    let (runs, done) = drive(&mut f, req("node2", Action::Off), |_, _, _| StepResult::Confirmed);
+    let mut f = Fencer::new(
+        "node1",
+        vec![dev("pdu", &["pcmk_host_map=node2:4,5"])],
+        vec![],
+        1,
+    );
+    let (runs, done) = drive(&mut f, req("node2", Action::Off), |_, _, _| {
+        StepResult::Confirmed
+    });
     assert_eq!(runs, ["pdu off 4", "pdu off 5"]);
     assert_eq!(done.result, FenceResult::Done);
 
     let (_, done) = drive(&mut f, req("node2", Action::Off), |_, _, p| {
-        if p == Some("5") { StepResult::Unknown("no answer".into()) } else { StepResult::Confirmed }
+        if p == Some("5") {
+            StepResult::Unknown("no answer".into())
+        } else {
+            StepResult::Confirmed
+        }
     });
-    assert_eq!(done.result, FenceResult::Failed, "an unknown outcome never counts as fenced");
+    assert_eq!(
+        done.result,
+        FenceResult::Failed,
+        "an unknown outcome never counts as fenced"
+    );
 }
 
 #[test]
@@ -104,7 +150,11 @@ fn devices_without_topology_are_tried_in_priority_order_until_one_confirms() {
     ];
     let mut f = Fencer::new("node1", devices, vec![], 1);
     let (runs, done) = drive(&mut f, req("node2", Action::Reboot), |d, _, _| {
-        if d == "b-virsh" { StepResult::Failed("auth".into()) } else { StepResult::Confirmed }
+        if d == "b-virsh" {
+            StepResult::Failed("auth".into())
+        } else {
+            StepResult::Confirmed
+        }
     });
     assert_eq!(runs, ["b-virsh reboot node2", "a-ipmi reboot node2"]);
     assert_eq!(done.result, FenceResult::Done);
@@ -120,13 +170,25 @@ fn topology_levels_need_every_device_and_fall_through_in_order() {
         dev("ipmi", &["pcmk_host_check=none"]),
     ];
     let topology = vec![
-        Level { index: 2, target: LevelTarget::Pattern("node*".into()), devices: vec!["ipmi".into()] },
-        Level { index: 1, target: LevelTarget::Node("node2".into()), devices: vec!["psu1".into(), "psu2".into()] },
+        Level {
+            index: 2,
+            target: LevelTarget::Pattern("node*".into()),
+            devices: vec!["ipmi".into()],
+        },
+        Level {
+            index: 1,
+            target: LevelTarget::Node("node2".into()),
+            devices: vec!["psu1".into(), "psu2".into()],
+        },
     ];
     let mut f = Fencer::new("node1", devices, topology, 1);
     assert!(f.validate().is_empty());
     let (runs, done) = drive(&mut f, req("node2", Action::Off), |d, _, _| {
-        if d == "psu2" { StepResult::Failed("outlet stuck".into()) } else { StepResult::Confirmed }
+        if d == "psu2" {
+            StepResult::Failed("outlet stuck".into())
+        } else {
+            StepResult::Confirmed
+        }
     });
     assert_eq!(runs, ["psu1 off node2", "psu2 off node2", "ipmi off node2"]);
     assert_eq!((done.result, done.level), (FenceResult::Done, Some(2)));
@@ -134,16 +196,32 @@ fn topology_levels_need_every_device_and_fall_through_in_order() {
     // A reboot through a two-device level: off both, then on both; a failed "on" still
     // leaves the node fenced.
     let (runs, done) = drive(&mut f, req("node2", Action::Reboot), |_, a, _| {
-        if a == Action::On { StepResult::Failed("no power".into()) } else { StepResult::Confirmed }
+        if a == Action::On {
+            StepResult::Failed("no power".into())
+        } else {
+            StepResult::Confirmed
+        }
     });
-    assert_eq!(runs, ["psu1 off node2", "psu2 off node2", "psu1 on node2", "psu2 on node2"]);
+    assert_eq!(
+        runs,
+        [
+            "psu1 off node2",
+            "psu2 off node2",
+            "psu1 on node2",
+            "psu2 on node2"
+        ]
+    );
     assert_eq!((done.result, done.level), (FenceResult::Done, Some(1)));
     assert_eq!(done.errors.len(), 2);
 
     let bad = Fencer::new(
         "n",
         vec![],
-        vec![Level { index: 12, target: LevelTarget::Node("x".into()), devices: vec!["nope".into()] }],
+        vec![Level {
+            index: 12,
+            target: LevelTarget::Node("x".into()),
+            devices: vec!["nope".into()],
+        }],
         1,
     );
     assert_eq!(bad.validate().len(), 2);
@@ -161,28 +239,55 @@ fn dynamic_list_and_status_checks_query_the_device_first() {
         ("b-ipmi", Action::Status) => StepResult::Status(PowerState::On),
         _ => StepResult::Confirmed,
     });
-    assert_eq!(runs, ["a-libvirt list -", "b-ipmi status node2", "b-ipmi off node2"]);
+    assert_eq!(
+        runs,
+        [
+            "a-libvirt list -",
+            "b-ipmi status node2",
+            "b-ipmi off node2"
+        ]
+    );
     assert_eq!(done.devices, ["b-ipmi"]);
-    assert!(done.errors[0].contains("not in the device's list"), "{:?}", done.errors);
+    assert!(
+        done.errors[0].contains("not in the device's list"),
+        "{:?}",
+        done.errors
+    );
 }
 
 #[test]
 fn random_delay_is_waited_once_and_is_reproducible_from_the_seed() {
-    let devices = || vec![dev("ipmi", &["pcmk_host_list=node2", "pcmk_delay_base=1s", "pcmk_delay_max=4s"])];
+    let devices = || {
+        vec![dev(
+            "ipmi",
+            &[
+                "pcmk_host_list=node2",
+                "pcmk_delay_base=1s",
+                "pcmk_delay_max=4s",
+            ],
+        )]
+    };
     let run = |seed| {
         let mut f = Fencer::new("node1", devices(), vec![], seed);
         let mut out = Vec::new();
         f.handle(T0, Input::Request(req("node2", Action::Off)), &mut out);
         assert!(out.is_empty(), "acted before the delay");
         let at = f.next_wakeup().unwrap();
-        f.handle(Instant::from_nanos(at.as_nanos() - 1_000_000), Input::Wakeup, &mut out);
+        f.handle(
+            Instant::from_nanos(at.as_nanos() - 1_000_000),
+            Input::Wakeup,
+            &mut out,
+        );
         assert!(out.is_empty(), "acted before the delay ended");
         f.handle(at, Input::Wakeup, &mut out);
         assert!(matches!(out.as_slice(), [Effect::Run { .. }]));
         at - T0
     };
     let d = run(42);
-    assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(4), "{d}");
+    assert!(
+        d >= Duration::from_secs(1) && d <= Duration::from_secs(4),
+        "{d}"
+    );
     assert_eq!(run(42), d);
     let spread: std::collections::BTreeSet<u64> = (0..20).map(|s| run(s).as_millis()).collect();
     assert!(spread.len() > 5, "{spread:?}");
@@ -197,17 +302,34 @@ fn random_delay_is_waited_once_and_is_reproducible_from_the_seed() {
 
 #[test]
 fn a_hanging_device_ends_in_timeout_and_late_answers_are_ignored() {
-    let mut f = Fencer::new("node1", vec![dev("ipmi", &["pcmk_host_list=node2"])], vec![], 1);
+    let mut f = Fencer::new(
+        "node1",
+        vec![dev("ipmi", &["pcmk_host_list=node2"])],
+        vec![],
+        1,
+    );
     let mut out = Vec::new();
     let mut r = req("node2", Action::Off);
     r.timeout = Duration::from_secs(30);
     f.handle(T0, Input::Request(r), &mut out);
-    let Some(Effect::Run { op, step, .. }) = out.pop() else { panic!("{out:?}") };
+    let Some(Effect::Run { op, step, .. }) = out.pop() else {
+        panic!("{out:?}")
+    };
     assert_eq!(f.next_wakeup(), Some(T0 + Duration::from_secs(30)));
     f.handle(T0 + Duration::from_secs(30), Input::Wakeup, &mut out);
-    let Some(Effect::Finished(done)) = out.pop() else { panic!("{out:?}") };
+    let Some(Effect::Finished(done)) = out.pop() else {
+        panic!("{out:?}")
+    };
     assert_eq!(done.result, FenceResult::TimedOut);
-    f.handle(T0 + Duration::from_secs(31), Input::Step { op, step, result: StepResult::Confirmed }, &mut out);
+    f.handle(
+        T0 + Duration::from_secs(31),
+        Input::Step {
+            op,
+            step,
+            result: StepResult::Confirmed,
+        },
+        &mut out,
+    );
     assert!(out.is_empty());
 }
 
@@ -240,7 +362,11 @@ fn random_device_answers_never_yield_fenced_without_confirmation() {
             .collect();
         let topology = if rng.random_bool(0.5) {
             vec![
-                Level { index: 1, target: LevelTarget::Node("node2".into()), devices: vec!["d0".into()] },
+                Level {
+                    index: 1,
+                    target: LevelTarget::Node("node2".into()),
+                    devices: vec!["d0".into()],
+                },
                 Level {
                     index: 2,
                     target: LevelTarget::Pattern("node*".into()),
@@ -267,9 +393,15 @@ fn random_device_answers_never_yield_fenced_without_confirmation() {
             r
         });
         if done.result == FenceResult::Done {
-            assert!(!done.devices.is_empty(), "seed {seed}: done without devices; runs {runs:?}");
+            assert!(
+                !done.devices.is_empty(),
+                "seed {seed}: done without devices; runs {runs:?}"
+            );
             for d in &done.devices {
-                assert!(confirmed.contains(d), "seed {seed}: {d} never confirmed a power-off; runs {runs:?}");
+                assert!(
+                    confirmed.contains(d),
+                    "seed {seed}: {d} never confirmed a power-off; runs {runs:?}"
+                );
             }
         } else {
             assert!(done.devices.is_empty(), "seed {seed}");
@@ -279,7 +411,10 @@ fn random_device_answers_never_yield_fenced_without_confirmation() {
 
 #[test]
 fn fencer_core_stays_sans_io() {
-    let sources = [("mod.rs", include_str!("mod.rs")), ("device.rs", include_str!("device.rs"))];
+    let sources = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("device.rs", include_str!("device.rs")),
+    ];
     let forbidden = [
         "std::time",
         "Instant::now",
@@ -296,7 +431,10 @@ fn fencer_core_stays_sans_io() {
     ];
     for (file, text) in sources {
         for word in forbidden {
-            assert!(!text.contains(word), "fencer/{file} uses `{word}`: the core must stay sans-IO");
+            assert!(
+                !text.contains(word),
+                "fencer/{file} uses `{word}`: the core must stay sans-IO"
+            );
         }
     }
 }

@@ -115,7 +115,9 @@ impl IpmiAgent {
             c => {
                 return Err(AgentError::Config {
                     field: "cipher".into(),
-                    problem: format!("cipher suite {c} is not supported; use cipher=3 (HMAC-SHA1, AES-CBC-128)"),
+                    problem: format!(
+                        "cipher suite {c} is not supported; use cipher=3 (HMAC-SHA1, AES-CBC-128)"
+                    ),
                 });
             }
         }
@@ -126,7 +128,9 @@ impl IpmiAgent {
             other => {
                 return Err(AgentError::Config {
                     field: "privlvl".into(),
-                    problem: format!("`{other}` is not a level; use administrator, operator or user"),
+                    problem: format!(
+                        "`{other}` is not a level; use administrator, operator or user"
+                    ),
                 });
             }
         };
@@ -147,7 +151,9 @@ impl IpmiAgent {
                     field: "hexadecimal_kg".into(),
                     problem: "expected up to 40 hex digits".into(),
                 })?;
-                Some(Secret::new(bytes.iter().map(|b| char::from(*b)).collect::<String>()))
+                Some(Secret::new(
+                    bytes.iter().map(|b| char::from(*b)).collect::<String>(),
+                ))
             }
         };
         Ok(IpmiAgent {
@@ -188,10 +194,34 @@ impl IpmiAgent {
                 Some("3"),
                 "RMCP+ cipher suite; only 3 (HMAC-SHA1, AES-CBC-128) is accepted",
             ),
-            param("method", false, "select", Some("onoff"), "Reboot as off+on (confirmed) or as a BMC power cycle"),
-            param("power_wait", false, "second", Some("0"), "Wait after a power change before confirming it"),
-            param("hexadecimal_kg", false, "string", None, "BMC key Kg in hex (secret), when the BMC has one"),
-            param("packet_timeout", false, "second", Some("0.5"), "First retransmission interval"),
+            param(
+                "method",
+                false,
+                "select",
+                Some("onoff"),
+                "Reboot as off+on (confirmed) or as a BMC power cycle",
+            ),
+            param(
+                "power_wait",
+                false,
+                "second",
+                Some("0"),
+                "Wait after a power change before confirming it",
+            ),
+            param(
+                "hexadecimal_kg",
+                false,
+                "string",
+                None,
+                "BMC key Kg in hex (secret), when the BMC has one",
+            ),
+            param(
+                "packet_timeout",
+                false,
+                "second",
+                Some("0.5"),
+                "First retransmission interval",
+            ),
         ];
         parameters.extend(fencer_parameters());
         Metadata {
@@ -259,15 +289,23 @@ impl IpmiAgent {
                 };
             }
             if !self.power_wait.is_zero() {
-                std::thread::sleep(self.power_wait.min(deadline.saturating_duration_since(Instant::now())));
+                std::thread::sleep(
+                    self.power_wait
+                        .min(deadline.saturating_duration_since(Instant::now())),
+                );
             }
             let device = self.device();
-            confirm_power(&device, action, want, deadline, Duration::from_millis(50), || {
-                match self.power_state(&mut s, deadline) {
+            confirm_power(
+                &device,
+                action,
+                want,
+                deadline,
+                Duration::from_millis(50),
+                || match self.power_state(&mut s, deadline) {
                     Ok(p) => Outcome::Done(p),
                     Err(e) => Outcome::Unknown(e),
-                }
-            })
+                },
+            )
         })();
         s.close(deadline);
         result
@@ -279,7 +317,10 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) || s.len() > 40 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 impl FenceAgent for IpmiAgent {
@@ -315,11 +356,17 @@ impl FenceAgent for IpmiAgent {
             Ok(state) => {
                 // A power cycle of a chassis that is off is refused by the spec; it is
                 // already fenced, so just power it on.
-                let control = if state == PowerState::Off { CONTROL_POWER_UP } else { CONTROL_POWER_CYCLE };
+                let control = if state == PowerState::Off {
+                    CONTROL_POWER_UP
+                } else {
+                    CONTROL_POWER_CYCLE
+                };
                 match s.command(NETFN_CHASSIS, CMD_CHASSIS_CONTROL, &[control], deadline) {
                     // The BMC's completion code confirms the cycle.
                     Ok(_) => Outcome::Done(None),
-                    Err(e @ (AgentError::Refused { .. } | AgentError::Auth { .. })) => Outcome::Failed(e),
+                    Err(e @ (AgentError::Refused { .. } | AgentError::Auth { .. })) => {
+                        Outcome::Failed(e)
+                    }
                     // Sent, answer lost: not confirmed.
                     Err(e) => Outcome::Unknown(e),
                 }
@@ -337,11 +384,16 @@ impl FenceAgent for IpmiAgent {
     }
 
     fn list(&self, _deadline: Instant) -> Outcome<Vec<Plug>> {
-        Outcome::Failed(AgentError::Unsupported { agent: "ipmi".into(), action: crate::Action::List })
+        Outcome::Failed(AgentError::Unsupported {
+            agent: "ipmi".into(),
+            action: crate::Action::List,
+        })
     }
 
     fn monitor(&self, deadline: Instant) -> Outcome<()> {
-        match self.with_session(deadline, |s| s.command(NETFN_APP, CMD_GET_DEVICE_ID, &[], deadline)) {
+        match self.with_session(deadline, |s| {
+            s.command(NETFN_APP, CMD_GET_DEVICE_ID, &[], deadline)
+        }) {
             Ok(_) => Outcome::Done(()),
             Err(e) => Outcome::from(e),
         }
@@ -383,16 +435,26 @@ impl Session {
         let device = agent.device();
         let addr = (agent.host.as_str(), agent.port)
             .to_socket_addrs()
-            .map_err(|e| AgentError::Unreachable { device: device.clone(), detail: format!("cannot resolve: {e}") })?
+            .map_err(|e| AgentError::Unreachable {
+                device: device.clone(),
+                detail: format!("cannot resolve: {e}"),
+            })?
             .next()
             .ok_or_else(|| AgentError::Unreachable {
                 device: device.clone(),
                 detail: "name resolves to no address".into(),
             })?;
-        let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let bind = if addr.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
         let sock = UdpSocket::bind(bind)
             .and_then(|s| s.connect(addr).map(|()| s))
-            .map_err(|e| AgentError::Unreachable { device: device.clone(), detail: e.to_string() })?;
+            .map_err(|e| AgentError::Unreachable {
+                device: device.clone(),
+                detail: e.to_string(),
+            })?;
         let mut s = Session {
             sock,
             device,
@@ -413,7 +475,12 @@ impl Session {
         req.extend_from_slice(&[0x01, 0, 0, 8, 0x01, 0, 0, 0]); // HMAC-SHA1-96
         req.extend_from_slice(&[0x02, 0, 0, 8, 0x01, 0, 0, 0]); // AES-CBC-128
         let pkt = packet::encode(PayloadType::OpenSessionRequest, 0, 0, &req, None);
-        let resp = s.exchange_clear(&pkt, PayloadType::OpenSessionResponse, deadline, "open session")?;
+        let resp = s.exchange_clear(
+            &pkt,
+            PayloadType::OpenSessionResponse,
+            deadline,
+            "open session",
+        )?;
         if resp.len() < 8 || resp[0] != tag {
             return Err(s.garbage("short or mismatched open session response"));
         }
@@ -424,7 +491,10 @@ impl Session {
                 detail: packet::rmcp_status_name(resp[1]).into(),
             };
             return Err(if resp[1] == 0x0d || resp[1] == 0x09 || resp[1] == 0x0a {
-                AgentError::Auth { device: s.device.clone(), detail: e.to_string() }
+                AgentError::Auth {
+                    device: s.device.clone(),
+                    detail: e.to_string(),
+                }
             } else {
                 e
             });
@@ -443,8 +513,7 @@ impl Session {
             return Err(AgentError::Refused {
                 device: s.device.clone(),
                 what: "open session".into(),
-                detail: "BMC chose algorithms other than cipher suite 3 (RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128)"
-                    .into(),
+                detail: "BMC chose algorithms other than cipher suite 3 (RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128)".into(),
             });
         }
 
@@ -466,7 +535,11 @@ impl Session {
         if r2[1] != 0 {
             return Err(AgentError::Auth {
                 device: s.device.clone(),
-                detail: format!("user `{}` rejected: {}", agent.username, packet::rmcp_status_name(r2[1])),
+                detail: format!(
+                    "user `{}` rejected: {}",
+                    agent.username,
+                    packet::rmcp_status_name(r2[1])
+                ),
             });
         }
         if r2.len() < 60 || r2[4..8] != s.console_id.to_le_bytes() {
@@ -479,12 +552,23 @@ impl Session {
         kuid[..pw.len()].copy_from_slice(pw);
         let expect = packet::hmac_sha1(
             &kuid,
-            &[&s.console_id.to_le_bytes(), &s.bmc_id.to_le_bytes(), &rm, rc, guid, &[role, ulen], uname],
+            &[
+                &s.console_id.to_le_bytes(),
+                &s.bmc_id.to_le_bytes(),
+                &rm,
+                rc,
+                guid,
+                &[role, ulen],
+                uname,
+            ],
         );
         if !constant_time_eq(&expect, &r2[40..60]) {
             return Err(AgentError::Auth {
                 device: s.device.clone(),
-                detail: format!("wrong password for user `{}` (RAKP 2 key exchange code mismatch)", agent.username),
+                detail: format!(
+                    "wrong password for user `{}` (RAKP 2 key exchange code mismatch)",
+                    agent.username
+                ),
             });
         }
 
@@ -498,7 +582,10 @@ impl Session {
             None => kuid.to_vec(),
         };
         let sik = packet::hmac_sha1(&kg, &[&rm, rc, &[role, ulen], uname]);
-        let auth3 = packet::hmac_sha1(&kuid, &[rc, &s.console_id.to_le_bytes(), &[role, ulen], uname]);
+        let auth3 = packet::hmac_sha1(
+            &kuid,
+            &[rc, &s.console_id.to_le_bytes(), &[role, ulen], uname],
+        );
         let mut r3 = vec![tag, 0, 0, 0];
         r3.extend_from_slice(&s.bmc_id.to_le_bytes());
         r3.extend_from_slice(&auth3);
@@ -510,7 +597,10 @@ impl Session {
         if r4[1] != 0 {
             return Err(AgentError::Auth {
                 device: s.device.clone(),
-                detail: format!("session refused after RAKP 3: {}", packet::rmcp_status_name(r4[1])),
+                detail: format!(
+                    "session refused after RAKP 3: {}",
+                    packet::rmcp_status_name(r4[1])
+                ),
             });
         }
         let icv = packet::hmac_sha1(&sik, &[&rm, &s.bmc_id.to_le_bytes(), guid]);
@@ -523,13 +613,18 @@ impl Session {
         s.keys = SessionKeys::derive(&sik);
 
         // Sessions start at User privilege; raise to what was asked for.
-        let granted = s.command(NETFN_APP, CMD_SET_SESSION_PRIVILEGE, &[requested], deadline).map_err(|e| match e {
-            AgentError::Refused { device, detail, .. } => AgentError::Auth {
-                device,
-                detail: format!("privilege level {:?} not granted: {detail}", agent.privilege),
-            },
-            e => e,
-        })?;
+        let granted = s
+            .command(NETFN_APP, CMD_SET_SESSION_PRIVILEGE, &[requested], deadline)
+            .map_err(|e| match e {
+                AgentError::Refused { device, detail, .. } => AgentError::Auth {
+                    device,
+                    detail: format!(
+                        "privilege level {:?} not granted: {detail}",
+                        agent.privilege
+                    ),
+                },
+                e => e,
+            })?;
         if granted.first().is_some_and(|g| g & 0x0f < requested) {
             return Err(AgentError::Auth {
                 device: s.device.clone(),
@@ -540,7 +635,10 @@ impl Session {
     }
 
     fn garbage(&self, detail: &str) -> AgentError {
-        AgentError::Protocol { device: self.device.clone(), detail: detail.into() }
+        AgentError::Protocol {
+            device: self.device.clone(),
+            detail: detail.into(),
+        }
     }
 
     /// Sends until an answer accepted by `accept` arrives or the deadline passes. Datagrams
@@ -563,7 +661,10 @@ impl Session {
                 break;
             }
             if let Err(e) = self.sock.send(&pkt) {
-                return Err(AgentError::Unreachable { device: self.device.clone(), detail: e.to_string() });
+                return Err(AgentError::Unreachable {
+                    device: self.device.clone(),
+                    detail: e.to_string(),
+                });
             }
             let resend_at = (now + interval).min(deadline);
             interval = (interval * 2).min(Duration::from_secs(2));
@@ -572,7 +673,9 @@ impl Session {
                 if now >= resend_at {
                     break;
                 }
-                let _ = self.sock.set_read_timeout(Some((resend_at - now).max(Duration::from_millis(1))));
+                let _ = self
+                    .sock
+                    .set_read_timeout(Some((resend_at - now).max(Duration::from_millis(1))));
                 match self.sock.recv(&mut buf) {
                     Ok(n) => match accept(self, &buf[..n]) {
                         Ok(Some(v)) => return Ok(v),
@@ -580,10 +683,17 @@ impl Session {
                         Err(AgentError::Protocol { detail, .. }) => garbage = Some(detail),
                         Err(e) => return Err(e),
                     },
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        return Err(AgentError::Unreachable { device: self.device.clone(), detail: e.to_string() });
+                        return Err(AgentError::Unreachable {
+                            device: self.device.clone(),
+                            detail: e.to_string(),
+                        });
                     }
                 }
             }
@@ -623,7 +733,13 @@ impl Session {
 
     /// Sends one IPMI command inside the session; returns the response data on completion
     /// code 0.
-    fn command(&mut self, netfn: u8, cmd: u8, data: &[u8], deadline: Instant) -> Result<Vec<u8>, AgentError> {
+    fn command(
+        &mut self,
+        netfn: u8,
+        cmd: u8,
+        data: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, AgentError> {
         let sent = std::cell::RefCell::new(Vec::<u8>::new());
         let resp = self.exchange(
             "an IPMI response",
@@ -633,7 +749,13 @@ impl Session {
                 s.rq_seq = (s.rq_seq + 1) & 0x3f;
                 sent.borrow_mut().push(s.rq_seq);
                 let msg = packet::ipmi_request(netfn, cmd, s.rq_seq, data);
-                packet::encode(PayloadType::Ipmi, s.bmc_id, s.seq, &msg, Some((&s.keys, random::<16>())))
+                packet::encode(
+                    PayloadType::Ipmi,
+                    s.bmc_id,
+                    s.seq,
+                    &msg,
+                    Some((&s.keys, random::<16>())),
+                )
             },
             |s, bytes| {
                 let p = packet::decode(bytes, Some(&s.keys)).map_err(|e| s.garbage(e))?;
@@ -641,7 +763,9 @@ impl Session {
                     return Ok(None);
                 }
                 for rq in sent.borrow().iter() {
-                    if let Some(r) = packet::ipmi_response(&p.payload, netfn, cmd, *rq).map_err(|e| s.garbage(e))? {
+                    if let Some(r) = packet::ipmi_response(&p.payload, netfn, cmd, *rq)
+                        .map_err(|e| s.garbage(e))?
+                    {
                         return Ok(Some(r));
                     }
                 }

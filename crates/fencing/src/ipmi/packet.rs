@@ -136,7 +136,9 @@ fn encrypt(k2: &[u8; 16], iv: [u8; 16], payload: &[u8]) -> Vec<u8> {
     buf.push(u8::try_from(pad).unwrap_or(0));
     let len = buf.len();
     let enc = cbc::Encryptor::<Aes128>::new(k2.into(), &iv.into());
-    let ct = enc.encrypt_padded_mut::<NoPadding>(&mut buf, len).expect("buffer is a whole number of blocks");
+    let ct = enc
+        .encrypt_padded_mut::<NoPadding>(&mut buf, len)
+        .expect("buffer is a whole number of blocks");
     let mut out = Vec::with_capacity(16 + ct.len());
     out.extend_from_slice(&iv);
     out.extend_from_slice(ct);
@@ -152,7 +154,9 @@ fn decrypt(k2: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, &'static str> {
     iv_arr.copy_from_slice(iv);
     let mut buf = ct.to_vec();
     let dec = cbc::Decryptor::<Aes128>::new(k2.into(), &iv_arr.into());
-    let pt = dec.decrypt_padded_mut::<NoPadding>(&mut buf).map_err(|_| "AES-CBC decryption failed")?;
+    let pt = dec
+        .decrypt_padded_mut::<NoPadding>(&mut buf)
+        .map_err(|_| "AES-CBC decryption failed")?;
     let pad = usize::from(*pt.last().ok_or("empty plaintext")?);
     if pad >= 16 || pad + 1 > pt.len() {
         return Err("bad confidentiality pad length");
@@ -194,7 +198,11 @@ pub(crate) fn decode(bytes: &[u8], keys: Option<&SessionKeys>) -> Result<Packet,
             if authenticated || encrypted {
                 return Err("session packet before the session exists");
             }
-            Ok(Packet { payload_type, session_id, payload: raw.to_vec() })
+            Ok(Packet {
+                payload_type,
+                session_id,
+                payload: raw.to_vec(),
+            })
         }
         Some(k) => {
             if !authenticated || !encrypted {
@@ -214,7 +222,11 @@ pub(crate) fn decode(bytes: &[u8], keys: Option<&SessionKeys>) -> Result<Packet,
             mac.verify_truncated_left(&s[code_at..])
                 .map_err(|_| "integrity check failed (wrong session keys or tampered packet)")?;
             let payload = decrypt(&k.k2, raw)?;
-            Ok(Packet { payload_type, session_id, payload })
+            Ok(Packet {
+                payload_type,
+                session_id,
+                payload,
+            })
         }
     }
 }
@@ -248,7 +260,12 @@ pub(crate) struct IpmiResponse {
 
 /// Parses a response to `(netfn, cmd, rq_seq)`; `None` for a well-formed response to another
 /// request (a late answer to a retransmission), `Err` for garbage.
-pub(crate) fn ipmi_response(msg: &[u8], netfn: u8, cmd: u8, rq_seq: u8) -> Result<Option<IpmiResponse>, &'static str> {
+pub(crate) fn ipmi_response(
+    msg: &[u8],
+    netfn: u8,
+    cmd: u8,
+    rq_seq: u8,
+) -> Result<Option<IpmiResponse>, &'static str> {
     if msg.len() < 8 {
         return Err("IPMI response shorter than its header");
     }
@@ -261,7 +278,10 @@ pub(crate) fn ipmi_response(msg: &[u8], netfn: u8, cmd: u8, rq_seq: u8) -> Resul
     if msg[4] >> 2 != rq_seq & 0x3f {
         return Ok(None);
     }
-    Ok(Some(IpmiResponse { completion: msg[6], data: msg[7..msg.len() - 1].to_vec() }))
+    Ok(Some(IpmiResponse {
+        completion: msg[6],
+        data: msg[7..msg.len() - 1].to_vec(),
+    }))
 }
 
 /// The RMCP+ status codes of the session-setup messages, for error messages.
@@ -315,7 +335,13 @@ mod tests {
         let keys = SessionKeys::derive(&[7; 20]);
         for len in [0usize, 1, 7, 15, 16, 17, 40] {
             let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let mut bytes = encode(PayloadType::Ipmi, 0x1234, 9, &payload, Some((&keys, [3; 16])));
+            let mut bytes = encode(
+                PayloadType::Ipmi,
+                0x1234,
+                9,
+                &payload,
+                Some((&keys, [3; 16])),
+            );
             assert_eq!((bytes.len() - 4 - 12 - 12) % 4, 0, "integrity pad");
             let p = decode(&bytes, Some(&keys)).unwrap();
             assert_eq!((p.session_id, p.payload), (0x1234, payload));
@@ -344,7 +370,9 @@ mod tests {
             let _ = decode(&bytes, None);
             let _ = ipmi_response(&bytes, 0, 1, 0);
         }
-        let mut hdr = vec![0x06, 0, 0xff, 0x07, 0x06, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let mut hdr = vec![
+            0x06, 0, 0xff, 0x07, 0x06, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
+        ];
         hdr.extend_from_slice(&[0; 8]);
         assert!(decode(&hdr, Some(&keys)).is_err());
     }

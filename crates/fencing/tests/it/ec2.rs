@@ -31,10 +31,21 @@ fn ec2_agent_fences_instances_on_moto_inside_a_loopback_only_namespace() {
         return;
     };
     let exe = std::env::current_exe().unwrap();
-    let out = moto.inner(&exe, &["--exact", TEST_NAME, "--nocapture", "--test-threads=1"], INNER);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = moto.inner(
+        &exe,
+        &["--exact", TEST_NAME, "--nocapture", "--test-threads=1"],
+        INNER,
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("{text}");
-    assert!(out.status.success() && text.contains("1 passed"), "inner EC2 test failed");
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "inner EC2 test failed"
+    );
 }
 
 fn agent(words: &[&str]) -> Ec2Agent {
@@ -43,9 +54,20 @@ fn agent(words: &[&str]) -> Ec2Agent {
 
 /// Runs inside the namespace.
 fn inner() {
-    assert!(ns_is_loopback_only_here(), "not inside a loopback-only namespace");
-    let ids: Vec<String> = std::env::var("FENCING_IT_EC2_IDS").unwrap().split(' ').map(String::from).collect();
-    let auth: Vec<String> = std::env::var("FENCING_IT_EC2_AUTH").unwrap().split(' ').map(String::from).collect();
+    assert!(
+        ns_is_loopback_only_here(),
+        "not inside a loopback-only namespace"
+    );
+    let ids: Vec<String> = std::env::var("FENCING_IT_EC2_IDS")
+        .unwrap()
+        .split(' ')
+        .map(String::from)
+        .collect();
+    let auth: Vec<String> = std::env::var("FENCING_IT_EC2_AUTH")
+        .unwrap()
+        .split(' ')
+        .map(String::from)
+        .collect();
     let python = std::env::var("FENCING_IT_PYTHON").unwrap();
     let observe = |id: &str| {
         let out = Command::new(&python)
@@ -61,49 +83,94 @@ fn inner() {
 
     // Region, endpoint and credentials from the standard environment variables.
     let a = agent(&[]);
-    let t = fencing::testing::conformance(&a, Some(&ids[0]), Some("i-00000000000000000"), &|| observe(&ids[0]));
+    let t = fencing::testing::conformance(&a, Some(&ids[0]), Some("i-00000000000000000"), &|| {
+        observe(&ids[0])
+    });
     eprintln!("ec2 (moto): {:?}", t.actions);
-    assert_eq!(observe(&ids[1]), PowerState::On, "fencing one instance touched another");
+    assert_eq!(
+        observe(&ids[1]),
+        PowerState::On,
+        "fencing one instance touched another"
+    );
 
     // The same scenarios through the runner with fence_aws.
     if std::env::var("FENCING_IT_FENCE_AWS").is_ok_and(|v| v == "1") {
-        let p = Params::from_words(&["region=us-east-1", "access_key=testing", "secret_key=testing"]).unwrap();
+        let p = Params::from_words(&[
+            "region=us-east-1",
+            "access_key=testing",
+            "secret_key=testing",
+        ])
+        .unwrap();
         let script = fencing::ScriptAgent::new("fence_aws", &p).unwrap();
-        let t =
-            fencing::testing::conformance(&script, Some(&ids[0]), Some("i-00000000000000000"), &|| observe(&ids[0]));
+        let t = fencing::testing::conformance(
+            &script,
+            Some(&ids[0]),
+            Some("i-00000000000000000"),
+            &|| observe(&ids[0]),
+        );
         eprintln!("fence_aws (moto): {:?}", t.actions);
-        let r = execute(&script, &Request::new(Action::Off, Some("i-00000000000000000")));
+        let r = execute(
+            &script,
+            &Request::new(Action::Off, Some("i-00000000000000000")),
+        );
         assert!(!r.confirms_fenced(), "{r:?}");
     } else {
         eprintln!("skipped: fence_aws comparison (fence-agents not installed)");
     }
 
     // Explicit parameters win over the environment.
-    let a = agent(&["endpoint=http://127.0.0.1:5000", "region=us-east-1", "access_key=testing", "secret_key=testing"]);
+    let a = agent(&[
+        "endpoint=http://127.0.0.1:5000",
+        "region=us-east-1",
+        "access_key=testing",
+        "secret_key=testing",
+    ]);
     let r = execute(&a, &Request::new(Action::Off, Some(&ids[1])));
     assert!(r.confirms_fenced(), "{r:?}");
     assert_eq!(observe(&ids[1]), PowerState::Off);
 
     // Unknown instance: failed, not fenced.
     let r = execute(&a, &Request::new(Action::Off, Some("i-00000000000000000")));
-    assert!(matches!(r.outcome, Outcome::Failed(AgentError::NoSuchPlug { .. })), "{r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Failed(AgentError::NoSuchPlug { .. })),
+        "{r:?}"
+    );
 
     // Nothing listening: failed at once.
     let dead = agent(&["endpoint=http://127.0.0.1:5999"]);
     let r = execute(&dead, &Request::new(Action::Off, Some(&ids[0])));
-    assert!(matches!(r.outcome, Outcome::Failed(AgentError::Unreachable { .. })), "{r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Failed(AgentError::Unreachable { .. })),
+        "{r:?}"
+    );
     assert!(r.elapsed < Duration::from_secs(2), "{r:?}");
 
     // Auth mode: the right key works, a wrong secret is an authentication failure.
     let (key_id, secret) = (&auth[auth.len() - 2], &auth[auth.len() - 1]);
     let good_key = format!("access_key={key_id}");
     let good_secret = format!("secret_key={secret}");
-    let good = agent(&["endpoint=http://127.0.0.1:5001", "region=us-east-1", &good_key, &good_secret]);
+    let good = agent(&[
+        "endpoint=http://127.0.0.1:5001",
+        "region=us-east-1",
+        &good_key,
+        &good_secret,
+    ]);
     let r = execute(&good, &Request::new(Action::Status, Some(&auth[0])));
     assert!(matches!(r.outcome, Outcome::Done(_)), "{r:?}");
-    let wrong = agent(&["endpoint=http://127.0.0.1:5001", "region=us-east-1", &good_key, "secret_key=wrong-secret"]);
+    let wrong = agent(&[
+        "endpoint=http://127.0.0.1:5001",
+        "region=us-east-1",
+        &good_key,
+        "secret_key=wrong-secret",
+    ]);
     let r = execute(&wrong, &Request::new(Action::Off, Some(&auth[0])));
-    assert!(matches!(r.outcome, Outcome::Failed(AgentError::Auth { .. })), "{r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Failed(AgentError::Auth { .. })),
+        "{r:?}"
+    );
     assert_eq!(r.attempts, 1, "authentication failures are not retried");
-    assert!(!format!("{r:?} {wrong:?}").contains("wrong-secret"), "secret leaked");
+    assert!(
+        !format!("{r:?} {wrong:?}").contains("wrong-secret"),
+        "secret leaked"
+    );
 }

@@ -37,25 +37,38 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
             .spawn()
             .unwrap(),
     );
-    assert!(rig::wait_until(Duration::from_secs(10), || { crate::rigs::virsh_ok(uri, "domstate test") }));
+    assert!(rig::wait_until(Duration::from_secs(10), || {
+        crate::rigs::virsh_ok(uri, "domstate test")
+    }));
     let _ = crate::rigs::virsh_ok(uri, "start test");
     let a = agent(uri);
-    let t = fencing::testing::conformance(&a, Some("test"), Some("no-such-domain"), &|| state(uri, "test"));
+    let t = fencing::testing::conformance(&a, Some("test"), Some("no-such-domain"), &|| {
+        state(uri, "test")
+    });
     eprintln!("libvirt test driver: {:?}", t.actions);
 
     // Bad input: unknown domain, unreachable hypervisor.
     let r = execute(&a, &Request::new(Action::Off, Some("no-such-domain")));
-    assert!(matches!(r.outcome, Outcome::Failed(AgentError::NoSuchPlug { .. })), "{r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Failed(AgentError::NoSuchPlug { .. })),
+        "{r:?}"
+    );
     let bad = agent("test+unix:///default?socket=/nonexistent/sock");
     let r = execute(&bad, &Request::new(Action::Off, Some("test")));
     assert!(!r.confirms_fenced());
-    assert!(matches!(r.outcome, Outcome::Failed(AgentError::Unreachable { .. })), "{r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Failed(AgentError::Unreachable { .. })),
+        "{r:?}"
+    );
 
     // The same scenarios through the runner with fence_virsh, over ssh to this host.
     if crate::rigs::Sshd::available() {
         let sshd = crate::rigs::Sshd::start(uri);
         let script = fencing::ScriptAgent::new("fence_virsh", &sshd.fence_virsh_params()).unwrap();
-        let t = fencing::testing::conformance(&script, Some("test"), Some("no-such-domain"), &|| state(uri, "test"));
+        let t =
+            fencing::testing::conformance(&script, Some("test"), Some("no-such-domain"), &|| {
+                state(uri, "test")
+            });
         eprintln!("fence_virsh (test driver): {:?}", t.actions);
         let r = execute(&script, &Request::new(Action::Off, Some("no-such-domain")));
         assert!(!r.confirms_fenced(), "{r:?}");
@@ -68,23 +81,37 @@ fn libvirt_agent_passes_conformance_on_the_test_driver_and_a_real_domain() {
         eprintln!("skipped: real qemu domain (set RUN_SLOW_TESTS=1)");
         return;
     }
-    if !rig::require("qemu-system-x86_64", rig::have_program("qemu-system-x86_64")) {
+    if !rig::require(
+        "qemu-system-x86_64",
+        rig::have_program("qemu-system-x86_64"),
+    ) {
         return;
     }
     let dom = match TinyDomain::define_and_start() {
         Ok(d) => d,
         Err(e) => {
-            assert!(rig::require(&format!("a startable qemu domain ({e})"), false));
+            assert!(rig::require(
+                &format!("a startable qemu domain ({e})"),
+                false
+            ));
             return;
         }
     };
     let sys = "qemu:///system";
     let a = agent(sys);
-    let t = fencing::testing::conformance(&a, Some(&dom.name), Some("no-such-domain"), &|| state(sys, &dom.name));
+    let t = fencing::testing::conformance(&a, Some(&dom.name), Some("no-such-domain"), &|| {
+        state(sys, &dom.name)
+    });
     eprintln!("libvirt qemu domain: {:?}", t.actions);
     let mut off = Request::new(Action::Off, Some(&dom.name));
     off.timeout = Duration::from_secs(30);
     assert!(execute(&a, &off).confirms_fenced());
-    let ps = Command::new("pgrep").args(["-f", &format!("guest={}", dom.name)]).output().unwrap();
-    assert!(ps.stdout.is_empty(), "qemu still running after a confirmed off");
+    let ps = Command::new("pgrep")
+        .args(["-f", &format!("guest={}", dom.name)])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "qemu still running after a confirmed off"
+    );
 }

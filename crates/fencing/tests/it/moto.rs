@@ -17,8 +17,11 @@ pub(crate) fn moto_server() -> Option<PathBuf> {
     if venv.exists() {
         return Some(venv);
     }
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("moto_server")).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("moto_server"))
+            .find(|p| p.is_file())
+    })
 }
 
 const SETUP: &str = r#"
@@ -41,11 +44,19 @@ print(" ".join(ids))
 /// True when this process's network namespace has only `lo` and no route.
 pub(crate) fn ns_is_loopback_only_here() -> bool {
     let route = Command::new("ip").args(["route", "show"]).output().unwrap();
-    let route6 = Command::new("ip").args(["-6", "route", "show"]).output().unwrap();
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let route6 = Command::new("ip")
+        .args(["-6", "route", "show"])
+        .output()
+        .unwrap();
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
     let links = String::from_utf8_lossy(&links.stdout);
     route.stdout.trim_ascii().is_empty()
-        && String::from_utf8_lossy(&route6.stdout).lines().all(|l| l.starts_with("::1 "))
+        && String::from_utf8_lossy(&route6.stdout)
+            .lines()
+            .all(|l| l.starts_with("::1 "))
         && links.lines().count() == 1
         && links.contains(": lo:")
 }
@@ -71,17 +82,26 @@ impl MotoRig {
             return None;
         }
         let Some(moto) = moto_server() else {
-            rig::require("moto_server (set MOTO_SERVER, or pip install 'moto[server,ec2]' into /opt/hc-venv)", false);
+            rig::require(
+                "moto_server (set MOTO_SERVER, or pip install 'moto[server,ec2]' into /opt/hc-venv)",
+                false,
+            );
             return None;
         };
         let python = {
             let p = moto.with_file_name("python3");
-            if p.exists() { p } else { PathBuf::from("python3") }
+            if p.exists() {
+                p
+            } else {
+                PathBuf::from("python3")
+            }
         };
         rig::sweep_stale_namespaces();
         let ns = rig::Netns::new();
         assert!(
-            rig::sh(&format!("ip -n {} route show", ns.name())).trim().is_empty(),
+            rig::sh(&format!("ip -n {} route show", ns.name()))
+                .trim()
+                .is_empty(),
             "namespace has a route: refusing to run AWS code"
         );
         let mut servers = Vec::new();
@@ -114,7 +134,9 @@ impl MotoRig {
             )
         };
         for port in ["5000", "5001"] {
-            let probe = format!("import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/moto-api/')");
+            let probe = format!(
+                "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/moto-api/')"
+            );
             assert!(
                 rig::wait_until(Duration::from_secs(30), || py(&["-c", &probe]).0),
                 "moto_server on {port} did not come up"
@@ -128,7 +150,11 @@ impl MotoRig {
         // fence_aws always asks IMDS for its own instance id: a fake IMDS inside the
         // namespace answers with the third instance, and a shim points boto3 at moto.
         let shim = rig::ScratchDir::new();
-        std::fs::copy(shared().join("rigs/aws/sitecustomize.py"), shim.path().join("sitecustomize.py")).unwrap();
+        std::fs::copy(
+            shared().join("rigs/aws/sitecustomize.py"),
+            shim.path().join("sitecustomize.py"),
+        )
+        .unwrap();
         let own = ids.split(' ').nth(2).unwrap_or_default().to_owned();
         std::fs::write(shim.path().join("self_iid"), own).unwrap();
         let with_fence_aws = rig::have_program("fence_aws");
@@ -145,9 +171,20 @@ impl MotoRig {
                     .unwrap(),
             ));
             let probe = "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:5002/latest/api/token', method='PUT'))";
-            assert!(rig::wait_until(Duration::from_secs(10), || py(&["-c", probe]).0), "fake IMDS did not come up");
+            assert!(
+                rig::wait_until(Duration::from_secs(10), || py(&["-c", probe]).0),
+                "fake IMDS did not come up"
+            );
         }
-        Some(MotoRig { _servers: servers, ids, auth, python, with_fence_aws, shim, ns })
+        Some(MotoRig {
+            _servers: servers,
+            ids,
+            auth,
+            python,
+            with_fence_aws,
+            shim,
+            ns,
+        })
     }
 
     /// Runs `exe args` inside the namespace with the AWS environment pointing at moto and
@@ -167,7 +204,10 @@ impl MotoRig {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env_remove("AWS_SESSION_TOKEN")
-            .env("FENCING_IT_FENCE_AWS", if self.with_fence_aws { "1" } else { "" })
+            .env(
+                "FENCING_IT_FENCE_AWS",
+                if self.with_fence_aws { "1" } else { "" },
+            )
             .env("PYTHONPATH", self.shim.path())
             .env("FENCE_AWS_ENDPOINT", "http://127.0.0.1:5000")
             .env("FENCE_AWS_IMDS", "http://127.0.0.1:5002")

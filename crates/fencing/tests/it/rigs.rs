@@ -21,7 +21,10 @@ pub(crate) fn free_udp_port() -> u16 {
 }
 
 pub(crate) fn kill_group(pgid: u32) {
-    let _ = Command::new("kill").args(["-9", "--", &format!("-{pgid}")]).stderr(Stdio::null()).status();
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// An `ipmi_sim` BMC on loopback whose power-off kills a "node" process and whose power-on
@@ -64,7 +67,10 @@ impl IpmiSim {
             .arg("-s")
             .arg(d.join("state"))
             .arg("-n")
-            .env("IPMISIM_ON_OFF", format!("kill -9 $(cat {}/node.pid)", d.display()))
+            .env(
+                "IPMISIM_ON_OFF",
+                format!("kill -9 $(cat {}/node.pid)", d.display()),
+            )
             .env("IPMISIM_ON_ON", format!("cd {}; {node_cmd}", d.display()))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(d.join("sim.out")).unwrap())
@@ -85,7 +91,12 @@ impl IpmiSim {
 
     pub(crate) fn params(&self, extra: &[&str]) -> Params {
         let port = format!("ipport={}", self.port);
-        let mut words = vec!["ip=127.0.0.1", port.as_str(), "username=admin", "password=secret"];
+        let mut words = vec![
+            "ip=127.0.0.1",
+            port.as_str(),
+            "username=admin",
+            "password=secret",
+        ];
         words.extend_from_slice(extra);
         let mut p = Params::default();
         for w in words {
@@ -101,11 +112,18 @@ impl IpmiSim {
 
     /// The power state the chassis hook stored (the ground truth, not the BMC's answer).
     pub(crate) fn power_file(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("power")).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.dir.path().join("power"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     pub(crate) fn node_pid(&self) -> u32 {
-        std::fs::read_to_string(self.dir.path().join("node.pid")).unwrap().trim().parse().unwrap()
+        std::fs::read_to_string(self.dir.path().join("node.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     pub(crate) fn chassis_log(&self) -> String {
@@ -141,7 +159,10 @@ pub(crate) fn virsh_ok(uri: &str, cmd: &str) -> bool {
 }
 
 pub(crate) fn virsh_out(uri: &str, cmd: &str) -> String {
-    let out = Command::new("virsh").args(["-q", "-c", uri, cmd]).output().unwrap();
+    let out = Command::new("virsh")
+        .args(["-q", "-c", uri, cmd])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -165,7 +186,10 @@ impl Libvirtd {
                 );
             }
             assert!(
-                rig::wait_until(Duration::from_secs(60), || virsh_ok("qemu:///system", "uri")),
+                rig::wait_until(Duration::from_secs(60), || virsh_ok(
+                    "qemu:///system",
+                    "uri"
+                )),
                 "libvirtd did not come up"
             );
         }
@@ -211,11 +235,18 @@ impl TinyDomain {
         let file = dir.path().join("dom.xml");
         std::fs::write(&file, xml).unwrap();
         let d = TinyDomain { name, _dir: dir };
-        let out = Command::new("virsh").args(["-q", "-c", "qemu:///system", "define"]).arg(&file).output().unwrap();
+        let out = Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system", "define"])
+            .arg(&file)
+            .output()
+            .unwrap();
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
-        let out = Command::new("virsh").args(["-q", "-c", "qemu:///system", "start", &d.name]).output().unwrap();
+        let out = Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system", "start", &d.name])
+            .output()
+            .unwrap();
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
@@ -246,21 +277,42 @@ impl Sshd {
     pub(crate) fn start(uri: &str) -> Sshd {
         let dir = rig::ScratchDir::new();
         let d = dir.path();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
         let conf = std::fs::read_to_string(shared().join("rigs/libvirt/sshd_config"))
             .unwrap()
             .replace("@RIG_DIR@", d.to_str().unwrap())
             .replace("@PORT@", &port.to_string());
-        std::fs::write(d.join("sshd_config"), format!("{conf}\nSetEnv LIBVIRT_DEFAULT_URI={uri}\n")).unwrap();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!("{conf}\nSetEnv LIBVIRT_DEFAULT_URI={uri}\n"),
+        )
+        .unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         for k in ["hostkey", "clientkey"] {
-            rig::run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(d.join(k)));
+            rig::run(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                    .arg(d.join(k)),
+            );
         }
         std::fs::copy(d.join("clientkey.pub"), d.join("authorized_keys")).unwrap();
-        rig::run(Command::new("/usr/sbin/sshd").arg("-f").arg(d.join("sshd_config")).arg("-E").arg(d.join("sshd.log")));
+        rig::run(
+            Command::new("/usr/sbin/sshd")
+                .arg("-f")
+                .arg(d.join("sshd_config"))
+                .arg("-E")
+                .arg(d.join("sshd.log")),
+        );
         let pidfile = d.join("sshd.pid");
         assert!(rig::wait_until(Duration::from_secs(5), || pidfile.exists()));
-        let pid = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         Sshd { dir, port, pid }
     }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use fencing::{Action, AgentError, Done, Outcome, Params, PowerState, Request, ScriptAgent, execute};
+use fencing::{
+    Action, AgentError, Done, Outcome, Params, PowerState, Request, ScriptAgent, execute,
+};
 
 use crate::rigs::IpmiSim;
 
@@ -24,7 +26,12 @@ fn fence_ipmilan(sim: &IpmiSim, password: &str) -> ScriptAgent {
 
 #[test]
 fn fence_ipmilan_through_the_runner_passes_conformance_and_kills_the_node() {
-    if !IpmiSim::available() || !rig::require("fence_ipmilan (fence-agents)", rig::have_program("fence_ipmilan")) {
+    if !IpmiSim::available()
+        || !rig::require(
+            "fence_ipmilan (fence-agents)",
+            rig::have_program("fence_ipmilan"),
+        )
+    {
         return;
     }
     let sim = IpmiSim::start();
@@ -36,11 +43,16 @@ fn fence_ipmilan_through_the_runner_passes_conformance_and_kills_the_node() {
     };
     let t = fencing::testing::conformance(&agent, None, None, &power);
     eprintln!("fence_ipmilan: {:?}", t.actions);
-    assert!(rig::wait_until(Duration::from_secs(3), || !rig::process_alive(node)), "node survived off");
+    assert!(
+        rig::wait_until(Duration::from_secs(3), || !rig::process_alive(node)),
+        "node survived off"
+    );
 
     // Metadata parsed from the script's XML.
     let r = execute(&agent, &Request::new(Action::Metadata, None));
-    let Outcome::Done(Done::Metadata(m)) = r.outcome else { panic!("{r:?}") };
+    let Outcome::Done(Done::Metadata(m)) = r.outcome else {
+        panic!("{r:?}")
+    };
     assert_eq!(m.name, "fence_ipmilan");
     assert!(m.parameters.iter().any(|p| p.name == "ip"));
 
@@ -66,25 +78,46 @@ fn runner_maps_exit_codes_and_kills_hanging_scripts() {
          case $a in status) echo 'Status: OFF'; exit 2;; off) echo 'Failed: Unable to connect/login to fencing device' >&2; exit 1;; metadata) echo '<html/>'; exit 0;; list-status) printf 'n1,alias1,on\\nn2,,off\\n'; exit 0;; esac; exit 1\n",
     )
     .unwrap();
-    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
     let agent = |mode: &str| {
         let p = Params::from_words(&[format!("mode={mode}")]).unwrap();
         ScriptAgent::new(script.to_str().unwrap(), &p).unwrap()
     };
     let a = agent("normal");
     let r = execute(&a, &Request::new(Action::Status, None));
-    assert!(matches!(r.outcome, Outcome::Done(Done::Status(PowerState::Off))), "{r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Done(Done::Status(PowerState::Off))),
+        "{r:?}"
+    );
     let r = execute(&a, &Request::new(Action::Off, None));
-    assert!(matches!(r.outcome, Outcome::Failed(AgentError::Script { code: 1, .. })), "{r:?}");
+    assert!(
+        matches!(
+            r.outcome,
+            Outcome::Failed(AgentError::Script { code: 1, .. })
+        ),
+        "{r:?}"
+    );
     let r = execute(&a, &Request::new(Action::List, None));
-    let Outcome::Done(Done::List(plugs)) = r.outcome else { panic!("{r:?}") };
+    let Outcome::Done(Done::List(plugs)) = r.outcome else {
+        panic!("{r:?}")
+    };
     assert_eq!(plugs.len(), 2);
     let r = execute(&a, &Request::new(Action::Metadata, None));
-    assert!(matches!(r.outcome, Outcome::Failed(AgentError::Protocol { .. })), "{r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Failed(AgentError::Protocol { .. })),
+        "{r:?}"
+    );
 
     let mut req = Request::new(Action::Off, None);
     req.timeout = Duration::from_millis(500);
     let r = execute(&agent("hang"), &req);
-    assert!(matches!(r.outcome, Outcome::Unknown(AgentError::Timeout { .. })), "{r:?}");
+    assert!(
+        matches!(r.outcome, Outcome::Unknown(AgentError::Timeout { .. })),
+        "{r:?}"
+    );
     assert!(r.elapsed < Duration::from_secs(2), "{r:?}");
 }
