@@ -331,12 +331,23 @@ mod tests {
         let mut run = GraphRun::new(&t, Duration::from_secs(20));
         let mut out = Vec::new();
         run.poll(Instant::ZERO, &mut out);
-        let first = out.iter().find_map(|d| match d {
-            Dispatch::Execute { action, task: "start", .. } => Some(*action),
-            _ => None,
-        });
-        let first = first.expect("the first member's start is dispatched");
-        out.clear();
+        // Probes come first; let them succeed until the first start is dispatched.
+        let first = loop {
+            let start = out.iter().find_map(|d| match d {
+                Dispatch::Execute { action, task: "start", .. } => Some(*action),
+                _ => None,
+            });
+            if let Some(a) = start {
+                break a;
+            }
+            let batch = std::mem::take(&mut out);
+            assert!(!batch.is_empty(), "the first member's start is dispatched");
+            for d in batch {
+                let (Dispatch::Execute { action, .. } | Dispatch::Fence { action, .. }) = d;
+                run.result(Instant::ZERO, action, Outcome::Ok, &mut out);
+            }
+        };
+        out.retain(|d| !matches!(d, Dispatch::Execute { action, .. } if *action == first));
         run.result(Instant::ZERO, first, Outcome::Failed { reason: "rc=1".into() }, &mut out);
         assert!(start_order(&out).is_empty(), "nothing new after a failure: {out:?}");
         // Other in-flight actions (monitors/probes) must still report before the run ends.

@@ -251,6 +251,9 @@ pub fn format_actions(t: &Transition) -> String {
             crate::ActionKind::Fence => {
                 let _ = writeln!(s, "  * Fencing {node}");
             }
+            crate::ActionKind::Notify if a.pseudo => {
+                let _ = writeln!(s, "  * Pseudo action:   {rsc}_{}_0", a.label);
+            }
             _ if a.pseudo => {
                 let _ = writeln!(s, "  * Pseudo action:   {rsc}_{task}_0");
             }

@@ -89,6 +89,21 @@ impl W {
                     true,
                 ),
                 Expr::Rule(r) => self.rule(r),
+                Expr::Resource { id, class, provider, agent } => self.open(
+                    "rsc_expression",
+                    &[
+                        ("id", Some(id.clone())),
+                        ("class", class.clone()),
+                        ("provider", provider.clone()),
+                        ("type", agent.clone()),
+                    ],
+                    true,
+                ),
+                Expr::Op { id, name, interval } => self.open(
+                    "op_expression",
+                    &[("id", Some(id.clone())), ("name", Some(name.clone())), ("interval", interval.clone())],
+                    true,
+                ),
                 Expr::Date { id } => self.open("date_expression", &[("id", Some(id.clone()))], true),
             }
         }

@@ -234,6 +234,28 @@ pub enum Expr {
     },
     /// A nested rule.
     Rule(Box<Rule>),
+    /// A resource expression (`rsc_expression`, in rsc_defaults and op_defaults rules):
+    /// matches resources by agent standard, provider and type; unset parts match anything.
+    Resource {
+        /// Element id.
+        id: String,
+        /// Agent standard (`ocf`, `stonith`, ...).
+        class: Option<String>,
+        /// Agent provider.
+        provider: Option<String>,
+        /// Agent type.
+        agent: Option<String>,
+    },
+    /// An operation expression (`op_expression`, in op_defaults rules): matches operations
+    /// by name and, when given, interval.
+    Op {
+        /// Element id.
+        id: String,
+        /// Operation name.
+        name: String,
+        /// Interval as written (`10s`, `0`, ...).
+        interval: Option<String>,
+    },
     /// A date expression: kept, evaluated as not matching.
     Date {
         /// Element id.

@@ -396,6 +396,28 @@ impl<'a, 'i> Reader<'a, 'i> {
                     value_source: e.attribute("value-source").map(str::to_string),
                 }),
                 "rule" => rule.exprs.push(Expr::Rule(Box::new(self.rule(e)?))),
+                "rsc_expression" => rule.exprs.push(Expr::Resource {
+                    id: e.attribute("id").unwrap_or("").to_string(),
+                    class: e.attribute("class").map(str::to_string),
+                    provider: e.attribute("provider").map(str::to_string),
+                    agent: e.attribute("type").map(str::to_string),
+                }),
+                "op_expression" => {
+                    let interval = e.attribute("interval").map(str::to_string);
+                    if let Some(i) = &interval
+                        && parse_interval_ms(i).is_none()
+                    {
+                        return Err(invalid(e, "interval", "an op_expression interval must be a duration such as 10s"));
+                    }
+                    rule.exprs.push(Expr::Op {
+                        id: e.attribute("id").unwrap_or("").to_string(),
+                        name: e
+                            .attribute("name")
+                            .ok_or_else(|| invalid(e, "name", "an op_expression needs an operation name"))?
+                            .to_string(),
+                        interval,
+                    })
+                }
                 "date_expression" => {
                     self.diags.push(Diagnostic {
                         element: "date_expression".into(),

@@ -1,6 +1,8 @@
 //! Action creation and ordering: per-resource actions, collective pseudo actions, fencing,
 //! and flag propagation along orderings until nothing changes.
 
+use std::collections::BTreeSet;
+
 use crate::cib::{OrderKind, Role};
 
 use super::constraints::Constraints;
@@ -13,6 +15,9 @@ pub(crate) const RUNNABLE_LEFT: u8 = 4;
 pub(crate) const RESTART: u8 = 8;
 /// Asymmetric mandatory order: an unrunnable first blocks a then that is required.
 pub(crate) const ASYMMETRIC: u8 = 16;
+/// The first action is a clone's collective action judged on the then action's node only:
+/// it implies the then action only when an instance there is required.
+pub(crate) const NODE_LOCAL_FIRST: u8 = 32;
 
 pub(crate) struct Builder<'a> {
     pub(crate) w: &'a World,
@@ -32,6 +37,16 @@ impl Builder<'_> {
         }
         self.actions.push(a);
         id
+    }
+
+    /// Adds an action (for passes outside this module).
+    pub(crate) fn push_action(&mut self, a: Action) -> usize {
+        self.add(a)
+    }
+
+    /// Adds a plain ordering (for passes outside this module).
+    pub(crate) fn push_edge(&mut self, first: usize, then: usize) {
+        self.edge(first, then, 0);
     }
 
     pub(crate) fn find(&self, rsc: usize, kind: ActionKind, node: Option<usize>) -> Option<usize> {
@@ -60,11 +75,14 @@ impl Builder<'_> {
     pub(crate) fn build(&mut self, c: &Constraints) {
         let w = self.w;
         // Fencing.
-        let can_fence =
-            w.props.fencing_enabled && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide"));
+        // Without quorum a node can still be fenced while it is in our membership (online).
+        let can_fence = |online: bool| {
+            w.props.fencing_enabled
+                && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide") || online)
+        };
         let mut fences = Vec::new();
         for (n, node) in w.nodes.iter().enumerate().rev() {
-            if node.unclean && node.fence_reason.is_some() && can_fence {
+            if node.unclean && node.fence_reason.is_some() && can_fence(node.online) {
                 let mut a = self.new_action(None, Some(n), ActionKind::Fence, false);
                 a.reason = node.fence_reason.clone();
                 a.label = format!("stonith-{}-{}", node.name, w.props.fencing_action);
@@ -94,8 +112,15 @@ impl Builder<'_> {
                     a.runnable = false;
                     a.optional = true;
                 }
-                if next.is_none() {
+                if next.is_none() && r.inhibited_on.is_none() {
                     a.reason = Some("node availability".into());
+                } else if multi
+                    && next != Some(n)
+                    && r.meta.get("multiple-active").is_some_and(|v| v == "stop_unexpected")
+                {
+                    // With multiple-active=stop_unexpected only the unexpected copies stop,
+                    // and Pacemaker names the cause.
+                    a.reason = Some("being multiply active".into());
                 }
                 let id = self.add(a);
                 if let Some(f) = fences.iter().copied().find(|&f| self.actions[f].node == Some(n)) {
@@ -197,10 +222,22 @@ impl Builder<'_> {
                         self.edge(d, pid, IMPLIES_THEN);
                     }
                 }
+            } else if let Some(n) = r.inhibited_on {
+                // An instance unassigned for want of an interleaving partner keeps the start
+                // it would have had, unrunnable: stopping it still counts as a restart for
+                // the clone's dependents.
+                let mut a = self.new_action(Some(l), Some(n), ActionKind::Start, true);
+                a.runnable = false;
+                let sid = self.add(a);
+                for &(sn, stop) in &stop_ids {
+                    let flags = if sn == n { IMPLIES_THEN | IMPLIES_FIRST | RESTART } else { 0 };
+                    self.edge(stop, sid, flags);
+                }
             } else if r.running.is_empty() {
                 continue;
             }
         }
+        self.add_probes();
         // Inside a promotable clone, demotions happen before promotions.
         for (c, r) in w.rscs.iter().enumerate() {
             if r.kind != Kind::Clone || !r.clone.promotable {
@@ -233,7 +270,7 @@ impl Builder<'_> {
             for &ch in &r.children {
                 for (kind, pre, post) in [(ActionKind::Start, start, running), (ActionKind::Stop, stop, stopped)] {
                     let child_actions: Vec<usize> = if w.rscs[ch].kind == Kind::Primitive {
-                        self.actions.iter().filter(|a| a.rsc == Some(ch) && a.kind == kind).map(|a| a.id).collect()
+                        self.all(ch, kind)
                     } else {
                         self.find(ch, kind, None).into_iter().collect()
                     };
@@ -287,7 +324,12 @@ impl Builder<'_> {
             }
             let interleave = w.rscs[o.first].kind == Kind::Clone
                 && w.rscs[o.then].kind == Kind::Clone
-                && w.rscs[o.then].clone.interleave;
+                && w.rscs[o.then].clone.interleave
+                // An ordering that needs only some instances of the first clone
+                // (require-all=false or the clone's clone-min) relates whole clones in
+                // both directions: it is never interleaved.
+                && o.min_first.is_none()
+                && w.rscs[o.first].clone.min == 0;
             if o.any_of.len() > 1 {
                 let mut inputs = Vec::new();
                 for &f in &o.any_of {
@@ -318,8 +360,83 @@ impl Builder<'_> {
         }
         // Unclean nodes: starts elsewhere wait for fencing (already edged); stops on
         // unclean nodes become runnable only through fencing.
-        self.propagate();
-        let _ = c;
+        self.propagate(c);
+        self.add_notifications();
+    }
+
+    /// Start-up probes: a one-off monitor wherever a resource's state on an active node is
+    /// unknown (no history there). Anonymous clones probe one instance per node (the one
+    /// assigned there, else the first). A probe precedes the start of the resource (of the
+    /// whole clone for instances); a probe that cannot run (the node is still pending)
+    /// blocks that start when the resource runs nowhere, since it might be active there.
+    fn add_probes(&mut self) {
+        let w = self.w;
+        let nodes: Vec<usize> = (0..w.nodes.len()).filter(|&n| w.nodes[n].online && !w.nodes[n].unclean).collect();
+        for &t in &w.top {
+            let leaves = w.leaves(t);
+            let is_clone = w.rscs[t].kind == Kind::Clone;
+            // A probe blocks the start only of something running nowhere.
+            let clone_running_nowhere = leaves.iter().all(|&x| w.rscs[x].running.is_empty());
+            let clone_start: Vec<usize> =
+                if is_clone { self.find(t, ActionKind::Start, None).into_iter().collect() } else { Vec::new() };
+            let anonymous = is_clone && !w.rscs[t].clone.unique;
+            // Anonymous clones: where any instance is known, and which instance is placed where.
+            let known: BTreeSet<usize> = if anonymous {
+                leaves.iter().flat_map(|&l| w.rscs[l].known_on.iter().copied()).collect()
+            } else {
+                BTreeSet::new()
+            };
+            for &n in &nodes {
+                let targets = if anonymous {
+                    if known.contains(&n) {
+                        continue;
+                    }
+                    let instances = &w.rscs[t].children;
+                    let chosen = instances
+                        .iter()
+                        .copied()
+                        .find(|&i| w.leaves(i).iter().any(|&l| w.rscs[l].assigned == Some(n)))
+                        .or_else(|| {
+                            instances.iter().copied().find(|&i| !w.leaves(i).iter().any(|&l| w.rscs[l].orphan))
+                        });
+                    chosen.map(|i| self.probe_targets(i, n)).unwrap_or_default()
+                } else {
+                    self.probe_targets(t, n)
+                };
+                let pending = w.nodes[n].pending;
+                for l in targets {
+                    let mut probe = self.new_action(Some(l), Some(n), ActionKind::Monitor, false);
+                    probe.runnable = !pending;
+                    let pid = self.add(probe);
+                    let (running_nowhere, starts) = if is_clone {
+                        (clone_running_nowhere, clone_start.clone())
+                    } else {
+                        (w.rscs[l].running.is_empty(), self.all(l, ActionKind::Start))
+                    };
+                    let flags = if pending && running_nowhere { RUNNABLE_LEFT } else { 0 };
+                    for s in starts {
+                        self.edge(pid, s, flags);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The leaves under `r` (a primitive, group or unique clone instance tree) that need a
+    /// probe on node `n`: those with no history there.
+    fn probe_targets(&self, r: usize, n: usize) -> Vec<usize> {
+        let w = self.w;
+        let rs = &w.rscs[r];
+        match rs.kind {
+            Kind::Primitive => {
+                if rs.orphan || rs.known_on.contains(&n) {
+                    Vec::new()
+                } else {
+                    vec![r]
+                }
+            }
+            _ => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
+        }
     }
 
     fn all(&self, r: usize, kind: ActionKind) -> Vec<usize> {
@@ -345,7 +462,15 @@ impl Builder<'_> {
             if v.is_empty() && kind == ActionKind::Start && !self.w.rscs[r].orphan {
                 let mut a = self.new_action(Some(r), None, kind, true);
                 a.runnable = false;
-                return vec![self.add(a)];
+                let id = self.add(a);
+                // Like every start, it follows the resource's stops ("stop then start"
+                // implies the start): a resource that stops for good therefore has a
+                // required but unrunnable start, which is what its dependents report
+                // ("required X start").
+                for stop in self.all(r, ActionKind::Stop) {
+                    self.edge(stop, id, IMPLIES_THEN);
+                }
+                return vec![id];
             }
             return v;
         }
@@ -369,13 +494,37 @@ impl Builder<'_> {
             "demote" => ActionKind::Demote,
             _ => return Vec::new(),
         };
-        let mut v: Vec<usize> = self.w.leaves(r).iter().flat_map(|&l| self.all(l, kind)).collect();
+        let leaves = if matches!(kind, ActionKind::Start | ActionKind::Promote) {
+            self.then_leaves(r)
+        } else {
+            self.w.leaves(r)
+        };
+        let mut v: Vec<usize> = leaves.iter().flat_map(|&l| self.all(l, kind)).collect();
         if self.w.rscs[r].kind != Kind::Primitive
             && let Some(p) = self.find(r, kind, None)
         {
             v.push(p);
         }
         v
+    }
+
+    /// The leaves a start or promote ordering reaches directly when `r` is its "then" side.
+    /// Inside a cloned group only the group's first member is reached; the group's own
+    /// ordering carries the effect on to the later members (so they report the member before
+    /// them as the cause).
+    fn then_leaves(&self, r: usize) -> Vec<usize> {
+        let w = self.w;
+        if w.rscs[r].kind == Kind::Clone {
+            return w.rscs[r]
+                .children
+                .iter()
+                .flat_map(|&i| match w.rscs[i].kind {
+                    Kind::Group => w.rscs[i].children.first().copied().into_iter().collect(),
+                    _ => w.leaves(i),
+                })
+                .collect();
+        }
+        w.leaves(r)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -429,9 +578,21 @@ impl Builder<'_> {
             firsts = vec![p];
         }
         let thens = self.then_side(t, ta);
+        // When a clone is the "then" of an ordering with something that is not a clone,
+        // Pacemaker judges the clone's action by its instances on the first action's node:
+        // an instance required elsewhere does not make the first action required.
+        let node_local = self.w.rscs[t].kind == Kind::Clone && self.w.rscs[f].kind != Kind::Clone;
+        // Likewise a clone that comes first is judged on the then action's node.
+        let first_collective = self.w.rscs[f].kind == Kind::Clone && self.w.rscs[t].kind != Kind::Clone;
         for &a in &firsts {
             for &b in &thens {
-                self.edge(a, b, flags);
+                let (na, nb) = (self.actions[a].node, self.actions[b].node);
+                let elsewhere = node_local && na.is_some() && nb.is_some() && na != nb;
+                let mut fl = if elsewhere { flags & !IMPLIES_FIRST } else { flags };
+                if first_collective && nb.is_some() {
+                    fl |= NODE_LOCAL_FIRST;
+                }
+                self.edge(a, b, fl);
             }
         }
     }
@@ -457,109 +618,220 @@ impl Builder<'_> {
         }
     }
 
-    /// Runnable state: unrunnable firsts block their thens, to a fixed point.
-    fn propagate_runnable(&mut self) -> bool {
-        let mut any = false;
-        loop {
-            let mut changed = false;
+    /// Flag propagation to a fixed point. Each ordering applies its implications in the
+    /// order Pacemaker applies them (first implies then, restart, then implies first, then
+    /// unrunnable first blocks then), and an action keeps the first reason it was given:
+    /// that is what decides between "required X" and "unrunnable X" in the summary.
+    fn propagate(&mut self, c: &Constraints) {
+        let mut restarts: Vec<Vec<usize>> = vec![Vec::new(); self.actions.len()];
+        let mut outs: Vec<Vec<usize>> = vec![Vec::new(); self.actions.len()];
+        for (e, edge) in self.edges.iter().enumerate() {
+            if edge.flags & RESTART != 0 {
+                restarts[edge.then].push(e);
+            }
+            outs[edge.first].push(e);
+        }
+        let idx = EdgeIndex { restarts, outs };
+        for _ in 0..200 {
+            let mut changed = self.update_collectives();
             for e in 0..self.edges.len() {
-                let Edge { first, then, flags } = self.edges[e];
-                let blocks = flags & RUNNABLE_LEFT != 0 || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
-                if blocks && !self.actions[first].runnable && self.actions[then].runnable {
-                    self.actions[then].runnable = false;
-                    self.set_reason(then, first, "unrunnable", true);
-                    changed = true;
-                }
-            }
-            for i in 0..self.actions.len() {
-                let a = &self.actions[i];
-                if a.kind != ActionKind::Running || !a.runnable {
-                    continue;
-                }
-                let Some(r) = a.rsc else { continue };
-                let children = self.leaf_actions(r, ActionKind::Start);
-                let runnable = if self.w.rscs[r].kind == Kind::Group {
-                    !children.is_empty() && children.iter().all(|&c| self.actions[c].runnable)
-                } else {
-                    children.iter().any(|&c| self.actions[c].runnable)
-                };
-                if !runnable {
-                    self.actions[i].runnable = false;
-                    changed = true;
-                }
-            }
-            for k in 0..self.one_or_more.len() {
-                let (p, inputs, min) = self.one_or_more[k].clone();
-                let n = inputs.iter().filter(|&&x| self.actions[x].runnable).count();
-                if n < min && self.actions[p].runnable {
-                    self.actions[p].runnable = false;
-                    changed = true;
+                let then = self.edges[e].then;
+                let was_runnable = self.actions[then].runnable;
+                changed |= self.apply_edge(e);
+                if was_runnable && !self.actions[then].runnable {
+                    self.became_unrunnable(then, c, &idx);
                 }
             }
             if !changed {
-                return any;
-            }
-            any = true;
-        }
-    }
-
-    /// Required state along implications, to a fixed point.
-    fn propagate_required(&mut self) -> bool {
-        let mut any = false;
-        loop {
-            let mut changed = false;
-            // Restarts forced by unrunnable starts come first.
-            for e in 0..self.edges.len() {
-                let Edge { first, then, flags } = self.edges[e];
-                if flags & RESTART != 0 && !self.actions[then].runnable && self.actions[first].optional {
-                    self.actions[first].optional = false;
-                    changed = true;
-                }
-            }
-            for e in 0..self.edges.len() {
-                let Edge { first, then, flags } = self.edges[e];
-                if flags & IMPLIES_THEN != 0 && !self.actions[first].optional && self.actions[then].optional {
-                    self.actions[then].optional = false;
-                    self.set_reason(then, first, "required", false);
-                    changed = true;
-                }
-                if flags & IMPLIES_FIRST != 0 && !self.actions[then].optional && self.actions[first].optional {
-                    self.actions[first].optional = false;
-                    self.set_reason(first, then, "required", false);
-                    changed = true;
-                }
-            }
-            for i in 0..self.actions.len() {
-                let a = &self.actions[i];
-                if !a.optional || !matches!(a.kind, ActionKind::Running | ActionKind::Stopped | ActionKind::OneOrMore) {
-                    continue;
-                }
-                let Some(r) = a.rsc else { continue };
-                let want = if a.kind == ActionKind::Stopped { ActionKind::Stop } else { ActionKind::Start };
-                let req =
-                    self.leaf_actions(r, want).iter().any(|&x| !self.actions[x].optional && self.actions[x].runnable);
-                if req {
-                    self.actions[i].optional = false;
-                    changed = true;
-                }
-            }
-            if !changed {
-                return any;
-            }
-            any = true;
-        }
-    }
-
-    /// Flag propagation to a fixed point.
-    fn propagate(&mut self) {
-        for _ in 0..50 {
-            let a = self.propagate_runnable();
-            let b = self.propagate_required();
-            if !a && !b {
                 break;
             }
         }
     }
+
+    /// Consequences of an action becoming unrunnable, applied at once (Pacemaker
+    /// re-evaluates an action as soon as it changes, before other orderings can give the
+    /// actions involved a reason): its own stop becomes required (and a required stop in
+    /// turn makes the start required), and mandatory colocation dependents are blocked.
+    fn became_unrunnable(&mut self, a: usize, c: &Constraints, idx: &EdgeIndex) {
+        let was_optional = self.actions[a].optional;
+        for &r in &idx.restarts[a] {
+            while self.apply_edge(r) {}
+        }
+        // A member of a group or clone whose start just became required through its own
+        // restart passes that on at once (so a later member is first required by this one,
+        // then blocked).
+        if was_optional
+            && !self.actions[a].optional
+            && self.actions[a].rsc.is_some_and(|r| self.w.rscs[r].parent.is_some())
+        {
+            for &e in &idx.outs[a] {
+                let then = self.edges[e].then;
+                let was_runnable = self.actions[then].runnable;
+                self.apply_edge(e);
+                if was_runnable && !self.actions[then].runnable {
+                    self.became_unrunnable(then, c, idx);
+                }
+            }
+        }
+        self.block_colocation_dependents(a, c, idx);
+    }
+
+    /// A resource that cannot start (or be promoted) anywhere takes its mandatory
+    /// colocation dependents with it: their starts (or promotions, for colocations with the
+    /// promoted role) become unrunnable "due to colocation with" it. A collective counts as
+    /// unable only when none of its children can.
+    fn block_colocation_dependents(&mut self, a: usize, c: &Constraints, idx: &EdgeIndex) {
+        let kind = self.actions[a].kind;
+        if self.actions[a].runnable || !matches!(kind, ActionKind::Start | ActionKind::Promote) {
+            return;
+        }
+        let Some(r) = self.actions[a].rsc else { return };
+        let w = self.w;
+        let top = w.top_of(r);
+        for &ch in &w.rscs[top].children {
+            let child_action = if w.rscs[ch].kind == Kind::Primitive {
+                self.find(ch, kind, None)
+            } else {
+                w.leaves(ch).first().and_then(|&l| self.find(l, kind, None))
+            };
+            if child_action.is_none_or(|x| self.actions[x].runnable) {
+                return;
+            }
+        }
+        let reason_rsc = if w.rscs[top].kind == Kind::Group { top } else { r };
+        let reason = format!("colocation with {}", w.rscs[reason_rsc].id);
+        let deps: Vec<(usize, ActionKind)> = c
+            .by_primary(top)
+            .filter(|co| co.primary == top && co.score == crate::score::Score::INF)
+            .filter(|co| kind == ActionKind::Start || co.prim_role == Some(Role::Promoted))
+            .map(|co| {
+                let task = if co.dep_role == Some(Role::Promoted) { ActionKind::Promote } else { ActionKind::Start };
+                (co.dependent, task)
+            })
+            .collect();
+        for (d, task) in deps {
+            let mut targets = self.all(d, task);
+            for l in w.leaves(d) {
+                if l != d {
+                    targets.extend(self.all(l, task));
+                }
+            }
+            for t in targets {
+                if self.actions[t].runnable {
+                    self.actions[t].runnable = false;
+                    if self.actions[t].reason.is_none() {
+                        self.actions[t].reason = Some(reason.clone());
+                    }
+                    self.became_unrunnable(t, c, idx);
+                }
+            }
+        }
+    }
+
+    /// Whether `first` counts as required for `then`: a collective action marked node-local
+    /// counts only through its instances' actions on `then`'s node.
+    fn required_for(&self, first: usize, then: usize, flags: u8) -> bool {
+        if flags & NODE_LOCAL_FIRST == 0 {
+            return !self.actions[first].optional;
+        }
+        // Judged live from the instances (like Pacemaker's collective action flags), not from
+        // the collective action's own flag, which is only summarised between sweeps.
+        let (Some(c), Some(node)) = (self.actions[first].rsc, self.actions[then].node) else {
+            return !self.actions[first].optional;
+        };
+        let kind = match self.actions[first].kind {
+            ActionKind::Running => ActionKind::Start,
+            ActionKind::Stopped => ActionKind::Stop,
+            k => k,
+        };
+        self.leaf_actions(c, kind).iter().any(|&x| !self.actions[x].optional && self.actions[x].node == Some(node))
+    }
+
+    fn apply_edge(&mut self, e: usize) -> bool {
+        let Edge { first, then, flags } = self.edges[e];
+        let mut changed = false;
+        if flags & IMPLIES_THEN != 0 && self.required_for(first, then, flags) && self.actions[then].optional {
+            self.actions[then].optional = false;
+            self.set_reason(then, first, "required", false);
+            changed = true;
+        }
+        if flags & RESTART != 0 && !self.actions[then].runnable && self.actions[first].optional {
+            self.actions[first].optional = false;
+            changed = true;
+        }
+        if flags & IMPLIES_FIRST != 0 && !self.actions[then].optional && self.actions[first].optional {
+            self.actions[first].optional = false;
+            self.set_reason(first, then, "required", false);
+            changed = true;
+        }
+        let blocks = flags & RUNNABLE_LEFT != 0 || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
+        if blocks && !self.actions[first].runnable && self.actions[then].runnable {
+            self.actions[then].runnable = false;
+            self.set_reason(then, first, "unrunnable", false);
+            changed = true;
+        }
+        changed
+    }
+
+    /// Collective pseudo actions: "running" is runnable when its members' starts are (all
+    /// of a group's, any of a clone's), a one-or-more action when enough inputs are; they
+    /// required as soon as a member action is. A one-or-more action only counts runnable
+    /// inputs and never becomes required, so it never forces its dependents to restart.
+    fn update_collectives(&mut self) -> bool {
+        let mut changed = false;
+        for i in 0..self.actions.len() {
+            let a = &self.actions[i];
+            if a.kind != ActionKind::Running || !a.runnable {
+                continue;
+            }
+            let Some(r) = a.rsc else { continue };
+            let children = self.leaf_actions(r, ActionKind::Start);
+            let runnable = if self.w.rscs[r].kind == Kind::Group {
+                // A group is running only when every member starts (a member that will not
+                // start at all makes it unrunnable too).
+                self.w.leaves(r).iter().all(|&l| {
+                    let starts = self.all(l, ActionKind::Start);
+                    !starts.is_empty() && starts.iter().all(|&c| self.actions[c].runnable)
+                })
+            } else {
+                children.iter().any(|&c| self.actions[c].runnable)
+            };
+            if !runnable {
+                self.actions[i].runnable = false;
+                changed = true;
+            }
+        }
+        for k in 0..self.one_or_more.len() {
+            let (p, inputs, min) = self.one_or_more[k].clone();
+            let n = inputs.iter().filter(|&&x| self.actions[x].runnable).count();
+            if n < min && self.actions[p].runnable {
+                self.actions[p].runnable = false;
+                changed = true;
+            }
+        }
+        for i in 0..self.actions.len() {
+            let a = &self.actions[i];
+            if !a.optional || !matches!(a.kind, ActionKind::Running | ActionKind::Stopped) {
+                continue;
+            }
+            let Some(r) = a.rsc else { continue };
+            let want = if a.kind == ActionKind::Stopped { ActionKind::Stop } else { ActionKind::Start };
+            let req = self.leaf_actions(r, want).iter().any(|&x| !self.actions[x].optional);
+            if req {
+                self.actions[i].optional = false;
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+/// Orderings by action, for following a change at once.
+struct EdgeIndex {
+    /// "stop then start" orderings into each start.
+    restarts: Vec<Vec<usize>>,
+    /// Orderings out of each action.
+    outs: Vec<Vec<usize>>,
 }
 
 fn invert(task: &str) -> Option<&'static str> {

@@ -43,6 +43,9 @@ impl Assigner<'_> {
             }
         }
         let mut s = s?;
+        if self.ancestors_and_self(l).iter().any(|&a| w.rscs[a].banned_on.contains(&n)) {
+            return Some(Score::NEG_INF);
+        }
         let r = &w.rscs[l];
         if with_stickiness && r.running.contains(&n) && r.managed && !r.failed {
             s = s.plus(r.stickiness);
@@ -88,6 +91,30 @@ impl Assigner<'_> {
             }
         }
         out
+    }
+
+    /// Node scores for placing a primitive or group: its own scores, its colocations with
+    /// primaries and its dependents' preferences. With `first_only`, a group counts only its
+    /// first member and the group's own colocations.
+    fn placement_weights(&mut self, r: usize, first_only: bool) -> Weights {
+        let leaves = self.w.leaves(r);
+        let mut weights = if first_only {
+            (0..self.w.nodes.len()).filter_map(|n| Some((n, self.leaf_weight(leaves[0], n, true)?))).collect()
+        } else {
+            self.unit_weights(r, true)
+        };
+        self.apply_colocations(r, &mut weights, false);
+        // Group members can be dependents too.
+        let members = self.w.rscs[r].children.clone();
+        let members = if first_only { members.into_iter().take(1).collect() } else { members };
+        for m in members {
+            self.apply_colocations(m, &mut weights, false);
+        }
+        if !first_only {
+            let mut seen = BTreeSet::from([r]);
+            self.merge_dependents(r, &mut weights, 1.0, 0, &mut seen);
+        }
+        weights
     }
 
     /// Nodes where a primary runs (optionally in a role), after its assignment.
@@ -213,7 +240,14 @@ impl Assigner<'_> {
             let primary_is_clone = self.w.rscs[p].kind == Kind::Clone;
             let mut work = weights.clone();
             for (n, s) in work.iter_mut() {
-                let Some(&ds) = dw.get(n) else { continue };
+                // With a node attribute, a node counts the dependent's best score among the
+                // nodes sharing its value of that attribute.
+                let ds = if co.attr == "#uname" {
+                    dw.get(n).copied()
+                } else {
+                    dw.iter().filter(|(m, _)| self.same_place(&co.attr, *n, **m)).map(|(_, &x)| x).max()
+                };
+                let Some(ds) = ds else { continue };
                 if f < 0.0 && ds.value() < 0 && !dependent_confined {
                     continue;
                 }
@@ -254,6 +288,101 @@ impl Assigner<'_> {
         need.iter().all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
     }
 
+    /// The unit (top-level primitive or group) a colocation endpoint stands for, or `None`
+    /// for clones and their instances (which are placed instance by instance).
+    fn coloc_unit(&self, r: usize) -> Option<usize> {
+        if self.w.rscs[r].kind == Kind::Clone || self.w.clone_of(r).is_some() {
+            return None;
+        }
+        Some(self.w.top_of(r))
+    }
+
+    /// `u` and every unit tied to it by mandatory (+INFINITY) colocations that decide
+    /// location, in either direction and transitively.
+    fn colocated_units(&self, u: usize) -> BTreeSet<usize> {
+        let mut set = BTreeSet::from([u]);
+        let mut todo = vec![u];
+        while let Some(x) = todo.pop() {
+            let mut ends = vec![x];
+            ends.extend(self.w.leaves(x));
+            for e in ends {
+                let links = self.c.by_dependent(e).chain(self.c.by_primary(e));
+                for co in links {
+                    if co.score != Score::INF || co.dep_role == Some(Role::Promoted) {
+                        continue;
+                    }
+                    for other in [co.dependent, co.primary] {
+                        if let Some(o) = self.coloc_unit(other)
+                            && set.insert(o)
+                        {
+                            todo.push(o);
+                        }
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    /// Whether node `n` has room for the still unassigned members of `units` together.
+    fn fits_all(&self, units: &BTreeSet<usize>, n: usize) -> bool {
+        let mut need: BTreeMap<&str, i64> = BTreeMap::new();
+        for &u in units {
+            for l in self.w.leaves(u) {
+                if self.w.rscs[l].assigned.is_some() && !self.w.rscs[l].provisional {
+                    continue;
+                }
+                for (k, v) in &self.w.rscs[l].utilization {
+                    *need.entry(k.as_str()).or_default() += v;
+                }
+            }
+        }
+        let node = &self.w.nodes[n];
+        need.iter().all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
+    }
+
+    /// Capacity check for placing `u`, and the node to prefer on a tie. With a utilization
+    /// strategy, Pacemaker first looks for nodes with room for `u` and all unassigned
+    /// resources mandatorily colocated with it, so that a colocated set is not split up or
+    /// starved later. Only when no node has room for the whole set does it settle for room
+    /// for `u` alone, and then prefers the node with the most free capacity.
+    fn capacity_plan(&self, u: usize, weights: &Weights) -> (Box<dyn Fn(usize) -> bool + '_>, Option<usize>) {
+        if self.w.props.placement == "default" {
+            return (Box::new(|_| true), None);
+        }
+        let set = self.colocated_units(u);
+        if set.len() > 1 {
+            let usable: Vec<usize> = weights
+                .iter()
+                .filter(|&(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host())
+                .map(|(&n, _)| n)
+                .collect();
+            if usable.iter().any(|&n| self.fits_all(&set, n)) {
+                return (Box::new(move |n| self.fits_all(&set, n)), None);
+            }
+            let mut most: Option<usize> = None;
+            for n in usable {
+                if most.is_none_or(|m| self.compare_capacity(n, m) == std::cmp::Ordering::Less) {
+                    most = Some(n);
+                }
+            }
+            return (Box::new(move |n| self.fits(u, n)), most);
+        }
+        (Box::new(move |n| self.fits(u, n)), None)
+    }
+
+    /// `Less` when node `a` has more free capacity than `b`: one vote per utilization
+    /// attribute, for whichever node has more of it left.
+    fn compare_capacity(&self, a: usize, b: usize) -> std::cmp::Ordering {
+        let (fa, fb) = (&self.w.nodes[a].free, &self.w.nodes[b].free);
+        let mut votes = 0i64;
+        for k in fa.keys().chain(fb.keys().filter(|k| !fa.contains_key(*k))) {
+            let (x, y) = (fa.get(k).copied().unwrap_or(0), fb.get(k).copied().unwrap_or(0));
+            votes += (y - x).signum();
+        }
+        votes.cmp(&0)
+    }
+
     /// Picks the best node for a unit from final weights.
     fn choose(
         &self,
@@ -263,9 +392,11 @@ impl Assigner<'_> {
         prefer: Option<usize>,
     ) -> Option<usize> {
         let w = &self.w;
+        let (room, most_capable) = self.capacity_plan(u, weights);
+        let prefer = prefer.or(most_capable);
         let candidates: Vec<(usize, Score)> = weights
             .iter()
-            .filter(|&(&n, s)| s.value() >= 0 && w.nodes[n].can_host() && extra_ok(n) && self.fits(u, n))
+            .filter(|&(&n, s)| s.value() >= 0 && w.nodes[n].can_host() && extra_ok(n) && room(n))
             .map(|(&n, &s)| (n, s))
             .collect();
         let current: Option<usize> = w.leaves(u).iter().find_map(|&l| w.rscs[l].running.first().copied());
@@ -374,14 +505,14 @@ impl Assigner<'_> {
         match self.w.rscs[r].kind {
             Kind::Clone => self.assign_clone(r),
             _ => {
-                let mut weights = self.unit_weights(r, true);
-                self.apply_colocations(r, &mut weights, false);
-                // Group members can be dependents too.
-                for m in self.w.rscs[r].children.clone() {
-                    self.apply_colocations(m, &mut weights, false);
+                let mut weights = self.placement_weights(r, false);
+                let usable = |a: &Self, w: &Weights| w.iter().any(|(&n, s)| s.value() >= 0 && a.w.nodes[n].can_host());
+                if self.w.rscs[r].kind == Kind::Group && self.w.leaves(r).len() > 1 && !usable(self, &weights) {
+                    // Later members' preferences are merged into the first member's only
+                    // when some node remains; otherwise they are rolled back and the group
+                    // goes where its first member can, later members following if they may.
+                    weights = self.placement_weights(r, true);
                 }
-                let mut seen = BTreeSet::from([r]);
-                self.merge_dependents(r, &mut weights, 1.0, 0, &mut seen);
                 for (&n, &s) in &weights {
                     self.notes.entry(r).or_default().push((n, "total".into(), s));
                 }
@@ -403,7 +534,21 @@ impl Assigner<'_> {
                 } else {
                     self.choose(r, &weights, &|_| true, None)
                 };
-                self.place_unit(r, n);
+                // A node the group may not use (a mandatory colocation bans it) keeps only
+                // its unmanaged or blocked members, which stay where they are; the others
+                // cannot run.
+                let banned = n.is_some_and(|x| weights.get(&x).is_some_and(|s| s.is_neg_inf()));
+                if banned && self.w.rscs[r].kind == Kind::Group {
+                    self.place_unit(r, None);
+                    for l in self.w.leaves(r) {
+                        let stuck = !self.w.rscs[l].managed || self.w.blocked(l);
+                        if stuck && let Some(&cur) = self.w.rscs[l].running.first() {
+                            self.w.rscs[l].assigned = Some(cur);
+                        }
+                    }
+                } else {
+                    self.place_unit(r, n);
+                }
                 for l in self.w.leaves(r) {
                     let rs = &mut self.w.rscs[l];
                     rs.next_role = if rs.assigned.is_some() { Role::Started } else { Role::Stopped };
@@ -672,6 +817,28 @@ impl Assigner<'_> {
         }
     }
 
+    /// Nodes where a mandatory (+INFINITY) colocation's primary of `r` (or of its members)
+    /// may not run at all, judged from the primary's own node scores.
+    fn banned_by_primaries(&self, r: usize) -> Vec<usize> {
+        let mut ends = vec![r];
+        ends.extend(self.w.rscs[r].children.iter().copied());
+        let mut out = Vec::new();
+        for e in ends {
+            for co in self.c.by_dependent(e).filter(|c| c.dependent == e) {
+                if co.score != Score::INF || co.dep_role.is_some() || co.prim_role.is_some() {
+                    continue;
+                }
+                let Some(&probe) = self.w.leaves(co.primary).first() else { continue };
+                for n in 0..self.w.nodes.len() {
+                    if self.leaf_weight(probe, n, false).is_none_or(|s| s.is_neg_inf()) {
+                        out.push(n);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Assigns every resource, in priority order.
     pub(crate) fn assign_all(&mut self) {
         // Processing order: priority, then scores on each other's current node, then scores
@@ -700,6 +867,12 @@ impl Assigner<'_> {
                     (m, Vec::new())
                 }
             };
+            // Like Pacemaker, the order looks at scores with mandatory colocations applied:
+            // a node where a primary may not run at all is no good for its dependent either.
+            let mut weights = weights;
+            for n in self.banned_by_primaries(r) {
+                weights.insert(n, Score::NEG_INF);
+            }
             let current = (running.len() == 1 && self.w.nodes[running[0]].can_host() && self.fits(r, running[0]))
                 .then(|| running[0]);
             let scores = (0..self.w.nodes.len())
@@ -749,6 +922,53 @@ impl Assigner<'_> {
                 );
             }
             self.assign(k.r);
+        }
+        self.inhibit_uninterleaved();
+    }
+
+    /// Interleaved mandatory orderings between clones pair instances by node. A "then"
+    /// instance placed on a node where no "first" instance is placed cannot become active
+    /// there (Pacemaker unassigns it while ordering: its start cannot run and a running
+    /// instance stops, without a node-availability reason). Repeated until nothing changes,
+    /// since inhibited instances may leave later clones without partners.
+    fn inhibit_uninterleaved(&mut self) {
+        loop {
+            let mut changed = false;
+            for o in &self.c.orders {
+                let (f, t) = (o.first, o.then);
+                let w = &self.w;
+                let interleaved = w.rscs[f].kind == Kind::Clone
+                    && w.rscs[t].kind == Kind::Clone
+                    && w.rscs[t].clone.interleave
+                    && o.min_first.is_none()
+                    && w.rscs[f].clone.min == 0;
+                let up = matches!(o.first_action.as_str(), "start" | "promote")
+                    && matches!(o.then_action.as_str(), "start" | "promote");
+                if !interleaved || !up || o.kind != crate::cib::OrderKind::Mandatory {
+                    continue;
+                }
+                let first_nodes: BTreeSet<usize> =
+                    w.rscs[f].children.iter().filter_map(|&i| w.rscs[i].assigned).collect();
+                let lonely: Vec<usize> = w.rscs[t]
+                    .children
+                    .iter()
+                    .copied()
+                    .filter(|&i| w.rscs[i].assigned.is_some_and(|n| !first_nodes.contains(&n)))
+                    .collect();
+                for i in lonely {
+                    let was: Vec<(usize, Option<usize>)> =
+                        self.w.leaves(i).into_iter().map(|l| (l, self.w.rscs[l].assigned)).collect();
+                    self.place_unit(i, None);
+                    for (l, n) in was {
+                        self.w.rscs[l].next_role = Role::Stopped;
+                        self.w.rscs[l].inhibited_on = n;
+                    }
+                    changed = true;
+                }
+            }
+            if !changed {
+                return;
+            }
         }
     }
 }

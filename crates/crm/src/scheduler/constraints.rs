@@ -5,7 +5,7 @@ use crate::cib::{Cib, Constraint, OrderKind, Role};
 use crate::score::Score;
 
 use super::rules::{self, RuleCtx};
-use super::unpack::World;
+use super::unpack::{World, flatten};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Loc {
@@ -86,32 +86,18 @@ fn role_norm(r: Option<Role>) -> Option<Role> {
     }
 }
 
-fn pattern_match(pat: &str, id: &str) -> bool {
-    // A small subset of regular expressions: ^, $, .*, literal text.
-    let anchored_start = pat.starts_with('^');
-    let anchored_end = pat.ends_with('$') && !pat.ends_with("\\$");
-    let core = pat.trim_start_matches('^').trim_end_matches('$');
-    let parts: Vec<&str> = core.split(".*").collect();
-    let mut pos = 0usize;
-    for (i, p) in parts.iter().enumerate() {
-        if p.is_empty() {
-            continue;
-        }
-        if i == 0 && anchored_start {
-            if !id.starts_with(p) {
-                return false;
-            }
-            pos = p.len();
-        } else if let Some(f) = id[pos..].find(p) {
-            pos += f + p.len();
-        } else {
-            return false;
-        }
-    }
-    if anchored_end && let Some(last) = parts.last() {
-        return last.is_empty() || id.ends_with(last);
-    }
-    true
+/// Resources a location's `rsc-pattern` applies to: a regular expression matched against
+/// top-level resource names, or, when it starts with `!`, the names it does not match. An
+/// invalid pattern applies to nothing.
+fn pattern_targets(w: &World, pat: &str) -> Vec<usize> {
+    let (invert, pat) = match pat.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, pat),
+    };
+    let Ok(re) = regex::Regex::new(pat) else {
+        return Vec::new();
+    };
+    w.top.iter().copied().filter(|&t| re.is_match(&w.rscs[t].id) != invert).collect()
 }
 
 pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
@@ -125,11 +111,7 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                     targets.extend(lookup(r));
                 }
                 if let Some(p) = &l.rsc_pattern {
-                    for &t in &w.top {
-                        if pattern_match(p, &w.rscs[t].id) {
-                            targets.push(t);
-                        }
-                    }
+                    targets.extend(pattern_targets(w, p));
                 }
                 for s in &l.sets {
                     targets.extend(s.resources.iter().filter_map(|r| lookup(r)));
@@ -147,7 +129,15 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                             role = role_norm(rule.role);
                         }
                         for (n, node) in w.nodes.iter().enumerate() {
-                            let ctx = RuleCtx { node: Some(&node.name), attrs: &node.attrs };
+                            // The resource's parameters as they apply on this node.
+                            let mut params = std::collections::BTreeMap::new();
+                            flatten(
+                                &w.rscs[rsc].param_sets,
+                                &RuleCtx::attrs(Some(&node.name), &node.attrs),
+                                &mut params,
+                            );
+                            let mut ctx = RuleCtx::attrs(Some(&node.name), &node.attrs);
+                            ctx.rsc_attrs = Some((&params, &w.rscs[rsc].meta));
                             if rules::eval(rule, &ctx) {
                                 let s = if let Some(a) = &rule.score_attribute {
                                     match node.attrs.get(a).and_then(|v| Score::parse(v)) {
@@ -203,15 +193,18 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                     })
                     .collect();
                 for (members, seq, role, score) in &sets {
-                    if *seq {
-                        for pair in members.windows(2) {
-                            push(pair[1], pair[0], *score, *role, *role);
-                        }
-                    } else if score.is_neg_inf() || score.value() < 0 {
+                    if score.value() < 0 {
+                        // Anti-colocation within a set: every member avoids every member
+                        // before it, sequential or not (the only way nobody in the set runs
+                        // with anybody else in it).
                         for (i, &a) in members.iter().enumerate() {
                             for &b in &members[i + 1..] {
-                                push(a, b, *score, *role, *role);
+                                push(b, a, *score, *role, *role);
                             }
+                        }
+                    } else if *seq {
+                        for pair in members.windows(2) {
+                            push(pair[1], pair[0], *score, *role, *role);
                         }
                     }
                 }

@@ -5,6 +5,7 @@
 mod actions;
 mod assign;
 mod constraints;
+mod notify;
 pub(crate) mod rules;
 pub(crate) mod unpack;
 mod view;
@@ -39,6 +40,9 @@ pub enum ActionKind {
     Stopped,
     /// Pseudo: enough instances of a clone are runnable.
     OneOrMore,
+    /// Clone notification: to an instance on a node, or a pseudo action bracketing a
+    /// round of notifications (see the action's label).
+    Notify,
 }
 
 impl ActionKind {
@@ -54,6 +58,7 @@ impl ActionKind {
             ActionKind::Running => "running",
             ActionKind::Stopped => "stopped",
             ActionKind::OneOrMore => "one-or-more",
+            ActionKind::Notify => "notify",
         }
     }
 }
@@ -267,6 +272,9 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
     let opt = |a: Option<usize>| a.is_none_or(|a| b.actions[a].optional);
     let runnable = |a: usize| b.actions[a].runnable;
     let with_reason = |a: Option<usize>| a.filter(|&x| b.actions[x].reason.is_some());
+    // A multiply active resource that is recovered reports why one of its copies stops.
+    let multi_reason =
+        r.running.iter().filter_map(|&n| b.find(l, ActionKind::Stop, Some(n))).find(|&x| b.actions[x].reason.is_some());
     let mut emit = |it: Item<'_>| {
         out.push(item_line(w, l, role, next_role, it, b));
     };
@@ -290,7 +298,7 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
             let change = if failed { "Recover" } else { "Move" };
             emit(Item { change, origin: current, dest: next, action: stop, source: None });
         } else if failed {
-            emit(Item { change: "Recover", origin: current, dest: None, action: stop, source: None });
+            emit(Item { change: "Recover", origin: current, dest: None, action: stop, source: multi_reason });
         } else {
             emit(Item { change: "Restart", origin: current, dest: None, action: start, source: None });
         }
@@ -309,7 +317,10 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
     } else if moving {
         emit(Item { change: "Move", origin: current, dest: next, action: stop, source: None });
     } else if failed {
-        emit(Item { change: "Recover", origin: current, dest: None, action: stop, source: None });
+        emit(Item { change: "Recover", origin: current, dest: None, action: stop, source: multi_reason });
+    } else if stop.is_some() && !opt(stop) && start.is_some() {
+        // A required stop on a resource that stays means a restart, whatever the role change.
+        emit(Item { change: "Restart", origin: current, dest: next, action: start, source: None });
     } else if role == Role::Promoted && next_role != Role::Promoted {
         emit(Item {
             change: "Demote",

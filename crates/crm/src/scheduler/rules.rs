@@ -5,12 +5,29 @@ use std::collections::BTreeMap;
 
 use crate::cib::{Expr, Rule};
 
+/// Name/value attributes.
+pub(crate) type Attrs = BTreeMap<String, String>;
+
 /// What a rule is evaluated against.
 pub(crate) struct RuleCtx<'a> {
     /// Node name, when evaluating for a node.
     pub(crate) node: Option<&'a str>,
     /// Node attributes (with `#uname`, `#id`, ...).
     pub(crate) attrs: &'a BTreeMap<String, String>,
+    /// The resource's agent (standard, provider, type), when evaluating resource defaults.
+    pub(crate) rsc: Option<(&'a str, Option<&'a str>, &'a str)>,
+    /// The operation (name, interval in ms), when evaluating operation defaults.
+    pub(crate) op: Option<(&'a str, u64)>,
+    /// The resource's parameters and meta attributes, when evaluating a location rule for
+    /// it (`value-source="param"` or `"meta"` compares with these).
+    pub(crate) rsc_attrs: Option<(&'a Attrs, &'a Attrs)>,
+}
+
+impl<'a> RuleCtx<'a> {
+    /// A context with node attributes only.
+    pub(crate) fn attrs(node: Option<&'a str>, attrs: &'a BTreeMap<String, String>) -> Self {
+        RuleCtx { node, attrs, rsc: None, op: None, rsc_attrs: None }
+    }
 }
 
 fn compare(a: &str, b: &str, ty: Option<&str>) -> Option<Ordering> {
@@ -57,6 +74,16 @@ fn eval_expr(e: &Expr, ctx: &RuleCtx<'_>) -> bool {
     match e {
         Expr::Rule(r) => eval(r, ctx),
         Expr::Date { .. } => false,
+        // Resource and operation expressions match only where a resource or operation is
+        // being evaluated (defaults); elsewhere they never match.
+        Expr::Resource { class, provider, agent, .. } => ctx.rsc.is_some_and(|(c, p, t)| {
+            class.as_deref().is_none_or(|x| x == c)
+                && provider.as_deref().is_none_or(|x| Some(x) == p)
+                && agent.as_deref().is_none_or(|x| x == t)
+        }),
+        Expr::Op { name, interval, .. } => ctx.op.is_some_and(|(n, ms)| {
+            n == name && interval.as_deref().is_none_or(|i| crate::cib::xml::parse_interval_ms(i) == Some(ms))
+        }),
         Expr::Attr { attribute, operation, value, value_type, value_source, .. } => {
             let actual = ctx.attrs.get(attribute).map(String::as_str);
             let op = operation.to_ascii_lowercase();
@@ -66,8 +93,11 @@ fn eval_expr(e: &Expr, ctx: &RuleCtx<'_>) -> bool {
             if op == "not_defined" {
                 return actual.is_none();
             }
+            // With a value source, the value names a resource parameter or meta attribute
+            // whose value is compared.
             let expected = match value_source.as_deref() {
-                Some("param") | Some("meta") => None,
+                Some("param") => ctx.rsc_attrs.and_then(|(p, _)| p.get(value.as_deref()?)).map(String::as_str),
+                Some("meta") => ctx.rsc_attrs.and_then(|(_, m)| m.get(value.as_deref()?)).map(String::as_str),
                 _ => value.as_deref(),
             };
             let (Some(a), Some(b)) = (actual, expected) else {

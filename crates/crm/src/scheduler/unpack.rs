@@ -102,6 +102,9 @@ pub(crate) struct Rsc {
     pub(crate) provider: Option<String>,
     pub(crate) agent: String,
     pub(crate) meta: BTreeMap<String, String>,
+    /// Instance attribute sets (agent parameters, possibly with rules per node), for
+    /// location rules with `value-source="param"`.
+    pub(crate) param_sets: Vec<NvSet>,
     pub(crate) utilization: BTreeMap<String, i64>,
     pub(crate) ops: Vec<OpConfig>,
     pub(crate) priority: i64,
@@ -125,6 +128,11 @@ pub(crate) struct Rsc {
     /// History entry ids seen per node (anonymous clones may have several).
     pub(crate) history_ids: Vec<(usize, String)>,
     pub(crate) fail_stop_on: BTreeSet<usize>,
+    /// Nodes this resource may not run on after hard or fatal errors.
+    pub(crate) banned_on: BTreeSet<usize>,
+    /// Unassigned after placement because an interleaved ordering found no partner: the
+    /// node it had been placed on.
+    pub(crate) inhibited_on: Option<usize>,
     // Placement.
     pub(crate) weights: BTreeMap<usize, Score>,
     pub(crate) assigned: Option<usize>,
@@ -146,6 +154,8 @@ pub(crate) struct Props {
     pub(crate) stop_all: bool,
     pub(crate) stop_orphans: bool,
     pub(crate) startup_fencing: bool,
+    /// `node-pending-timeout` in seconds, when set and non-zero.
+    pub(crate) node_pending_timeout_s: Option<i64>,
     pub(crate) have_fence_device: bool,
 }
 
@@ -186,81 +196,105 @@ pub(crate) fn flatten(sets: &[NvSet], ctx: &RuleCtx<'_>, out: &mut BTreeMap<Stri
     }
 }
 
+/// What the node_state says about a node's membership.
+struct Membership {
+    /// Since when the node is a cluster member: -1 unknown, 0 not a member.
+    when_member: i64,
+    /// Since when the node's controller is online: 0 offline.
+    when_online: i64,
+}
+
+/// Node status as decided from its node_state: (online, unclean, pending, fence reason).
+/// Follows Pacemaker's rules: a node that is shutting down is online while its controller
+/// is; with fencing, a node that was seen but is not expected up is pending, one that left
+/// the membership or lost its controller while expected up is fenced, and a node never
+/// seen is fenced; without fencing, a node is simply online when member, online and joined.
 fn node_online(
     ns: Option<&NodeState>,
     fencing: bool,
     startup_fencing: bool,
+    shutdown: bool,
+    terminate: bool,
+    pending_timeout: Option<(i64, i64)>,
 ) -> (bool, bool, bool, Option<&'static str>) {
-    // Returns (online, unclean, pending, fence reason).
     let Some(ns) = ns else {
         if fencing && startup_fencing {
             return (false, true, false, Some("node is unclean"));
         }
         return (false, false, false, None);
     };
-    let when_member: i64 = match ns.in_ccm.as_deref() {
-        None => -1,
-        Some(v) if truthy(v) => 1,
-        Some(v) => v.parse::<i64>().unwrap_or(0),
-    };
-    let when_online: i64 = match ns.crmd.as_deref() {
-        Some("online") => 1,
-        Some(v) => v.parse::<i64>().unwrap_or(0),
-        None => 0,
+    let m = Membership {
+        when_member: match ns.in_ccm.as_deref() {
+            None => -1,
+            // A boolean "member" counts as a member since now.
+            Some(v) if truthy(v) => pending_timeout.map_or(1, |(_, now)| now.max(1)),
+            Some(v) => v.parse::<i64>().unwrap_or(0).max(0),
+        },
+        when_online: match ns.crmd.as_deref() {
+            Some(v) if v.eq_ignore_ascii_case("online") => 1,
+            Some(v) => v.parse::<i64>().unwrap_or(0).max(0),
+            None => 0,
+        },
     };
     let join = ns.join.as_deref().unwrap_or("");
-    let expected = ns.expected.as_deref().unwrap_or("");
+    let expected = ns.expected.as_deref();
     if !fencing {
-        let online = when_member > 0 && when_online > 0 && join == "member";
-        let pending = when_member > 0 && !online && join != "down" && when_online > 0;
-        return (online, false, pending, None);
-    }
-    if when_member < 0 {
-        if when_online > 0 {
-            return (false, true, false, Some("peer has not been seen by the cluster"));
+        if m.when_member <= 0 {
+            return (false, false, false, None);
         }
-        return (false, true, false, None);
-    }
-    if join == "banned" || join == "nack" {
-        return (true, true, false, Some("peer failed Pacemaker membership criteria"));
-    }
-    if expected == "down" {
-        if when_member > 0 || when_online > 0 {
-            if ns.uname.is_none() && when_online <= 0 {
-                return (false, true, false, Some("peer pending timed out on joining the process group"));
-            }
-            return (false, false, true, None);
+        if m.when_online > 0 {
+            return (join == "member", false, join != "member" && join != "down", None);
         }
+        // An unexpectedly down node cannot be fenced without fencing: its resources are
+        // taken as stopped, like those of any offline node.
         return (false, false, false, None);
     }
-    if when_member == 0 {
-        if expected == "member" {
-            return (false, true, false, Some("peer is no longer part of the cluster"));
-        }
-        if when_online > 0 {
-            return (false, false, true, None);
-        }
-        return (false, false, false, None);
+    if shutdown {
+        // A node shutting down cannot be fenced for being down; it is online while its
+        // controller is.
+        return (m.when_online > 0, false, false, None);
     }
-    if when_online <= 0 {
-        if expected == "member" {
-            return (true, true, false, Some("peer process is no longer available"));
-        }
-        if ns.uname.is_none() {
-            return (false, true, false, Some("peer pending timed out on joining the process group"));
-        }
-        return (false, false, true, None);
+    if m.when_member < 0 {
+        return (false, true, false, Some("peer has not been seen by the cluster"));
     }
-    if join == "member" {
-        return (true, false, false, None);
+    let member = m.when_member > 0;
+    if join == "nack" || join == "banned" {
+        return (member, true, false, Some("peer failed Pacemaker membership criteria"));
     }
-    (false, false, true, None)
+    if terminate {
+        if m.when_member <= 0 && m.when_online <= 0 && join == "down" {
+            return (false, false, false, None);
+        }
+        return (member, true, false, Some("fencing was requested"));
+    }
+    if expected.is_none_or(|e| e == "down") {
+        let timed_out = pending_timeout
+            .is_some_and(|(timeout, now)| member && m.when_online <= 0 && now >= m.when_member + timeout);
+        if timed_out {
+            return (member, true, false, Some("peer pending timed out on joining the process group"));
+        }
+        if member || m.when_online > 0 {
+            return (member, false, true, None);
+        }
+        return (member, false, false, None);
+    }
+    if !member {
+        return (false, true, false, Some("peer is no longer part of the cluster"));
+    }
+    if m.when_online <= 0 {
+        return (true, true, false, Some("peer process is no longer available"));
+    }
+    match join {
+        "member" => (true, false, false, None),
+        "pending" | "down" => (true, false, true, None),
+        _ => (true, true, false, Some("peer was in an unknown state")),
+    }
 }
 
 impl World {
     pub(crate) fn build(cib: &Cib, quorum: Option<bool>, now: i64) -> World {
         let empty = BTreeMap::new();
-        let ctx0 = RuleCtx { node: None, attrs: &empty };
+        let ctx0 = RuleCtx::attrs(None, &empty);
         let mut props = BTreeMap::new();
         flatten(&cib.config.properties, &ctx0, &mut props);
         let p = |k: &str| props.get(k).map(String::as_str);
@@ -279,6 +313,10 @@ impl World {
             stop_all: p("stop-all-resources").is_some_and(truthy),
             stop_orphans: p("stop-removed-resources").is_none_or(truthy),
             startup_fencing: p("startup-fencing").is_none_or(truthy),
+            node_pending_timeout_s: p("node-pending-timeout")
+                .and_then(crate::cib::xml::parse_interval_ms)
+                .map(|ms| (ms / 1000) as i64)
+                .filter(|&s| s > 0),
             have_fence_device,
         };
         let quorate = quorum.unwrap_or(cib.have_quorum);
@@ -364,13 +402,12 @@ impl World {
                 continue;
             }
             let ns = states.get(id.as_str()).copied();
-            let (online, unclean, pending, reason) =
-                node_online(ns, self.props.fencing_enabled, self.props.startup_fencing);
             let mut a = BTreeMap::new();
             a.insert("#uname".to_string(), name.clone());
             a.insert("#id".to_string(), id.clone());
             a.insert("#kind".to_string(), "cluster".to_string());
-            let ctx = RuleCtx { node: None, attrs: &BTreeMap::new() };
+            let no_attrs = BTreeMap::new();
+            let ctx = RuleCtx::attrs(None, &no_attrs);
             if let Some(ns) = ns {
                 let mut t = BTreeMap::new();
                 flatten(&ns.transient, &ctx, &mut t);
@@ -400,7 +437,16 @@ impl World {
             let maintenance = a.get("maintenance").is_some_and(|v| truthy(v));
             let shutdown = a.get("shutdown").is_some_and(|v| v != "0");
             let terminate = a.get("terminate").is_some_and(|v| truthy(v) || v.parse::<i64>().is_ok_and(|n| n > 0));
-            let mut node = Node {
+            let pending_timeout = self.props.node_pending_timeout_s.map(|t| (t, self.now));
+            let (online, unclean, pending, reason) = node_online(
+                ns,
+                self.props.fencing_enabled,
+                self.props.startup_fencing,
+                shutdown,
+                terminate,
+                pending_timeout,
+            );
+            let node = Node {
                 id,
                 name,
                 online,
@@ -415,17 +461,13 @@ impl World {
                 free: cap,
                 count: 0,
             };
-            if terminate && self.props.fencing_enabled && online {
-                node.unclean = true;
-                node.fence_reason = Some("fencing was requested".into());
-            }
             self.nodes.push(node);
         }
     }
 
     fn rsc_meta(&self, r: &Resource, inherited: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         let empty = BTreeMap::new();
-        let ctx = RuleCtx { node: None, attrs: &empty };
+        let ctx = RuleCtx::attrs(None, &empty);
         let mut m = BTreeMap::new();
         flatten(&r.meta, &ctx, &mut m);
         for (k, v) in inherited {
@@ -446,8 +488,6 @@ impl World {
         let idx = self.rscs.len();
         let mut defaults = BTreeMap::new();
         let empty = BTreeMap::new();
-        flatten(&self.rsc_defaults, &RuleCtx { node: None, attrs: &empty }, &mut defaults);
-        let get = |k: &str| meta.get(k).or_else(|| defaults.get(k)).map(String::as_str);
         let (kind, class, provider, agent) = match &r.kind {
             ResourceKind::Primitive { class, provider, agent } => {
                 (Kind::Primitive, class.clone(), provider.clone(), agent.clone())
@@ -455,6 +495,13 @@ impl World {
             ResourceKind::Group { .. } => (Kind::Group, String::new(), None, String::new()),
             ResourceKind::Clone { .. } => (Kind::Clone, String::new(), None, String::new()),
         };
+        // Resource defaults may be limited by rules on the resource's agent.
+        let mut ctx = RuleCtx::attrs(None, &empty);
+        if kind == Kind::Primitive {
+            ctx.rsc = Some((class.as_str(), provider.as_deref(), agent.as_str()));
+        }
+        flatten(&self.rsc_defaults, &ctx, &mut defaults);
+        let get = |k: &str| meta.get(k).or_else(|| defaults.get(k)).map(String::as_str);
         let target_role = get("target-role").and_then(Role::parse);
         let managed = get("is-managed").is_none_or(truthy)
             && !self.props.maintenance_mode
@@ -475,7 +522,7 @@ impl World {
         };
         let mut utilization = BTreeMap::new();
         let mut u = BTreeMap::new();
-        flatten(&r.utilization, &RuleCtx { node: None, attrs: &empty }, &mut u);
+        flatten(&r.utilization, &RuleCtx::attrs(None, &empty), &mut u);
         for (k, v) in u {
             if let Ok(n) = v.parse::<i64>() {
                 utilization.insert(k, n);
@@ -533,6 +580,7 @@ impl World {
             utilization,
             ops: r.ops.clone(),
             meta: meta.clone(),
+            param_sets: r.params.clone(),
             running: Vec::new(),
             role: Role::Stopped,
             failed: false,
@@ -540,6 +588,8 @@ impl World {
             blocked: false,
             pending: None,
             known_on: BTreeSet::new(),
+            banned_on: BTreeSet::new(),
+            inhibited_on: None,
             history_ids: Vec::new(),
             fail_stop_on: BTreeSet::new(),
             weights: BTreeMap::new(),
@@ -653,7 +703,9 @@ impl World {
             let Some(&n) = node_idx.get(ns.id.as_str()) else {
                 continue;
             };
-            if !self.nodes[n].online && !self.nodes[n].unclean {
+            // A cleanly offline node runs nothing, except one in maintenance: its
+            // resources are left alone and still count as active there.
+            if !self.nodes[n].online && !self.nodes[n].unclean && !self.nodes[n].maintenance {
                 continue;
             }
             for lr in &ns.resources {
@@ -736,7 +788,9 @@ impl World {
         let configured = configured.or_else(|| {
             let empty = BTreeMap::new();
             let mut d = BTreeMap::new();
-            flatten(&self.op_defaults, &RuleCtx { node: None, attrs: &empty }, &mut d);
+            let mut ctx = RuleCtx::attrs(None, &empty);
+            ctx.op = Some((op.operation.as_str(), op.interval_ms));
+            flatten(&self.op_defaults, &ctx, &mut d);
             d.get("on-fail").and_then(|v| OnFail::parse(v))
         });
         if let Some(c) = configured {
@@ -755,14 +809,34 @@ impl World {
         }
     }
 
-    fn failure_expired(&self, r: usize, op: &LrmOp) -> bool {
+    /// A failed operation expires once it is older than the failure timeout and the
+    /// resource has no unexpired fail count left on that node; expired failures are
+    /// ignored, whatever the operation (a failed stop included).
+    fn failure_expired(&self, r: usize, n: usize, op: &LrmOp) -> bool {
         let to = self.rscs[r].failure_timeout_s;
-        to > 0 && op.last_rc_change.is_some_and(|t| self.now >= t + to)
+        to > 0 && op.last_rc_change.is_some_and(|t| self.now >= t + to) && self.failcount(r, n).0 == 0
+    }
+
+    /// Bans a resource after a hard (`Some(node)`) or fatal (`None`) error. An anonymous
+    /// clone instance's ban applies to the whole clone.
+    fn ban(&mut self, leaf: usize, node: Option<usize>) {
+        let target = match self.clone_of(leaf) {
+            Some(c) if !self.rscs[c].clone.unique => c,
+            _ => leaf,
+        };
+        match node {
+            Some(n) => {
+                self.rscs[target].banned_on.insert(n);
+            }
+            None => self.rscs[target].banned_on.extend(0..self.nodes.len()),
+        }
     }
 
     fn unpack_lrm(&mut self, n: usize, lr: &LrmResource) {
         let mut ops: Vec<&LrmOp> = lr.ops.iter().collect();
-        ops.sort_by_key(|o| (o.call_id < 0, o.call_id));
+        // Equal call ids (a recurring monitor and its recorded failure) are ordered by when
+        // their result last changed.
+        ops.sort_by_key(|o| (o.call_id < 0, o.call_id, o.last_rc_change.unwrap_or(0)));
         // Decide activity first (for anonymous clone instance mapping).
         let found = self.find_leaf(n, lr, true);
         if std::env::var("CRM_DEBUG").is_ok() {
@@ -851,13 +925,16 @@ impl World {
 
     fn apply_history(&mut self, n: usize, leaf: usize, lr: &LrmResource) {
         let mut ops: Vec<&LrmOp> = lr.ops.iter().collect();
-        ops.sort_by_key(|o| (o.call_id < 0, o.call_id));
+        // Equal call ids (a recurring monitor and its recorded failure) are ordered by when
+        // their result last changed.
+        ops.sort_by_key(|o| (o.call_id < 0, o.call_id, o.last_rc_change.unwrap_or(0)));
         let mut role = Role::Stopped;
         let mut failed = false;
         let mut on_fail = OnFail::Ignore;
         let mut pending = None;
         let mut stop_failed = false;
         let mut fence_reason = None;
+        let mut failed_ops: BTreeSet<(String, u64)> = BTreeSet::new();
         let promotable = self.clone_of(leaf).is_some_and(|c| self.rscs[c].clone.promotable);
         for op in ops {
             let task = op.operation.as_str();
@@ -885,6 +962,16 @@ impl World {
                 191 => 8,
                 x => x,
             };
+            // A probe that finds the agent not installed is not a failure: the resource
+            // is stopped there and may not run there.
+            let not_installed = op.op_status == 7 || (op.op_status == 0 && rc == 5);
+            if probe && not_installed {
+                role = Role::Stopped;
+                if !self.failure_expired(leaf, n, op) {
+                    self.ban(leaf, Some(n));
+                }
+                continue;
+            }
             let ok_exec = op.op_status == 0 || op.op_status == 4;
             let success =
                 ok_exec && (rc == expected || (probe && matches!(rc, 0 | 7 | 8)) || (task != "monitor" && rc == 0));
@@ -926,8 +1013,17 @@ impl World {
                     },
                     _ => {}
                 }
+                // A recurring monitor that succeeds again after its own failure clears a
+                // past failure whose handling was only local (block, restart, demote).
+                let recovered =
+                    task == "monitor" && op.interval_ms > 0 && failed_ops.contains(&(task.to_string(), op.interval_ms));
+                if recovered && matches!(on_fail, OnFail::Block | OnFail::Restart | OnFail::Demote | OnFail::Ignore) {
+                    failed = false;
+                    on_fail = OnFail::Ignore;
+                }
                 continue;
             }
+            failed_ops.insert((task.to_string(), op.interval_ms));
             // A failure.
             if std::env::var("CRM_DEBUG").is_ok() {
                 eprintln!(
@@ -935,18 +1031,25 @@ impl World {
                     op.id,
                     op.rc,
                     self.nodes[n].name,
-                    self.failure_expired(leaf, op),
+                    self.failure_expired(leaf, n, op),
                     self.now,
                     self.rscs[leaf].failure_timeout_s
                 );
             }
-            if self.failure_expired(leaf, op) && task != "stop" {
+            if self.failure_expired(leaf, n, op) {
                 // Expired failures are forgotten, but a failed recurring monitor still
                 // means the resource is not known to be running well.
                 if probe && rc == 7 {
                     role = Role::Stopped;
                 }
                 continue;
+            }
+            // Hard errors keep the resource off this node, fatal ones off every node.
+            match (rc, op.op_status) {
+                (_, 7) | (2 | 4 | 5, 0) => self.ban(leaf, Some(n)),
+                (3, 0) if op.interval_ms == 0 => self.ban(leaf, Some(n)),
+                (6, 0) => self.ban(leaf, None),
+                _ => {}
             }
             let f = self.op_on_fail(leaf, op);
             match task {
@@ -1040,7 +1143,11 @@ impl World {
                     continue;
                 };
                 let name = rest.split('#').next().unwrap_or(rest);
-                if !names.iter().any(|x| x == name)
+                // An anonymous clone's fail counts may name any instance number.
+                let anonymous = self.clone_of(leaf).is_some_and(|c| !self.rscs[c].clone.unique);
+                let any_instance = anonymous
+                    && name.rsplit_once(':').is_some_and(|(b, num)| b == r.base && num.parse::<u32>().is_ok());
+                if !(names.iter().any(|x| x == name) || any_instance)
                     || (name == r.base
                         && r.id != r.base
                         && names[0] != name
@@ -1104,6 +1211,7 @@ fn blank_rsc() -> Rsc {
         provider: None,
         agent: String::new(),
         meta: BTreeMap::new(),
+        param_sets: Vec::new(),
         utilization: BTreeMap::new(),
         ops: Vec::new(),
         priority: 0,
@@ -1123,6 +1231,8 @@ fn blank_rsc() -> Rsc {
         blocked: false,
         pending: None,
         known_on: BTreeSet::new(),
+        banned_on: BTreeSet::new(),
+        inhibited_on: None,
         history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
         weights: BTreeMap::new(),

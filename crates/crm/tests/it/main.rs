@@ -4,4 +4,5 @@ mod bad_input;
 mod controller;
 mod corpus;
 mod explain;
+mod graph;
 mod roundtrip;
