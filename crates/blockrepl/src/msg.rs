@@ -211,6 +211,180 @@ impl Msg {
     }
 }
 
+/// Postcard variant index of [`Msg::Data`].
+const VARIANT_DATA: u8 = 3;
+/// Postcard variant index of [`Msg::RsData`].
+const VARIANT_RS_DATA: u8 = 12;
+/// Longest body prefix before a payload: variant, four varints of up to 10 bytes.
+pub const SPLIT_PREFIX_MAX: usize = 1 + 4 * 10;
+
+/// A payload-carrying message laid out for vectored I/O: `head ++ payload ++ tail` is byte
+/// for byte the frame [`Msg::encode`] produces, but the payload is never copied into it.
+#[derive(Debug)]
+pub struct SplitFrame {
+    /// Envelope header and the message fields before the payload.
+    pub head: Vec<u8>,
+    /// The payload, moved out of the message.
+    pub payload: Vec<u8>,
+    /// Fields after the payload and the envelope checksum.
+    pub tail: Vec<u8>,
+}
+
+impl SplitFrame {
+    /// Total frame length.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payload.len() + self.tail.len()
+    }
+
+    /// Never true: a frame has at least a header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// The fields of a payload-carrying message read from the start of its frame body, before the
+/// payload itself arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitPrefix {
+    /// [`Msg::Data`] without its payload and `fua` (which follows the payload).
+    Data {
+        /// Sequence number.
+        seq: u64,
+        /// Epoch.
+        epoch: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Payload length.
+        len: usize,
+    },
+    /// [`Msg::RsData`] without its payload.
+    RsData {
+        /// First block.
+        start: u64,
+        /// Payload length.
+        len: usize,
+    },
+}
+
+impl SplitPrefix {
+    /// Payload length.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            SplitPrefix::Data { len, .. } | SplitPrefix::RsData { len, .. } => *len,
+        }
+    }
+
+    /// Bytes of the body after the payload (before the checksum).
+    pub fn tail_len(&self) -> usize {
+        match self {
+            SplitPrefix::Data { .. } => 1,
+            SplitPrefix::RsData { .. } => 0,
+        }
+    }
+
+    /// Rebuilds the message from the payload and the bytes after it (`tail_len` of them).
+    pub fn into_msg(self, data: Vec<u8>, after: &[u8]) -> Result<Msg, wire::DecodeError> {
+        match self {
+            SplitPrefix::Data { seq, epoch, offset, .. } => {
+                let fua = match after {
+                    [0] => false,
+                    [1] => true,
+                    _ => return Err(wire::DecodeError::Body("Data: fua is not a boolean".into())),
+                };
+                Ok(Msg::Data { seq, epoch, offset, data, fua })
+            }
+            SplitPrefix::RsData { start, .. } => Ok(Msg::RsData { start, data }),
+        }
+    }
+
+    /// Parses the start of a frame body. `None`: not a payload-carrying message (or a
+    /// malformed one); decode the whole frame with [`Msg::decode`] instead.
+    pub fn parse(body: &[u8]) -> Option<(SplitPrefix, usize)> {
+        let (&variant, mut rest) = body.split_first()?;
+        let mut next = || -> Option<u64> {
+            let (v, used) = read_varint(rest)?;
+            rest = &rest[used..];
+            Some(v)
+        };
+        let p = match variant {
+            VARIANT_DATA => {
+                let (seq, epoch, offset) = (next()?, next()?, next()?);
+                SplitPrefix::Data { seq, epoch, offset, len: usize::try_from(next()?).ok()? }
+            }
+            VARIANT_RS_DATA => {
+                let start = next()?;
+                SplitPrefix::RsData { start, len: usize::try_from(next()?).ok()? }
+            }
+            _ => return None,
+        };
+        Some((p, body.len() - rest.len()))
+    }
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        let bits = u64::from(b & 0x7f);
+        if i == 9 && b > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+impl Msg {
+    /// Lays out a payload-carrying message ([`Msg::Data`], [`Msg::RsData`]) for vectored
+    /// writes without copying the payload; any other message comes back unchanged.
+    pub fn into_split_frame(self) -> Result<SplitFrame, Msg> {
+        if self.payload_len() + SPLIT_PREFIX_MAX + 1 > wire::MAX_FRAME_BODY_LEN {
+            // Possibly too large for a frame: [`Msg::encode`] decides and reports it.
+            return Err(self);
+        }
+        let mut head = Vec::with_capacity(wire::FRAME_HEADER_LEN + SPLIT_PREFIX_MAX);
+        head.extend_from_slice(&wire::FRAME_MAGIC);
+        head.push(wire::WIRE_VERSION);
+        head.push(KIND);
+        head.extend_from_slice(&[0; 4]);
+        let (payload, mut tail) = match self {
+            Msg::Data { seq, epoch, offset, data, fua } => {
+                head.push(VARIANT_DATA);
+                push_varint(&mut head, seq);
+                push_varint(&mut head, epoch);
+                push_varint(&mut head, offset);
+                push_varint(&mut head, data.len() as u64);
+                (data, vec![u8::from(fua)])
+            }
+            Msg::RsData { start, data } => {
+                head.push(VARIANT_RS_DATA);
+                push_varint(&mut head, start);
+                push_varint(&mut head, data.len() as u64);
+                (data, Vec::with_capacity(4))
+            }
+            other => return Err(other),
+        };
+        let body_len = head.len() - wire::FRAME_HEADER_LEN + payload.len() + tail.len();
+        head[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.update(&payload);
+        crc.update(&tail);
+        tail.extend_from_slice(&crc.finalize().to_le_bytes());
+        Ok(SplitFrame { head, payload, tail })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use expect_test::expect;
@@ -317,8 +491,29 @@ mod tests {
         }
 
         #[test]
+        fn split_frames_are_the_encoded_bytes(m in any_msg()) {
+            let encoded = m.encode().unwrap();
+            match m.clone().into_split_frame() {
+                Ok(f) => {
+                    let joined = [f.head.as_slice(), &f.payload, &f.tail].concat();
+                    prop_assert_eq!(&joined, &encoded);
+                    let (p, used) = SplitPrefix::parse(&f.head[wire::FRAME_HEADER_LEN..]).unwrap();
+                    prop_assert_eq!(used, f.head.len() - wire::FRAME_HEADER_LEN);
+                    prop_assert_eq!(p.payload_len(), f.payload.len());
+                    let back = p.into_msg(f.payload, &f.tail[..p.tail_len()]).unwrap();
+                    prop_assert_eq!(back, m);
+                }
+                Err(back) => {
+                    prop_assert_eq!(&back, &m);
+                    prop_assert!(SplitPrefix::parse(&encoded[wire::FRAME_HEADER_LEN..]).is_none());
+                }
+            }
+        }
+
+        #[test]
         fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = Msg::decode(&bytes);
+            let _ = SplitPrefix::parse(&bytes);
         }
     }
 }
