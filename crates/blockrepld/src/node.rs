@@ -13,12 +13,11 @@ use std::time::Duration as StdDuration;
 
 use anyhow::{Context, bail};
 use blockrepl::msg::SplitFrame;
-use blockrepl::{
-    AfterSb0Pri, AfterSb1Pri, Config, Effect, Engine, Input, IoError, IoId, Meta, Msg, Protocol, ReqId, Status,
-};
+use blockrepl::{Config, Effect, Engine, Input, IoError, IoId, Meta, Msg, ReqId, Status};
 use wire::{Generation, Instant, NodeId};
 
-use crate::{Args, link, meta};
+use crate::config::DaemonConfig;
+use crate::{link, meta};
 
 /// Largest application read handed to the engine at once (fits one link frame).
 const CHUNK: usize = 1 << 20;
@@ -543,49 +542,16 @@ impl Node {
     }
 }
 
-fn parse_protocol(s: &str) -> anyhow::Result<Protocol> {
-    Ok(match s {
-        "A" | "a" => Protocol::A,
-        "B" | "b" => Protocol::B,
-        "C" | "c" => Protocol::C,
-        other => bail!("--protocol {other}: expected A, B or C"),
-    })
-}
-
-fn parse_sb0(s: &str) -> anyhow::Result<AfterSb0Pri> {
-    Ok(match s {
-        "disconnect" => AfterSb0Pri::Disconnect,
-        "discard-zero-changes" => AfterSb0Pri::DiscardZeroChanges,
-        "discard-least-changes" => AfterSb0Pri::DiscardLeastChanges,
-        "discard-younger-primary" => AfterSb0Pri::DiscardYoungerPrimary,
-        "discard-older-primary" => AfterSb0Pri::DiscardOlderPrimary,
-        other => bail!(
-            "--after-sb-0pri {other}: expected disconnect, discard-zero-changes, discard-least-changes, discard-younger-primary or discard-older-primary"
-        ),
-    })
-}
-
-fn parse_sb1(s: &str) -> anyhow::Result<AfterSb1Pri> {
-    Ok(match s {
-        "disconnect" => AfterSb1Pri::Disconnect,
-        "consensus" => AfterSb1Pri::Consensus,
-        "discard-secondary" => AfterSb1Pri::DiscardSecondary,
-        other => {
-            bail!("--after-sb-1pri {other}: expected disconnect, consensus or discard-secondary")
-        }
-    })
-}
-
-fn open_backing(args: &Args) -> anyhow::Result<(File, u64)> {
+fn open_backing(args: &DaemonConfig) -> anyhow::Result<(File, u64)> {
     let exists = args.backing.exists();
     let f = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(args.create_size.is_some())
+        .create(args.create_size_bytes.is_some())
         .truncate(false)
         .open(&args.backing)
         .with_context(|| format!("opening backing {}", args.backing.display()))?;
-    if !exists && let Some(size) = args.create_size {
+    if !exists && let Some(size) = args.create_size_bytes {
         f.set_len(size)?;
     }
     let size = f.metadata()?.len();
@@ -604,7 +570,7 @@ fn open_backing(args: &Args) -> anyhow::Result<(File, u64)> {
 }
 
 /// Runs the daemon until `Down`.
-pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: DaemonConfig) -> anyhow::Result<()> {
     let psk =
         std::fs::read(&args.psk_file).with_context(|| format!("reading pre-shared key {}", args.psk_file.display()))?;
     if psk.len() < 16 {
@@ -619,7 +585,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Some(m) => {
             if m.node != me || m.peer != peer || m.size_bytes != size {
                 bail!(
-                    "stale metadata {}: it describes node {} with peer {} and {} bytes, this daemon is node {me} with peer {peer} and a {size}-byte backing; fix the flags or remove the metadata to recreate",
+                    "stale metadata {}: it describes node {} with peer {} and {} bytes, this daemon is node {me} with peer {peer} and a {size}-byte backing; fix the configuration or remove the metadata to recreate",
                     meta_path.display(),
                     m.node,
                     m.peer,
@@ -632,7 +598,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             let initial = match &args.initial_generation {
                 Some(h) => Some(Generation(
                     u64::from_str_radix(h, 16)
-                        .with_context(|| format!("--initial-generation {h}: expected hexadecimal"))?,
+                        .with_context(|| format!("initial_generation {h}: expected hexadecimal"))?,
                 )),
                 None => None,
             };
@@ -642,14 +608,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let mut cfg = Config::new(me, peer, size);
-    cfg.protocol = parse_protocol(&args.protocol)?;
-    cfg.csums = args.csums;
-    cfg.split_brain.after_sb_0pri = parse_sb0(&args.after_sb_0pri)?;
-    cfg.split_brain.after_sb_1pri = parse_sb1(&args.after_sb_1pri)?;
-    cfg.resync_rate_max_bytes_per_sec = args.resync_rate_max;
-    cfg.resync_rate_min_bytes_per_sec = args.resync_rate_min;
-    cfg.ping_interval = wire::Duration::from_millis(500);
-    cfg.timeout = wire::Duration::from_secs(3);
+    cfg.protocol = args.protocol()?;
+    cfg.csums = args.replication.csums;
+    cfg.split_brain.after_sb_0pri = args.after_sb_0pri()?;
+    cfg.split_brain.after_sb_1pri = args.after_sb_1pri()?;
+    cfg.resync_rate_max_bytes_per_sec = args.replication.resync_rate_max_bytes_per_sec;
+    cfg.resync_rate_min_bytes_per_sec = args.replication.resync_rate_min_bytes_per_sec;
+    cfg.ping_interval = wire::Duration::from_millis(args.link.ping_interval_ms);
+    cfg.timeout = wire::Duration::from_millis(args.link.timeout_ms);
     let seed = {
         let mut b = [0u8; 8];
         use std::io::Read;
@@ -701,7 +667,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         std::thread::Builder::new().name("meta".into()).spawn(move || meta_writer(&node, &path, &meta_rx))?;
     }
     node.admin(|e, now, out| e.start(now, out));
-    if args.primary {
+    if args.primary_at_start {
         node.admin(|e, now, out| e.promote(now, false, out)).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     // Ticker.
@@ -718,18 +684,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         })?;
     }
     start_link(&node, &args)?;
-    if let Some(p) = &args.nbd_unix {
+    if let Some(p) = &args.frontends.nbd_unix_socket {
         crate::nbd::serve_unix(Arc::clone(&node), p)?;
     }
-    if let Some(a) = &args.nbd_tcp {
+    if let Some(a) = &args.frontends.nbd_tcp {
         crate::nbd::serve_tcp(Arc::clone(&node), a)?;
     }
-    let fuse_session = match &args.fuse {
+    let fuse_session = match &args.frontends.fuse_dir {
         Some(dir) => Some(crate::fuse::mount(Arc::clone(&node), dir)?),
         None => None,
     };
     tracing::info!(volume = %args.name, size, "volume up");
-    crate::server::serve(&node, &args.control)?;
+    crate::server::serve(&node, &args.control_socket)?;
     drop(fuse_session);
     Ok(())
 }
@@ -750,9 +716,10 @@ fn meta_writer(node: &Arc<Node>, path: &std::path::Path, rx: &Receiver<(u64, Met
     }
 }
 
-fn start_link(node: &Arc<Node>, args: &Args) -> anyhow::Result<()> {
+fn start_link(node: &Arc<Node>, args: &DaemonConfig) -> anyhow::Result<()> {
     if args.node_id < args.peer_id {
-        let addr = args.listen.clone().context("--listen is required on the lower node id (it accepts the link)")?;
+        let addr =
+            args.link.listen.clone().context("link.listen is required on the lower node id (it accepts the link)")?;
         let l = TcpListener::bind(&addr).with_context(|| format!("listening on {addr}"))?;
         let node = Arc::clone(node);
         std::thread::Builder::new().name("accept".into()).spawn(move || {
@@ -774,8 +741,11 @@ fn start_link(node: &Arc<Node>, args: &Args) -> anyhow::Result<()> {
             }
         })?;
     } else {
-        let addr =
-            args.peer_addr.clone().context("--peer-addr is required on the higher node id (it dials the link)")?;
+        let addr = args
+            .link
+            .peer_addr
+            .clone()
+            .context("link.peer_addr is required on the higher node id (it dials the link)")?;
         let node = Arc::clone(node);
         std::thread::Builder::new().name("dial".into()).spawn(move || {
             while !node.stop.load(Ordering::Relaxed) {

@@ -98,6 +98,33 @@ pub(crate) struct Pair {
     pub(crate) dir: rig::ScratchDir,
 }
 
+/// The configuration file equivalent to daemon flags.
+fn config_file(args: &[String]) -> String {
+    let mut top = String::new();
+    let mut link = String::from("[link]\n");
+    let mut front = String::from("[frontends]\n");
+    for kv in args.chunks(2) {
+        let (flag, v) = (kv[0].as_str(), &kv[1]);
+        let q = serde_json::Value::String(v.clone()).to_string();
+        match flag {
+            "--name" => top += &format!("name = {q}\n"),
+            "--node-id" => top += &format!("node_id = {v}\n"),
+            "--peer-id" => top += &format!("peer_id = {v}\n"),
+            "--backing" => top += &format!("backing = {q}\n"),
+            "--state-dir" => top += &format!("state_dir = {q}\n"),
+            "--create-size" => top += &format!("create_size_bytes = {v}\n"),
+            "--initial-generation" => top += &format!("initial_generation = {q}\n"),
+            "--psk-file" => top += &format!("psk_file = {q}\n"),
+            "--control" => top += &format!("control_socket = {q}\n"),
+            "--listen" => link += &format!("listen = {q}\n"),
+            "--nbd-unix" => front += &format!("nbd_unix_socket = {q}\n"),
+            "--fuse" => front += &format!("fuse_dir = {q}\n"),
+            other => panic!("no configuration key for {other}"),
+        }
+    }
+    format!("{top}{link}{front}")
+}
+
 pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
     rig::sweep_stale_namespaces();
     let a = rig::Netns::new();
@@ -137,6 +164,12 @@ pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
         let fuse_dir = fuse.then(|| p("mnt"));
         if let Some(f) = &fuse_dir {
             args.extend(["--fuse".into(), f.display().to_string()]);
+        }
+        if n == 1 {
+            // Node 1 runs from a configuration file (flags still override it), node 2 from flags.
+            let file = p("config.toml");
+            std::fs::write(&file, config_file(&args)).unwrap();
+            args = vec!["--config".into(), file.display().to_string()];
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         Daemon {
@@ -601,7 +634,7 @@ fn t80_a_target_killed_mid_resync_resumes_without_resending() {
     if !needs() {
         return;
     }
-    let mut p = pair(&["--resync-rate-max", "3000000"], false);
+    let mut p = pair(&["--resync-rate-max", "3000000", "--resync-rate-min", "1000000"], false);
     p.d[0].call(Request::Primary { force: false }).unwrap();
     p.d[1].call(Request::Disconnect).unwrap();
     assert!(rig::wait_until(Duration::from_secs(10), || p.d[0].status().conn != ConnState::Connected));
@@ -633,5 +666,41 @@ fn t80_a_target_killed_mid_resync_resumes_without_resending() {
     );
     for i in (0..2000u64).step_by(97) {
         assert_eq!(p.d[1].read_block(i * 2)[0], 3, "block {}", i * 2);
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_or_every_problem() {
+    let dir = rig::ScratchDir::new();
+    let ok = dir.path().join("ok.toml");
+    std::fs::write(&ok, include_str!("../../../../deploy/blockrepld.toml")).unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_blockrepld")).arg("--config").arg(&ok).arg("--check-config").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let effective = String::from_utf8_lossy(&out.stdout);
+    assert!(effective.contains("name = \"r0\""), "{effective}");
+    // Defaults are filled in, flags override the file.
+    assert!(effective.contains("timeout_ms = 3000"), "{effective}");
+    let out = Command::new(env!("CARGO_BIN_EXE_blockrepld"))
+        .arg("--config")
+        .arg(&ok)
+        .args(["--protocol", "A", "--check-config"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("protocol = \"A\""));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"r0\"\nnode_id = \"one\"\nspeed = 3\n[replication]\nprotocol = \"Z\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_blockrepld"))
+        .arg("--config")
+        .arg(&bad)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in
+        ["node_id: expected a non-negative integer", "speed: unknown field", "backing: missing", "psk_file: missing"]
+    {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
     }
 }
