@@ -126,6 +126,11 @@ fn config_file(args: &[String]) -> String {
 }
 
 pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
+    pair_with_backing(extra, fuse, None)
+}
+
+/// A pair whose node 1 uses `backing1` (an existing file or device of the volume's size).
+pub(crate) fn pair_with_backing(extra: &[&str], fuse: bool, backing1: Option<&Path>) -> Pair {
     rig::sweep_stale_namespaces();
     let a = rig::Netns::new();
     let b = rig::Netns::new();
@@ -142,7 +147,10 @@ pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
             "--peer-id".into(),
             (3 - n).to_string(),
             "--backing".into(),
-            p("disk").display().to_string(),
+            match (n, backing1) {
+                (1, Some(b)) => b.display().to_string(),
+                _ => p("disk").display().to_string(),
+            },
             "--state-dir".into(),
             p("state").display().to_string(),
             "--create-size".into(),
@@ -178,7 +186,10 @@ pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
             ns: ns.name().to_string(),
             sock: p("ctl"),
             nbd: p("nbd"),
-            backing: p("disk"),
+            backing: match (n, backing1) {
+                (1, Some(b)) => b.to_path_buf(),
+                _ => p("disk"),
+            },
             fuse: fuse_dir,
         }
     };
@@ -702,5 +713,94 @@ fn check_config_prints_the_effective_configuration_or_every_problem() {
         ["node_id: expected a non-negative integer", "speed: unknown field", "backing: missing", "psk_file: missing"]
     {
         assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+}
+
+/// A disk that fails on demand: an nbdkit memory export behind its error filter (errors while
+/// the trigger file exists), mounted as a file by nbdfuse.
+struct FailingDisk {
+    dir: rig::ScratchDir,
+    nbdkit: std::process::Child,
+    nbdfuse: std::process::Child,
+}
+
+impl FailingDisk {
+    fn new(size: u64) -> FailingDisk {
+        let dir = rig::ScratchDir::new_in(Path::new("/dev/shm"));
+        let sock = dir.path().join("nbdkit.sock");
+        let trigger = dir.path().join("fail");
+        let nbdkit = Command::new("nbdkit")
+            .arg("-f")
+            .arg("-U")
+            .arg(&sock)
+            .args(["--filter=error", "memory", &size.to_string(), "error=EIO", "error-rate=100%"])
+            .arg(format!("error-file={}", trigger.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nbdkit");
+        assert!(rig::wait_until(Duration::from_secs(10), || sock.exists()), "nbdkit did not come up");
+        std::fs::create_dir_all(dir.path().join("mnt")).unwrap();
+        let file = dir.path().join("mnt/disk");
+        let nbdfuse =
+            Command::new("nbdfuse").arg(&file).arg("--unix").arg(&sock).stderr(Stdio::null()).spawn().expect("nbdfuse");
+        assert!(
+            rig::wait_until(Duration::from_secs(10), || std::fs::metadata(&file).is_ok_and(|m| m.len() == size)),
+            "nbdfuse did not come up"
+        );
+        FailingDisk { dir, nbdkit, nbdfuse }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("mnt/disk")
+    }
+
+    fn fail(&self) {
+        std::fs::write(self.dir.path().join("fail"), b"").unwrap();
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3").arg("-uz").arg(self.dir.path().join("mnt")).stderr(Stdio::null()).status();
+        for c in [&mut self.nbdfuse, &mut self.nbdkit] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn t90_a_failing_backing_detaches_and_the_primary_serves_from_the_peer() {
+    if !needs() || !rig::require_root_and(&["nbdkit", "nbdfuse", "fusermount3"]) {
+        return;
+    }
+    let disk = FailingDisk::new(SIZE);
+    let p = pair_with_backing(&[], false, Some(&disk.file()));
+    p.d[0].call(Request::Primary { force: false }).unwrap();
+    let uri = p.d[0].nbd_uri();
+    let w = qemu_io(&uri, &["write -P 7 0 1M".to_string()]);
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    assert_eq!(p.d[0].status().disk, DiskState::UpToDate);
+    // The backing device starts failing every read and write.
+    disk.fail();
+    let w = qemu_io(&uri, &["write -P 9 4M 1M".to_string(), "flush".to_string()]);
+    assert!(w.status.success(), "writes keep working through the peer: {}", String::from_utf8_lossy(&w.stderr));
+    let s = p.d[0].status();
+    assert_eq!(s.disk, DiskState::Diskless, "{s:?}");
+    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("i/o error")), "{s:?}");
+    assert_eq!(s.role, Role::Primary);
+    // Reads (old and new data, and never-written blocks) come from the peer, intact.
+    let r =
+        qemu_io(&uri, &["read -P 7 0 1M".to_string(), "read -P 9 4M 1M".to_string(), "read -P 0 8M 1M".to_string()]);
+    assert!(r.status.success(), "{}{}", String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr));
+    assert!(!String::from_utf8_lossy(&r.stdout).contains("Pattern verification failed"));
+    // Later writes still replicate; the peer's copy holds everything and stays UpToDate.
+    let w = qemu_io(&uri, &["write -P 11 12M 64k".to_string()]);
+    assert!(w.status.success());
+    let s1 = p.d[1].status();
+    assert_eq!(s1.disk, DiskState::UpToDate, "{s1:?}");
+    assert_eq!(s1.peer_disk, DiskState::Diskless, "{s1:?}");
+    for (block, byte) in [(0u64, 7u8), (255, 7), (1024, 9), (1279, 9), (2048, 0), (3072, 11), (3087, 11)] {
+        assert_eq!(p.d[1].read_block(block), vec![byte; 4096], "peer block {block}");
     }
 }
