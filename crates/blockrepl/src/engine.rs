@@ -274,6 +274,9 @@ pub struct Status {
     pub verify: Option<VerifyReport>,
     /// Counters.
     pub stats: Stats,
+    /// Promoted while connected, waiting for the peer to acknowledge (application I/O waits).
+    #[serde(default)]
+    pub promotion_pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -433,6 +436,10 @@ pub struct Engine {
     ios: BTreeMap<IoId, Purpose>,
     // Application side.
     submit: VecDeque<AppOp>,
+    /// Promoted while connected; the peer has not acknowledged yet. Two promotions racing
+    /// on a connected pair are arbitrated: the lower node id wins, the other reverts before
+    /// it ran any application I/O.
+    promotion_unconfirmed: bool,
     app: BTreeMap<ReqId, AppState>,
     next_seq: u64,
     epoch: u64,
@@ -516,6 +523,7 @@ impl Engine {
             next_io: 1,
             ios: BTreeMap::new(),
             submit: VecDeque::new(),
+            promotion_unconfirmed: false,
             app: BTreeMap::new(),
             next_seq: 1,
             epoch: 1,
@@ -605,6 +613,7 @@ impl Engine {
             split_brain: self.split_brain.clone(),
             verify,
             stats: self.stats.clone(),
+            promotion_pending: self.promotion_unconfirmed,
         }
     }
 
@@ -663,9 +672,30 @@ impl Engine {
             out.push(Effect::DropLink);
             self.link_lost(now, out);
         } else {
+            // A connected peer may be promoting at the same moment: application I/O waits for
+            // its acknowledgement (one round trip).
+            self.promotion_unconfirmed = established && self.link_up && !self.cfg.dual_primary;
             self.send_state(out);
         }
         Ok(())
+    }
+
+    /// Lost a promotion race to the peer: back to Secondary before any application I/O ran.
+    fn lose_promotion_race(&mut self, out: &mut Vec<Effect>) {
+        tracing::warn!(node = %self.cfg.node, peer = %self.cfg.peer, "promotion race lost: staying Secondary");
+        self.promotion_unconfirmed = false;
+        self.role = Role::Secondary;
+        self.primary_flag = false;
+        self.crashed_primary = false;
+        self.al.clear();
+        self.persist(out);
+        self.last_error = Some(format!(
+            "promotion refused: node {} was promoted at the same moment and won the arbitration (the lower node id wins); this node stays Secondary",
+            self.cfg.peer
+        ));
+        for op in std::mem::take(&mut self.submit) {
+            out.push(Effect::Complete { req: op.req, result: Err(IoError::NotPrimary { role: Role::Secondary }) });
+        }
     }
 
     /// Becomes Secondary.
@@ -677,6 +707,7 @@ impl Engine {
             return Err(AdminError::Busy { inflight: self.app.len() + self.submit.len() });
         }
         self.role = Role::Secondary;
+        self.promotion_unconfirmed = false;
         self.primary_flag = false;
         self.crashed_primary = false;
         self.al.clear();
@@ -851,7 +882,7 @@ impl Engine {
         // While the handshake runs, application I/O waits (one round trip): the bitmap snapshot
         // sent in the Hello must stay exact.
         while let Some(op) = self.submit.front() {
-            if self.link_up && self.conn == ConnState::Connecting {
+            if (self.link_up && self.conn == ConnState::Connecting) || self.promotion_unconfirmed {
                 return;
             }
             let range = match &op.kind {
@@ -1186,6 +1217,9 @@ impl Engine {
 
     fn link_lost(&mut self, now: Instant, out: &mut Vec<Effect>) {
         let was_connected = self.conn == ConnState::Connected;
+        // A promotion the peer never acknowledged stands: this node is a Primary that lost
+        // its peer (a peer promoted meanwhile is a split brain the next handshake finds).
+        self.promotion_unconfirmed = false;
         self.link_up = false;
         if self.conn != ConnState::StandAlone {
             self.conn = ConnState::Connecting;
@@ -1370,12 +1404,24 @@ impl Engine {
                     return Err("State before the handshake completed".into());
                 }
                 if role == Role::Primary && self.role == Role::Primary && !self.cfg.dual_primary {
-                    let r = Refusal::TwoPrimaries;
-                    self.refuse(now, r, out);
-                    return Ok(());
+                    if !self.promotion_unconfirmed {
+                        let r = Refusal::TwoPrimaries;
+                        self.refuse(now, r, out);
+                        return Ok(());
+                    }
+                    // Both promoted at the same moment: the lower node id wins.
+                    if self.cfg.node < self.cfg.peer {
+                        return Ok(());
+                    }
+                    self.lose_promotion_race(out);
+                    self.send_state(out);
                 }
+                let newly_primary = role == Role::Primary && self.peer_role != Role::Primary;
                 self.peer_role = role;
                 self.peer_disk = disk;
+                if newly_primary && !self.cfg.dual_primary {
+                    self.send(now, Msg::PromoteAck, out);
+                }
             }
             Msg::Data { seq, offset, data, fua, .. } => {
                 self.accepts_data()?;
@@ -1519,6 +1565,10 @@ impl Engine {
                 self.stats.resyncs_done += 1;
                 tracing::info!(node = %self.cfg.node, "resync finished as source");
                 self.persist(out);
+            }
+            Msg::PromoteAck => {
+                // The pump below starts the application I/O that waited.
+                self.promotion_unconfirmed = false;
             }
             Msg::Ping => self.send(now, Msg::Pong, out),
             Msg::Pong => {}

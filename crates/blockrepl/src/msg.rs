@@ -188,6 +188,9 @@ pub enum Msg {
     Pong,
     /// The target adopted the generations of ResyncDone and is UpToDate.
     ResyncDoneAck,
+    /// The sender saw the peer's promotion (its `State` saying Primary) and stays Secondary:
+    /// the new Primary may start application I/O.
+    PromoteAck,
 }
 
 impl Msg {

@@ -804,3 +804,27 @@ fn t90_a_failing_backing_detaches_and_the_primary_serves_from_the_peer() {
         assert_eq!(p.d[1].read_block(block), vec![byte; 4096], "peer block {block}");
     }
 }
+
+#[test]
+fn t95_concurrent_promotions_leave_one_primary_and_a_clear_refusal() {
+    if !needs() {
+        return;
+    }
+    let p = pair(&[], false);
+    for _ in 0..3 {
+        let results: Vec<Result<Status, String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = p.d.iter().map(|d| s.spawn(move || d.call(Request::Primary { force: false }))).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(winners, 1, "{results:?}");
+        let refusal = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert!(refusal.contains("promotion refused") || refusal.contains("peer is Primary"), "{refusal}");
+        for d in &p.d {
+            assert_eq!(d.status().conn, ConnState::Connected, "{:?}", d.status());
+        }
+        let w = if results[0].is_ok() { 0 } else { 1 };
+        p.d[w].call(Request::Secondary).unwrap();
+        assert!(rig::wait_until(Duration::from_secs(5), || p.d[1 - w].status().peer_role == Role::Secondary));
+    }
+}
