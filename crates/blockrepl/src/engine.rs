@@ -20,7 +20,7 @@ use wire::{Duration, Generation, Instant, NodeId};
 use crate::al::ActivityLog;
 use crate::bitmap::Bitmap;
 use crate::handshake::{Decision, Refusal, decide};
-use crate::msg::{Digest, Hello, Msg};
+use crate::msg::{Digest, Hello, Msg, Payload};
 use crate::types::{
     AL_EXTENT_SIZE, BLOCK_SIZE, Config, ConnState, DiskState, Gi, IoError, META_VERSION, Meta, Protocol, REQUEST_MAX,
     ReplState, Role,
@@ -116,8 +116,8 @@ pub enum Effect {
         io: IoId,
         /// Byte offset.
         offset: u64,
-        /// Bytes.
-        data: Vec<u8>,
+        /// Bytes (shared with the message to the peer: never copied).
+        data: Payload,
         /// Durable before completion.
         fua: bool,
     },
@@ -289,7 +289,7 @@ enum Part {
 
 #[derive(Debug)]
 enum AppKind {
-    Write { offset: u64, data: Vec<u8>, fua: bool },
+    Write { offset: u64, data: Payload, fua: bool },
     Zero { offset: u64, len: u64, fua: bool },
     Flush,
     Read { offset: u64, len: u32 },
@@ -352,7 +352,7 @@ enum Purpose {
 
 #[derive(Debug)]
 enum PeerOp {
-    Write { seq: u64, offset: u64, data: Vec<u8>, fua: bool },
+    Write { seq: u64, offset: u64, data: Payload, fua: bool },
     Zero { seq: u64, offset: u64, len: u64, fua: bool },
     Barrier { epoch: u64 },
     ResyncFlush { gi: Gi },
@@ -765,7 +765,7 @@ impl Engine {
         match input {
             Input::Write { req, offset, data, fua } => {
                 let len = data.len() as u64;
-                self.app_request(now, req, Some((offset, len)), out, AppKind::Write { offset, data, fua });
+                self.app_request(now, req, Some((offset, len)), out, AppKind::Write { offset, data: data.into(), fua });
             }
             Input::WriteZeroes { req, offset, len, fua } => {
                 self.app_request(now, req, Some((offset, len)), out, AppKind::Zero { offset, len, fua })
@@ -1737,7 +1737,7 @@ impl Engine {
                 PeerOp::RsData { start, data } => {
                     let count = data.len() as u64 / BLOCK_SIZE;
                     let io = self.io(Purpose::RsWrite { start, count });
-                    out.push(Effect::LocalWrite { io, offset: start * BLOCK_SIZE, data, fua: false });
+                    out.push(Effect::LocalWrite { io, offset: start * BLOCK_SIZE, data: data.into(), fua: false });
                     io
                 }
                 PeerOp::CsumCmp { start, digests } => {

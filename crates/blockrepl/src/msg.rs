@@ -1,6 +1,8 @@
 //! Messages between the two engines of a volume. Every message travels in a `wire` envelope of
 //! kind [`KIND`]; the link is an ordered byte stream, so the engine relies on message order.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use wire::NodeId;
 
@@ -8,6 +10,53 @@ use crate::types::{DiskState, Gi, Role};
 
 /// The envelope kind byte of blockrepl messages.
 pub const KIND: u8 = 0x42;
+
+/// Block data shared without copying between the local write and the message to the peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Payload(Arc<Vec<u8>>);
+
+impl Payload {
+    /// Bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Payload(Arc::new(v))
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(serde_bytes::ByteBuf::deserialize(d)?.into_vec().into())
+    }
+}
 
 /// A 128-bit block digest (truncated SHA-256) for csums resync and verify.
 pub type Digest = [u8; 16];
@@ -64,9 +113,8 @@ pub enum Msg {
         epoch: u64,
         /// Byte offset.
         offset: u64,
-        /// Bytes.
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        /// Bytes (shared with the local write).
+        data: Payload,
         /// Durable before ack.
         fua: bool,
     },
@@ -207,7 +255,8 @@ impl Msg {
     /// Payload bytes carried (data blocks), for accounting.
     pub fn payload_len(&self) -> usize {
         match self {
-            Msg::Data { data, .. } | Msg::RsData { data, .. } => data.len(),
+            Msg::Data { data, .. } => data.len(),
+            Msg::RsData { data, .. } => data.len(),
             Msg::ReadReply { data: Some(d), .. } => d.len(),
             _ => 0,
         }
@@ -228,7 +277,7 @@ pub struct SplitFrame {
     /// Envelope header and the message fields before the payload.
     pub head: Vec<u8>,
     /// The payload, moved out of the message.
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     /// Fields after the payload and the envelope checksum.
     pub tail: Vec<u8>,
 }
@@ -294,7 +343,7 @@ impl SplitPrefix {
                     [1] => true,
                     _ => return Err(wire::DecodeError::Body("Data: fua is not a boolean".into())),
                 };
-                Ok(Msg::Data { seq, epoch, offset, data, fua })
+                Ok(Msg::Data { seq, epoch, offset, data: data.into(), fua })
             }
             SplitPrefix::RsData { start, .. } => Ok(Msg::RsData { start, data }),
         }
@@ -373,7 +422,7 @@ impl Msg {
                 head.push(VARIANT_RS_DATA);
                 push_varint(&mut head, start);
                 push_varint(&mut head, data.len() as u64);
-                (data, Vec::with_capacity(4))
+                (data.into(), Vec::with_capacity(4))
             }
             other => return Err(other),
         };
@@ -425,7 +474,7 @@ mod tests {
 
     #[test]
     fn data_and_acks_encoding_is_pinned() {
-        let m = Msg::Data { seq: 5, epoch: 1, offset: 4096, data: vec![0xaa; 4], fua: true };
+        let m = Msg::Data { seq: 5, epoch: 1, offset: 4096, data: vec![0xaa; 4].into(), fua: true };
         expect!["484301420b000000030501802004aaaaaaaa01a7aec0be"].assert_eq(&hex(&m.encode().unwrap()));
         expect!["484301420200000006052c863efd"].assert_eq(&hex(&Msg::WriteAck { seq: 5 }.encode().unwrap()));
         expect!["484301420300000008ff01f7a29ad5"].assert_eq(&hex(&Msg::Barrier { epoch: 255 }.encode().unwrap()));
@@ -467,7 +516,7 @@ mod tests {
             (proptest::collection::vec((any::<u64>(), any::<u64>()), 0..8), any::<bool>())
                 .prop_map(|(runs, last)| Msg::Bitmap { runs, last }),
             (any::<u64>(), any::<u64>(), any::<u64>(), bytes.clone(), any::<bool>())
-                .prop_map(|(seq, epoch, offset, data, fua)| Msg::Data { seq, epoch, offset, data, fua }),
+                .prop_map(|(seq, epoch, offset, data, fua)| Msg::Data { seq, epoch, offset, data: data.into(), fua }),
             (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(seq, epoch, offset, len)| Msg::Zero {
                 seq,
                 epoch,
@@ -498,12 +547,12 @@ mod tests {
             let encoded = m.encode().unwrap();
             match m.clone().into_split_frame() {
                 Ok(f) => {
-                    let joined = [f.head.as_slice(), &f.payload, &f.tail].concat();
+                    let joined = [f.head.as_slice(), &*f.payload, &f.tail].concat();
                     prop_assert_eq!(&joined, &encoded);
                     let (p, used) = SplitPrefix::parse(&f.head[wire::FRAME_HEADER_LEN..]).unwrap();
                     prop_assert_eq!(used, f.head.len() - wire::FRAME_HEADER_LEN);
                     prop_assert_eq!(p.payload_len(), f.payload.len());
-                    let back = p.into_msg(f.payload, &f.tail[..p.tail_len()]).unwrap();
+                    let back = p.into_msg(f.payload.to_vec(), &f.tail[..p.tail_len()]).unwrap();
                     prop_assert_eq!(back, m);
                 }
                 Err(back) => {

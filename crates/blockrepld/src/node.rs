@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration as StdDuration;
 
 use anyhow::{Context, bail};
-use blockrepl::msg::SplitFrame;
+use blockrepl::msg::{Payload, SplitFrame};
 use blockrepl::{Config, Effect, Engine, Input, IoError, IoId, Meta, Msg, ReqId, Status};
 use wire::{Generation, Instant, NodeId};
 
@@ -189,7 +189,7 @@ impl Dispatched {
 }
 
 enum LocalOp {
-    Write { io: IoId, offset: u64, data: Vec<u8>, fua: bool },
+    Write { io: IoId, offset: u64, data: Payload, fua: bool },
     Zero { io: IoId, offset: u64, len: u64, fua: bool },
     Flush { io: IoId },
     Read { io: IoId, offset: u64, len: u32 },

@@ -113,7 +113,7 @@ enum Ev {
 
 #[derive(Debug)]
 enum IoOp {
-    Write { offset: u64, data: Vec<u8>, fua: bool },
+    Write { offset: u64, data: blockrepl::msg::Payload, fua: bool },
     Zero { offset: u64, len: u64, fua: bool },
     Flush,
     Read { offset: u64, len: u32 },

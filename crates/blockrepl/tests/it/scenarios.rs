@@ -268,7 +268,7 @@ fn a_lying_peer_is_disconnected_with_a_protocol_error() {
             seq: 1,
             epoch: 1,
             offset: BLOCKS * BLOCK_SIZE,
-            data: vec![0; 4096],
+            data: vec![0; 4096].into(),
             fua: false,
         }),
     );
