@@ -481,3 +481,25 @@ fn two_promotions_racing_on_a_connected_pair_are_arbitrated() {
         }
     }
 }
+
+#[test]
+fn a_flush_with_nothing_new_to_make_durable_completes_without_a_round_trip() {
+    let mut w = pair(33);
+    let wr = w.write(0, 3, 1);
+    wait_done(&mut w, wr);
+    let f1 = w.flush(0);
+    assert!(!w.done(f1), "a flush after a write waits for the peer");
+    wait_done(&mut w, f1);
+    let bytes = w.link_bytes;
+    let f2 = w.flush(0);
+    assert!(w.done(f2), "nothing completed since the last flush: done at once");
+    assert_eq!(w.link_bytes, bytes, "no barrier sent");
+    // A write completed after a flush was issued is not covered by it.
+    let wr = w.write(0, 4, 1);
+    let f3 = w.flush(0);
+    wait_done(&mut w, wr);
+    wait_done(&mut w, f3);
+    let f4 = w.flush(0);
+    assert!(!w.done(f4), "the write completed after f3 was issued: f4 makes it durable");
+    wait_done(&mut w, f4);
+}
