@@ -323,9 +323,17 @@ impl Node {
     /// next is on the wire, and local writes of large pieces run on the I/O pool while this
     /// thread keeps sending.
     pub(crate) fn write_with(&self, offset: u64, data: &[u8], fua: bool, done: impl FnOnce(Outcome) + Send + 'static) {
-        if data.len() <= PIECE {
+        if data.len() <= 64 * 1024 {
+            // Small: the local write runs right here (one hand-off less for its latency).
             let data = data.to_vec();
             self.submit_with(|req| Input::Write { req, offset, data, fua }, done);
+            return;
+        }
+        if data.len() <= PIECE {
+            // Large: the local write goes to the I/O pool, so this thread (often the FUSE
+            // session) moves on to the next request's send while the disk write runs.
+            let req = self.register(Waiter::Callback(Box::new(done)));
+            self.drive_offload(Input::Write { req, offset, data: data.to_vec(), fua });
             return;
         }
         let pieces = data.len().div_ceil(PIECE);
