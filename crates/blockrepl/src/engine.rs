@@ -55,7 +55,7 @@ pub enum Input {
         /// Byte offset.
         offset: u64,
         /// Bytes.
-        data: Vec<u8>,
+        data: Payload,
         /// Force unit access: durable on both before completion.
         fua: bool,
     },
@@ -774,7 +774,7 @@ impl Engine {
         match input {
             Input::Write { req, offset, data, fua } => {
                 let len = data.len() as u64;
-                self.app_request(now, req, Some((offset, len)), out, AppKind::Write { offset, data: data.into(), fua });
+                self.app_request(now, req, Some((offset, len)), out, AppKind::Write { offset, data, fua });
             }
             Input::WriteZeroes { req, offset, len, fua } => {
                 self.app_request(now, req, Some((offset, len)), out, AppKind::Zero { offset, len, fua })

@@ -11,44 +11,71 @@ use crate::types::{DiskState, Gi, Role};
 /// The envelope kind byte of blockrepl messages.
 pub const KIND: u8 = 0x42;
 
-/// Block data shared without copying between the local write and the message to the peer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Payload(Arc<Vec<u8>>);
+/// Block data shared without copying: between the local write and the message to the peer,
+/// and between the pieces of one large application write (each a view of the same buffer).
+#[derive(Clone, Default)]
+pub struct Payload {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
 
 impl Payload {
     /// Bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.end - self.start
     }
 
     /// No bytes.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.end == self.start
+    }
+
+    /// A view of `range` (relative to this payload, clamped to it) sharing the same buffer.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Payload {
+        let end = (self.start + range.end).min(self.end);
+        let start = (self.start + range.start).min(end);
+        Payload { buf: Arc::clone(&self.buf), start, end }
     }
 }
 
 impl From<Vec<u8>> for Payload {
     fn from(v: Vec<u8>) -> Self {
-        Payload(Arc::new(v))
+        let end = v.len();
+        Payload { buf: Arc::new(v), start: 0, end }
     }
 }
 
 impl std::ops::Deref for Payload {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        &self.buf[self.start..self.end]
     }
 }
 
 impl AsRef<[u8]> for Payload {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Payload {}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Payload").field(&&**self).finish()
     }
 }
 
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
+        s.serialize_bytes(self)
     }
 }
 
@@ -447,6 +474,18 @@ mod tests {
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn payload_slices_share_the_buffer_and_clamp() {
+        let p = Payload::from((0u8..10).collect::<Vec<u8>>());
+        let mid = p.slice(2..6);
+        assert_eq!(&*mid, &[2, 3, 4, 5]);
+        assert_eq!(&*mid.slice(1..100), &[3, 4, 5]);
+        assert!(mid.slice(7..9).is_empty());
+        assert_eq!(mid, Payload::from(vec![2, 3, 4, 5]));
+        let m = Msg::Data { seq: 1, epoch: 1, offset: 0, data: mid, fua: false };
+        assert_eq!(Msg::decode(&m.encode().unwrap()).unwrap(), m);
     }
 
     #[test]

@@ -166,7 +166,7 @@ impl Filesystem for Fs {
         // Submitted right here and answered by whichever thread completes the write: no
         // hand-off on the latency path, no copy of the whole request.
         let len = data.len() as u32;
-        self.node.write_with(offset, data, false, move |r| match r {
+        self.node.write_with(offset, data.to_vec().into(), false, move |r| match r {
             Ok(_) => reply.written(len),
             Err(e) => reply.error(errno(&e)),
         });

@@ -310,7 +310,7 @@ impl Node {
     }
 
     /// An application write; waits for its completion.
-    pub(crate) fn write(&self, offset: u64, data: &[u8], fua: bool) -> Outcome {
+    pub(crate) fn write(&self, offset: u64, data: Payload, fua: bool) -> Outcome {
         let (tx, rx) = sync_channel(1);
         self.write_with(offset, data, fua, move |r| {
             let _ = tx.send(r);
@@ -322,10 +322,15 @@ impl Node {
     /// [`PIECE`] go out as pieces, all in flight together: the peer writes one while the
     /// next is on the wire, and local writes of large pieces run on the I/O pool while this
     /// thread keeps sending.
-    pub(crate) fn write_with(&self, offset: u64, data: &[u8], fua: bool, done: impl FnOnce(Outcome) + Send + 'static) {
+    pub(crate) fn write_with(
+        &self,
+        offset: u64,
+        data: Payload,
+        fua: bool,
+        done: impl FnOnce(Outcome) + Send + 'static,
+    ) {
         if data.len() <= 64 * 1024 {
             // Small: the local write runs right here (one hand-off less for its latency).
-            let data = data.to_vec();
             self.submit_with(|req| Input::Write { req, offset, data, fua }, done);
             return;
         }
@@ -333,14 +338,15 @@ impl Node {
             // Large: the local write goes to the I/O pool, so this thread (often the FUSE
             // session) moves on to the next request's send while the disk write runs.
             let req = self.register(Waiter::Callback(Box::new(done)));
-            self.drive_offload(Input::Write { req, offset, data: data.to_vec(), fua });
+            self.drive_offload(Input::Write { req, offset, data, fua });
             return;
         }
         let pieces = data.len().div_ceil(PIECE);
         let join = Arc::new(Join { left: Mutex::new((pieces, Ok(None))), done: Mutex::new(Some(Box::new(done))) });
-        for (i, piece) in data.chunks(PIECE).enumerate() {
+        for i in 0..pieces {
             let at = offset + (i * PIECE) as u64;
-            let piece = piece.to_vec();
+            // A view of the same buffer: no copy.
+            let piece = data.slice(i * PIECE..(i + 1) * PIECE);
             let join = Arc::clone(&join);
             let req = self.register(Waiter::Callback(Box::new(move |r| join.piece_done(r))));
             self.drive_offload(Input::Write { req, offset: at, data: piece, fua });

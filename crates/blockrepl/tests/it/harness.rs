@@ -481,7 +481,7 @@ impl World {
         }
         self.writes.push(WriteRec { block, count, tag, done: false });
         self.req_to_write.insert(req, self.writes.len() - 1);
-        self.input(n, Input::Write { req, offset: block * BLOCK_SIZE, data, fua: false });
+        self.input(n, Input::Write { req, offset: block * BLOCK_SIZE, data: data.into(), fua: false });
         req
     }
 

@@ -439,7 +439,10 @@ fn secondary_refuses_application_io() {
 fn oversized_requests_are_refused_instead_of_breaking_the_link() {
     let mut w = pair(31);
     let r = ReqId(78);
-    w.input(0, Input::Write { req: r, offset: 0, data: vec![1; (blockrepl::REQUEST_MAX + 4096) as usize], fua: false });
+    w.input(
+        0,
+        Input::Write { req: r, offset: 0, data: vec![1; (blockrepl::REQUEST_MAX + 4096) as usize].into(), fua: false },
+    );
     assert!(matches!(
         w.completed.last(),
         Some((q, Err(blockrepl::IoError::TooLarge { .. }))) if *q == r
