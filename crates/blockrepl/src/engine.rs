@@ -20,7 +20,7 @@ use wire::{Duration, Generation, Instant, NodeId};
 use crate::al::ActivityLog;
 use crate::bitmap::Bitmap;
 use crate::handshake::{Decision, Refusal, decide};
-use crate::msg::{Digest, Hello, Msg};
+use crate::msg::{Digest, Hello, Msg, Payload};
 use crate::types::{
     AL_EXTENT_SIZE, BLOCK_SIZE, Config, ConnState, DiskState, Gi, IoError, META_VERSION, Meta, Protocol, REQUEST_MAX,
     ReplState, Role,
@@ -55,7 +55,7 @@ pub enum Input {
         /// Byte offset.
         offset: u64,
         /// Bytes.
-        data: Vec<u8>,
+        data: Payload,
         /// Force unit access: durable on both before completion.
         fua: bool,
     },
@@ -116,8 +116,8 @@ pub enum Effect {
         io: IoId,
         /// Byte offset.
         offset: u64,
-        /// Bytes.
-        data: Vec<u8>,
+        /// Bytes (shared with the message to the peer: never copied).
+        data: Payload,
         /// Durable before completion.
         fua: bool,
     },
@@ -274,6 +274,9 @@ pub struct Status {
     pub verify: Option<VerifyReport>,
     /// Counters.
     pub stats: Stats,
+    /// Promoted while connected, waiting for the peer to acknowledge (application I/O waits).
+    #[serde(default)]
+    pub promotion_pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,7 +289,7 @@ enum Part {
 
 #[derive(Debug)]
 enum AppKind {
-    Write { offset: u64, data: Vec<u8>, fua: bool },
+    Write { offset: u64, data: Payload, fua: bool },
     Zero { offset: u64, len: u64, fua: bool },
     Flush,
     Read { offset: u64, len: u32 },
@@ -303,6 +306,8 @@ struct AppState {
     range: Option<(u64, u64)>,
     is_read: bool,
     is_flush: bool,
+    /// For a flush: application writes completed when it was issued (what it makes durable).
+    covers: u64,
     local: Part,
     peer: Part,
     data: Option<Vec<u8>>,
@@ -349,7 +354,7 @@ enum Purpose {
 
 #[derive(Debug)]
 enum PeerOp {
-    Write { seq: u64, offset: u64, data: Vec<u8>, fua: bool },
+    Write { seq: u64, offset: u64, data: Payload, fua: bool },
     Zero { seq: u64, offset: u64, len: u64, fua: bool },
     Barrier { epoch: u64 },
     ResyncFlush { gi: Gi },
@@ -433,6 +438,15 @@ pub struct Engine {
     ios: BTreeMap<IoId, Purpose>,
     // Application side.
     submit: VecDeque<AppOp>,
+    /// Promoted while connected; the peer has not acknowledged yet. Two promotions racing
+    /// on a connected pair are arbitrated: the lower node id wins, the other reverts before
+    /// it ran any application I/O.
+    promotion_unconfirmed: bool,
+    /// Application writes completed so far (starts at 1: whatever an earlier run of the
+    /// daemon completed is not known to be durable).
+    writes_completed: u64,
+    /// Application writes a finished flush made durable.
+    writes_durable: u64,
     app: BTreeMap<ReqId, AppState>,
     next_seq: u64,
     epoch: u64,
@@ -516,6 +530,9 @@ impl Engine {
             next_io: 1,
             ios: BTreeMap::new(),
             submit: VecDeque::new(),
+            promotion_unconfirmed: false,
+            writes_completed: 1,
+            writes_durable: 0,
             app: BTreeMap::new(),
             next_seq: 1,
             epoch: 1,
@@ -605,6 +622,7 @@ impl Engine {
             split_brain: self.split_brain.clone(),
             verify,
             stats: self.stats.clone(),
+            promotion_pending: self.promotion_unconfirmed,
         }
     }
 
@@ -663,9 +681,30 @@ impl Engine {
             out.push(Effect::DropLink);
             self.link_lost(now, out);
         } else {
+            // A connected peer may be promoting at the same moment: application I/O waits for
+            // its acknowledgement (one round trip).
+            self.promotion_unconfirmed = established && self.link_up && !self.cfg.dual_primary;
             self.send_state(out);
         }
         Ok(())
+    }
+
+    /// Lost a promotion race to the peer: back to Secondary before any application I/O ran.
+    fn lose_promotion_race(&mut self, out: &mut Vec<Effect>) {
+        tracing::warn!(node = %self.cfg.node, peer = %self.cfg.peer, "promotion race lost: staying Secondary");
+        self.promotion_unconfirmed = false;
+        self.role = Role::Secondary;
+        self.primary_flag = false;
+        self.crashed_primary = false;
+        self.al.clear();
+        self.persist(out);
+        self.last_error = Some(format!(
+            "promotion refused: node {} was promoted at the same moment and won the arbitration (the lower node id wins); this node stays Secondary",
+            self.cfg.peer
+        ));
+        for op in std::mem::take(&mut self.submit) {
+            out.push(Effect::Complete { req: op.req, result: Err(IoError::NotPrimary { role: Role::Secondary }) });
+        }
     }
 
     /// Becomes Secondary.
@@ -677,6 +716,7 @@ impl Engine {
             return Err(AdminError::Busy { inflight: self.app.len() + self.submit.len() });
         }
         self.role = Role::Secondary;
+        self.promotion_unconfirmed = false;
         self.primary_flag = false;
         self.crashed_primary = false;
         self.al.clear();
@@ -851,7 +891,7 @@ impl Engine {
         // While the handshake runs, application I/O waits (one round trip): the bitmap snapshot
         // sent in the Hello must stay exact.
         while let Some(op) = self.submit.front() {
-            if self.link_up && self.conn == ConnState::Connecting {
+            if (self.link_up && self.conn == ConnState::Connecting) || self.promotion_unconfirmed {
                 return;
             }
             let range = match &op.kind {
@@ -892,6 +932,7 @@ impl Engine {
             range: None,
             is_read: false,
             is_flush: false,
+            covers: self.writes_completed,
             local: Part::NotNeeded,
             peer: Part::NotNeeded,
             data: None,
@@ -946,6 +987,14 @@ impl Engine {
             }
             AppKind::Flush => {
                 st.is_flush = true;
+                if self.writes_completed == self.writes_durable && !self.cfg.dual_primary {
+                    // No write completed since the last flush finished: everything completed
+                    // is already durable on every disk that has it (an O_DSYNC write through
+                    // a loop device issues two flushes in a row; the second costs nothing).
+                    self.app.insert(req, st);
+                    self.try_complete(req, out);
+                    return;
+                }
                 if attached {
                     let io = self.io(Purpose::App(req));
                     st.local = Part::Pending;
@@ -999,11 +1048,18 @@ impl Engine {
         } else if ok || (st.local == Part::NotNeeded && st.peer == Part::NotNeeded) {
             if st.is_flush {
                 self.stats.app_flushes += 1;
+                if st.local != Part::Failed && st.peer != Part::Failed {
+                    self.writes_durable = self.writes_durable.max(st.covers);
+                }
             } else {
                 self.stats.app_writes += 1;
+                self.writes_completed += 1;
             }
             Ok(None)
         } else {
+            if !st.is_flush {
+                self.writes_completed += 1;
+            }
             Err(IoError::Io)
         };
         out.push(Effect::Complete { req, result });
@@ -1186,6 +1242,9 @@ impl Engine {
 
     fn link_lost(&mut self, now: Instant, out: &mut Vec<Effect>) {
         let was_connected = self.conn == ConnState::Connected;
+        // A promotion the peer never acknowledged stands: this node is a Primary that lost
+        // its peer (a peer promoted meanwhile is a split brain the next handshake finds).
+        self.promotion_unconfirmed = false;
         self.link_up = false;
         if self.conn != ConnState::StandAlone {
             self.conn = ConnState::Connecting;
@@ -1370,12 +1429,24 @@ impl Engine {
                     return Err("State before the handshake completed".into());
                 }
                 if role == Role::Primary && self.role == Role::Primary && !self.cfg.dual_primary {
-                    let r = Refusal::TwoPrimaries;
-                    self.refuse(now, r, out);
-                    return Ok(());
+                    if !self.promotion_unconfirmed {
+                        let r = Refusal::TwoPrimaries;
+                        self.refuse(now, r, out);
+                        return Ok(());
+                    }
+                    // Both promoted at the same moment: the lower node id wins.
+                    if self.cfg.node < self.cfg.peer {
+                        return Ok(());
+                    }
+                    self.lose_promotion_race(out);
+                    self.send_state(out);
                 }
+                let newly_primary = role == Role::Primary && self.peer_role != Role::Primary;
                 self.peer_role = role;
                 self.peer_disk = disk;
+                if newly_primary && !self.cfg.dual_primary {
+                    self.send(now, Msg::PromoteAck, out);
+                }
             }
             Msg::Data { seq, offset, data, fua, .. } => {
                 self.accepts_data()?;
@@ -1519,6 +1590,10 @@ impl Engine {
                 self.stats.resyncs_done += 1;
                 tracing::info!(node = %self.cfg.node, "resync finished as source");
                 self.persist(out);
+            }
+            Msg::PromoteAck => {
+                // The pump below starts the application I/O that waited.
+                self.promotion_unconfirmed = false;
             }
             Msg::Ping => self.send(now, Msg::Pong, out),
             Msg::Pong => {}
@@ -1687,7 +1762,7 @@ impl Engine {
                 PeerOp::RsData { start, data } => {
                     let count = data.len() as u64 / BLOCK_SIZE;
                     let io = self.io(Purpose::RsWrite { start, count });
-                    out.push(Effect::LocalWrite { io, offset: start * BLOCK_SIZE, data, fua: false });
+                    out.push(Effect::LocalWrite { io, offset: start * BLOCK_SIZE, data: data.into(), fua: false });
                     io
                 }
                 PeerOp::CsumCmp { start, digests } => {

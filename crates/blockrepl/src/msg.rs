@@ -1,6 +1,8 @@
 //! Messages between the two engines of a volume. Every message travels in a `wire` envelope of
 //! kind [`KIND`]; the link is an ordered byte stream, so the engine relies on message order.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use wire::NodeId;
 
@@ -8,6 +10,80 @@ use crate::types::{DiskState, Gi, Role};
 
 /// The envelope kind byte of blockrepl messages.
 pub const KIND: u8 = 0x42;
+
+/// Block data shared without copying: between the local write and the message to the peer,
+/// and between the pieces of one large application write (each a view of the same buffer).
+#[derive(Clone, Default)]
+pub struct Payload {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Payload {
+    /// Bytes.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// No bytes.
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// A view of `range` (relative to this payload, clamped to it) sharing the same buffer.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Payload {
+        let end = (self.start + range.end).min(self.end);
+        let start = (self.start + range.start).min(end);
+        Payload { buf: Arc::clone(&self.buf), start, end }
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        let end = v.len();
+        Payload { buf: Arc::new(v), start: 0, end }
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Payload {}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Payload").field(&&**self).finish()
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(serde_bytes::ByteBuf::deserialize(d)?.into_vec().into())
+    }
+}
 
 /// A 128-bit block digest (truncated SHA-256) for csums resync and verify.
 pub type Digest = [u8; 16];
@@ -64,9 +140,8 @@ pub enum Msg {
         epoch: u64,
         /// Byte offset.
         offset: u64,
-        /// Bytes.
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        /// Bytes (shared with the local write).
+        data: Payload,
         /// Durable before ack.
         fua: bool,
     },
@@ -188,6 +263,9 @@ pub enum Msg {
     Pong,
     /// The target adopted the generations of ResyncDone and is UpToDate.
     ResyncDoneAck,
+    /// The sender saw the peer's promotion (its `State` saying Primary) and stays Secondary:
+    /// the new Primary may start application I/O.
+    PromoteAck,
 }
 
 impl Msg {
@@ -204,10 +282,185 @@ impl Msg {
     /// Payload bytes carried (data blocks), for accounting.
     pub fn payload_len(&self) -> usize {
         match self {
-            Msg::Data { data, .. } | Msg::RsData { data, .. } => data.len(),
+            Msg::Data { data, .. } => data.len(),
+            Msg::RsData { data, .. } => data.len(),
             Msg::ReadReply { data: Some(d), .. } => d.len(),
             _ => 0,
         }
+    }
+}
+
+/// Postcard variant index of [`Msg::Data`].
+const VARIANT_DATA: u8 = 3;
+/// Postcard variant index of [`Msg::RsData`].
+const VARIANT_RS_DATA: u8 = 12;
+/// Longest body prefix before a payload: variant, four varints of up to 10 bytes.
+pub const SPLIT_PREFIX_MAX: usize = 1 + 4 * 10;
+
+/// A payload-carrying message laid out for vectored I/O: `head ++ payload ++ tail` is byte
+/// for byte the frame [`Msg::encode`] produces, but the payload is never copied into it.
+#[derive(Debug)]
+pub struct SplitFrame {
+    /// Envelope header and the message fields before the payload.
+    pub head: Vec<u8>,
+    /// The payload, moved out of the message.
+    pub payload: Payload,
+    /// Fields after the payload and the envelope checksum.
+    pub tail: Vec<u8>,
+}
+
+impl SplitFrame {
+    /// Total frame length.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payload.len() + self.tail.len()
+    }
+
+    /// Never true: a frame has at least a header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// The fields of a payload-carrying message read from the start of its frame body, before the
+/// payload itself arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitPrefix {
+    /// [`Msg::Data`] without its payload and `fua` (which follows the payload).
+    Data {
+        /// Sequence number.
+        seq: u64,
+        /// Epoch.
+        epoch: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Payload length.
+        len: usize,
+    },
+    /// [`Msg::RsData`] without its payload.
+    RsData {
+        /// First block.
+        start: u64,
+        /// Payload length.
+        len: usize,
+    },
+}
+
+impl SplitPrefix {
+    /// Payload length.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            SplitPrefix::Data { len, .. } | SplitPrefix::RsData { len, .. } => *len,
+        }
+    }
+
+    /// Bytes of the body after the payload (before the checksum).
+    pub fn tail_len(&self) -> usize {
+        match self {
+            SplitPrefix::Data { .. } => 1,
+            SplitPrefix::RsData { .. } => 0,
+        }
+    }
+
+    /// Rebuilds the message from the payload and the bytes after it (`tail_len` of them).
+    pub fn into_msg(self, data: Vec<u8>, after: &[u8]) -> Result<Msg, wire::DecodeError> {
+        match self {
+            SplitPrefix::Data { seq, epoch, offset, .. } => {
+                let fua = match after {
+                    [0] => false,
+                    [1] => true,
+                    _ => return Err(wire::DecodeError::Body("Data: fua is not a boolean".into())),
+                };
+                Ok(Msg::Data { seq, epoch, offset, data: data.into(), fua })
+            }
+            SplitPrefix::RsData { start, .. } => Ok(Msg::RsData { start, data }),
+        }
+    }
+
+    /// Parses the start of a frame body. `None`: not a payload-carrying message (or a
+    /// malformed one); decode the whole frame with [`Msg::decode`] instead.
+    pub fn parse(body: &[u8]) -> Option<(SplitPrefix, usize)> {
+        let (&variant, mut rest) = body.split_first()?;
+        let mut next = || -> Option<u64> {
+            let (v, used) = read_varint(rest)?;
+            rest = &rest[used..];
+            Some(v)
+        };
+        let p = match variant {
+            VARIANT_DATA => {
+                let (seq, epoch, offset) = (next()?, next()?, next()?);
+                SplitPrefix::Data { seq, epoch, offset, len: usize::try_from(next()?).ok()? }
+            }
+            VARIANT_RS_DATA => {
+                let start = next()?;
+                SplitPrefix::RsData { start, len: usize::try_from(next()?).ok()? }
+            }
+            _ => return None,
+        };
+        Some((p, body.len() - rest.len()))
+    }
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        let bits = u64::from(b & 0x7f);
+        if i == 9 && b > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+impl Msg {
+    /// Lays out a payload-carrying message ([`Msg::Data`], [`Msg::RsData`]) for vectored
+    /// writes without copying the payload; any other message comes back unchanged.
+    pub fn into_split_frame(self) -> Result<SplitFrame, Msg> {
+        if self.payload_len() + SPLIT_PREFIX_MAX + 1 > wire::MAX_FRAME_BODY_LEN {
+            // Possibly too large for a frame: [`Msg::encode`] decides and reports it.
+            return Err(self);
+        }
+        let mut head = Vec::with_capacity(wire::FRAME_HEADER_LEN + SPLIT_PREFIX_MAX);
+        head.extend_from_slice(&wire::FRAME_MAGIC);
+        head.push(wire::WIRE_VERSION);
+        head.push(KIND);
+        head.extend_from_slice(&[0; 4]);
+        let (payload, mut tail) = match self {
+            Msg::Data { seq, epoch, offset, data, fua } => {
+                head.push(VARIANT_DATA);
+                push_varint(&mut head, seq);
+                push_varint(&mut head, epoch);
+                push_varint(&mut head, offset);
+                push_varint(&mut head, data.len() as u64);
+                (data, vec![u8::from(fua)])
+            }
+            Msg::RsData { start, data } => {
+                head.push(VARIANT_RS_DATA);
+                push_varint(&mut head, start);
+                push_varint(&mut head, data.len() as u64);
+                (data.into(), Vec::with_capacity(4))
+            }
+            other => return Err(other),
+        };
+        let body_len = head.len() - wire::FRAME_HEADER_LEN + payload.len() + tail.len();
+        head[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.update(&payload);
+        crc.update(&tail);
+        tail.extend_from_slice(&crc.finalize().to_le_bytes());
+        Ok(SplitFrame { head, payload, tail })
     }
 }
 
@@ -221,6 +474,18 @@ mod tests {
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn payload_slices_share_the_buffer_and_clamp() {
+        let p = Payload::from((0u8..10).collect::<Vec<u8>>());
+        let mid = p.slice(2..6);
+        assert_eq!(&*mid, &[2, 3, 4, 5]);
+        assert_eq!(&*mid.slice(1..100), &[3, 4, 5]);
+        assert!(mid.slice(7..9).is_empty());
+        assert_eq!(mid, Payload::from(vec![2, 3, 4, 5]));
+        let m = Msg::Data { seq: 1, epoch: 1, offset: 0, data: mid, fua: false };
+        assert_eq!(Msg::decode(&m.encode().unwrap()).unwrap(), m);
     }
 
     #[test]
@@ -248,7 +513,7 @@ mod tests {
 
     #[test]
     fn data_and_acks_encoding_is_pinned() {
-        let m = Msg::Data { seq: 5, epoch: 1, offset: 4096, data: vec![0xaa; 4], fua: true };
+        let m = Msg::Data { seq: 5, epoch: 1, offset: 4096, data: vec![0xaa; 4].into(), fua: true };
         expect!["484301420b000000030501802004aaaaaaaa01a7aec0be"].assert_eq(&hex(&m.encode().unwrap()));
         expect!["484301420200000006052c863efd"].assert_eq(&hex(&Msg::WriteAck { seq: 5 }.encode().unwrap()));
         expect!["484301420300000008ff01f7a29ad5"].assert_eq(&hex(&Msg::Barrier { epoch: 255 }.encode().unwrap()));
@@ -290,7 +555,7 @@ mod tests {
             (proptest::collection::vec((any::<u64>(), any::<u64>()), 0..8), any::<bool>())
                 .prop_map(|(runs, last)| Msg::Bitmap { runs, last }),
             (any::<u64>(), any::<u64>(), any::<u64>(), bytes.clone(), any::<bool>())
-                .prop_map(|(seq, epoch, offset, data, fua)| Msg::Data { seq, epoch, offset, data, fua }),
+                .prop_map(|(seq, epoch, offset, data, fua)| Msg::Data { seq, epoch, offset, data: data.into(), fua }),
             (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(seq, epoch, offset, len)| Msg::Zero {
                 seq,
                 epoch,
@@ -317,8 +582,29 @@ mod tests {
         }
 
         #[test]
+        fn split_frames_are_the_encoded_bytes(m in any_msg()) {
+            let encoded = m.encode().unwrap();
+            match m.clone().into_split_frame() {
+                Ok(f) => {
+                    let joined = [f.head.as_slice(), &*f.payload, &f.tail].concat();
+                    prop_assert_eq!(&joined, &encoded);
+                    let (p, used) = SplitPrefix::parse(&f.head[wire::FRAME_HEADER_LEN..]).unwrap();
+                    prop_assert_eq!(used, f.head.len() - wire::FRAME_HEADER_LEN);
+                    prop_assert_eq!(p.payload_len(), f.payload.len());
+                    let back = p.into_msg(f.payload.to_vec(), &f.tail[..p.tail_len()]).unwrap();
+                    prop_assert_eq!(back, m);
+                }
+                Err(back) => {
+                    prop_assert_eq!(&back, &m);
+                    prop_assert!(SplitPrefix::parse(&encoded[wire::FRAME_HEADER_LEN..]).is_none());
+                }
+            }
+        }
+
+        #[test]
         fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = Msg::decode(&bytes);
+            let _ = SplitPrefix::parse(&bytes);
         }
     }
 }

@@ -1,12 +1,16 @@
 //! Benchmarks against the targets, measured in one run (tmpfs backing, the peer in a second
 //! network namespace). Prints figures; asserts nothing. Needs root, fio, qemu-img.
 //!
-//! cargo bench -p blockrepl --bench blockrepl
+//! cargo bench -p blockrepld --bench blockrepld   (BLOCKREPL_BENCH_ROUNDS=n, default 5;
+//! every figure is the median over rounds, each round measures link, standalone and
+//! replicated back to back so ratios compare figures taken under the same machine load)
 //!
 //! Figures:
 //! - TCP round trip between the namespaces (own echo, 64 B);
 //! - 4 KiB O_DIRECT|O_DSYNC write p50 through loop-over-FUSE: standalone (FUSE only) vs
-//!   replicated (protocol C), against the bound FUSE-only p50 + 2 x RTT + 30 us;
+//!   replicated (protocol C), against the bound FUSE-only p50 + 2 x RTT + 30 us (each such
+//!   write is a write plus two flushes through the loop device; the second flush has nothing
+//!   new to make durable and completes without a round trip);
 //! - sequential 1 MiB writes through loop-over-FUSE and through NBD, standalone vs replicated,
 //!   and single-stream link throughput; ratios against min(frontend, link);
 //! - resync bytes on the wire after a disconnect vs 1.05 x 4 KiB x dirty blocks + bitmap.
@@ -224,7 +228,8 @@ fn main() {
     let mut repl_seq = Vec::new();
     let mut repl_nbd = Vec::new();
     let mut d2: Option<Daemon> = None;
-    for round in 0..3 {
+    let rounds: usize = std::env::var("BLOCKREPL_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    for round in 0..rounds {
         let (r, l) = measure_link();
         rtts.push(r);
         links.push(l);
@@ -232,6 +237,9 @@ fn main() {
         if let Some(d) = d2.take() {
             drop(d);
             wait(|| call(&d1.sock, Request::Status).0.conn != ConnState::Connected);
+            // Let the stopped peer's teardown (process exit, lazy FUSE unmount) finish so it
+            // does not compete with the standalone figures.
+            std::thread::sleep(Duration::from_millis(500));
         }
         solo_lat.push(fio(&d1, lat).0);
         solo_seq.push(fio(&d1, seq).1);
@@ -250,7 +258,7 @@ fn main() {
     }
     let rtt = median(rtts);
     let link_mbs = median(links);
-    println!("link: tcp rtt p50 {rtt:.1} us, one stream {link_mbs:.0} MB/s (medians of 3 rounds)");
+    println!("link: tcp rtt p50 {rtt:.1} us, one stream {link_mbs:.0} MB/s (medians of {rounds} rounds)");
     let (sl, rl) = (median(solo_lat), median(repl_lat));
     let bound = sl + 2.0 * rtt + 30.0;
     println!(

@@ -163,27 +163,13 @@ impl Filesystem for Fs {
         reply: ReplyWrite,
     ) {
         let offset = offset.max(0) as u64;
-        let data = data.to_vec();
-        if data.len() <= 64 * 1024 {
-            // Small writes are submitted right here and answered by whichever thread completes
-            // them: no hand-off on the latency path.
-            let len = data.len() as u32;
-            self.node.submit_with(
-                |req| Input::Write { req, offset, data, fua: false },
-                move |r| match r {
-                    Ok(_) => reply.written(len),
-                    Err(e) => reply.error(errno(&e)),
-                },
-            );
-            return;
-        }
-        self.spawn(Box::new(move |node| {
-            let len = data.len() as u32;
-            match node.write(offset, data, false) {
-                Ok(_) => reply.written(len),
-                Err(e) => reply.error(errno(&e)),
-            }
-        }));
+        // Submitted right here and answered by whichever thread completes the write: no
+        // hand-off on the latency path, no copy of the whole request.
+        let len = data.len() as u32;
+        self.node.write_with(offset, data.to_vec().into(), false, move |r| match r {
+            Ok(_) => reply.written(len),
+            Err(e) => reply.error(errno(&e)),
+        });
     }
 
     fn flush(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _lock: u64, reply: ReplyEmpty) {

@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use anyhow::{Context, bail};
+use blockrepl::{Msg, msg};
 use sha2::{Digest, Sha256};
 
 const AUTH_MAGIC: &[u8; 8] = b"BRAUTH01";
@@ -68,19 +69,101 @@ pub(crate) fn authenticate(s: &mut TcpStream, psk: &[u8], me: u32, peer: u32) ->
     Ok(())
 }
 
-/// Reads one frame (header, body, checksum) from the stream.
-pub(crate) fn read_frame(s: &mut impl Read, buf: &mut Vec<u8>) -> anyhow::Result<()> {
-    buf.clear();
-    buf.resize(wire::FRAME_HEADER_LEN, 0);
-    s.read_exact(&mut buf[..wire::FRAME_HEADER_LEN])?;
-    let h = wire::decode_header(buf)?;
-    // read_to_end fills spare capacity without zeroing it first.
-    let rest = (h.frame_len() - wire::FRAME_HEADER_LEN) as u64;
-    let got = s.take(rest).read_to_end(buf)?;
-    if (got as u64) < rest {
-        anyhow::bail!("link closed inside a frame");
+/// Reads link frames from a stream. Payload-carrying messages (`Data`, `RsData`) are read
+/// straight into their own buffer (no copy out of a frame buffer, no zero-filling); the small
+/// fields around the payload come from a read-ahead buffer, so a frame costs few syscalls.
+pub(crate) struct FrameReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// Read-ahead size: large enough for a burst of acks, small against a 1 MiB payload.
+const READ_AHEAD: usize = 64 * 1024;
+
+impl<R: Read> FrameReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        FrameReader { inner, buf: vec![0; READ_AHEAD], start: 0, end: 0 }
     }
-    Ok(())
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Makes at least `n` (<= READ_AHEAD) bytes available in the read-ahead buffer.
+    fn fill_to(&mut self, n: usize) -> anyhow::Result<()> {
+        if self.end - self.start >= n {
+            return Ok(());
+        }
+        if self.start + n > self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while self.end - self.start < n {
+            let got = self.inner.read(&mut self.buf[self.end..])?;
+            if got == 0 {
+                bail!("link closed inside a frame");
+            }
+            self.end += got;
+        }
+        Ok(())
+    }
+
+    /// Appends exactly `n` bytes of the stream to `out`: buffered bytes first, the rest read
+    /// directly into `out`'s spare capacity.
+    fn read_into(&mut self, out: &mut Vec<u8>, n: usize) -> anyhow::Result<()> {
+        out.reserve(n);
+        let from_buf = n.min(self.end - self.start);
+        out.extend_from_slice(&self.buf[self.start..self.start + from_buf]);
+        self.start += from_buf;
+        let rest = (n - from_buf) as u64;
+        if rest > 0 {
+            // read_to_end fills spare capacity without zeroing it first.
+            let got = (&mut self.inner).take(rest).read_to_end(out)?;
+            if (got as u64) < rest {
+                bail!("link closed inside a frame");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and checks one frame and decodes its message.
+    pub(crate) fn next_msg(&mut self, scratch: &mut Vec<u8>) -> anyhow::Result<Msg> {
+        let h = wire::FRAME_HEADER_LEN;
+        self.fill_to(h)?;
+        let header = wire::decode_header(self.buffered())?;
+        let frame_len = header.frame_len();
+        if header.kind == msg::KIND && header.body_len > msg::SPLIT_PREFIX_MAX {
+            self.fill_to(h + msg::SPLIT_PREFIX_MAX)?;
+            if let Some((p, used)) = msg::SplitPrefix::parse(&self.buffered()[h..h + msg::SPLIT_PREFIX_MAX])
+                && h + used + p.payload_len() + p.tail_len() + 4 == frame_len
+            {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&self.buffered()[..h + used]);
+                self.start += h + used;
+                let mut data = Vec::new();
+                self.read_into(&mut data, p.payload_len())?;
+                crc.update(&data);
+                let tail_len = p.tail_len();
+                self.fill_to(tail_len + 4)?;
+                let tail = &self.buffered()[..tail_len + 4];
+                crc.update(&tail[..tail_len]);
+                let sum =
+                    u32::from_le_bytes([tail[tail_len], tail[tail_len + 1], tail[tail_len + 2], tail[tail_len + 3]]);
+                if crc.finalize() != sum {
+                    return Err(wire::DecodeError::Checksum.into());
+                }
+                let m = p.into_msg(data, &tail[..tail_len])?;
+                self.start += tail_len + 4;
+                return Ok(m);
+            }
+        }
+        scratch.clear();
+        self.read_into(scratch, frame_len)?;
+        Ok(Msg::decode(scratch)?)
+    }
 }
 
 #[cfg(test)]

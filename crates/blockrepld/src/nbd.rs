@@ -292,7 +292,7 @@ fn run(node: &Node, kind: u16, flags: u16, offset: u64, len: u32, data: Vec<u8>)
     let fua = flags & CMD_FLAG_FUA != 0;
     let r = match kind {
         CMD_READ => node.read(offset, len),
-        CMD_WRITE => node.write(offset, data, fua),
+        CMD_WRITE => node.write(offset, data.into(), fua),
         CMD_FLUSH => node.submit(|req| Input::Flush { req }),
         CMD_TRIM | CMD_WRITE_ZEROES => node.submit(|req| Input::WriteZeroes { req, offset, len: u64::from(len), fua }),
         _ => return (EINVAL, Vec::new()),

@@ -12,15 +12,45 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration as StdDuration;
 
 use anyhow::{Context, bail};
-use blockrepl::{
-    AfterSb0Pri, AfterSb1Pri, Config, Effect, Engine, Input, IoError, IoId, Meta, Msg, Protocol, ReqId, Status,
-};
+use blockrepl::msg::{Payload, SplitFrame};
+use blockrepl::{Config, Effect, Engine, Input, IoError, IoId, Meta, Msg, ReqId, Status};
 use wire::{Generation, Instant, NodeId};
 
-use crate::{Args, link, meta};
+use crate::config::DaemonConfig;
+use crate::{link, meta};
 
-/// Largest application write or read handed to the engine at once (fits one link frame).
+/// Largest application read handed to the engine at once (fits one link frame).
 const CHUNK: usize = 1 << 20;
+
+/// Writes larger than this are split into pieces of this size, in flight together.
+const PIECE: usize = 256 * 1024;
+
+/// A completion callback.
+type Done = Box<dyn FnOnce(Outcome) + Send>;
+
+/// Completes a write split into pieces once every piece is done (the first error wins).
+struct Join {
+    left: Mutex<(usize, Outcome)>,
+    done: Mutex<Option<Done>>,
+}
+
+impl Join {
+    fn piece_done(&self, r: Outcome) {
+        let finished = {
+            let mut left = lock(&self.left);
+            left.0 -= 1;
+            if r.is_err() && left.1.is_ok() {
+                left.1 = r;
+            }
+            if left.0 == 0 { Some(std::mem::replace(&mut left.1, Ok(None))) } else { None }
+        };
+        if let Some(r) = finished
+            && let Some(f) = lock(&self.done).take()
+        {
+            f(r);
+        }
+    }
+}
 
 /// The outcome of an application request.
 pub(crate) type Outcome = Result<Option<Vec<u8>>, IoError>;
@@ -50,14 +80,22 @@ struct Link {
 /// writes while holding the engine lock, so a peer that stops reading can only stall writers,
 /// never the receiving side.
 struct LinkOut {
-    queue: Mutex<Vec<Vec<u8>>>,
+    queue: Mutex<Vec<Frame>>,
     socket: Mutex<TcpStream>,
 }
+
+/// A queued frame: encoded, or laid out around a payload that is never copied.
+enum Frame {
+    Bytes(Vec<u8>),
+    Split(SplitFrame),
+}
+
+/// At most this many buffers per `writev` (the kernel's limit is 1024).
+const IOV_BATCH: usize = 512;
 
 impl LinkOut {
     /// Writes queued frames until the queue is empty or another thread is writing.
     fn pump(&self) {
-        use std::io::Write;
         loop {
             let Ok(mut sock) = self.socket.try_lock() else {
                 return;
@@ -67,9 +105,7 @@ impl LinkOut {
                 if frames.is_empty() {
                     break;
                 }
-                let batch: Vec<u8> =
-                    if frames.len() == 1 { frames.into_iter().next().unwrap_or_default() } else { frames.concat() };
-                if sock.write_all(&batch).is_err() {
+                if write_frames(&mut sock, &frames).is_err() {
                     lock(&self.queue).clear();
                     return;
                 }
@@ -81,6 +117,40 @@ impl LinkOut {
             }
         }
     }
+}
+
+/// Writes frames with vectored writes: one syscall for a burst, payloads straight from their
+/// buffers.
+fn write_frames(sock: &mut TcpStream, frames: &[Frame]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len().min(IOV_BATCH / 3) * 3);
+    let mut rest = frames;
+    while !rest.is_empty() {
+        slices.clear();
+        while let Some((f, more)) = rest.split_first() {
+            if slices.len() + 3 > IOV_BATCH {
+                break;
+            }
+            match f {
+                Frame::Bytes(b) => slices.push(IoSlice::new(b)),
+                Frame::Split(s) => {
+                    slices.push(IoSlice::new(&s.head));
+                    slices.push(IoSlice::new(&s.payload));
+                    slices.push(IoSlice::new(&s.tail));
+                }
+            }
+            rest = more;
+        }
+        let mut bufs: &mut [IoSlice<'_>] = &mut slices;
+        while !bufs.is_empty() {
+            let n = sock.write_vectored(bufs)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+    }
+    Ok(())
 }
 
 /// Shared by every thread of the daemon.
@@ -119,7 +189,7 @@ impl Dispatched {
 }
 
 enum LocalOp {
-    Write { io: IoId, offset: u64, data: Vec<u8>, fua: bool },
+    Write { io: IoId, offset: u64, data: Payload, fua: bool },
     Zero { io: IoId, offset: u64, len: u64, fua: bool },
     Flush { io: IoId },
     Read { io: IoId, offset: u64, len: u32 },
@@ -227,13 +297,7 @@ impl Node {
     /// Submits an application request and waits for its completion.
     pub(crate) fn submit(&self, make: impl FnOnce(ReqId) -> Input) -> Outcome {
         let (tx, rx) = sync_channel(1);
-        let req = {
-            let mut core = lock(&self.core);
-            core.next_req += 1;
-            let id = core.next_req;
-            core.waiters.insert(id, Waiter::Thread(tx));
-            ReqId(id)
-        };
+        let req = self.register(Waiter::Thread(tx));
         self.drive(make(req));
         rx.recv().unwrap_or(Err(IoError::Io))
     }
@@ -241,43 +305,60 @@ impl Node {
     /// Submits an application request; `done` runs on completion, in whatever thread
     /// completes it (often the link reader).
     pub(crate) fn submit_with(&self, make: impl FnOnce(ReqId) -> Input, done: impl FnOnce(Outcome) + Send + 'static) {
-        let req = {
-            let mut core = lock(&self.core);
-            core.next_req += 1;
-            let id = core.next_req;
-            core.waiters.insert(id, Waiter::Callback(Box::new(done)));
-            ReqId(id)
-        };
+        let req = self.register(Waiter::Callback(Box::new(done)));
         self.drive(make(req));
     }
 
-    /// An application write, split into pieces that fit a link frame.
-    pub(crate) fn write(&self, offset: u64, data: Vec<u8>, fua: bool) -> Outcome {
-        if data.len() <= CHUNK {
-            return self.submit(|req| Input::Write { req, offset, data, fua });
+    /// An application write; waits for its completion.
+    pub(crate) fn write(&self, offset: u64, data: Payload, fua: bool) -> Outcome {
+        let (tx, rx) = sync_channel(1);
+        self.write_with(offset, data, fua, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().unwrap_or(Err(IoError::Io))
+    }
+
+    /// An application write; `done` runs once every piece completed. Writes larger than
+    /// [`PIECE`] go out as pieces, all in flight together: the peer writes one while the
+    /// next is on the wire, and local writes of large pieces run on the I/O pool while this
+    /// thread keeps sending.
+    pub(crate) fn write_with(
+        &self,
+        offset: u64,
+        data: Payload,
+        fua: bool,
+        done: impl FnOnce(Outcome) + Send + 'static,
+    ) {
+        if data.len() <= 64 * 1024 {
+            // Small: the local write runs right here (one hand-off less for its latency).
+            self.submit_with(|req| Input::Write { req, offset, data, fua }, done);
+            return;
         }
-        // Pieces go out together so the peer writes one while the next is on the wire.
-        let (tx, rx) = sync_channel(data.len().div_ceil(CHUNK));
-        let mut n = 0;
-        for (i, piece) in data.chunks(CHUNK).enumerate() {
-            let at = offset + (i * CHUNK) as u64;
-            let piece = piece.to_vec();
-            let tx = tx.clone();
-            n += 1;
-            self.submit_with(
-                |req| Input::Write { req, offset: at, data: piece, fua },
-                move |r| {
-                    let _ = tx.send(r);
-                },
-            );
+        if data.len() <= PIECE {
+            // Large: the local write goes to the I/O pool, so this thread (often the FUSE
+            // session) moves on to the next request's send while the disk write runs.
+            let req = self.register(Waiter::Callback(Box::new(done)));
+            self.drive_offload(Input::Write { req, offset, data, fua });
+            return;
         }
-        let mut result = Ok(None);
-        for _ in 0..n {
-            if let Err(e) = rx.recv().unwrap_or(Err(IoError::Io)) {
-                result = Err(e);
-            }
+        let pieces = data.len().div_ceil(PIECE);
+        let join = Arc::new(Join { left: Mutex::new((pieces, Ok(None))), done: Mutex::new(Some(Box::new(done))) });
+        for i in 0..pieces {
+            let at = offset + (i * PIECE) as u64;
+            // A view of the same buffer: no copy.
+            let piece = data.slice(i * PIECE..(i + 1) * PIECE);
+            let join = Arc::clone(&join);
+            let req = self.register(Waiter::Callback(Box::new(move |r| join.piece_done(r))));
+            self.drive_offload(Input::Write { req, offset: at, data: piece, fua });
         }
-        result
+    }
+
+    fn register(&self, w: Waiter) -> ReqId {
+        let mut core = lock(&self.core);
+        core.next_req += 1;
+        let id = core.next_req;
+        core.waiters.insert(id, w);
+        ReqId(id)
     }
 
     /// An application read, split like writes.
@@ -307,7 +388,7 @@ impl Node {
                 Effect::LocalZero { io, offset, len, fua } => ops.push(LocalOp::Zero { io, offset, len, fua }),
                 Effect::LocalFlush { io } => ops.push(LocalOp::Flush { io }),
                 Effect::LocalRead { io, offset, len } => ops.push(LocalOp::Read { io, offset, len }),
-                Effect::Send(m) => self.send(&m),
+                Effect::Send(m) => self.send(m),
                 Effect::DropLink => self.drop_link(),
                 Effect::Complete { req, result } => match core.waiters.remove(&req.0) {
                     Some(Waiter::Thread(w)) => {
@@ -366,12 +447,20 @@ impl Node {
         Ok(())
     }
 
-    fn send(&self, m: &Msg) {
+    fn send(&self, m: Msg) {
         let link = lock(&self.link);
         if let Some(l) = link.as_ref() {
-            match m.encode() {
+            let frame = match m.into_split_frame() {
+                Ok(f) => Ok(Frame::Split(f)),
+                Err(m) => m.encode().map(Frame::Bytes),
+            };
+            match frame {
                 Ok(frame) => {
-                    self.link_bytes_sent.fetch_add(frame.len() as u64, Ordering::Relaxed);
+                    let len = match &frame {
+                        Frame::Bytes(b) => b.len(),
+                        Frame::Split(s) => s.len(),
+                    };
+                    self.link_bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
                     lock(&l.out.queue).push(frame);
                 }
                 Err(e) => {
@@ -417,7 +506,7 @@ impl Node {
         stream.set_nodelay(true)?;
         let id = self.next_link.fetch_add(1, Ordering::Relaxed) + 1;
         let out = Arc::new(LinkOut { queue: Mutex::new(Vec::new()), socket: Mutex::new(stream.try_clone()?) });
-        let mut reader = stream.try_clone()?;
+        let mut reader = link::FrameReader::new(stream.try_clone()?);
         {
             let mut core = lock(&self.core);
             *lock(&self.link) = Some(Link { id, out, stream });
@@ -435,15 +524,16 @@ impl Node {
         }
         let node = Arc::clone(self);
         std::thread::Builder::new().name("link-rx".into()).spawn(move || {
-            let mut buf = Vec::new();
+            let mut scratch = Vec::new();
             loop {
-                if link::read_frame(&mut reader, &mut buf).is_err() {
-                    break;
-                }
-                match Msg::decode(&buf) {
+                match reader.next_msg(&mut scratch) {
                     Ok(m) => node.drive_offload(Input::Message(m)),
                     Err(e) => {
-                        tracing::warn!(error = %e, "undecodable frame from the peer");
+                        if e.downcast_ref::<wire::DecodeError>().is_some() {
+                            tracing::warn!(error = %format!("{e:#}"), "undecodable frame from the peer");
+                        } else {
+                            tracing::debug!(error = %format!("{e:#}"), "link reader stops");
+                        }
                         break;
                     }
                 }
@@ -466,49 +556,16 @@ impl Node {
     }
 }
 
-fn parse_protocol(s: &str) -> anyhow::Result<Protocol> {
-    Ok(match s {
-        "A" | "a" => Protocol::A,
-        "B" | "b" => Protocol::B,
-        "C" | "c" => Protocol::C,
-        other => bail!("--protocol {other}: expected A, B or C"),
-    })
-}
-
-fn parse_sb0(s: &str) -> anyhow::Result<AfterSb0Pri> {
-    Ok(match s {
-        "disconnect" => AfterSb0Pri::Disconnect,
-        "discard-zero-changes" => AfterSb0Pri::DiscardZeroChanges,
-        "discard-least-changes" => AfterSb0Pri::DiscardLeastChanges,
-        "discard-younger-primary" => AfterSb0Pri::DiscardYoungerPrimary,
-        "discard-older-primary" => AfterSb0Pri::DiscardOlderPrimary,
-        other => bail!(
-            "--after-sb-0pri {other}: expected disconnect, discard-zero-changes, discard-least-changes, discard-younger-primary or discard-older-primary"
-        ),
-    })
-}
-
-fn parse_sb1(s: &str) -> anyhow::Result<AfterSb1Pri> {
-    Ok(match s {
-        "disconnect" => AfterSb1Pri::Disconnect,
-        "consensus" => AfterSb1Pri::Consensus,
-        "discard-secondary" => AfterSb1Pri::DiscardSecondary,
-        other => {
-            bail!("--after-sb-1pri {other}: expected disconnect, consensus or discard-secondary")
-        }
-    })
-}
-
-fn open_backing(args: &Args) -> anyhow::Result<(File, u64)> {
+fn open_backing(args: &DaemonConfig) -> anyhow::Result<(File, u64)> {
     let exists = args.backing.exists();
     let f = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(args.create_size.is_some())
+        .create(args.create_size_bytes.is_some())
         .truncate(false)
         .open(&args.backing)
         .with_context(|| format!("opening backing {}", args.backing.display()))?;
-    if !exists && let Some(size) = args.create_size {
+    if !exists && let Some(size) = args.create_size_bytes {
         f.set_len(size)?;
     }
     let size = f.metadata()?.len();
@@ -527,7 +584,7 @@ fn open_backing(args: &Args) -> anyhow::Result<(File, u64)> {
 }
 
 /// Runs the daemon until `Down`.
-pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: DaemonConfig) -> anyhow::Result<()> {
     let psk =
         std::fs::read(&args.psk_file).with_context(|| format!("reading pre-shared key {}", args.psk_file.display()))?;
     if psk.len() < 16 {
@@ -542,7 +599,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Some(m) => {
             if m.node != me || m.peer != peer || m.size_bytes != size {
                 bail!(
-                    "stale metadata {}: it describes node {} with peer {} and {} bytes, this daemon is node {me} with peer {peer} and a {size}-byte backing; fix the flags or remove the metadata to recreate",
+                    "stale metadata {}: it describes node {} with peer {} and {} bytes, this daemon is node {me} with peer {peer} and a {size}-byte backing; fix the configuration or remove the metadata to recreate",
                     meta_path.display(),
                     m.node,
                     m.peer,
@@ -555,7 +612,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             let initial = match &args.initial_generation {
                 Some(h) => Some(Generation(
                     u64::from_str_radix(h, 16)
-                        .with_context(|| format!("--initial-generation {h}: expected hexadecimal"))?,
+                        .with_context(|| format!("initial_generation {h}: expected hexadecimal"))?,
                 )),
                 None => None,
             };
@@ -565,14 +622,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let mut cfg = Config::new(me, peer, size);
-    cfg.protocol = parse_protocol(&args.protocol)?;
-    cfg.csums = args.csums;
-    cfg.split_brain.after_sb_0pri = parse_sb0(&args.after_sb_0pri)?;
-    cfg.split_brain.after_sb_1pri = parse_sb1(&args.after_sb_1pri)?;
-    cfg.resync_rate_max_bytes_per_sec = args.resync_rate_max;
-    cfg.resync_rate_min_bytes_per_sec = args.resync_rate_min;
-    cfg.ping_interval = wire::Duration::from_millis(500);
-    cfg.timeout = wire::Duration::from_secs(3);
+    cfg.protocol = args.protocol()?;
+    cfg.csums = args.replication.csums;
+    cfg.split_brain.after_sb_0pri = args.after_sb_0pri()?;
+    cfg.split_brain.after_sb_1pri = args.after_sb_1pri()?;
+    cfg.resync_rate_max_bytes_per_sec = args.replication.resync_rate_max_bytes_per_sec;
+    cfg.resync_rate_min_bytes_per_sec = args.replication.resync_rate_min_bytes_per_sec;
+    cfg.ping_interval = wire::Duration::from_millis(args.link.ping_interval_ms);
+    cfg.timeout = wire::Duration::from_millis(args.link.timeout_ms);
     let seed = {
         let mut b = [0u8; 8];
         use std::io::Read;
@@ -624,7 +681,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         std::thread::Builder::new().name("meta".into()).spawn(move || meta_writer(&node, &path, &meta_rx))?;
     }
     node.admin(|e, now, out| e.start(now, out));
-    if args.primary {
+    if args.primary_at_start {
         node.admin(|e, now, out| e.promote(now, false, out)).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     // Ticker.
@@ -641,18 +698,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         })?;
     }
     start_link(&node, &args)?;
-    if let Some(p) = &args.nbd_unix {
+    if let Some(p) = &args.frontends.nbd_unix_socket {
         crate::nbd::serve_unix(Arc::clone(&node), p)?;
     }
-    if let Some(a) = &args.nbd_tcp {
+    if let Some(a) = &args.frontends.nbd_tcp {
         crate::nbd::serve_tcp(Arc::clone(&node), a)?;
     }
-    let fuse_session = match &args.fuse {
+    let fuse_session = match &args.frontends.fuse_dir {
         Some(dir) => Some(crate::fuse::mount(Arc::clone(&node), dir)?),
         None => None,
     };
     tracing::info!(volume = %args.name, size, "volume up");
-    crate::server::serve(&node, &args.control)?;
+    crate::server::serve(&node, &args.control_socket)?;
     drop(fuse_session);
     Ok(())
 }
@@ -673,9 +730,10 @@ fn meta_writer(node: &Arc<Node>, path: &std::path::Path, rx: &Receiver<(u64, Met
     }
 }
 
-fn start_link(node: &Arc<Node>, args: &Args) -> anyhow::Result<()> {
+fn start_link(node: &Arc<Node>, args: &DaemonConfig) -> anyhow::Result<()> {
     if args.node_id < args.peer_id {
-        let addr = args.listen.clone().context("--listen is required on the lower node id (it accepts the link)")?;
+        let addr =
+            args.link.listen.clone().context("link.listen is required on the lower node id (it accepts the link)")?;
         let l = TcpListener::bind(&addr).with_context(|| format!("listening on {addr}"))?;
         let node = Arc::clone(node);
         std::thread::Builder::new().name("accept".into()).spawn(move || {
@@ -697,8 +755,11 @@ fn start_link(node: &Arc<Node>, args: &Args) -> anyhow::Result<()> {
             }
         })?;
     } else {
-        let addr =
-            args.peer_addr.clone().context("--peer-addr is required on the higher node id (it dials the link)")?;
+        let addr = args
+            .link
+            .peer_addr
+            .clone()
+            .context("link.peer_addr is required on the higher node id (it dials the link)")?;
         let node = Arc::clone(node);
         std::thread::Builder::new().name("dial".into()).spawn(move || {
             while !node.stop.load(Ordering::Relaxed) {

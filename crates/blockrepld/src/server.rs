@@ -46,10 +46,32 @@ fn handle(node: &Arc<Node>, s: UnixStream) -> bool {
     down
 }
 
+/// Waits until a promotion on a connected pair is acknowledged by the peer or lost to the
+/// peer's own promotion (the lower node id wins), and reports which.
+fn promoted(node: &Node) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = node.status();
+        if !s.promotion_pending {
+            if s.role == blockrepl::Role::Primary {
+                return Ok(());
+            }
+            return Err(s.last_error.unwrap_or_else(|| "promotion did not take effect".into()));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("promotion not acknowledged by the peer within 10 s; the link timeout decides".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 fn execute(node: &Arc<Node>, req: Request) -> Response {
     let r: Result<(), String> = match req {
         Request::Status | Request::Down => Ok(()),
-        Request::Primary { force } => node.admin(|e, now, out| e.promote(now, force, out)).map_err(|e| e.to_string()),
+        Request::Primary { force } => node
+            .admin(|e, now, out| e.promote(now, force, out))
+            .map_err(|e| e.to_string())
+            .and_then(|()| promoted(node)),
         Request::Secondary => node.admin(|e, now, out| e.demote(now, out)).map_err(|e| e.to_string()),
         Request::Connect { discard_my_data } => {
             node.admin(|e, now, out| e.connect(now, discard_my_data, out)).map_err(|e| e.to_string())

@@ -113,7 +113,7 @@ enum Ev {
 
 #[derive(Debug)]
 enum IoOp {
-    Write { offset: u64, data: Vec<u8>, fua: bool },
+    Write { offset: u64, data: blockrepl::msg::Payload, fua: bool },
     Zero { offset: u64, len: u64, fua: bool },
     Flush,
     Read { offset: u64, len: u32 },
@@ -481,7 +481,7 @@ impl World {
         }
         self.writes.push(WriteRec { block, count, tag, done: false });
         self.req_to_write.insert(req, self.writes.len() - 1);
-        self.input(n, Input::Write { req, offset: block * BLOCK_SIZE, data, fua: false });
+        self.input(n, Input::Write { req, offset: block * BLOCK_SIZE, data: data.into(), fua: false });
         req
     }
 

@@ -268,7 +268,7 @@ fn a_lying_peer_is_disconnected_with_a_protocol_error() {
             seq: 1,
             epoch: 1,
             offset: BLOCKS * BLOCK_SIZE,
-            data: vec![0; 4096],
+            data: vec![0; 4096].into(),
             fua: false,
         }),
     );
@@ -439,10 +439,70 @@ fn secondary_refuses_application_io() {
 fn oversized_requests_are_refused_instead_of_breaking_the_link() {
     let mut w = pair(31);
     let r = ReqId(78);
-    w.input(0, Input::Write { req: r, offset: 0, data: vec![1; (blockrepl::REQUEST_MAX + 4096) as usize], fua: false });
+    w.input(
+        0,
+        Input::Write { req: r, offset: 0, data: vec![1; (blockrepl::REQUEST_MAX + 4096) as usize].into(), fua: false },
+    );
     assert!(matches!(
         w.completed.last(),
         Some((q, Err(blockrepl::IoError::TooLarge { .. }))) if *q == r
     ));
     assert!(w.in_sync());
+}
+
+#[test]
+fn two_promotions_racing_on_a_connected_pair_are_arbitrated() {
+    for (seed, first) in [(31u64, 0usize), (32, 1)] {
+        let mut w = World::new(seed, |c| c, true);
+        assert!(w.run_until(SEC, World::in_sync), "pair never connected");
+        // Both promote before either hears of the other; both succeed locally at first.
+        w.admin(first, |e, now, out| e.promote(now, false, out)).expect("first promotion");
+        w.admin(1 - first, |e, now, out| e.promote(now, false, out)).expect("second promotion");
+        // A write submitted on the loser during the race never reaches a disk.
+        let lost = w.write(1, 7, 1);
+        let won = w.write(0, 9, 1);
+        let finished = |w: &World, r: ReqId| w.completed.iter().any(|(x, _)| *x == r);
+        assert!(w.run_until(SEC, |w| finished(w, lost) && w.done(won)), "requests never completed");
+        assert!(!w.done(lost), "the loser refuses the write it held");
+        assert_eq!(w.role(0), Role::Primary, "the lower node id wins");
+        assert_eq!(w.role(1), Role::Secondary);
+        let s1 = w.status(1);
+        assert!(
+            s1.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("promotion refused") && e.contains("won the arbitration")),
+            "{s1:?}"
+        );
+        assert_eq!(s1.conn, ConnState::Connected, "no split brain, no StandAlone");
+        assert_eq!(w.status(0).conn, ConnState::Connected);
+        assert!(!w.status(0).promotion_pending);
+        assert!(w.run_until(SEC, World::in_sync));
+        w.assert_same_data();
+        let lost_bytes = block_content(w.writes[w.req_to_write[&lost]].tag);
+        for n in 0..2 {
+            assert_ne!(w.nodes[n].disk.block(7), lost_bytes, "the loser's write reached node {n}'s disk");
+        }
+    }
+}
+
+#[test]
+fn a_flush_with_nothing_new_to_make_durable_completes_without_a_round_trip() {
+    let mut w = pair(33);
+    let wr = w.write(0, 3, 1);
+    wait_done(&mut w, wr);
+    let f1 = w.flush(0);
+    assert!(!w.done(f1), "a flush after a write waits for the peer");
+    wait_done(&mut w, f1);
+    let bytes = w.link_bytes;
+    let f2 = w.flush(0);
+    assert!(w.done(f2), "nothing completed since the last flush: done at once");
+    assert_eq!(w.link_bytes, bytes, "no barrier sent");
+    // A write completed after a flush was issued is not covered by it.
+    let wr = w.write(0, 4, 1);
+    let f3 = w.flush(0);
+    wait_done(&mut w, wr);
+    wait_done(&mut w, f3);
+    let f4 = w.flush(0);
+    assert!(!w.done(f4), "the write completed after f3 was issued: f4 makes it durable");
+    wait_done(&mut w, f4);
 }

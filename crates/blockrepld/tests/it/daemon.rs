@@ -98,7 +98,39 @@ pub(crate) struct Pair {
     pub(crate) dir: rig::ScratchDir,
 }
 
+/// The configuration file equivalent to daemon flags.
+fn config_file(args: &[String]) -> String {
+    let mut top = String::new();
+    let mut link = String::from("[link]\n");
+    let mut front = String::from("[frontends]\n");
+    for kv in args.chunks(2) {
+        let (flag, v) = (kv[0].as_str(), &kv[1]);
+        let q = serde_json::Value::String(v.clone()).to_string();
+        match flag {
+            "--name" => top += &format!("name = {q}\n"),
+            "--node-id" => top += &format!("node_id = {v}\n"),
+            "--peer-id" => top += &format!("peer_id = {v}\n"),
+            "--backing" => top += &format!("backing = {q}\n"),
+            "--state-dir" => top += &format!("state_dir = {q}\n"),
+            "--create-size" => top += &format!("create_size_bytes = {v}\n"),
+            "--initial-generation" => top += &format!("initial_generation = {q}\n"),
+            "--psk-file" => top += &format!("psk_file = {q}\n"),
+            "--control" => top += &format!("control_socket = {q}\n"),
+            "--listen" => link += &format!("listen = {q}\n"),
+            "--nbd-unix" => front += &format!("nbd_unix_socket = {q}\n"),
+            "--fuse" => front += &format!("fuse_dir = {q}\n"),
+            other => panic!("no configuration key for {other}"),
+        }
+    }
+    format!("{top}{link}{front}")
+}
+
 pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
+    pair_with_backing(extra, fuse, None)
+}
+
+/// A pair whose node 1 uses `backing1` (an existing file or device of the volume's size).
+pub(crate) fn pair_with_backing(extra: &[&str], fuse: bool, backing1: Option<&Path>) -> Pair {
     rig::sweep_stale_namespaces();
     let a = rig::Netns::new();
     let b = rig::Netns::new();
@@ -115,7 +147,10 @@ pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
             "--peer-id".into(),
             (3 - n).to_string(),
             "--backing".into(),
-            p("disk").display().to_string(),
+            match (n, backing1) {
+                (1, Some(b)) => b.display().to_string(),
+                _ => p("disk").display().to_string(),
+            },
             "--state-dir".into(),
             p("state").display().to_string(),
             "--create-size".into(),
@@ -138,6 +173,12 @@ pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
         if let Some(f) = &fuse_dir {
             args.extend(["--fuse".into(), f.display().to_string()]);
         }
+        if n == 1 {
+            // Node 1 runs from a configuration file (flags still override it), node 2 from flags.
+            let file = p("config.toml");
+            std::fs::write(&file, config_file(&args)).unwrap();
+            args = vec!["--config".into(), file.display().to_string()];
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         Daemon {
             child: None,
@@ -145,7 +186,10 @@ pub(crate) fn pair(extra: &[&str], fuse: bool) -> Pair {
             ns: ns.name().to_string(),
             sock: p("ctl"),
             nbd: p("nbd"),
-            backing: p("disk"),
+            backing: match (n, backing1) {
+                (1, Some(b)) => b.to_path_buf(),
+                _ => p("disk"),
+            },
             fuse: fuse_dir,
         }
     };
@@ -601,7 +645,7 @@ fn t80_a_target_killed_mid_resync_resumes_without_resending() {
     if !needs() {
         return;
     }
-    let mut p = pair(&["--resync-rate-max", "3000000"], false);
+    let mut p = pair(&["--resync-rate-max", "3000000", "--resync-rate-min", "1000000"], false);
     p.d[0].call(Request::Primary { force: false }).unwrap();
     p.d[1].call(Request::Disconnect).unwrap();
     assert!(rig::wait_until(Duration::from_secs(10), || p.d[0].status().conn != ConnState::Connected));
@@ -633,5 +677,154 @@ fn t80_a_target_killed_mid_resync_resumes_without_resending() {
     );
     for i in (0..2000u64).step_by(97) {
         assert_eq!(p.d[1].read_block(i * 2)[0], 3, "block {}", i * 2);
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_or_every_problem() {
+    let dir = rig::ScratchDir::new();
+    let ok = dir.path().join("ok.toml");
+    std::fs::write(&ok, include_str!("../../../../deploy/blockrepld.toml")).unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_blockrepld")).arg("--config").arg(&ok).arg("--check-config").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let effective = String::from_utf8_lossy(&out.stdout);
+    assert!(effective.contains("name = \"r0\""), "{effective}");
+    // Defaults are filled in, flags override the file.
+    assert!(effective.contains("timeout_ms = 3000"), "{effective}");
+    let out = Command::new(env!("CARGO_BIN_EXE_blockrepld"))
+        .arg("--config")
+        .arg(&ok)
+        .args(["--protocol", "A", "--check-config"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("protocol = \"A\""));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"r0\"\nnode_id = \"one\"\nspeed = 3\n[replication]\nprotocol = \"Z\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_blockrepld"))
+        .arg("--config")
+        .arg(&bad)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in
+        ["node_id: expected a non-negative integer", "speed: unknown field", "backing: missing", "psk_file: missing"]
+    {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+}
+
+/// A disk that fails on demand: an nbdkit memory export behind its error filter (errors while
+/// the trigger file exists), mounted as a file by nbdfuse.
+struct FailingDisk {
+    dir: rig::ScratchDir,
+    nbdkit: std::process::Child,
+    nbdfuse: std::process::Child,
+}
+
+impl FailingDisk {
+    fn new(size: u64) -> FailingDisk {
+        let dir = rig::ScratchDir::new_in(Path::new("/dev/shm"));
+        let sock = dir.path().join("nbdkit.sock");
+        let trigger = dir.path().join("fail");
+        let nbdkit = Command::new("nbdkit")
+            .arg("-f")
+            .arg("-U")
+            .arg(&sock)
+            .args(["--filter=error", "memory", &size.to_string(), "error=EIO", "error-rate=100%"])
+            .arg(format!("error-file={}", trigger.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nbdkit");
+        assert!(rig::wait_until(Duration::from_secs(10), || sock.exists()), "nbdkit did not come up");
+        std::fs::create_dir_all(dir.path().join("mnt")).unwrap();
+        let file = dir.path().join("mnt/disk");
+        let nbdfuse =
+            Command::new("nbdfuse").arg(&file).arg("--unix").arg(&sock).stderr(Stdio::null()).spawn().expect("nbdfuse");
+        assert!(
+            rig::wait_until(Duration::from_secs(10), || std::fs::metadata(&file).is_ok_and(|m| m.len() == size)),
+            "nbdfuse did not come up"
+        );
+        FailingDisk { dir, nbdkit, nbdfuse }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("mnt/disk")
+    }
+
+    fn fail(&self) {
+        std::fs::write(self.dir.path().join("fail"), b"").unwrap();
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3").arg("-uz").arg(self.dir.path().join("mnt")).stderr(Stdio::null()).status();
+        for c in [&mut self.nbdfuse, &mut self.nbdkit] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn t90_a_failing_backing_detaches_and_the_primary_serves_from_the_peer() {
+    if !needs() || !rig::require_root_and(&["nbdkit", "nbdfuse", "fusermount3"]) {
+        return;
+    }
+    let disk = FailingDisk::new(SIZE);
+    let p = pair_with_backing(&[], false, Some(&disk.file()));
+    p.d[0].call(Request::Primary { force: false }).unwrap();
+    let uri = p.d[0].nbd_uri();
+    let w = qemu_io(&uri, &["write -P 7 0 1M".to_string()]);
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    assert_eq!(p.d[0].status().disk, DiskState::UpToDate);
+    // The backing device starts failing every read and write.
+    disk.fail();
+    let w = qemu_io(&uri, &["write -P 9 4M 1M".to_string(), "flush".to_string()]);
+    assert!(w.status.success(), "writes keep working through the peer: {}", String::from_utf8_lossy(&w.stderr));
+    let s = p.d[0].status();
+    assert_eq!(s.disk, DiskState::Diskless, "{s:?}");
+    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("i/o error")), "{s:?}");
+    assert_eq!(s.role, Role::Primary);
+    // Reads (old and new data, and never-written blocks) come from the peer, intact.
+    let r =
+        qemu_io(&uri, &["read -P 7 0 1M".to_string(), "read -P 9 4M 1M".to_string(), "read -P 0 8M 1M".to_string()]);
+    assert!(r.status.success(), "{}{}", String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr));
+    assert!(!String::from_utf8_lossy(&r.stdout).contains("Pattern verification failed"));
+    // Later writes still replicate; the peer's copy holds everything and stays UpToDate.
+    let w = qemu_io(&uri, &["write -P 11 12M 64k".to_string()]);
+    assert!(w.status.success());
+    let s1 = p.d[1].status();
+    assert_eq!(s1.disk, DiskState::UpToDate, "{s1:?}");
+    assert_eq!(s1.peer_disk, DiskState::Diskless, "{s1:?}");
+    for (block, byte) in [(0u64, 7u8), (255, 7), (1024, 9), (1279, 9), (2048, 0), (3072, 11), (3087, 11)] {
+        assert_eq!(p.d[1].read_block(block), vec![byte; 4096], "peer block {block}");
+    }
+}
+
+#[test]
+fn t95_concurrent_promotions_leave_one_primary_and_a_clear_refusal() {
+    if !needs() {
+        return;
+    }
+    let p = pair(&[], false);
+    for _ in 0..3 {
+        let results: Vec<Result<Status, String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = p.d.iter().map(|d| s.spawn(move || d.call(Request::Primary { force: false }))).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(winners, 1, "{results:?}");
+        let refusal = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert!(refusal.contains("promotion refused") || refusal.contains("peer is Primary"), "{refusal}");
+        for d in &p.d {
+            assert_eq!(d.status().conn, ConnState::Connected, "{:?}", d.status());
+        }
+        let w = if results[0].is_ok() { 0 } else { 1 };
+        p.d[w].call(Request::Secondary).unwrap();
+        assert!(rig::wait_until(Duration::from_secs(5), || p.d[1 - w].status().peer_role == Role::Secondary));
     }
 }
