@@ -1,6 +1,6 @@
 //! The node-local TOML configuration (`/etc/clusterd/clusterd.toml`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,49 @@ pub struct FileConfig {
     /// Membership timers; every field is optional.
     #[serde(default)]
     pub totem: Totem,
+    /// Quorum (votequorum) options; every field is optional.
+    #[serde(default)]
+    pub quorum: QuorumSection,
+}
+
+/// The `[quorum]` section: votequorum's options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuorumSection {
+    /// Votes of nodes by name; nodes not listed have 1 vote.
+    pub votes: BTreeMap<String, u32>,
+    /// Overrides the sum of the nodes' votes.
+    pub expected_votes: Option<u32>,
+    /// Exactly two nodes: one node alone is quorate (implies wait_for_all).
+    pub two_node: bool,
+    /// Not quorate until every node has been seen together once (default: follows two_node).
+    pub wait_for_all: Option<bool>,
+    /// Lower expected votes when nodes stay missing for `last_man_standing_window_ms`.
+    pub last_man_standing: bool,
+    /// How long nodes must stay missing before last_man_standing lowers expected votes.
+    pub last_man_standing_window_ms: u64,
+    /// On an exact 50 % split, the half holding the tie-breaker node stays quorate.
+    pub auto_tie_breaker: bool,
+    /// `lowest`, `highest`, or node ids in priority order separated by spaces (`"3 1 2"`).
+    pub auto_tie_breaker_node: String,
+    /// A clean leave lowers expected votes.
+    pub allow_downscale: bool,
+}
+
+impl Default for QuorumSection {
+    fn default() -> Self {
+        QuorumSection {
+            votes: BTreeMap::new(),
+            expected_votes: None,
+            two_node: false,
+            wait_for_all: None,
+            last_man_standing: false,
+            last_man_standing_window_ms: 10_000,
+            auto_tie_breaker: false,
+            auto_tie_breaker_node: "lowest".into(),
+            allow_downscale: false,
+        }
+    }
 }
 
 /// The transport of ring traffic.
@@ -245,6 +288,14 @@ impl FileConfig {
             }
             Err(p) => problems.push(p),
         }
+        match self.quorum_config() {
+            Ok(q) => {
+                if let Err(errs) = q.validate() {
+                    problems.extend(errs.iter().map(ToString::to_string));
+                }
+            }
+            Err(p) => problems.extend(p),
+        }
         if self.totem.max_message_bytes > 60 * 1024 {
             problems.push(format!(
                 "totem.max_message_bytes: {} does not fit one datagram; use at most 61440",
@@ -288,6 +339,48 @@ impl FileConfig {
             c.batch_bytes = 1100;
         }
         Ok(c)
+    }
+
+    /// Votequorum's configuration, from `[quorum]` and the node list.
+    pub fn quorum_config(&self) -> Result<quorum::QuorumConfig, Vec<String>> {
+        let q = &self.quorum;
+        let mut problems = Vec::new();
+        for name in q.votes.keys() {
+            if !self.nodes.iter().any(|n| &n.name == name) {
+                problems.push(format!("quorum.votes.{name}: no node of that name; use the names in [[nodes]]"));
+            }
+        }
+        let tie = match q.auto_tie_breaker_node.trim() {
+            "lowest" => quorum::TieBreaker::Lowest,
+            "highest" => quorum::TieBreaker::Highest,
+            list => {
+                let mut ids = Vec::new();
+                for word in list.split_whitespace() {
+                    match word.parse::<u32>() {
+                        Ok(id) => ids.push(NodeId(id)),
+                        Err(_) => problems.push(format!(
+                            "quorum.auto_tie_breaker_node: {word:?} is not a node id; use lowest, highest or node ids separated by spaces"
+                        )),
+                    }
+                }
+                quorum::TieBreaker::List(ids)
+            }
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(quorum::QuorumConfig {
+            node_votes: self.nodes.iter().map(|n| (NodeId(n.id), q.votes.get(&n.name).copied().unwrap_or(1))).collect(),
+            expected_votes: q.expected_votes,
+            two_node: q.two_node,
+            wait_for_all: q.wait_for_all,
+            last_man_standing: q.last_man_standing,
+            last_man_standing_window: Duration::from_millis(q.last_man_standing_window_ms),
+            auto_tie_breaker: q.auto_tie_breaker,
+            auto_tie_breaker_node: tie,
+            allow_downscale: q.allow_downscale,
+            device_votes: None,
+        })
     }
 
     /// The configured entry of `id`.
@@ -343,5 +436,25 @@ links = ["10.0.0.2:5405", "10.1.0.2:5405"]
         let all = problems.join("\n");
         assert!(all.contains("node id 1 is used twice"), "{all}");
         assert!(all.contains("totem.consensus_timeout_ms: 100 ms is below token_timeout"), "{all}");
+    }
+
+    #[test]
+    fn quorum_options_are_checked_naming_the_field() {
+        let text = format!(
+            "{GOOD}\n[quorum]\ntwo_node = true\nauto_tie_breaker_node = \"1 x\"\nvotes = {{ a = 2, zz = 1 }}\n"
+        );
+        let c = FileConfig::parse(&text).expect("parses");
+        let all = c.validate().expect_err("invalid").join("\n");
+        assert!(all.contains("quorum.votes.zz: no node of that name"), "{all}");
+        assert!(all.contains("quorum.auto_tie_breaker_node: \"x\" is not a node id"), "{all}");
+        let text = format!("{GOOD}\n[quorum]\ntwo_node = true\nvotes = {{ a = 2 }}\n");
+        let all = FileConfig::parse(&text).expect("parses").validate().expect_err("invalid").join("\n");
+        assert!(all.contains("quorum.two_node: two_node needs one vote per node"), "{all}");
+        let text = format!("{GOOD}\n[quorum]\ntwo_node = true\n");
+        let c = FileConfig::parse(&text).expect("parses");
+        c.validate().expect("valid");
+        let q = c.quorum_config().expect("converts");
+        assert!(q.two_node && q.wait_for_all_effective());
+        assert_eq!(q.configured_expected_votes(), 2);
     }
 }

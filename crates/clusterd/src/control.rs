@@ -17,6 +17,10 @@ pub const SOCKET_NAME: &str = "clusterd.sock";
 pub enum Request {
     /// The membership status.
     MembershipStatus,
+    /// The quorum status.
+    QuorumStatus,
+    /// Change expected votes cluster-wide (`crmctl quorum expected-votes N`).
+    SetExpectedVotes(u32),
 }
 
 /// A response.
@@ -25,6 +29,10 @@ pub enum Request {
 pub enum Response {
     /// The membership status.
     MembershipStatus(Box<NodeStatus>),
+    /// The quorum status.
+    QuorumStatus(Box<QuorumReport>),
+    /// The request was carried out; what happened, in words.
+    Done(String),
     /// The request could not be served.
     Error(String),
 }
@@ -46,6 +54,21 @@ pub struct NodeStatus {
     pub transport: TransportCounters,
     /// Milliseconds since the daemon started.
     pub uptime_ms: u64,
+}
+
+/// What `crmctl quorum status` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuorumReport {
+    /// This node's name.
+    pub name: String,
+    /// This node's id.
+    pub node_id: wire::NodeId,
+    /// The cluster name.
+    pub cluster_name: String,
+    /// Node names and votes by id.
+    pub nodes: Vec<(wire::NodeId, String, u32)>,
+    /// Votequorum's state.
+    pub status: quorum::QuorumStatus,
 }
 
 /// Datagram counters of the transport.

@@ -12,15 +12,16 @@
 mod config;
 pub mod control;
 mod crypto;
+mod mux;
 mod node;
 mod quic;
 mod status;
 
-pub use config::{ConfigError, FileConfig, NodeEntry, TlsPaths, Totem, Transport};
+pub use config::{ConfigError, FileConfig, NodeEntry, QuorumSection, TlsPaths, Totem, Transport};
 pub use crypto::OpenError;
 pub use node::{AppPort, AppSide, Delivery, NodeError, NodeOptions, run};
 pub use quic::{CertError, TlsMaterial, gen_certs};
-pub use status::render_status;
+pub use status::{render_quorum, render_status};
 
 use std::path::Path;
 

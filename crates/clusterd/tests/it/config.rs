@@ -11,6 +11,11 @@ fn the_commented_sample_config_parses_and_validates() {
     cfg.validate().expect("sample validates");
     assert_eq!(cfg.nodes.len(), 3);
     assert_eq!(cfg.totem, clusterd::Totem::default(), "the sample shows the defaults");
+    assert_eq!(cfg.quorum.votes.get("node1"), Some(&1));
+    let mut shown = cfg.quorum.clone();
+    shown.votes.clear();
+    assert_eq!(shown, clusterd::QuorumSection::default(), "the sample shows the quorum defaults");
+    assert_eq!(cfg.quorum_config().expect("quorum config").configured_expected_votes(), 3);
 }
 
 #[test]
@@ -32,7 +37,8 @@ fn a_bad_config_names_every_problem_and_fails() {
     let text = std::fs::read_to_string(SAMPLE)
         .expect("sample")
         .replace("id = 2", "id = 1")
-        .replace("consensus_timeout_ms = 800", "consensus_timeout_ms = 300");
+        .replace("consensus_timeout_ms = 800", "consensus_timeout_ms = 300")
+        .replace("# expected_votes = 3", "expected_votes = 0");
     std::fs::write(&path, text).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_clusterd"))
         .args(["--config", path.to_str().expect("utf-8"), "--check-config"])
@@ -42,4 +48,5 @@ fn a_bad_config_names_every_problem_and_fails() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("node id 1 is used twice"), "{err}");
     assert!(err.contains("totem.consensus_timeout_ms"), "{err}");
+    assert!(err.contains("quorum.expected_votes: 0 expected votes"), "{err}");
 }

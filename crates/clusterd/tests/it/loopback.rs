@@ -45,6 +45,7 @@ pub(crate) fn loopback_config(
             })
             .collect(),
         totem: Totem::default(),
+        quorum: Default::default(),
     }
 }
 
@@ -314,4 +315,70 @@ async fn quic_refuses_a_cluster_certificate_made_for_another_node() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(c.ports[0].views.borrow().as_ref().is_none_or(|v| v.members == [NodeId(1)]));
+}
+
+async fn quorum_text(run_dir: &std::path::Path) -> String {
+    let dir = run_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || clusterd::render_quorum(&quorum_of(&dir))).await.expect("joins")
+}
+
+fn quorum_of(run_dir: &std::path::Path) -> clusterd::control::QuorumReport {
+    match control::query(run_dir, &Request::QuorumStatus).expect("quorum status") {
+        Response::QuorumStatus(r) => *r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn wait_quorum(c: &Cluster, what: &str, ok: impl Fn(&quorum::QuorumStatus) -> bool + Clone + Send + 'static) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dirs = c.run_dirs.clone();
+        let ok2 = ok.clone();
+        let (all, seen) = tokio::task::spawn_blocking(move || {
+            let reports: Vec<_> = dirs.iter().map(|d| quorum_of(d)).collect();
+            (reports.iter().all(|r| ok2(&r.status)), reports)
+        })
+        .await
+        .expect("joins");
+        if all {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {seen:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn votequorum_runs_over_ordered_delivery_and_expected_votes_change_cluster_wide() {
+    // Three nodes configured, two running: 2 of 3 votes is a majority.
+    let mut c = start(3, 2).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2)]).await;
+    wait_quorum(&c, "2 of 3 votes quorate", |s| s.quorate && s.total_votes == 2 && s.quorum == 2).await;
+    let text = quorum_text(&c.run_dirs[0]).await;
+    assert!(text.contains("Quorate:          Yes"), "{text}");
+    assert!(text.contains("node3") && text.contains("absent"), "{text}");
+    // Application payloads still arrive untagged alongside quorum traffic.
+    c.ports[0].broadcast.send(b"app".to_vec()).await.expect("queued");
+    let d = tokio::time::timeout(Duration::from_secs(5), c.ports[1].deliveries.recv()).await.expect("in time");
+    assert_eq!(d.expect("alive").payload, b"app");
+    // Below the votes present: refused with the reason.
+    let dir = c.run_dirs[1].clone();
+    let refused = tokio::task::spawn_blocking(move || control::query(&dir, &Request::SetExpectedVotes(1)))
+        .await
+        .expect("joins")
+        .expect("answer");
+    assert!(matches!(&refused, Response::Error(e) if e.contains("below the 2 votes present")), "{refused:?}");
+    // Raised to 5 from node 2: every member follows and the partition loses quorum (2 < 3).
+    let dir = c.run_dirs[1].clone();
+    let done = tokio::task::spawn_blocking(move || control::query(&dir, &Request::SetExpectedVotes(5)))
+        .await
+        .expect("joins")
+        .expect("answer");
+    assert!(matches!(done, Response::Done(_)), "{done:?}");
+    wait_quorum(&c, "expected 5 everywhere", |s| s.expected_votes == 5 && s.quorum == 3 && !s.quorate).await;
+    let text = quorum_text(&c.run_dirs[0]).await;
+    assert!(text.contains("Quorate:          No"), "{text}");
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
 }

@@ -73,6 +73,7 @@ impl NetCluster {
                     })
                     .collect(),
                 totem: totem.clone(),
+                quorum: Default::default(),
             };
             std::fs::write(dir.path().join(format!("node{i}.toml")), cfg.to_toml()).expect("write config");
             ns.push(n);
