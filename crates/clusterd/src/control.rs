@@ -21,6 +21,8 @@ pub enum Request {
     QuorumStatus,
     /// Change expected votes cluster-wide (`crmctl quorum expected-votes N`).
     SetExpectedVotes(u32),
+    /// The arbiter's clusters, nodes and votes (`qnetd status`).
+    ArbiterStatus,
 }
 
 /// A response.
@@ -31,6 +33,8 @@ pub enum Response {
     MembershipStatus(Box<NodeStatus>),
     /// The quorum status.
     QuorumStatus(Box<QuorumReport>),
+    /// The arbiter's clusters.
+    ArbiterStatus(Vec<quorum::arbiter::ClusterStatus>),
     /// The request was carried out; what happened, in words.
     Done(String),
     /// The request could not be served.
@@ -132,7 +136,12 @@ pub(crate) fn read_frame(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
 
 /// Sends `req` to the daemon whose run directory is `run_dir` and returns its answer.
 pub fn query(run_dir: &Path, req: &Request) -> Result<Response, ControlError> {
-    let path = run_dir.join(SOCKET_NAME);
+    query_socket(&run_dir.join(SOCKET_NAME), req)
+}
+
+/// Sends `req` to the daemon listening on the unix socket `path`.
+pub fn query_socket(path: &Path, req: &Request) -> Result<Response, ControlError> {
+    let path = path.to_path_buf();
     let mut s = std::os::unix::net::UnixStream::connect(&path)
         .map_err(|source| ControlError::Connect { path: path.clone(), source })?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));

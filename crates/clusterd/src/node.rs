@@ -148,7 +148,7 @@ fn write_state(dir: &Path, state: &PersistedState) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-type ControlReq = (Request, oneshot::Sender<Response>);
+pub(crate) type ControlReq = (Request, oneshot::Sender<Response>);
 
 /// Runs a node until `shutdown` completes (then leaves the cluster cleanly). With `app`, the
 /// node's deliveries and views are handed to the caller, which may also broadcast.
@@ -336,6 +336,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                             .collect(),
                         status: vq.status(),
                     })),
+                    Request::ArbiterStatus => Response::Error("this is clusterd: ask qnetd for the arbiter status".into()),
                     Request::SetExpectedVotes(n) => match vq.check_expected_votes(n) {
                         Ok(()) => {
                             core.handle(now(), Input::Broadcast(mux::quorum(&quorum::QuorumMsg::SetExpected { expected_votes: n })), &mut fx);
@@ -473,7 +474,7 @@ impl Exec<'_> {
     }
 }
 
-async fn serve_control(listener: UnixListener, tx: mpsc::Sender<ControlReq>) {
+pub(crate) async fn serve_control(listener: UnixListener, tx: mpsc::Sender<ControlReq>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let tx = tx.clone();

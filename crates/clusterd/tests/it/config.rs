@@ -50,3 +50,30 @@ fn a_bad_config_names_every_problem_and_fails() {
     assert!(err.contains("totem.consensus_timeout_ms"), "{err}");
     assert!(err.contains("quorum.expected_votes: 0 expected votes"), "{err}");
 }
+
+const QNETD_SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/qnetd.toml");
+
+#[test]
+fn the_qnetd_sample_config_checks_and_a_bad_lease_is_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_qnetd"))
+        .args(["--config", QNETD_SAMPLE, "--check-config"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("lease_ms = 500"), "{text}");
+    let dir = rig::ScratchDir::new();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(QNETD_SAMPLE).expect("sample").replace("lease_ms = 500", "lease_ms = 5"),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_qnetd"))
+        .args(["--config", path.to_str().expect("utf-8"), "--check-config"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lease_ms: 5 is out of range"), "{err}");
+}
