@@ -63,6 +63,70 @@ pub struct QuorumSection {
     pub auto_tie_breaker_node: String,
     /// A clean leave lowers expected votes.
     pub allow_downscale: bool,
+    /// The arbiter (`qnetd`), if one is used.
+    pub device: Option<DeviceSection>,
+}
+
+/// `[quorum.device]`: this node's connection to the arbiter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSection {
+    /// The arbiter's host name or address.
+    pub host: String,
+    /// Its port.
+    #[serde(default = "defaults::device_port")]
+    pub port: u16,
+    /// `ffsplit` (one vote, for even-sized clusters) or `lms` (nodes-1 votes).
+    #[serde(default = "defaults::algorithm")]
+    pub algorithm: String,
+    /// Which side wins a tie at the arbiter: `lowest`, `highest`, or a node id.
+    #[serde(default = "defaults::tie_breaker")]
+    pub tie_breaker: String,
+    /// The arbiter's votes (default: 1 for ffsplit, nodes-1 for lms).
+    pub votes: Option<u32>,
+    /// The arbiter CA and this node's client certificate (named `node<id>.<cluster>`) and key.
+    pub tls: TlsPaths,
+    /// Commands run (with `sh -c`) every `heuristics_interval_ms`; all must exit 0 in time for
+    /// the node to pass. The arbiter prefers a partition whose heuristics pass.
+    #[serde(default)]
+    pub heuristics: Vec<HeuristicCommand>,
+    /// How often the heuristics run.
+    #[serde(default = "defaults::heuristics_interval")]
+    pub heuristics_interval_ms: u64,
+}
+
+/// One heuristics command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeuristicCommand {
+    /// The command line (run with `sh -c`).
+    pub command: String,
+    /// It fails when it runs longer than this.
+    #[serde(default = "defaults::heuristics_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl DeviceSection {
+    /// The algorithm, or the problem naming the field.
+    pub fn algorithm(&self) -> Result<quorum::arbiter::Algorithm, String> {
+        match self.algorithm.as_str() {
+            "ffsplit" => Ok(quorum::arbiter::Algorithm::Ffsplit),
+            "lms" => Ok(quorum::arbiter::Algorithm::Lms),
+            other => Err(format!("quorum.device.algorithm: {other:?} is unknown; use \"ffsplit\" or \"lms\"")),
+        }
+    }
+
+    /// The tie-breaker, or the problem naming the field.
+    pub fn tie_breaker(&self) -> Result<quorum::TieBreaker, String> {
+        match self.tie_breaker.trim() {
+            "lowest" => Ok(quorum::TieBreaker::Lowest),
+            "highest" => Ok(quorum::TieBreaker::Highest),
+            id => id
+                .parse::<u32>()
+                .map(|n| quorum::TieBreaker::List(vec![NodeId(n)]))
+                .map_err(|_| format!("quorum.device.tie_breaker: {id:?} is not lowest, highest or a node id")),
+        }
+    }
 }
 
 impl Default for QuorumSection {
@@ -77,6 +141,7 @@ impl Default for QuorumSection {
             auto_tie_breaker: false,
             auto_tie_breaker_node: "lowest".into(),
             allow_downscale: false,
+            device: None,
         }
     }
 }
@@ -171,6 +236,21 @@ mod defaults {
     }
     pub(super) fn state_dir() -> PathBuf {
         PathBuf::from("/var/lib/clusterd")
+    }
+    pub(super) fn device_port() -> u16 {
+        5403
+    }
+    pub(super) fn algorithm() -> String {
+        "ffsplit".into()
+    }
+    pub(super) fn tie_breaker() -> String {
+        "lowest".into()
+    }
+    pub(super) fn heuristics_interval() -> u64 {
+        3000
+    }
+    pub(super) fn heuristics_timeout() -> u64 {
+        5000
     }
 }
 
@@ -366,6 +446,39 @@ impl FileConfig {
                 quorum::TieBreaker::List(ids)
             }
         };
+        let mut device_votes = None;
+        if let Some(d) = &q.device {
+            match d.algorithm() {
+                Ok(a) => {
+                    let default = match a {
+                        quorum::arbiter::Algorithm::Ffsplit => 1,
+                        quorum::arbiter::Algorithm::Lms => (self.nodes.len() as u32).saturating_sub(1).max(1),
+                    };
+                    device_votes = Some(d.votes.unwrap_or(default));
+                }
+                Err(p) => problems.push(p),
+            }
+            if let Err(p) = d.tie_breaker() {
+                problems.push(p);
+            }
+            if d.host.trim().is_empty() {
+                problems.push("quorum.device.host: empty; give the arbiter's host name or address".into());
+            }
+            if !crate::quic::valid_label(&self.cluster_name) {
+                problems.push(format!(
+                    "cluster_name: {:?} cannot appear in the arbiter certificate name; use letters, digits and '-'",
+                    self.cluster_name
+                ));
+            }
+            for (i, h) in d.heuristics.iter().enumerate() {
+                if h.command.trim().is_empty() || h.timeout_ms == 0 {
+                    problems.push(format!("quorum.device.heuristics[{i}]: needs a command and a positive timeout_ms"));
+                }
+            }
+            if d.heuristics_interval_ms < 100 {
+                problems.push("quorum.device.heuristics_interval_ms: below 100 ms; use at least 100".into());
+            }
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -379,7 +492,7 @@ impl FileConfig {
             auto_tie_breaker: q.auto_tie_breaker,
             auto_tie_breaker_node: tie,
             allow_downscale: q.allow_downscale,
-            device_votes: None,
+            device_votes,
         })
     }
 

@@ -73,6 +73,21 @@ pub struct QuorumReport {
     pub nodes: Vec<(wire::NodeId, String, u32)>,
     /// Votequorum's state.
     pub status: quorum::QuorumStatus,
+    /// The connection to the arbiter, when one is configured.
+    pub arbiter: Option<ArbiterLink>,
+}
+
+/// This node's link to the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArbiterLink {
+    /// host:port.
+    pub address: String,
+    /// Connected and authenticated.
+    pub connected: bool,
+    /// The arbiter's vote is currently this node's (a lease, renewed every 100 ms).
+    pub has_vote: bool,
+    /// Why the arbiter refused this node, if it did.
+    pub refused: Option<String>,
 }
 
 /// Datagram counters of the transport.

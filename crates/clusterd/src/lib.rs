@@ -13,12 +13,15 @@ pub mod arbiterd;
 mod config;
 pub mod control;
 mod crypto;
+mod device;
 mod mux;
 mod node;
 mod quic;
 mod status;
 
-pub use config::{ConfigError, FileConfig, NodeEntry, QuorumSection, TlsPaths, Totem, Transport};
+pub use config::{
+    ConfigError, DeviceSection, FileConfig, HeuristicCommand, NodeEntry, QuorumSection, TlsPaths, Totem, Transport,
+};
 pub use crypto::OpenError;
 pub use node::{AppPort, AppSide, Delivery, NodeError, NodeOptions, run};
 pub use quic::{CertError, TlsMaterial, gen_arbiter_certs, gen_certs};

@@ -166,6 +166,30 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     let node_votes = qcfg.node_votes.clone();
     let mut vq = quorum::Votequorum::new(qcfg);
     let mut qfx: Vec<quorum::Effect> = Vec::new();
+    // The arbiter client, when [quorum.device] is configured.
+    let mut dev = match &cfg.quorum.device {
+        Some(d) => {
+            let tls = crate::quic::TlsMaterial::load(&d.tls.ca, &d.tls.cert, &d.tls.key)
+                .map_err(|e| NodeError::Config(format!("quorum.device.tls: {e}")))?;
+            let io = crate::device::DeviceIo::start(d, &tls).map_err(NodeError::Config)?;
+            let mut dcfg = quorum::device::DeviceConfig::new(
+                &cfg.cluster_name,
+                me,
+                cfg.nodes.iter().map(|n| NodeId(n.id)).collect(),
+                d.algorithm().map_err(NodeError::Config)?,
+            );
+            dcfg.tie_breaker = d.tie_breaker().map_err(NodeError::Config)?;
+            let link = control::ArbiterLink {
+                address: format!("{}:{}", d.host, d.port),
+                connected: false,
+                has_vote: false,
+                refused: None,
+            };
+            Some((quorum::device::DeviceClient::new(dcfg), io, link))
+        }
+        None => None,
+    };
+    let mut dfx: Vec<quorum::device::DeviceEffect> = Vec::new();
     let peers: Vec<NodeId> = cfg.nodes.iter().map(|n| NodeId(n.id)).filter(|&n| n != me).collect();
     let mut crypto = Crypto::new(&opts.authkey, &cfg.cluster_name, me, peers, session);
     let mut by_addr: BTreeMap<SocketAddr, (NodeId, LinkId)> = BTreeMap::new();
@@ -244,7 +268,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     core.handle(now(), Input::Wakeup, &mut fx);
     exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
     loop {
-        let wake = [core.next_wakeup(), vq.next_wakeup()]
+        let dev_wake = dev.as_ref().and_then(|d| d.0.next_wakeup());
+        let wake = [core.next_wakeup(), vq.next_wakeup(), dev_wake]
             .into_iter()
             .flatten()
             .min()
@@ -335,6 +360,10 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                             .map(|n| (NodeId(n.id), n.name.clone(), node_votes.get(&NodeId(n.id)).copied().unwrap_or(1)))
                             .collect(),
                         status: vq.status(),
+                        arbiter: dev.as_ref().map(|(client, _, link)| control::ArbiterLink {
+                            has_vote: client.has_vote(now()),
+                            ..link.clone()
+                        }),
                     })),
                     Request::ArbiterStatus => Response::Error("this is clusterd: ask qnetd for the arbiter status".into()),
                     Request::SetExpectedVotes(n) => match vq.check_expected_votes(n) {
@@ -348,9 +377,32 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 };
                 let _ = reply.send(resp);
             }
+            Some(ev) = async { match dev.as_mut() { Some(d) => d.1.events.recv().await, None => std::future::pending().await } } => {
+                if let Some((client, _, link)) = dev.as_mut() {
+                    let input = match ev {
+                        crate::device::DeviceEvent::Connected => {
+                            tracing::info!(node = %me, arbiter = %link.address, "connected to the arbiter");
+                            link.connected = true;
+                            link.refused = None;
+                            quorum::device::DeviceInput::Connected
+                        }
+                        crate::device::DeviceEvent::Disconnected => {
+                            tracing::warn!(node = %me, arbiter = %link.address, "lost the arbiter connection");
+                            link.connected = false;
+                            quorum::device::DeviceInput::Disconnected
+                        }
+                        crate::device::DeviceEvent::Msg(m) => quorum::device::DeviceInput::Arbiter(m),
+                        crate::device::DeviceEvent::Heuristics(h) => quorum::device::DeviceInput::Heuristics(h),
+                    };
+                    client.handle(now(), input, &mut dfx);
+                }
+            }
             () = sleep => {
                 core.handle(now(), Input::Wakeup, &mut fx);
                 vq.handle(now(), quorum::Input::Wakeup, &mut qfx);
+                if let Some(d) = dev.as_mut() {
+                    d.0.handle(now(), quorum::device::DeviceInput::Wakeup, &mut dfx);
+                }
             }
         }
         loop {
@@ -359,9 +411,29 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 match ev {
                     QuorumEvent::View { ring, members, left } => {
                         vq.handle(now(), quorum::Input::View { ring, members: &members, left: &left }, &mut qfx);
+                        if let Some(d) = dev.as_mut() {
+                            d.0.handle(now(), quorum::device::DeviceInput::View { ring, members }, &mut dfx);
+                        }
                     }
                     QuorumEvent::Msg { from, msg } => {
                         vq.handle(now(), quorum::Input::Delivered { from, msg }, &mut qfx)
+                    }
+                }
+            }
+            if let Some((_, io, link)) = dev.as_mut() {
+                for e in dfx.drain(..) {
+                    match e {
+                        quorum::device::DeviceEffect::Send(m) => {
+                            let _ = io.out.send(m);
+                        }
+                        quorum::device::DeviceEffect::Cast(cast) => {
+                            tracing::info!(node = %me, cast, "arbiter vote for this view");
+                            vq.handle(now(), quorum::Input::Device { cast }, &mut qfx);
+                        }
+                        quorum::device::DeviceEffect::Refused(reason) => {
+                            tracing::error!(node = %me, arbiter = %link.address, %reason, "the arbiter refused this node");
+                            link.refused = Some(reason);
+                        }
                     }
                 }
             }

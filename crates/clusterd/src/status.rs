@@ -106,6 +106,18 @@ pub fn render_quorum(r: &crate::control::QuorumReport) -> String {
             let _ = writeln!(out, "Arbiter:          none configured");
         }
     }
+    if let Some(a) = &r.arbiter {
+        let _ = writeln!(
+            out,
+            "Arbiter link:     {} {}{}",
+            a.address,
+            if a.connected { "connected" } else { "NOT connected" },
+            if a.has_vote { ", this node holds the vote" } else { "" }
+        );
+        if let Some(why) = &a.refused {
+            let _ = writeln!(out, "Arbiter refused:  {why}");
+        }
+    }
     let _ = writeln!(out, "Members:");
     for (id, name, votes) in &r.nodes {
         let state = if s.members.contains(id) { "member" } else { "absent" };

@@ -77,3 +77,19 @@ fn the_qnetd_sample_config_checks_and_a_bad_lease_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lease_ms: 5 is out of range"), "{err}");
 }
+
+#[test]
+fn the_sample_device_section_parses_when_uncommented() {
+    let text = std::fs::read_to_string(SAMPLE).expect("sample");
+    let (head, tail) = text.split_once("# [quorum.device]").expect("device section");
+    let device: String = std::iter::once("[quorum.device]")
+        .chain(tail.lines().skip(1).filter(|l| l.starts_with("# ") && !l.starts_with("# #")).map(|l| &l[2..]))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let head = head.replace("[quorum.votes]\nnode1 = 1\n", "");
+    let cfg = clusterd::FileConfig::parse(&format!("{head}\n{device}\n")).expect("parses");
+    cfg.validate().expect("validates");
+    let d = cfg.quorum.device.as_ref().expect("device");
+    assert_eq!(d.heuristics.len(), 1);
+    assert_eq!(cfg.quorum_config().expect("converts").device_votes, Some(1));
+}

@@ -69,7 +69,18 @@ async fn start_with(nodes: u32, running: u32, transport: Transport) -> Cluster {
 
 /// Like `start_with`, but node `me` presents the certificate made for `cert_for(me)`.
 async fn start_certified(nodes: u32, running: u32, transport: Transport, cert_for: impl Fn(u32) -> u32) -> Cluster {
-    let dir = rig::ScratchDir::new();
+    start_custom(nodes, running, transport, cert_for, rig::ScratchDir::new(), |_| {}).await
+}
+
+/// Like `start_certified`, in `dir`, with `tweak` applied to every node's configuration.
+async fn start_custom(
+    nodes: u32,
+    running: u32,
+    transport: Transport,
+    cert_for: impl Fn(u32) -> u32,
+    dir: rig::ScratchDir,
+    tweak: impl Fn(&mut FileConfig),
+) -> Cluster {
     std::fs::write(dir.path().join("authkey"), [42u8; 32]).expect("key");
     clusterd::gen_certs(dir.path(), &(1..=nodes + 1).collect::<Vec<_>>()).expect("certificates");
     let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
@@ -78,6 +89,7 @@ async fn start_certified(nodes: u32, running: u32, transport: Transport, cert_fo
         Cluster { ports: Vec::new(), run_dirs: Vec::new(), addrs, stops: Vec::new(), tasks: Vec::new(), _dir: dir };
     for me in 1..=running {
         let mut config = loopback_config(nodes, me, &ports, c._dir.path(), transport);
+        tweak(&mut config);
         if let Some(t) = config.tls.as_mut() {
             t.cert = c._dir.path().join(format!("node{}.pem", cert_for(me)));
             t.key = c._dir.path().join(format!("node{}.key", cert_for(me)));
@@ -381,4 +393,84 @@ async fn votequorum_runs_over_ordered_delivery_and_expected_votes_change_cluster
     for s in c.stops.drain(..) {
         let _ = s.send(());
     }
+}
+
+#[tokio::test]
+async fn the_arbiter_vote_keeps_a_lone_survivor_quorate_and_qnetd_reports_it() {
+    let dir = rig::ScratchDir::new();
+    let adir = dir.path().join("arbiter");
+    clusterd::gen_arbiter_certs(&adir, "loop", &[1, 2]).expect("arbiter certificates");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let qcfg = clusterd::arbiterd::QnetdConfig {
+        listen,
+        lease_ms: 500,
+        run_dir: dir.path().join("qnetd"),
+        tls: TlsPaths { ca: adir.join("ca.pem"), cert: adir.join("qnetd.pem"), key: adir.join("qnetd.key") },
+    };
+    let qrun = qcfg.run_dir.clone();
+    let tls = TlsMaterial::load(&qcfg.tls.ca, &qcfg.tls.cert, &qcfg.tls.key).expect("load");
+    let (qstop_tx, qstop_rx) = tokio::sync::oneshot::channel::<()>();
+    let qnetd = tokio::spawn(async move {
+        clusterd::arbiterd::run_qnetd(qcfg, tls, async move {
+            let _ = qstop_rx.await;
+        })
+        .await
+        .expect("qnetd runs");
+    });
+    let mut c = start_custom(
+        2,
+        2,
+        Transport::Udp,
+        |me| me,
+        dir,
+        |cfg| {
+            let me = cfg.node_id;
+            cfg.quorum.device = Some(clusterd::DeviceSection {
+                host: "127.0.0.1".into(),
+                port: listen.port(),
+                algorithm: "ffsplit".into(),
+                tie_breaker: "lowest".into(),
+                votes: None,
+                tls: TlsPaths {
+                    ca: adir.join("ca.pem"),
+                    cert: adir.join(format!("loop-node{me}.pem")),
+                    key: adir.join(format!("loop-node{me}.key")),
+                },
+                heuristics: vec![clusterd::HeuristicCommand { command: "true".into(), timeout_ms: 1000 }],
+                heuristics_interval_ms: 1000,
+            });
+        },
+    )
+    .await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2)]).await;
+    wait_quorum(&c, "both nodes quorate with the arbiter vote", |s| {
+        s.quorate && s.total_votes == 3 && s.expected_votes == 3 && s.device == Some((1, true))
+    })
+    .await;
+    let text = quorum_text(&c.run_dirs[0]).await;
+    assert!(text.contains("connected, this node holds the vote"), "{text}");
+    let status = tokio::task::spawn_blocking(move || {
+        control::query_socket(&qrun.join(clusterd::arbiterd::QNETD_SOCKET), &Request::ArbiterStatus)
+    })
+    .await
+    .expect("joins")
+    .expect("qnetd answers");
+    let Response::ArbiterStatus(clusters) = status else { panic!("unexpected {status:?}") };
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0].cluster, "loop");
+    assert_eq!(clusters[0].holder, Some(vec![NodeId(1), NodeId(2)]));
+    // Node 2 stops: node 1 keeps quorum with its vote and the arbiter's (2 of 3).
+    let _ = c.stops.remove(1).send(());
+    c.ports.remove(1);
+    c.run_dirs.remove(1);
+    wait_view(&mut c, &[NodeId(1)]).await;
+    wait_quorum(&c, "the survivor quorate through the arbiter", |s| {
+        s.quorate && s.members == [NodeId(1)] && s.total_votes == 2 && s.device == Some((1, true))
+    })
+    .await;
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+    let _ = qstop_tx.send(());
+    let _ = qnetd.await;
 }
