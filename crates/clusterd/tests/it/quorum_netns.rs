@@ -96,20 +96,18 @@ fn both_quorate_with_arbiter(c: &NetCluster, what: &str) {
     }
 }
 
-#[test]
-fn two_nodes_and_an_arbiter_survive_kill_partition_freeze_and_arbiter_loss() {
-    if !rig::require_root_and(&["ip", "iptables", "nsenter"]) {
-        return;
-    }
-    let mut c = NetCluster::with_quorum(
+/// `nodes` clusterd nodes (ffsplit arbiter client each) and a running qnetd; no node started.
+fn arbiter_cluster(nodes: u32) -> (NetCluster, ArbiterHost) {
+    let ids: Vec<u32> = (1..=nodes).collect();
+    let c = NetCluster::with_quorum(
         Path::new(env!("CARGO_BIN_EXE_clusterd")),
-        2,
+        nodes,
         clusterd::Totem::default(),
         Transport::Udp,
         |i, dir| {
             let adir = dir.join("arbiter");
             if !adir.exists() {
-                clusterd::gen_arbiter_certs(&adir, "netns", &[1, 2]).expect("arbiter certificates");
+                clusterd::gen_arbiter_certs(&adir, "netns", &ids).expect("arbiter certificates");
             }
             QuorumSection {
                 device: Some(DeviceSection {
@@ -132,6 +130,15 @@ fn two_nodes_and_an_arbiter_survive_kill_partition_freeze_and_arbiter_loss() {
     );
     let mut arb = ArbiterHost::new(&c);
     arb.start();
+    (c, arb)
+}
+
+#[test]
+fn two_nodes_and_an_arbiter_survive_kill_partition_freeze_and_arbiter_loss() {
+    if !rig::require_root_and(&["ip", "iptables", "nsenter"]) {
+        return;
+    }
+    let (mut c, mut arb) = arbiter_cluster(2);
     c.start(1);
     c.start(2);
     both_quorate_with_arbiter(&c, "start");
@@ -188,4 +195,40 @@ fn two_nodes_and_an_arbiter_survive_kill_partition_freeze_and_arbiter_loss() {
 fn rig_kill(sig: &str, pid: u32) {
     let st = std::process::Command::new("kill").arg(sig).arg(pid.to_string()).status().expect("kill runs");
     assert!(st.success(), "kill {sig} {pid}");
+}
+
+#[test]
+fn four_nodes_split_two_and_two_and_the_arbiter_picks_exactly_one_half() {
+    if !rig::require_root_and(&["ip", "iptables", "nsenter"]) {
+        return;
+    }
+    let (mut c, _arb) = arbiter_cluster(4);
+    for n in 1..=4 {
+        c.start(n);
+    }
+    for n in 1..=4 {
+        wait_state(&c, n, (true, &[1, 2, 3, 4], true), "start", Duration::from_secs(15));
+    }
+    // Cut {1,2} from {3,4} on the ring links; everyone still reaches the arbiter.
+    let t0 = Instant::now();
+    for n in [3, 4] {
+        let mut rules = Vec::new();
+        for peer in [1, 2] {
+            for l in 0..2 {
+                rules.push(format!(
+                    "iptables -A INPUT -s 10.77.{l}.{peer} -j DROP && iptables -A OUTPUT -d 10.77.{l}.{peer} -j DROP"
+                ));
+            }
+        }
+        c.sh(n, &rules.join(" && "));
+    }
+    for n in [1, 2] {
+        wait_state(&c, n, (true, &[1, 2], true), "the tie-breaker half keeps quorum", Duration::from_secs(10));
+    }
+    for n in [3, 4] {
+        wait_state(&c, n, (false, &[3, 4], false), "the other half loses quorum", Duration::from_secs(10));
+    }
+    eprintln!("4 nodes + arbiter, 2/2 split: one half quorate after {:?}", t0.elapsed());
+    let r = quorum_of(&c, 1).expect("status");
+    assert_eq!((r.status.total_votes, r.status.expected_votes, r.status.quorum), (3, 5, 3), "{r:?}");
 }
