@@ -232,3 +232,27 @@ fn four_nodes_split_two_and_two_and_the_arbiter_picks_exactly_one_half() {
     let r = quorum_of(&c, 1).expect("status");
     assert_eq!((r.status.total_votes, r.status.expected_votes, r.status.quorum), (3, 5, 3), "{r:?}");
 }
+
+#[test]
+fn three_nodes_with_an_arbiter_give_the_vote_to_the_majority_side() {
+    if !rig::require_root_and(&["ip", "iptables", "nsenter"]) {
+        return;
+    }
+    let (mut c, _arb) = arbiter_cluster(3);
+    for n in 1..=3 {
+        c.start(n);
+    }
+    for n in 1..=3 {
+        wait_state(&c, n, (true, &[1, 2, 3], true), "start", Duration::from_secs(15));
+    }
+    // Isolate node 1 (the tie-breaker's node) from the ring; it still reaches the arbiter.
+    let t0 = Instant::now();
+    c.sh(1, "iptables -A INPUT -p udp --dport 5405 -j DROP && iptables -A OUTPUT -p udp --dport 5405 -j DROP");
+    for n in [2, 3] {
+        wait_state(&c, n, (true, &[2, 3], true), "the majority keeps quorum with the vote", Duration::from_secs(10));
+    }
+    wait_state(&c, 1, (false, &[1], false), "the isolated node loses quorum", Duration::from_secs(10));
+    eprintln!("3 nodes + arbiter, 1/2 split: the majority quorate with the vote after {:?}", t0.elapsed());
+    let r = quorum_of(&c, 2).expect("status");
+    assert_eq!((r.status.total_votes, r.status.expected_votes, r.status.quorum), (3, 4, 3), "{r:?}");
+}
