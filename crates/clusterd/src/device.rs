@@ -20,7 +20,7 @@ pub(crate) enum DeviceEvent {
     Heuristics(Heuristics),
 }
 
-/// The running IO side.
+/// The running IO side. After a refusal the arbiter is dialled again only every 5 s.
 pub(crate) struct DeviceIo {
     /// Messages for the arbiter.
     pub(crate) out: mpsc::UnboundedSender<ClientMsg>,
@@ -69,6 +69,7 @@ async fn dial_loop(
 ) {
     let mut warned = false;
     loop {
+        let mut pause = Duration::from_millis(200);
         match connect(&ep, &host, port).await {
             Some(conn) => {
                 warned = false;
@@ -78,7 +79,10 @@ async fn dial_loop(
                     if events.send(DeviceEvent::Connected).await.is_err() {
                         return;
                     }
-                    serve(send, recv, &mut out, &events).await;
+                    if serve(send, recv, &mut out, &events).await {
+                        // Refused: retrying at once would only repeat the refusal.
+                        pause = Duration::from_secs(5);
+                    }
                     if events.send(DeviceEvent::Disconnected).await.is_err() {
                         return;
                     }
@@ -91,7 +95,7 @@ async fn dial_loop(
             }
             None => {}
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -100,34 +104,35 @@ async fn serve(
     mut recv: quinn::RecvStream,
     out: &mut mpsc::UnboundedReceiver<ClientMsg>,
     events: &mpsc::Sender<DeviceEvent>,
-) {
+) -> bool {
     // A connection starts with Hello: anything the client queued before it learnt of this
     // connection is stale.
     let mut hello_sent = false;
     loop {
         tokio::select! {
             msg = out.recv() => {
-                let Some(msg) = msg else { return };
+                let Some(msg) = msg else { return false };
                 if !hello_sent && !matches!(msg, ClientMsg::Hello { .. }) {
                     continue;
                 }
                 hello_sent = true;
                 let bytes = wire::encode(ARBITER_WIRE_KIND, &msg).unwrap_or_default();
                 if send.write_all(&bytes).await.is_err() {
-                    return;
+                    return false;
                 }
             }
             frame = read_frame(&mut recv, MAX_ARBITER_FRAME) => {
-                let Some(frame) = frame else { return };
+                let Some(frame) = frame else { return false };
                 match wire::decode::<ArbiterMsg>(ARBITER_WIRE_KIND, &frame) {
                     Ok(m) => {
-                        if events.send(DeviceEvent::Msg(m)).await.is_err() {
-                            return;
+                        let refused = matches!(m, ArbiterMsg::Refused { .. });
+                        if events.send(DeviceEvent::Msg(m)).await.is_err() || refused {
+                            return refused;
                         }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "malformed message from the arbiter; reconnecting");
-                        return;
+                        return false;
                     }
                 }
             }

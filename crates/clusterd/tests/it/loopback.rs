@@ -474,3 +474,69 @@ async fn the_arbiter_vote_keeps_a_lone_survivor_quorate_and_qnetd_reports_it() {
     let _ = qstop_tx.send(());
     let _ = qnetd.await;
 }
+
+#[tokio::test]
+async fn the_arbiter_refuses_a_node_presenting_another_nodes_certificate() {
+    let dir = rig::ScratchDir::new();
+    let adir = dir.path().join("arbiter");
+    clusterd::gen_arbiter_certs(&adir, "loop", &[1, 2]).expect("arbiter certificates");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let qcfg = clusterd::arbiterd::QnetdConfig {
+        listen,
+        lease_ms: 500,
+        run_dir: dir.path().join("qnetd"),
+        tls: TlsPaths { ca: adir.join("ca.pem"), cert: adir.join("qnetd.pem"), key: adir.join("qnetd.key") },
+    };
+    let tls = TlsMaterial::load(&qcfg.tls.ca, &qcfg.tls.cert, &qcfg.tls.key).expect("load");
+    let (qstop_tx, qstop_rx) = tokio::sync::oneshot::channel::<()>();
+    let qnetd = tokio::spawn(async move {
+        let _ = clusterd::arbiterd::run_qnetd(qcfg, tls, async move {
+            let _ = qstop_rx.await;
+        })
+        .await;
+    });
+    // Node 1 presents node 2's arbiter certificate.
+    let c = start_custom(
+        2,
+        1,
+        Transport::Udp,
+        |me| me,
+        dir,
+        |cfg| {
+            cfg.quorum.device = Some(clusterd::DeviceSection {
+                host: "127.0.0.1".into(),
+                port: listen.port(),
+                algorithm: "ffsplit".into(),
+                tie_breaker: "lowest".into(),
+                votes: None,
+                tls: TlsPaths {
+                    ca: adir.join("ca.pem"),
+                    cert: adir.join("loop-node2.pem"),
+                    key: adir.join("loop-node2.key"),
+                },
+                heuristics: Vec::new(),
+                heuristics_interval_ms: 1000,
+            });
+        },
+    )
+    .await;
+    let run_dir = c.run_dirs[0].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dir = run_dir.clone();
+        let r = tokio::task::spawn_blocking(move || quorum_of(&dir)).await.expect("joins");
+        let link = r.arbiter.clone().expect("arbiter configured");
+        if let Some(why) = &link.refused {
+            assert!(why.contains("not valid for node1.loop"), "{why}");
+            assert!(!link.has_vote && !r.status.quorate && r.status.device == Some((1, false)), "{r:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused: {r:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in c.stops {
+        let _ = s.send(());
+    }
+    let _ = qstop_tx.send(());
+    let _ = qnetd.await;
+}
