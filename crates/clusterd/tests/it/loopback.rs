@@ -496,7 +496,7 @@ async fn the_arbiter_refuses_a_node_presenting_another_nodes_certificate() {
         .await;
     });
     // Node 1 presents node 2's arbiter certificate.
-    let c = start_custom(
+    let mut c = start_custom(
         2,
         1,
         Transport::Udp,
@@ -520,6 +520,7 @@ async fn the_arbiter_refuses_a_node_presenting_another_nodes_certificate() {
         },
     )
     .await;
+    wait_view(&mut c, &[NodeId(1)]).await;
     let run_dir = c.run_dirs[0].clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
