@@ -449,6 +449,16 @@ async fn the_arbiter_vote_keeps_a_lone_survivor_quorate_and_qnetd_reports_it() {
     .await;
     let text = quorum_text(&c.run_dirs[0]).await;
     assert!(text.contains("connected, this node holds the vote"), "{text}");
+    let qrun2 = qrun.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_qnetd")).arg("status").arg("--run-dir").arg(&qrun2).output()
+    })
+    .await
+    .expect("joins")
+    .expect("qnetd status runs");
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("Cluster loop   algorithm ffsplit   nodes 1 2"), "{text}");
+    assert!(text.contains("vote: partition of nodes 1 2") && text.contains("HAS THE VOTE"), "{text}");
     let status = tokio::task::spawn_blocking(move || {
         control::query_socket(&qrun.join(clusterd::arbiterd::QNETD_SOCKET), &Request::ArbiterStatus)
     })
