@@ -496,6 +496,33 @@ impl FileConfig {
         })
     }
 
+    /// Adds a `[quorum.device]` section to the configuration file text `text` (appended, so
+    /// the file's comments stay), returning the new text once it parses and validates.
+    pub fn add_device_section(text: &str, device: &DeviceSection) -> Result<String, Vec<String>> {
+        let cfg = Self::parse(text).map_err(|e| vec![e])?;
+        if cfg.quorum.device.is_some() {
+            return Err(vec!["quorum.device: an arbiter is already configured; remove the section first".into()]);
+        }
+        #[derive(Serialize)]
+        struct Wrap<'a> {
+            quorum: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            device: &'a DeviceSection,
+        }
+        let section = toml::to_string(&Wrap { quorum: Inner { device } }).map_err(|e| vec![e.to_string()])?;
+        let mut out = text.to_string();
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("\n# Added by `crmctl quorum device add`.\n");
+        out.push_str(&section);
+        let new = Self::parse(&out).map_err(|e| vec![e])?;
+        new.validate()?;
+        Ok(out)
+    }
+
     /// The configured entry of `id`.
     pub fn node(&self, id: u32) -> Option<&NodeEntry> {
         self.nodes.iter().find(|n| n.id == id)

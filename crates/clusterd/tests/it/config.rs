@@ -93,3 +93,29 @@ fn the_sample_device_section_parses_when_uncommented() {
     assert_eq!(d.heuristics.len(), 1);
     assert_eq!(cfg.quorum_config().expect("converts").device_votes, Some(1));
 }
+
+#[test]
+fn a_device_section_is_appended_keeping_comments_and_conflicts_are_refused() {
+    let text = std::fs::read_to_string(SAMPLE).expect("sample");
+    let dev = clusterd::DeviceSection {
+        host: "192.0.2.10".into(),
+        port: 5403,
+        algorithm: "lms".into(),
+        tie_breaker: "lowest".into(),
+        votes: None,
+        tls: clusterd::TlsPaths { ca: "/etc/a/ca.pem".into(), cert: "/etc/a/c.pem".into(), key: "/etc/a/c.key".into() },
+        heuristics: Vec::new(),
+        heuristics_interval_ms: 3000,
+    };
+    let out = clusterd::FileConfig::add_device_section(&text, &dev).expect("added");
+    assert!(out.starts_with(&text), "the original text, comments included, is kept");
+    let cfg = clusterd::FileConfig::parse(&out).expect("parses");
+    assert_eq!(cfg.quorum.device.as_ref(), Some(&dev));
+    assert_eq!(cfg.quorum_config().expect("converts").device_votes, Some(2), "lms: nodes-1 votes");
+    let again = clusterd::FileConfig::add_device_section(&out, &dev).expect_err("twice");
+    assert!(again[0].contains("already configured"), "{again:?}");
+    let two_node = text.replace("two_node = false", "two_node = true");
+    let bad = clusterd::DeviceSection { algorithm: "fifty".into(), ..dev };
+    let errs = clusterd::FileConfig::add_device_section(&two_node, &bad).expect_err("invalid");
+    assert!(errs.iter().any(|e| e.contains("quorum.device.algorithm: \"fifty\" is unknown")), "{errs:?}");
+}
