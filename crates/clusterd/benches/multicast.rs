@@ -51,6 +51,7 @@ async fn bench(transport: clusterd::Transport) {
                 })
                 .collect(),
             totem: Totem::default(),
+            quorum: Default::default(),
         };
         let (port, side) = AppPort::new(100_000);
         let opts = NodeOptions {

@@ -1,6 +1,6 @@
 //! The node-local TOML configuration (`/etc/clusterd/clusterd.toml`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,114 @@ pub struct FileConfig {
     /// Membership timers; every field is optional.
     #[serde(default)]
     pub totem: Totem,
+    /// Quorum (votequorum) options; every field is optional.
+    #[serde(default)]
+    pub quorum: QuorumSection,
+}
+
+/// The `[quorum]` section: votequorum's options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuorumSection {
+    /// Votes of nodes by name; nodes not listed have 1 vote.
+    pub votes: BTreeMap<String, u32>,
+    /// Overrides the sum of the nodes' votes.
+    pub expected_votes: Option<u32>,
+    /// Exactly two nodes: one node alone is quorate (implies wait_for_all).
+    pub two_node: bool,
+    /// Not quorate until every node has been seen together once (default: follows two_node).
+    pub wait_for_all: Option<bool>,
+    /// Lower expected votes when nodes stay missing for `last_man_standing_window_ms`.
+    pub last_man_standing: bool,
+    /// How long nodes must stay missing before last_man_standing lowers expected votes.
+    pub last_man_standing_window_ms: u64,
+    /// On an exact 50 % split, the half holding the tie-breaker node stays quorate.
+    pub auto_tie_breaker: bool,
+    /// `lowest`, `highest`, or node ids in priority order separated by spaces (`"3 1 2"`).
+    pub auto_tie_breaker_node: String,
+    /// A clean leave lowers expected votes.
+    pub allow_downscale: bool,
+    /// The arbiter (`qnetd`), if one is used.
+    pub device: Option<DeviceSection>,
+}
+
+/// `[quorum.device]`: this node's connection to the arbiter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSection {
+    /// The arbiter's host name or address.
+    pub host: String,
+    /// Its port.
+    #[serde(default = "defaults::device_port")]
+    pub port: u16,
+    /// `ffsplit` (one vote, for even-sized clusters) or `lms` (nodes-1 votes).
+    #[serde(default = "defaults::algorithm")]
+    pub algorithm: String,
+    /// Which side wins a tie at the arbiter: `lowest`, `highest`, or a node id.
+    #[serde(default = "defaults::tie_breaker")]
+    pub tie_breaker: String,
+    /// The arbiter's votes (default: 1 for ffsplit, nodes-1 for lms).
+    pub votes: Option<u32>,
+    /// The arbiter CA and this node's client certificate (named `node<id>.<cluster>`) and key.
+    pub tls: TlsPaths,
+    /// Commands run (with `sh -c`) every `heuristics_interval_ms`; all must exit 0 in time for
+    /// the node to pass. The arbiter prefers a partition whose heuristics pass.
+    #[serde(default)]
+    pub heuristics: Vec<HeuristicCommand>,
+    /// How often the heuristics run.
+    #[serde(default = "defaults::heuristics_interval")]
+    pub heuristics_interval_ms: u64,
+}
+
+/// One heuristics command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeuristicCommand {
+    /// The command line (run with `sh -c`).
+    pub command: String,
+    /// It fails when it runs longer than this.
+    #[serde(default = "defaults::heuristics_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl DeviceSection {
+    /// The algorithm, or the problem naming the field.
+    pub fn algorithm(&self) -> Result<quorum::arbiter::Algorithm, String> {
+        match self.algorithm.as_str() {
+            "ffsplit" => Ok(quorum::arbiter::Algorithm::Ffsplit),
+            "lms" => Ok(quorum::arbiter::Algorithm::Lms),
+            other => Err(format!("quorum.device.algorithm: {other:?} is unknown; use \"ffsplit\" or \"lms\"")),
+        }
+    }
+
+    /// The tie-breaker, or the problem naming the field.
+    pub fn tie_breaker(&self) -> Result<quorum::TieBreaker, String> {
+        match self.tie_breaker.trim() {
+            "lowest" => Ok(quorum::TieBreaker::Lowest),
+            "highest" => Ok(quorum::TieBreaker::Highest),
+            id => id
+                .parse::<u32>()
+                .map(|n| quorum::TieBreaker::List(vec![NodeId(n)]))
+                .map_err(|_| format!("quorum.device.tie_breaker: {id:?} is not lowest, highest or a node id")),
+        }
+    }
+}
+
+impl Default for QuorumSection {
+    fn default() -> Self {
+        QuorumSection {
+            votes: BTreeMap::new(),
+            expected_votes: None,
+            two_node: false,
+            wait_for_all: None,
+            last_man_standing: false,
+            last_man_standing_window_ms: 10_000,
+            auto_tie_breaker: false,
+            auto_tie_breaker_node: "lowest".into(),
+            allow_downscale: false,
+            device: None,
+        }
+    }
 }
 
 /// The transport of ring traffic.
@@ -128,6 +236,21 @@ mod defaults {
     }
     pub(super) fn state_dir() -> PathBuf {
         PathBuf::from("/var/lib/clusterd")
+    }
+    pub(super) fn device_port() -> u16 {
+        5403
+    }
+    pub(super) fn algorithm() -> String {
+        "ffsplit".into()
+    }
+    pub(super) fn tie_breaker() -> String {
+        "lowest".into()
+    }
+    pub(super) fn heuristics_interval() -> u64 {
+        3000
+    }
+    pub(super) fn heuristics_timeout() -> u64 {
+        5000
     }
 }
 
@@ -245,6 +368,14 @@ impl FileConfig {
             }
             Err(p) => problems.push(p),
         }
+        match self.quorum_config() {
+            Ok(q) => {
+                if let Err(errs) = q.validate() {
+                    problems.extend(errs.iter().map(ToString::to_string));
+                }
+            }
+            Err(p) => problems.extend(p),
+        }
         if self.totem.max_message_bytes > 60 * 1024 {
             problems.push(format!(
                 "totem.max_message_bytes: {} does not fit one datagram; use at most 61440",
@@ -288,6 +419,108 @@ impl FileConfig {
             c.batch_bytes = 1100;
         }
         Ok(c)
+    }
+
+    /// Votequorum's configuration, from `[quorum]` and the node list.
+    pub fn quorum_config(&self) -> Result<quorum::QuorumConfig, Vec<String>> {
+        let q = &self.quorum;
+        let mut problems = Vec::new();
+        for name in q.votes.keys() {
+            if !self.nodes.iter().any(|n| &n.name == name) {
+                problems.push(format!("quorum.votes.{name}: no node of that name; use the names in [[nodes]]"));
+            }
+        }
+        let tie = match q.auto_tie_breaker_node.trim() {
+            "lowest" => quorum::TieBreaker::Lowest,
+            "highest" => quorum::TieBreaker::Highest,
+            list => {
+                let mut ids = Vec::new();
+                for word in list.split_whitespace() {
+                    match word.parse::<u32>() {
+                        Ok(id) => ids.push(NodeId(id)),
+                        Err(_) => problems.push(format!(
+                            "quorum.auto_tie_breaker_node: {word:?} is not a node id; use lowest, highest or node ids separated by spaces"
+                        )),
+                    }
+                }
+                quorum::TieBreaker::List(ids)
+            }
+        };
+        let mut device_votes = None;
+        if let Some(d) = &q.device {
+            match d.algorithm() {
+                Ok(a) => {
+                    let default = match a {
+                        quorum::arbiter::Algorithm::Ffsplit => 1,
+                        quorum::arbiter::Algorithm::Lms => (self.nodes.len() as u32).saturating_sub(1).max(1),
+                    };
+                    device_votes = Some(d.votes.unwrap_or(default));
+                }
+                Err(p) => problems.push(p),
+            }
+            if let Err(p) = d.tie_breaker() {
+                problems.push(p);
+            }
+            if d.host.trim().is_empty() {
+                problems.push("quorum.device.host: empty; give the arbiter's host name or address".into());
+            }
+            if !crate::quic::valid_label(&self.cluster_name) {
+                problems.push(format!(
+                    "cluster_name: {:?} cannot appear in the arbiter certificate name; use letters, digits and '-'",
+                    self.cluster_name
+                ));
+            }
+            for (i, h) in d.heuristics.iter().enumerate() {
+                if h.command.trim().is_empty() || h.timeout_ms == 0 {
+                    problems.push(format!("quorum.device.heuristics[{i}]: needs a command and a positive timeout_ms"));
+                }
+            }
+            if d.heuristics_interval_ms < 100 {
+                problems.push("quorum.device.heuristics_interval_ms: below 100 ms; use at least 100".into());
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(quorum::QuorumConfig {
+            node_votes: self.nodes.iter().map(|n| (NodeId(n.id), q.votes.get(&n.name).copied().unwrap_or(1))).collect(),
+            expected_votes: q.expected_votes,
+            two_node: q.two_node,
+            wait_for_all: q.wait_for_all,
+            last_man_standing: q.last_man_standing,
+            last_man_standing_window: Duration::from_millis(q.last_man_standing_window_ms),
+            auto_tie_breaker: q.auto_tie_breaker,
+            auto_tie_breaker_node: tie,
+            allow_downscale: q.allow_downscale,
+            device_votes,
+        })
+    }
+
+    /// Adds a `[quorum.device]` section to the configuration file text `text` (appended, so
+    /// the file's comments stay), returning the new text once it parses and validates.
+    pub fn add_device_section(text: &str, device: &DeviceSection) -> Result<String, Vec<String>> {
+        let cfg = Self::parse(text).map_err(|e| vec![e])?;
+        if cfg.quorum.device.is_some() {
+            return Err(vec!["quorum.device: an arbiter is already configured; remove the section first".into()]);
+        }
+        #[derive(Serialize)]
+        struct Wrap<'a> {
+            quorum: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            device: &'a DeviceSection,
+        }
+        let section = toml::to_string(&Wrap { quorum: Inner { device } }).map_err(|e| vec![e.to_string()])?;
+        let mut out = text.to_string();
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("\n# Added by `crmctl quorum device add`.\n");
+        out.push_str(&section);
+        let new = Self::parse(&out).map_err(|e| vec![e])?;
+        new.validate()?;
+        Ok(out)
     }
 
     /// The configured entry of `id`.
@@ -343,5 +576,25 @@ links = ["10.0.0.2:5405", "10.1.0.2:5405"]
         let all = problems.join("\n");
         assert!(all.contains("node id 1 is used twice"), "{all}");
         assert!(all.contains("totem.consensus_timeout_ms: 100 ms is below token_timeout"), "{all}");
+    }
+
+    #[test]
+    fn quorum_options_are_checked_naming_the_field() {
+        let text = format!(
+            "{GOOD}\n[quorum]\ntwo_node = true\nauto_tie_breaker_node = \"1 x\"\nvotes = {{ a = 2, zz = 1 }}\n"
+        );
+        let c = FileConfig::parse(&text).expect("parses");
+        let all = c.validate().expect_err("invalid").join("\n");
+        assert!(all.contains("quorum.votes.zz: no node of that name"), "{all}");
+        assert!(all.contains("quorum.auto_tie_breaker_node: \"x\" is not a node id"), "{all}");
+        let text = format!("{GOOD}\n[quorum]\ntwo_node = true\nvotes = {{ a = 2 }}\n");
+        let all = FileConfig::parse(&text).expect("parses").validate().expect_err("invalid").join("\n");
+        assert!(all.contains("quorum.two_node: two_node needs one vote per node"), "{all}");
+        let text = format!("{GOOD}\n[quorum]\ntwo_node = true\n");
+        let c = FileConfig::parse(&text).expect("parses");
+        c.validate().expect("valid");
+        let q = c.quorum_config().expect("converts");
+        assert!(q.two_node && q.wait_for_all_effective());
+        assert_eq!(q.configured_expected_votes(), 2);
     }
 }

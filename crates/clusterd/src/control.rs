@@ -17,6 +17,12 @@ pub const SOCKET_NAME: &str = "clusterd.sock";
 pub enum Request {
     /// The membership status.
     MembershipStatus,
+    /// The quorum status.
+    QuorumStatus,
+    /// Change expected votes cluster-wide (`crmctl quorum expected-votes N`).
+    SetExpectedVotes(u32),
+    /// The arbiter's clusters, nodes and votes (`qnetd status`).
+    ArbiterStatus,
 }
 
 /// A response.
@@ -25,6 +31,12 @@ pub enum Request {
 pub enum Response {
     /// The membership status.
     MembershipStatus(Box<NodeStatus>),
+    /// The quorum status.
+    QuorumStatus(Box<QuorumReport>),
+    /// The arbiter's clusters.
+    ArbiterStatus(Vec<quorum::arbiter::ClusterStatus>),
+    /// The request was carried out; what happened, in words.
+    Done(String),
     /// The request could not be served.
     Error(String),
 }
@@ -46,6 +58,36 @@ pub struct NodeStatus {
     pub transport: TransportCounters,
     /// Milliseconds since the daemon started.
     pub uptime_ms: u64,
+}
+
+/// What `crmctl quorum status` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuorumReport {
+    /// This node's name.
+    pub name: String,
+    /// This node's id.
+    pub node_id: wire::NodeId,
+    /// The cluster name.
+    pub cluster_name: String,
+    /// Node names and votes by id.
+    pub nodes: Vec<(wire::NodeId, String, u32)>,
+    /// Votequorum's state.
+    pub status: quorum::QuorumStatus,
+    /// The connection to the arbiter, when one is configured.
+    pub arbiter: Option<ArbiterLink>,
+}
+
+/// This node's link to the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArbiterLink {
+    /// host:port.
+    pub address: String,
+    /// Connected and authenticated.
+    pub connected: bool,
+    /// The arbiter's vote is currently this node's (a lease, renewed every 100 ms).
+    pub has_vote: bool,
+    /// Why the arbiter refused this node, if it did.
+    pub refused: Option<String>,
 }
 
 /// Datagram counters of the transport.
@@ -109,7 +151,12 @@ pub(crate) fn read_frame(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
 
 /// Sends `req` to the daemon whose run directory is `run_dir` and returns its answer.
 pub fn query(run_dir: &Path, req: &Request) -> Result<Response, ControlError> {
-    let path = run_dir.join(SOCKET_NAME);
+    query_socket(&run_dir.join(SOCKET_NAME), req)
+}
+
+/// Sends `req` to the daemon listening on the unix socket `path`.
+pub fn query_socket(path: &Path, req: &Request) -> Result<Response, ControlError> {
+    let path = path.to_path_buf();
     let mut s = std::os::unix::net::UnixStream::connect(&path)
         .map_err(|source| ControlError::Connect { path: path.clone(), source })?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));

@@ -9,18 +9,23 @@
 //! This crate is the only one of the membership stack that touches tokio, sockets and files; the
 //! `membership` core must never depend on it.
 
+pub mod arbiterd;
 mod config;
 pub mod control;
 mod crypto;
+mod device;
+mod mux;
 mod node;
 mod quic;
 mod status;
 
-pub use config::{ConfigError, FileConfig, NodeEntry, TlsPaths, Totem, Transport};
+pub use config::{
+    ConfigError, DeviceSection, FileConfig, HeuristicCommand, NodeEntry, QuorumSection, TlsPaths, Totem, Transport,
+};
 pub use crypto::OpenError;
 pub use node::{AppPort, AppSide, Delivery, NodeError, NodeOptions, run};
-pub use quic::{CertError, TlsMaterial, gen_certs};
-pub use status::render_status;
+pub use quic::{CertError, TlsMaterial, gen_arbiter_certs, gen_certs};
+pub use status::{render_quorum, render_status};
 
 use std::path::Path;
 

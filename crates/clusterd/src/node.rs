@@ -14,8 +14,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use wire::{LinkId, NodeId, RingId};
 
 use crate::config::FileConfig;
-use crate::control::{self, NodeStatus, Request, Response, TransportCounters};
+use crate::control::{self, NodeStatus, QuorumReport, Request, Response, TransportCounters};
 use crate::crypto::{Crypto, OpenError};
+use crate::mux::{self, Demuxed};
 
 /// A message delivered in total order, as the application sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,7 +148,7 @@ fn write_state(dir: &Path, state: &PersistedState) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-type ControlReq = (Request, oneshot::Sender<Response>);
+pub(crate) type ControlReq = (Request, oneshot::Sender<Response>);
 
 /// Runs a node until `shutdown` completes (then leaves the cluster cleanly). With `app`, the
 /// node's deliveries and views are handed to the caller, which may also broadcast.
@@ -160,6 +161,35 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     let persisted = read_state(&opts.state_dir)?;
     let session = crate::crypto::new_session();
     let mut core = Membership::new(mcfg.clone(), persisted, session ^ u64::from(me.0).rotate_left(48));
+    let qcfg = cfg.quorum_config().map_err(|p| NodeError::Config(p.join("; ")))?;
+    qcfg.validate().map_err(|e| NodeError::Config(e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+    let node_votes = qcfg.node_votes.clone();
+    let mut vq = quorum::Votequorum::new(qcfg);
+    let mut qfx: Vec<quorum::Effect> = Vec::new();
+    // The arbiter client, when [quorum.device] is configured.
+    let mut dev = match &cfg.quorum.device {
+        Some(d) => {
+            let tls = crate::quic::TlsMaterial::load(&d.tls.ca, &d.tls.cert, &d.tls.key)
+                .map_err(|e| NodeError::Config(format!("quorum.device.tls: {e}")))?;
+            let io = crate::device::DeviceIo::start(d, &tls).map_err(NodeError::Config)?;
+            let mut dcfg = quorum::device::DeviceConfig::new(
+                &cfg.cluster_name,
+                me,
+                cfg.nodes.iter().map(|n| NodeId(n.id)).collect(),
+                d.algorithm().map_err(NodeError::Config)?,
+            );
+            dcfg.tie_breaker = d.tie_breaker().map_err(NodeError::Config)?;
+            let link = control::ArbiterLink {
+                address: format!("{}:{}", d.host, d.port),
+                connected: false,
+                has_vote: false,
+                refused: None,
+            };
+            Some((quorum::device::DeviceClient::new(dcfg), io, link))
+        }
+        None => None,
+    };
+    let mut dfx: Vec<quorum::device::DeviceEffect> = Vec::new();
     let peers: Vec<NodeId> = cfg.nodes.iter().map(|n| NodeId(n.id)).filter(|&n| n != me).collect();
     let mut crypto = Crypto::new(&opts.authkey, &cfg.cluster_name, me, peers, session);
     let mut by_addr: BTreeMap<SocketAddr, (NodeId, LinkId)> = BTreeMap::new();
@@ -233,11 +263,17 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
         quic: quic.as_ref(),
         addr_of: &addr_of,
         state_dir: &opts.state_dir,
+        quorum_in: Vec::new(),
     };
     core.handle(now(), Input::Wakeup, &mut fx);
     exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
     loop {
-        let wake = core.next_wakeup().map(|t| start + std::time::Duration::from_nanos(t.as_nanos()));
+        let dev_wake = dev.as_ref().and_then(|d| d.0.next_wakeup());
+        let wake = [core.next_wakeup(), vq.next_wakeup(), dev_wake]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| start + std::time::Duration::from_nanos(t.as_nanos()));
         let sleep = tokio::time::sleep_until(wake.unwrap_or(start + std::time::Duration::from_secs(86400 * 365)));
         tokio::select! {
             biased;
@@ -286,11 +322,11 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             }
             // Backpressure: take broadcasts only while the core has room for a batch.
             Some(payload) = async { match bcast_rx.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } }, if core.pending() + 256 < max_pending => {
-                core.handle(now(), Input::Broadcast(payload), &mut fx);
+                core.handle(now(), Input::Broadcast(mux::app(payload)), &mut fx);
                 if let Some(r) = bcast_rx.as_mut() {
                     for _ in 0..256 {
                         match r.try_recv() {
-                            Ok(p) => core.handle(now(), Input::Broadcast(p), &mut fx),
+                            Ok(p) => core.handle(now(), Input::Broadcast(mux::app(p)), &mut fx),
                             Err(_) => break,
                         }
                     }
@@ -314,13 +350,120 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                         },
                         uptime_ms: start.elapsed().as_millis() as u64,
                     })),
+                    Request::QuorumStatus => Response::QuorumStatus(Box::new(QuorumReport {
+                        name: my_entry.name.clone(),
+                        node_id: me,
+                        cluster_name: cfg.cluster_name.clone(),
+                        nodes: cfg
+                            .nodes
+                            .iter()
+                            .map(|n| (NodeId(n.id), n.name.clone(), node_votes.get(&NodeId(n.id)).copied().unwrap_or(1)))
+                            .collect(),
+                        status: vq.status(),
+                        arbiter: dev.as_ref().map(|(client, _, link)| control::ArbiterLink {
+                            has_vote: client.has_vote(now()),
+                            ..link.clone()
+                        }),
+                    })),
+                    Request::ArbiterStatus => Response::Error("this is clusterd: ask qnetd for the arbiter status".into()),
+                    Request::SetExpectedVotes(n) => match vq.check_expected_votes(n) {
+                        Ok(()) => {
+                            core.handle(now(), Input::Broadcast(mux::quorum(&quorum::QuorumMsg::SetExpected { expected_votes: n })), &mut fx);
+                            tracing::info!(node = %me, expected_votes = n, "expected votes changed by the administrator");
+                            Response::Done(format!("expected votes set to {n} on every member"))
+                        }
+                        Err(e) => Response::Error(format!("expected votes {n} refused: {e}")),
+                    },
                 };
                 let _ = reply.send(resp);
             }
-            () = sleep => core.handle(now(), Input::Wakeup, &mut fx),
+            Some(ev) = async { match dev.as_mut() { Some(d) => d.1.events.recv().await, None => std::future::pending().await } } => {
+                if let Some((client, _, link)) = dev.as_mut() {
+                    let input = match ev {
+                        crate::device::DeviceEvent::Connected => {
+                            tracing::info!(node = %me, arbiter = %link.address, "connected to the arbiter");
+                            link.connected = true;
+                            link.refused = None;
+                            quorum::device::DeviceInput::Connected
+                        }
+                        crate::device::DeviceEvent::Disconnected => {
+                            tracing::warn!(node = %me, arbiter = %link.address, "lost the arbiter connection");
+                            link.connected = false;
+                            quorum::device::DeviceInput::Disconnected
+                        }
+                        crate::device::DeviceEvent::Msg(m) => quorum::device::DeviceInput::Arbiter(m),
+                        crate::device::DeviceEvent::Heuristics(h) => quorum::device::DeviceInput::Heuristics(h),
+                    };
+                    client.handle(now(), input, &mut dfx);
+                }
+            }
+            () = sleep => {
+                core.handle(now(), Input::Wakeup, &mut fx);
+                vq.handle(now(), quorum::Input::Wakeup, &mut qfx);
+                if let Some(d) = dev.as_mut() {
+                    d.0.handle(now(), quorum::device::DeviceInput::Wakeup, &mut dfx);
+                }
+            }
         }
-        exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
+        loop {
+            exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
+            for ev in std::mem::take(&mut exec.quorum_in) {
+                match ev {
+                    QuorumEvent::View { ring, members, left } => {
+                        vq.handle(now(), quorum::Input::View { ring, members: &members, left: &left }, &mut qfx);
+                        if let Some(d) = dev.as_mut() {
+                            d.0.handle(now(), quorum::device::DeviceInput::View { ring, members }, &mut dfx);
+                        }
+                    }
+                    QuorumEvent::Msg { from, msg } => {
+                        vq.handle(now(), quorum::Input::Delivered { from, msg }, &mut qfx)
+                    }
+                }
+            }
+            if let Some((_, io, link)) = dev.as_mut() {
+                for e in dfx.drain(..) {
+                    match e {
+                        quorum::device::DeviceEffect::Send(m) => {
+                            let _ = io.out.send(m);
+                        }
+                        quorum::device::DeviceEffect::Cast(cast) => {
+                            tracing::info!(node = %me, cast, "arbiter vote for this view");
+                            vq.handle(now(), quorum::Input::Device { cast }, &mut qfx);
+                        }
+                        quorum::device::DeviceEffect::Refused(reason) => {
+                            tracing::error!(node = %me, arbiter = %link.address, %reason, "the arbiter refused this node");
+                            link.refused = Some(reason);
+                        }
+                    }
+                }
+            }
+            if qfx.is_empty() {
+                break;
+            }
+            for e in qfx.drain(..) {
+                match e {
+                    quorum::Effect::Broadcast(m) => core.handle(now(), Input::Broadcast(mux::quorum(&m)), &mut fx),
+                    quorum::Effect::Changed(st) => log_quorum(me, &st),
+                }
+            }
+        }
     }
+}
+
+/// Logs a quorum change in plain words.
+fn log_quorum(me: NodeId, st: &quorum::QuorumStatus) {
+    let flags = st.flags.join(" ");
+    if st.quorate {
+        tracing::info!(node = %me, votes = st.total_votes, expected = st.expected_votes, quorum = st.quorum, %flags, "quorate: {}", st.explanation);
+    } else {
+        tracing::warn!(node = %me, votes = st.total_votes, expected = st.expected_votes, quorum = st.quorum, %flags, "NOT quorate: {}", st.explanation);
+    }
+}
+
+/// What membership hands to votequorum, in delivery order.
+enum QuorumEvent {
+    View { ring: RingId, members: Vec<NodeId>, left: Vec<NodeId> },
+    Msg { from: NodeId, msg: quorum::QuorumMsg },
 }
 
 struct Exec<'a> {
@@ -329,6 +472,7 @@ struct Exec<'a> {
     quic: Option<&'a crate::quic::Quic>,
     addr_of: &'a BTreeMap<(NodeId, LinkId), SocketAddr>,
     state_dir: &'a Path,
+    quorum_in: Vec<QuorumEvent>,
 }
 
 impl Exec<'_> {
@@ -362,12 +506,26 @@ impl Exec<'_> {
                         Err(_) => counters.send_errors += 1,
                     }
                 }
-                Effect::Deliver { ring, sender, seq, payload } => {
-                    if let Some(d) = deliver {
-                        let _ = d.send(Delivery { ring, sender, seq, payload });
+                Effect::Deliver { ring, sender, seq, payload } => match mux::demux(&payload) {
+                    Demuxed::App(body) => {
+                        if let Some(d) = deliver {
+                            let _ = d.send(Delivery { ring, sender, seq, payload: body.to_vec() });
+                        }
                     }
-                }
+                    Demuxed::Quorum(msg) => self.quorum_in.push(QuorumEvent::Msg { from: sender, msg }),
+                    Demuxed::Unknown => counters.malformed += 1,
+                },
                 Effect::ViewChanged(v) => {
+                    self.quorum_in.push(QuorumEvent::View {
+                        ring: v.ring,
+                        members: v.members.clone(),
+                        left: v
+                            .departed
+                            .iter()
+                            .filter(|(_, why)| *why == membership::Departure::Left)
+                            .map(|(n, _)| *n)
+                            .collect(),
+                    });
                     if let Some(w) = views {
                         let _ = w.send(Some(v.clone()));
                     }
@@ -388,7 +546,7 @@ impl Exec<'_> {
     }
 }
 
-async fn serve_control(listener: UnixListener, tx: mpsc::Sender<ControlReq>) {
+pub(crate) async fn serve_control(listener: UnixListener, tx: mpsc::Sender<ControlReq>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let tx = tx.clone();

@@ -22,6 +22,19 @@ use wire::{LinkId, NodeId};
 
 use crate::node::{Incoming, NodeError};
 
+/// Reads one `wire` frame (at most `max` bytes of body) from a QUIC stream.
+pub(crate) async fn read_frame(s: &mut quinn::RecvStream, max: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; wire::FRAME_HEADER_LEN];
+    s.read_exact(&mut buf).await.ok()?;
+    let h = wire::decode_header(&buf).ok()?;
+    if h.body_len > max {
+        return None;
+    }
+    buf.resize(h.frame_len(), 0);
+    s.read_exact(&mut buf[wire::FRAME_HEADER_LEN..]).await.ok()?;
+    Some(buf)
+}
+
 /// Largest frame accepted on a stream.
 const MAX_STREAM_FRAME: usize = 2 << 20;
 
@@ -74,6 +87,40 @@ impl TlsMaterial {
 /// Makes a cluster CA and one certificate per node id in `ids`, written to `dir` as `ca.pem`,
 /// `ca.key`, `node<id>.pem` and `node<id>.key` (keys mode 0600).
 pub fn gen_certs(dir: &Path, ids: &[u32]) -> Result<(), CertError> {
+    let leaves: Vec<(String, String)> = ids.iter().map(|id| (format!("node{id}"), format!("node{id}"))).collect();
+    gen_ca_and_leaves(dir, "clusterd cluster CA", &leaves)
+}
+
+/// Makes an arbiter CA, the arbiter's certificate (`qnetd.pem`/`qnetd.key`, name `qnetd`) and
+/// one client certificate per node of `cluster` (`<cluster>-node<id>.pem`, name
+/// `node<id>.<cluster>`), which is how the arbiter learns a client's cluster and node id.
+pub fn gen_arbiter_certs(dir: &Path, cluster: &str, ids: &[u32]) -> Result<(), CertError> {
+    if !valid_label(cluster) {
+        return Err(CertError::Generate(format!(
+            "cluster name {cluster:?} cannot appear in a certificate name; use letters, digits and '-'"
+        )));
+    }
+    let mut leaves = vec![("qnetd".to_string(), "qnetd".to_string())];
+    leaves.extend(ids.iter().map(|id| (format!("{cluster}-node{id}"), arbiter_client_name(cluster, NodeId(*id)))));
+    gen_ca_and_leaves(dir, "qnetd arbiter CA", &leaves)
+}
+
+/// The certificate name of node `id` of `cluster` at the arbiter.
+pub(crate) fn arbiter_client_name(cluster: &str, id: NodeId) -> String {
+    format!("node{}.{cluster}", id.0)
+}
+
+/// Whether `s` is one DNS label (so that it can be part of a certificate name).
+pub(crate) fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Makes a CA (`ca.pem`, `ca.key`) and leaf certificates `(file stem, DNS name)` in `dir`.
+fn gen_ca_and_leaves(dir: &Path, ca_name: &str, leaves: &[(String, String)]) -> Result<(), CertError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let g = |e: rcgen::Error| CertError::Generate(e.to_string());
@@ -91,18 +138,18 @@ pub fn gen_certs(dir: &Path, ids: &[u32]) -> Result<(), CertError> {
     std::fs::create_dir_all(dir).map_err(|e| CertError::File { path: dir.to_path_buf(), message: e.to_string() })?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(g)?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "clusterd cluster CA");
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
     let ca_key = rcgen::KeyPair::generate().map_err(g)?;
     let ca = ca_params.self_signed(&ca_key).map_err(g)?;
     write("ca.pem".into(), ca.pem(), false)?;
     write("ca.key".into(), ca_key.serialize_pem(), true)?;
-    for id in ids {
+    for (stem, name) in leaves {
         let key = rcgen::KeyPair::generate().map_err(g)?;
-        let mut params = rcgen::CertificateParams::new(vec![format!("node{id}")]).map_err(g)?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, format!("node{id}"));
+        let mut params = rcgen::CertificateParams::new(vec![name.clone()]).map_err(g)?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, name.clone());
         let cert = params.signed_by(&key, &ca, &ca_key).map_err(g)?;
-        write(format!("node{id}.pem"), cert.pem(), false)?;
-        write(format!("node{id}.key"), key.serialize_pem(), true)?;
+        write(format!("{stem}.pem"), cert.pem(), false)?;
+        write(format!("{stem}.key"), key.serialize_pem(), true)?;
     }
     Ok(())
 }
@@ -120,6 +167,17 @@ pub(crate) struct Quic {
 }
 
 fn configs(tls: &TlsMaterial) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
+    tls_configs(tls, b"clusterd-ring/1", Duration::from_millis(250), Duration::from_secs(2))
+}
+
+/// QUIC server and client configurations with mutual TLS 1.3 from one CA: each side presents
+/// `tls.cert` and accepts only certificates issued by `tls.ca`.
+pub(crate) fn tls_configs(
+    tls: &TlsMaterial,
+    alpn: &[u8],
+    keep_alive: Duration,
+    idle: Duration,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(tls.ca.clone()).map_err(|e| format!("ca: {e}"))?;
@@ -133,19 +191,19 @@ fn configs(tls: &TlsMaterial) -> Result<(quinn::ServerConfig, quinn::ClientConfi
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![tls.cert.clone()], tls.key.clone_key())
         .map_err(|e| format!("node certificate: {e}"))?;
-    server.alpn_protocols = vec![b"clusterd-ring/1".to_vec()];
+    server.alpn_protocols = vec![alpn.to_vec()];
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_client_auth_cert(vec![tls.cert.clone()], tls.key.clone_key())
         .map_err(|e| format!("node certificate: {e}"))?;
-    client.alpn_protocols = vec![b"clusterd-ring/1".to_vec()];
+    client.alpn_protocols = vec![alpn.to_vec()];
     let mut transport = quinn::TransportConfig::default();
     transport.datagram_receive_buffer_size(Some(8 << 20));
     transport.datagram_send_buffer_size(8 << 20);
-    transport.keep_alive_interval(Some(Duration::from_millis(250)));
-    let idle = quinn::IdleTimeout::try_from(Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    transport.keep_alive_interval(Some(keep_alive));
+    let idle = quinn::IdleTimeout::try_from(idle).map_err(|e| e.to_string())?;
     transport.max_idle_timeout(Some(idle));
     let transport = Arc::new(transport);
     let server = quinn::crypto::rustls::QuicServerConfig::try_from(server).map_err(|e| e.to_string())?;
@@ -159,11 +217,16 @@ fn configs(tls: &TlsMaterial) -> Result<(quinn::ServerConfig, quinn::ClientConfi
 
 /// Whether the peer's certificate (already verified against the cluster CA) names `node<id>`.
 fn certified_as(conn: &quinn::Connection, peer: NodeId) -> bool {
+    certified_name(conn, &format!("node{}", peer.0))
+}
+
+/// Whether the peer's certificate (already verified against the CA) is valid for `name`.
+pub(crate) fn certified_name(conn: &quinn::Connection, name: &str) -> bool {
     let Some(identity) = conn.peer_identity() else { return false };
     let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else { return false };
     let Some(leaf) = chain.first() else { return false };
     let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else { return false };
-    let Ok(name) = rustls::pki_types::ServerName::try_from(format!("node{}", peer.0)) else { return false };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(name.to_string()) else { return false };
     cert.verify_is_valid_for_subject_name(&name).is_ok()
 }
 

@@ -75,3 +75,54 @@ pub fn render_status(s: &NodeStatus) -> String {
     );
     out
 }
+
+/// Renders the quorum status as text (`crmctl quorum status`), in corosync-quorumtool's terms.
+pub fn render_quorum(r: &crate::control::QuorumReport) -> String {
+    let s = &r.status;
+    let mut out = String::new();
+    let _ = writeln!(out, "Cluster: {}   Node: {} (id {})", r.cluster_name, r.name, r.node_id);
+    match s.ring {
+        Some(ring) => {
+            let _ = writeln!(out, "Ring id: {ring}   Members: {}", s.members.len());
+        }
+        None => {
+            let _ = writeln!(out, "Ring id: none (no view yet)");
+        }
+    }
+    let _ = writeln!(out, "Quorate:          {}", if s.quorate { "Yes" } else { "No" });
+    let _ = writeln!(out, "Expected votes:   {}", s.expected_votes);
+    let _ = writeln!(out, "Highest expected: {}", s.highest_expected);
+    let _ = writeln!(out, "Total votes:      {}", s.total_votes);
+    let _ = writeln!(out, "Quorum:           {}", s.quorum);
+    let _ = writeln!(out, "Flags:            {}", s.flags.join(" "));
+    match s.device {
+        Some((votes, true)) => {
+            let _ = writeln!(out, "Arbiter:          {votes} vote(s), held by this partition");
+        }
+        Some((votes, false)) => {
+            let _ = writeln!(out, "Arbiter:          {votes} vote(s), NOT held by this partition");
+        }
+        None => {
+            let _ = writeln!(out, "Arbiter:          none configured");
+        }
+    }
+    if let Some(a) = &r.arbiter {
+        let _ = writeln!(
+            out,
+            "Arbiter link:     {} {}{}",
+            a.address,
+            if a.connected { "connected" } else { "NOT connected" },
+            if a.has_vote { ", this node holds the vote" } else { "" }
+        );
+        if let Some(why) = &a.refused {
+            let _ = writeln!(out, "Arbiter refused:  {why}");
+        }
+    }
+    let _ = writeln!(out, "Members:");
+    for (id, name, votes) in &r.nodes {
+        let state = if s.members.contains(id) { "member" } else { "absent" };
+        let _ = writeln!(out, "  {id:>3} {name:<16} {votes} vote(s)  {state}");
+    }
+    let _ = writeln!(out, "Why: {}", s.explanation);
+    out
+}

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod cmd_agent;
 mod cmd_crm;
 mod cmd_membership;
+mod cmd_quorum;
 mod cmd_stonith;
 mod cmd_volume;
 mod exit;
@@ -35,6 +36,8 @@ enum Command {
     Volume(cmd_volume::VolumeArgs),
     /// Cluster membership: views, links, counters.
     Membership(cmd_membership::MembershipArgs),
+    /// Quorum: votes, expected votes, the arbiter.
+    Quorum(cmd_quorum::QuorumArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -48,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stonith(args) => cmd_stonith::run(args),
         Command::Volume(args) => cmd_volume::run(args),
         Command::Membership(args) => cmd_membership::run(args),
+        Command::Quorum(args) => cmd_quorum::run(args),
     }
 }
 

@@ -200,6 +200,12 @@ pub struct ArbiterConfig {
     pub idle_timeout: Duration,
     /// Most clients per cluster.
     pub max_clients_per_cluster: usize,
+    /// A client silent for this long no longer holds a decision back (it is hung or gone;
+    /// clients heartbeat every 100 ms).
+    pub stale_after: Duration,
+    /// Longest a partition waits for live clients outside it that still report a view
+    /// overlapping it (the other side of a split not yet re-formed) before it may be chosen.
+    pub settle_max: Duration,
 }
 
 impl Default for ArbiterConfig {
@@ -209,6 +215,8 @@ impl Default for ArbiterConfig {
             drift_margin_ppm: 50_000,
             idle_timeout: Duration::from_secs(5),
             max_clients_per_cluster: 64,
+            stale_after: Duration::from_millis(300),
+            settle_max: Duration::from_millis(1000),
         }
     }
 }
@@ -275,12 +283,24 @@ pub struct Arbiter {
     decision: u64,
     /// Pending answers: client request seq per connection awaiting a decision.
     pending: BTreeMap<ConnId, u64>,
+    /// When each candidate partition (cluster, view) first appeared.
+    candidate_since: BTreeMap<(String, RingId), Instant>,
+    /// When a held-back candidate must be looked at again, per cluster.
+    settle_wakeup: BTreeMap<String, Instant>,
 }
 
 impl Arbiter {
     /// An arbiter serving no cluster yet (clusters appear as their clients connect).
     pub fn new(cfg: ArbiterConfig) -> Self {
-        Arbiter { cfg, clients: BTreeMap::new(), clusters: BTreeMap::new(), decision: 0, pending: BTreeMap::new() }
+        Arbiter {
+            cfg,
+            clients: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            decision: 0,
+            pending: BTreeMap::new(),
+            candidate_since: BTreeMap::new(),
+            settle_wakeup: BTreeMap::new(),
+        }
     }
 
     fn lease_with_margin(&self) -> Duration {
@@ -292,7 +312,7 @@ impl Arbiter {
         let leases = self.clients.values().filter_map(|c| c.lease_until);
         let idle =
             self.clients.values().filter(|c| c.lease_until.is_none()).map(|c| c.last_heard + self.cfg.idle_timeout);
-        leases.chain(idle).min()
+        leases.chain(idle).chain(self.settle_wakeup.values().copied()).min()
     }
 
     /// Status of every cluster.
@@ -362,6 +382,12 @@ impl Arbiter {
             }
             ArbiterInput::Wakeup => {
                 self.expire(now, out);
+                let due: Vec<String> =
+                    self.settle_wakeup.iter().filter(|(_, t)| **t <= now).map(|(c, _)| c.clone()).collect();
+                for cluster in due {
+                    self.settle_wakeup.remove(&cluster);
+                    self.decide(now, &cluster, out);
+                }
                 None
             }
         };
@@ -509,7 +535,9 @@ impl Arbiter {
     /// Chooses the partition that should hold the vote, revokes it elsewhere, and answers
     /// pending requests.
     fn decide(&mut self, now: Instant, cluster: &str, out: &mut Vec<ArbiterEffect>) {
-        let Some(state) = self.clusters.get(cluster) else { return };
+        if !self.clusters.contains_key(cluster) {
+            return;
+        }
         // Connected clients of this cluster, by reported view.
         let mut views: BTreeMap<(RingId, Vec<NodeId>), Vec<ConnId>> = BTreeMap::new();
         for (conn, c) in &self.clients {
@@ -544,6 +572,37 @@ impl Arbiter {
                 .sum::<i64>();
             candidates.push(Candidate { ring: *ring, members: members.clone(), conns: conns.clone(), score });
         }
+        // Both halves of a split must be seen before choosing between them: a candidate waits
+        // while a live client outside it still reports a view overlapping it, for at most
+        // `settle_max` (hung or gone clients stop counting after `stale_after`).
+        self.candidate_since.retain(|(c, ring), _| c != cluster || candidates.iter().any(|k| k.ring == *ring));
+        self.settle_wakeup.remove(cluster);
+        let mut wake: Option<Instant> = None;
+        candidates.retain(|k| {
+            let since = *self.candidate_since.entry((cluster.to_string(), k.ring)).or_insert(now);
+            let settle_end = since + self.cfg.settle_max;
+            if now >= settle_end {
+                return true;
+            }
+            let blockers = self.clients.values().filter(|c| {
+                c.cluster == cluster
+                    && c.hello
+                    && !k.members.contains(&c.node)
+                    && now.saturating_since(c.last_heard) < self.cfg.stale_after
+                    && c.view.as_ref().is_some_and(|v| v.1.iter().any(|n| k.members.contains(n)))
+            });
+            let mut held = false;
+            for b in blockers {
+                held = true;
+                let t = (b.last_heard + self.cfg.stale_after).min(settle_end);
+                wake = Some(wake.map_or(t, |w| w.min(t)));
+            }
+            !held
+        });
+        if let Some(w) = wake {
+            self.settle_wakeup.insert(cluster.to_string(), w);
+        }
+        let Some(state) = self.clusters.get(cluster) else { return };
         let total = state.nodes.len();
         let winner = pick(state, total, &candidates).cloned();
 

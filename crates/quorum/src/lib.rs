@@ -19,4 +19,4 @@ pub mod device;
 pub mod votequorum;
 
 pub use config::{ConfigError, QuorumConfig, TieBreaker};
-pub use votequorum::{Effect, Input, NodeInfo, QuorumMsg, QuorumStatus, Votequorum};
+pub use votequorum::{Effect, Input, NodeInfo, QUORUM_WIRE_KIND, QuorumMsg, QuorumStatus, Votequorum};

@@ -20,6 +20,9 @@ use wire::{Instant, NodeId, RingId};
 
 use crate::config::{QuorumConfig, TieBreaker};
 
+/// The `wire` frame kind of [`QuorumMsg`] inside ordered delivery.
+pub const QUORUM_WIRE_KIND: u8 = 0x50;
+
 /// What a member tells the others after each view change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {

@@ -45,6 +45,7 @@ pub(crate) fn loopback_config(
             })
             .collect(),
         totem: Totem::default(),
+        quorum: Default::default(),
     }
 }
 
@@ -68,7 +69,18 @@ async fn start_with(nodes: u32, running: u32, transport: Transport) -> Cluster {
 
 /// Like `start_with`, but node `me` presents the certificate made for `cert_for(me)`.
 async fn start_certified(nodes: u32, running: u32, transport: Transport, cert_for: impl Fn(u32) -> u32) -> Cluster {
-    let dir = rig::ScratchDir::new();
+    start_custom(nodes, running, transport, cert_for, rig::ScratchDir::new(), |_| {}).await
+}
+
+/// Like `start_certified`, in `dir`, with `tweak` applied to every node's configuration.
+async fn start_custom(
+    nodes: u32,
+    running: u32,
+    transport: Transport,
+    cert_for: impl Fn(u32) -> u32,
+    dir: rig::ScratchDir,
+    tweak: impl Fn(&mut FileConfig),
+) -> Cluster {
     std::fs::write(dir.path().join("authkey"), [42u8; 32]).expect("key");
     clusterd::gen_certs(dir.path(), &(1..=nodes + 1).collect::<Vec<_>>()).expect("certificates");
     let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
@@ -77,6 +89,7 @@ async fn start_certified(nodes: u32, running: u32, transport: Transport, cert_fo
         Cluster { ports: Vec::new(), run_dirs: Vec::new(), addrs, stops: Vec::new(), tasks: Vec::new(), _dir: dir };
     for me in 1..=running {
         let mut config = loopback_config(nodes, me, &ports, c._dir.path(), transport);
+        tweak(&mut config);
         if let Some(t) = config.tls.as_mut() {
             t.cert = c._dir.path().join(format!("node{}.pem", cert_for(me)));
             t.key = c._dir.path().join(format!("node{}.key", cert_for(me)));
@@ -314,4 +327,227 @@ async fn quic_refuses_a_cluster_certificate_made_for_another_node() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(c.ports[0].views.borrow().as_ref().is_none_or(|v| v.members == [NodeId(1)]));
+}
+
+async fn quorum_text(run_dir: &std::path::Path) -> String {
+    let dir = run_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || clusterd::render_quorum(&quorum_of(&dir))).await.expect("joins")
+}
+
+fn quorum_of(run_dir: &std::path::Path) -> clusterd::control::QuorumReport {
+    match control::query(run_dir, &Request::QuorumStatus).expect("quorum status") {
+        Response::QuorumStatus(r) => *r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn wait_quorum(c: &Cluster, what: &str, ok: impl Fn(&quorum::QuorumStatus) -> bool + Clone + Send + 'static) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dirs = c.run_dirs.clone();
+        let ok2 = ok.clone();
+        let (all, seen) = tokio::task::spawn_blocking(move || {
+            let reports: Vec<_> = dirs.iter().map(|d| quorum_of(d)).collect();
+            (reports.iter().all(|r| ok2(&r.status)), reports)
+        })
+        .await
+        .expect("joins");
+        if all {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {seen:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn votequorum_runs_over_ordered_delivery_and_expected_votes_change_cluster_wide() {
+    // Three nodes configured, two running: 2 of 3 votes is a majority.
+    let mut c = start(3, 2).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2)]).await;
+    wait_quorum(&c, "2 of 3 votes quorate", |s| s.quorate && s.total_votes == 2 && s.quorum == 2).await;
+    let text = quorum_text(&c.run_dirs[0]).await;
+    assert!(text.contains("Quorate:          Yes"), "{text}");
+    assert!(text.contains("node3") && text.contains("absent"), "{text}");
+    // Application payloads still arrive untagged alongside quorum traffic.
+    c.ports[0].broadcast.send(b"app".to_vec()).await.expect("queued");
+    let d = tokio::time::timeout(Duration::from_secs(5), c.ports[1].deliveries.recv()).await.expect("in time");
+    assert_eq!(d.expect("alive").payload, b"app");
+    // Below the votes present: refused with the reason.
+    let dir = c.run_dirs[1].clone();
+    let refused = tokio::task::spawn_blocking(move || control::query(&dir, &Request::SetExpectedVotes(1)))
+        .await
+        .expect("joins")
+        .expect("answer");
+    assert!(matches!(&refused, Response::Error(e) if e.contains("below the 2 votes present")), "{refused:?}");
+    // Raised to 5 from node 2: every member follows and the partition loses quorum (2 < 3).
+    let dir = c.run_dirs[1].clone();
+    let done = tokio::task::spawn_blocking(move || control::query(&dir, &Request::SetExpectedVotes(5)))
+        .await
+        .expect("joins")
+        .expect("answer");
+    assert!(matches!(done, Response::Done(_)), "{done:?}");
+    wait_quorum(&c, "expected 5 everywhere", |s| s.expected_votes == 5 && s.quorum == 3 && !s.quorate).await;
+    let text = quorum_text(&c.run_dirs[0]).await;
+    assert!(text.contains("Quorate:          No"), "{text}");
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
+
+#[tokio::test]
+async fn the_arbiter_vote_keeps_a_lone_survivor_quorate_and_qnetd_reports_it() {
+    let dir = rig::ScratchDir::new();
+    let adir = dir.path().join("arbiter");
+    clusterd::gen_arbiter_certs(&adir, "loop", &[1, 2]).expect("arbiter certificates");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let qcfg = clusterd::arbiterd::QnetdConfig {
+        listen,
+        lease_ms: 500,
+        run_dir: dir.path().join("qnetd"),
+        tls: TlsPaths { ca: adir.join("ca.pem"), cert: adir.join("qnetd.pem"), key: adir.join("qnetd.key") },
+    };
+    let qrun = qcfg.run_dir.clone();
+    let tls = TlsMaterial::load(&qcfg.tls.ca, &qcfg.tls.cert, &qcfg.tls.key).expect("load");
+    let (qstop_tx, qstop_rx) = tokio::sync::oneshot::channel::<()>();
+    let qnetd = tokio::spawn(async move {
+        clusterd::arbiterd::run_qnetd(qcfg, tls, async move {
+            let _ = qstop_rx.await;
+        })
+        .await
+        .expect("qnetd runs");
+    });
+    let mut c = start_custom(
+        2,
+        2,
+        Transport::Udp,
+        |me| me,
+        dir,
+        |cfg| {
+            let me = cfg.node_id;
+            cfg.quorum.device = Some(clusterd::DeviceSection {
+                host: "127.0.0.1".into(),
+                port: listen.port(),
+                algorithm: "ffsplit".into(),
+                tie_breaker: "lowest".into(),
+                votes: None,
+                tls: TlsPaths {
+                    ca: adir.join("ca.pem"),
+                    cert: adir.join(format!("loop-node{me}.pem")),
+                    key: adir.join(format!("loop-node{me}.key")),
+                },
+                heuristics: vec![clusterd::HeuristicCommand { command: "true".into(), timeout_ms: 1000 }],
+                heuristics_interval_ms: 1000,
+            });
+        },
+    )
+    .await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2)]).await;
+    wait_quorum(&c, "both nodes quorate with the arbiter vote", |s| {
+        s.quorate && s.total_votes == 3 && s.expected_votes == 3 && s.device == Some((1, true))
+    })
+    .await;
+    let text = quorum_text(&c.run_dirs[0]).await;
+    assert!(text.contains("connected, this node holds the vote"), "{text}");
+    let qrun2 = qrun.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_qnetd")).arg("status").arg("--run-dir").arg(&qrun2).output()
+    })
+    .await
+    .expect("joins")
+    .expect("qnetd status runs");
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("Cluster loop   algorithm ffsplit   nodes 1 2"), "{text}");
+    assert!(text.contains("vote: partition of nodes 1 2") && text.contains("HAS THE VOTE"), "{text}");
+    let status = tokio::task::spawn_blocking(move || {
+        control::query_socket(&qrun.join(clusterd::arbiterd::QNETD_SOCKET), &Request::ArbiterStatus)
+    })
+    .await
+    .expect("joins")
+    .expect("qnetd answers");
+    let Response::ArbiterStatus(clusters) = status else { panic!("unexpected {status:?}") };
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0].cluster, "loop");
+    assert_eq!(clusters[0].holder, Some(vec![NodeId(1), NodeId(2)]));
+    // Node 2 stops: node 1 keeps quorum with its vote and the arbiter's (2 of 3).
+    let _ = c.stops.remove(1).send(());
+    c.ports.remove(1);
+    c.run_dirs.remove(1);
+    wait_view(&mut c, &[NodeId(1)]).await;
+    wait_quorum(&c, "the survivor quorate through the arbiter", |s| {
+        s.quorate && s.members == [NodeId(1)] && s.total_votes == 2 && s.device == Some((1, true))
+    })
+    .await;
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+    let _ = qstop_tx.send(());
+    let _ = qnetd.await;
+}
+
+#[tokio::test]
+async fn the_arbiter_refuses_a_node_presenting_another_nodes_certificate() {
+    let dir = rig::ScratchDir::new();
+    let adir = dir.path().join("arbiter");
+    clusterd::gen_arbiter_certs(&adir, "loop", &[1, 2]).expect("arbiter certificates");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let qcfg = clusterd::arbiterd::QnetdConfig {
+        listen,
+        lease_ms: 500,
+        run_dir: dir.path().join("qnetd"),
+        tls: TlsPaths { ca: adir.join("ca.pem"), cert: adir.join("qnetd.pem"), key: adir.join("qnetd.key") },
+    };
+    let tls = TlsMaterial::load(&qcfg.tls.ca, &qcfg.tls.cert, &qcfg.tls.key).expect("load");
+    let (qstop_tx, qstop_rx) = tokio::sync::oneshot::channel::<()>();
+    let qnetd = tokio::spawn(async move {
+        let _ = clusterd::arbiterd::run_qnetd(qcfg, tls, async move {
+            let _ = qstop_rx.await;
+        })
+        .await;
+    });
+    // Node 1 presents node 2's arbiter certificate.
+    let mut c = start_custom(
+        2,
+        1,
+        Transport::Udp,
+        |me| me,
+        dir,
+        |cfg| {
+            cfg.quorum.device = Some(clusterd::DeviceSection {
+                host: "127.0.0.1".into(),
+                port: listen.port(),
+                algorithm: "ffsplit".into(),
+                tie_breaker: "lowest".into(),
+                votes: None,
+                tls: TlsPaths {
+                    ca: adir.join("ca.pem"),
+                    cert: adir.join("loop-node2.pem"),
+                    key: adir.join("loop-node2.key"),
+                },
+                heuristics: Vec::new(),
+                heuristics_interval_ms: 1000,
+            });
+        },
+    )
+    .await;
+    wait_view(&mut c, &[NodeId(1)]).await;
+    let run_dir = c.run_dirs[0].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dir = run_dir.clone();
+        let r = tokio::task::spawn_blocking(move || quorum_of(&dir)).await.expect("joins");
+        let link = r.arbiter.clone().expect("arbiter configured");
+        if let Some(why) = &link.refused {
+            assert!(why.contains("not valid for node1.loop"), "{why}");
+            assert!(!link.has_vote && !r.status.quorate && r.status.device == Some((1, false)), "{r:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused: {r:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in c.stops {
+        let _ = s.send(());
+    }
+    let _ = qstop_tx.send(());
+    let _ = qnetd.await;
 }

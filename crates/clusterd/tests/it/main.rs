@@ -5,3 +5,4 @@ mod config;
 mod loopback;
 mod netns;
 mod netrig;
+mod quorum_netns;

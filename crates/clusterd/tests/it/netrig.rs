@@ -17,7 +17,7 @@ pub(crate) struct NetCluster {
     pub(crate) nodes: Vec<rig::Netns>,
     procs: Vec<Option<Child>>,
     // Dropped after the node namespaces (declaration order).
-    _switch: rig::Netns,
+    pub(crate) switch: rig::Netns,
     pub(crate) dir: rig::ScratchDir,
     bin: PathBuf,
 }
@@ -29,6 +29,17 @@ pub(crate) fn addr(node: u32, link: u8) -> SocketAddr {
 impl NetCluster {
     /// Builds the namespaces and writes the configs (and certificates); starts no process.
     pub(crate) fn with_transport(bin: &Path, nodes: u32, totem: Totem, transport: clusterd::Transport) -> NetCluster {
+        Self::with_quorum(bin, nodes, totem, transport, |_, _| clusterd::QuorumSection::default())
+    }
+
+    /// Like `with_transport`, with node `i`'s `[quorum]` section from `quorum(i, dir)`.
+    pub(crate) fn with_quorum(
+        bin: &Path,
+        nodes: u32,
+        totem: Totem,
+        transport: clusterd::Transport,
+        quorum: impl Fn(u32, &Path) -> clusterd::QuorumSection,
+    ) -> NetCluster {
         let switch = rig::Netns::new();
         let mut script = String::new();
         for l in 0..LINKS {
@@ -73,17 +84,12 @@ impl NetCluster {
                     })
                     .collect(),
                 totem: totem.clone(),
+                quorum: quorum(i, dir.path()),
             };
             std::fs::write(dir.path().join(format!("node{i}.toml")), cfg.to_toml()).expect("write config");
             ns.push(n);
         }
-        NetCluster {
-            nodes: ns,
-            procs: (0..nodes).map(|_| None).collect(),
-            _switch: switch,
-            dir,
-            bin: bin.to_path_buf(),
-        }
+        NetCluster { nodes: ns, procs: (0..nodes).map(|_| None).collect(), switch, dir, bin: bin.to_path_buf() }
     }
 
     pub(crate) fn start(&mut self, node: u32) {

@@ -476,3 +476,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_half_that_reports_its_split_first_waits_for_the_other_half_before_the_tie_breaker_decides() {
+    let mut bus = Bus::new(4, Algorithm::Ffsplit);
+    bus.views(&[&[1, 2, 3, 4]]);
+    bus.run(Duration::from_secs(1));
+    // {3,4} re-forms first; 1 and 2 still (alive) report the old view.
+    bus.views(&[&[3, 4]]);
+    bus.run(Duration::from_millis(150));
+    assert!(!bus.has_vote(3) && !bus.has_vote(4), "the first half to report must not win by speed");
+    bus.views(&[&[1, 2]]);
+    let took = bus.time_until(|b| b.has_vote(1) && b.has_vote(2));
+    assert!(took < Duration::from_millis(600), "{took:?}");
+    bus.run(Duration::from_secs(1));
+    assert!(bus.has_vote(1) && !bus.has_vote(3) && !bus.has_vote(4));
+}

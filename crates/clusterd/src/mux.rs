@@ -1,0 +1,63 @@
+//! Users of ordered delivery share one stream: the first payload byte says whose message it is.
+//! Tags are never reused; a message with an unknown tag is dropped (a newer peer's user).
+
+use quorum::{QUORUM_WIRE_KIND, QuorumMsg};
+
+/// The embedding application ([`crate::AppPort`]).
+pub(crate) const TAG_APP: u8 = 0;
+/// Votequorum's [`QuorumMsg`].
+pub(crate) const TAG_QUORUM: u8 = 1;
+
+/// A delivered payload, by user.
+#[derive(Debug)]
+pub(crate) enum Demuxed<'a> {
+    /// For the application.
+    App(&'a [u8]),
+    /// For votequorum.
+    Quorum(QuorumMsg),
+    /// Unknown tag or undecodable: dropped.
+    Unknown,
+}
+
+/// Tags an application payload.
+pub(crate) fn app(payload: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 1);
+    out.push(TAG_APP);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Tags a quorum message.
+pub(crate) fn quorum(msg: &QuorumMsg) -> Vec<u8> {
+    let mut out = vec![TAG_QUORUM];
+    // Encoding a plain enum into a vector cannot fail.
+    let _ = wire::encode_into(QUORUM_WIRE_KIND, msg, &mut out);
+    out
+}
+
+/// Splits a delivered payload by tag.
+pub(crate) fn demux(payload: &[u8]) -> Demuxed<'_> {
+    match payload.split_first() {
+        Some((&TAG_APP, rest)) => Demuxed::App(rest),
+        Some((&TAG_QUORUM, rest)) => match wire::decode(QUORUM_WIRE_KIND, rest) {
+            Ok(m) => Demuxed::Quorum(m),
+            Err(_) => Demuxed::Unknown,
+        },
+        _ => Demuxed::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_by_tag_and_unknown_tags_are_dropped() {
+        assert!(matches!(demux(&app(b"hi".to_vec())), Demuxed::App(b"hi")));
+        let m = QuorumMsg::SetExpected { expected_votes: 3 };
+        assert!(matches!(demux(&quorum(&m)), Demuxed::Quorum(got) if got == m));
+        assert!(matches!(demux(&[7, 1, 2]), Demuxed::Unknown));
+        assert!(matches!(demux(&[TAG_QUORUM, 1, 2]), Demuxed::Unknown));
+        assert!(matches!(demux(&[]), Demuxed::Unknown));
+    }
+}

@@ -1,0 +1,157 @@
+//! `qnetd`: the quorum arbiter for two-node and even-sized clusters (and many clusters at once).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use clusterd::arbiterd::{QNETD_SOCKET, QnetdConfig, run_qnetd};
+use clusterd::control::{Request, Response};
+use tracing_subscriber::EnvFilter;
+
+/// The quorum arbiter daemon.
+#[derive(Debug, Parser)]
+#[command(name = "qnetd", version, about)]
+struct Args {
+    /// The configuration file.
+    #[arg(long, short, default_value = "/etc/qnetd/qnetd.toml", global = true)]
+    config: PathBuf,
+    /// Parse and validate the configuration, print the effective configuration, and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Log filter (default from RUST_LOG, else `info`).
+    #[arg(long)]
+    log_filter: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Clusters, nodes, their views and heuristics, and who holds each cluster's vote.
+    Status {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+        /// The daemon's runtime directory (default: from the configuration file, else /run/qnetd).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+    },
+    /// Make an arbiter CA, the arbiter's certificate and one client certificate per node of a
+    /// cluster: ca.pem, ca.key, qnetd.pem, qnetd.key, <cluster>-node<id>.pem/.key.
+    GenCerts {
+        /// The cluster's name (as in clusterd.toml).
+        #[arg(long)]
+        cluster: String,
+        /// Node ids 1..=N.
+        #[arg(long)]
+        nodes: u32,
+        /// Output directory (files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn render(clusters: &[quorum::arbiter::ClusterStatus]) -> String {
+    let mut out = String::new();
+    if clusters.is_empty() {
+        out.push_str("No cluster has connected.\n");
+    }
+    for c in clusters {
+        let nodes: Vec<String> = c.nodes.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "Cluster {}   algorithm {}   nodes {}", c.cluster, c.algorithm, nodes.join(" "));
+        match &c.holder {
+            Some(h) => {
+                let h: Vec<String> = h.iter().map(ToString::to_string).collect();
+                let _ = writeln!(out, "  vote: partition of nodes {}", h.join(" "));
+            }
+            None => out.push_str("  vote: nobody\n"),
+        }
+        for cl in &c.clients {
+            let members: Vec<String> = cl.members.iter().map(ToString::to_string).collect();
+            let ring = cl.ring.map_or_else(|| "none".to_string(), |r| r.to_string());
+            let _ = writeln!(
+                out,
+                "  node {}: view {ring} members [{}]  heuristics {:?}  {}",
+                cl.node,
+                members.join(" "),
+                cl.heuristics,
+                if cl.has_vote { "HAS THE VOTE" } else { "no vote" }
+            );
+        }
+    }
+    out
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    match &args.command {
+        Some(Command::GenCerts { cluster, nodes, out }) => {
+            clusterd::gen_arbiter_certs(out, cluster, &(1..=*nodes).collect::<Vec<_>>())?;
+            println!("wrote an arbiter CA, qnetd.pem and {nodes} client certificates to {}", out.display());
+            println!(
+                "copy ca.pem, qnetd.pem and qnetd.key to the arbiter host; ca.pem and <cluster>-node<id>.* to each node"
+            );
+            return Ok(());
+        }
+        Some(Command::Status { output, run_dir }) => {
+            let dir = match run_dir {
+                Some(d) => d.clone(),
+                None => QnetdConfig::load(&args.config).map(|c| c.run_dir).unwrap_or_else(|_| "/run/qnetd".into()),
+            };
+            let clusters = match clusterd::control::query_socket(&dir.join(QNETD_SOCKET), &Request::ArbiterStatus)? {
+                Response::ArbiterStatus(c) => c,
+                Response::Error(e) => anyhow::bail!("qnetd refused: {e}"),
+                other => anyhow::bail!("unexpected answer: {other:?}"),
+            };
+            match output {
+                Format::Text => print!("{}", render(&clusters)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&clusters)?),
+            }
+            return Ok(());
+        }
+        None => {}
+    }
+    let config = QnetdConfig::load(&args.config)?;
+    if args.check_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let filter = match &args.log_filter {
+        Some(f) => EnvFilter::try_new(f).context("--log-filter")?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    let tls = clusterd::TlsMaterial::load(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    rt.block_on(async {
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        run_qnetd(config, tls, shutdown).await
+    })?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("qnetd: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
