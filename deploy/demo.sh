@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The main job. The local demo cluster (several clusterd nodes in network namespaces on this
-# machine) arrives with the membership and crm daemons; until then this runs what exists and
-# says so.
+# The main job: a local demo. Part 1 runs a real three-node cluster (clusterd in network
+# namespaces: membership and quorum, a node killed). Resource management is not wired into the
+# daemon yet, so part 2 shows the policy engine offline on a two-node web cluster, and part 3 the
+# deterministic simulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "demo: the multi-node demo cluster is not built yet; showing what exists today."
+echo "demo: part 1: a three-node cluster in network namespaces (needs root)"
+./deploy/demo-cluster.sh
+echo
+echo "demo: part 2: resources are not yet run by the daemons; the policy engine, offline:"
 cargo build -q -p crmctl
 CRMCTL=target/debug/crmctl
 
