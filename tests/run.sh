@@ -11,6 +11,8 @@ export CARGO_TERM_COLOR=never
 # seed that fails in the test's list.
 export SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-20}"
 export SIM_BASE_SEED="${SIM_BASE_SEED:-20261123}"
+# The same for property tests (unset it to let proptest draw a fresh seed).
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261123}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
