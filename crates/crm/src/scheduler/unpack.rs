@@ -581,23 +581,8 @@ impl World {
             ops: r.ops.clone(),
             meta: meta.clone(),
             param_sets: r.params.clone(),
-            running: Vec::new(),
-            role: Role::Stopped,
-            failed: false,
-            on_fail: OnFail::Ignore,
-            blocked: false,
-            pending: None,
-            known_on: BTreeSet::new(),
-            banned_on: BTreeSet::new(),
-            inhibited_on: None,
-            history_ids: Vec::new(),
-            fail_stop_on: BTreeSet::new(),
-            weights: BTreeMap::new(),
-            assigned: None,
-            next_role: Role::Unknown,
-            provisional: true,
-            assigning: false,
-            promotion: Score::ZERO,
+            // The run-time state (history, assignment) starts as for every resource.
+            ..blank_rsc()
         };
         self.rscs.push(rsc);
         if instance.is_none() {
