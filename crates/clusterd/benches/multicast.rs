@@ -55,6 +55,7 @@ async fn bench(transport: clusterd::Transport) {
         };
         let (port, side) = AppPort::new(100_000);
         let opts = NodeOptions {
+            config_path: None,
             run_dir: config.run_dir.clone(),
             state_dir: config.state_dir.clone(),
             config,

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, TlsPaths};
 use crate::control::{Request, Response};
+use crate::join::{ENROLL_WIRE_KIND, EnrollReply, EnrollRequest, Issuer, JoinToken, MAX_ENROLL_FRAME, TokenBook};
 use crate::node::{ControlReq, NodeError, serve_control};
 use crate::quic::{TlsMaterial, arbiter_client_name, certified_name, read_frame, tls_configs, valid_label};
 
@@ -47,6 +48,10 @@ pub struct QnetdConfig {
     pub run_dir: PathBuf,
     /// The arbiter CA, the arbiter's certificate (name `qnetd`) and key (`qnetd gen-certs`).
     pub tls: TlsPaths,
+    /// The arbiter CA's private key. With it qnetd signs node certificates for join codes
+    /// (`crmctl arbiter token create`); without it, node certificates are made and copied by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -85,7 +90,74 @@ impl QnetdConfig {
     }
 }
 
+/// Sets up an arbiter host in `dir`: the arbiter CA and key, the arbiter's certificate, and
+/// `qnetd.toml` (with `ca_key`, so qnetd can answer join codes). Returns the configuration
+/// file and whether it was made now (false: it was there already and is kept, keys included).
+pub fn setup_arbiter(dir: &Path, listen: SocketAddr, run_dir: &Path) -> Result<(PathBuf, bool), String> {
+    let config = dir.join("qnetd.toml");
+    if config.exists() {
+        QnetdConfig::load(&config).map_err(|e| e.to_string())?;
+        return Ok((config, false));
+    }
+    if dir.join("ca.key").exists() {
+        return Err(format!(
+            "{} holds an arbiter CA but no qnetd.toml; move the directory away or write qnetd.toml by hand",
+            dir.display()
+        ));
+    }
+    crate::quic::gen_arbiter_server_certs(dir).map_err(|e| e.to_string())?;
+    let cfg = QnetdConfig {
+        listen,
+        lease_ms: default_lease(),
+        run_dir: run_dir.to_path_buf(),
+        tls: TlsPaths { ca: dir.join("ca.pem"), cert: dir.join("qnetd.pem"), key: dir.join("qnetd.key") },
+        ca_key: Some(dir.join("ca.key")),
+    };
+    cfg.validate().map_err(|p| p.join("; "))?;
+    let text = format!(
+        "# qnetd configuration, made by `crmctl arbiter setup`. Check it with\n# `qnetd --config {} --check-config`.\n{}",
+        config.display(),
+        cfg.to_toml()
+    );
+    crate::fsutil::write_atomic(&config, text.as_bytes(), 0o644).map_err(|e| format!("{}: {e}", config.display()))?;
+    Ok((config, true))
+}
+
+/// `qnetd status` / `crmctl arbiter status` in text.
+pub fn render_arbiter_status(clusters: &[quorum::arbiter::ClusterStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if clusters.is_empty() {
+        out.push_str("No cluster has connected.\n");
+    }
+    for c in clusters {
+        let nodes: Vec<String> = c.nodes.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "Cluster {}   algorithm {}   nodes {}", c.cluster, c.algorithm, nodes.join(" "));
+        match &c.holder {
+            Some(h) => {
+                let h: Vec<String> = h.iter().map(ToString::to_string).collect();
+                let _ = writeln!(out, "  vote: partition of nodes {}", h.join(" "));
+            }
+            None => out.push_str("  vote: nobody\n"),
+        }
+        for cl in &c.clients {
+            let members: Vec<String> = cl.members.iter().map(ToString::to_string).collect();
+            let ring = cl.ring.map_or_else(|| "none".to_string(), |r| r.to_string());
+            let _ = writeln!(
+                out,
+                "  node {}: view {ring} members [{}]  heuristics {:?}  {}",
+                cl.node,
+                members.join(" "),
+                cl.heuristics,
+                if cl.has_vote { "HAS THE VOTE" } else { "no vote" }
+            );
+        }
+    }
+    out
+}
+
 enum Event {
+    Enroll { req: EnrollRequest, reply: tokio::sync::oneshot::Sender<EnrollReply> },
     Connected { conn: ConnId, cluster: String, node: wire::NodeId, hello: ClientMsg, tx: mpsc::UnboundedSender<Out> },
     Msg { conn: ConnId, msg: ClientMsg },
     Gone { conn: ConnId },
@@ -102,8 +174,14 @@ pub async fn run_qnetd(
     tls: TlsMaterial,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
-    let (sc, _) = tls_configs(&tls, ARBITER_ALPN, StdDuration::from_millis(100), StdDuration::from_secs(2))
-        .map_err(NodeError::Config)?;
+    let issuer = match &cfg.ca_key {
+        Some(key) => Some(Issuer::load(&cfg.tls.ca, key).map_err(|e| NodeError::Config(format!("ca_key: {e}")))?),
+        None => None,
+    };
+    let mut tokens = TokenBook::default();
+    let (sc, _) =
+        tls_configs(&tls, ARBITER_ALPN, StdDuration::from_millis(100), StdDuration::from_secs(2), issuer.is_some())
+            .map_err(NodeError::Config)?;
     let ep = quinn::Endpoint::server(sc, cfg.listen).map_err(|source| NodeError::Bind {
         link: wire::LinkId(0),
         addr: cfg.listen,
@@ -118,7 +196,7 @@ pub async fn run_qnetd(
     tokio::spawn(serve_control(listener, ctl_tx));
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(1024);
     tokio::spawn(accept_loop(ep.clone(), ev_tx));
-    tracing::info!(listen = %cfg.listen, lease_ms = cfg.lease_ms, "qnetd starting");
+    tracing::info!(listen = %cfg.listen, lease_ms = cfg.lease_ms, join_codes = issuer.is_some(), "qnetd starting");
 
     let acfg = ArbiterConfig { lease: wire::Duration::from_millis(cfg.lease_ms), ..ArbiterConfig::default() };
     let mut arb = Arbiter::new(acfg);
@@ -138,6 +216,23 @@ pub async fn run_qnetd(
                 return Ok(());
             }
             Some(ev) = ev_rx.recv() => match ev {
+                Event::Enroll { req: EnrollRequest::Enroll { secret, cluster, node, public_key }, reply } => {
+                    let answer = match &issuer {
+                        None => Err("this arbiter does not issue certificates (ca_key is not set in qnetd.toml)".to_string()),
+                        Some(issuer) => tokens
+                            .admit(now(), &secret, &cluster, node)
+                            .and_then(|()| issuer.issue(&cluster, node, &public_key))
+                            .map(|cert_pem| EnrollReply::Issued { ca_pem: issuer.ca_pem().to_string(), cert_pem }),
+                    };
+                    let answer = answer.unwrap_or_else(|reason| {
+                        tracing::warn!(%cluster, %node, %reason, "refused a join request");
+                        EnrollReply::Refused { reason }
+                    });
+                    if matches!(answer, EnrollReply::Issued { .. }) {
+                        tracing::info!(%cluster, %node, "issued a certificate for a join code");
+                    }
+                    let _ = reply.send(answer);
+                }
                 Event::Connected { conn, cluster, node, hello, tx } => {
                     tracing::info!(%cluster, %node, "client connected");
                     conns.insert(conn, tx);
@@ -154,6 +249,16 @@ pub async fn run_qnetd(
             Some((req, reply)) = ctl_rx.recv() => {
                 let resp = match req {
                     Request::ArbiterStatus => Response::ArbiterStatus(arb.status(now())),
+                    Request::ArbiterTokenCreate { ttl_ms, cluster } => match (&issuer, JoinToken::new(tls.cert())) {
+                        (None, _) => Response::Error("this arbiter does not issue certificates: set ca_key in qnetd.toml (`crmctl arbiter setup` does)".into()),
+                        (Some(_), Err(e)) => Response::Error(e),
+                        (Some(_), Ok(t)) => {
+                            let ttl = ttl_ms.clamp(1000, crate::join::MAX_TOKEN_TTL.as_millis() as u64);
+                            tokens.insert(now(), &t.secret, wire::Duration::from_millis(ttl), cluster.clone());
+                            tracing::info!(cluster = cluster.as_deref().unwrap_or("(first to use it)"), ttl_ms = ttl, valid_codes = tokens.len(), "made a join code");
+                            Response::Token { token: t.to_string(), expires_in_ms: ttl }
+                        }
+                    },
                     _ => Response::Error("this is qnetd: only arbiter status is served here".into()),
                 };
                 let _ = reply.send(resp);
@@ -208,6 +313,11 @@ async fn accept_loop(ep: quinn::Endpoint, tx: mpsc::Sender<Event>) {
 
 async fn serve_client(conn_id: ConnId, conn: quinn::Connection, tx: mpsc::Sender<Event>) {
     let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
+    if conn.peer_identity().is_none() {
+        // No certificate: the only thing such a connection may do is ask for one.
+        serve_enroll(&conn, send, recv, &tx).await;
+        return;
+    }
     let refuse = |reason: String| ArbiterMsg::Refused { reason };
     let first = read_frame(&mut recv, MAX_ARBITER_FRAME).await.and_then(|f| wire::decode(ARBITER_WIRE_KIND, &f).ok());
     let (cluster, node, hello) = match first {
@@ -275,4 +385,33 @@ async fn serve_client(conn_id: ConnId, conn: quinn::Connection, tx: mpsc::Sender
     conn.close(0u32.into(), b"bye");
     writer.abort();
     let _ = tx.send(Event::Gone { conn: conn_id }).await;
+}
+
+/// A connection without a certificate: one enrollment request, one answer, then closed.
+async fn serve_enroll(
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    tx: &mpsc::Sender<Event>,
+) {
+    let read = tokio::time::timeout(StdDuration::from_secs(5), read_frame(&mut recv, MAX_ENROLL_FRAME)).await;
+    let answer = match read.ok().flatten().map(|f| wire::decode::<EnrollRequest>(ENROLL_WIRE_KIND, &f)) {
+        Some(Ok(req)) => {
+            let (rtx, rrx) = tokio::sync::oneshot::channel();
+            if tx.send(Event::Enroll { req, reply: rtx }).await.is_err() {
+                return;
+            }
+            rrx.await.unwrap_or_else(|_| EnrollReply::Refused { reason: "qnetd is stopping".into() })
+        }
+        _ => {
+            tracing::warn!(remote = %conn.remote_address(), "refused a connection without a certificate that sent no join request");
+            EnrollReply::Refused {
+                reason: "a connection without a certificate may only send a join request; the vote needs the node's certificate".into(),
+            }
+        }
+    };
+    let _ = send.write_all(&wire::encode(ENROLL_WIRE_KIND, &answer).unwrap_or_default()).await;
+    let _ = send.finish();
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    conn.close(0u32.into(), b"done");
 }

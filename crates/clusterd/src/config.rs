@@ -496,28 +496,42 @@ impl FileConfig {
         })
     }
 
-    /// Adds a `[quorum.device]` section to the configuration file text `text` (appended, so
-    /// the file's comments stay), returning the new text once it parses and validates.
+    /// `text` with a `[quorum.device]` section added, everything else (comments included) kept.
+    /// An arbiter breaks ties, so `two_node` is turned off (pcs does the same); the
+    /// wait_for_all it implied stays, written out. The result is parsed and validated before it
+    /// is returned.
     pub fn add_device_section(text: &str, device: &DeviceSection) -> Result<String, Vec<String>> {
         let cfg = Self::parse(text).map_err(|e| vec![e])?;
         if cfg.quorum.device.is_some() {
             return Err(vec!["quorum.device: an arbiter is already configured; remove the section first".into()]);
         }
-        #[derive(Serialize)]
-        struct Wrap<'a> {
-            quorum: Inner<'a>,
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| vec![e.to_string()])?;
+        let section = toml::to_string(device).map_err(|e| vec![e.to_string()])?;
+        let section: toml_edit::DocumentMut = section.parse().map_err(|e: toml_edit::TomlError| vec![e.to_string()])?;
+        let mut table = section.as_table().clone();
+        table.decor_mut().set_prefix("\n# Added by `crmctl quorum device add`.\n");
+        let quorum = doc
+            .entry("quorum")
+            .or_insert_with(|| {
+                let mut t = toml_edit::Table::new();
+                t.set_implicit(true);
+                toml_edit::Item::Table(t)
+            })
+            .as_table_mut()
+            .ok_or_else(|| vec!["quorum: is not a table".to_string()])?;
+        if cfg.quorum.two_node {
+            quorum.remove("two_node");
+            if cfg.quorum.wait_for_all.is_none() {
+                quorum.insert("wait_for_all", toml_edit::value(true));
+                if let Some(mut key) = quorum.key_mut("wait_for_all") {
+                    key.leaf_decor_mut().set_prefix(
+                        "# two_node was turned off by `crmctl quorum device add` (the arbiter breaks ties);\n# the wait_for_all it implied stays.\n",
+                    );
+                }
+            }
         }
-        #[derive(Serialize)]
-        struct Inner<'a> {
-            device: &'a DeviceSection,
-        }
-        let section = toml::to_string(&Wrap { quorum: Inner { device } }).map_err(|e| vec![e.to_string()])?;
-        let mut out = text.to_string();
-        if !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str("\n# Added by `crmctl quorum device add`.\n");
-        out.push_str(&section);
+        quorum.insert("device", toml_edit::Item::Table(table));
+        let out = doc.to_string();
         let new = Self::parse(&out).map_err(|e| vec![e])?;
         new.validate()?;
         Ok(out)

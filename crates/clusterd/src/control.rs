@@ -23,6 +23,33 @@ pub enum Request {
     SetExpectedVotes(u32),
     /// The arbiter's clusters, nodes and votes (`qnetd status`).
     ArbiterStatus,
+    /// A join code (`crmctl arbiter token create`), valid for `ttl_ms`, for `cluster` or for the
+    /// first cluster that uses it.
+    ArbiterTokenCreate {
+        /// Lifetime in ms (1 s to 7 days).
+        ttl_ms: u64,
+        /// The cluster it is for.
+        cluster: Option<String>,
+    },
+    /// Add an arbiter to every node with a join code (`crmctl quorum device add ... token=`).
+    DeviceAdd(DeviceAddRequest),
+}
+
+/// `crmctl quorum device add model=net host=H token=CODE ...`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAddRequest {
+    /// The arbiter's host name or address.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The join code, as printed.
+    pub token: String,
+    /// ffsplit or lms.
+    pub algorithm: String,
+    /// lowest, highest, or a node id.
+    pub tie_breaker: String,
+    /// The arbiter's votes (default: 1 for ffsplit, nodes - 1 for lms).
+    pub votes: Option<u32>,
 }
 
 /// A response.
@@ -37,6 +64,13 @@ pub enum Response {
     ArbiterStatus(Vec<quorum::arbiter::ClusterStatus>),
     /// The request was carried out; what happened, in words.
     Done(String),
+    /// A new join code.
+    Token {
+        /// The code.
+        token: String,
+        /// How long it stays valid, in ms.
+        expires_in_ms: u64,
+    },
     /// The request could not be served.
     Error(String),
 }
@@ -154,12 +188,17 @@ pub fn query(run_dir: &Path, req: &Request) -> Result<Response, ControlError> {
     query_socket(&run_dir.join(SOCKET_NAME), req)
 }
 
-/// Sends `req` to the daemon listening on the unix socket `path`.
+/// Sends `req` to the daemon listening on the unix socket `path` (answers within 5 s).
 pub fn query_socket(path: &Path, req: &Request) -> Result<Response, ControlError> {
+    query_socket_within(path, req, std::time::Duration::from_secs(5))
+}
+
+/// Sends `req` to the daemon listening on the unix socket `path`, waiting up to `timeout`.
+pub fn query_socket_within(path: &Path, req: &Request, timeout: std::time::Duration) -> Result<Response, ControlError> {
     let path = path.to_path_buf();
     let mut s = std::os::unix::net::UnixStream::connect(&path)
         .map_err(|source| ControlError::Connect { path: path.clone(), source })?;
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = s.set_read_timeout(Some(timeout));
     let bytes = wire::encode(KIND, req).unwrap_or_default();
     s.write_all(&bytes).map_err(|source| ControlError::Io { path: path.clone(), source })?;
     let frame = read_frame(&mut s).map_err(|source| ControlError::Io { path: path.clone(), source })?;

@@ -32,7 +32,7 @@ pub(crate) struct DeviceIo {
 impl DeviceIo {
     /// Starts dialling the arbiter and running the heuristics.
     pub(crate) fn start(cfg: &DeviceSection, tls: &TlsMaterial) -> Result<DeviceIo, String> {
-        let (_, cc) = tls_configs(tls, ARBITER_ALPN, Duration::from_millis(100), Duration::from_secs(2))?;
+        let (_, cc) = tls_configs(tls, ARBITER_ALPN, Duration::from_millis(100), Duration::from_secs(2), false)?;
         let bind: std::net::SocketAddr = if cfg.host.contains(':') && !cfg.host.contains('.') {
             "[::]:0".parse().map_err(|e| format!("{e}"))?
         } else {

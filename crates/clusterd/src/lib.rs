@@ -9,11 +9,14 @@
 //! This crate is the only one of the membership stack that touches tokio, sockets and files; the
 //! `membership` core must never depend on it.
 
+mod admin;
 pub mod arbiterd;
 mod config;
 pub mod control;
 mod crypto;
 mod device;
+mod fsutil;
+pub mod join;
 mod mux;
 mod node;
 mod quic;
@@ -24,7 +27,7 @@ pub use config::{
 };
 pub use crypto::OpenError;
 pub use node::{AppPort, AppSide, Delivery, NodeError, NodeOptions, run};
-pub use quic::{CertError, TlsMaterial, gen_arbiter_certs, gen_certs};
+pub use quic::{CertError, TlsMaterial, gen_arbiter_certs, gen_arbiter_server_certs, gen_certs};
 pub use status::{render_quorum, render_status};
 
 use std::path::Path;

@@ -94,6 +94,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         _ => None,
     };
     let opts = clusterd::NodeOptions {
+        config_path: Some(args.config.clone()),
         run_dir: config.run_dir.clone(),
         state_dir: config.state_dir.clone(),
         config,

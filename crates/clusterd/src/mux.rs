@@ -3,10 +3,14 @@
 
 use quorum::{QUORUM_WIRE_KIND, QuorumMsg};
 
+use crate::admin::{ADMIN_WIRE_KIND, AdminMsg};
+
 /// The embedding application ([`crate::AppPort`]).
 pub(crate) const TAG_APP: u8 = 0;
 /// Votequorum's [`QuorumMsg`].
 pub(crate) const TAG_QUORUM: u8 = 1;
+/// Cluster-wide administrative changes ([`AdminMsg`]).
+pub(crate) const TAG_ADMIN: u8 = 2;
 
 /// A delivered payload, by user.
 #[derive(Debug)]
@@ -15,6 +19,8 @@ pub(crate) enum Demuxed<'a> {
     App(&'a [u8]),
     /// For votequorum.
     Quorum(QuorumMsg),
+    /// An administrative change.
+    Admin(AdminMsg),
     /// Unknown tag or undecodable: dropped.
     Unknown,
 }
@@ -35,12 +41,24 @@ pub(crate) fn quorum(msg: &QuorumMsg) -> Vec<u8> {
     out
 }
 
+/// Tags an administrative message.
+pub(crate) fn admin(msg: &AdminMsg) -> Vec<u8> {
+    let mut out = vec![TAG_ADMIN];
+    // Encoding a plain enum into a vector cannot fail.
+    let _ = wire::encode_into(ADMIN_WIRE_KIND, msg, &mut out);
+    out
+}
+
 /// Splits a delivered payload by tag.
 pub(crate) fn demux(payload: &[u8]) -> Demuxed<'_> {
     match payload.split_first() {
         Some((&TAG_APP, rest)) => Demuxed::App(rest),
         Some((&TAG_QUORUM, rest)) => match wire::decode(QUORUM_WIRE_KIND, rest) {
             Ok(m) => Demuxed::Quorum(m),
+            Err(_) => Demuxed::Unknown,
+        },
+        Some((&TAG_ADMIN, rest)) => match wire::decode(ADMIN_WIRE_KIND, rest) {
+            Ok(m) => Demuxed::Admin(m),
             Err(_) => Demuxed::Unknown,
         },
         _ => Demuxed::Unknown,
@@ -58,6 +76,9 @@ mod tests {
         assert!(matches!(demux(&quorum(&m)), Demuxed::Quorum(got) if got == m));
         assert!(matches!(demux(&[7, 1, 2]), Demuxed::Unknown));
         assert!(matches!(demux(&[TAG_QUORUM, 1, 2]), Demuxed::Unknown));
+        let a = AdminMsg::DeviceEnrolled { op: 3, node: wire::NodeId(2), result: Err("no".into()) };
+        assert!(matches!(demux(&admin(&a)), Demuxed::Admin(got) if got == a));
+        assert!(matches!(demux(&[TAG_ADMIN, 0]), Demuxed::Unknown));
         assert!(matches!(demux(&[]), Demuxed::Unknown));
     }
 }

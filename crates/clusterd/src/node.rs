@@ -42,6 +42,9 @@ pub(crate) enum Incoming {
 /// How to run one node.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
+    /// The file `config` was read from. Cluster-wide changes (`crmctl quorum device add` with a
+    /// join code) rewrite it; without it they are refused.
+    pub config_path: Option<PathBuf>,
     /// The parsed, validated configuration.
     pub config: FileConfig,
     /// The cluster authkey (transport `udp`).
@@ -136,16 +139,9 @@ fn read_state(dir: &Path) -> Result<Option<PersistedState>, NodeError> {
     }
 }
 
-/// Writes atomically: temp file, fsync, rename, fsync the directory.
+/// Writes the state atomically (a crash leaves the old or the new state, never a mix).
 fn write_state(dir: &Path, state: &PersistedState) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&state.encode())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(STATE_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::fsutil::write_atomic(&dir.join(STATE_FILE), &state.encode(), 0o644)
 }
 
 pub(crate) type ControlReq = (Request, oneshot::Sender<Response>);
@@ -168,27 +164,14 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     let mut qfx: Vec<quorum::Effect> = Vec::new();
     // The arbiter client, when [quorum.device] is configured.
     let mut dev = match &cfg.quorum.device {
-        Some(d) => {
-            let tls = crate::quic::TlsMaterial::load(&d.tls.ca, &d.tls.cert, &d.tls.key)
-                .map_err(|e| NodeError::Config(format!("quorum.device.tls: {e}")))?;
-            let io = crate::device::DeviceIo::start(d, &tls).map_err(NodeError::Config)?;
-            let mut dcfg = quorum::device::DeviceConfig::new(
-                &cfg.cluster_name,
-                me,
-                cfg.nodes.iter().map(|n| NodeId(n.id)).collect(),
-                d.algorithm().map_err(NodeError::Config)?,
-            );
-            dcfg.tie_breaker = d.tie_breaker().map_err(NodeError::Config)?;
-            let link = control::ArbiterLink {
-                address: format!("{}:{}", d.host, d.port),
-                connected: false,
-                has_vote: false,
-                refused: None,
-            };
-            Some((quorum::device::DeviceClient::new(dcfg), io, link))
-        }
+        Some(d) => Some(start_device(cfg, d, me)?),
         None => None,
     };
+    // Cluster-wide arbiter addition with a join code.
+    let mut join = crate::admin::DeviceJoin::new(me, cfg.nodes.iter().map(|n| NodeId(n.id)).collect(), dev.is_some());
+    let mut jfx: Vec<crate::admin::JoinEffect> = Vec::new();
+    let mut join_reply: Option<(u64, oneshot::Sender<Response>)> = None;
+    let (enrolled_tx, mut enrolled_rx) = mpsc::channel::<(u64, Result<(), String>)>(4);
     let mut dfx: Vec<quorum::device::DeviceEffect> = Vec::new();
     let peers: Vec<NodeId> = cfg.nodes.iter().map(|n| NodeId(n.id)).filter(|&n| n != me).collect();
     let mut crypto = Crypto::new(&opts.authkey, &cfg.cluster_name, me, peers, session);
@@ -333,6 +316,24 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 }
             }
             Some((req, reply)) = ctl_rx.recv() => {
+                if let Request::DeviceAdd(add) = req {
+                    let checked = match &opts.config_path {
+                        None => Err("this node was started without a configuration file to change".to_string()),
+                        Some(path) => join.check_start(vq.is_quorate()).and_then(|()| crate::join::check_device_add(path, &add)),
+                    };
+                    match checked {
+                        Err(e) => { let _ = reply.send(Response::Error(format!("arbiter not added: {e}"))); }
+                        Ok(()) => {
+                            let mut op = [0u8; 8];
+                            let _ = getrandom::fill(&mut op);
+                            let op = u64::from_le_bytes(op);
+                            tracing::info!(node = %me, arbiter = %add.host, port = add.port, algorithm = %add.algorithm, "adding an arbiter on every node (join code)");
+                            join_reply = Some((op, reply));
+                            let msg = crate::admin::AdminMsg::DeviceEnroll { op, initiator: me, req: add };
+                            core.handle(now(), Input::Broadcast(mux::admin(&msg)), &mut fx);
+                        }
+                    }
+                } else {
                 let resp = match req {
                     Request::MembershipStatus => Response::MembershipStatus(Box::new(NodeStatus {
                         name: my_entry.name.clone(),
@@ -365,7 +366,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                             ..link.clone()
                         }),
                     })),
-                    Request::ArbiterStatus => Response::Error("this is clusterd: ask qnetd for the arbiter status".into()),
+                    Request::ArbiterStatus | Request::ArbiterTokenCreate { .. } => Response::Error("this is clusterd: ask qnetd (on the arbiter host) for that".into()),
+                    Request::DeviceAdd(_) => Response::Error("handled above".into()),
                     Request::SetExpectedVotes(n) => match vq.check_expected_votes(n) {
                         Ok(()) => {
                             core.handle(now(), Input::Broadcast(mux::quorum(&quorum::QuorumMsg::SetExpected { expected_votes: n })), &mut fx);
@@ -376,6 +378,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     },
                 };
                 let _ = reply.send(resp);
+                }
             }
             Some(ev) = async { match dev.as_mut() { Some(d) => d.1.events.recv().await, None => std::future::pending().await } } => {
                 if let Some((client, _, link)) = dev.as_mut() {
@@ -397,6 +400,13 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     client.handle(now(), input, &mut dfx);
                 }
             }
+            Some((op, result)) = enrolled_rx.recv() => {
+                if let Err(e) = &result {
+                    tracing::warn!(node = %me, error = %e, "could not get this node's arbiter certificate");
+                }
+                let msg = crate::admin::AdminMsg::DeviceEnrolled { op, node: me, result };
+                core.handle(now(), Input::Broadcast(mux::admin(&msg)), &mut fx);
+            }
             () = sleep => {
                 core.handle(now(), Input::Wakeup, &mut fx);
                 vq.handle(now(), quorum::Input::Wakeup, &mut qfx);
@@ -410,6 +420,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             for ev in std::mem::take(&mut exec.quorum_in) {
                 match ev {
                     QuorumEvent::View { ring, members, left } => {
+                        join.view(&members, &mut jfx);
                         vq.handle(now(), quorum::Input::View { ring, members: &members, left: &left }, &mut qfx);
                         if let Some(d) = dev.as_mut() {
                             d.0.handle(now(), quorum::device::DeviceInput::View { ring, members }, &mut dfx);
@@ -418,6 +429,28 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     QuorumEvent::Msg { from, msg } => {
                         vq.handle(now(), quorum::Input::Delivered { from, msg }, &mut qfx)
                     }
+                    QuorumEvent::Admin { from, msg } => join.delivered(from, msg, &mut jfx),
+                }
+                for e in jfx.drain(..) {
+                    run_join_effect(e, &opts, me, &enrolled_tx, &mut join_reply, |new_cfg| {
+                        let d = new_cfg.quorum.device.as_ref().ok_or("the new configuration has no [quorum.device]")?;
+                        let votes = new_cfg
+                            .quorum_config()
+                            .map_err(|p| p.join("; "))?
+                            .device_votes
+                            .ok_or("the new configuration gives the arbiter no votes")?;
+                        let mut started = start_device(&new_cfg, d, me).map_err(|e| e.to_string())?;
+                        if let Some(v) = &last_view {
+                            started.0.handle(
+                                now(),
+                                quorum::device::DeviceInput::View { ring: v.ring, members: v.members.clone() },
+                                &mut dfx,
+                            );
+                        }
+                        dev = Some(started);
+                        vq.handle(now(), quorum::Input::DeviceAdded { votes }, &mut qfx);
+                        Ok(())
+                    });
                 }
             }
             if let Some((_, io, link)) = dev.as_mut() {
@@ -450,6 +483,84 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     }
 }
 
+/// A running arbiter client: the sans-IO core, its IO side, and what status shows of it.
+type Device = (quorum::device::DeviceClient, crate::device::DeviceIo, control::ArbiterLink);
+
+fn start_device(cfg: &FileConfig, d: &crate::config::DeviceSection, me: NodeId) -> Result<Device, NodeError> {
+    let tls = crate::quic::TlsMaterial::load(&d.tls.ca, &d.tls.cert, &d.tls.key)
+        .map_err(|e| NodeError::Config(format!("quorum.device.tls: {e}")))?;
+    let io = crate::device::DeviceIo::start(d, &tls).map_err(NodeError::Config)?;
+    let mut dcfg = quorum::device::DeviceConfig::new(
+        &cfg.cluster_name,
+        me,
+        cfg.nodes.iter().map(|n| NodeId(n.id)).collect(),
+        d.algorithm().map_err(NodeError::Config)?,
+    );
+    dcfg.tie_breaker = d.tie_breaker().map_err(NodeError::Config)?;
+    let link = control::ArbiterLink {
+        address: format!("{}:{}", d.host, d.port),
+        connected: false,
+        has_vote: false,
+        refused: None,
+    };
+    Ok((quorum::device::DeviceClient::new(dcfg), io, link))
+}
+
+/// Runs one step of the cluster-wide arbiter addition. `install` starts the arbiter client from
+/// the committed configuration.
+fn run_join_effect(
+    e: crate::admin::JoinEffect,
+    opts: &NodeOptions,
+    me: NodeId,
+    enrolled: &mpsc::Sender<(u64, Result<(), String>)>,
+    reply: &mut Option<(u64, oneshot::Sender<Response>)>,
+    install: impl FnOnce(FileConfig) -> Result<(), String>,
+) {
+    use crate::admin::JoinEffect;
+    match e {
+        JoinEffect::Enroll { op, req } => {
+            let tx = enrolled.clone();
+            let Some(path) = opts.config_path.clone() else {
+                let _ = tx.try_send((op, Err("this node was started without a configuration file to change".into())));
+                return;
+            };
+            let cluster = opts.config.cluster_name.clone();
+            tokio::spawn(async move {
+                let result = crate::join::prepare_device(path, cluster, me, req).await;
+                let _ = tx.send((op, result)).await;
+            });
+        }
+        JoinEffect::Commit { op: _, req } => {
+            let Some(path) = &opts.config_path else { return };
+            let done = crate::join::commit_device(path).and_then(install);
+            match done {
+                Ok(()) => {
+                    tracing::info!(node = %me, arbiter = %req.host, port = req.port, config = %path.display(), "arbiter added; configuration file rewritten")
+                }
+                Err(e) => {
+                    tracing::error!(node = %me, error = %e, "the arbiter addition committed cluster-wide but failed here; fix the cause and restart clusterd")
+                }
+            }
+        }
+        JoinEffect::Abort { op: _, reason } => {
+            if let Some(path) = &opts.config_path {
+                crate::join::discard_device(path);
+            }
+            tracing::warn!(node = %me, %reason, "arbiter addition aborted; nothing changed");
+        }
+        JoinEffect::Reply { op, result } => {
+            if reply.as_ref().is_some_and(|(o, _)| *o == op) {
+                if let Some((_, tx)) = reply.take() {
+                    let _ = tx.send(match result {
+                        Ok(done) => Response::Done(done),
+                        Err(e) => Response::Error(format!("arbiter not added: {e}")),
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// Logs a quorum change in plain words.
 fn log_quorum(me: NodeId, st: &quorum::QuorumStatus) {
     let flags = st.flags.join(" ");
@@ -460,10 +571,11 @@ fn log_quorum(me: NodeId, st: &quorum::QuorumStatus) {
     }
 }
 
-/// What membership hands to votequorum, in delivery order.
+/// What membership hands to votequorum and the administrative changes, in delivery order.
 enum QuorumEvent {
     View { ring: RingId, members: Vec<NodeId>, left: Vec<NodeId> },
     Msg { from: NodeId, msg: quorum::QuorumMsg },
+    Admin { from: NodeId, msg: crate::admin::AdminMsg },
 }
 
 struct Exec<'a> {
@@ -513,6 +625,7 @@ impl Exec<'_> {
                         }
                     }
                     Demuxed::Quorum(msg) => self.quorum_in.push(QuorumEvent::Msg { from: sender, msg }),
+                    Demuxed::Admin(msg) => self.quorum_in.push(QuorumEvent::Admin { from: sender, msg }),
                     Demuxed::Unknown => counters.malformed += 1,
                 },
                 Effect::ViewChanged(v) => {

@@ -1,6 +1,5 @@
 //! `qnetd`: the quorum arbiter for two-node and even-sized clusters (and many clusters at once).
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,37 +58,6 @@ enum Format {
     Json,
 }
 
-fn render(clusters: &[quorum::arbiter::ClusterStatus]) -> String {
-    let mut out = String::new();
-    if clusters.is_empty() {
-        out.push_str("No cluster has connected.\n");
-    }
-    for c in clusters {
-        let nodes: Vec<String> = c.nodes.iter().map(ToString::to_string).collect();
-        let _ = writeln!(out, "Cluster {}   algorithm {}   nodes {}", c.cluster, c.algorithm, nodes.join(" "));
-        match &c.holder {
-            Some(h) => {
-                let h: Vec<String> = h.iter().map(ToString::to_string).collect();
-                let _ = writeln!(out, "  vote: partition of nodes {}", h.join(" "));
-            }
-            None => out.push_str("  vote: nobody\n"),
-        }
-        for cl in &c.clients {
-            let members: Vec<String> = cl.members.iter().map(ToString::to_string).collect();
-            let ring = cl.ring.map_or_else(|| "none".to_string(), |r| r.to_string());
-            let _ = writeln!(
-                out,
-                "  node {}: view {ring} members [{}]  heuristics {:?}  {}",
-                cl.node,
-                members.join(" "),
-                cl.heuristics,
-                if cl.has_vote { "HAS THE VOTE" } else { "no vote" }
-            );
-        }
-    }
-    out
-}
-
 fn run(args: Args) -> anyhow::Result<()> {
     match &args.command {
         Some(Command::GenCerts { cluster, nodes, out }) => {
@@ -111,7 +79,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 other => anyhow::bail!("unexpected answer: {other:?}"),
             };
             match output {
-                Format::Text => print!("{}", render(&clusters)),
+                Format::Text => print!("{}", clusterd::arbiterd::render_arbiter_status(&clusters)),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&clusters)?),
             }
             return Ok(());

@@ -70,6 +70,11 @@ pub enum CertError {
 }
 
 impl TlsMaterial {
+    /// This side's certificate.
+    pub(crate) fn cert(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
     /// Reads PEM files.
     pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<TlsMaterial, CertError> {
         let err = |path: &Path, e: &dyn std::fmt::Display| CertError::File {
@@ -88,12 +93,16 @@ impl TlsMaterial {
 /// `ca.key`, `node<id>.pem` and `node<id>.key` (keys mode 0600).
 pub fn gen_certs(dir: &Path, ids: &[u32]) -> Result<(), CertError> {
     let leaves: Vec<(String, String)> = ids.iter().map(|id| (format!("node{id}"), format!("node{id}"))).collect();
-    gen_ca_and_leaves(dir, "clusterd cluster CA", &leaves)
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| CertError::Generate(e.to_string()))?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "clusterd cluster CA");
+    gen_ca_and_leaves(dir, ca, &leaves)
 }
 
 /// Makes an arbiter CA, the arbiter's certificate (`qnetd.pem`/`qnetd.key`, name `qnetd`) and
 /// one client certificate per node of `cluster` (`<cluster>-node<id>.pem`, name
-/// `node<id>.<cluster>`), which is how the arbiter learns a client's cluster and node id.
+/// `node<id>.<cluster>`), which is how the arbiter learns a client's cluster and node id. With no
+/// ids, only the CA and the arbiter's certificate (nodes then join with a join code).
 pub fn gen_arbiter_certs(dir: &Path, cluster: &str, ids: &[u32]) -> Result<(), CertError> {
     if !valid_label(cluster) {
         return Err(CertError::Generate(format!(
@@ -102,7 +111,15 @@ pub fn gen_arbiter_certs(dir: &Path, cluster: &str, ids: &[u32]) -> Result<(), C
     }
     let mut leaves = vec![("qnetd".to_string(), "qnetd".to_string())];
     leaves.extend(ids.iter().map(|id| (format!("{cluster}-node{id}"), arbiter_client_name(cluster, NodeId(*id)))));
-    gen_ca_and_leaves(dir, "qnetd arbiter CA", &leaves)
+    let ca = crate::join::arbiter_ca_params().map_err(|e| CertError::Generate(e.to_string()))?;
+    gen_ca_and_leaves(dir, ca, &leaves)
+}
+
+/// Makes only the arbiter CA and the arbiter's certificate in `dir` (nodes then get theirs with
+/// a join code).
+pub fn gen_arbiter_server_certs(dir: &Path) -> Result<(), CertError> {
+    let ca = crate::join::arbiter_ca_params().map_err(|e| CertError::Generate(e.to_string()))?;
+    gen_ca_and_leaves(dir, ca, &[("qnetd".to_string(), "qnetd".to_string())])
 }
 
 /// The certificate name of node `id` of `cluster` at the arbiter.
@@ -119,8 +136,12 @@ pub(crate) fn valid_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Makes a CA (`ca.pem`, `ca.key`) and leaf certificates `(file stem, DNS name)` in `dir`.
-fn gen_ca_and_leaves(dir: &Path, ca_name: &str, leaves: &[(String, String)]) -> Result<(), CertError> {
+/// Makes a CA (`ca.pem`, `ca.key`) from `ca_params` and leaf certificates `(file stem, DNS name)` in `dir`.
+fn gen_ca_and_leaves(
+    dir: &Path,
+    ca_params: rcgen::CertificateParams,
+    leaves: &[(String, String)],
+) -> Result<(), CertError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let g = |e: rcgen::Error| CertError::Generate(e.to_string());
@@ -136,9 +157,6 @@ fn gen_ca_and_leaves(dir: &Path, ca_name: &str, leaves: &[(String, String)]) -> 
         f.write_all(text.as_bytes()).map_err(io)
     };
     std::fs::create_dir_all(dir).map_err(|e| CertError::File { path: dir.to_path_buf(), message: e.to_string() })?;
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(g)?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
     let ca_key = rcgen::KeyPair::generate().map_err(g)?;
     let ca = ca_params.self_signed(&ca_key).map_err(g)?;
     write("ca.pem".into(), ca.pem(), false)?;
@@ -167,24 +185,29 @@ pub(crate) struct Quic {
 }
 
 fn configs(tls: &TlsMaterial) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
-    tls_configs(tls, b"clusterd-ring/1", Duration::from_millis(250), Duration::from_secs(2))
+    tls_configs(tls, b"clusterd-ring/1", Duration::from_millis(250), Duration::from_secs(2), false)
 }
 
 /// QUIC server and client configurations with mutual TLS 1.3 from one CA: each side presents
-/// `tls.cert` and accepts only certificates issued by `tls.ca`.
+/// `tls.cert` and accepts only certificates issued by `tls.ca`. With `anonymous_clients`, the
+/// server also accepts clients without a certificate (they are then identified as nobody: see
+/// [`certified_name`]).
 pub(crate) fn tls_configs(
     tls: &TlsMaterial,
     alpn: &[u8],
     keep_alive: Duration,
     idle: Duration,
+    anonymous_clients: bool,
 ) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(tls.ca.clone()).map_err(|e| format!("ca: {e}"))?;
     let roots = Arc::new(roots);
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| format!("client verifier: {e}"))?;
+    let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+    if anonymous_clients {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier.build().map_err(|e| format!("client verifier: {e}"))?;
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?

@@ -39,9 +39,12 @@ enum QuorumCommand {
 
 #[derive(Debug, Subcommand)]
 enum DeviceCommand {
-    /// Add `[quorum.device]` to this node's clusterd.toml (comments kept; validated before it is
-    /// written): `host=H algorithm=ffsplit|lms ca=PEM cert=PEM key=PEM [port=N] [tie_breaker=T]
-    /// [votes=N]`. Run it on every node, then restart clusterd.
+    /// Add the arbiter. With a join code (`model=net host=H token=CODE [algorithm=ffsplit|lms]
+    /// [port=N] [tie_breaker=T] [votes=N]`), on one node: the running cluster gives every node
+    /// its own certificate from the arbiter, rewrites every node's clusterd.toml and starts
+    /// using the arbiter, or changes nothing anywhere. With certificates made by hand
+    /// (`host=H algorithm=... ca=PEM cert=PEM key=PEM`): edits only this node's file (run it
+    /// on every node, then restart clusterd).
     Add {
         /// key=value settings.
         #[arg(required = true)]
@@ -52,14 +55,56 @@ enum DeviceCommand {
     },
 }
 
-fn device_from(settings: &[String]) -> anyhow::Result<clusterd::DeviceSection> {
-    let mut kv = std::collections::BTreeMap::new();
+type Settings = std::collections::BTreeMap<String, String>;
+
+fn settings_of(settings: &[String]) -> anyhow::Result<Settings> {
+    let mut kv = Settings::new();
     for s in settings {
         let Some((k, v)) = s.split_once('=') else {
             return Err(Exit::error(Exit::INVALID_PARAM, format!("{s:?}: expected key=value")));
         };
         kv.insert(k.to_string(), v.to_string());
     }
+    match kv.remove("model").as_deref() {
+        None | Some("net") => Ok(kv),
+        Some(m) => Err(Exit::error(Exit::INVALID_PARAM, format!("model={m}: the only model is net (qnetd)"))),
+    }
+}
+
+/// `model=net host=H token=CODE ...`: the cluster-wide request.
+fn join_request_from(mut kv: Settings) -> anyhow::Result<clusterd::control::DeviceAddRequest> {
+    let token = kv.remove("token").unwrap_or_default();
+    token.parse::<clusterd::join::JoinToken>().map_err(|e| Exit::error(Exit::INVALID_PARAM, e.to_string()))?;
+    let host = kv
+        .remove("host")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| Exit::error(Exit::INVALID_PARAM, "host= is required: the arbiter's host name or address"))?;
+    let port = match kv.remove("port") {
+        Some(p) => p.parse::<u16>().map_err(|_| Exit::error(Exit::INVALID_PARAM, format!("port={p}: not a port")))?,
+        None => 5403,
+    };
+    let votes = kv
+        .remove("votes")
+        .map(|v| v.parse::<u32>().map_err(|_| Exit::error(Exit::INVALID_PARAM, format!("votes={v}: not a number"))))
+        .transpose()?;
+    let req = clusterd::control::DeviceAddRequest {
+        host,
+        port,
+        token,
+        algorithm: kv.remove("algorithm").unwrap_or_else(|| "ffsplit".into()),
+        tie_breaker: kv.remove("tie_breaker").unwrap_or_else(|| "lowest".into()),
+        votes,
+    };
+    if let Some(k) = kv.keys().next() {
+        return Err(Exit::error(
+            Exit::INVALID_PARAM,
+            format!("{k}= is not a device setting with a join code; use model, host, token, port, algorithm, tie_breaker, votes"),
+        ));
+    }
+    Ok(req)
+}
+
+fn device_from(mut kv: Settings) -> anyhow::Result<clusterd::DeviceSection> {
     let mut take = |k: &str| kv.remove(k);
     let need = |v: Option<String>, k: &str| {
         v.ok_or_else(|| Exit::error(Exit::INVALID_PARAM, format!("{k}= is required (host, algorithm, ca, cert, key)")))
@@ -129,7 +174,23 @@ pub(crate) fn run(args: QuorumArgs) -> anyhow::Result<ExitCode> {
             _ => Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
         },
         QuorumCommand::Device(DeviceCommand::Add { settings, config }) => {
-            let dev = device_from(&settings)?;
+            let kv = settings_of(&settings)?;
+            if kv.contains_key("token") {
+                let req = join_request_from(kv)?;
+                let sock = args.run_dir.join(control::SOCKET_NAME);
+                let resp = control::query_socket_within(&sock, &Request::DeviceAdd(req), std::time::Duration::from_secs(40));
+                return match resp {
+                    Ok(Response::Done(what)) => {
+                        println!("{what}");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Ok(Response::Error(e)) => Err(Exit::error(Exit::ERROR, e)),
+                    Ok(_) => Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
+                    Err(e @ ControlError::Connect { .. }) => Err(Exit::error(Exit::NOT_CONNECTED, e.to_string())),
+                    Err(e) => Err(Exit::error(Exit::ERROR, e.to_string())),
+                };
+            }
+            let dev = device_from(kv)?;
             let text = std::fs::read_to_string(&config)
                 .map_err(|e| Exit::error(Exit::NO_INPUT, format!("{}: {e}", config.display())))?;
             let new = clusterd::FileConfig::add_device_section(&text, &dev).map_err(|p| {

@@ -15,9 +15,12 @@ pub(crate) struct Exit {
 impl Exit {
     pub(crate) const ERROR: u8 = 1;
     pub(crate) const INVALID_PARAM: u8 = 2;
+    pub(crate) const NOT_INSTALLED: u8 = 5;
+    pub(crate) const NOT_CONFIGURED: u8 = 6;
     pub(crate) const USAGE: u8 = 64;
     pub(crate) const NO_INPUT: u8 = 66;
     pub(crate) const UNAVAILABLE: u8 = 69;
+    pub(crate) const CANT_CREATE: u8 = 73;
     pub(crate) const CONFIG: u8 = 78;
     pub(crate) const NOT_CONNECTED: u8 = 102;
     pub(crate) const OLD: u8 = 103;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_agent;
+mod cmd_arbiter;
 mod cmd_crm;
 mod cmd_membership;
 mod cmd_quorum;
@@ -38,6 +39,8 @@ enum Command {
     Membership(cmd_membership::MembershipArgs),
     /// Quorum: votes, expected votes, the arbiter.
     Quorum(cmd_quorum::QuorumArgs),
+    /// The arbiter host (run there): set up qnetd, hand out join codes, status.
+    Arbiter(cmd_arbiter::ArbiterArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -52,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Volume(args) => cmd_volume::run(args),
         Command::Membership(args) => cmd_membership::run(args),
         Command::Quorum(args) => cmd_quorum::run(args),
+        Command::Arbiter(args) => cmd_arbiter::run(args),
     }
 }
 

@@ -85,6 +85,15 @@ pub enum Input<'a> {
         /// True while the arbiter gives us its vote.
         cast: bool,
     },
+    /// An arbiter with `votes` was added to the cluster at run time. Must be fed at the same
+    /// point of the agreed order on every member (the driver does it when the cluster-wide
+    /// `device add` commits). `two_node` is turned off (the arbiter breaks ties) and the
+    /// wait_for_all it implied stays; expected votes grow by `votes`. Ignored when an arbiter is
+    /// already configured.
+    DeviceAdded {
+        /// The arbiter's votes.
+        votes: u32,
+    },
     /// The deadline from [`Votequorum::next_wakeup`] passed.
     Wakeup,
 }
@@ -236,6 +245,7 @@ impl Votequorum {
                     out.push(Effect::Broadcast(QuorumMsg::Device { ring, cast }));
                 }
             }
+            Input::DeviceAdded { votes } => self.on_device_added(now, votes),
             Input::Wakeup => self.on_wakeup(now),
         }
         self.report(out);
@@ -298,6 +308,25 @@ impl Votequorum {
                 self.recalculate(now, true);
             }
         }
+    }
+
+    fn on_device_added(&mut self, now: Instant, votes: u32) {
+        if self.cfg.device_votes.is_some() || votes == 0 {
+            return;
+        }
+        if self.cfg.two_node {
+            self.cfg.wait_for_all = Some(self.cfg.wait_for_all_effective());
+            self.cfg.two_node = false;
+        }
+        self.cfg.device_votes = Some(votes);
+        self.expected_votes = self.expected_votes.saturating_add(votes);
+        for info in self.info.values_mut() {
+            info.expected_votes = info.expected_votes.saturating_add(votes);
+        }
+        // The arbiter's vote counts once every member reports it for this view.
+        self.device_reports.clear();
+        self.device_cast = false;
+        self.recalculate(now, true);
     }
 
     fn on_wakeup(&mut self, now: Instant) {

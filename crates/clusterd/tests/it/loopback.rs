@@ -99,6 +99,7 @@ async fn start_custom(
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         c.run_dirs.push(config.run_dir.clone());
         let opts = NodeOptions {
+            config_path: None,
             run_dir: config.run_dir.clone(),
             state_dir: config.state_dir.clone(),
             config,
@@ -406,6 +407,7 @@ async fn the_arbiter_vote_keeps_a_lone_survivor_quorate_and_qnetd_reports_it() {
         lease_ms: 500,
         run_dir: dir.path().join("qnetd"),
         tls: TlsPaths { ca: adir.join("ca.pem"), cert: adir.join("qnetd.pem"), key: adir.join("qnetd.key") },
+        ca_key: None,
     };
     let qrun = qcfg.run_dir.clone();
     let tls = TlsMaterial::load(&qcfg.tls.ca, &qcfg.tls.cert, &qcfg.tls.key).expect("load");
@@ -496,6 +498,7 @@ async fn the_arbiter_refuses_a_node_presenting_another_nodes_certificate() {
         lease_ms: 500,
         run_dir: dir.path().join("qnetd"),
         tls: TlsPaths { ca: adir.join("ca.pem"), cert: adir.join("qnetd.pem"), key: adir.join("qnetd.key") },
+        ca_key: None,
     };
     let tls = TlsMaterial::load(&qcfg.tls.ca, &qcfg.tls.cert, &qcfg.tls.key).expect("load");
     let (qstop_tx, qstop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -86,7 +86,9 @@ impl NetCluster {
                 totem: totem.clone(),
                 quorum: quorum(i, dir.path()),
             };
-            std::fs::write(dir.path().join(format!("node{i}.toml")), cfg.to_toml()).expect("write config");
+            let conf = dir.path().join(format!("conf{i}"));
+            std::fs::create_dir_all(&conf).expect("config dir");
+            std::fs::write(conf.join("clusterd.toml"), cfg.to_toml()).expect("write config");
             ns.push(n);
         }
         NetCluster { nodes: ns, procs: (0..nodes).map(|_| None).collect(), switch, dir, bin: bin.to_path_buf() }
@@ -98,7 +100,7 @@ impl NetCluster {
         let child = self.nodes[i]
             .command(self.bin.to_str().expect("utf-8 path"))
             .arg("--config")
-            .arg(self.dir.path().join(format!("node{node}.toml")))
+            .arg(self.config_path(node))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -118,6 +120,11 @@ impl NetCluster {
     /// The process id of a running node.
     pub(crate) fn pid(&self, node: u32) -> Option<u32> {
         self.procs[node as usize - 1].as_ref().map(|c| c.id())
+    }
+
+    /// Node `node`'s clusterd.toml (each node has a directory of its own, as on a real host).
+    pub(crate) fn config_path(&self, node: u32) -> PathBuf {
+        self.dir.path().join(format!("conf{node}")).join("clusterd.toml")
     }
 
     pub(crate) fn run_dir(&self, node: u32) -> PathBuf {

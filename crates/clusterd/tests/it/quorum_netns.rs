@@ -33,6 +33,7 @@ impl ArbiterHost {
             lease_ms: 500,
             run_dir: dir.join("run"),
             tls: TlsPaths { ca: dir.join("ca.pem"), cert: dir.join("qnetd.pem"), key: dir.join("qnetd.key") },
+            ca_key: None,
         };
         let config = dir.join("qnetd.toml");
         std::fs::write(&config, cfg.to_toml()).expect("write qnetd.toml");

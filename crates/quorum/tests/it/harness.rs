@@ -79,6 +79,22 @@ impl Cluster {
         Ok(())
     }
 
+    /// The cluster-wide `device add` commits: every up node takes the arbiter at the same point
+    /// of the order; nodes started later read the rewritten configuration.
+    pub(crate) fn add_device(&mut self, votes: u32) {
+        for part in self.partitions.clone() {
+            for m in &part {
+                let mut out = Vec::new();
+                self.nodes.get_mut(m).expect("node").handle(self.now, Input::DeviceAdded { votes }, &mut out);
+            }
+        }
+        if self.cfg.two_node {
+            self.cfg.wait_for_all = Some(self.cfg.wait_for_all_effective());
+            self.cfg.two_node = false;
+        }
+        self.cfg.device_votes = Some(votes);
+    }
+
     /// The arbiter client of `node` reports; the report is delivered to its partition.
     pub(crate) fn device(&mut self, node: u32, cast: bool) {
         let mut out = Vec::new();

@@ -252,6 +252,29 @@ fn the_arbiter_vote_keeps_one_side_quorate() {
 }
 
 #[test]
+fn an_arbiter_added_at_run_time_replaces_two_node_without_a_moment_of_inquorate() {
+    let cfg = QuorumConfig { two_node: true, ..nodes(2) };
+    let mut c = Cluster::new(&cfg, 2);
+    c.views(&[&[1, 2]]);
+    assert!(c.quorate(1) && c.status(1).flags.contains(&"2Node".to_string()));
+    c.add_device(1);
+    let s = c.status(1);
+    assert!(s.quorate, "both nodes present: 2 of 3 votes, still quorate before the arbiter answers");
+    assert_eq!((s.expected_votes, s.quorum, s.device), (3, 2, Some((1, false))));
+    assert!(!s.flags.contains(&"2Node".to_string()) && s.flags.contains(&"WaitForAll".to_string()), "{:?}", s.flags);
+    c.device_all(|_| true);
+    assert_eq!(c.status(2).total_votes, 3);
+    // Now a split is decided by the arbiter, not by two_node's fence race.
+    c.views(&[&[1], &[2]]);
+    c.device_all(|p| p.contains(&NodeId(2)));
+    assert_eq!(c.quorate_partitions(), vec![vec![NodeId(2)]]);
+    c.assert_partitions_agree();
+    // A second add changes nothing.
+    c.add_device(5);
+    assert_eq!(c.status(2).device, Some((1, true)));
+}
+
+#[test]
 fn the_explanation_says_what_would_restore_quorum() {
     let mut c = Cluster::new(&nodes(3), 3);
     c.views(&[&[1, 2, 3]]);

@@ -1,0 +1,291 @@
+//! Cluster-wide administrative changes carried in ordered delivery (mux tag 2), decided the same
+//! way on every node because every node sees the same messages in the same order.
+//!
+//! Adding an arbiter with a join code ([`DeviceJoin`]) is a two-phase change:
+//! 1. the node the administrator asked broadcasts [`AdminMsg::DeviceEnroll`]; every node, on
+//!    delivery, fetches its own certificate from the arbiter and prepares (but does not install)
+//!    its new configuration, then broadcasts [`AdminMsg::DeviceEnrolled`] with the result;
+//! 2. once every configured node has reported success, every node commits at that same point
+//!    of the order: the files move into place, votequorum takes the arbiter's votes, and the
+//!    arbiter client starts. Any failure, or a configured node leaving the view before the end,
+//!    aborts the change everywhere and nothing is installed.
+//!
+//! This module is sans-IO: the driver runs the effects (the enrollment task, the file moves).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use wire::NodeId;
+
+use crate::control::DeviceAddRequest;
+
+/// The `wire` frame kind of [`AdminMsg`] (inside ordered delivery).
+pub(crate) const ADMIN_WIRE_KIND: u8 = 0x53;
+
+/// A cluster-wide administrative message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum AdminMsg {
+    /// Every node: get a certificate from this arbiter with this join code, then report.
+    DeviceEnroll {
+        /// Names this change (random, chosen by the initiator).
+        op: u64,
+        /// The node the administrator asked.
+        initiator: NodeId,
+        /// What was asked.
+        req: DeviceAddRequest,
+    },
+    /// One node's result for change `op`.
+    DeviceEnrolled {
+        /// The change.
+        op: u64,
+        /// Who reports.
+        node: NodeId,
+        /// Ready to commit, or why not.
+        result: Result<(), String>,
+    },
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum JoinEffect {
+    /// Fetch this node's certificate and prepare the configuration, then report with
+    /// [`AdminMsg::DeviceEnrolled`].
+    Enroll { op: u64, req: DeviceAddRequest },
+    /// Every node is ready: install what was prepared and start using the arbiter.
+    Commit { op: u64, req: DeviceAddRequest },
+    /// Throw away what was prepared for `op`.
+    Abort { op: u64, reason: String },
+    /// This node was the initiator: answer the administrator.
+    Reply { op: u64, result: Result<String, String> },
+}
+
+#[derive(Debug)]
+struct Pending {
+    op: u64,
+    initiator: NodeId,
+    req: DeviceAddRequest,
+    results: BTreeMap<NodeId, Result<(), String>>,
+}
+
+/// The state of the cluster-wide arbiter addition on one node.
+#[derive(Debug)]
+pub(crate) struct DeviceJoin {
+    me: NodeId,
+    nodes: Vec<NodeId>,
+    members: Vec<NodeId>,
+    configured: bool,
+    pending: Option<Pending>,
+}
+
+impl DeviceJoin {
+    /// `nodes`: every configured node; `configured`: an arbiter is already in use.
+    pub(crate) fn new(me: NodeId, mut nodes: Vec<NodeId>, configured: bool) -> DeviceJoin {
+        nodes.sort();
+        DeviceJoin { me, nodes, members: Vec::new(), configured, pending: None }
+    }
+
+    /// Whether this node may start an addition now (checked before broadcasting; the ordered
+    /// delivery decides races between two initiators).
+    pub(crate) fn check_start(&self, quorate: bool) -> Result<(), String> {
+        if self.configured {
+            return Err("an arbiter is already configured".into());
+        }
+        if self.pending.is_some() {
+            return Err("an arbiter addition is already in progress".into());
+        }
+        if !quorate {
+            return Err("this partition is not quorate; cluster-wide changes need quorum".into());
+        }
+        let missing = self.missing();
+        if !missing.is_empty() {
+            return Err(format!(
+                "every configured node must be up to receive its certificate; not in the view: {}",
+                ids(&missing)
+            ));
+        }
+        Ok(())
+    }
+
+    fn missing(&self) -> Vec<NodeId> {
+        self.nodes.iter().filter(|n| !self.members.contains(n)).copied().collect()
+    }
+
+    /// A new view. A configured node gone mid-way aborts the addition.
+    pub(crate) fn view(&mut self, members: &[NodeId], out: &mut Vec<JoinEffect>) {
+        self.members = members.to_vec();
+        let missing = self.missing();
+        if self.pending.is_some() && !missing.is_empty() {
+            self.abort(format!("node {} left the view before every node had its certificate", ids(&missing)), out);
+        }
+    }
+
+    /// A delivered message.
+    pub(crate) fn delivered(&mut self, from: NodeId, msg: AdminMsg, out: &mut Vec<JoinEffect>) {
+        match msg {
+            AdminMsg::DeviceEnroll { op, initiator, req } => {
+                if initiator != from {
+                    return;
+                }
+                let refusal = if self.configured {
+                    Some("an arbiter is already configured".to_string())
+                } else if self.pending.is_some() {
+                    Some("another arbiter addition came first".to_string())
+                } else if !self.missing().is_empty() {
+                    Some(format!("not in the view: {}", ids(&self.missing())))
+                } else {
+                    None
+                };
+                if let Some(reason) = refusal {
+                    if initiator == self.me {
+                        out.push(JoinEffect::Reply { op, result: Err(reason) });
+                    }
+                    return;
+                }
+                self.pending = Some(Pending { op, initiator, req: req.clone(), results: BTreeMap::new() });
+                out.push(JoinEffect::Enroll { op, req });
+            }
+            AdminMsg::DeviceEnrolled { op, node, result } => {
+                let Some(p) = self.pending.as_mut().filter(|p| p.op == op && node == from) else { return };
+                if let Err(e) = &result {
+                    let reason = format!("node {node}: {e}");
+                    self.abort(reason, out);
+                    return;
+                }
+                p.results.insert(node, result);
+                if self.nodes.iter().all(|n| p.results.contains_key(n)) {
+                    let Some(p) = self.pending.take() else { return };
+                    self.configured = true;
+                    out.push(JoinEffect::Commit { op, req: p.req.clone() });
+                    if p.initiator == self.me {
+                        out.push(JoinEffect::Reply {
+                            op,
+                            result: Ok(format!(
+                                "the arbiter {}:{} ({}) is configured on nodes {}; each node has its own certificate",
+                                p.req.host,
+                                p.req.port,
+                                p.req.algorithm,
+                                ids(&self.nodes)
+                            )),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn abort(&mut self, reason: String, out: &mut Vec<JoinEffect>) {
+        let Some(p) = self.pending.take() else { return };
+        out.push(JoinEffect::Abort { op: p.op, reason: reason.clone() });
+        if p.initiator == self.me {
+            out.push(JoinEffect::Reply { op: p.op, result: Err(format!("{reason}; nothing was changed on any node")) });
+        }
+    }
+}
+
+fn ids(list: &[NodeId]) -> String {
+    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> DeviceAddRequest {
+        DeviceAddRequest {
+            host: "arb".into(),
+            port: 5403,
+            token: "hc1-x".into(),
+            algorithm: "ffsplit".into(),
+            tie_breaker: "lowest".into(),
+            votes: None,
+        }
+    }
+
+    fn three() -> Vec<DeviceJoin> {
+        (1..=3)
+            .map(|i| {
+                let mut j = DeviceJoin::new(NodeId(i), vec![NodeId(1), NodeId(2), NodeId(3)], false);
+                j.view(&[NodeId(1), NodeId(2), NodeId(3)], &mut Vec::new());
+                j
+            })
+            .collect()
+    }
+
+    /// Delivers `msg` from `from` to every node, returning each node's effects.
+    fn deliver(nodes: &mut [DeviceJoin], from: u32, msg: AdminMsg) -> Vec<Vec<JoinEffect>> {
+        nodes
+            .iter_mut()
+            .map(|n| {
+                let mut out = Vec::new();
+                n.delivered(NodeId(from), msg.clone(), &mut out);
+                out
+            })
+            .collect()
+    }
+
+    fn enrolled(op: u64, node: u32, result: Result<(), String>) -> AdminMsg {
+        AdminMsg::DeviceEnrolled { op, node: NodeId(node), result }
+    }
+
+    #[test]
+    fn every_node_commits_at_the_same_point_once_all_are_enrolled() {
+        let mut n = three();
+        assert_eq!(n[0].check_start(true), Ok(()));
+        let fx = deliver(&mut n, 1, AdminMsg::DeviceEnroll { op: 7, initiator: NodeId(1), req: req() });
+        assert!(fx.iter().all(|f| f == &[JoinEffect::Enroll { op: 7, req: req() }]));
+        assert!(n[1].check_start(true).unwrap_err().contains("in progress"));
+        for i in [2, 3] {
+            assert!(deliver(&mut n, i, enrolled(7, i, Ok(()))).iter().all(Vec::is_empty));
+        }
+        let fx = deliver(&mut n, 1, enrolled(7, 1, Ok(())));
+        assert!(matches!(&fx[0][..], [JoinEffect::Commit { op: 7, .. }, JoinEffect::Reply { op: 7, result: Ok(_) }]));
+        assert!(matches!(&fx[1][..], [JoinEffect::Commit { op: 7, .. }]));
+        assert!(matches!(&fx[2][..], [JoinEffect::Commit { op: 7, .. }]));
+        assert!(n[2].check_start(true).unwrap_err().contains("already configured"));
+    }
+
+    #[test]
+    fn one_failure_or_a_departure_aborts_everywhere_and_the_initiator_hears_why() {
+        let mut n = three();
+        deliver(&mut n, 2, AdminMsg::DeviceEnroll { op: 1, initiator: NodeId(2), req: req() });
+        let fx = deliver(&mut n, 3, enrolled(1, 3, Err("the arbiter refused: unknown or expired join code".into())));
+        assert!(matches!(&fx[0][..], [JoinEffect::Abort { op: 1, .. }]));
+        match &fx[1][..] {
+            [JoinEffect::Abort { .. }, JoinEffect::Reply { result: Err(e), .. }] => {
+                assert!(
+                    e.starts_with("node 3: the arbiter refused") && e.ends_with("nothing was changed on any node"),
+                    "{e}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Late reports of the aborted change are ignored; a new attempt may start.
+        assert!(deliver(&mut n, 1, enrolled(1, 1, Ok(()))).iter().all(Vec::is_empty));
+        assert_eq!(n[0].check_start(true), Ok(()));
+
+        deliver(&mut n, 1, AdminMsg::DeviceEnroll { op: 2, initiator: NodeId(1), req: req() });
+        let mut out = Vec::new();
+        n[0].view(&[NodeId(1), NodeId(2)], &mut out);
+        assert!(
+            matches!(&out[..], [JoinEffect::Abort { op: 2, .. }, JoinEffect::Reply { result: Err(e), .. }] if e.contains("node 3 left"))
+        );
+        assert!(n[0].check_start(true).unwrap_err().contains("not in the view: 3"));
+        assert!(n[0].check_start(false).unwrap_err().contains("not quorate"));
+    }
+
+    #[test]
+    fn of_two_racing_initiators_the_first_delivered_wins() {
+        let mut n = three();
+        deliver(&mut n, 1, AdminMsg::DeviceEnroll { op: 1, initiator: NodeId(1), req: req() });
+        let fx = deliver(&mut n, 3, AdminMsg::DeviceEnroll { op: 2, initiator: NodeId(3), req: req() });
+        assert!(fx[0].is_empty() && fx[1].is_empty());
+        assert!(matches!(&fx[2][..], [JoinEffect::Reply { op: 2, result: Err(e) }] if e.contains("came first")));
+        // A node may only report for itself, and only the initiator may start a change.
+        assert!(deliver(&mut n, 2, enrolled(1, 3, Ok(()))).iter().all(Vec::is_empty));
+        assert!(
+            deliver(&mut n, 2, AdminMsg::DeviceEnroll { op: 3, initiator: NodeId(1), req: req() })
+                .iter()
+                .all(Vec::is_empty)
+        );
+    }
+}
