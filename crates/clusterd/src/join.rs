@@ -482,8 +482,10 @@ mod tests {
         assert_eq!(s.parse::<JoinToken>(), Ok(t));
         assert_eq!(s.to_ascii_uppercase().parse::<JoinToken>(), Ok(t));
         assert!(!format!("{t:?}").contains("0707"), "Debug must not print the secret");
-        let short = &s[..s.len() - 4];
-        assert!(short.parse::<JoinToken>().unwrap_err().to_string().contains("base32"));
+        let short = &s[..4 + 40];
+        assert!(short.parse::<JoinToken>().unwrap_err().to_string().contains("25 bytes instead of 32"));
+        let cut = &s[..s.len() - 1];
+        assert!(cut.parse::<JoinToken>().unwrap_err().to_string().contains("base32"));
         assert!("xyz".parse::<JoinToken>().unwrap_err().to_string().contains("does not start with hc1-"));
         let mut bad = s.clone();
         bad.replace_range(10..11, "1");
@@ -531,6 +533,90 @@ mod tests {
         std::fs::write(dir.join("other.key"), key.serialize_pem()).expect("write");
         let e = Issuer::load(&dir.join("ca.pem"), &dir.join("other.key")).unwrap_err().to_string();
         assert!(e.contains("does not belong"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A real qnetd on loopback: a join code gets a certificate only from the pinned arbiter,
+    /// and a connection without a certificate never gets past enrollment, let alone the vote.
+    #[tokio::test]
+    async fn an_anonymous_connection_may_enroll_with_a_code_and_nothing_else() {
+        use crate::arbiterd::{QNETD_SOCKET, QnetdConfig, run_qnetd};
+        use crate::control::{Request, Response};
+        let dir = std::env::temp_dir().join(format!("hc-join-q-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::gen_arbiter_server_certs(&dir).expect("arbiter certificates");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port").port();
+        let cfg = QnetdConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            lease_ms: 500,
+            run_dir: dir.join("run"),
+            tls: TlsPaths { ca: dir.join("ca.pem"), cert: dir.join("qnetd.pem"), key: dir.join("qnetd.key") },
+            ca_key: Some(dir.join("ca.key")),
+        };
+        let tls = crate::TlsMaterial::load(&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key).expect("tls");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let qnetd = tokio::spawn(run_qnetd(cfg, tls, async move {
+            let _ = stopped.await;
+        }));
+        let sock = dir.join("run").join(QNETD_SOCKET);
+        let token = tokio::task::spawn_blocking(move || {
+            for _ in 0..200 {
+                let req = Request::ArbiterTokenCreate { ttl_ms: 60_000, cluster: None };
+                if let Ok(Response::Token { token, .. }) = crate::control::query_socket(&sock, &req) {
+                    return token;
+                }
+                std::thread::sleep(StdDuration::from_millis(20));
+            }
+            panic!("qnetd did not answer");
+        })
+        .await
+        .expect("token");
+        let token: JoinToken = token.parse().expect("parses");
+
+        // The wrong pin: the node refuses the arbiter, nothing is written.
+        let wrong = JoinToken { pin: [0; 16], ..token };
+        assert!(enroll("127.0.0.1", port, &wrong, "alpha", NodeId(1), &dir.join("n0")).await.is_err());
+        assert!(!dir.join("n0").join("node.key").exists());
+        // The wrong secret: the arbiter refuses.
+        let guess = JoinToken { secret: [0; 16], ..token };
+        let e = enroll("127.0.0.1", port, &guess, "alpha", NodeId(1), &dir.join("n0")).await.unwrap_err();
+        assert!(e.contains("unknown or expired join code"), "{e}");
+
+        // Without a certificate, a Hello (asking for the vote) is answered with a refusal.
+        let ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        let conn = ep
+            .connect_with(enroll_client_config(token.pin).expect("config"), ([127, 0, 0, 1], port).into(), "qnetd")
+            .expect("connect")
+            .await
+            .expect("handshake without a client certificate");
+        let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+        let hello = quorum::arbiter::ClientMsg::Hello {
+            cluster: "alpha".into(),
+            node: NodeId(1),
+            nodes: vec![NodeId(1), NodeId(2)],
+            algorithm: quorum::arbiter::Algorithm::Ffsplit,
+            tie_breaker: quorum::TieBreaker::Lowest,
+        };
+        let bytes = wire::encode(quorum::arbiter::ARBITER_WIRE_KIND, &hello).expect("encode");
+        send.write_all(&bytes).await.expect("send");
+        let frame = read_frame(&mut recv, MAX_ENROLL_FRAME).await.expect("an answer");
+        match wire::decode::<EnrollReply>(ENROLL_WIRE_KIND, &frame).expect("decodes") {
+            EnrollReply::Refused { reason } => assert!(reason.contains("may only send a join request"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+
+        // The right code: a certificate for node1.alpha, and the key stays here.
+        let paths = enroll("127.0.0.1", port, &token, "alpha", NodeId(1), &dir.join("n1")).await.expect("enrolled");
+        let pem = std::fs::read_to_string(&paths.cert).expect("cert");
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("pem");
+        let ee = webpki::EndEntityCert::try_from(&der).expect("parses");
+        ee.verify_is_valid_for_subject_name(&ServerName::try_from("node1.alpha").expect("name")).expect("named");
+        // The same code for another cluster is refused (bound at first use).
+        let e = enroll("127.0.0.1", port, &token, "beta", NodeId(1), &dir.join("n2")).await.unwrap_err();
+        assert!(e.contains("made for cluster \"alpha\""), "{e}");
+
+        let _ = stop.send(());
+        let _ = qnetd.await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

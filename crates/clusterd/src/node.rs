@@ -549,13 +549,13 @@ fn run_join_effect(
             tracing::warn!(node = %me, %reason, "arbiter addition aborted; nothing changed");
         }
         JoinEffect::Reply { op, result } => {
-            if reply.as_ref().is_some_and(|(o, _)| *o == op) {
-                if let Some((_, tx)) = reply.take() {
-                    let _ = tx.send(match result {
-                        Ok(done) => Response::Done(done),
-                        Err(e) => Response::Error(format!("arbiter not added: {e}")),
-                    });
-                }
+            if reply.as_ref().is_some_and(|(o, _)| *o == op)
+                && let Some((_, tx)) = reply.take()
+            {
+                let _ = tx.send(match result {
+                    Ok(done) => Response::Done(done),
+                    Err(e) => Response::Error(format!("arbiter not added: {e}")),
+                });
             }
         }
     }

@@ -151,7 +151,9 @@ pub(crate) fn run(args: ArbiterArgs) -> anyhow::Result<ExitCode> {
             }
             if start {
                 start_qnetd(&config, &socket(&args.dir)?, &log)?;
-                println!("next: `crmctl arbiter token create`, then on a cluster node `crmctl quorum device add model=net host=<this host> token=<code>`");
+                println!(
+                    "next: `crmctl arbiter token create`, then on a cluster node `crmctl quorum device add model=net host=<this host> token=<code>`"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -98,7 +98,9 @@ fn join_request_from(mut kv: Settings) -> anyhow::Result<clusterd::control::Devi
     if let Some(k) = kv.keys().next() {
         return Err(Exit::error(
             Exit::INVALID_PARAM,
-            format!("{k}= is not a device setting with a join code; use model, host, token, port, algorithm, tie_breaker, votes"),
+            format!(
+                "{k}= is not a device setting with a join code; use model, host, token, port, algorithm, tie_breaker, votes"
+            ),
         ));
     }
     Ok(req)
@@ -178,7 +180,8 @@ pub(crate) fn run(args: QuorumArgs) -> anyhow::Result<ExitCode> {
             if kv.contains_key("token") {
                 let req = join_request_from(kv)?;
                 let sock = args.run_dir.join(control::SOCKET_NAME);
-                let resp = control::query_socket_within(&sock, &Request::DeviceAdd(req), std::time::Duration::from_secs(40));
+                let resp =
+                    control::query_socket_within(&sock, &Request::DeviceAdd(req), std::time::Duration::from_secs(40));
                 return match resp {
                     Ok(Response::Done(what)) => {
                         println!("{what}");

@@ -108,13 +108,21 @@ fn a_device_section_is_appended_keeping_comments_and_conflicts_are_refused() {
         heuristics_interval_ms: 3000,
     };
     let out = clusterd::FileConfig::add_device_section(&text, &dev).expect("added");
-    assert!(out.starts_with(&text), "the original text, comments included, is kept");
+    let comments =
+        |t: &str| t.lines().filter(|l| l.trim_start().starts_with('#')).map(str::to_string).collect::<Vec<_>>();
+    let kept = comments(&out);
+    assert!(comments(&text).iter().all(|c| kept.contains(c)), "every comment of the original is kept");
     let cfg = clusterd::FileConfig::parse(&out).expect("parses");
     assert_eq!(cfg.quorum.device.as_ref(), Some(&dev));
     assert_eq!(cfg.quorum_config().expect("converts").device_votes, Some(2), "lms: nodes-1 votes");
     let again = clusterd::FileConfig::add_device_section(&out, &dev).expect_err("twice");
     assert!(again[0].contains("already configured"), "{again:?}");
     let two_node = text.replace("two_node = false", "two_node = true");
+    // An arbiter replaces two_node (as pcs does); the wait_for_all it implied is written out.
+    let out = clusterd::FileConfig::add_device_section(&two_node, &dev).expect("added");
+    let cfg = clusterd::FileConfig::parse(&out).expect("parses");
+    assert!(!cfg.quorum.two_node && cfg.quorum.wait_for_all == Some(true), "{:?}", cfg.quorum);
+    assert!(out.contains("# two_node was turned off by `crmctl quorum device add`"), "{out}");
     let bad = clusterd::DeviceSection { algorithm: "fifty".into(), ..dev };
     let errs = clusterd::FileConfig::add_device_section(&two_node, &bad).expect_err("invalid");
     assert!(errs.iter().any(|e| e.contains("quorum.device.algorithm: \"fifty\" is unknown")), "{errs:?}");

@@ -100,7 +100,10 @@ fn a_join_code_gives_every_node_its_own_certificate_and_the_cluster_the_arbiter_
     let run_dir = format!("{adir_s}/run");
     let log = format!("{adir_s}/qnetd.log");
     let listen = format!("{ARBITER_IP}:5403");
-    let out = run_in(&arb, &["arbiter", "--dir", &adir_s, "setup", "--listen", &listen, "--run-dir", &run_dir, "--start", "--log", &log]);
+    let out = run_in(
+        &arb,
+        &["arbiter", "--dir", &adir_s, "setup", "--listen", &listen, "--run-dir", &run_dir, "--start", "--log", &log],
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let pid = text.split("pid ").nth(1).and_then(|r| r.split(')').next()).and_then(|p| p.parse::<u32>().ok());
     let _qnetd = KillOnDrop(pid);
@@ -115,7 +118,10 @@ fn a_join_code_gives_every_node_its_own_certificate_and_the_cluster_the_arbiter_
     let run1 = c.run_dir(1);
     let run1 = run1.to_str().expect("utf-8");
     let host = format!("host={ARBITER_IP}");
-    let refused = run_in(&c.nodes[0], &["quorum", "--run-dir", run1, "device", "add", "model=net", &host, &format!("token={other}")]);
+    let refused = run_in(
+        &c.nodes[0],
+        &["quorum", "--run-dir", run1, "device", "add", "model=net", &host, &format!("token={other}")],
+    );
     let err = String::from_utf8_lossy(&refused.stderr).to_string();
     assert!(!refused.status.success(), "a code for another cluster was accepted");
     assert!(err.contains("made for cluster \"other\"") && err.contains("nothing was changed on any node"), "{err}");
@@ -141,7 +147,20 @@ fn a_join_code_gives_every_node_its_own_certificate_and_the_cluster_the_arbiter_
     assert!(tok.status.success());
     let token = String::from_utf8_lossy(&tok.stdout).trim().to_string();
     assert!(token.starts_with("hc1-"), "{token}");
-    let added = run_in(&c.nodes[0], &["quorum", "--run-dir", run1, "device", "add", "model=net", &host, &format!("token={token}"), "algorithm=ffsplit"]);
+    let added = run_in(
+        &c.nodes[0],
+        &[
+            "quorum",
+            "--run-dir",
+            run1,
+            "device",
+            "add",
+            "model=net",
+            &host,
+            &format!("token={token}"),
+            "algorithm=ffsplit",
+        ],
+    );
     assert!(added.status.success(), "device add failed");
     assert!(String::from_utf8_lossy(&added.stdout).contains("configured on nodes 1, 2"));
 
@@ -175,6 +194,17 @@ fn a_join_code_gives_every_node_its_own_certificate_and_the_cluster_the_arbiter_
         wait_state(&c, n, (true, &[1, 2], true, true), "after node 2 restarted");
     }
     // A second addition is refused.
-    let twice = run_in(&c.nodes[1], &["quorum", "--run-dir", c.run_dir(2).to_str().expect("utf-8"), "device", "add", &host, &format!("token={token}")]);
+    let twice = run_in(
+        &c.nodes[1],
+        &[
+            "quorum",
+            "--run-dir",
+            c.run_dir(2).to_str().expect("utf-8"),
+            "device",
+            "add",
+            &host,
+            &format!("token={token}"),
+        ],
+    );
     assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("already configured"));
 }

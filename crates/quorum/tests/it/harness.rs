@@ -88,6 +88,9 @@ impl Cluster {
                 self.nodes.get_mut(m).expect("node").handle(self.now, Input::DeviceAdded { votes }, &mut out);
             }
         }
+        if self.cfg.device_votes.is_some() {
+            return;
+        }
         if self.cfg.two_node {
             self.cfg.wait_for_all = Some(self.cfg.wait_for_all_effective());
             self.cfg.two_node = false;
