@@ -497,9 +497,9 @@ impl FileConfig {
     }
 
     /// `text` with a `[quorum.device]` section added, everything else (comments included) kept.
-    /// An arbiter breaks ties, so `two_node` is turned off (pcs does the same); the
-    /// wait_for_all it implied stays, written out. The result is parsed and validated before it
-    /// is returned.
+    /// An arbiter breaks ties, so `two_node` is turned off, and with it the wait_for_all it
+    /// implied (pcs does the same; an explicit wait_for_all stays). The result is parsed and
+    /// validated before it is returned.
     pub fn add_device_section(text: &str, device: &DeviceSection) -> Result<String, Vec<String>> {
         let cfg = Self::parse(text).map_err(|e| vec![e])?;
         if cfg.quorum.device.is_some() {
@@ -521,14 +521,9 @@ impl FileConfig {
             .ok_or_else(|| vec!["quorum: is not a table".to_string()])?;
         if cfg.quorum.two_node {
             quorum.remove("two_node");
-            if cfg.quorum.wait_for_all.is_none() {
-                quorum.insert("wait_for_all", toml_edit::value(true));
-                if let Some(mut key) = quorum.key_mut("wait_for_all") {
-                    key.leaf_decor_mut().set_prefix(
-                        "# two_node was turned off by `crmctl quorum device add` (the arbiter breaks ties);\n# the wait_for_all it implied stays.\n",
-                    );
-                }
-            }
+            let note = "# two_node was removed by `crmctl quorum device add`: the arbiter breaks ties.\n";
+            let prefix = table.decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_string();
+            table.decor_mut().set_prefix(format!("{prefix}{note}"));
         }
         quorum.insert("device", toml_edit::Item::Table(table));
         let out = doc.to_string();

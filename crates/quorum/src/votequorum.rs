@@ -87,9 +87,9 @@ pub enum Input<'a> {
     },
     /// An arbiter with `votes` was added to the cluster at run time. Must be fed at the same
     /// point of the agreed order on every member (the driver does it when the cluster-wide
-    /// `device add` commits). `two_node` is turned off (the arbiter breaks ties) and the
-    /// wait_for_all it implied stays; expected votes grow by `votes`. Ignored when an arbiter is
-    /// already configured.
+    /// `device add` commits). `two_node` is turned off (the arbiter breaks ties) and with it the
+    /// wait_for_all it implied (an explicit wait_for_all stays), as pcs does; expected votes grow
+    /// by `votes`. Ignored when an arbiter is already configured.
     DeviceAdded {
         /// The arbiter's votes.
         votes: u32,
@@ -314,9 +314,10 @@ impl Votequorum {
         if self.cfg.device_votes.is_some() || votes == 0 {
             return;
         }
-        if self.cfg.two_node {
-            self.cfg.wait_for_all = Some(self.cfg.wait_for_all_effective());
-            self.cfg.two_node = false;
+        // The arbiter breaks ties now; wait_for_all stays only where it was set explicitly.
+        self.cfg.two_node = false;
+        if !self.cfg.wait_for_all_effective() {
+            self.waiting_for_all = false;
         }
         self.cfg.device_votes = Some(votes);
         self.expected_votes = self.expected_votes.saturating_add(votes);

@@ -118,11 +118,11 @@ fn a_device_section_is_appended_keeping_comments_and_conflicts_are_refused() {
     let again = clusterd::FileConfig::add_device_section(&out, &dev).expect_err("twice");
     assert!(again[0].contains("already configured"), "{again:?}");
     let two_node = text.replace("two_node = false", "two_node = true");
-    // An arbiter replaces two_node (as pcs does); the wait_for_all it implied is written out.
+    // An arbiter replaces two_node, and the wait_for_all it implied (as pcs does).
     let out = clusterd::FileConfig::add_device_section(&two_node, &dev).expect("added");
     let cfg = clusterd::FileConfig::parse(&out).expect("parses");
-    assert!(!cfg.quorum.two_node && cfg.quorum.wait_for_all == Some(true), "{:?}", cfg.quorum);
-    assert!(out.contains("# two_node was turned off by `crmctl quorum device add`"), "{out}");
+    assert!(!cfg.quorum.two_node && cfg.quorum.wait_for_all.is_none(), "{:?}", cfg.quorum);
+    assert!(out.contains("# two_node was removed by `crmctl quorum device add`"), "{out}");
     let bad = clusterd::DeviceSection { algorithm: "fifty".into(), ..dev };
     let errs = clusterd::FileConfig::add_device_section(&two_node, &bad).expect_err("invalid");
     assert!(errs.iter().any(|e| e.contains("quorum.device.algorithm: \"fifty\" is unknown")), "{errs:?}");

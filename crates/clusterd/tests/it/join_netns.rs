@@ -169,7 +169,7 @@ fn a_join_code_gives_every_node_its_own_certificate_and_the_cluster_the_arbiter_
         let r = quorum_of(&c, n).expect("status");
         assert!(r.status.flags.contains(&"Qdevice".to_string()) && !r.status.flags.contains(&"2Node".to_string()));
         let cfg = clusterd::FileConfig::load(&c.config_path(n)).expect("the rewritten file loads");
-        assert!(!cfg.quorum.two_node && cfg.quorum.wait_for_all == Some(true), "{:?}", cfg.quorum);
+        assert!(!cfg.quorum.two_node && cfg.quorum.wait_for_all.is_none(), "{:?}", cfg.quorum);
         let dev = cfg.quorum.device.expect("[quorum.device] written");
         assert_eq!((dev.host.as_str(), dev.algorithm.as_str()), (ARBITER_IP, "ffsplit"));
         use std::os::unix::fs::PermissionsExt;

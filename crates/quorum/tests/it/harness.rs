@@ -91,10 +91,7 @@ impl Cluster {
         if self.cfg.device_votes.is_some() {
             return;
         }
-        if self.cfg.two_node {
-            self.cfg.wait_for_all = Some(self.cfg.wait_for_all_effective());
-            self.cfg.two_node = false;
-        }
+        self.cfg.two_node = false;
         self.cfg.device_votes = Some(votes);
     }
 

@@ -261,7 +261,7 @@ fn an_arbiter_added_at_run_time_replaces_two_node_without_a_moment_of_inquorate(
     let s = c.status(1);
     assert!(s.quorate, "both nodes present: 2 of 3 votes, still quorate before the arbiter answers");
     assert_eq!((s.expected_votes, s.quorum, s.device), (3, 2, Some((1, false))));
-    assert!(!s.flags.contains(&"2Node".to_string()) && s.flags.contains(&"WaitForAll".to_string()), "{:?}", s.flags);
+    assert!(!s.flags.contains(&"2Node".to_string()) && !s.flags.contains(&"WaitForAll".to_string()), "{:?}", s.flags);
     c.device_all(|_| true);
     assert_eq!(c.status(2).total_votes, 3);
     // Now a split is decided by the arbiter, not by two_node's fence race.
@@ -272,6 +272,12 @@ fn an_arbiter_added_at_run_time_replaces_two_node_without_a_moment_of_inquorate(
     // A second add changes nothing.
     c.add_device(5);
     assert_eq!(c.status(2).device, Some((1, true)));
+    // An explicit wait_for_all stays.
+    let cfg = QuorumConfig { two_node: true, wait_for_all: Some(true), ..nodes(2) };
+    let mut c = Cluster::new(&cfg, 2);
+    c.views(&[&[1, 2]]);
+    c.add_device(1);
+    assert!(c.status(1).flags.contains(&"WaitForAll".to_string()));
 }
 
 #[test]
