@@ -652,7 +652,7 @@ impl Exec<'_> {
                         return Err(NodeError::State { path: self.state_dir.join(STATE_FILE), message: e.to_string() });
                     }
                 }
-                Effect::LinkStatus { .. } => {}
+                Effect::LinkStatus { .. } | Effect::Stable { .. } => {}
             }
         }
         Ok(())

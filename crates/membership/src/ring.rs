@@ -60,6 +60,15 @@ pub enum Effect {
     ViewChanged(View),
     /// Write this durably before sending anything else.
     Persist(PersistedState),
+    /// Every member of `ring` has received every message of it up to `upto`, and this node has
+    /// delivered them: whichever members survive a failure deliver them too (the basis of a
+    /// durable acknowledgement, "safe" delivery in Totem's terms).
+    Stable {
+        /// The ring.
+        ring: RingId,
+        /// The highest sequence number received by all.
+        upto: u64,
+    },
     /// A link to a peer changed state.
     LinkStatus {
         /// The peer.
@@ -619,7 +628,7 @@ impl Membership {
                     self.held.insert(seq, Mcast { ring: self.ring, seq, origin: self.me, payload });
                     self.advance(out);
                 }
-                self.free_upto(self.delivered);
+                self.free_upto(self.delivered, out);
             } else if let Some((_, tok)) = self.held_token.take() {
                 // The held token goes on at once when there is something to send.
                 self.pass_token(now, tok, out);
@@ -677,7 +686,8 @@ impl Membership {
         }
     }
 
-    fn free_upto(&mut self, upto: u64) {
+    /// Frees what every member has received (and this node has delivered), and reports it.
+    fn free_upto(&mut self, upto: u64, out: &mut Vec<Effect>) {
         let upto = upto.min(self.delivered);
         while let Some((&s, _)) = self.held.first_key_value() {
             if s > upto {
@@ -685,7 +695,10 @@ impl Membership {
             }
             self.held.pop_first();
         }
-        self.stable = self.stable.max(upto);
+        if upto > self.stable {
+            self.stable = upto;
+            out.push(Effect::Stable { ring: self.ring, upto });
+        }
     }
 
     // ----- the token ---------------------------------------------------------------------
@@ -746,7 +759,7 @@ impl Membership {
         }
         let stable = self.token_stable(&tok);
         busy |= stable < tok.seq;
-        self.free_upto(stable);
+        self.free_upto(stable, out);
         tok.quiet = if busy { 0 } else { tok.quiet.saturating_add(1) };
         // 5. Pass it on (the representative holds an idle token for a moment).
         if self.is_rep() && tok.quiet as usize >= self.members.len() {
@@ -1256,7 +1269,7 @@ impl Membership {
                 self.held.insert(seq, Mcast { ring: self.ring, seq, origin: self.me, payload });
                 self.advance(out);
             }
-            self.free_upto(self.delivered);
+            self.free_upto(self.delivered, out);
         }
     }
 

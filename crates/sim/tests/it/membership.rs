@@ -23,6 +23,7 @@ enum Obs {
     View(View),
     Left,
     Link { peer: NodeId, link: LinkId, up: bool },
+    Stable { ring: RingId, upto: u64 },
 }
 
 struct Node {
@@ -74,6 +75,7 @@ impl Node {
                 }
                 Effect::ViewChanged(v) => out.note(Obs::View(v)),
                 Effect::LinkStatus { peer, link, up } => out.note(Obs::Link { peer, link, up }),
+                Effect::Stable { ring, upto } => out.note(Obs::Stable { ring, upto }),
             }
         }
         self.fx = fx;
@@ -153,6 +155,8 @@ struct Evs {
     /// (new ring, old ring) → the old-ring seqs the first such installer delivered.
     moved_together: BTreeMap<(RingId, RingId), (NodeId, Vec<u64>)>,
     left: BTreeSet<NodeId>,
+    /// Per ring: the highest "received by every member" any node reported.
+    stable: BTreeMap<RingId, u64>,
 }
 
 impl Evs {
@@ -228,6 +232,7 @@ impl Evs {
                         self.by_slot.retain(|(x, _), _| *x != r);
                         self.delivered_in.retain(|(_, x), _| *x != r);
                         self.moved_together.retain(|(a, b), _| *a != r && *b != r);
+                        self.stable.remove(&r);
                         self.ring_members.insert(r, (v.members.clone(), n.at));
                     } else if *m != v.members {
                         return Err(format!(
@@ -255,6 +260,16 @@ impl Evs {
                         return Err(format!("n{node} is missing from its own transitional set in {}", v.ring));
                     }
                     let mine = self.delivered_in.get(&(node, prev)).cloned().unwrap_or_default();
+                    // What was stable in the old ring (received by every member) is delivered by
+                    // every member that moves on from it.
+                    let stable = self.stable.get(&prev).copied().unwrap_or(0);
+                    if mine.iter().filter(|&&s| s <= stable).count() as u64 != stable {
+                        return Err(format!(
+                            "n{node} moved from {prev} to {} without delivering every message of {prev} up to {stable}, which was reported stable ({} delivered)",
+                            v.ring,
+                            mine.len()
+                        ));
+                    }
                     match self.moved_together.get(&(v.ring, prev)) {
                         Some((other, theirs)) if *theirs != mine => {
                             return Err(format!(
@@ -275,6 +290,17 @@ impl Evs {
                 self.highest.insert(node, v.ring);
             }
             Obs::Link { .. } => {}
+            Obs::Stable { ring, upto } => {
+                if self.current.get(&node) != Some(ring) {
+                    return Err(format!("n{node} reported {ring}/{upto} stable outside that view"));
+                }
+                let mine = self.delivered_in.get(&(node, *ring)).map_or(0, Vec::len) as u64;
+                if mine < *upto {
+                    return Err(format!("n{node} reported {ring}/{upto} stable but delivered only {mine}"));
+                }
+                let s = self.stable.entry(*ring).or_insert(0);
+                *s = (*s).max(*upto);
+            }
         }
         Ok(())
     }
