@@ -5,6 +5,7 @@
 pub mod cib;
 pub mod controller;
 mod error;
+pub mod replica;
 pub mod scheduler;
 mod score;
 pub mod simulate;

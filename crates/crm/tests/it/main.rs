@@ -5,4 +5,5 @@ mod controller;
 mod corpus;
 mod explain;
 mod graph;
+mod replica;
 mod roundtrip;

@@ -1,0 +1,496 @@
+//! The replicated CIB: every member of a view holds the whole document, changes travel in
+//! membership's ordered delivery and every member applies them at the same point of the order.
+//!
+//! After each view change the members exchange their versions ([`ReplicaMsg::Offer`]); once all
+//! offers are in, the member with the newest version (ties: the lowest node id) multicasts its
+//! whole document ([`ReplicaMsg::Full`]) unless everyone already holds the same bytes, and every
+//! member adopts it at that same point. Changes are accepted only between that point and the
+//! next view change, only from a member of a quorate partition, and only for the view they were
+//! sent in, so every member accepts or rejects each change alike.
+//!
+//! A write is acknowledged ([`Effect::Reply`] with `Ok`) only once membership reports it stable
+//! (every member of the view has received it; whichever members survive a failure deliver it),
+//! and after the new document was handed to the driver for persisting. A view change between
+//! delivery and stability answers "indeterminate" instead: never a false acknowledgement.
+//!
+//! Sans-IO: the driver feeds views, deliveries and stability reports from membership, and runs
+//! the effects (multicast, persist, answer the client).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use wire::{NodeId, RingId};
+
+use crate::cib::{Cib, CibVersion, NodeState};
+
+/// The `wire` frame kind of [`ReplicaMsg`] (inside ordered delivery).
+pub const REPLICA_WIRE_KIND: u8 = 0x60;
+
+/// Which version counter a change moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The configuration changed: `epoch` + 1, `num_updates` back to 0.
+    Config,
+    /// Only the status changed: `num_updates` + 1.
+    Status,
+}
+
+/// A document the replica keeps identical on every member.
+pub trait Document: Clone + fmt::Debug {
+    /// A change, as it travels between members.
+    type Change: Clone + fmt::Debug + PartialEq + Serialize + DeserializeOwned;
+    /// The version triple.
+    fn version(&self) -> CibVersion;
+    /// Sets the version triple.
+    fn set_version(&mut self, v: CibVersion);
+    /// Applies `change`; deterministic (every member gets the same result from the same
+    /// document). On error the document is left as it was.
+    fn apply(&mut self, change: &Self::Change) -> Result<ChangeKind, String>;
+    /// The bytes to persist and to send whole.
+    fn encode(&self) -> Vec<u8>;
+    /// The inverse of [`Document::encode`].
+    fn decode(bytes: &[u8]) -> Result<Self, String>;
+}
+
+/// A version on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WireVersion(pub u64, pub u64, pub u64);
+
+impl From<CibVersion> for WireVersion {
+    fn from(v: CibVersion) -> Self {
+        WireVersion(v.admin_epoch, v.epoch, v.num_updates)
+    }
+}
+
+impl From<WireVersion> for CibVersion {
+    fn from(v: WireVersion) -> Self {
+        CibVersion { admin_epoch: v.0, epoch: v.1, num_updates: v.2 }
+    }
+}
+
+/// Messages between replicas, in ordered delivery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReplicaMsg<C> {
+    /// After a view change: the sender's version and a digest of its document.
+    Offer {
+        /// The view.
+        ring: RingId,
+        /// The sender's version.
+        version: WireVersion,
+        /// FNV-1a of the encoded document.
+        digest: u64,
+    },
+    /// The newest document, from the member chosen by the offers.
+    Full {
+        /// The view.
+        ring: RingId,
+        /// The encoded document.
+        doc: Vec<u8>,
+    },
+    /// A change, to be applied by every member at this point of the order.
+    Change {
+        /// The view it was sent in.
+        ring: RingId,
+        /// The sender's request id.
+        id: u64,
+        /// The change.
+        change: C,
+    },
+}
+
+/// Why a write was not acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The partition may not change the cluster's configuration.
+    #[error("this partition is not quorate; changes need quorum (see `crmctl quorum status`)")]
+    NotQuorate,
+    /// The members are exchanging their copies after a view change.
+    #[error("the cluster is synchronizing its configuration after a membership change; retry in a moment")]
+    Syncing,
+    /// The change does not apply; nothing changed anywhere.
+    #[error("refused, nothing changed: {0}")]
+    Rejected(String),
+    /// The view changed after the change was applied here but before every member confirmed it.
+    #[error(
+        "the membership changed before every node confirmed the change; it may or may not be in effect: check the configuration before retrying"
+    )]
+    Indeterminate,
+}
+
+/// Inputs.
+#[derive(Debug)]
+pub enum Input<'a, C> {
+    /// A new view from membership (after every old-view delivery).
+    View {
+        /// Its id.
+        ring: RingId,
+        /// Its members.
+        members: &'a [NodeId],
+    },
+    /// A replica message delivered by membership.
+    Delivered {
+        /// Who multicast it.
+        from: NodeId,
+        /// Its sequence number in the view it was delivered in.
+        seq: u64,
+        /// The message.
+        msg: ReplicaMsg<C>,
+    },
+    /// Membership: every member of `ring` has received everything up to `upto`.
+    Stable {
+        /// The view.
+        ring: RingId,
+        /// Sequence number.
+        upto: u64,
+    },
+    /// A local client asks for `change`; `id` must be unique on this node. `quorate`: the
+    /// partition's quorum state now.
+    Write {
+        /// Request id.
+        id: u64,
+        /// The change.
+        change: C,
+        /// Whether the partition is quorate.
+        quorate: bool,
+    },
+}
+
+/// Effects for the driver, in order.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub enum Effect<C> {
+    /// Multicast in ordered delivery.
+    Broadcast(ReplicaMsg<C>),
+    /// Write the encoded document durably before running later effects.
+    Persist(Vec<u8>),
+    /// Answer request `id`.
+    Reply {
+        /// Request id.
+        id: u64,
+        /// The version the change made, or why not.
+        result: Result<CibVersion, WriteError>,
+    },
+    /// The document changed (a change applied, or a newer copy adopted).
+    Changed(CibVersion),
+    /// The members agree on one document for this view; changes are accepted from now on.
+    Synced(CibVersion),
+}
+
+#[derive(Debug)]
+enum SyncState {
+    /// No view yet.
+    NoView,
+    /// Waiting for every member's offer.
+    Gathering(BTreeMap<NodeId, (WireVersion, u64)>),
+    /// Waiting for `from`'s whole document.
+    Awaiting { from: NodeId },
+    /// One document everywhere: changes are applied.
+    Synced,
+}
+
+#[derive(Debug)]
+enum Pending {
+    /// Multicast, not delivered yet.
+    Sent,
+    /// Applied at (ring, seq); acknowledged once stable.
+    Applied { ring: RingId, seq: u64, version: CibVersion },
+}
+
+/// One member's replica.
+#[derive(Debug)]
+pub struct Replica<D: Document> {
+    me: NodeId,
+    doc: D,
+    ring: Option<RingId>,
+    members: Vec<NodeId>,
+    sync: SyncState,
+    stable: u64,
+    pending: BTreeMap<u64, Pending>,
+}
+
+/// FNV-1a, 64 bit: a digest to compare copies (not a security measure).
+fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl<D: Document> Replica<D> {
+    /// A replica starting from `doc` (the persisted copy, or an empty document).
+    pub fn new(me: NodeId, doc: D) -> Self {
+        Replica {
+            me,
+            doc,
+            ring: None,
+            members: Vec::new(),
+            sync: SyncState::NoView,
+            stable: 0,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// The current document (authoritative only while [`Replica::is_synced`]).
+    pub fn document(&self) -> &D {
+        &self.doc
+    }
+
+    /// Whether the members agree on one document for the current view.
+    pub fn is_synced(&self) -> bool {
+        matches!(self.sync, SyncState::Synced)
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, input: Input<'_, D::Change>, out: &mut Vec<Effect<D::Change>>) {
+        match input {
+            Input::View { ring, members } => self.on_view(ring, members, out),
+            Input::Delivered { from, seq, msg } => self.on_delivered(from, seq, msg, out),
+            Input::Stable { ring, upto } => {
+                if Some(ring) == self.ring {
+                    self.stable = self.stable.max(upto);
+                    self.ack_stable(out);
+                }
+            }
+            Input::Write { id, change, quorate } => {
+                let refuse = if !quorate {
+                    Some(WriteError::NotQuorate)
+                } else if !self.is_synced() {
+                    Some(WriteError::Syncing)
+                } else {
+                    None
+                };
+                match (refuse, self.ring) {
+                    (None, Some(ring)) => {
+                        self.pending.insert(id, Pending::Sent);
+                        out.push(Effect::Broadcast(ReplicaMsg::Change { ring, id, change }));
+                    }
+                    (e, _) => out.push(Effect::Reply { id, result: Err(e.unwrap_or(WriteError::Syncing)) }),
+                }
+            }
+        }
+    }
+
+    fn on_view(&mut self, ring: RingId, members: &[NodeId], out: &mut Vec<Effect<D::Change>>) {
+        // Applied but not confirmed by every member of the old view: indeterminate.
+        let unconfirmed: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| matches!(p, Pending::Applied { .. })).map(|(id, _)| *id).collect();
+        for id in unconfirmed {
+            self.pending.remove(&id);
+            out.push(Effect::Reply { id, result: Err(WriteError::Indeterminate) });
+        }
+        let mut members = members.to_vec();
+        members.sort();
+        members.dedup();
+        self.ring = Some(ring);
+        self.members = members;
+        self.stable = 0;
+        self.sync = SyncState::Gathering(BTreeMap::new());
+        let bytes = self.doc.encode();
+        out.push(Effect::Broadcast(ReplicaMsg::Offer {
+            ring,
+            version: self.doc.version().into(),
+            digest: digest(&bytes),
+        }));
+    }
+
+    fn on_delivered(&mut self, from: NodeId, seq: u64, msg: ReplicaMsg<D::Change>, out: &mut Vec<Effect<D::Change>>) {
+        let current = self.ring;
+        match msg {
+            ReplicaMsg::Offer { ring, version, digest: d } => {
+                if Some(ring) != current || !self.members.contains(&from) {
+                    return;
+                }
+                let SyncState::Gathering(offers) = &mut self.sync else { return };
+                offers.insert(from, (version, d));
+                if !self.members.iter().all(|m| offers.contains_key(m)) {
+                    return;
+                }
+                let offers = std::mem::take(offers);
+                // The newest version; among equals the lowest node id (offers iterate by id).
+                let Some((&source, &(best, best_digest))) =
+                    offers.iter().max_by(|a, b| a.1.0.cmp(&b.1.0).then_with(|| b.0.cmp(a.0)))
+                else {
+                    return;
+                };
+                if offers.values().all(|&(v, dg)| v == best && dg == best_digest) {
+                    self.sync = SyncState::Synced;
+                    out.push(Effect::Synced(self.doc.version()));
+                } else {
+                    self.sync = SyncState::Awaiting { from: source };
+                    if source == self.me {
+                        out.push(Effect::Broadcast(ReplicaMsg::Full { ring, doc: self.doc.encode() }));
+                    }
+                }
+            }
+            ReplicaMsg::Full { ring, doc } => {
+                if Some(ring) != current {
+                    return;
+                }
+                let SyncState::Awaiting { from: source } = self.sync else { return };
+                if from != source {
+                    return;
+                }
+                // A copy that does not decode cannot be adopted; the view stays unsynced (every
+                // member alike) and the next view change tries again.
+                let Ok(newer) = D::decode(&doc) else { return };
+                if doc != self.doc.encode() {
+                    self.doc = newer;
+                    out.push(Effect::Persist(doc));
+                    out.push(Effect::Changed(self.doc.version()));
+                }
+                self.sync = SyncState::Synced;
+                out.push(Effect::Synced(self.doc.version()));
+            }
+            ReplicaMsg::Change { ring, id, change } => {
+                let mine = from == self.me && self.pending.contains_key(&id);
+                if Some(ring) != current || !self.is_synced() {
+                    if mine {
+                        self.pending.remove(&id);
+                        out.push(Effect::Reply { id, result: Err(WriteError::Syncing) });
+                    }
+                    return;
+                }
+                let Some(ring) = current else { return };
+                let mut next = self.doc.clone();
+                match next.apply(&change) {
+                    Ok(kind) => {
+                        let mut v = self.doc.version();
+                        match kind {
+                            ChangeKind::Config => {
+                                v.epoch += 1;
+                                v.num_updates = 0;
+                            }
+                            ChangeKind::Status => v.num_updates += 1,
+                        }
+                        next.set_version(v);
+                        self.doc = next;
+                        out.push(Effect::Persist(self.doc.encode()));
+                        out.push(Effect::Changed(v));
+                        if mine {
+                            self.pending.insert(id, Pending::Applied { ring, seq, version: v });
+                            self.ack_stable(out);
+                        }
+                    }
+                    Err(e) => {
+                        if mine {
+                            self.pending.remove(&id);
+                            out.push(Effect::Reply { id, result: Err(WriteError::Rejected(e)) });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn ack_stable(&mut self, out: &mut Vec<Effect<D::Change>>) {
+        let done: Vec<(u64, CibVersion)> = self
+            .pending
+            .iter()
+            .filter_map(|(id, p)| match p {
+                Pending::Applied { ring, seq, version } if Some(*ring) == self.ring && *seq <= self.stable => {
+                    Some((*id, *version))
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, version) in done {
+            self.pending.remove(&id);
+            out.push(Effect::Reply { id, result: Ok(version) });
+        }
+    }
+}
+
+/// A change to the CIB.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CibChange {
+    /// Replace the whole `<configuration>` element (checked: it must parse and validate).
+    ReplaceConfiguration {
+        /// The `<configuration>...</configuration>` XML.
+        xml: String,
+        /// Refuse unless the document is still at this configuration epoch (lost-update guard:
+        /// the client read the configuration at this epoch). `None`: unconditionally.
+        if_epoch: Option<u64>,
+    },
+    /// Replace (or add) one node's `<node_state>` (its operation history and attributes).
+    SetNodeState {
+        /// The `<node_state ...>...</node_state>` XML.
+        xml: String,
+    },
+}
+
+/// Parses `<cib><configuration/>...<status>{status}</status></cib>` around a fragment.
+fn parse_fragment(configuration: &str, status: &str) -> Result<Cib, String> {
+    let text = format!("<cib><configuration>{configuration}</configuration><status>{status}</status></cib>");
+    crate::cib::parse_cib(&text).map(|(c, _)| c).map_err(|e| e.to_string())
+}
+
+fn inner_of<'a>(xml: &'a str, tag: &str) -> Result<&'a str, String> {
+    let t = xml.trim();
+    let open_end = t.find('>').ok_or_else(|| format!("expected a <{tag}> element"))?;
+    if !t.starts_with(&format!("<{tag}")) {
+        return Err(format!("expected a <{tag}> element"));
+    }
+    if t[..=open_end].ends_with("/>") {
+        return Ok("");
+    }
+    let close = format!("</{tag}>");
+    let inner = t[open_end + 1..].strip_suffix(&close).ok_or_else(|| format!("<{tag}> is not closed at the end"))?;
+    Ok(inner)
+}
+
+impl Document for Cib {
+    type Change = CibChange;
+
+    fn version(&self) -> CibVersion {
+        self.version
+    }
+
+    fn set_version(&mut self, v: CibVersion) {
+        self.version = v;
+    }
+
+    fn apply(&mut self, change: &CibChange) -> Result<ChangeKind, String> {
+        match change {
+            CibChange::ReplaceConfiguration { xml, if_epoch } => {
+                if let Some(e) = if_epoch
+                    && *e != self.version.epoch
+                {
+                    return Err(format!(
+                        "the configuration changed meanwhile (epoch {} now, {e} when read); read it again and redo the change",
+                        self.version.epoch
+                    ));
+                }
+                let parsed = parse_fragment(inner_of(xml, "configuration")?, "")?;
+                let mut next = self.clone();
+                next.config = parsed.config;
+                let problems: Vec<String> = crate::cib::validate(&next).iter().map(ToString::to_string).collect();
+                if !problems.is_empty() {
+                    return Err(problems.join("; "));
+                }
+                *self = next;
+                Ok(ChangeKind::Config)
+            }
+            CibChange::SetNodeState { xml } => {
+                let parsed = parse_fragment("", xml)?;
+                let [state]: [NodeState; 1] =
+                    parsed.status.try_into().map_err(|_| "expected exactly one <node_state> element".to_string())?;
+                if state.id.is_empty() {
+                    return Err("node_state: the id attribute is missing".into());
+                }
+                match self.status.iter_mut().find(|s| s.id == state.id) {
+                    Some(s) => *s = state,
+                    None => self.status.push(state),
+                }
+                Ok(ChangeKind::Status)
+            }
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        crate::cib::to_xml(self).into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+        crate::cib::parse_cib(text).map(|(c, _)| c).map_err(|e| e.to_string())
+    }
+}

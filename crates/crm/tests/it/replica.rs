@@ -1,0 +1,345 @@
+//! The replicated CIB core under an ideal ordered delivery (one queue per partition, delivered
+//! to every member in one order): synchronization after view changes, writes acknowledged only
+//! once stable, refusals that change nothing anywhere, and the CIB as the document.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crm::cib::{Cib, CibVersion};
+use crm::replica::{ChangeKind, CibChange, Document, Effect, Input, Replica, ReplicaMsg, WriteError};
+use wire::{NodeId, RingId};
+
+/// A toy document: a list of entries.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Log {
+    v: CibVersion,
+    entries: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum LogChange {
+    Push(String),
+    Note(String),
+    Refuse,
+}
+
+impl Document for Log {
+    type Change = LogChange;
+
+    fn version(&self) -> CibVersion {
+        self.v
+    }
+
+    fn set_version(&mut self, v: CibVersion) {
+        self.v = v;
+    }
+
+    fn apply(&mut self, change: &LogChange) -> Result<ChangeKind, String> {
+        match change {
+            LogChange::Push(s) => {
+                self.entries.push(s.clone());
+                Ok(ChangeKind::Config)
+            }
+            LogChange::Note(s) => {
+                self.entries.push(format!("note:{s}"));
+                Ok(ChangeKind::Status)
+            }
+            LogChange::Refuse => Err("refused by the document".into()),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        format!("{} {} {}\n{}", self.v.admin_epoch, self.v.epoch, self.v.num_updates, self.entries.join("\n"))
+            .into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+        let (head, rest) = text.split_once('\n').unwrap_or((text, ""));
+        let n: Vec<u64> = head.split(' ').map(|x| x.parse().map_err(|_| "bad version")).collect::<Result<_, _>>()?;
+        let [admin_epoch, epoch, num_updates] = n[..] else { return Err("bad version".into()) };
+        let entries = if rest.is_empty() { Vec::new() } else { rest.split('\n').map(str::to_string).collect() };
+        Ok(Log { v: CibVersion { admin_epoch, epoch, num_updates }, entries })
+    }
+}
+
+type Reply = (u64, Result<CibVersion, WriteError>);
+/// Messages waiting for delivery in one partition.
+type Queue = VecDeque<(NodeId, ReplicaMsg<LogChange>)>;
+
+struct Net {
+    nodes: BTreeMap<NodeId, Replica<Log>>,
+    replies: BTreeMap<NodeId, Vec<Reply>>,
+    persisted: BTreeMap<NodeId, usize>,
+    /// Partition: (ring, members, queue of (from, msg), next seq).
+    parts: Vec<(RingId, Vec<NodeId>, Queue, u64)>,
+    ring_seq: u64,
+}
+
+fn ids(l: &[u32]) -> Vec<NodeId> {
+    l.iter().map(|&i| NodeId(i)).collect()
+}
+
+impl Net {
+    fn new(n: u32, doc: impl Fn(u32) -> Log) -> Net {
+        Net {
+            nodes: (1..=n).map(|i| (NodeId(i), Replica::new(NodeId(i), doc(i)))).collect(),
+            replies: BTreeMap::new(),
+            persisted: BTreeMap::new(),
+            parts: Vec::new(),
+            ring_seq: 0,
+        }
+    }
+
+    fn part_of(&self, n: NodeId) -> usize {
+        self.parts.iter().position(|p| p.1.contains(&n)).expect("node is in a partition")
+    }
+
+    fn run(&mut self, n: NodeId, input: Input<'_, LogChange>) {
+        let mut out = Vec::new();
+        self.nodes.get_mut(&n).expect("node").handle(input, &mut out);
+        for e in out {
+            match e {
+                Effect::Broadcast(m) => {
+                    let p = self.part_of(n);
+                    self.parts[p].2.push_back((n, m));
+                }
+                Effect::Persist(_) => *self.persisted.entry(n).or_default() += 1,
+                Effect::Reply { id, result } => self.replies.entry(n).or_default().push((id, result)),
+                Effect::Changed(_) | Effect::Synced(_) => {}
+            }
+        }
+    }
+
+    /// New views; messages still queued in an old partition are carried into the new partition
+    /// of their sender (membership sends them in the next ring).
+    fn views(&mut self, parts: &[&[u32]]) {
+        let mut carried: Vec<(NodeId, ReplicaMsg<LogChange>)> = Vec::new();
+        for p in self.parts.drain(..) {
+            carried.extend(p.2);
+        }
+        for members in parts {
+            self.ring_seq += 4;
+            let m = ids(members);
+            self.parts.push((RingId::new(m[0], self.ring_seq), m, VecDeque::new(), 0));
+        }
+        for (from, msg) in carried {
+            let p = self.part_of(from);
+            self.parts[p].2.push_back((from, msg));
+        }
+        for p in 0..self.parts.len() {
+            let (ring, members) = (self.parts[p].0, self.parts[p].1.clone());
+            for m in &members {
+                self.run(*m, Input::View { ring, members: &members });
+            }
+        }
+    }
+
+    /// Delivers everything queued, in order, to every member of each partition.
+    fn deliver(&mut self) {
+        for p in 0..self.parts.len() {
+            while let Some((from, msg)) = self.parts[p].2.pop_front() {
+                self.parts[p].3 += 1;
+                let seq = self.parts[p].3;
+                for m in self.parts[p].1.clone() {
+                    self.run(m, Input::Delivered { from, seq, msg: msg.clone() });
+                }
+            }
+        }
+    }
+
+    /// Membership reports everything so far as received by every member.
+    fn stabilize(&mut self) {
+        for p in 0..self.parts.len() {
+            let (ring, upto) = (self.parts[p].0, self.parts[p].3);
+            for m in self.parts[p].1.clone() {
+                self.run(m, Input::Stable { ring, upto });
+            }
+        }
+    }
+
+    fn write(&mut self, n: u32, id: u64, change: LogChange, quorate: bool) {
+        self.run(NodeId(n), Input::Write { id, change, quorate });
+    }
+
+    fn doc(&self, n: u32) -> &Log {
+        self.nodes[&NodeId(n)].document()
+    }
+
+    fn replies(&self, n: u32) -> Vec<Reply> {
+        self.replies.get(&NodeId(n)).cloned().unwrap_or_default()
+    }
+
+    fn all_synced_alike(&self, nodes: &[u32]) {
+        for &n in nodes {
+            assert!(self.nodes[&NodeId(n)].is_synced(), "n{n} is not synced");
+            assert_eq!(self.doc(n), self.doc(nodes[0]), "n{n} differs from n{}", nodes[0]);
+        }
+    }
+}
+
+fn v(epoch: u64, num_updates: u64) -> CibVersion {
+    CibVersion { admin_epoch: 0, epoch, num_updates }
+}
+
+#[test]
+fn a_write_is_applied_everywhere_and_acknowledged_only_once_every_member_has_it() {
+    let mut net = Net::new(3, |_| Log::default());
+    net.views(&[&[1, 2, 3]]);
+    net.deliver();
+    net.all_synced_alike(&[1, 2, 3]);
+    assert!(net.persisted.is_empty(), "identical copies: nothing to adopt");
+
+    net.write(2, 7, LogChange::Push("a".into()), true);
+    net.deliver();
+    for n in [1, 2, 3] {
+        assert_eq!(net.doc(n).entries, ["a"]);
+        assert_eq!(net.doc(n).v, v(1, 0), "a configuration change moves the epoch");
+    }
+    assert!(net.replies(2).is_empty(), "not acknowledged before it is stable");
+    net.stabilize();
+    assert_eq!(net.replies(2), [(7, Ok(v(1, 0)))]);
+    net.write(1, 1, LogChange::Note("x".into()), true);
+    net.deliver();
+    net.stabilize();
+    assert_eq!(net.replies(1), [(1, Ok(v(1, 1)))], "a status change moves num_updates");
+}
+
+#[test]
+fn without_quorum_or_while_synchronizing_a_write_is_refused_and_nothing_is_sent() {
+    let mut net = Net::new(2, |_| Log::default());
+    net.write(1, 1, LogChange::Push("a".into()), true);
+    assert_eq!(net.replies(1), [(1, Err(WriteError::Syncing))], "no view yet");
+    net.views(&[&[1, 2]]);
+    net.write(1, 2, LogChange::Push("a".into()), true);
+    assert_eq!(net.replies(1)[1], (2, Err(WriteError::Syncing)), "offers not in yet");
+    net.deliver();
+    net.write(1, 3, LogChange::Push("a".into()), false);
+    assert_eq!(net.replies(1)[2], (3, Err(WriteError::NotQuorate)));
+    net.deliver();
+    assert!(net.doc(2).entries.is_empty());
+    assert!(WriteError::NotQuorate.to_string().contains("crmctl quorum status"));
+}
+
+#[test]
+fn after_a_partition_heals_everyone_adopts_the_newest_copy() {
+    let mut net = Net::new(3, |_| Log::default());
+    net.views(&[&[1, 2], &[3]]);
+    net.deliver();
+    net.write(2, 1, LogChange::Push("a".into()), true);
+    net.write(2, 2, LogChange::Push("b".into()), true);
+    net.write(3, 1, LogChange::Push("minority".into()), false);
+    net.deliver();
+    net.stabilize();
+    assert_eq!(net.doc(1).entries, ["a", "b"]);
+    assert!(net.doc(3).entries.is_empty());
+    net.views(&[&[1, 2, 3]]);
+    net.deliver();
+    net.all_synced_alike(&[1, 2, 3]);
+    assert_eq!(net.doc(3).entries, ["a", "b"]);
+    assert_eq!(net.persisted.get(&NodeId(3)), Some(&1), "n3 persisted the adopted copy");
+}
+
+#[test]
+fn copies_that_diverged_at_the_same_version_converge_on_the_lowest_node_id() {
+    let mut net = Net::new(3, |i| Log { v: v(4, 0), entries: vec![format!("from n{i}")] });
+    net.views(&[&[1, 2, 3]]);
+    net.deliver();
+    net.all_synced_alike(&[1, 2, 3]);
+    assert_eq!(net.doc(3).entries, ["from n1"]);
+}
+
+#[test]
+fn a_refused_change_changes_nothing_anywhere() {
+    let mut net = Net::new(2, |_| Log::default());
+    net.views(&[&[1, 2]]);
+    net.deliver();
+    net.write(1, 9, LogChange::Refuse, true);
+    net.deliver();
+    assert_eq!(net.replies(1), [(9, Err(WriteError::Rejected("refused by the document".into())))]);
+    assert_eq!(net.doc(2), &Log::default());
+}
+
+#[test]
+fn a_view_change_before_stability_answers_indeterminate_never_ok() {
+    let mut net = Net::new(3, |_| Log::default());
+    net.views(&[&[1, 2, 3]]);
+    net.deliver();
+    net.write(1, 1, LogChange::Push("a".into()), true);
+    net.deliver();
+    net.views(&[&[1, 2], &[3]]);
+    assert_eq!(net.replies(1), [(1, Err(WriteError::Indeterminate))]);
+    // A change multicast in one view but delivered in the next is refused everywhere alike.
+    net.deliver();
+    net.write(1, 2, LogChange::Push("b".into()), true);
+    net.views(&[&[1, 2, 3]]);
+    net.deliver();
+    assert_eq!(net.replies(1)[1], (2, Err(WriteError::Syncing)));
+    net.all_synced_alike(&[1, 2, 3]);
+    assert_eq!(net.doc(3).entries, ["a"], "the applied change stays; the late one is nowhere");
+}
+
+const CONFIG: &str = r#"<configuration><crm_config/><nodes><node id="1" uname="n1"/></nodes><resources><primitive id="vip" class="ocf" provider="heartbeat" type="IPaddr2"><instance_attributes id="vip-ia"><nvpair id="vip-ip" name="ip" value="192.0.2.10"/></instance_attributes></primitive></resources><constraints/></configuration>"#;
+
+#[test]
+fn the_cib_as_the_document_versions_configuration_and_status_changes() {
+    let mut cib = Cib::default();
+    let kind = cib.apply(&CibChange::ReplaceConfiguration { xml: CONFIG.into(), if_epoch: Some(0) }).expect("applies");
+    assert_eq!(kind, ChangeKind::Config);
+    assert_eq!(cib.config.resources.len(), 1);
+    cib.set_version(v(1, 0));
+    let stale = cib.apply(&CibChange::ReplaceConfiguration { xml: CONFIG.into(), if_epoch: Some(0) }).unwrap_err();
+    assert!(stale.contains("changed meanwhile"), "{stale}");
+    let dup = CONFIG
+        .replace("</resources>", r#"<primitive id="vip" class="ocf" provider="heartbeat" type="Dummy"/></resources>"#);
+    let e = cib.apply(&CibChange::ReplaceConfiguration { xml: dup, if_epoch: None }).unwrap_err();
+    assert!(e.contains("used more than once"), "{e}");
+    assert!(cib.apply(&CibChange::ReplaceConfiguration { xml: "<status/>".into(), if_epoch: None }).is_err());
+    assert_eq!(cib.config.resources.len(), 1, "refusals leave the document as it was");
+
+    let state = r#"<node_state id="1" uname="n1" in_ccm="true" crmd="online" join="member" expected="member"/>"#;
+    assert_eq!(cib.apply(&CibChange::SetNodeState { xml: state.into() }), Ok(ChangeKind::Status));
+    assert_eq!(cib.apply(&CibChange::SetNodeState { xml: state.replace("online", "offline") }), Ok(ChangeKind::Status));
+    assert_eq!(cib.status.len(), 1, "one entry per node id");
+    assert_eq!(cib.status[0].crmd.as_deref(), Some("offline"));
+    let back = Cib::decode(&cib.encode()).expect("decodes");
+    assert_eq!(back.encode(), cib.encode(), "encoding is stable across a round trip");
+}
+
+#[test]
+fn replicas_of_the_cib_converge_through_the_messages() {
+    let mut a = Replica::new(NodeId(1), Cib::default());
+    let mut b = Replica::new(NodeId(2), Cib::default());
+    let ring = RingId::new(NodeId(1), 8);
+    let members = ids(&[1, 2]);
+    let mut queue: VecDeque<(NodeId, ReplicaMsg<CibChange>)> = VecDeque::new();
+    let mut seq = 0;
+    let mut acks = Vec::new();
+    let mut step = |r: &mut Replica<Cib>, me: NodeId, input: Input<'_, CibChange>, q: &mut VecDeque<_>| {
+        let mut out = Vec::new();
+        r.handle(input, &mut out);
+        for e in out {
+            match e {
+                Effect::Broadcast(m) => q.push_back((me, m)),
+                Effect::Reply { id, result } => acks.push((id, result)),
+                _ => {}
+            }
+        }
+    };
+    step(&mut a, NodeId(1), Input::View { ring, members: &members }, &mut queue);
+    step(&mut b, NodeId(2), Input::View { ring, members: &members }, &mut queue);
+    let change = CibChange::ReplaceConfiguration { xml: CONFIG.into(), if_epoch: None };
+    let mut wrote = false;
+    while let Some((from, msg)) = queue.pop_front() {
+        seq += 1;
+        step(&mut a, NodeId(1), Input::Delivered { from, seq, msg: msg.clone() }, &mut queue);
+        step(&mut b, NodeId(2), Input::Delivered { from, seq, msg }, &mut queue);
+        if a.is_synced() && !wrote {
+            wrote = true;
+            step(&mut a, NodeId(1), Input::Write { id: 1, change: change.clone(), quorate: true }, &mut queue);
+        }
+    }
+    step(&mut a, NodeId(1), Input::Stable { ring, upto: seq }, &mut queue);
+    assert_eq!(acks, [(1, Ok(v(1, 0)))]);
+    assert_eq!(b.document().config.resources[0].id, "vip");
+    assert_eq!(a.document().encode(), b.document().encode());
+}
