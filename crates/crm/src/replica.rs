@@ -2,11 +2,20 @@
 //! membership's ordered delivery and every member applies them at the same point of the order.
 //!
 //! After each view change the members exchange their versions ([`ReplicaMsg::Offer`]); once all
-//! offers are in, the member with the newest version (ties: the lowest node id) multicasts its
-//! whole document ([`ReplicaMsg::Full`]) unless everyone already holds the same bytes, and every
-//! member adopts it at that same point. Changes are accepted only between that point and the
-//! next view change, only from a member of a quorate partition, and only for the view they were
-//! sent in, so every member accepts or rejects each change alike.
+//! offers are in, the member with the newest copy multicasts it whole ([`ReplicaMsg::Full`])
+//! unless everyone already holds the same bytes, and every member adopts it at that same point.
+//! Changes are accepted only between that point and the next view change, only from a member
+//! of a quorate partition, and only for the view they were sent in, so every member accepts or
+//! rejects each change alike.
+//!
+//! "Newest" is not the highest version alone: a node cut off from its view can still apply its
+//! own last changes (it delivers them before it learns the others are gone) and so reach a high
+//! version on a dead branch, while the rest of the cluster acknowledged other changes. Each copy
+//! therefore carries its lineage: the ring in which it last applied a change ([`Rank`]). Changes
+//! are only made in quorate views, consecutive quorate views share a member, and ring ids grow,
+//! so the copy from the latest ring descends from every acknowledged change; the version only
+//! orders copies of the same ring (a longer prefix of one total order). `admin_epoch` still
+//! overrides everything, as in Pacemaker.
 //!
 //! A write is acknowledged ([`Effect::Reply`] with `Ok`) only once membership reports it stable
 //! (every member of the view has received it; whichever members survive a failure deliver it),
@@ -54,21 +63,35 @@ pub trait Document: Clone + fmt::Debug {
     fn decode(bytes: &[u8]) -> Result<Self, String>;
 }
 
-/// A version on the wire.
+/// How copies are ranked at synchronization: `admin_epoch`, then the ring of the last change
+/// (lineage), then `epoch`, then `num_updates`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct WireVersion(pub u64, pub u64, pub u64);
+pub struct Rank {
+    /// Administrators' override.
+    pub admin_epoch: u64,
+    /// The ring in which this copy last applied a change (none: never changed here).
+    pub changed_in: Option<RingId>,
+    /// Configuration changes.
+    pub epoch: u64,
+    /// Status changes.
+    pub num_updates: u64,
+}
 
-impl From<CibVersion> for WireVersion {
-    fn from(v: CibVersion) -> Self {
-        WireVersion(v.admin_epoch, v.epoch, v.num_updates)
+impl Rank {
+    fn of(v: CibVersion, changed_in: Option<RingId>) -> Rank {
+        Rank { admin_epoch: v.admin_epoch, changed_in, epoch: v.epoch, num_updates: v.num_updates }
     }
 }
 
-impl From<WireVersion> for CibVersion {
-    fn from(v: WireVersion) -> Self {
-        CibVersion { admin_epoch: v.0, epoch: v.1, num_updates: v.2 }
-    }
+/// What a replica persists: the document and its lineage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Saved {
+    changed_in: Option<RingId>,
+    doc: Vec<u8>,
 }
+
+/// The `wire` frame kind of a replica's persisted state.
+const SAVED_WIRE_KIND: u8 = 0x61;
 
 /// Messages between replicas, in ordered delivery.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,8 +100,8 @@ pub enum ReplicaMsg<C> {
     Offer {
         /// The view.
         ring: RingId,
-        /// The sender's version.
-        version: WireVersion,
+        /// The sender's copy's rank.
+        rank: Rank,
         /// FNV-1a of the encoded document.
         digest: u64,
     },
@@ -86,6 +109,8 @@ pub enum ReplicaMsg<C> {
     Full {
         /// The view.
         ring: RingId,
+        /// Its lineage.
+        changed_in: Option<RingId>,
         /// The encoded document.
         doc: Vec<u8>,
     },
@@ -163,7 +188,8 @@ pub enum Input<'a, C> {
 pub enum Effect<C> {
     /// Multicast in ordered delivery.
     Broadcast(ReplicaMsg<C>),
-    /// Write the encoded document durably before running later effects.
+    /// Write these bytes durably before running later effects; hand them back to
+    /// [`Replica::restore`] after a restart.
     Persist(Vec<u8>),
     /// Answer request `id`.
     Reply {
@@ -183,7 +209,7 @@ enum SyncState {
     /// No view yet.
     NoView,
     /// Waiting for every member's offer.
-    Gathering(BTreeMap<NodeId, (WireVersion, u64)>),
+    Gathering(BTreeMap<NodeId, (Rank, u64)>),
     /// Waiting for `from`'s whole document.
     Awaiting { from: NodeId },
     /// One document everywhere: changes are applied.
@@ -203,6 +229,7 @@ enum Pending {
 pub struct Replica<D: Document> {
     me: NodeId,
     doc: D,
+    changed_in: Option<RingId>,
     ring: Option<RingId>,
     members: Vec<NodeId>,
     sync: SyncState,
@@ -216,17 +243,39 @@ fn digest(bytes: &[u8]) -> u64 {
 }
 
 impl<D: Document> Replica<D> {
-    /// A replica starting from `doc` (the persisted copy, or an empty document).
+    /// A replica starting from `doc`, a copy with no lineage (a new cluster's first document):
+    /// any copy that has seen a change ranks above it.
     pub fn new(me: NodeId, doc: D) -> Self {
         Replica {
             me,
             doc,
+            changed_in: None,
             ring: None,
             members: Vec::new(),
             sync: SyncState::NoView,
             stable: 0,
             pending: BTreeMap::new(),
         }
+    }
+
+    /// A replica from what [`Effect::Persist`] wrote before a restart.
+    pub fn restore(me: NodeId, bytes: &[u8]) -> Result<Self, String> {
+        let saved: Saved = wire::decode(SAVED_WIRE_KIND, bytes).map_err(|e| e.to_string())?;
+        let doc = D::decode(&saved.doc)?;
+        let mut r = Replica::new(me, doc);
+        r.changed_in = saved.changed_in;
+        Ok(r)
+    }
+
+    /// This copy's rank.
+    pub fn rank(&self) -> Rank {
+        Rank::of(self.doc.version(), self.changed_in)
+    }
+
+    fn persist(&self, doc: Vec<u8>, out: &mut Vec<Effect<D::Change>>) {
+        let saved = Saved { changed_in: self.changed_in, doc };
+        // Encoding a plain struct into a vector cannot fail.
+        out.push(Effect::Persist(wire::encode(SAVED_WIRE_KIND, &saved).unwrap_or_default()));
     }
 
     /// The current document (authoritative only while [`Replica::is_synced`]).
@@ -285,27 +334,24 @@ impl<D: Document> Replica<D> {
         self.stable = 0;
         self.sync = SyncState::Gathering(BTreeMap::new());
         let bytes = self.doc.encode();
-        out.push(Effect::Broadcast(ReplicaMsg::Offer {
-            ring,
-            version: self.doc.version().into(),
-            digest: digest(&bytes),
-        }));
+        out.push(Effect::Broadcast(ReplicaMsg::Offer { ring, rank: self.rank(), digest: digest(&bytes) }));
     }
 
     fn on_delivered(&mut self, from: NodeId, seq: u64, msg: ReplicaMsg<D::Change>, out: &mut Vec<Effect<D::Change>>) {
         let current = self.ring;
         match msg {
-            ReplicaMsg::Offer { ring, version, digest: d } => {
+            ReplicaMsg::Offer { ring, rank, digest: d } => {
                 if Some(ring) != current || !self.members.contains(&from) {
                     return;
                 }
                 let SyncState::Gathering(offers) = &mut self.sync else { return };
-                offers.insert(from, (version, d));
+                offers.insert(from, (rank, d));
                 if !self.members.iter().all(|m| offers.contains_key(m)) {
                     return;
                 }
                 let offers = std::mem::take(offers);
-                // The newest version; among equals the lowest node id (offers iterate by id).
+                // The highest rank; among equals (same lineage and version: the same bytes) the
+                // lowest node id (offers iterate by id).
                 let Some((&source, &(best, best_digest))) =
                     offers.iter().max_by(|a, b| a.1.0.cmp(&b.1.0).then_with(|| b.0.cmp(a.0)))
                 else {
@@ -317,11 +363,12 @@ impl<D: Document> Replica<D> {
                 } else {
                     self.sync = SyncState::Awaiting { from: source };
                     if source == self.me {
-                        out.push(Effect::Broadcast(ReplicaMsg::Full { ring, doc: self.doc.encode() }));
+                        let changed_in = self.changed_in;
+                        out.push(Effect::Broadcast(ReplicaMsg::Full { ring, changed_in, doc: self.doc.encode() }));
                     }
                 }
             }
-            ReplicaMsg::Full { ring, doc } => {
+            ReplicaMsg::Full { ring, changed_in, doc } => {
                 if Some(ring) != current {
                     return;
                 }
@@ -332,9 +379,10 @@ impl<D: Document> Replica<D> {
                 // A copy that does not decode cannot be adopted; the view stays unsynced (every
                 // member alike) and the next view change tries again.
                 let Ok(newer) = D::decode(&doc) else { return };
-                if doc != self.doc.encode() {
+                if doc != self.doc.encode() || changed_in != self.changed_in {
                     self.doc = newer;
-                    out.push(Effect::Persist(doc));
+                    self.changed_in = changed_in;
+                    self.persist(doc, out);
                     out.push(Effect::Changed(self.doc.version()));
                 }
                 self.sync = SyncState::Synced;
@@ -363,7 +411,8 @@ impl<D: Document> Replica<D> {
                         }
                         next.set_version(v);
                         self.doc = next;
-                        out.push(Effect::Persist(self.doc.encode()));
+                        self.changed_in = Some(ring);
+                        self.persist(self.doc.encode(), out);
                         out.push(Effect::Changed(v));
                         if mine {
                             self.pending.insert(id, Pending::Applied { ring, seq, version: v });

@@ -147,6 +147,18 @@ impl Net {
         }
     }
 
+    /// Delivers what is queued to its sender only (the others never receive it: the sender is
+    /// cut off right after multicasting).
+    fn deliver_to_sender_only(&mut self) {
+        for p in 0..self.parts.len() {
+            while let Some((from, msg)) = self.parts[p].2.pop_front() {
+                self.parts[p].3 += 1;
+                let seq = self.parts[p].3;
+                self.run(from, Input::Delivered { from, seq, msg });
+            }
+        }
+    }
+
     /// Membership reports everything so far as received by every member.
     fn stabilize(&mut self) {
         for p in 0..self.parts.len() {
@@ -246,6 +258,51 @@ fn copies_that_diverged_at_the_same_version_converge_on_the_lowest_node_id() {
     net.deliver();
     net.all_synced_alike(&[1, 2, 3]);
     assert_eq!(net.doc(3).entries, ["from n1"]);
+}
+
+#[test]
+fn a_dead_branch_with_a_higher_version_loses_to_the_acknowledged_history() {
+    let mut net = Net::new(3, |_| Log::default());
+    net.views(&[&[1, 2, 3]]);
+    net.deliver();
+    // n1 applies two changes of its own that nobody else receives, then is cut off.
+    net.write(1, 1, LogChange::Push("lost1".into()), true);
+    net.write(1, 2, LogChange::Push("lost2".into()), true);
+    net.deliver_to_sender_only();
+    net.views(&[&[1], &[2, 3]]);
+    assert_eq!(net.replies(1), [(1, Err(WriteError::Indeterminate)), (2, Err(WriteError::Indeterminate))]);
+    net.deliver();
+    net.write(2, 1, LogChange::Push("kept".into()), true);
+    net.deliver();
+    net.stabilize();
+    assert_eq!(net.replies(2), [(1, Ok(v(1, 0)))]);
+    assert!(net.doc(1).v > net.doc(2).v, "the dead branch has the higher version");
+    net.views(&[&[1, 2, 3]]);
+    net.deliver();
+    net.all_synced_alike(&[1, 2, 3]);
+    assert_eq!(net.doc(1).entries, ["kept"], "the acknowledged change survives; the dead branch is gone");
+}
+
+#[test]
+fn a_restarted_replica_keeps_its_copy_and_lineage() {
+    let mut net = Net::new(2, |_| Log::default());
+    net.views(&[&[1, 2]]);
+    net.deliver();
+    net.write(1, 1, LogChange::Push("a".into()), true);
+    let mut saved = Vec::new();
+    let ring = net.parts[0].0;
+    let msg = net.parts[0].2.pop_front().expect("queued");
+    let mut out = Vec::new();
+    net.nodes.get_mut(&NodeId(2)).expect("n2").handle(Input::Delivered { from: msg.0, seq: 1, msg: msg.1 }, &mut out);
+    for e in out {
+        if let Effect::Persist(b) = e {
+            saved = b;
+        }
+    }
+    let back = Replica::<Log>::restore(NodeId(2), &saved).expect("restores");
+    assert_eq!(back.document().entries, ["a"]);
+    assert_eq!(back.rank().changed_in, Some(ring));
+    assert!(Replica::<Log>::restore(NodeId(2), b"garbage").is_err());
 }
 
 #[test]
