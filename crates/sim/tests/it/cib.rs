@@ -48,7 +48,7 @@ impl Document for Values {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() % 8 != 0 || bytes.len() < 24 {
+        if !bytes.len().is_multiple_of(8) || bytes.len() < 24 {
             return Err("bad length".into());
         }
         let words: Vec<u64> =
