@@ -37,6 +37,13 @@ use crate::cib::{Cib, CibVersion, NodeState};
 /// The `wire` frame kind of [`ReplicaMsg`] (inside ordered delivery).
 pub const REPLICA_WIRE_KIND: u8 = 0x60;
 
+/// Largest piece of a whole document in one message, by default (membership's largest message
+/// is 60 KiB by default; the envelope and the other fields fit in the rest).
+pub const DEFAULT_PIECE_BYTES: usize = 48 * 1024;
+
+/// How much larger than a document piece one change may be.
+const CHANGE_SLACK: usize = 8 * 1024;
+
 /// Which version counter a change moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -105,14 +112,19 @@ pub enum ReplicaMsg<C> {
         /// FNV-1a of the encoded document.
         digest: u64,
     },
-    /// The newest document, from the member chosen by the offers.
+    /// The newest document, from the member chosen by the offers, in `parts` pieces (a
+    /// document may be larger than one message).
     Full {
         /// The view.
         ring: RingId,
         /// Its lineage.
         changed_in: Option<RingId>,
-        /// The encoded document.
-        doc: Vec<u8>,
+        /// This piece's number, from 0.
+        part: u32,
+        /// How many pieces.
+        parts: u32,
+        /// A piece of the encoded document.
+        bytes: Vec<u8>,
     },
     /// A change, to be applied by every member at this point of the order.
     Change {
@@ -210,8 +222,8 @@ enum SyncState {
     NoView,
     /// Waiting for every member's offer.
     Gathering(BTreeMap<NodeId, (Rank, u64)>),
-    /// Waiting for `from`'s whole document.
-    Awaiting { from: NodeId },
+    /// Waiting for `from`'s whole document (the pieces received so far).
+    Awaiting { from: NodeId, got: Vec<u8>, next: u32 },
     /// One document everywhere: changes are applied.
     Synced,
 }
@@ -235,6 +247,7 @@ pub struct Replica<D: Document> {
     sync: SyncState,
     stable: u64,
     pending: BTreeMap<u64, Pending>,
+    piece_bytes: usize,
 }
 
 /// FNV-1a, 64 bit: a digest to compare copies (not a security measure).
@@ -255,7 +268,14 @@ impl<D: Document> Replica<D> {
             sync: SyncState::NoView,
             stable: 0,
             pending: BTreeMap::new(),
+            piece_bytes: DEFAULT_PIECE_BYTES,
         }
+    }
+
+    /// Sends whole documents in pieces of at most `bytes` (to fit membership's largest message).
+    pub fn with_piece_bytes(mut self, bytes: usize) -> Self {
+        self.piece_bytes = bytes.max(1);
+        self
     }
 
     /// A replica from what [`Effect::Persist`] wrote before a restart.
@@ -309,8 +329,18 @@ impl<D: Document> Replica<D> {
                 };
                 match (refuse, self.ring) {
                     (None, Some(ring)) => {
+                        let msg = ReplicaMsg::Change { ring, id, change };
+                        let size = wire::encode(REPLICA_WIRE_KIND, &msg).map_or(usize::MAX, |b| b.len());
+                        if size > self.piece_bytes + CHANGE_SLACK {
+                            let why = format!(
+                                "the change takes {size} bytes; one change may take at most {} (split it into smaller changes)",
+                                self.piece_bytes + CHANGE_SLACK
+                            );
+                            out.push(Effect::Reply { id, result: Err(WriteError::Rejected(why)) });
+                            return;
+                        }
                         self.pending.insert(id, Pending::Sent);
-                        out.push(Effect::Broadcast(ReplicaMsg::Change { ring, id, change }));
+                        out.push(Effect::Broadcast(msg));
                     }
                     (e, _) => out.push(Effect::Reply { id, result: Err(e.unwrap_or(WriteError::Syncing)) }),
                 }
@@ -361,21 +391,40 @@ impl<D: Document> Replica<D> {
                     self.sync = SyncState::Synced;
                     out.push(Effect::Synced(self.doc.version()));
                 } else {
-                    self.sync = SyncState::Awaiting { from: source };
+                    self.sync = SyncState::Awaiting { from: source, got: Vec::new(), next: 0 };
                     if source == self.me {
                         let changed_in = self.changed_in;
-                        out.push(Effect::Broadcast(ReplicaMsg::Full { ring, changed_in, doc: self.doc.encode() }));
+                        let doc = self.doc.encode();
+                        let pieces: Vec<&[u8]> =
+                            if doc.is_empty() { vec![&[][..]] } else { doc.chunks(self.piece_bytes).collect() };
+                        let parts = pieces.len() as u32;
+                        for (part, bytes) in pieces.into_iter().enumerate() {
+                            let bytes = bytes.to_vec();
+                            out.push(Effect::Broadcast(ReplicaMsg::Full {
+                                ring,
+                                changed_in,
+                                part: part as u32,
+                                parts,
+                                bytes,
+                            }));
+                        }
                     }
                 }
             }
-            ReplicaMsg::Full { ring, changed_in, doc } => {
+            ReplicaMsg::Full { ring, changed_in, part, parts, bytes } => {
                 if Some(ring) != current {
                     return;
                 }
-                let SyncState::Awaiting { from: source } = self.sync else { return };
-                if from != source {
+                let SyncState::Awaiting { from: source, got, next } = &mut self.sync else { return };
+                if from != *source || part != *next {
                     return;
                 }
+                got.extend_from_slice(&bytes);
+                *next += 1;
+                if *next < parts {
+                    return;
+                }
+                let doc = std::mem::take(got);
                 // A copy that does not decode cannot be adopted; the view stays unsynced (every
                 // member alike) and the next view change tries again.
                 let Ok(newer) = D::decode(&doc) else { return };

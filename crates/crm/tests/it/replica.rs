@@ -82,7 +82,8 @@ fn ids(l: &[u32]) -> Vec<NodeId> {
 impl Net {
     fn new(n: u32, doc: impl Fn(u32) -> Log) -> Net {
         Net {
-            nodes: (1..=n).map(|i| (NodeId(i), Replica::new(NodeId(i), doc(i)))).collect(),
+            // Tiny pieces: whole documents travel in many messages.
+            nodes: (1..=n).map(|i| (NodeId(i), Replica::new(NodeId(i), doc(i)).with_piece_bytes(5))).collect(),
             replies: BTreeMap::new(),
             persisted: BTreeMap::new(),
             parts: Vec::new(),
@@ -303,6 +304,19 @@ fn a_restarted_replica_keeps_its_copy_and_lineage() {
     assert_eq!(back.document().entries, ["a"]);
     assert_eq!(back.rank().changed_in, Some(ring));
     assert!(Replica::<Log>::restore(NodeId(2), b"garbage").is_err());
+}
+
+#[test]
+fn a_change_too_large_for_one_message_is_refused_before_it_is_sent() {
+    let mut net = Net::new(2, |_| Log::default());
+    net.views(&[&[1, 2]]);
+    net.deliver();
+    net.write(1, 1, LogChange::Push("x".repeat(9 * 1024)), true);
+    match &net.replies(1)[..] {
+        [(1, Err(WriteError::Rejected(why)))] => assert!(why.contains("split it into smaller changes"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(net.parts[0].2.is_empty(), "nothing was multicast");
 }
 
 #[test]
