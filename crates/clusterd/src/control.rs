@@ -33,6 +33,15 @@ pub enum Request {
     },
     /// Add an arbiter to every node with a join code (`crmctl quorum device add ... token=`).
     DeviceAdd(DeviceAddRequest),
+    /// The CIB (`crmctl config export`, `crmctl simulate --live`).
+    CibQuery,
+    /// Replace the CIB's configuration section cluster-wide (`crmctl config import`).
+    CibReplaceConfiguration {
+        /// The `<configuration>` element.
+        xml: String,
+        /// Refuse unless the configuration is still at this epoch.
+        if_epoch: Option<u64>,
+    },
 }
 
 /// `crmctl quorum device add model=net host=H token=CODE ...`.
@@ -64,6 +73,8 @@ pub enum Response {
     ArbiterStatus(Vec<quorum::arbiter::ClusterStatus>),
     /// The request was carried out; what happened, in words.
     Done(String),
+    /// The CIB.
+    Cib(Box<crate::cibd::CibReport>),
     /// A new join code.
     Token {
         /// The code.

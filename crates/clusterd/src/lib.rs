@@ -11,6 +11,7 @@
 
 mod admin;
 pub mod arbiterd;
+mod cibd;
 mod config;
 pub mod control;
 mod crypto;
@@ -22,6 +23,7 @@ mod node;
 mod quic;
 mod status;
 
+pub use cibd::CibReport;
 pub use config::{
     ConfigError, DeviceSection, FileConfig, HeuristicCommand, NodeEntry, QuorumSection, TlsPaths, Totem, Transport,
 };

@@ -3,6 +3,8 @@
 
 use quorum::{QUORUM_WIRE_KIND, QuorumMsg};
 
+use crm::replica::{CibChange, REPLICA_WIRE_KIND, ReplicaMsg};
+
 use crate::admin::{ADMIN_WIRE_KIND, AdminMsg};
 
 /// The embedding application ([`crate::AppPort`]).
@@ -11,6 +13,8 @@ pub(crate) const TAG_APP: u8 = 0;
 pub(crate) const TAG_QUORUM: u8 = 1;
 /// Cluster-wide administrative changes ([`AdminMsg`]).
 pub(crate) const TAG_ADMIN: u8 = 2;
+/// The replicated CIB ([`ReplicaMsg`]).
+pub(crate) const TAG_CIB: u8 = 3;
 
 /// A delivered payload, by user.
 #[derive(Debug)]
@@ -21,6 +25,8 @@ pub(crate) enum Demuxed<'a> {
     Quorum(QuorumMsg),
     /// An administrative change.
     Admin(AdminMsg),
+    /// For the replicated CIB.
+    Cib(ReplicaMsg<CibChange>),
     /// Unknown tag or undecodable: dropped.
     Unknown,
 }
@@ -49,6 +55,14 @@ pub(crate) fn admin(msg: &AdminMsg) -> Vec<u8> {
     out
 }
 
+/// Tags a CIB message.
+pub(crate) fn cib(msg: &ReplicaMsg<CibChange>) -> Vec<u8> {
+    let mut out = vec![TAG_CIB];
+    // Encoding a plain enum into a vector cannot fail.
+    let _ = wire::encode_into(REPLICA_WIRE_KIND, msg, &mut out);
+    out
+}
+
 /// Splits a delivered payload by tag.
 pub(crate) fn demux(payload: &[u8]) -> Demuxed<'_> {
     match payload.split_first() {
@@ -59,6 +73,10 @@ pub(crate) fn demux(payload: &[u8]) -> Demuxed<'_> {
         },
         Some((&TAG_ADMIN, rest)) => match wire::decode(ADMIN_WIRE_KIND, rest) {
             Ok(m) => Demuxed::Admin(m),
+            Err(_) => Demuxed::Unknown,
+        },
+        Some((&TAG_CIB, rest)) => match wire::decode(REPLICA_WIRE_KIND, rest) {
+            Ok(m) => Demuxed::Cib(m),
             Err(_) => Demuxed::Unknown,
         },
         _ => Demuxed::Unknown,
@@ -79,6 +97,12 @@ mod tests {
         let a = AdminMsg::DeviceEnrolled { op: 3, node: wire::NodeId(2), result: Err("no".into()) };
         assert!(matches!(demux(&admin(&a)), Demuxed::Admin(got) if got == a));
         assert!(matches!(demux(&[TAG_ADMIN, 0]), Demuxed::Unknown));
+        let c = ReplicaMsg::Change {
+            ring: wire::RingId::new(wire::NodeId(1), 4),
+            id: 9,
+            change: CibChange::SetNodeState { xml: "<node_state id=\"1\"/>".into() },
+        };
+        assert!(matches!(demux(&cib(&c)), Demuxed::Cib(got) if got == c));
         assert!(matches!(demux(&[]), Demuxed::Unknown));
     }
 }

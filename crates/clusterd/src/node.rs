@@ -173,6 +173,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     let mut join_reply: Option<(u64, oneshot::Sender<Response>)> = None;
     let (enrolled_tx, mut enrolled_rx) = mpsc::channel::<(u64, Result<(), String>)>(4);
     let mut dfx: Vec<quorum::device::DeviceEffect> = Vec::new();
+    // The replicated CIB.
+    let mut cib = crate::cibd::CibService::load(&opts.state_dir, me)?;
     let peers: Vec<NodeId> = cfg.nodes.iter().map(|n| NodeId(n.id)).filter(|&n| n != me).collect();
     let mut crypto = Crypto::new(&opts.authkey, &cfg.cluster_name, me, peers, session);
     let mut by_addr: BTreeMap<SocketAddr, (NodeId, LinkId)> = BTreeMap::new();
@@ -316,7 +318,9 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 }
             }
             Some((req, reply)) = ctl_rx.recv() => {
-                if let Request::DeviceAdd(add) = req {
+                if let Request::CibReplaceConfiguration { xml, if_epoch } = req {
+                    cib.write(crm::replica::CibChange::ReplaceConfiguration { xml, if_epoch }, vq.is_quorate(), reply);
+                } else if let Request::DeviceAdd(add) = req {
                     let checked = match &opts.config_path {
                         None => Err("this node was started without a configuration file to change".to_string()),
                         Some(path) => join.check_start(vq.is_quorate()).and_then(|()| crate::join::check_device_add(path, &add)),
@@ -367,7 +371,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                         }),
                     })),
                     Request::ArbiterStatus | Request::ArbiterTokenCreate { .. } => Response::Error("this is clusterd: ask qnetd (on the arbiter host) for that".into()),
-                    Request::DeviceAdd(_) => Response::Error("handled above".into()),
+                    Request::DeviceAdd(_) | Request::CibReplaceConfiguration { .. } => Response::Error("handled above".into()),
+                    Request::CibQuery => Response::Cib(Box::new(cib.report(vq.is_quorate()))),
                     Request::SetExpectedVotes(n) => match vq.check_expected_votes(n) {
                         Ok(()) => {
                             core.handle(now(), Input::Broadcast(mux::quorum(&quorum::QuorumMsg::SetExpected { expected_votes: n })), &mut fx);
@@ -421,6 +426,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 match ev {
                     QuorumEvent::View { ring, members, left } => {
                         join.view(&members, &mut jfx);
+                        cib.view(ring, &members);
                         vq.handle(now(), quorum::Input::View { ring, members: &members, left: &left }, &mut qfx);
                         if let Some(d) = dev.as_mut() {
                             d.0.handle(now(), quorum::device::DeviceInput::View { ring, members }, &mut dfx);
@@ -430,6 +436,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                         vq.handle(now(), quorum::Input::Delivered { from, msg }, &mut qfx)
                     }
                     QuorumEvent::Admin { from, msg } => join.delivered(from, msg, &mut jfx),
+                    QuorumEvent::Cib { from, seq, msg } => cib.delivered(from, seq, msg),
+                    QuorumEvent::Stable { ring, upto } => cib.stable(ring, upto),
                 }
                 for e in jfx.drain(..) {
                     run_join_effect(e, &opts, me, &enrolled_tx, &mut join_reply, |new_cfg| {
@@ -470,7 +478,8 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     }
                 }
             }
-            if qfx.is_empty() {
+            cib.drain(&mut core, now(), &mut fx)?;
+            if qfx.is_empty() && fx.is_empty() {
                 break;
             }
             for e in qfx.drain(..) {
@@ -576,6 +585,8 @@ enum QuorumEvent {
     View { ring: RingId, members: Vec<NodeId>, left: Vec<NodeId> },
     Msg { from: NodeId, msg: quorum::QuorumMsg },
     Admin { from: NodeId, msg: crate::admin::AdminMsg },
+    Cib { from: NodeId, seq: u64, msg: crm::replica::ReplicaMsg<crm::replica::CibChange> },
+    Stable { ring: RingId, upto: u64 },
 }
 
 struct Exec<'a> {
@@ -626,6 +637,7 @@ impl Exec<'_> {
                     }
                     Demuxed::Quorum(msg) => self.quorum_in.push(QuorumEvent::Msg { from: sender, msg }),
                     Demuxed::Admin(msg) => self.quorum_in.push(QuorumEvent::Admin { from: sender, msg }),
+                    Demuxed::Cib(msg) => self.quorum_in.push(QuorumEvent::Cib { from: sender, seq, msg }),
                     Demuxed::Unknown => counters.malformed += 1,
                 },
                 Effect::ViewChanged(v) => {
@@ -652,7 +664,8 @@ impl Exec<'_> {
                         return Err(NodeError::State { path: self.state_dir.join(STATE_FILE), message: e.to_string() });
                     }
                 }
-                Effect::LinkStatus { .. } | Effect::Stable { .. } => {}
+                Effect::Stable { ring, upto } => self.quorum_in.push(QuorumEvent::Stable { ring, upto }),
+                Effect::LinkStatus { .. } => {}
             }
         }
         Ok(())

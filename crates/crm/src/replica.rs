@@ -592,3 +592,34 @@ impl Document for Cib {
         crate::cib::parse_cib(text).map(|(c, _)| c).map_err(|e| e.to_string())
     }
 }
+
+/// The `<configuration>` element of `text`: a whole Pacemaker CIB (its configuration is taken,
+/// in this project's canonical form) or a bare `<configuration>` element (taken as it is).
+pub fn configuration_of(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if t.starts_with("<configuration") {
+        return Ok(t.to_string());
+    }
+    let (cib, _) = crate::cib::parse_cib(t).map_err(|e| e.to_string())?;
+    let xml = crate::cib::to_xml(&cib);
+    let start = xml.find("<configuration").ok_or("the CIB has no <configuration> element")?;
+    let end = xml.rfind("</configuration>").ok_or("the CIB has no <configuration> element")?;
+    Ok(xml[start..end + "</configuration>".len()].to_string())
+}
+
+/// Checks a `<configuration>` element the way a replica will when the change arrives, and
+/// says in a few words what it holds.
+pub fn check_configuration(configuration: &str) -> Result<String, String> {
+    let mut cib = Cib::default();
+    cib.apply(&CibChange::ReplaceConfiguration { xml: configuration.to_string(), if_epoch: None })?;
+    let c = &cib.config;
+    Ok(format!(
+        "{} node{}, {} resource{}, {} constraint{}",
+        c.nodes.len(),
+        if c.nodes.len() == 1 { "" } else { "s" },
+        c.resources.len(),
+        if c.resources.len() == 1 { "" } else { "s" },
+        c.constraints.len(),
+        if c.constraints.len() == 1 { "" } else { "s" }
+    ))
+}

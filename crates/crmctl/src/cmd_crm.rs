@@ -1,4 +1,5 @@
-//! `crmctl simulate` and `crmctl explain`: run the policy engine offline on a CIB file.
+//! `crmctl simulate` and `crmctl explain`: run the policy engine on a CIB file, or on the live
+//! CIB of the local clusterd (`--live`).
 
 use std::process::ExitCode;
 
@@ -19,8 +20,14 @@ pub(crate) enum CrmCommand {
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
     /// CIB XML file (a Pacemaker CIB with its status section).
-    #[arg(short = 'f', long = "file")]
-    file: String,
+    #[arg(short = 'f', long = "file", required_unless_present = "live", conflicts_with = "live")]
+    file: Option<String>,
+    /// Use the live CIB of the local clusterd (quorum as the partition has it).
+    #[arg(long)]
+    live: bool,
+    /// clusterd's runtime directory (with --live).
+    #[arg(long, default_value = "/run/clusterd")]
+    run_dir: std::path::PathBuf,
     /// Print allocation scores.
     #[arg(long)]
     scores: bool,
@@ -51,7 +58,11 @@ fn now() -> i64 {
 fn load(file: &str, opts: &crm::simulate::SimOptions) -> anyhow::Result<crm::simulate::Simulation> {
     let xml =
         std::fs::read_to_string(file).map_err(|e| Exit::error(Exit::NO_INPUT, format!("cannot read {file}: {e}")))?;
-    let sim = crm::simulate::simulate(&xml, opts)
+    load_text(&xml, file, opts)
+}
+
+fn load_text(xml: &str, file: &str, opts: &crm::simulate::SimOptions) -> anyhow::Result<crm::simulate::Simulation> {
+    let sim = crm::simulate::simulate(xml, opts)
         .map_err(|e| Exit::error(Exit::CONFIG, e.to_string()))
         .with_context(|| format!("loading {file}"))?;
     for w in &sim.warnings {
@@ -66,14 +77,21 @@ fn load(file: &str, opts: &crm::simulate::SimOptions) -> anyhow::Result<crm::sim
 pub(crate) fn run(cmd: CrmCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         CrmCommand::Simulate(a) => {
-            let opts = crm::simulate::SimOptions {
+            let mut opts = crm::simulate::SimOptions {
                 node_fail: a.node_fail,
                 op_fail: a.op_fail,
                 scores: a.scores,
                 quorum: a.quorum.map(|q| q != 0),
                 now: now(),
             };
-            let sim = load(&a.file, &opts)?;
+            let sim = match &a.file {
+                Some(f) => load(f, &opts)?,
+                None => {
+                    let report = crate::cmd_config::live(&a.run_dir)?;
+                    opts.quorum = opts.quorum.or(Some(report.quorate));
+                    load_text(&report.xml, "the live CIB", &opts)?
+                }
+            };
             print!("{}", crm::simulate::format_status(&sim.transition));
             println!();
             if a.scores {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_agent;
 mod cmd_arbiter;
+mod cmd_config;
 mod cmd_crm;
 mod cmd_membership;
 mod cmd_quorum;
@@ -41,6 +42,8 @@ enum Command {
     Quorum(cmd_quorum::QuorumArgs),
     /// The arbiter host (run there): set up qnetd, hand out join codes, status.
     Arbiter(cmd_arbiter::ArbiterArgs),
+    /// The cluster's configuration (CIB), replicated on every node.
+    Config(cmd_config::ConfigArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -56,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Membership(args) => cmd_membership::run(args),
         Command::Quorum(args) => cmd_quorum::run(args),
         Command::Arbiter(args) => cmd_arbiter::run(args),
+        Command::Config(args) => cmd_config::run(args),
     }
 }
 

@@ -554,3 +554,82 @@ async fn the_arbiter_refuses_a_node_presenting_another_nodes_certificate() {
     let _ = qstop_tx.send(());
     let _ = qnetd.await;
 }
+
+fn ask_blocking(run_dir: &std::path::Path, req: Request) -> Response {
+    control::query_socket_within(&run_dir.join(control::SOCKET_NAME), &req, Duration::from_secs(20)).expect("answer")
+}
+
+async fn ask(run_dir: &std::path::Path, req: Request) -> Response {
+    let dir = run_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || ask_blocking(&dir, req)).await.expect("joins")
+}
+
+async fn cib_of(run_dir: &std::path::Path) -> clusterd::CibReport {
+    match ask(run_dir, Request::CibQuery).await {
+        Response::Cib(r) => *r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+const VIP_CONFIG: &str = r#"<configuration><crm_config/><nodes/><resources><primitive id="vip" class="ocf" provider="heartbeat" type="IPaddr2"><instance_attributes id="vip-ia"><nvpair id="vip-ip" name="ip" value="192.0.2.10"/></instance_attributes></primitive></resources><constraints/></configuration>"#;
+
+#[tokio::test]
+async fn the_cib_is_replicated_changed_only_with_quorum_and_persisted() {
+    let mut c = start(3, 3).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
+    wait_quorum(&c, "quorate", |s| s.quorate).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for d in &c.run_dirs {
+        while !cib_of(d).await.synced {
+            assert!(std::time::Instant::now() < deadline, "the CIB never synchronized");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // A change from node 2 is on every node once acknowledged.
+    let req = Request::CibReplaceConfiguration { xml: VIP_CONFIG.into(), if_epoch: Some(0) };
+    let done = ask(&c.run_dirs[1], req).await;
+    assert!(matches!(&done, Response::Done(w) if w.contains("version 0.1.0")), "{done:?}");
+    for d in &c.run_dirs {
+        let r = cib_of(d).await;
+        assert_eq!(r.version, (0, 1, 0));
+        assert!(r.xml.contains(r#"<primitive id="vip""#), "{}", r.xml);
+    }
+    // A stale read and an invalid configuration are refused, and nothing changes.
+    let stale =
+        ask(&c.run_dirs[0], Request::CibReplaceConfiguration { xml: VIP_CONFIG.into(), if_epoch: Some(0) }).await;
+    assert!(matches!(&stale, Response::Error(e) if e.contains("changed meanwhile")), "{stale:?}");
+    let dup = VIP_CONFIG
+        .replace("</resources>", r#"<primitive id="vip" class="ocf" provider="heartbeat" type="Dummy"/></resources>"#);
+    let bad = ask(&c.run_dirs[2], Request::CibReplaceConfiguration { xml: dup, if_epoch: None }).await;
+    assert!(matches!(&bad, Response::Error(e) if e.contains("used more than once")), "{bad:?}");
+    assert_eq!(cib_of(&c.run_dirs[0]).await.version, (0, 1, 0));
+
+    // Nodes 2 and 3 stop: node 1 alone is not quorate and refuses changes.
+    let _ = c.stops.remove(2).send(());
+    let _ = c.stops.remove(1).send(());
+    let d1 = c.run_dirs[0].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while quorum_of_async(&d1).await.status.quorate {
+        assert!(std::time::Instant::now() < deadline, "node 1 stayed quorate alone");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = ask(&d1, Request::CibReplaceConfiguration { xml: VIP_CONFIG.into(), if_epoch: None }).await;
+    assert!(matches!(&refused, Response::Error(e) if e.contains("not quorate")), "{refused:?}");
+
+    // What every node acknowledged is on its disk.
+    for i in 1..=3 {
+        let path = c._dir.path().join(format!("state{i}")).join("cib.state");
+        let bytes = std::fs::read(&path).expect("persisted");
+        let r = crm::replica::Replica::<crm::cib::Cib>::restore(NodeId(i), &bytes).expect("restores");
+        assert_eq!(r.document().config.resources[0].id, "vip", "node {i}");
+    }
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
+
+async fn quorum_of_async(run_dir: &std::path::Path) -> clusterd::control::QuorumReport {
+    let dir = run_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || quorum_of(&dir)).await.expect("joins")
+}

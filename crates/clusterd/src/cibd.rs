@@ -1,0 +1,138 @@
+//! The replicated CIB inside clusterd: runs the sans-IO [`crm::replica::Replica`] on membership's
+//! views, ordered deliveries (mux tag 3) and stability reports, persists its copy atomically in
+//! the state directory, and answers `crmctl config ...` requests. Writes need quorum and are
+//! answered only once every member of the view has the change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crm::cib::Cib;
+use crm::replica::{CibChange, Effect, Input, Replica, ReplicaMsg};
+use membership::Membership;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use wire::{NodeId, RingId};
+
+use crate::control::Response;
+use crate::node::NodeError;
+
+/// The file holding this node's copy (with its lineage).
+pub(crate) const CIB_FILE: &str = "cib.state";
+
+/// What `crmctl config export` and `crmctl simulate --live` get.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CibReport {
+    /// The whole CIB as Pacemaker XML (configuration and status).
+    pub xml: String,
+    /// admin_epoch, epoch, num_updates.
+    pub version: (u64, u64, u64),
+    /// The members agree on this copy (false right after a membership change).
+    pub synced: bool,
+    /// The partition is quorate (changes are accepted).
+    pub quorate: bool,
+}
+
+/// The CIB service of one node.
+pub(crate) struct CibService {
+    replica: Replica<Cib>,
+    path: PathBuf,
+    me: NodeId,
+    next_id: u64,
+    replies: BTreeMap<u64, oneshot::Sender<Response>>,
+    fx: Vec<Effect<CibChange>>,
+}
+
+impl CibService {
+    /// The persisted copy from `state_dir`, or an empty CIB on a first start.
+    pub(crate) fn load(state_dir: &Path, me: NodeId) -> Result<CibService, NodeError> {
+        let path = state_dir.join(CIB_FILE);
+        let replica = match std::fs::read(&path) {
+            Ok(bytes) => Replica::restore(me, &bytes).map_err(|e| NodeError::State {
+                path: path.clone(),
+                message: format!(
+                    "{e}; move the file away to start from the other nodes' copy (it is replaced at the next synchronization)"
+                ),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Replica::new(me, Cib::default()),
+            Err(e) => return Err(NodeError::State { path, message: e.to_string() }),
+        };
+        Ok(CibService { replica, path, me, next_id: 0, replies: BTreeMap::new(), fx: Vec::new() })
+    }
+
+    /// A new view.
+    pub(crate) fn view(&mut self, ring: RingId, members: &[NodeId]) {
+        self.replica.handle(Input::View { ring, members }, &mut self.fx);
+    }
+
+    /// A delivered CIB message.
+    pub(crate) fn delivered(&mut self, from: NodeId, seq: u64, msg: ReplicaMsg<CibChange>) {
+        self.replica.handle(Input::Delivered { from, seq, msg }, &mut self.fx);
+    }
+
+    /// Membership: every member has everything up to `upto`.
+    pub(crate) fn stable(&mut self, ring: RingId, upto: u64) {
+        self.replica.handle(Input::Stable { ring, upto }, &mut self.fx);
+    }
+
+    /// A client's change; answered on `reply` once every member has it (or at once, refused).
+    pub(crate) fn write(&mut self, change: CibChange, quorate: bool, reply: oneshot::Sender<Response>) {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.replies.insert(id, reply);
+        self.replica.handle(Input::Write { id, change, quorate }, &mut self.fx);
+    }
+
+    /// The copy as it is now.
+    pub(crate) fn report(&self, quorate: bool) -> CibReport {
+        let doc = self.replica.document();
+        let mut cib = doc.clone();
+        cib.have_quorum = quorate;
+        let v = doc.version;
+        CibReport {
+            xml: crm::cib::to_xml(&cib),
+            version: (v.admin_epoch, v.epoch, v.num_updates),
+            synced: self.replica.is_synced(),
+            quorate,
+        }
+    }
+
+    /// Runs the replica's effects: multicasts into `core`, persists, answers clients.
+    pub(crate) fn drain(
+        &mut self,
+        core: &mut Membership,
+        now: wire::Instant,
+        fx: &mut Vec<membership::Effect>,
+    ) -> Result<(), NodeError> {
+        for e in std::mem::take(&mut self.fx) {
+            match e {
+                Effect::Broadcast(m) => core.handle(now, membership::Input::Broadcast(crate::mux::cib(&m)), fx),
+                Effect::Persist(bytes) => {
+                    if let Err(e) = crate::fsutil::write_atomic(&self.path, &bytes, 0o600) {
+                        // Acknowledging changes that are not on disk would be a lie: stop (the
+                        // service manager restarts us; the other members keep the CIB).
+                        tracing::error!(path = %self.path.display(), error = %e, "cannot write the CIB; stopping");
+                        return Err(NodeError::State { path: self.path.clone(), message: e.to_string() });
+                    }
+                }
+                Effect::Reply { id, result } => {
+                    if let Some(tx) = self.replies.remove(&id) {
+                        let _ = tx.send(match result {
+                            Ok(v) => Response::Done(format!(
+                                "changed on every node: CIB version {}.{}.{}",
+                                v.admin_epoch, v.epoch, v.num_updates
+                            )),
+                            Err(e) => Response::Error(e.to_string()),
+                        });
+                    }
+                }
+                Effect::Changed(v) => {
+                    tracing::info!(node = %self.me, version = %format!("{}.{}.{}", v.admin_epoch, v.epoch, v.num_updates), "CIB changed");
+                }
+                Effect::Synced(v) => {
+                    tracing::info!(node = %self.me, version = %format!("{}.{}.{}", v.admin_epoch, v.epoch, v.num_updates), "CIB synchronized with the members of this view");
+                }
+            }
+        }
+        Ok(())
+    }
+}
