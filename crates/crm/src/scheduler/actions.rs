@@ -18,6 +18,8 @@ pub(crate) const ASYMMETRIC: u8 = 16;
 /// The first action is a clone's collective action judged on the then action's node only:
 /// it implies the then action only when an instance there is required.
 pub(crate) const NODE_LOCAL_FIRST: u8 = 32;
+/// A required first action that cannot run blocks the then action.
+pub(crate) const REQUIRED_FIRST_BLOCKS: u8 = 64;
 
 pub(crate) struct Builder<'a> {
     pub(crate) w: &'a World,
@@ -179,7 +181,11 @@ impl Builder<'_> {
                 }
                 let sid = self.add(a);
                 for &(sn, stop) in &stop_ids {
-                    if sn == n {
+                    if sn == n && !managed {
+                        // Nothing restarts an unmanaged resource: its start being wanted
+                        // does not make its stop required.
+                        self.edge(stop, sid, IMPLIES_THEN);
+                    } else if sn == n {
                         self.edge(stop, sid, IMPLIES_THEN | IMPLIES_FIRST | RESTART);
                     } else {
                         self.edge(stop, sid, 0);
@@ -301,6 +307,15 @@ impl Builder<'_> {
                     for tb in self.all(b, ActionKind::Stop) {
                         for ta in self.all(a, ActionKind::Stop) {
                             self.edge(tb, ta, IMPLIES_FIRST | RUNNABLE_LEFT);
+                        }
+                        // A later member restarts around an earlier member's start: it
+                        // stops first, so a later member that cannot stop keeps the
+                        // earlier one from starting on that node.
+                        let node = self.actions[tb].node;
+                        for sa in self.all(a, ActionKind::Start) {
+                            if self.actions[sa].node == node {
+                                self.edge(tb, sa, REQUIRED_FIRST_BLOCKS);
+                            }
                         }
                     }
                 }
@@ -747,6 +762,21 @@ impl Builder<'_> {
         self.leaf_actions(c, kind).iter().any(|&x| !self.actions[x].optional && self.actions[x].node == Some(node))
     }
 
+    /// A stop that just became required makes the stops that must precede it required at
+    /// once (Pacemaker follows a changed action's orderings before moving on), so they
+    /// name it as their cause.
+    fn require_earlier_stops(&mut self, stop: usize) {
+        let incoming: Vec<usize> =
+            self.edges.iter().filter(|e| e.then == stop && e.flags & IMPLIES_FIRST != 0).map(|e| e.first).collect();
+        for f in incoming {
+            if self.actions[f].optional && self.actions[f].kind == ActionKind::Stop {
+                self.actions[f].optional = false;
+                self.set_reason(f, stop, "required", false);
+                self.require_earlier_stops(f);
+            }
+        }
+    }
+
     fn apply_edge(&mut self, e: usize) -> bool {
         let Edge { first, then, flags } = self.edges[e];
         let mut changed = false;
@@ -763,8 +793,16 @@ impl Builder<'_> {
             self.actions[first].optional = false;
             self.set_reason(first, then, "required", false);
             changed = true;
+            if self.actions[first].kind == ActionKind::Stop {
+                self.require_earlier_stops(first);
+            }
         }
-        let blocks = flags & RUNNABLE_LEFT != 0 || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
+        // A stop nobody needs yet is not blocked (and takes no cause) until it is required:
+        // it then names whatever required it first.
+        let unneeded_stop = self.actions[then].optional && self.actions[then].kind == ActionKind::Stop;
+        let blocks = (flags & RUNNABLE_LEFT != 0 && !unneeded_stop)
+            || (flags & ASYMMETRIC != 0 && !self.actions[then].optional)
+            || (flags & REQUIRED_FIRST_BLOCKS != 0 && !self.actions[first].optional);
         if blocks && !self.actions[first].runnable && self.actions[then].runnable {
             self.actions[then].runnable = false;
             self.set_reason(then, first, "unrunnable", false);
