@@ -680,10 +680,18 @@ impl World {
 
     fn unpack_status(&mut self, cib: &Cib) {
         let node_idx: BTreeMap<String, usize> = self.nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
-        // Process online nodes first, then the rest, each in document order.
+        // Histories are read in document order, except that a node known to be down (out
+        // of the membership with its controller gone, or any offline node when fencing is
+        // disabled) is read after the others. That order decides which anonymous clone
+        // instance number each node's copy gets: live nodes take the low numbers and a
+        // surplus copy on a dead node becomes the orphan.
         let mut order: Vec<&NodeState> = cib.status.iter().collect();
         let fencing = self.props.fencing_enabled;
-        order.sort_by_key(|ns| !fencing && node_idx.get(ns.id.as_str()).is_none_or(|&i| !self.nodes[i].online));
+        order.sort_by_key(|ns| {
+            let offline = node_idx.get(ns.id.as_str()).is_none_or(|&i| !self.nodes[i].online);
+            let controller_up = ns.crmd.as_deref().is_some_and(|c| c != "offline");
+            offline && (!fencing || !controller_up)
+        });
         for ns in order {
             let Some(&n) = node_idx.get(ns.id.as_str()) else {
                 continue;
