@@ -647,7 +647,14 @@ impl Assigner<'_> {
                 }
             }
         }
-        for &i in &instances {
+        // The rest are placed afresh. Copies of an anonymous clone are interchangeable, so
+        // an instance that had to leave its node is placed only after the inactive ones: a
+        // new node gets a fresh instance number and the displaced one stops.
+        let mut fresh: Vec<usize> = instances.clone();
+        if !cfg.unique {
+            fresh.sort_by_key(|&i| self.w.leaves(i).iter().any(|&l| !self.w.rscs[l].running.is_empty()));
+        }
+        for &i in &fresh {
             if done.contains(&i) {
                 continue;
             }
