@@ -715,9 +715,17 @@ impl Assigner<'_> {
             for &l in &leaves {
                 let r = &self.w.rscs[l];
                 let node = &self.w.nodes[n];
-                let v = node
-                    .attrs
-                    .get(&format!("master-{}", r.id))
+                // An instance known on this node under another history name (anonymous
+                // instances are renumbered) reads the score recorded under that name.
+                let history_name = r
+                    .history_ids
+                    .iter()
+                    .rev()
+                    .find(|(hn, id)| *hn == n && *id != r.id && node.attrs.contains_key(&format!("master-{id}")))
+                    .map(|(_, id)| id);
+                let v = history_name
+                    .and_then(|id| node.attrs.get(&format!("master-{id}")))
+                    .or_else(|| node.attrs.get(&format!("master-{}", r.id)))
                     .or_else(|| node.attrs.get(&format!("master-{}", r.base)))
                     .or_else(|| node.attrs.get(&format!("promotion-{}", r.base)));
                 if let Some(v) = v {
