@@ -956,8 +956,10 @@ impl World {
                 x => x,
             };
             // A probe that finds the agent not installed is not a failure: the resource
-            // is stopped there and may not run there.
-            let not_installed = op.op_status == 7 || (op.op_status == 0 && rc == 5);
+            // is stopped there and may not run there. An execution error (status 4) is
+            // judged by its exit code, so "not installed" counts whichever way it is
+            // recorded.
+            let not_installed = op.op_status == 7 || (matches!(op.op_status, 0 | 4) && rc == 5);
             if probe && not_installed {
                 role = Role::Stopped;
                 if !self.failure_expired(leaf, n, op) {
