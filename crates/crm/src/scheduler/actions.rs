@@ -102,7 +102,8 @@ impl Builder<'_> {
             let multi = r.running.len() > 1;
             let mut stop_ids = Vec::new();
             for &n in &r.running {
-                let needed = next != Some(n) || r.failed || multi || r.next_role == Role::Stopped;
+                let needed =
+                    next != Some(n) || r.failed || multi || r.next_role == Role::Stopped || r.restart_on.contains(&n);
                 let mut a = self.new_action(Some(l), Some(n), ActionKind::Stop, !needed);
                 if w.nodes[n].unclean {
                     a.pseudo = true;
@@ -145,7 +146,13 @@ impl Builder<'_> {
             }
             if let Some(n) = next {
                 let running_here = r.running.contains(&n);
-                let mut a = self.new_action(Some(l), Some(n), ActionKind::Start, running_here && !r.failed && !multi);
+                let restart = r.restart_on.contains(&n);
+                let mut a = self.new_action(
+                    Some(l),
+                    Some(n),
+                    ActionKind::Start,
+                    running_here && !r.failed && !multi && !restart,
+                );
                 let node = &w.nodes[n];
                 if !node.can_host() {
                     a.runnable = false;

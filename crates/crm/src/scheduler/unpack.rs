@@ -128,6 +128,8 @@ pub(crate) struct Rsc {
     /// History entry ids seen per node (anonymous clones may have several).
     pub(crate) history_ids: Vec<(usize, String)>,
     pub(crate) fail_stop_on: BTreeSet<usize>,
+    /// Nodes where this resource must restart because a resource it contains failed there.
+    pub(crate) restart_on: BTreeSet<usize>,
     /// Nodes this resource may not run on after hard or fatal errors.
     pub(crate) banned_on: BTreeSet<usize>,
     /// Unassigned after placement because an interleaved ordering found no partner: the
@@ -1080,6 +1082,24 @@ impl World {
                 fence_reason = Some(format!("{} failed there", self.rscs[leaf].id));
             }
         }
+        // A resource living inside a container (meta attribute `container`) is recovered
+        // by restarting its container there: a failure that would restart it restarts the
+        // container too, and a failed stop is not fatal, since stopping the container stops
+        // everything inside it (the resource then counts as stopped).
+        if failed
+            && (on_fail == OnFail::Restart || (stop_failed && matches!(on_fail, OnFail::Block | OnFail::Fence)))
+            && let Some(c) = self.container_of(leaf)
+        {
+            self.rscs[c].restart_on.insert(n);
+            if stop_failed {
+                role = Role::Stopped;
+                failed = false;
+                fence_reason = None;
+            } else {
+                on_fail = OnFail::Restart;
+                fence_reason = None;
+            }
+        }
         let r = &mut self.rscs[leaf];
         r.known_on.insert(n);
         r.history_ids.push((n, lr.id.clone()));
@@ -1123,6 +1143,16 @@ impl World {
         if role > Role::Stopped && failed && on_fail == OnFail::Stop {
             self.rscs[leaf].target_role = Some(Role::Stopped);
         }
+    }
+
+    /// The primitive a leaf lives in (its `container` meta attribute), if any.
+    pub(crate) fn container_of(&self, leaf: usize) -> Option<usize> {
+        if self.rscs[leaf].kind != Kind::Primitive {
+            return None;
+        }
+        let name = self.rscs[leaf].meta.get("container")?;
+        let &c = self.by_id.get(name)?;
+        (c != leaf && self.rscs[c].kind == Kind::Primitive).then_some(c)
     }
 
     /// The fail count of a leaf on a node, honouring failure-timeout.
@@ -1230,6 +1260,7 @@ fn blank_rsc() -> Rsc {
         inhibited_on: None,
         history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
+        restart_on: BTreeSet::new(),
         weights: BTreeMap::new(),
         assigned: None,
         next_role: Role::Unknown,
