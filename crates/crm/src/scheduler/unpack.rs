@@ -130,6 +130,9 @@ pub(crate) struct Rsc {
     pub(crate) fail_stop_on: BTreeSet<usize>,
     /// Nodes where this resource must restart because a resource it contains failed there.
     pub(crate) restart_on: BTreeSet<usize>,
+    /// Nodes whose history is obsolete (recorded for another agent): its failures and fail
+    /// counts there no longer count.
+    pub(crate) cleared_on: BTreeSet<usize>,
     /// Nodes this resource may not run on after hard or fatal errors.
     pub(crate) banned_on: BTreeSet<usize>,
     /// Unassigned after placement because an interleaved ordering found no partner: the
@@ -1082,6 +1085,21 @@ impl World {
                 fence_reason = Some(format!("{} failed there", self.rscs[leaf].id));
             }
         }
+        // History recorded for another agent than the one configured now belongs to an old
+        // definition: once that resource is stopped there, the history is discarded, with
+        // its failures and the fail counts they left on the node.
+        let rs = &self.rscs[leaf];
+        let other_agent = |recorded: &Option<String>, now: &str| recorded.as_deref().is_some_and(|x| x != now);
+        let changed_agent = !rs.orphan
+            && (other_agent(&lr.class, &rs.class)
+                || other_agent(&lr.agent, &rs.agent)
+                || (lr.provider.is_some() && lr.provider != rs.provider));
+        if changed_agent && role == Role::Stopped {
+            failed = false;
+            stop_failed = false;
+            fence_reason = None;
+            self.rscs[leaf].cleared_on.insert(n);
+        }
         // A resource living inside a container (meta attribute `container`) is recovered
         // by restarting its container there: a failure that would restart it restarts the
         // container too, and a failed stop is not fatal, since stopping the container stops
@@ -1158,6 +1176,9 @@ impl World {
     /// The fail count of a leaf on a node, honouring failure-timeout.
     pub(crate) fn failcount(&self, leaf: usize, n: usize) -> (i64, Option<i64>) {
         let r = &self.rscs[leaf];
+        if r.cleared_on.contains(&n) {
+            return (0, None);
+        }
         let node = &self.nodes[n];
         let names = [r.id.clone(), r.base.clone()];
         let mut total = Score::ZERO;
@@ -1261,6 +1282,7 @@ fn blank_rsc() -> Rsc {
         history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
         restart_on: BTreeSet::new(),
+        cleared_on: BTreeSet::new(),
         weights: BTreeMap::new(),
         assigned: None,
         next_role: Role::Unknown,
