@@ -1087,7 +1087,8 @@ impl World {
         }
         // History recorded for another agent than the one configured now belongs to an old
         // definition: once that resource is stopped there, the history is discarded, with
-        // its failures and the fail counts they left on the node.
+        // its failures and the fail counts they left on the node. Still active there, it
+        // restarts (stopped as recorded, started as now configured).
         let rs = &self.rscs[leaf];
         let other_agent = |recorded: &Option<String>, now: &str| recorded.as_deref().is_some_and(|x| x != now);
         let changed_agent = !rs.orphan
@@ -1099,6 +1100,8 @@ impl World {
             stop_failed = false;
             fence_reason = None;
             self.rscs[leaf].cleared_on.insert(n);
+        } else if changed_agent {
+            self.rscs[leaf].restart_on.insert(n);
         }
         // A resource living inside a container (meta attribute `container`) is recovered
         // by restarting its container there: a failure that would restart it restarts the
