@@ -940,6 +940,11 @@ impl World {
                 continue;
             }
             if op.op_status == -1 || op.call_id == -1 && op.op_status != 0 {
+                // A probe still in progress says nothing yet: the resource is not known to
+                // be active there (nor pending), so it does not hold a clone instance.
+                if task == "monitor" && op.interval_ms == 0 {
+                    continue;
+                }
                 pending = Some(task.to_string());
                 match task {
                     "start" | "migrate_to" | "migrate_from" => role = Role::Started,
