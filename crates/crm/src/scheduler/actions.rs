@@ -29,6 +29,9 @@ pub(crate) struct Builder<'a> {
     pub(crate) one_or_more: Vec<(usize, Vec<usize>, usize)>,
     /// Actions by (resource, kind).
     pub(crate) index: std::collections::BTreeMap<(usize, ActionKind), Vec<usize>>,
+    /// Orderings out of and into each action (filled when propagation starts).
+    pub(crate) edges_out: Vec<Vec<usize>>,
+    pub(crate) edges_in: Vec<Vec<usize>>,
 }
 
 impl Builder<'_> {
@@ -653,6 +656,11 @@ impl Builder<'_> {
             }
             outs[edge.first].push(e);
         }
+        self.edges_out = outs.clone();
+        self.edges_in = vec![Vec::new(); self.actions.len()];
+        for (e, edge) in self.edges.iter().enumerate() {
+            self.edges_in[edge.then].push(e);
+        }
         let idx = EdgeIndex { restarts, outs };
         for _ in 0..200 {
             let mut changed = self.update_collectives();
@@ -769,17 +777,50 @@ impl Builder<'_> {
         self.leaf_actions(c, kind).iter().any(|&x| !self.actions[x].optional && self.actions[x].node == Some(node))
     }
 
-    /// A stop that just became required makes the stops that must precede it required at
-    /// once (Pacemaker follows a changed action's orderings before moving on), so they
-    /// name it as their cause.
+    /// A stop that just became required makes the stops that must directly precede it
+    /// required at once, so they name it as their cause. This goes one step only: an
+    /// action that changes has the orderings into it re-evaluated, but the earlier actions
+    /// they changed are followed up later, in the regular sweep (by which time a stop
+    /// further up may already be required by its own restart, without a cause).
     fn require_earlier_stops(&mut self, stop: usize) {
-        let incoming: Vec<usize> =
-            self.edges.iter().filter(|e| e.then == stop && e.flags & IMPLIES_FIRST != 0).map(|e| e.first).collect();
+        let incoming: Vec<usize> = self
+            .edges_in
+            .get(stop)
+            .into_iter()
+            .flatten()
+            .map(|&e| self.edges[e])
+            .filter(|e| e.flags & IMPLIES_FIRST != 0)
+            .map(|e| e.first)
+            .collect();
         for f in incoming {
             if self.actions[f].optional && self.actions[f].kind == ActionKind::Stop {
                 self.actions[f].optional = false;
                 self.set_reason(f, stop, "required", false);
-                self.require_earlier_stops(f);
+            }
+        }
+    }
+
+    /// An action that just became required passes that on at once along the orderings
+    /// out of it that imply their then action, depth first, so each names the action
+    /// before it as its cause.
+    fn require_following(&mut self, a: usize, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        let outs: Vec<(usize, u8)> = self
+            .edges_out
+            .get(a)
+            .into_iter()
+            .flatten()
+            .map(|&e| self.edges[e])
+            .filter(|e| e.flags & IMPLIES_THEN != 0)
+            .map(|e| (e.then, e.flags))
+            .collect();
+        for (t, flags) in outs {
+            if self.actions[t].optional && self.required_for(a, t, flags) {
+                self.actions[t].optional = false;
+                self.set_reason(t, a, "required", false);
+                self.require_following(t, depth + 1);
             }
         }
     }
@@ -791,10 +832,17 @@ impl Builder<'_> {
             self.actions[then].optional = false;
             self.set_reason(then, first, "required", false);
             changed = true;
+            self.require_following(then, 0);
         }
         if flags & RESTART != 0 && !self.actions[then].runnable && self.actions[first].optional {
             self.actions[first].optional = false;
             changed = true;
+            // A required start that cannot run stops the resource for good; a start that
+            // was never required only gives up the resource's place, which its stop's
+            // predecessors learn about later.
+            if self.actions[first].kind == ActionKind::Stop && !self.actions[then].optional {
+                self.require_earlier_stops(first);
+            }
         }
         if flags & IMPLIES_FIRST != 0 && !self.actions[then].optional && self.actions[first].optional {
             self.actions[first].optional = false;
