@@ -454,11 +454,9 @@ impl Builder<'_> {
         let rs = &w.rscs[r];
         match rs.kind {
             Kind::Primitive => {
-                if rs.orphan || rs.known_on.contains(&n) {
-                    Vec::new()
-                } else {
-                    vec![r]
-                }
+                // A resource living in a container is only ever where its container is:
+                // it is never probed on its own.
+                if rs.orphan || rs.known_on.contains(&n) || w.container_of(r).is_some() { Vec::new() } else { vec![r] }
             }
             _ => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
         }
