@@ -442,6 +442,19 @@ impl Builder<'_> {
                     for s in starts {
                         self.edge(pid, s, flags);
                     }
+                    // A clone whose state on a pending node is unknown starts no new
+                    // instance anywhere: that node may already run one.
+                    if is_clone && pending {
+                        for s in self.leaf_actions(t, ActionKind::Start) {
+                            let new_copy = match (self.actions[s].rsc, self.actions[s].node) {
+                                (Some(r), Some(sn)) => !w.rscs[r].running.contains(&sn),
+                                _ => false,
+                            };
+                            if new_copy {
+                                self.edge(pid, s, RUNNABLE_LEFT);
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -940,9 +940,10 @@ impl World {
                 continue;
             }
             if op.op_status == -1 || op.call_id == -1 && op.op_status != 0 {
-                // A probe still in progress says nothing yet: the resource is not known to
-                // be active there (nor pending), so it does not hold a clone instance.
-                if task == "monitor" && op.interval_ms == 0 {
+                // A monitor still in progress (a probe, or a recurring monitor left over from
+                // before the resource stopped) says nothing about the resource's state: it is
+                // not active there (nor pending), so it does not hold a clone instance.
+                if task == "monitor" {
                     continue;
                 }
                 pending = Some(task.to_string());
