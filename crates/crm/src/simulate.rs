@@ -249,7 +249,9 @@ pub fn format_actions(t: &Transition) -> String {
         };
         match a.kind {
             crate::ActionKind::Fence => {
-                let _ = writeln!(s, "  * Fencing {node}");
+                // The label is `stonith-NODE-ACTION`; the action is its last part.
+                let action = a.label.rsplit('-').next().filter(|x| !x.is_empty()).unwrap_or("reboot");
+                let _ = writeln!(s, "  * Fencing {node} ({action})");
             }
             crate::ActionKind::Notify if a.pseudo => {
                 let _ = writeln!(s, "  * Pseudo action:   {rsc}_{}_0", a.label);

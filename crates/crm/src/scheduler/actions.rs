@@ -18,6 +18,8 @@ pub(crate) const ASYMMETRIC: u8 = 16;
 /// The first action is a clone's collective action judged on the then action's node only:
 /// it implies the then action only when an instance there is required.
 pub(crate) const NODE_LOCAL_FIRST: u8 = 32;
+/// A required first action that cannot run blocks the then action.
+pub(crate) const REQUIRED_FIRST_BLOCKS: u8 = 64;
 
 pub(crate) struct Builder<'a> {
     pub(crate) w: &'a World,
@@ -27,6 +29,9 @@ pub(crate) struct Builder<'a> {
     pub(crate) one_or_more: Vec<(usize, Vec<usize>, usize)>,
     /// Actions by (resource, kind).
     pub(crate) index: std::collections::BTreeMap<(usize, ActionKind), Vec<usize>>,
+    /// Orderings out of and into each action (filled when propagation starts).
+    pub(crate) edges_out: Vec<Vec<usize>>,
+    pub(crate) edges_in: Vec<Vec<usize>>,
 }
 
 impl Builder<'_> {
@@ -100,7 +105,8 @@ impl Builder<'_> {
             let multi = r.running.len() > 1;
             let mut stop_ids = Vec::new();
             for &n in &r.running {
-                let needed = next != Some(n) || r.failed || multi || r.next_role == Role::Stopped;
+                let needed =
+                    next != Some(n) || r.failed || multi || r.next_role == Role::Stopped || r.restart_on.contains(&n);
                 let mut a = self.new_action(Some(l), Some(n), ActionKind::Stop, !needed);
                 if w.nodes[n].unclean {
                     a.pseudo = true;
@@ -143,7 +149,13 @@ impl Builder<'_> {
             }
             if let Some(n) = next {
                 let running_here = r.running.contains(&n);
-                let mut a = self.new_action(Some(l), Some(n), ActionKind::Start, running_here && !r.failed && !multi);
+                let restart = r.restart_on.contains(&n);
+                let mut a = self.new_action(
+                    Some(l),
+                    Some(n),
+                    ActionKind::Start,
+                    running_here && !r.failed && !multi && !restart,
+                );
                 let node = &w.nodes[n];
                 if !node.can_host() {
                     a.runnable = false;
@@ -179,7 +191,11 @@ impl Builder<'_> {
                 }
                 let sid = self.add(a);
                 for &(sn, stop) in &stop_ids {
-                    if sn == n {
+                    if sn == n && !managed {
+                        // Nothing restarts an unmanaged resource: its start being wanted
+                        // does not make its stop required.
+                        self.edge(stop, sid, IMPLIES_THEN);
+                    } else if sn == n {
                         self.edge(stop, sid, IMPLIES_THEN | IMPLIES_FIRST | RESTART);
                     } else {
                         self.edge(stop, sid, 0);
@@ -302,6 +318,15 @@ impl Builder<'_> {
                         for ta in self.all(a, ActionKind::Stop) {
                             self.edge(tb, ta, IMPLIES_FIRST | RUNNABLE_LEFT);
                         }
+                        // A later member restarts around an earlier member's start: it
+                        // stops first, so a later member that cannot stop keeps the
+                        // earlier one from starting on that node.
+                        let node = self.actions[tb].node;
+                        for sa in self.all(a, ActionKind::Start) {
+                            if self.actions[sa].node == node {
+                                self.edge(tb, sa, REQUIRED_FIRST_BLOCKS);
+                            }
+                        }
                     }
                 }
             }
@@ -417,6 +442,19 @@ impl Builder<'_> {
                     for s in starts {
                         self.edge(pid, s, flags);
                     }
+                    // A clone whose state on a pending node is unknown starts no new
+                    // instance anywhere: that node may already run one.
+                    if is_clone && pending {
+                        for s in self.leaf_actions(t, ActionKind::Start) {
+                            let new_copy = match (self.actions[s].rsc, self.actions[s].node) {
+                                (Some(r), Some(sn)) => !w.rscs[r].running.contains(&sn),
+                                _ => false,
+                            };
+                            if new_copy {
+                                self.edge(pid, s, RUNNABLE_LEFT);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -429,11 +467,9 @@ impl Builder<'_> {
         let rs = &w.rscs[r];
         match rs.kind {
             Kind::Primitive => {
-                if rs.orphan || rs.known_on.contains(&n) {
-                    Vec::new()
-                } else {
-                    vec![r]
-                }
+                // A resource living in a container is only ever where its container is:
+                // it is never probed on its own.
+                if rs.orphan || rs.known_on.contains(&n) || w.container_of(r).is_some() { Vec::new() } else { vec![r] }
             }
             _ => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
         }
@@ -631,6 +667,11 @@ impl Builder<'_> {
             }
             outs[edge.first].push(e);
         }
+        self.edges_out = outs.clone();
+        self.edges_in = vec![Vec::new(); self.actions.len()];
+        for (e, edge) in self.edges.iter().enumerate() {
+            self.edges_in[edge.then].push(e);
+        }
         let idx = EdgeIndex { restarts, outs };
         for _ in 0..200 {
             let mut changed = self.update_collectives();
@@ -747,6 +788,54 @@ impl Builder<'_> {
         self.leaf_actions(c, kind).iter().any(|&x| !self.actions[x].optional && self.actions[x].node == Some(node))
     }
 
+    /// A stop that just became required makes the stops that must directly precede it
+    /// required at once, so they name it as their cause. This goes one step only: an
+    /// action that changes has the orderings into it re-evaluated, but the earlier actions
+    /// they changed are followed up later, in the regular sweep (by which time a stop
+    /// further up may already be required by its own restart, without a cause).
+    fn require_earlier_stops(&mut self, stop: usize) {
+        let incoming: Vec<usize> = self
+            .edges_in
+            .get(stop)
+            .into_iter()
+            .flatten()
+            .map(|&e| self.edges[e])
+            .filter(|e| e.flags & IMPLIES_FIRST != 0)
+            .map(|e| e.first)
+            .collect();
+        for f in incoming {
+            if self.actions[f].optional && self.actions[f].kind == ActionKind::Stop {
+                self.actions[f].optional = false;
+                self.set_reason(f, stop, "required", false);
+            }
+        }
+    }
+
+    /// An action that just became required passes that on at once along the orderings
+    /// out of it that imply their then action, depth first, so each names the action
+    /// before it as its cause.
+    fn require_following(&mut self, a: usize, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        let outs: Vec<(usize, u8)> = self
+            .edges_out
+            .get(a)
+            .into_iter()
+            .flatten()
+            .map(|&e| self.edges[e])
+            .filter(|e| e.flags & IMPLIES_THEN != 0)
+            .map(|e| (e.then, e.flags))
+            .collect();
+        for (t, flags) in outs {
+            if self.actions[t].optional && self.required_for(a, t, flags) {
+                self.actions[t].optional = false;
+                self.set_reason(t, a, "required", false);
+                self.require_following(t, depth + 1);
+            }
+        }
+    }
+
     fn apply_edge(&mut self, e: usize) -> bool {
         let Edge { first, then, flags } = self.edges[e];
         let mut changed = false;
@@ -754,17 +843,32 @@ impl Builder<'_> {
             self.actions[then].optional = false;
             self.set_reason(then, first, "required", false);
             changed = true;
+            self.require_following(then, 0);
         }
         if flags & RESTART != 0 && !self.actions[then].runnable && self.actions[first].optional {
             self.actions[first].optional = false;
             changed = true;
+            // A required start that cannot run stops the resource for good; a start that
+            // was never required only gives up the resource's place, which its stop's
+            // predecessors learn about later.
+            if self.actions[first].kind == ActionKind::Stop && !self.actions[then].optional {
+                self.require_earlier_stops(first);
+            }
         }
         if flags & IMPLIES_FIRST != 0 && !self.actions[then].optional && self.actions[first].optional {
             self.actions[first].optional = false;
             self.set_reason(first, then, "required", false);
             changed = true;
+            if self.actions[first].kind == ActionKind::Stop {
+                self.require_earlier_stops(first);
+            }
         }
-        let blocks = flags & RUNNABLE_LEFT != 0 || (flags & ASYMMETRIC != 0 && !self.actions[then].optional);
+        // A stop nobody needs yet is not blocked (and takes no cause) until it is required:
+        // it then names whatever required it first.
+        let unneeded_stop = self.actions[then].optional && self.actions[then].kind == ActionKind::Stop;
+        let blocks = (flags & RUNNABLE_LEFT != 0 && !unneeded_stop)
+            || (flags & ASYMMETRIC != 0 && !self.actions[then].optional)
+            || (flags & REQUIRED_FIRST_BLOCKS != 0 && !self.actions[first].optional);
         if blocks && !self.actions[first].runnable && self.actions[then].runnable {
             self.actions[then].runnable = false;
             self.set_reason(then, first, "unrunnable", false);

@@ -647,7 +647,14 @@ impl Assigner<'_> {
                 }
             }
         }
-        for &i in &instances {
+        // The rest are placed afresh. Copies of an anonymous clone are interchangeable, so
+        // an instance that had to leave its node is placed only after the inactive ones: a
+        // new node gets a fresh instance number and the displaced one stops.
+        let mut fresh: Vec<usize> = instances.clone();
+        if !cfg.unique {
+            fresh.sort_by_key(|&i| self.w.leaves(i).iter().any(|&l| !self.w.rscs[l].running.is_empty()));
+        }
+        for &i in &fresh {
             if done.contains(&i) {
                 continue;
             }
@@ -708,9 +715,17 @@ impl Assigner<'_> {
             for &l in &leaves {
                 let r = &self.w.rscs[l];
                 let node = &self.w.nodes[n];
-                let v = node
-                    .attrs
-                    .get(&format!("master-{}", r.id))
+                // An instance known on this node under another history name (anonymous
+                // instances are renumbered) reads the score recorded under that name.
+                let history_name = r
+                    .history_ids
+                    .iter()
+                    .rev()
+                    .find(|(hn, id)| *hn == n && *id != r.id && node.attrs.contains_key(&format!("master-{id}")))
+                    .map(|(_, id)| id);
+                let v = history_name
+                    .and_then(|id| node.attrs.get(&format!("master-{id}")))
+                    .or_else(|| node.attrs.get(&format!("master-{}", r.id)))
                     .or_else(|| node.attrs.get(&format!("master-{}", r.base)))
                     .or_else(|| node.attrs.get(&format!("promotion-{}", r.base)));
                 if let Some(v) = v {
@@ -737,9 +752,14 @@ impl Assigner<'_> {
             if let Some(&d) = role_weights.get(&n) {
                 score = score.plus(d);
             }
-            // Dependents colocated with our promoted role pull promotion to their node.
-            for co in self.c.by_primary(c).filter(|co| co.primary == c && co.prim_role == Some(Role::Promoted)) {
+            // Dependents colocated with our promoted role pull promotion to their node. So
+            // does a resource colocated with the clone whatever its role, while it is still
+            // to be placed: its node preferences tip the choice of which instance to promote.
+            for co in self.c.by_primary(c).filter(|co| co.primary == c && co.prim_role != Some(Role::Unpromoted)) {
                 let d = co.dependent;
+                if co.prim_role.is_none() && (!self.w.rscs[d].provisional || self.w.rscs[d].kind == Kind::Clone) {
+                    continue;
+                }
                 if !co.influence || co.score.value() == 0 {
                     continue;
                 }
@@ -759,6 +779,12 @@ impl Assigner<'_> {
                     } else {
                         self.unit_weights(d, true)
                     };
+                    // A dependent that may run on none of the nodes hosting an instance
+                    // has no say in which of them is promoted.
+                    let hosts = instances.iter().filter_map(|&x| self.w.rscs[x].assigned);
+                    if !hosts.into_iter().any(|h| dw.get(&h).is_some_and(|s| s.value() >= 0)) {
+                        continue;
+                    }
                     let f = co.score.value() as f64 / INFINITY as f64;
                     if let Some(&ds) = dw.get(&n) {
                         let add = if (ds.is_neg_inf() || ds.is_inf()) && f.abs() >= 1.0 - 1e-9 {

@@ -296,6 +296,37 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
             }
         }
     }
+    // A resource living in a container (meta attribute `container`) runs where its
+    // container runs and only while it runs: it is colocated with it and ordered after it.
+    // Within one group the group's own ordering already says so.
+    for (l, r) in w.rscs.iter().enumerate() {
+        let Some(c) = w.container_of(l) else { continue };
+        if (r.parent.is_some() && r.parent == w.rscs[c].parent) || w.clone_of(l).is_some() {
+            continue;
+        }
+        let dependent = w.top_of(l);
+        out.colocs.push(Coloc {
+            id: format!("{}-with-container", r.id),
+            dependent,
+            primary: c,
+            score: Score::INF,
+            dep_role: None,
+            prim_role: None,
+            attr: "#uname".into(),
+            influence: true,
+        });
+        out.orders.push(Ord {
+            id: format!("{}-after-container", r.id),
+            first: c,
+            first_action: "start".into(),
+            then: l,
+            then_action: "start".into(),
+            kind: OrderKind::Mandatory,
+            symmetrical: true,
+            min_first: None,
+            any_of: Vec::new(),
+        });
+    }
     out.build_index();
     out
 }

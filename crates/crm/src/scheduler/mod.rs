@@ -156,6 +156,8 @@ pub fn schedule(cib: &Cib, quorum: Option<bool>, now: i64) -> Transition {
         edges: Vec::new(),
         one_or_more: Vec::new(),
         index: BTreeMap::new(),
+        edges_out: Vec::new(),
+        edges_in: Vec::new(),
     };
     b.build(&cons);
     let summary = summary_lines(&w, &b);

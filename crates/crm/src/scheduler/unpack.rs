@@ -128,6 +128,11 @@ pub(crate) struct Rsc {
     /// History entry ids seen per node (anonymous clones may have several).
     pub(crate) history_ids: Vec<(usize, String)>,
     pub(crate) fail_stop_on: BTreeSet<usize>,
+    /// Nodes where this resource must restart because a resource it contains failed there.
+    pub(crate) restart_on: BTreeSet<usize>,
+    /// Nodes whose history is obsolete (recorded for another agent): its failures and fail
+    /// counts there no longer count.
+    pub(crate) cleared_on: BTreeSet<usize>,
     /// Nodes this resource may not run on after hard or fatal errors.
     pub(crate) banned_on: BTreeSet<usize>,
     /// Unassigned after placement because an interleaved ordering found no partner: the
@@ -680,10 +685,18 @@ impl World {
 
     fn unpack_status(&mut self, cib: &Cib) {
         let node_idx: BTreeMap<String, usize> = self.nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
-        // Process online nodes first, then the rest, each in document order.
+        // Histories are read in document order, except that a node known to be down (out
+        // of the membership with its controller gone, or any offline node when fencing is
+        // disabled) is read after the others. That order decides which anonymous clone
+        // instance number each node's copy gets: live nodes take the low numbers and a
+        // surplus copy on a dead node becomes the orphan.
         let mut order: Vec<&NodeState> = cib.status.iter().collect();
         let fencing = self.props.fencing_enabled;
-        order.sort_by_key(|ns| !fencing && node_idx.get(ns.id.as_str()).is_none_or(|&i| !self.nodes[i].online));
+        order.sort_by_key(|ns| {
+            let offline = node_idx.get(ns.id.as_str()).is_none_or(|&i| !self.nodes[i].online);
+            let controller_up = ns.crmd.as_deref().is_some_and(|c| c != "offline");
+            offline && (!fencing || !controller_up)
+        });
         for ns in order {
             let Some(&n) = node_idx.get(ns.id.as_str()) else {
                 continue;
@@ -927,6 +940,12 @@ impl World {
                 continue;
             }
             if op.op_status == -1 || op.call_id == -1 && op.op_status != 0 {
+                // A monitor still in progress (a probe, or a recurring monitor left over from
+                // before the resource stopped) says nothing about the resource's state: it is
+                // not active there (nor pending), so it does not hold a clone instance.
+                if task == "monitor" {
+                    continue;
+                }
                 pending = Some(task.to_string());
                 match task {
                     "start" | "migrate_to" | "migrate_from" => role = Role::Started,
@@ -948,8 +967,10 @@ impl World {
                 x => x,
             };
             // A probe that finds the agent not installed is not a failure: the resource
-            // is stopped there and may not run there.
-            let not_installed = op.op_status == 7 || (op.op_status == 0 && rc == 5);
+            // is stopped there and may not run there. An execution error (status 4) is
+            // judged by its exit code, so "not installed" counts whichever way it is
+            // recorded.
+            let not_installed = op.op_status == 7 || (matches!(op.op_status, 0 | 4) && rc == 5);
             if probe && not_installed {
                 role = Role::Stopped;
                 if !self.failure_expired(leaf, n, op) {
@@ -1070,6 +1091,42 @@ impl World {
                 fence_reason = Some(format!("{} failed there", self.rscs[leaf].id));
             }
         }
+        // History recorded for another agent than the one configured now belongs to an old
+        // definition: once that resource is stopped there, the history is discarded, with
+        // its failures and the fail counts they left on the node. Still active there, it
+        // restarts (stopped as recorded, started as now configured).
+        let rs = &self.rscs[leaf];
+        let other_agent = |recorded: &Option<String>, now: &str| recorded.as_deref().is_some_and(|x| x != now);
+        let changed_agent = !rs.orphan
+            && (other_agent(&lr.class, &rs.class)
+                || other_agent(&lr.agent, &rs.agent)
+                || (lr.provider.is_some() && lr.provider != rs.provider));
+        if changed_agent && role == Role::Stopped {
+            failed = false;
+            stop_failed = false;
+            fence_reason = None;
+            self.rscs[leaf].cleared_on.insert(n);
+        } else if changed_agent {
+            self.rscs[leaf].restart_on.insert(n);
+        }
+        // A resource living inside a container (meta attribute `container`) is recovered
+        // by restarting its container there: a failure that would restart it restarts the
+        // container too, and a failed stop is not fatal, since stopping the container stops
+        // everything inside it (the resource then counts as stopped).
+        if failed
+            && (on_fail == OnFail::Restart || (stop_failed && matches!(on_fail, OnFail::Block | OnFail::Fence)))
+            && let Some(c) = self.container_of(leaf)
+        {
+            self.rscs[c].restart_on.insert(n);
+            if stop_failed {
+                role = Role::Stopped;
+                failed = false;
+                fence_reason = None;
+            } else {
+                on_fail = OnFail::Restart;
+                fence_reason = None;
+            }
+        }
         let r = &mut self.rscs[leaf];
         r.known_on.insert(n);
         r.history_ids.push((n, lr.id.clone()));
@@ -1115,9 +1172,22 @@ impl World {
         }
     }
 
+    /// The primitive a leaf lives in (its `container` meta attribute), if any.
+    pub(crate) fn container_of(&self, leaf: usize) -> Option<usize> {
+        if self.rscs[leaf].kind != Kind::Primitive {
+            return None;
+        }
+        let name = self.rscs[leaf].meta.get("container")?;
+        let &c = self.by_id.get(name)?;
+        (c != leaf && self.rscs[c].kind == Kind::Primitive).then_some(c)
+    }
+
     /// The fail count of a leaf on a node, honouring failure-timeout.
     pub(crate) fn failcount(&self, leaf: usize, n: usize) -> (i64, Option<i64>) {
         let r = &self.rscs[leaf];
+        if r.cleared_on.contains(&n) {
+            return (0, None);
+        }
         let node = &self.nodes[n];
         let names = [r.id.clone(), r.base.clone()];
         let mut total = Score::ZERO;
@@ -1220,6 +1290,8 @@ fn blank_rsc() -> Rsc {
         inhibited_on: None,
         history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
+        restart_on: BTreeSet::new(),
+        cleared_on: BTreeSet::new(),
         weights: BTreeMap::new(),
         assigned: None,
         next_role: Role::Unknown,

@@ -71,6 +71,24 @@ fn an_unprobeable_pending_node_blocks_starting_a_stopped_resource() {
 }
 
 #[test]
+fn an_unprobeable_pending_node_blocks_new_clone_instances_but_not_running_ones() {
+    let pending_and_n3 = r#"<node_state id="2" uname="n2" in_ccm="true" crmd="online" join="pending" expected="member"/>
+    <node_state id="3" uname="n3" in_ccm="true" crmd="online" join="member" expected="member"/>"#;
+    let xml = cib(
+        r#"<clone id="c"><primitive id="a" class="ocf" provider="heartbeat" type="Dummy"/></clone>"#,
+        pending_and_n3,
+        &running_on_n1("a"),
+    )
+    .replace(r#"<node id="2" uname="n2"/>"#, r#"<node id="2" uname="n2"/><node id="3" uname="n3"/>"#)
+    .replace(r#"name="fencing-enabled" value="false""#, r#"name="fencing-enabled" value="true""#);
+    let t = schedule(&xml);
+    // The copy on n1 keeps running; the new copy for n3 waits for n2's state to be known.
+    assert_eq!(t.summary.len(), 1, "{:?}", t.summary);
+    let line = &t.summary[0];
+    assert!(line.starts_with("Start") && line.contains("n3") && line.ends_with("monitor (blocked)"), "{line}");
+}
+
+#[test]
 fn notifying_clones_notify_active_instances_around_a_start() {
     let clone = r#"<clone id="c"><meta_attributes id="cm"><nvpair id="cm1" name="notify" value="true"/></meta_attributes>
         <primitive id="p" class="ocf" provider="heartbeat" type="Dummy"/></clone>"#;

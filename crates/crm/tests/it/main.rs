@@ -1,6 +1,7 @@
 //! Integration tests for the crm crate.
 
 mod bad_input;
+mod container;
 mod controller;
 mod corpus;
 mod explain;
