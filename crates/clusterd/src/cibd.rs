@@ -2,12 +2,17 @@
 //! views, ordered deliveries (mux tag 3) and stability reports, persists its copy atomically in
 //! the state directory, and answers `crmctl config ...` requests. Writes need quorum and are
 //! answered only once every member of the view has the change.
+//!
+//! The DC (for now the lowest node id of the view; every member computes the same) records
+//! membership in the CIB's status: members as online, nodes that left cleanly as down, and
+//! nodes lost without leaving as expected-up-but-gone, which the policy engine fences before
+//! their resources move.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crm::cib::Cib;
-use crm::replica::{CibChange, Effect, Input, Replica, ReplicaMsg};
+use crm::replica::{CibChange, Effect, Input, Membership as Mstate, Replica, ReplicaMsg};
 use membership::Membership;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -40,11 +45,18 @@ pub(crate) struct CibService {
     next_id: u64,
     replies: BTreeMap<u64, oneshot::Sender<Response>>,
     fx: Vec<Effect<CibChange>>,
+    /// Configured nodes: id → name.
+    names: BTreeMap<NodeId, String>,
+    members: Vec<NodeId>,
+    /// What this node knows of each node's membership since it started.
+    known: BTreeMap<NodeId, Mstate>,
+    /// The DC's membership write in flight.
+    dc_write: Option<u64>,
 }
 
 impl CibService {
     /// The persisted copy from `state_dir`, or an empty CIB on a first start.
-    pub(crate) fn load(state_dir: &Path, me: NodeId) -> Result<CibService, NodeError> {
+    pub(crate) fn load(state_dir: &Path, me: NodeId, names: BTreeMap<NodeId, String>) -> Result<CibService, NodeError> {
         let path = state_dir.join(CIB_FILE);
         let replica = match std::fs::read(&path) {
             Ok(bytes) => Replica::restore(me, &bytes).map_err(|e| NodeError::State {
@@ -56,12 +68,63 @@ impl CibService {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Replica::new(me, Cib::default()),
             Err(e) => return Err(NodeError::State { path, message: e.to_string() }),
         };
-        Ok(CibService { replica, path, me, next_id: 0, replies: BTreeMap::new(), fx: Vec::new() })
+        Ok(CibService {
+            replica,
+            path,
+            me,
+            next_id: 0,
+            replies: BTreeMap::new(),
+            fx: Vec::new(),
+            names,
+            members: Vec::new(),
+            known: BTreeMap::new(),
+            dc_write: None,
+        })
     }
 
-    /// A new view.
-    pub(crate) fn view(&mut self, ring: RingId, members: &[NodeId]) {
+    /// A new view; `left` are the nodes that left cleanly since the previous one.
+    pub(crate) fn view(&mut self, ring: RingId, members: &[NodeId], left: &[NodeId]) {
+        for gone in self.members.iter().filter(|n| !members.contains(n)) {
+            self.known.insert(*gone, if left.contains(gone) { Mstate::Left } else { Mstate::Lost });
+        }
+        for m in members {
+            self.known.insert(*m, Mstate::Member);
+        }
+        self.members = members.to_vec();
+        self.dc_write = None;
         self.replica.handle(Input::View { ring, members }, &mut self.fx);
+    }
+
+    /// The DC of the current view (every member computes the same).
+    pub(crate) fn dc(&self) -> Option<NodeId> {
+        self.members.iter().min().copied()
+    }
+
+    /// The DC's duties, run after every event: record membership changes in the status.
+    pub(crate) fn duty(&mut self, quorate: bool) {
+        if !quorate || !self.replica.is_synced() || self.dc() != Some(self.me) || self.dc_write.is_some() {
+            return;
+        }
+        let doc = self.replica.document();
+        let changes: Vec<(String, String, Mstate)> = self
+            .known
+            .iter()
+            .filter_map(|(id, m)| {
+                let key = id.0.to_string();
+                let recorded = doc.status.iter().find(|s| s.id == key).is_some_and(|s| m.recorded_in(s));
+                let in_config = doc.config.nodes.iter().any(|n| n.id == key);
+                let name = self.names.get(id)?.clone();
+                (!recorded || !in_config).then_some((key, name, *m))
+            })
+            .collect();
+        if changes.is_empty() {
+            return;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        self.dc_write = Some(id);
+        self.replica
+            .handle(Input::Write { id, change: CibChange::SetMembership { nodes: changes }, quorate }, &mut self.fx);
     }
 
     /// A delivered CIB message.
@@ -113,6 +176,13 @@ impl CibService {
                         tracing::error!(path = %self.path.display(), error = %e, "cannot write the CIB; stopping");
                         return Err(NodeError::State { path: self.path.clone(), message: e.to_string() });
                     }
+                }
+                Effect::Reply { id, result } if self.dc_write == Some(id) => {
+                    // Done, or to be tried again at the next event (a view change re-does it).
+                    if let Err(e) = &result {
+                        tracing::debug!(node = %self.me, error = %e, "recording membership in the CIB did not complete");
+                    }
+                    self.dc_write = None;
                 }
                 Effect::Reply { id, result } => {
                     if let Some(tx) = self.replies.remove(&id) {

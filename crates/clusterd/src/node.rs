@@ -174,7 +174,11 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     let (enrolled_tx, mut enrolled_rx) = mpsc::channel::<(u64, Result<(), String>)>(4);
     let mut dfx: Vec<quorum::device::DeviceEffect> = Vec::new();
     // The replicated CIB.
-    let mut cib = crate::cibd::CibService::load(&opts.state_dir, me)?;
+    let mut cib = crate::cibd::CibService::load(
+        &opts.state_dir,
+        me,
+        cfg.nodes.iter().map(|n| (NodeId(n.id), n.name.clone())).collect(),
+    )?;
     let peers: Vec<NodeId> = cfg.nodes.iter().map(|n| NodeId(n.id)).filter(|&n| n != me).collect();
     let mut crypto = Crypto::new(&opts.authkey, &cfg.cluster_name, me, peers, session);
     let mut by_addr: BTreeMap<SocketAddr, (NodeId, LinkId)> = BTreeMap::new();
@@ -426,7 +430,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 match ev {
                     QuorumEvent::View { ring, members, left } => {
                         join.view(&members, &mut jfx);
-                        cib.view(ring, &members);
+                        cib.view(ring, &members, &left);
                         vq.handle(now(), quorum::Input::View { ring, members: &members, left: &left }, &mut qfx);
                         if let Some(d) = dev.as_mut() {
                             d.0.handle(now(), quorum::device::DeviceInput::View { ring, members }, &mut dfx);
@@ -478,6 +482,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     }
                 }
             }
+            cib.duty(vq.is_quorate());
             cib.drain(&mut core, now(), &mut fx)?;
             if qfx.is_empty() && fx.is_empty() {
                 break;

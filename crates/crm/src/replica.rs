@@ -513,6 +513,44 @@ pub enum CibChange {
         /// The `<node_state ...>...</node_state>` XML.
         xml: String,
     },
+    /// The DC records cluster membership: each node's `node_state` membership fields change,
+    /// its operation history stays; nodes not yet in `<nodes>` are added there.
+    SetMembership {
+        /// (node id, node name, state).
+        nodes: Vec<(String, String, Membership)>,
+    },
+}
+
+/// A node's membership as the DC records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Membership {
+    /// In the view, its controller running.
+    Member,
+    /// Left cleanly (shut down on purpose): nothing to fence.
+    Left,
+    /// Gone without leaving (crashed, cut off, hung) while expected up: to be fenced before its
+    /// resources move.
+    Lost,
+}
+
+impl Membership {
+    /// `(in_ccm, crmd, join, expected)` as Pacemaker writes them.
+    fn fields(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Membership::Member => ("true", "online", "member", "member"),
+            Membership::Left => ("false", "offline", "down", "down"),
+            Membership::Lost => ("false", "offline", "down", "member"),
+        }
+    }
+
+    /// Whether `state` already records this.
+    pub fn recorded_in(self, state: &NodeState) -> bool {
+        let (ccm, crmd, join, expected) = self.fields();
+        state.in_ccm.as_deref() == Some(ccm)
+            && state.crmd.as_deref() == Some(crmd)
+            && state.join.as_deref() == Some(join)
+            && state.expected.as_deref() == Some(expected)
+    }
 }
 
 /// Parses `<cib><configuration/>...<status>{status}</status></cib>` around a fragment.
@@ -579,6 +617,37 @@ impl Document for Cib {
                     None => self.status.push(state),
                 }
                 Ok(ChangeKind::Status)
+            }
+            CibChange::SetMembership { nodes } => {
+                let mut kind = ChangeKind::Status;
+                for (id, uname, m) in nodes {
+                    if id.is_empty() || uname.is_empty() {
+                        return Err("a node needs an id and a name".into());
+                    }
+                    if !self.config.nodes.iter().any(|n| &n.id == id) {
+                        self.config.nodes.push(crate::cib::NodeConfig {
+                            id: id.clone(),
+                            uname: uname.clone(),
+                            ..Default::default()
+                        });
+                        kind = ChangeKind::Config;
+                    }
+                    let (ccm, crmd, join, expected) = m.fields();
+                    let state = match self.status.iter_mut().position(|s| &s.id == id) {
+                        Some(i) => &mut self.status[i],
+                        None => {
+                            self.status.push(NodeState { id: id.clone(), ..Default::default() });
+                            let last = self.status.len() - 1;
+                            &mut self.status[last]
+                        }
+                    };
+                    state.uname = Some(uname.clone());
+                    state.in_ccm = Some(ccm.into());
+                    state.crmd = Some(crmd.into());
+                    state.join = Some(join.into());
+                    state.expected = Some(expected.into());
+                }
+                Ok(kind)
             }
         }
     }

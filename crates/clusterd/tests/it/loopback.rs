@@ -578,35 +578,64 @@ async fn the_cib_is_replicated_changed_only_with_quorum_and_persisted() {
     let mut c = start(3, 3).await;
     wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
     wait_quorum(&c, "quorate", |s| s.quorate).await;
+
+    // The DC (node 1) records the three members in the status, and adds them to <nodes>.
+    let online = |xml: &str| xml.matches(r#"crmd="online""#).count();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for d in &c.run_dirs {
-        while !cib_of(d).await.synced {
-            assert!(std::time::Instant::now() < deadline, "the CIB never synchronized");
+        loop {
+            let r = cib_of(d).await;
+            if r.synced && online(&r.xml) == 3 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "membership never recorded: {r:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    let r = cib_of(&c.run_dirs[2]).await;
+    assert!(r.xml.contains(r#"<node id="3" uname="node3""#), "{}", r.xml);
+    let epoch = r.version.1;
 
     // A change from node 2 is on every node once acknowledged.
-    let req = Request::CibReplaceConfiguration { xml: VIP_CONFIG.into(), if_epoch: Some(0) };
+    let req = Request::CibReplaceConfiguration { xml: VIP_CONFIG.into(), if_epoch: Some(epoch) };
     let done = ask(&c.run_dirs[1], req).await;
-    assert!(matches!(&done, Response::Done(w) if w.contains("version 0.1.0")), "{done:?}");
+    let want = format!("version 0.{}.0", epoch + 1);
+    assert!(matches!(&done, Response::Done(w) if w.contains(&want)), "{done:?}");
     for d in &c.run_dirs {
         let r = cib_of(d).await;
-        assert_eq!(r.version, (0, 1, 0));
+        assert!(r.version.1 > epoch);
         assert!(r.xml.contains(r#"<primitive id="vip""#), "{}", r.xml);
     }
     // A stale read and an invalid configuration are refused, and nothing changes.
     let stale =
-        ask(&c.run_dirs[0], Request::CibReplaceConfiguration { xml: VIP_CONFIG.into(), if_epoch: Some(0) }).await;
+        ask(&c.run_dirs[0], Request::CibReplaceConfiguration { xml: VIP_CONFIG.into(), if_epoch: Some(epoch) }).await;
     assert!(matches!(&stale, Response::Error(e) if e.contains("changed meanwhile")), "{stale:?}");
     let dup = VIP_CONFIG
         .replace("</resources>", r#"<primitive id="vip" class="ocf" provider="heartbeat" type="Dummy"/></resources>"#);
     let bad = ask(&c.run_dirs[2], Request::CibReplaceConfiguration { xml: dup, if_epoch: None }).await;
     assert!(matches!(&bad, Response::Error(e) if e.contains("used more than once")), "{bad:?}");
-    assert_eq!(cib_of(&c.run_dirs[0]).await.version, (0, 1, 0));
+    // The import dropped the nodes from <nodes>; the DC adds them back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cib_of(&c.run_dirs[0]).await.xml.contains(r#"<node id="2" uname="node2""#) {
+        assert!(std::time::Instant::now() < deadline, "the DC did not re-add the nodes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
-    // Nodes 2 and 3 stop: node 1 alone is not quorate and refuses changes.
-    let _ = c.stops.remove(2).send(());
+    // Node 3 dies (no clean leave): the DC records it lost (expected up, not in the view),
+    // which the policy engine fences; the survivors stay quorate.
+    c.tasks[2].abort();
+    let lost = r#"<node_state id="3" uname="node3" in_ccm="false" crmd="offline" join="down" expected="member""#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let xml = cib_of(&c.run_dirs[1]).await.xml;
+        if xml.contains(lost) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node 3's loss never recorded: {xml}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Node 2 stops cleanly: node 1 alone is not quorate and refuses changes.
     let _ = c.stops.remove(1).send(());
     let d1 = c.run_dirs[0].clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
