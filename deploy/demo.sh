@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The main job: a local demo. Part 1 runs a real three-node cluster (clusterd in network
-# namespaces: membership and quorum, a node killed). Resource management is not wired into the
-# daemon yet, so part 2 shows the policy engine offline on a two-node web cluster, and part 3 the
-# deterministic simulator.
+# namespaces: membership, quorum, the replicated CIB, a node killed, the policy engine's plan on
+# the live CIB). Resources are not yet executed by the daemons, so part 2 shows the policy engine
+# offline on a two-node web cluster with recorded history, and part 3 the deterministic simulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "demo: part 1: a three-node cluster in network namespaces (needs root)"
 ./deploy/demo-cluster.sh
 echo
-echo "demo: part 2: resources are not yet run by the daemons; the policy engine, offline:"
+echo "demo: part 2: resources are not yet executed by the daemons; the policy engine, offline, on a cluster with history:"
 cargo build -q -p crmctl
 CRMCTL=target/debug/crmctl
 
