@@ -12,10 +12,11 @@
 //! own last changes (it delivers them before it learns the others are gone) and so reach a high
 //! version on a dead branch, while the rest of the cluster acknowledged other changes. Each copy
 //! therefore carries its lineage: the ring in which it last applied a change ([`Rank`]). Changes
-//! are only made in quorate views, consecutive quorate views share a member, and ring ids grow,
-//! so the copy from the latest ring descends from every acknowledged change; the version only
-//! orders copies of the same ring (a longer prefix of one total order). `admin_epoch` still
-//! overrides everything, as in Pacemaker.
+//! are only made in quorate views, with majority quorum two quorate views share a member, and
+//! ring ids grow, so the copy from the latest ring descends from every acknowledged change; the
+//! version only orders copies of the same ring (a longer prefix of one total order).
+//! `admin_epoch` still overrides everything, as in Pacemaker. (With an arbiter or two_node,
+//! quorate views need not share a member: see docs/cib.md.)
 //!
 //! A write is acknowledged ([`Effect::Reply`] with `Ok`) only once membership reports it stable
 //! (every member of the view has received it; whichever members survive a failure deliver it),
