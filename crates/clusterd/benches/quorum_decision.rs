@@ -14,7 +14,7 @@
 //!
 //! The same cases then run against Debian's corosync 3 (knet on the same two links) +
 //! corosync-qdevice (model net, ffsplit) + corosync-qnetd, once with corosync's default token
-//! and once with `token: 650` (clusterd's token timeout), when `corosync`, `corosync-qdevice`,
+//! and once with `token: 650` and `token_coefficient: 0` (clusterd's token timeout), when `corosync`, `corosync-qdevice`,
 //! `corosync-qnetd` and their certutil scripts are installed (else a note says it is skipped).
 //! Their decision is pushed by `corosync-quorumtool -m` running in the survivor; their view time
 //! comes from the survivor's log (`A new membership`, millisecond stamps).
@@ -410,7 +410,8 @@ fn corosync_conf(nodes: u32, token: Option<u32>, logfile: &Path) -> String {
         "totem {{\n  version: 2\n  cluster_name: {CORO_CLUSTER}\n  transport: knet\n  crypto_cipher: aes256\n  crypto_hash: sha256\n"
     );
     if let Some(t) = token {
-        s += &format!("  token: {t}\n");
+        // No per-node increase beyond 2 nodes: the same fixed timeout as clusterd's.
+        s += &format!("  token: {t}\n  token_coefficient: 0\n");
     }
     s += "}\nnodelist {\n";
     for i in 1..=nodes {
