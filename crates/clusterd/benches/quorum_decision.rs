@@ -13,11 +13,15 @@
 //! `clusterd` is polled on its control socket every 2 ms. Prints median (min–max) per case.
 //!
 //! The same cases then run against Debian's corosync 3 (knet on the same two links) +
-//! corosync-qdevice (model net, ffsplit) + corosync-qnetd, once with corosync's default token
-//! and once with `token: 650` and `token_coefficient: 0` (clusterd's token timeout), when `corosync`, `corosync-qdevice`,
-//! `corosync-qnetd` and their certutil scripts are installed (else a note says it is skipped).
-//! Their decision is pushed by `corosync-quorumtool -m` running in the survivor; their view time
-//! comes from the survivor's log (`A new membership`, millisecond stamps).
+//! corosync-qdevice (model net, ffsplit) + corosync-qnetd, once with `token: 650` and
+//! `token_coefficient: 0` (clusterd's token timeout) and once with corosync's defaults, when
+//! `corosync`, `corosync-qdevice`, `corosync-qnetd` and their certutil scripts are installed
+//! (else a note says it is skipped). Their decision is pushed by `corosync-quorumtool -m`
+//! running in each survivor; their view time comes from the survivor's log (`A new
+//! membership`, millisecond stamps).
+//!
+//! Everything (namespaces, processes, directories) is removed on exit, on a failure and on
+//! SIGINT/SIGTERM; corosync's process trees also die with this process if it is killed.
 //!
 //! Needs root, `ip`, `iptables-restore`, `nsenter`. Environment: `ROUNDS` (default 5),
 //! `CASES` (run only the cases whose label contains this text), `COROSYNC_NODES` (`2` by
@@ -304,10 +308,11 @@ fn our_round(case: &Case, round: usize) -> Sample {
     let mut decided = BTreeMap::new();
     let mut loser = BTreeMap::new();
     let losers: &[u32] = if case.fault == Fault::Partition { &case.victims } else { &[] };
+    // Each answer is timed when it arrives (never earlier than the state it reports).
     let done = wait_for(Duration::from_secs(20), POLL, || {
-        let now = t0.elapsed();
         for &n in &survivors {
             if let Some(s) = our_state(&c, n).filter(|s| s.members == survivors) {
+                let now = t0.elapsed();
                 view.entry(n).or_insert(now);
                 if s.quorate && s.arbiter_vote {
                     decided.entry(n).or_insert(now);
@@ -316,7 +321,7 @@ fn our_round(case: &Case, round: usize) -> Sample {
         }
         for &n in losers {
             if our_state(&c, n).is_some_and(|s| !s.quorate && s.members == losers) {
-                loser.entry(n).or_insert(now);
+                loser.entry(n).or_insert(t0.elapsed());
             }
         }
         decided.len() == survivors.len() && loser.len() == losers.len()
