@@ -1,14 +1,15 @@
 //! Cluster-wide administrative changes carried in ordered delivery (mux tag 2), decided the same
 //! way on every node because every node sees the same messages in the same order.
 //!
-//! Adding an arbiter with a join code ([`DeviceJoin`]) is a two-phase change:
-//! 1. the node the administrator asked broadcasts [`AdminMsg::DeviceEnroll`]; every node, on
-//!    delivery, fetches its own certificate from the arbiter and prepares (but does not install)
-//!    its new configuration, then broadcasts [`AdminMsg::DeviceEnrolled`] with the result;
+//! Adding the arbiter with a join code, or removing it ([`DeviceJoin`]), is a two-phase change:
+//! 1. the node the administrator asked broadcasts [`AdminMsg::DevicePrepare`]; every node, on
+//!    delivery, prepares (but does not install) its new configuration (for an addition it first
+//!    fetches its own certificate from the arbiter), then broadcasts [`AdminMsg::DevicePrepared`]
+//!    with the result;
 //! 2. once every configured node has reported success, every node commits at that same point
-//!    of the order: the files move into place, votequorum takes the arbiter's votes, and the
-//!    arbiter client starts. Any failure, or a configured node leaving the view before the end,
-//!    aborts the change everywhere and nothing is installed.
+//!    of the order: the files move into place, votequorum takes (or gives back) the arbiter's
+//!    votes, and the arbiter client starts (or stops). Any failure, or a configured node leaving
+//!    the view before the end, aborts the change everywhere and nothing is installed.
 //!
 //! This module is sans-IO: the driver runs the effects (the enrollment task, the file moves).
 
@@ -22,20 +23,29 @@ use crate::control::DeviceAddRequest;
 /// The `wire` frame kind of [`AdminMsg`] (inside ordered delivery).
 pub(crate) const ADMIN_WIRE_KIND: u8 = 0x53;
 
+/// A change of the arbiter configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum DeviceChange {
+    /// Add this arbiter (each node gets its certificate with the join code).
+    Add(DeviceAddRequest),
+    /// Remove the arbiter.
+    Remove,
+}
+
 /// A cluster-wide administrative message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum AdminMsg {
-    /// Every node: get a certificate from this arbiter with this join code, then report.
-    DeviceEnroll {
+    /// Every node: prepare this change, then report.
+    DevicePrepare {
         /// Names this change (random, chosen by the initiator).
         op: u64,
         /// The node the administrator asked.
         initiator: NodeId,
         /// What was asked.
-        req: DeviceAddRequest,
+        change: DeviceChange,
     },
     /// One node's result for change `op`.
-    DeviceEnrolled {
+    DevicePrepared {
         /// The change.
         op: u64,
         /// Who reports.
@@ -48,11 +58,11 @@ pub(crate) enum AdminMsg {
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum JoinEffect {
-    /// Fetch this node's certificate and prepare the configuration, then report with
-    /// [`AdminMsg::DeviceEnrolled`].
-    Enroll { op: u64, req: DeviceAddRequest },
-    /// Every node is ready: install what was prepared and start using the arbiter.
-    Commit { op: u64, req: DeviceAddRequest },
+    /// Prepare the change (for an addition: fetch this node's certificate), then report with
+    /// [`AdminMsg::DevicePrepared`].
+    Prepare { op: u64, change: DeviceChange },
+    /// Every node is ready: install what was prepared.
+    Commit { op: u64, change: DeviceChange },
     /// Throw away what was prepared for `op`.
     Abort { op: u64, reason: String },
     /// This node was the initiator: answer the administrator.
@@ -63,11 +73,11 @@ pub(crate) enum JoinEffect {
 struct Pending {
     op: u64,
     initiator: NodeId,
-    req: DeviceAddRequest,
+    change: DeviceChange,
     results: BTreeMap<NodeId, Result<(), String>>,
 }
 
-/// The state of the cluster-wide arbiter addition on one node.
+/// The state of the cluster-wide arbiter changes on one node.
 #[derive(Debug)]
 pub(crate) struct DeviceJoin {
     me: NodeId,
@@ -84,14 +94,14 @@ impl DeviceJoin {
         DeviceJoin { me, nodes, members: Vec::new(), configured, pending: None }
     }
 
-    /// Whether this node may start an addition now (checked before broadcasting; the ordered
+    /// Whether this node may start `change` now (checked before broadcasting; the ordered
     /// delivery decides races between two initiators).
-    pub(crate) fn check_start(&self, quorate: bool) -> Result<(), String> {
-        if self.configured {
-            return Err("an arbiter is already configured".into());
+    pub(crate) fn check_start(&self, quorate: bool, change: &DeviceChange) -> Result<(), String> {
+        if let Some(e) = self.refusal(change) {
+            return Err(e);
         }
         if self.pending.is_some() {
-            return Err("an arbiter addition is already in progress".into());
+            return Err("an arbiter change is already in progress".into());
         }
         if !quorate {
             return Err("this partition is not quorate; cluster-wide changes need quorum".into());
@@ -106,6 +116,14 @@ impl DeviceJoin {
         Ok(())
     }
 
+    fn refusal(&self, change: &DeviceChange) -> Option<String> {
+        match change {
+            DeviceChange::Add(_) if self.configured => Some("an arbiter is already configured".into()),
+            DeviceChange::Remove if !self.configured => Some("no arbiter is configured".into()),
+            _ => None,
+        }
+    }
+
     fn missing(&self) -> Vec<NodeId> {
         self.nodes.iter().filter(|n| !self.members.contains(n)).copied().collect()
     }
@@ -115,21 +133,21 @@ impl DeviceJoin {
         self.members = members.to_vec();
         let missing = self.missing();
         if self.pending.is_some() && !missing.is_empty() {
-            self.abort(format!("node {} left the view before every node had its certificate", ids(&missing)), out);
+            self.abort(format!("node {} left the view before every node was ready", ids(&missing)), out);
         }
     }
 
     /// A delivered message.
     pub(crate) fn delivered(&mut self, from: NodeId, msg: AdminMsg, out: &mut Vec<JoinEffect>) {
         match msg {
-            AdminMsg::DeviceEnroll { op, initiator, req } => {
+            AdminMsg::DevicePrepare { op, initiator, change } => {
                 if initiator != from {
                     return;
                 }
-                let refusal = if self.configured {
-                    Some("an arbiter is already configured".to_string())
+                let refusal = if let Some(e) = self.refusal(&change) {
+                    Some(e)
                 } else if self.pending.is_some() {
-                    Some("another arbiter addition came first".to_string())
+                    Some("another arbiter change came first".to_string())
                 } else if !self.missing().is_empty() {
                     Some(format!("not in the view: {}", ids(&self.missing())))
                 } else {
@@ -141,10 +159,10 @@ impl DeviceJoin {
                     }
                     return;
                 }
-                self.pending = Some(Pending { op, initiator, req: req.clone(), results: BTreeMap::new() });
-                out.push(JoinEffect::Enroll { op, req });
+                self.pending = Some(Pending { op, initiator, change: change.clone(), results: BTreeMap::new() });
+                out.push(JoinEffect::Prepare { op, change });
             }
-            AdminMsg::DeviceEnrolled { op, node, result } => {
+            AdminMsg::DevicePrepared { op, node, result } => {
                 let Some(p) = self.pending.as_mut().filter(|p| p.op == op && node == from) else { return };
                 if let Err(e) = &result {
                     let reason = format!("node {node}: {e}");
@@ -154,19 +172,20 @@ impl DeviceJoin {
                 p.results.insert(node, result);
                 if self.nodes.iter().all(|n| p.results.contains_key(n)) {
                     let Some(p) = self.pending.take() else { return };
-                    self.configured = true;
-                    out.push(JoinEffect::Commit { op, req: p.req.clone() });
+                    self.configured = matches!(p.change, DeviceChange::Add(_));
+                    out.push(JoinEffect::Commit { op, change: p.change.clone() });
                     if p.initiator == self.me {
-                        out.push(JoinEffect::Reply {
-                            op,
-                            result: Ok(format!(
+                        let done = match &p.change {
+                            DeviceChange::Add(req) => format!(
                                 "the arbiter {}:{} ({}) is configured on nodes {}; each node has its own certificate",
-                                p.req.host,
-                                p.req.port,
-                                p.req.algorithm,
+                                req.host,
+                                req.port,
+                                req.algorithm,
                                 ids(&self.nodes)
-                            )),
-                        });
+                            ),
+                            DeviceChange::Remove => format!("the arbiter is removed on nodes {}", ids(&self.nodes)),
+                        };
+                        out.push(JoinEffect::Reply { op, result: Ok(done) });
                     }
                 }
             }
@@ -201,6 +220,10 @@ mod tests {
         }
     }
 
+    fn add() -> DeviceChange {
+        DeviceChange::Add(req())
+    }
+
     fn three() -> Vec<DeviceJoin> {
         (1..=3)
             .map(|i| {
@@ -224,16 +247,16 @@ mod tests {
     }
 
     fn enrolled(op: u64, node: u32, result: Result<(), String>) -> AdminMsg {
-        AdminMsg::DeviceEnrolled { op, node: NodeId(node), result }
+        AdminMsg::DevicePrepared { op, node: NodeId(node), result }
     }
 
     #[test]
     fn every_node_commits_at_the_same_point_once_all_are_enrolled() {
         let mut n = three();
-        assert_eq!(n[0].check_start(true), Ok(()));
-        let fx = deliver(&mut n, 1, AdminMsg::DeviceEnroll { op: 7, initiator: NodeId(1), req: req() });
-        assert!(fx.iter().all(|f| f == &[JoinEffect::Enroll { op: 7, req: req() }]));
-        assert!(n[1].check_start(true).unwrap_err().contains("in progress"));
+        assert_eq!(n[0].check_start(true, &add()), Ok(()));
+        let fx = deliver(&mut n, 1, AdminMsg::DevicePrepare { op: 7, initiator: NodeId(1), change: add() });
+        assert!(fx.iter().all(|f| f == &[JoinEffect::Prepare { op: 7, change: add() }]));
+        assert!(n[1].check_start(true, &add()).unwrap_err().contains("in progress"));
         for i in [2, 3] {
             assert!(deliver(&mut n, i, enrolled(7, i, Ok(()))).iter().all(Vec::is_empty));
         }
@@ -241,13 +264,22 @@ mod tests {
         assert!(matches!(&fx[0][..], [JoinEffect::Commit { op: 7, .. }, JoinEffect::Reply { op: 7, result: Ok(_) }]));
         assert!(matches!(&fx[1][..], [JoinEffect::Commit { op: 7, .. }]));
         assert!(matches!(&fx[2][..], [JoinEffect::Commit { op: 7, .. }]));
-        assert!(n[2].check_start(true).unwrap_err().contains("already configured"));
+        assert!(n[2].check_start(true, &add()).unwrap_err().contains("already configured"));
+        // Now it can be removed, the same way.
+        assert_eq!(n[2].check_start(true, &DeviceChange::Remove), Ok(()));
+        let fx =
+            deliver(&mut n, 3, AdminMsg::DevicePrepare { op: 8, initiator: NodeId(3), change: DeviceChange::Remove });
+        assert!(fx.iter().all(|f| f == &[JoinEffect::Prepare { op: 8, change: DeviceChange::Remove }]));
+        for i in [1, 2, 3] {
+            deliver(&mut n, i, enrolled(8, i, Ok(())));
+        }
+        assert!(n[0].check_start(true, &DeviceChange::Remove).unwrap_err().contains("no arbiter is configured"));
     }
 
     #[test]
     fn one_failure_or_a_departure_aborts_everywhere_and_the_initiator_hears_why() {
         let mut n = three();
-        deliver(&mut n, 2, AdminMsg::DeviceEnroll { op: 1, initiator: NodeId(2), req: req() });
+        deliver(&mut n, 2, AdminMsg::DevicePrepare { op: 1, initiator: NodeId(2), change: add() });
         let fx = deliver(&mut n, 3, enrolled(1, 3, Err("the arbiter refused: unknown or expired join code".into())));
         assert!(matches!(&fx[0][..], [JoinEffect::Abort { op: 1, .. }]));
         match &fx[1][..] {
@@ -261,29 +293,29 @@ mod tests {
         }
         // Late reports of the aborted change are ignored; a new attempt may start.
         assert!(deliver(&mut n, 1, enrolled(1, 1, Ok(()))).iter().all(Vec::is_empty));
-        assert_eq!(n[0].check_start(true), Ok(()));
+        assert_eq!(n[0].check_start(true, &add()), Ok(()));
 
-        deliver(&mut n, 1, AdminMsg::DeviceEnroll { op: 2, initiator: NodeId(1), req: req() });
+        deliver(&mut n, 1, AdminMsg::DevicePrepare { op: 2, initiator: NodeId(1), change: add() });
         let mut out = Vec::new();
         n[0].view(&[NodeId(1), NodeId(2)], &mut out);
         assert!(
             matches!(&out[..], [JoinEffect::Abort { op: 2, .. }, JoinEffect::Reply { result: Err(e), .. }] if e.contains("node 3 left"))
         );
-        assert!(n[0].check_start(true).unwrap_err().contains("not in the view: 3"));
-        assert!(n[0].check_start(false).unwrap_err().contains("not quorate"));
+        assert!(n[0].check_start(true, &add()).unwrap_err().contains("not in the view: 3"));
+        assert!(n[0].check_start(false, &add()).unwrap_err().contains("not quorate"));
     }
 
     #[test]
     fn of_two_racing_initiators_the_first_delivered_wins() {
         let mut n = three();
-        deliver(&mut n, 1, AdminMsg::DeviceEnroll { op: 1, initiator: NodeId(1), req: req() });
-        let fx = deliver(&mut n, 3, AdminMsg::DeviceEnroll { op: 2, initiator: NodeId(3), req: req() });
+        deliver(&mut n, 1, AdminMsg::DevicePrepare { op: 1, initiator: NodeId(1), change: add() });
+        let fx = deliver(&mut n, 3, AdminMsg::DevicePrepare { op: 2, initiator: NodeId(3), change: add() });
         assert!(fx[0].is_empty() && fx[1].is_empty());
         assert!(matches!(&fx[2][..], [JoinEffect::Reply { op: 2, result: Err(e) }] if e.contains("came first")));
         // A node may only report for itself, and only the initiator may start a change.
         assert!(deliver(&mut n, 2, enrolled(1, 3, Ok(()))).iter().all(Vec::is_empty));
         assert!(
-            deliver(&mut n, 2, AdminMsg::DeviceEnroll { op: 3, initiator: NodeId(1), req: req() })
+            deliver(&mut n, 2, AdminMsg::DevicePrepare { op: 3, initiator: NodeId(1), change: add() })
                 .iter()
                 .all(Vec::is_empty)
         );

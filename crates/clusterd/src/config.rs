@@ -520,12 +520,48 @@ impl FileConfig {
             .as_table_mut()
             .ok_or_else(|| vec!["quorum: is not a table".to_string()])?;
         if cfg.quorum.two_node {
-            quorum.remove("two_node");
-            let note = "# two_node was removed by `crmctl quorum device add`: the arbiter breaks ties.\n";
+            // The value changes; the comments around it stay.
+            if let Some(item) = quorum.get_mut("two_node") {
+                *item = toml_edit::value(false);
+            }
+            let note = "# two_node was turned off by `crmctl quorum device add`: the arbiter breaks ties.\n";
             let prefix = table.decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_string();
             table.decor_mut().set_prefix(format!("{prefix}{note}"));
         }
         quorum.insert("device", toml_edit::Item::Table(table));
+        let out = doc.to_string();
+        let new = Self::parse(&out).map_err(|e| vec![e])?;
+        new.validate()?;
+        Ok(out)
+    }
+
+    /// `text` without its `[quorum.device]` section, everything else (comments included) kept.
+    /// A two-node cluster gets `two_node` back (pcs does the same), so that one node alone stays
+    /// quorate and fencing decides a split. Parsed and validated before it is returned.
+    pub fn remove_device_section(text: &str) -> Result<String, Vec<String>> {
+        let cfg = Self::parse(text).map_err(|e| vec![e])?;
+        if cfg.quorum.device.is_none() {
+            return Err(vec!["quorum.device: no arbiter is configured".into()]);
+        }
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| vec![e.to_string()])?;
+        let quorum = doc
+            .get_mut("quorum")
+            .and_then(|q| q.as_table_mut())
+            .ok_or_else(|| vec!["quorum: is not a table".to_string()])?;
+        quorum.remove("device");
+        if cfg.nodes.len() == 2 && !cfg.quorum.two_node {
+            if let Some(item) = quorum.get_mut("two_node") {
+                *item = toml_edit::value(true);
+            } else {
+                quorum.insert("two_node", toml_edit::value(true));
+            }
+            if let Some(mut key) = quorum.key_mut("two_node") {
+                let before = key.leaf_decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_string();
+                key.leaf_decor_mut().set_prefix(format!(
+                    "{before}# Set by `crmctl quorum device remove`: without the arbiter, one node alone stays quorate\n# and fencing decides a split.\n"
+                ));
+            }
+        }
         let out = doc.to_string();
         let new = Self::parse(&out).map_err(|e| vec![e])?;
         new.validate()?;

@@ -33,6 +33,8 @@ pub enum Request {
     },
     /// Add an arbiter to every node with a join code (`crmctl quorum device add ... token=`).
     DeviceAdd(DeviceAddRequest),
+    /// Remove the arbiter from every node (`crmctl quorum device remove`).
+    DeviceRemove,
     /// The CIB (`crmctl config export`, `crmctl simulate --live`).
     CibQuery,
     /// Replace the CIB's configuration section cluster-wide (`crmctl config import`).

@@ -69,6 +69,10 @@ async fn dial_loop(
 ) {
     let mut warned = false;
     loop {
+        if events.is_closed() {
+            // The arbiter was removed (the node dropped its side).
+            return;
+        }
         let mut pause = Duration::from_millis(200);
         match connect(&ep, &host, port).await {
             Some(conn) => {

@@ -415,13 +415,47 @@ pub(crate) fn device_section(config_path: &Path, req: &crate::control::DeviceAdd
     }
 }
 
-/// Checks a join request against this node's configuration file without changing anything.
-pub(crate) fn check_device_add(config_path: &Path, req: &crate::control::DeviceAddRequest) -> Result<(), String> {
-    req.token.parse::<JoinToken>().map_err(|e| e.to_string())?;
+/// Checks an arbiter change against this node's configuration file without changing anything.
+pub(crate) fn check_device_change(config_path: &Path, change: &crate::admin::DeviceChange) -> Result<(), String> {
     let text = std::fs::read_to_string(config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    crate::FileConfig::add_device_section(&text, &device_section(config_path, req))
-        .map(|_| ())
-        .map_err(|p| p.join("; "))
+    match change {
+        crate::admin::DeviceChange::Add(req) => {
+            req.token.parse::<JoinToken>().map_err(|e| e.to_string())?;
+            crate::FileConfig::add_device_section(&text, &device_section(config_path, req))
+        }
+        crate::admin::DeviceChange::Remove => crate::FileConfig::remove_device_section(&text),
+    }
+    .map(|_| ())
+    .map_err(|p| p.join("; "))
+}
+
+/// Phase one of a removal on this node: write `clusterd.toml.new` without `[quorum.device]`.
+pub(crate) fn prepare_removal(config_path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let new = crate::FileConfig::remove_device_section(&text)
+        .map_err(|p| format!("{}: {}", config_path.display(), p.join("; ")))?;
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(config_path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644)
+    };
+    let pending = pending_config(config_path);
+    crate::fsutil::write_atomic(&pending, new.as_bytes(), mode).map_err(|e| format!("{}: {e}", pending.display()))
+}
+
+/// Phase two of a removal: the new configuration into place; the certificates move aside to
+/// `arbiter.removed/`.
+pub(crate) fn commit_removal(config_path: &Path) -> Result<crate::FileConfig, String> {
+    std::fs::rename(pending_config(config_path), config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let dir = cert_dir(config_path);
+    if dir.exists() {
+        let aside = dir.with_extension("removed");
+        let _ = std::fs::remove_dir_all(&aside);
+        let _ = std::fs::rename(&dir, &aside);
+    }
+    if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+    }
+    crate::FileConfig::load(config_path).map_err(|e| e.to_string())
 }
 
 /// Phase one on this node: fetch the certificate into `arbiter.new/` and write the new

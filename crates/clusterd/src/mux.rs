@@ -94,7 +94,7 @@ mod tests {
         assert!(matches!(demux(&quorum(&m)), Demuxed::Quorum(got) if got == m));
         assert!(matches!(demux(&[7, 1, 2]), Demuxed::Unknown));
         assert!(matches!(demux(&[TAG_QUORUM, 1, 2]), Demuxed::Unknown));
-        let a = AdminMsg::DeviceEnrolled { op: 3, node: wire::NodeId(2), result: Err("no".into()) };
+        let a = AdminMsg::DevicePrepared { op: 3, node: wire::NodeId(2), result: Err("no".into()) };
         assert!(matches!(demux(&admin(&a)), Demuxed::Admin(got) if got == a));
         assert!(matches!(demux(&[TAG_ADMIN, 0]), Demuxed::Unknown));
         let c = ReplicaMsg::Change {

@@ -324,20 +324,27 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             Some((req, reply)) = ctl_rx.recv() => {
                 if let Request::CibReplaceConfiguration { xml, if_epoch } = req {
                     cib.write(crm::replica::CibChange::ReplaceConfiguration { xml, if_epoch }, vq.is_quorate(), reply);
-                } else if let Request::DeviceAdd(add) = req {
+                } else if let Request::DeviceAdd(_) | Request::DeviceRemove = req {
+                    let change = match req {
+                        Request::DeviceAdd(add) => crate::admin::DeviceChange::Add(add),
+                        _ => crate::admin::DeviceChange::Remove,
+                    };
                     let checked = match &opts.config_path {
                         None => Err("this node was started without a configuration file to change".to_string()),
-                        Some(path) => join.check_start(vq.is_quorate()).and_then(|()| crate::join::check_device_add(path, &add)),
+                        Some(path) => join.check_start(vq.is_quorate(), &change).and_then(|()| crate::join::check_device_change(path, &change)),
                     };
                     match checked {
-                        Err(e) => { let _ = reply.send(Response::Error(format!("arbiter not added: {e}"))); }
+                        Err(e) => { let _ = reply.send(Response::Error(format!("arbiter not changed: {e}"))); }
                         Ok(()) => {
                             let mut op = [0u8; 8];
                             let _ = getrandom::fill(&mut op);
                             let op = u64::from_le_bytes(op);
-                            tracing::info!(node = %me, arbiter = %add.host, port = add.port, algorithm = %add.algorithm, "adding an arbiter on every node (join code)");
+                            match &change {
+                                crate::admin::DeviceChange::Add(add) => tracing::info!(node = %me, arbiter = %add.host, port = add.port, algorithm = %add.algorithm, "adding an arbiter on every node (join code)"),
+                                crate::admin::DeviceChange::Remove => tracing::info!(node = %me, "removing the arbiter on every node"),
+                            }
                             join_reply = Some((op, reply));
-                            let msg = crate::admin::AdminMsg::DeviceEnroll { op, initiator: me, req: add };
+                            let msg = crate::admin::AdminMsg::DevicePrepare { op, initiator: me, change };
                             core.handle(now(), Input::Broadcast(mux::admin(&msg)), &mut fx);
                         }
                     }
@@ -375,7 +382,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                         }),
                     })),
                     Request::ArbiterStatus | Request::ArbiterTokenCreate { .. } => Response::Error("this is clusterd: ask qnetd (on the arbiter host) for that".into()),
-                    Request::DeviceAdd(_) | Request::CibReplaceConfiguration { .. } => Response::Error("handled above".into()),
+                    Request::DeviceAdd(_) | Request::DeviceRemove | Request::CibReplaceConfiguration { .. } => Response::Error("handled above".into()),
                     Request::CibQuery => Response::Cib(Box::new(cib.report(vq.is_quorate()))),
                     Request::SetExpectedVotes(n) => match vq.check_expected_votes(n) {
                         Ok(()) => {
@@ -413,7 +420,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 if let Err(e) = &result {
                     tracing::warn!(node = %me, error = %e, "could not get this node's arbiter certificate");
                 }
-                let msg = crate::admin::AdminMsg::DeviceEnrolled { op, node: me, result };
+                let msg = crate::admin::AdminMsg::DevicePrepared { op, node: me, result };
                 core.handle(now(), Input::Broadcast(mux::admin(&msg)), &mut fx);
             }
             () = sleep => {
@@ -445,7 +452,16 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 }
                 for e in jfx.drain(..) {
                     run_join_effect(e, &opts, me, &enrolled_tx, &mut join_reply, |new_cfg| {
-                        let d = new_cfg.quorum.device.as_ref().ok_or("the new configuration has no [quorum.device]")?;
+                        let Some(d) = new_cfg.quorum.device.as_ref() else {
+                            // Removed: stop the client, give back the votes.
+                            dev = None;
+                            vq.handle(
+                                now(),
+                                quorum::Input::DeviceRemoved { two_node: new_cfg.quorum.two_node },
+                                &mut qfx,
+                            );
+                            return Ok(());
+                        };
                         let votes = new_cfg
                             .quorum_config()
                             .map_err(|p| p.join("; "))?
@@ -532,7 +548,7 @@ fn run_join_effect(
 ) {
     use crate::admin::JoinEffect;
     match e {
-        JoinEffect::Enroll { op, req } => {
+        JoinEffect::Prepare { op, change } => {
             let tx = enrolled.clone();
             let Some(path) = opts.config_path.clone() else {
                 let _ = tx.try_send((op, Err("this node was started without a configuration file to change".into())));
@@ -540,19 +556,29 @@ fn run_join_effect(
             };
             let cluster = opts.config.cluster_name.clone();
             tokio::spawn(async move {
-                let result = crate::join::prepare_device(path, cluster, me, req).await;
+                let result = match change {
+                    crate::admin::DeviceChange::Add(req) => crate::join::prepare_device(path, cluster, me, req).await,
+                    crate::admin::DeviceChange::Remove => crate::join::prepare_removal(&path),
+                };
                 let _ = tx.send((op, result)).await;
             });
         }
-        JoinEffect::Commit { op: _, req } => {
+        JoinEffect::Commit { op: _, change } => {
             let Some(path) = &opts.config_path else { return };
-            let done = crate::join::commit_device(path).and_then(install);
-            match done {
-                Ok(()) => {
+            let done = match &change {
+                crate::admin::DeviceChange::Add(_) => crate::join::commit_device(path),
+                crate::admin::DeviceChange::Remove => crate::join::commit_removal(path),
+            }
+            .and_then(install);
+            match (done, change) {
+                (Ok(()), crate::admin::DeviceChange::Add(req)) => {
                     tracing::info!(node = %me, arbiter = %req.host, port = req.port, config = %path.display(), "arbiter added; configuration file rewritten")
                 }
-                Err(e) => {
-                    tracing::error!(node = %me, error = %e, "the arbiter addition committed cluster-wide but failed here; fix the cause and restart clusterd")
+                (Ok(()), crate::admin::DeviceChange::Remove) => {
+                    tracing::info!(node = %me, config = %path.display(), "arbiter removed; configuration file rewritten")
+                }
+                (Err(e), _) => {
+                    tracing::error!(node = %me, error = %e, "the arbiter change committed cluster-wide but failed here; fix the cause and restart clusterd")
                 }
             }
         }
@@ -560,7 +586,7 @@ fn run_join_effect(
             if let Some(path) = &opts.config_path {
                 crate::join::discard_device(path);
             }
-            tracing::warn!(node = %me, %reason, "arbiter addition aborted; nothing changed");
+            tracing::warn!(node = %me, %reason, "arbiter change aborted; nothing changed");
         }
         JoinEffect::Reply { op, result } => {
             if reply.as_ref().is_some_and(|(o, _)| *o == op)
@@ -568,7 +594,7 @@ fn run_join_effect(
             {
                 let _ = tx.send(match result {
                     Ok(done) => Response::Done(done),
-                    Err(e) => Response::Error(format!("arbiter not added: {e}")),
+                    Err(e) => Response::Error(format!("arbiter not changed: {e}")),
                 });
             }
         }

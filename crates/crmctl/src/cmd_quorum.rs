@@ -53,6 +53,10 @@ enum DeviceCommand {
         #[arg(long, default_value = "/etc/clusterd/clusterd.toml")]
         config: PathBuf,
     },
+    /// Remove the arbiter from every node at once (files rewritten, votes given back; a
+    /// two-node cluster gets two_node back), or from none.
+    #[command(alias = "delete")]
+    Remove,
 }
 
 type Settings = std::collections::BTreeMap<String, String>;
@@ -156,6 +160,17 @@ fn ask(run_dir: &std::path::Path, req: &Request) -> anyhow::Result<Response> {
     }
 }
 
+/// A cluster-wide change through clusterd: prints what was done.
+fn cluster_wide(run_dir: &std::path::Path, req: &Request) -> anyhow::Result<ExitCode> {
+    match crate::cmd_config::ask(run_dir, req)? {
+        Response::Done(what) => {
+            println!("{what}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
+    }
+}
+
 pub(crate) fn run(args: QuorumArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         QuorumCommand::Status { output } => {
@@ -175,23 +190,11 @@ pub(crate) fn run(args: QuorumArgs) -> anyhow::Result<ExitCode> {
             }
             _ => Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
         },
+        QuorumCommand::Device(DeviceCommand::Remove) => cluster_wide(&args.run_dir, &Request::DeviceRemove),
         QuorumCommand::Device(DeviceCommand::Add { settings, config }) => {
             let kv = settings_of(&settings)?;
             if kv.contains_key("token") {
-                let req = join_request_from(kv)?;
-                let sock = args.run_dir.join(control::SOCKET_NAME);
-                let resp =
-                    control::query_socket_within(&sock, &Request::DeviceAdd(req), std::time::Duration::from_secs(40));
-                return match resp {
-                    Ok(Response::Done(what)) => {
-                        println!("{what}");
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Ok(Response::Error(e)) => Err(Exit::error(Exit::ERROR, e)),
-                    Ok(_) => Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
-                    Err(e @ ControlError::Connect { .. }) => Err(Exit::error(Exit::NOT_CONNECTED, e.to_string())),
-                    Err(e) => Err(Exit::error(Exit::ERROR, e.to_string())),
-                };
+                return cluster_wide(&args.run_dir, &Request::DeviceAdd(join_request_from(kv)?));
             }
             let dev = device_from(kv)?;
             let text = std::fs::read_to_string(&config)

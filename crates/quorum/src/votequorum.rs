@@ -94,6 +94,12 @@ pub enum Input<'a> {
         /// The arbiter's votes.
         votes: u32,
     },
+    /// The arbiter was removed at run time (fed like [`Input::DeviceAdded`]). Expected votes
+    /// shrink by its votes; `two_node` (for a two-node cluster) is turned back on.
+    DeviceRemoved {
+        /// Whether the configuration now has two_node.
+        two_node: bool,
+    },
     /// The deadline from [`Votequorum::next_wakeup`] passed.
     Wakeup,
 }
@@ -246,6 +252,7 @@ impl Votequorum {
                 }
             }
             Input::DeviceAdded { votes } => self.on_device_added(now, votes),
+            Input::DeviceRemoved { two_node } => self.on_device_removed(now, two_node),
             Input::Wakeup => self.on_wakeup(now),
         }
         self.report(out);
@@ -327,6 +334,20 @@ impl Votequorum {
         // The arbiter's vote counts once every member reports it for this view.
         self.device_reports.clear();
         self.device_cast = false;
+        self.recalculate(now, true);
+    }
+
+    fn on_device_removed(&mut self, now: Instant, two_node: bool) {
+        let Some(votes) = self.cfg.device_votes.take() else { return };
+        self.expected_votes = self.expected_votes.saturating_sub(votes).max(1);
+        for info in self.info.values_mut() {
+            info.expected_votes = info.expected_votes.saturating_sub(votes).max(1);
+        }
+        self.device_reports.clear();
+        self.device_cast = false;
+        if two_node && self.cfg.node_votes.len() == 2 {
+            self.cfg.two_node = true;
+        }
         self.recalculate(now, true);
     }
 

@@ -122,7 +122,18 @@ fn a_device_section_is_appended_keeping_comments_and_conflicts_are_refused() {
     let out = clusterd::FileConfig::add_device_section(&two_node, &dev).expect("added");
     let cfg = clusterd::FileConfig::parse(&out).expect("parses");
     assert!(!cfg.quorum.two_node && cfg.quorum.wait_for_all.is_none(), "{:?}", cfg.quorum);
-    assert!(out.contains("# two_node was removed by `crmctl quorum device add`"), "{out}");
+    assert!(out.contains("# two_node was turned off by `crmctl quorum device add`"), "{out}");
+    let kept = comments(&out);
+    assert!(comments(&two_node).iter().all(|c| kept.contains(c)), "every comment of the original is kept");
+    // Removing the arbiter again: the section goes, two_node comes back for two nodes, comments stay.
+    let back = clusterd::FileConfig::remove_device_section(&out).expect("removed");
+    let cfg = clusterd::FileConfig::parse(&back).expect("parses");
+    assert!(cfg.quorum.device.is_none(), "{back}");
+    assert_eq!(cfg.quorum.two_node, cfg.nodes.len() == 2, "{back}");
+    let kept = comments(&back);
+    assert!(comments(&text).iter().all(|c| kept.contains(c)), "every comment of the original is kept");
+    let twice = clusterd::FileConfig::remove_device_section(&back).expect_err("twice");
+    assert!(twice[0].contains("no arbiter is configured"), "{twice:?}");
     let bad = clusterd::DeviceSection { algorithm: "fifty".into(), ..dev };
     let errs = clusterd::FileConfig::add_device_section(&two_node, &bad).expect_err("invalid");
     assert!(errs.iter().any(|e| e.contains("quorum.device.algorithm: \"fifty\" is unknown")), "{errs:?}");

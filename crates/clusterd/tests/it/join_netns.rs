@@ -193,6 +193,29 @@ fn a_join_code_gives_every_node_its_own_certificate_and_the_cluster_the_arbiter_
     for n in [1, 2] {
         wait_state(&c, n, (true, &[1, 2], true, true), "after node 2 restarted");
     }
+    // Removed on every node at once: the votes go back, two_node comes back, the files follow.
+    let run2 = c.run_dir(2);
+    let removed = run_in(&c.nodes[1], &["quorum", "--run-dir", run2.to_str().expect("utf-8"), "device", "remove"]);
+    assert!(removed.status.success(), "device remove failed");
+    for n in [1, 2] {
+        wait_state(&c, n, (true, &[1, 2], false, false), "the arbiter removed everywhere");
+        let r = quorum_of(&c, n).expect("status");
+        assert!(r.status.flags.contains(&"2Node".to_string()), "{:?}", r.status.flags);
+        let cfg = clusterd::FileConfig::load(&c.config_path(n)).expect("the rewritten file loads");
+        assert!(cfg.quorum.device.is_none() && cfg.quorum.two_node, "{:?}", cfg.quorum);
+    }
+    let again = run_in(&c.nodes[0], &["quorum", "--run-dir", run1, "device", "remove"]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("no arbiter is configured"));
+    // And added back with the same (still valid) code.
+    let readded = run_in(
+        &c.nodes[0],
+        &["quorum", "--run-dir", run1, "device", "add", "model=net", &host, &format!("token={token}")],
+    );
+    assert!(readded.status.success(), "re-adding failed");
+    for n in [1, 2] {
+        wait_state(&c, n, (true, &[1, 2], true, true), "the arbiter back on both nodes");
+    }
+
     // A second addition is refused.
     let twice = run_in(
         &c.nodes[1],

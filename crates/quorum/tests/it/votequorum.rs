@@ -281,6 +281,26 @@ fn an_arbiter_added_at_run_time_replaces_two_node_without_a_moment_of_inquorate(
 }
 
 #[test]
+fn removing_the_arbiter_at_run_time_gives_back_its_votes_and_two_node() {
+    let cfg = QuorumConfig { device_votes: Some(1), ..nodes(2) };
+    let mut c = Cluster::new(&cfg, 2);
+    c.views(&[&[1, 2]]);
+    c.device_all(|_| true);
+    assert_eq!(c.status(1).expected_votes, 3);
+    for n in [1, 2] {
+        let mut out = Vec::new();
+        c.nodes.get_mut(&NodeId(n)).expect("node").handle(c.now, Input::DeviceRemoved { two_node: true }, &mut out);
+    }
+    let s = c.status(1);
+    assert!(s.quorate && s.device.is_none(), "{s:?}");
+    assert_eq!((s.expected_votes, s.quorum), (2, 1));
+    assert!(s.flags.contains(&"2Node".to_string()), "{:?}", s.flags);
+    // Each node alone stays quorate now: two_node, the fence race decides.
+    c.views(&[&[1], &[2]]);
+    assert!(c.quorate(1) && c.quorate(2));
+}
+
+#[test]
 fn the_explanation_says_what_would_restore_quorum() {
     let mut c = Cluster::new(&nodes(3), 3);
     c.views(&[&[1, 2, 3]]);
