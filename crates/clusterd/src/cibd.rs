@@ -35,6 +35,8 @@ pub struct CibReport {
     pub synced: bool,
     /// The partition is quorate (changes are accepted).
     pub quorate: bool,
+    /// The DC's name.
+    pub dc: Option<String>,
 }
 
 /// The CIB service of one node.
@@ -150,12 +152,15 @@ impl CibService {
         let doc = self.replica.document();
         let mut cib = doc.clone();
         cib.have_quorum = quorate;
+        let dc = self.dc();
+        cib.dc_uuid = dc.map(|d| d.0.to_string());
         let v = doc.version;
         CibReport {
             xml: crm::cib::to_xml(&cib),
             version: (v.admin_epoch, v.epoch, v.num_updates),
             synced: self.replica.is_synced(),
             quorate,
+            dc: dc.and_then(|d| self.names.get(&d).cloned()),
         }
     }
 

@@ -11,6 +11,7 @@ mod cmd_config;
 mod cmd_crm;
 mod cmd_membership;
 mod cmd_quorum;
+mod cmd_status;
 mod cmd_stonith;
 mod cmd_volume;
 mod exit;
@@ -44,6 +45,8 @@ enum Command {
     Arbiter(cmd_arbiter::ArbiterArgs),
     /// The cluster's configuration (CIB), replicated on every node.
     Config(cmd_config::ConfigArgs),
+    /// The cluster at a glance: quorum, DC, nodes, resources, what the policy engine would do.
+    Status(cmd_status::StatusArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -60,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quorum(args) => cmd_quorum::run(args),
         Command::Arbiter(args) => cmd_arbiter::run(args),
         Command::Config(args) => cmd_config::run(args),
+        Command::Status(args) => cmd_status::run(args),
     }
 }
 

@@ -176,6 +176,11 @@ fn a_join_code_gives_every_node_its_own_certificate_and_the_cluster_the_arbiter_
         let mode = std::fs::metadata(&dev.tls.key).expect("key").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "node {n}'s private key is private");
     }
+    let status = run_in(&c.nodes[0], &["status", "--run-dir", run1]);
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(status.status.success(), "crmctl status failed");
+    assert!(text.contains("Arbiter: 10.77.0.100:5403 connected, vote for this partition"), "{text}");
+    assert!(text.contains("DC: node1") && text.contains("Online: [ node1 node2 ]"), "{text}");
     let st = run_in(&arb, &["arbiter", "--dir", &adir_s, "status", "-o", "json"]);
     let st: serde_json::Value = serde_json::from_slice(&st.stdout).expect("json");
     assert_eq!(st[0]["cluster"], "netns", "{st}");
