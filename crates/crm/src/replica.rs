@@ -514,12 +514,52 @@ pub enum CibChange {
         /// The `<node_state ...>...</node_state>` XML.
         xml: String,
     },
+    /// An executor records the result of an operation in its node's history (Pacemaker's
+    /// `lrm_rsc_op`): the last non-recurring operation as `<rsc>_last_0` (a failure also as
+    /// `<rsc>_last_failure_0`), a recurring monitor as `<rsc>_monitor_<interval>`; a successful
+    /// stop ends the resource's recurring monitors there.
+    RecordOp(Box<OpRecord>),
     /// The DC records cluster membership: each node's `node_state` membership fields change,
     /// its operation history stays; nodes not yet in `<nodes>` are added there.
     SetMembership {
         /// (node id, node name, state).
         nodes: Vec<(String, String, Membership)>,
     },
+}
+
+/// One operation result, as [`CibChange::RecordOp`] records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpRecord {
+    /// The node's id (`node_state id`).
+    pub node_id: String,
+    /// The node's name.
+    pub node_name: String,
+    /// Resource id (for a clone instance, `rsc:N`).
+    pub rsc: String,
+    /// Agent class, provider and type.
+    pub class: String,
+    /// OCF provider.
+    pub provider: Option<String>,
+    /// Agent type.
+    pub agent: String,
+    /// start, stop, monitor, promote, demote, ...
+    pub operation: String,
+    /// Recurring interval (0: one-shot).
+    pub interval_ms: u64,
+    /// The agent's exit code.
+    pub rc: i32,
+    /// 0 done, -1 pending, 1 cancelled, 2 timed out, 4 error (Pacemaker's op-status).
+    pub op_status: i32,
+    /// The executor's call number on that node.
+    pub call_id: i64,
+    /// `action:transition:target_rc:dc` of the transition that asked for it, if any.
+    pub transition_key: Option<String>,
+    /// When the result changed (Unix seconds).
+    pub last_rc_change: i64,
+    /// How long it ran.
+    pub exec_ms: u64,
+    /// The agent's reason, on failure.
+    pub exit_reason: Option<String>,
 }
 
 /// A node's membership as the DC records it.
@@ -619,6 +659,10 @@ impl Document for Cib {
                 }
                 Ok(ChangeKind::Status)
             }
+            CibChange::RecordOp(r) => {
+                record_op(self, r)?;
+                Ok(ChangeKind::Status)
+            }
             CibChange::SetMembership { nodes } => {
                 let mut kind = ChangeKind::Status;
                 for (id, uname, m) in nodes {
@@ -692,4 +736,72 @@ pub fn check_configuration(configuration: &str) -> Result<String, String> {
         c.constraints.len(),
         if c.constraints.len() == 1 { "" } else { "s" }
     ))
+}
+
+fn record_op(cib: &mut Cib, r: &OpRecord) -> Result<(), String> {
+    if r.node_id.is_empty() || r.rsc.is_empty() || r.operation.is_empty() {
+        return Err("an operation record needs a node id, a resource and an operation".into());
+    }
+    let state = match cib.status.iter().position(|s| s.id == r.node_id) {
+        Some(i) => &mut cib.status[i],
+        None => {
+            cib.status.push(NodeState {
+                id: r.node_id.clone(),
+                uname: Some(r.node_name.clone()),
+                ..Default::default()
+            });
+            let last = cib.status.len() - 1;
+            &mut cib.status[last]
+        }
+    };
+    let res = match state.resources.iter().position(|x| x.id == r.rsc) {
+        Some(i) => &mut state.resources[i],
+        None => {
+            state.resources.push(crate::cib::LrmResource { id: r.rsc.clone(), ..Default::default() });
+            let last = state.resources.len() - 1;
+            &mut state.resources[last]
+        }
+    };
+    res.class = Some(r.class.clone());
+    res.provider = r.provider.clone();
+    res.agent = Some(r.agent.clone());
+    let target_rc = r.transition_key.as_deref().and_then(|k| k.split(':').nth(2)).and_then(|v| v.parse().ok());
+    let make = |id: String| {
+        let mut extra = vec![("exec-time".to_string(), r.exec_ms.to_string())];
+        if let Some(k) = &r.transition_key {
+            extra.push(("transition-key".to_string(), k.clone()));
+        }
+        crate::cib::LrmOp {
+            id,
+            operation: r.operation.clone(),
+            interval_ms: r.interval_ms,
+            rc: r.rc,
+            op_status: r.op_status,
+            call_id: r.call_id,
+            target_rc,
+            last_rc_change: Some(r.last_rc_change),
+            exit_reason: r.exit_reason.clone(),
+            on_node: Some(r.node_name.clone()),
+            extra,
+        }
+    };
+    let put = |ops: &mut Vec<crate::cib::LrmOp>, op: crate::cib::LrmOp| match ops.iter().position(|o| o.id == op.id) {
+        Some(i) => ops[i] = op,
+        None => ops.push(op),
+    };
+    let expected = target_rc.unwrap_or(0);
+    let failed = r.op_status != 0 || (r.rc != expected && !(r.operation == "monitor" && r.interval_ms == 0));
+    if r.interval_ms > 0 {
+        put(&mut res.ops, make(format!("{}_{}_{}", r.rsc, r.operation, r.interval_ms)));
+    } else {
+        put(&mut res.ops, make(format!("{}_last_0", r.rsc)));
+        if r.operation == "stop" && r.rc == 0 && r.op_status == 0 {
+            let failure = format!("{}_last_failure_0", r.rsc);
+            res.ops.retain(|o| o.interval_ms == 0 || o.id == failure);
+        }
+    }
+    if failed && r.op_status != -1 {
+        put(&mut res.ops, make(format!("{}_last_failure_0", r.rsc)));
+    }
+    Ok(())
 }

@@ -414,3 +414,66 @@ fn replicas_of_the_cib_converge_through_the_messages() {
     assert_eq!(b.document().config.resources[0].id, "vip");
     assert_eq!(a.document().encode(), b.document().encode());
 }
+
+fn op(node: u32, rsc: &str, class: &str, agent: &str, operation: &str, interval_ms: u64, rc: i32) -> CibChange {
+    CibChange::RecordOp(Box::new(crm::replica::OpRecord {
+        node_id: node.to_string(),
+        node_name: format!("node{node}"),
+        rsc: rsc.into(),
+        class: class.into(),
+        provider: (class == "ocf").then(|| "heartbeat".to_string()),
+        agent: agent.into(),
+        operation: operation.into(),
+        interval_ms,
+        rc,
+        op_status: 0,
+        call_id: 1,
+        transition_key: Some(format!("1:1:{}:dc", if operation == "monitor" && interval_ms == 0 { 7 } else { 0 })),
+        last_rc_change: 1_700_000_000,
+        exec_ms: 12,
+        exit_reason: None,
+    }))
+}
+
+#[test]
+fn recorded_operations_are_what_the_policy_engine_reads() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/demo-cib.xml")).expect("demo");
+    let mut cib = Cib::default();
+    let configuration = crm::replica::configuration_of(&text).expect("configuration");
+    cib.apply(&CibChange::ReplaceConfiguration { xml: configuration, if_epoch: None }).expect("applies");
+    let members = vec![
+        ("1".to_string(), "node1".to_string(), crm::replica::Membership::Member),
+        ("2".to_string(), "node2".to_string(), crm::replica::Membership::Member),
+    ];
+    cib.apply(&CibChange::SetMembership { nodes: members }).expect("applies");
+    let summary = |cib: &Cib| crm::schedule(cib, Some(true), 1_700_000_100).summary.join("\n");
+    let before = summary(&cib);
+    assert!(before.contains("Start") && before.contains("vip"), "{before}");
+
+    // Everything started where the engine wanted it: nothing left to do.
+    for (node, rsc, class, agent) in [
+        (2, "fence-node1", "stonith", "fence_ipmilan"),
+        (1, "fence-node2", "stonith", "fence_ipmilan"),
+        (1, "vip", "ocf", "IPaddr2"),
+        (1, "data", "ocf", "Filesystem"),
+        (1, "www", "ocf", "nginx"),
+    ] {
+        cib.apply(&op(node, rsc, class, agent, "start", 0, 0)).expect("records");
+    }
+    assert_eq!(summary(&cib), "", "nothing to do once everything runs");
+
+    // The VIP's monitor fails: recovery in place.
+    cib.apply(&op(1, "vip", "ocf", "IPaddr2", "monitor", 10_000, 7)).expect("records");
+    let after = summary(&cib);
+    assert!(after.contains("Recover") && after.contains("vip"), "{after}");
+    let back = Cib::decode(&cib.encode()).expect("decodes");
+    assert_eq!(summary(&back), after, "the recorded history survives encoding");
+
+    // A successful stop ends the recurring monitor's record.
+    cib.apply(&op(1, "vip", "ocf", "IPaddr2", "stop", 0, 0)).expect("records");
+    let ns = cib.status.iter().find(|s| s.id == "1").expect("node 1");
+    let vip = ns.resources.iter().find(|r| r.id == "vip").expect("vip");
+    assert!(!vip.ops.iter().any(|o| o.id == "vip_monitor_10000"), "{:?}", vip.ops);
+    assert!(vip.ops.iter().any(|o| o.id == "vip_last_failure_0"), "the failure stays on record");
+}
