@@ -18,5 +18,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (every binary: real-process tests run crmctl, clusterd and qnetd side by side)"
+cargo build --workspace --bins --locked
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast

@@ -17,7 +17,11 @@ const ARBITER_IP: &str = "10.77.0.100";
 /// The `crmctl` built next to this package's binaries (`cargo test --workspace` builds it).
 fn crmctl() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_clusterd")).with_file_name("crmctl");
-    assert!(p.exists(), "{} is missing: build it first (cargo build -p crmctl)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build every binary first (cargo build --workspace --bins; ./tests/run.sh does)",
+        p.display()
+    );
     p
 }
 
