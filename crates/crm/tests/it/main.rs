@@ -5,6 +5,7 @@ mod container;
 mod controller;
 mod corpus;
 mod explain;
+mod fuzz_corpus;
 mod graph;
 mod replica;
 mod roundtrip;
