@@ -134,8 +134,8 @@ impl Builder<'_> {
                 }
                 stop_ids.push((n, id));
                 if r.role == Role::Promoted {
-                    let mut d =
-                        self.new_action(Some(l), Some(n), ActionKind::Demote, !needed && r.next_role == Role::Promoted);
+                    let keep = !needed && r.next_role == Role::Promoted && !r.demote_failed;
+                    let mut d = self.new_action(Some(l), Some(n), ActionKind::Demote, keep);
                     if w.nodes[n].unclean {
                         d.pseudo = true;
                     }
@@ -222,7 +222,7 @@ impl Builder<'_> {
                     }
                 }
                 if r.next_role == Role::Promoted {
-                    let promoted_here = r.role == Role::Promoted && running_here && !r.failed;
+                    let promoted_here = r.role == Role::Promoted && running_here && !r.failed && !r.demote_failed;
                     let mut p = self.new_action(Some(l), Some(n), ActionKind::Promote, promoted_here);
                     if !managed {
                         p.runnable = false;

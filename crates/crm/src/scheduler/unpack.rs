@@ -123,6 +123,9 @@ pub(crate) struct Rsc {
     pub(crate) failed: bool,
     pub(crate) on_fail: OnFail,
     pub(crate) blocked: bool,
+    /// A promoted instance failed with on-fail=demote: it must be demoted (and may be
+    /// promoted again), without a stop.
+    pub(crate) demote_failed: bool,
     pub(crate) pending: Option<String>,
     pub(crate) known_on: BTreeSet<usize>,
     /// History entry ids seen per node (anonymous clones may have several).
@@ -777,12 +780,12 @@ impl World {
 
     fn op_on_fail(&self, r: usize, op: &LrmOp) -> OnFail {
         let rsc = &self.rscs[r];
-        let configured = rsc
-            .ops
-            .iter()
-            .find(|o| o.name == op.operation && o.interval_ms == op.interval_ms)
-            .and_then(|o| o.on_fail.as_deref())
-            .and_then(OnFail::parse);
+        let op_config = rsc.ops.iter().find(|o| o.name == op.operation && o.interval_ms == op.interval_ms);
+        // A monitor of the promoted role: configured for that role, or expected to find it.
+        let promoted_monitor = op.operation == "monitor"
+            && op.interval_ms > 0
+            && (op_config.is_some_and(|o| o.role == Some(Role::Promoted)) || op.target_rc == Some(8) || op.rc == 8);
+        let configured = op_config.and_then(|o| o.on_fail.as_deref()).and_then(OnFail::parse);
         let configured = configured.or_else(|| {
             let empty = BTreeMap::new();
             let mut d = BTreeMap::new();
@@ -795,7 +798,9 @@ impl World {
             if c == OnFail::Fence && !self.props.fencing_enabled {
                 return OnFail::Block;
             }
-            if c == OnFail::Demote && op.operation != "promote" && !(op.operation == "monitor" && op.rc == 8) {
+            // Demotion only answers a failed promote or a failed promoted-role monitor;
+            // for any other operation it means restart.
+            if c == OnFail::Demote && op.operation != "promote" && !promoted_monitor {
                 return OnFail::Restart;
             }
             return c;
@@ -1140,7 +1145,9 @@ impl World {
             if role > r.role || r.role == Role::Stopped {
                 r.role = role;
             }
-            if failed {
+            if failed && on_fail == OnFail::Demote && role == Role::Promoted {
+                r.demote_failed = true;
+            } else if failed {
                 r.failed = true;
                 r.on_fail = r.on_fail.max(on_fail);
                 if on_fail == OnFail::Block {
@@ -1284,6 +1291,7 @@ fn blank_rsc() -> Rsc {
         failed: false,
         on_fail: OnFail::Ignore,
         blocked: false,
+        demote_failed: false,
         pending: None,
         known_on: BTreeSet::new(),
         banned_on: BTreeSet::new(),

@@ -1,0 +1,728 @@
+//! Documented Pacemaker behaviours, one small hand-written CIB each, checked on the Transition
+//! Summary. The CIBs follow the shape of the scheduler corpus but are written for these tests.
+
+use std::fmt::Write as _;
+
+/// One operation history entry: (operation, interval ms, rc-code, call-id).
+type Op<'a> = (&'a str, u32, i32, i32);
+
+struct Cib {
+    props: Vec<(String, String)>,
+    nodes: Vec<(String, String)>,
+    rsc_defaults: String,
+    resources: String,
+    constraints: String,
+    states: Vec<String>,
+    quorum: bool,
+    execution_date: Option<i64>,
+}
+
+impl Cib {
+    fn new(nodes: &[&str]) -> Self {
+        Cib {
+            props: vec![("fencing-enabled".into(), "false".into())],
+            nodes: nodes.iter().map(|n| (n.to_string(), String::new())).collect(),
+            rsc_defaults: String::new(),
+            resources: String::new(),
+            constraints: String::new(),
+            states: Vec::new(),
+            quorum: true,
+            execution_date: None,
+        }
+    }
+    fn prop(mut self, name: &str, value: &str) -> Self {
+        self.props.retain(|(n, _)| n != name);
+        self.props.push((name.into(), value.into()));
+        self
+    }
+    /// Extra XML inside `<node>` (instance_attributes / utilization).
+    fn node_xml(mut self, node: &str, xml: &str) -> Self {
+        for (n, x) in &mut self.nodes {
+            if n == node {
+                x.push_str(xml);
+            }
+        }
+        self
+    }
+    fn defaults(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.rsc_defaults = meta("rsc-defaults", pairs);
+        self
+    }
+    fn rsc(mut self, xml: &str) -> Self {
+        self.resources.push_str(xml);
+        self
+    }
+    fn cons(mut self, xml: &str) -> Self {
+        self.constraints.push_str(xml);
+        self
+    }
+    /// An online member node with transient attributes and an operation history.
+    fn online(mut self, node: &str, attrs: &[(&str, &str)], lrm: &[(&str, &[Op<'_>])]) -> Self {
+        self.states.push(node_state(node, true, attrs, lrm));
+        self
+    }
+    fn offline(mut self, node: &str) -> Self {
+        self.states.push(format!(
+            r#"<node_state id="{node}" uname="{node}" in_ccm="false" crmd="offline" join="down" expected="down"/>"#
+        ));
+        self
+    }
+    /// A node that left the membership without a clean shutdown (needs fencing).
+    fn lost(mut self, node: &str, lrm: &[(&str, &[Op<'_>])]) -> Self {
+        let s = node_state(node, true, &[], lrm).replacen(
+            r#"in_ccm="true" crmd="online""#,
+            r#"in_ccm="false" crmd="offline""#,
+            1,
+        );
+        self.states.push(s);
+        self
+    }
+    fn no_quorum(mut self) -> Self {
+        self.quorum = false;
+        self
+    }
+    fn at(mut self, when: i64) -> Self {
+        self.execution_date = Some(when);
+        self
+    }
+    fn xml(&self) -> String {
+        let mut x = format!(
+            r#"<cib crm_feature_set="3.19.0" validate-with="pacemaker-3.10" admin_epoch="0" epoch="1" num_updates="1" have-quorum="{}" dc-uuid="{}"{}>"#,
+            u8::from(self.quorum),
+            self.nodes[0].0,
+            self.execution_date.map(|d| format!(r#" execution-date="{d}""#)).unwrap_or_default()
+        );
+        x.push_str("<configuration><crm_config><cluster_property_set id=\"opts\">");
+        for (n, v) in &self.props {
+            let _ = write!(x, r#"<nvpair id="opt-{n}" name="{n}" value="{v}"/>"#);
+        }
+        x.push_str("</cluster_property_set></crm_config><nodes>");
+        for (n, extra) in &self.nodes {
+            let _ = write!(x, r#"<node id="{n}" uname="{n}" type="member">{extra}</node>"#);
+        }
+        x.push_str("</nodes>");
+        if !self.rsc_defaults.is_empty() {
+            let _ = write!(x, "<rsc_defaults>{}</rsc_defaults>", self.rsc_defaults);
+        }
+        let _ = write!(
+            x,
+            "<resources>{}</resources><constraints>{}</constraints></configuration><status>{}</status></cib>",
+            self.resources,
+            self.constraints,
+            self.states.join("")
+        );
+        x
+    }
+    fn summary(&self) -> Vec<String> {
+        let opts =
+            crm::simulate::SimOptions { now: self.execution_date.unwrap_or(1_700_000_000), ..Default::default() };
+        let sim = crm::simulate::simulate(&self.xml(), &opts).unwrap_or_else(|e| panic!("{e}\n{}", self.xml()));
+        let mut v: Vec<String> =
+            sim.transition.summary.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        v.sort();
+        v
+    }
+    /// Asserts the summary equals `want` (order ignored, whitespace collapsed).
+    fn expect(&self, want: &[&str]) {
+        let mut want: Vec<String> = want.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        want.sort();
+        let got = self.summary();
+        assert_eq!(got, want, "\nxml: {}", self.xml());
+    }
+}
+
+fn meta(id: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = format!(r#"<meta_attributes id="{id}-meta">"#);
+    for (n, v) in pairs {
+        let _ = write!(s, r#"<nvpair id="{id}-{n}" name="{n}" value="{v}"/>"#);
+    }
+    s.push_str("</meta_attributes>");
+    s
+}
+
+fn node_state(node: &str, online: bool, attrs: &[(&str, &str)], lrm: &[(&str, &[Op<'_>])]) -> String {
+    let (ccm, crmd) = if online { ("true", "online") } else { ("false", "offline") };
+    let mut s = format!(
+        r#"<node_state id="{node}" uname="{node}" in_ccm="{ccm}" crmd="{crmd}" join="member" expected="member">"#
+    );
+    if !attrs.is_empty() {
+        let _ = write!(s, r#"<transient_attributes id="{node}"><instance_attributes id="status-{node}">"#);
+        for (n, v) in attrs {
+            let _ = write!(s, r#"<nvpair id="status-{node}-{n}" name="{n}" value="{v}"/>"#);
+        }
+        s.push_str("</instance_attributes></transient_attributes>");
+    }
+    let _ = write!(s, r#"<lrm id="{node}"><lrm_resources>"#);
+    for (rsc, ops) in lrm {
+        if rsc.starts_with("fence") {
+            let _ = write!(s, r#"<lrm_resource id="{rsc}" class="stonith" type="fence_dummy">"#);
+        } else {
+            let _ = write!(s, r#"<lrm_resource id="{rsc}" class="ocf" provider="pacemaker" type="Dummy">"#);
+        }
+        for (op, interval, rc, call) in ops.iter() {
+            let _ = write!(
+                s,
+                r#"<lrm_rsc_op id="{rsc}_{op}_{interval}_{call}" operation="{op}" interval="{interval}" rc-code="{rc}" op-status="{}" call-id="{call}" transition-key="1:1:0:abc" last-rc-change="1600000000" on_node="{node}"/>"#,
+                if *rc == 0 || *rc == 7 || *rc == 8 { 0 } else { 4 },
+            );
+        }
+        s.push_str("</lrm_resource>");
+    }
+    s.push_str("</lrm_resources></lrm></node_state>");
+    s
+}
+
+/// A Dummy primitive with optional meta attributes and operations XML.
+fn prim(id: &str, metas: &[(&str, &str)], ops: &str) -> String {
+    let m = if metas.is_empty() { String::new() } else { meta(id, metas) };
+    let o = if ops.is_empty() { String::new() } else { format!("<operations>{ops}</operations>") };
+    format!(r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{m}{o}</primitive>"#)
+}
+
+fn monitor(id: &str, interval: &str, extra: &str) -> String {
+    format!(r#"<op id="{id}-monitor-{interval}" name="monitor" interval="{interval}" {extra}/>"#)
+}
+
+fn clone(id: &str, metas: &[(&str, &str)], child: &str) -> String {
+    format!(r#"<clone id="{id}">{}{child}</clone>"#, meta(id, metas))
+}
+
+fn group(id: &str, metas: &[(&str, &str)], children: &[String]) -> String {
+    let m = if metas.is_empty() { String::new() } else { meta(id, metas) };
+    format!(r#"<group id="{id}">{m}{}</group>"#, children.concat())
+}
+
+const RUNNING: &[Op<'static>] = &[("start", 0, 0, 2), ("monitor", 10000, 0, 3)];
+const FAILED_MONITOR: &[Op<'static>] = &[("start", 0, 0, 2), ("monitor", 10000, 1, 3)];
+const PROMOTED: &[Op<'static>] = &[("start", 0, 0, 2), ("promote", 0, 0, 3)];
+const STOPPED: &[Op<'static>] = &[("monitor", 0, 7, 1)];
+
+fn loc(id: &str, rsc: &str, node: &str, score: &str) -> String {
+    format!(r#"<rsc_location id="{id}" rsc="{rsc}" node="{node}" score="{score}"/>"#)
+}
+
+// ---------------------------------------------------------------- on-fail
+
+#[test]
+fn on_fail_ignore_leaves_a_failed_resource_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="ignore""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_restart_recovers_in_place() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 )"]);
+}
+
+#[test]
+fn on_fail_stop_stops_and_does_not_restart() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="stop""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Stop r ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn on_fail_block_takes_no_action() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="block""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_standby_moves_every_resource_off_the_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="standby""#)))
+        .rsc(&prim("other", &[], ""))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR), ("other", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED), ("other", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )", "Move other ( n1 -> n2 )"]);
+}
+
+#[test]
+fn on_fail_fence_fences_the_node() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="fence""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED), ("fence", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (reboot) n1 'r failed there'", "Recover r ( n1 -> n2 )"]);
+}
+
+fn promotable(id: &str, child: &str, extra: &[(&str, &str)]) -> String {
+    let mut m = vec![("promotable", "true"), ("clone-max", "2"), ("promoted-max", "1")];
+    m.extend_from_slice(extra);
+    clone(id, &m, child)
+}
+
+#[test]
+fn on_fail_demote_demotes_a_failed_promoted_instance() {
+    let ops = format!(
+        "{}{}",
+        monitor("s", "10s", r#"role="Promoted" on-fail="demote""#),
+        monitor("s", "11s", r#"role="Unpromoted""#)
+    );
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &ops), &[]))
+        .cons(r#"<rsc_location id="ms-n1" rsc="ms" role="Promoted" node="n1" score="-INFINITY"/>"#)
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+// ---------------------------------------------------------------- failure-timeout / thresholds
+
+fn threshold_cib(now: i64) -> Cib {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "1"), ("failure-timeout", "60s")], &monitor("r", "10s", "")))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online(
+            "n1",
+            &[("fail-count-r#monitor_10000", "1"), ("last-failure-r#monitor_10000", "1600000000")],
+            &[("r", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)])],
+        )
+        .online("n2", &[], &[("r", RUNNING)])
+        .at(now)
+}
+
+#[test]
+fn migration_threshold_keeps_a_resource_off_its_failed_node() {
+    threshold_cib(1_600_000_030).expect(&[]);
+}
+
+#[test]
+fn failure_timeout_expiry_lets_a_resource_return() {
+    threshold_cib(1_600_000_100).expect(&["Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn start_failure_is_fatal_bans_the_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[("fail-count-r#start_0", "INFINITY")], &[("r", &[("start", 0, 1, 2)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn start_failure_not_fatal_retries_below_threshold() {
+    Cib::new(&["n1", "n2"])
+        .prop("start-failure-is-fatal", "false")
+        .rsc(&prim("r", &[("migration-threshold", "3")], ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[("fail-count-r#start_0", "1")], &[("r", &[("start", 0, 1, 2)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- quorum
+
+fn two_rsc_no_quorum(policy: &str) -> Cib {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("no-quorum-policy", policy)
+        .rsc(&prim("running", &[], ""))
+        .rsc(&prim("stopped", &[], ""))
+        .online("n1", &[], &[("running", RUNNING), ("stopped", STOPPED)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+}
+
+#[test]
+fn no_quorum_stop_stops_everything() {
+    two_rsc_no_quorum("stop")
+        .expect(&["Stop running ( n1 ) due to no quorum", "Start stopped ( n1 ) due to no quorum (blocked)"]);
+}
+
+#[test]
+fn no_quorum_freeze_keeps_running_resources_and_starts_none() {
+    two_rsc_no_quorum("freeze").expect(&["Start stopped ( n1 ) due to quorum freeze (blocked)"]);
+}
+
+#[test]
+fn no_quorum_ignore_carries_on() {
+    two_rsc_no_quorum("ignore").expect(&["Start stopped ( n1 )"]);
+}
+
+#[test]
+fn no_quorum_demote_demotes_promoted_and_stops_others() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("no-quorum-policy", "demote")
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("plain", &[], ""))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("plain", RUNNING)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )", "Stop plain ( n1 ) due to no quorum"]);
+}
+
+// ---------------------------------------------------------------- fencing
+
+#[test]
+fn lost_node_is_fenced_with_the_configured_action() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("fencing-action", "off")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Fence (off) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn priority_fencing_delay_does_not_change_decisions() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("priority-fencing-delay", "10s")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[("priority", "10")], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
+}
+
+// ---------------------------------------------------------------- management
+
+#[test]
+fn unmanaged_failed_resource_is_left_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("is-managed", "false")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn node_maintenance_leaves_its_resources_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("q", &[], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[("maintenance", "true")], &[("r", RUNNING), ("q", STOPPED)])
+        .online("n2", &[], &[("r", STOPPED), ("q", STOPPED)])
+        .expect(&["Start q ( n2 )"]);
+}
+
+#[test]
+fn standby_node_is_drained() {
+    Cib::new(&["n1", "n2"])
+        .node_xml(
+            "n1",
+            r#"<instance_attributes id="n1-ia"><nvpair id="n1-sb" name="standby" value="on"/></instance_attributes>"#,
+        )
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Move b ( n1 -> n2 )"]);
+}
+
+#[test]
+fn target_role_stopped_on_a_group_stops_all_members() {
+    Cib::new(&["n1"])
+        .rsc(&group("g", &[("target-role", "Stopped")], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&["Stop a ( n1 ) due to node availability", "Stop b ( n1 ) due to node availability"]);
+}
+
+// ---------------------------------------------------------------- stickiness
+
+#[test]
+fn group_stickiness_is_the_sum_of_its_members() {
+    // 2 members x 60 = 120 beats a 100 preference elsewhere.
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("resource-stickiness", "60")])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("a-n2", "a", "n2", "100"))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn group_below_summed_stickiness_moves() {
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("resource-stickiness", "40")])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("a-n2", "a", "n2", "100"))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Move b ( n1 -> n2 )"]);
+}
+
+#[test]
+fn clone_instances_stick_to_their_nodes() {
+    Cib::new(&["n1", "n2", "n3"])
+        .defaults(&[("resource-stickiness", "1")])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .cons(&loc("c-n3", "c", "n3", "0"))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&[]);
+}
+
+// ---------------------------------------------------------------- utilization
+
+fn util(id: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = format!(r#"<utilization id="{id}-util">"#);
+    for (n, v) in pairs {
+        let _ = write!(s, r#"<nvpair id="{id}-u-{n}" name="{n}" value="{v}"/>"#);
+    }
+    s.push_str("</utilization>");
+    s
+}
+
+fn prim_util(id: &str, cpu: &str) -> String {
+    format!(
+        r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util(id, &[("cpu", cpu)])
+    )
+}
+
+fn util_cib(strategy: &str) -> Cib {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", strategy)
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .node_xml("n2", &util("n2", &[("cpu", "4")]))
+        .rsc(&prim_util("a", "1"))
+        .rsc(&prim_util("b", "1"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+}
+
+#[test]
+fn placement_default_spreads_by_resource_count() {
+    util_cib("default").expect(&["Start a ( n1 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn placement_minimal_packs_onto_the_first_node() {
+    util_cib("minimal").expect(&["Start a ( n1 )", "Start b ( n1 )"]);
+}
+
+#[test]
+fn placement_balanced_prefers_most_free_capacity() {
+    util_cib("balanced").expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn placement_utilization_refuses_an_overfull_node() {
+    Cib::new(&["n1"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .rsc(&prim_util("a", "1"))
+        .rsc(&prim_util("b", "1"))
+        .online("n1", &[], &[])
+        .expect(&["Start a ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- orders
+
+#[test]
+fn asymmetric_order_does_not_stop_then_when_first_stops() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" symmetrical="false"/>"#)
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&["Stop a ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn symmetric_order_restarts_then_when_first_restarts() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], &monitor("a", "10s", "")))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b"/>"#)
+        .online("n1", &[("fail-count-a#monitor_10000", "1")], &[("a", FAILED_MONITOR), ("b", RUNNING)])
+        .expect(&["Recover a ( n1 )", "Restart b ( n1 ) due to required a start"]);
+}
+
+#[test]
+fn optional_order_does_not_restart_then() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], &monitor("a", "10s", "")))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" kind="Optional"/>"#)
+        .online("n1", &[("fail-count-a#monitor_10000", "1")], &[("a", FAILED_MONITOR), ("b", RUNNING)])
+        .expect(&["Recover a ( n1 )"]);
+}
+
+#[test]
+fn mandatory_order_keeps_then_stopped_when_first_cannot_run() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b"/>"#)
+        .online("n1", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start b ( n1 ) due to unrunnable a start (blocked)"]);
+}
+
+#[test]
+fn require_all_false_set_starts_then_when_any_member_can() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(
+            r#"<rsc_order id="o"><resource_set id="s1" sequential="false" require-all="false"><resource_ref id="a"/><resource_ref id="b"/></resource_set><resource_set id="s2"><resource_ref id="c"/></resource_set></rsc_order>"#,
+        )
+        .online("n1", &[], &[("a", STOPPED), ("b", STOPPED), ("c", STOPPED)])
+        .expect(&["Start b ( n1 )", "Start c ( n1 )"]);
+}
+
+#[test]
+fn clone_min_blocks_then_until_enough_instances_run() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("clone-min", "2")], &prim("d", &[], "")))
+        .rsc(&prim("after", &[], ""))
+        .cons(&loc("c-not-n2", "c", "n2", "-INFINITY"))
+        .cons(r#"<rsc_order id="o" first="c" then="after"/>"#)
+        .online("n1", &[], &[("d", STOPPED), ("after", STOPPED)])
+        .online("n2", &[], &[("d", STOPPED), ("after", STOPPED)])
+        .expect(&["Start d:0 ( n1 )", "Start after ( n2 ) due to unrunnable clone-one-or-more:o (blocked)"]);
+}
+
+// ---------------------------------------------------------------- colocation / location
+
+#[test]
+fn colocation_node_attribute_places_on_nodes_sharing_the_value() {
+    let site = |n: &str, v: &str| {
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-site" name="site" value="{v}"/></instance_attributes>"#
+        )
+    };
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml("n1", &site("n1", "east"))
+        .node_xml("n2", &site("n2", "west"))
+        .node_xml("n3", &site("n3", "west"))
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("a-n3", "a", "n3", "INFINITY"))
+        .cons(&loc("b-not-n3", "b", "n3", "-INFINITY"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="INFINITY" node-attribute="site"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start a ( n3 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn rsc_pattern_location_applies_to_every_matching_resource() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("web-1", &[], ""))
+        .rsc(&prim("web-2", &[], ""))
+        .rsc(&prim("db", &[], ""))
+        .cons(r#"<rsc_location id="webs" rsc-pattern="^web-" node="n2" score="INFINITY"/>"#)
+        .cons(&loc("db-n1", "db", "n1", "INFINITY"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start web-1 ( n2 )", "Start web-2 ( n2 )", "Start db ( n1 )"]);
+}
+
+#[test]
+fn rsc_pattern_capture_substitutes_into_rule_values() {
+    let attr = |n: &str, v: &str| {
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-svc" name="svc" value="{v}"/></instance_attributes>"#
+        )
+    };
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr("n1", "alpha"))
+        .node_xml("n2", &attr("n2", "beta"))
+        .rsc(&prim("ip-alpha", &[], ""))
+        .rsc(&prim("ip-beta", &[], ""))
+        .cons(
+            r#"<rsc_location id="ips" rsc-pattern="^ip-(.*)$"><rule id="ips-r" score="INFINITY"><expression id="ips-e" attribute="svc" operation="eq" value="%1"/></rule></rsc_location>"#,
+        )
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start ip-alpha ( n1 )", "Start ip-beta ( n2 )"]);
+}
+
+#[test]
+fn asymmetric_cluster_runs_only_where_allowed() {
+    Cib::new(&["n1", "n2"])
+        .prop("symmetric-cluster", "false")
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("a-n2", "a", "n2", "0"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )"]);
+}
+
+// ---------------------------------------------------------------- clones
+
+#[test]
+fn promoted_max_two_promotes_two_instances() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("promoted-max", "2")], &prim("s", &[], "")))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n3", &[("master-s", "10")], &[("s", RUNNING)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn interleaved_clone_restarts_only_the_local_dependent() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("base", &[], &prim("b", &[], &monitor("b", "10s", ""))))
+        .rsc(&clone("top", &[("interleave", "true")], &prim("t", &[], "")))
+        .cons(r#"<rsc_order id="o" first="base" then="top"/>"#)
+        .cons(r#"<rsc_colocation id="c" rsc="top" with-rsc="base" score="INFINITY"/>"#)
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("b", FAILED_MONITOR), ("t", RUNNING)])
+        .online("n2", &[], &[("b", RUNNING), ("t", RUNNING)])
+        .expect(&["Recover b:0 ( n1 )", "Restart t:0 ( n1 ) due to required b:0 start"]);
+}
+
+#[test]
+fn non_interleaved_clone_restarts_every_dependent() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("base", &[], &prim("b", &[], &monitor("b", "10s", ""))))
+        .rsc(&clone("top", &[], &prim("t", &[], "")))
+        .cons(r#"<rsc_order id="o" first="base" then="top"/>"#)
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("b", FAILED_MONITOR), ("t", RUNNING)])
+        .online("n2", &[], &[("b", RUNNING), ("t", RUNNING)])
+        .expect(&[
+            "Recover b:0 ( n1 )",
+            "Restart t:0 ( n1 ) due to required base running",
+            "Restart t:1 ( n2 ) due to required base running",
+        ]);
+}
+
+#[test]
+fn on_fail_demote_re_promotes_where_the_promotion_score_is_still_highest() {
+    let ops = format!(
+        "{}{}",
+        monitor("s", "10s", r#"role="Promoted" on-fail="demote""#),
+        monitor("s", "11s", r#"role="Unpromoted""#)
+    );
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &ops), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])])
+        .expect(&["Re-promote s:0 ( Promoted n1 )"]);
+}
