@@ -658,7 +658,9 @@ impl Assigner<'_> {
             if done.contains(&i) {
                 continue;
             }
-            if stopped || assigned >= cfg.max || !managed {
+            // A removed (orphan) instance never takes one of the clone's places.
+            let orphan = self.w.leaves(i).iter().any(|&l| self.w.rscs[l].orphan);
+            if stopped || assigned >= cfg.max || !managed || orphan {
                 self.place_unit(i, None);
                 continue;
             }

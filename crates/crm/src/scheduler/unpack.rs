@@ -845,7 +845,7 @@ impl World {
         if std::env::var("CRM_DEBUG").is_ok() {
             eprintln!("history {} on {} -> {:?}", lr.id, self.nodes[n].name, found.map(|l| self.rscs[l].id.clone()));
         }
-        let leaf = match found {
+        let leaf = match found.or_else(|| self.spare_leaf_for_inactive(n, lr)) {
             Some(l) => l,
             None => {
                 // More active instances than the clone allows: an orphan instance.
@@ -865,6 +865,29 @@ impl World {
             }
         };
         self.apply_history(n, leaf, lr);
+    }
+
+    /// For a history that leaves an anonymous clone's copy inactive on node `n` (a probe
+    /// that found it stopped, or a completed stop), when every instance is active
+    /// elsewhere: any instance neither running nor known on `n` takes the record. Such a
+    /// history holds no instance, so it is no surplus (orphan) copy.
+    fn spare_leaf_for_inactive(&self, n: usize, lr: &LrmResource) -> Option<usize> {
+        let last = lr.ops.iter().filter(|o| o.operation != "notify").max_by_key(|o| o.call_id)?;
+        let inactive = last.op_status == 0
+            && ((last.operation == "monitor" && last.interval_ms == 0 && last.rc == 7)
+                || (last.operation == "stop" && last.rc == 0));
+        if !inactive {
+            return None;
+        }
+        let base = lr.id.split(':').next().unwrap_or(&lr.id);
+        let &c = self.by_id.get(base)?;
+        if self.rscs[c].kind != Kind::Clone || self.rscs[c].clone.unique {
+            return None;
+        }
+        self.rscs[c].children.iter().flat_map(|&i| self.leaves(i)).find(|&l| {
+            let r = &self.rscs[l];
+            r.base == base && !r.orphan && !r.running.contains(&n) && !r.known_on.contains(&n)
+        })
     }
 
     /// A new, removed instance of an anonymous clone whose child is a primitive.

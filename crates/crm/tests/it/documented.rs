@@ -117,6 +117,9 @@ impl Cib {
         let opts =
             crm::simulate::SimOptions { now: self.execution_date.unwrap_or(1_700_000_000), ..Default::default() };
         let sim = crm::simulate::simulate(&self.xml(), &opts).unwrap_or_else(|e| panic!("{e}\n{}", self.xml()));
+        if std::env::var("DOC_SCORES").is_ok() {
+            eprintln!("{}", crm::simulate::format_scores(&sim.transition));
+        }
         let mut v: Vec<String> =
             sim.transition.summary.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
         v.sort();
@@ -725,4 +728,254 @@ fn on_fail_demote_re_promotes_where_the_promotion_score_is_still_highest() {
         )
         .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])])
         .expect(&["Re-promote s:0 ( Promoted n1 )"]);
+}
+
+// ---------------------------------------------------------------- batch 2
+
+#[test]
+fn migration_threshold_allows_recovery_in_place_below_the_limit() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "3")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 )"]);
+}
+
+#[test]
+fn migration_threshold_reached_moves_the_resource() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "3")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "3")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn colocation_dependent_preferences_pull_the_primary() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[("resource-stickiness", "50")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="INFINITY"/>"#)
+        .online("n1", &[], &[("a", RUNNING), ("b", STOPPED)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn colocation_without_influence_leaves_the_primary_in_place() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[("resource-stickiness", "50")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="INFINITY" influence="false"/>"#)
+        .online("n1", &[], &[("a", RUNNING), ("b", STOPPED)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start b ( n1 )"]);
+}
+
+#[test]
+fn critical_false_on_the_dependent_removes_its_influence() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[("resource-stickiness", "50")], ""))
+        .rsc(&prim("b", &[("critical", "false")], ""))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="INFINITY"/>"#)
+        .online("n1", &[], &[("a", RUNNING), ("b", STOPPED)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start b ( n1 )"]);
+}
+
+#[test]
+fn anti_colocation_keeps_resources_apart() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("a-n1", "a", "n1", "100"))
+        .cons(&loc("b-n1", "b", "n1", "50"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="-INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn higher_priority_resource_wins_the_only_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("low", &[("priority", "1")], ""))
+        .rsc(&prim("high", &[("priority", "10")], ""))
+        .cons(&loc("low-n2", "low", "n2", "-INFINITY"))
+        .cons(&loc("high-n2", "high", "n2", "-INFINITY"))
+        .cons(r#"<rsc_colocation id="c" rsc="low" with-rsc="high" score="-INFINITY"/>"#)
+        .online("n1", &[], &[("low", RUNNING), ("high", STOPPED)])
+        .online("n2", &[], &[])
+        .expect(&["Stop low ( n1 ) due to node availability", "Start high ( n1 )"]);
+}
+
+#[test]
+fn promotable_target_role_unpromoted_never_promotes() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("target-role", "Unpromoted")]))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn promotable_highest_score_is_promoted() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .expect(&["Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn colocation_with_promoted_role_follows_the_promoted_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("notify", "true")]))
+        .rsc(&prim("fs", &[], ""))
+        .cons(r#"<rsc_colocation id="c" rsc="fs" with-rsc="ms" with-rsc-role="Promoted" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="ms" first-action="promote" then="fs" then-action="start"/>"#)
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING), ("fs", STOPPED)])
+        .online("n2", &[("master-s", "10")], &[("s", PROMOTED), ("fs", STOPPED)])
+        .expect(&["Start fs ( n2 )"]);
+}
+
+#[test]
+fn resource_maintenance_meta_leaves_it_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("maintenance", "true")], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn maintenance_mode_freezes_the_cluster() {
+    Cib::new(&["n1", "n2"])
+        .prop("maintenance-mode", "true")
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("q", &[], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[], &[("r", RUNNING), ("q", STOPPED)])
+        .online("n2", &[], &[("r", STOPPED), ("q", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn stop_all_resources_stops_everything() {
+    Cib::new(&["n1"])
+        .prop("stop-all-resources", "true")
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", RUNNING)])
+        .expect(&["Stop r ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn cleanly_offline_node_without_fencing_just_loses_its_resources() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", STOPPED)])
+        .offline("n2")
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn failed_stop_without_fencing_blocks_the_resource() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[("fail-count-r#stop_0", "INFINITY")], &[("r", &[("start", 0, 0, 2), ("stop", 0, 1, 3)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn failed_stop_with_fencing_fences_and_recovers_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[("fail-count-r#stop_0", "INFINITY")], &[("r", &[("start", 0, 0, 2), ("stop", 0, 1, 3)])])
+        .online("n2", &[], &[("r", STOPPED), ("fence", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (reboot) n1 'r failed there'", "Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn clone_node_max_two_doubles_up() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[("clone-max", "3"), ("clone-node-max", "2"), ("globally-unique", "true")],
+            &prim("d", &[], ""),
+        ))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )", "Start d:2 ( n1 )"]);
+}
+
+#[test]
+fn clone_failure_past_threshold_moves_the_instance() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[("migration-threshold", "1")], &monitor("d", "10s", ""))))
+        .online("n1", &[("fail-count-d#monitor_10000", "1")], &[("d", FAILED_MONITOR)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Recover d:0 ( n1 -> n3 )"]);
+}
+
+#[test]
+fn pending_start_is_waited_for() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", &[("start", 0, 0, -1)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_standby_also_applies_to_the_failed_nodes_clones() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="standby""#)))
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR), ("d", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED), ("d", RUNNING)])
+        .expect(&["Recover r ( n1 -> n2 )", "Stop d:0 ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn failure_timeout_without_threshold_cleanup_keeps_resource_in_place() {
+    // An expired monitor failure on a resource that is still running: nothing to do.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("failure-timeout", "60s")], &monitor("r", "10s", "")))
+        .online(
+            "n1",
+            &[("fail-count-r#monitor_10000", "1"), ("last-failure-r#monitor_10000", "1600000000")],
+            &[(
+                "r",
+                &[
+                    ("start", 0, 0, 2),
+                    ("monitor", 10000, 1, 3),
+                    ("stop", 0, 0, 4),
+                    ("start", 0, 0, 5),
+                    ("monitor", 10000, 0, 6),
+                ],
+            )],
+        )
+        .online("n2", &[], &[("r", STOPPED)])
+        .at(1_600_000_100)
+        .expect(&[]);
+}
+
+#[test]
+fn banned_clone_instance_moves_to_a_free_node() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .cons(&loc("c-not-n1", "c", "n1", "-INFINITY"))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Move d:0 ( n1 -> n3 )"]);
 }
