@@ -156,11 +156,15 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
             }
             Constraint::Colocation(co) => {
                 let attr = co.node_attribute.clone().unwrap_or_else(|| "#uname".into());
-                let influence = co.influence.unwrap_or(true);
                 let mut push = |dep: usize, prim: usize, score: Score, dr: Option<Role>, pr: Option<Role>| {
                     if dep == prim {
                         return;
                     }
+                    // Without an explicit influence, the dependent's `critical` meta
+                    // attribute (default true) decides.
+                    let influence = co
+                        .influence
+                        .unwrap_or_else(|| w.rscs[dep].meta.get("critical").is_none_or(|v| super::unpack::truthy(v)));
                     out.colocs.push(Coloc {
                         id: co.id.clone(),
                         dependent: dep,

@@ -182,7 +182,7 @@ pub(crate) struct World {
     pub(crate) leaf_cache: Vec<Vec<usize>>,
 }
 
-fn truthy(v: &str) -> bool {
+pub(crate) fn truthy(v: &str) -> bool {
     matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1" | "y")
 }
 
