@@ -83,7 +83,7 @@ impl Builder<'_> {
         // Without quorum a node can still be fenced while it is in our membership (online).
         let can_fence = |online: bool| {
             w.props.fencing_enabled
-                && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide") || online)
+                && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "fence") || online)
         };
         let mut fences = Vec::new();
         for (n, node) in w.nodes.iter().enumerate().rev() {

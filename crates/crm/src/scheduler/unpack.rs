@@ -315,7 +315,11 @@ impl World {
                 a => a.to_string(),
             },
             symmetric: p("symmetric-cluster").is_none_or(truthy),
-            no_quorum_policy: p("no-quorum-policy").unwrap_or("stop").to_ascii_lowercase(),
+            // "suicide" is the older name of "fence" (fence every node of the partition).
+            no_quorum_policy: match p("no-quorum-policy").unwrap_or("stop").to_ascii_lowercase().as_str() {
+                "suicide" => "fence".to_string(),
+                other => other.to_string(),
+            },
             placement: p("placement-strategy").unwrap_or("default").to_ascii_lowercase(),
             maintenance_mode: p("maintenance-mode").is_some_and(truthy),
             stop_all: p("stop-all-resources").is_some_and(truthy),
@@ -341,7 +345,7 @@ impl World {
             leaf_cache: Vec::new(),
         };
         w.unpack_nodes(cib);
-        if !w.quorate && w.props.no_quorum_policy == "suicide" && cib.no_quorum_panic && w.props.fencing_enabled {
+        if !w.quorate && w.props.no_quorum_policy == "fence" && cib.no_quorum_panic && w.props.fencing_enabled {
             for node in &mut w.nodes {
                 if node.online && !node.unclean {
                     node.unclean = true;
@@ -629,7 +633,7 @@ impl World {
         node.unclean
             && node.fence_reason.is_some()
             && self.props.fencing_enabled
-            && (self.quorate || matches!(self.props.no_quorum_policy.as_str(), "ignore" | "suicide"))
+            && (self.quorate || matches!(self.props.no_quorum_policy.as_str(), "ignore" | "fence"))
     }
 
     /// Blocked by a failure that fencing will not clear.

@@ -87,8 +87,9 @@ impl Cib {
     }
     fn xml(&self) -> String {
         let mut x = format!(
-            r#"<cib crm_feature_set="3.19.0" validate-with="pacemaker-3.10" admin_epoch="0" epoch="1" num_updates="1" have-quorum="{}" dc-uuid="{}"{}>"#,
+            r#"<cib crm_feature_set="3.19.0" validate-with="pacemaker-3.10" admin_epoch="0" epoch="1" num_updates="1" have-quorum="{}"{} dc-uuid="{}"{}>"#,
             u8::from(self.quorum),
+            if self.quorum { "" } else { r#" no-quorum-panic="1""# },
             self.nodes[0].0,
             self.execution_date.map(|d| format!(r#" execution-date="{d}""#)).unwrap_or_default()
         );
@@ -978,4 +979,162 @@ fn banned_clone_instance_moves_to_a_free_node() {
         .online("n2", &[], &[("d", RUNNING)])
         .online("n3", &[], &[("d", STOPPED)])
         .expect(&["Move d:0 ( n1 -> n3 )"]);
+}
+
+// ---------------------------------------------------------------- batch 3
+
+#[test]
+fn no_quorum_fence_fences_the_inquorate_partition() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("fencing-enabled", "true")
+        .prop("no-quorum-policy", "fence")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", RUNNING)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&[
+            "Fence (reboot) n1 'cluster does not have quorum'",
+            "Stop fence ( n1 ) due to node availability",
+            "Stop r ( n1 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn serialize_order_does_not_stop_either_resource_starting() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" kind="Serialize"/>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n1 )"]);
+}
+
+#[test]
+fn stickiness_outweighs_a_weaker_location_preference() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("resource-stickiness", "100")], ""))
+        .cons(&loc("r-n2", "r", "n2", "50"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn sequential_order_set_blocks_the_rest_of_the_chain() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(r#"<rsc_order id="o"><resource_set id="s"><resource_ref id="a"/><resource_ref id="b"/><resource_ref id="c"/></resource_set></rsc_order>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start b ( n1 ) due to unrunnable a start (blocked)", "Start c ( n1 ) due to unrunnable b start (blocked)"]);
+}
+
+#[test]
+fn clone_target_role_stopped_stops_every_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("target-role", "Stopped")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability", "Stop d:1 ( n2 ) due to node availability"]);
+}
+
+#[test]
+fn failed_promoted_instance_is_recovered_and_promotion_moves() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &monitor("s", "10s", r#"role="Promoted""#)), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Recover s:0 ( Promoted n1 )"]);
+}
+
+#[test]
+fn on_fail_block_on_start_leaves_it_blocked() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], r#"<op id="r-start" name="start" interval="0" on-fail="block"/>"#))
+        .online("n1", &[("fail-count-r#start_0", "INFINITY")], &[("r", &[("start", 0, 1, 2)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn utilization_moves_the_lower_priority_resource_when_full() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&format!(
+            r#"<primitive id="big" class="ocf" provider="pacemaker" type="Dummy">{}{}</primitive>"#,
+            meta("big", &[("priority", "10")]),
+            util("big", &[("cpu", "2")])
+        ))
+        .rsc(&prim_util("small", "1"))
+        .online("n1", &[], &[("small", RUNNING)])
+        .online("n2", &[], &[])
+        .expect(&["Move small ( n1 -> n2 )", "Start big ( n1 )"]);
+}
+
+#[test]
+fn utilization_with_no_room_anywhere_leaves_resource_stopped() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "balanced")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&prim_util("huge", "2"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&[]);
+}
+
+#[test]
+fn group_member_failure_restarts_the_members_after_it() {
+    Cib::new(&["n1"])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], &monitor("b", "10s", "")), prim("c", &[], "")]))
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("a", RUNNING), ("b", FAILED_MONITOR), ("c", RUNNING)])
+        .expect(&["Recover b ( n1 )", "Restart c ( n1 ) due to required b start"]);
+}
+
+#[test]
+fn group_member_that_cannot_run_stops_later_members() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], ""), prim("c", &[], "")]))
+        .cons(&loc("b-never", "b", "n1", "-INFINITY"))
+        .cons(&loc("b-never2", "b", "n2", "-INFINITY"))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING), ("c", RUNNING)])
+        .online("n2", &[], &[])
+        .expect(&["Stop b ( n1 ) due to node availability", "Stop c ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn promotable_notify_clone_start_and_promote() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("notify", "true")]))
+        .online("n1", &[("master-s", "10")], &[])
+        .online("n2", &[("master-s", "5")], &[])
+        .expect(&["Promote s:0 ( Stopped -> Promoted n1 )", "Start s:1 ( n2 )"]);
+}
+
+#[test]
+fn ordered_clone_starts_all_instances() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("ordered", "true")], &prim("d", &[], "")))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+}
+
+#[test]
+fn lost_node_without_fencing_device_blocks_recovery() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
 }
