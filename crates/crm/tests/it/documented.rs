@@ -1138,3 +1138,22 @@ fn lost_node_without_fencing_device_blocks_recovery() {
         .lost("n2", &[("r", RUNNING)])
         .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
 }
+
+#[test]
+fn legacy_option_names_still_apply() {
+    // stonith-enabled=false (the older name of fencing-enabled): a lost node is not fenced,
+    // it counts as cleanly down, and what ran there starts elsewhere.
+    let mut c = Cib::new(&["n1", "n2"]).rsc(&prim("r", &[], "")).online("n1", &[], &[("r", STOPPED)]).lost("n2", &[("r", RUNNING)]);
+    c.props = vec![("stonith-enabled".into(), "false".into())];
+    c.expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn legacy_master_max_promotes_two() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("master-max", "2")], &prim("s", &[], "")))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n3", &[("master-s", "10")], &[("s", RUNNING)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
