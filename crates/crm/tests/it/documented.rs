@@ -1157,3 +1157,36 @@ fn legacy_master_max_promotes_two() {
         .online("n3", &[("master-s", "10")], &[("s", RUNNING)])
         .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
 }
+
+#[test]
+fn on_fail_demote_after_a_failed_promote_re_promotes() {
+    let ops = r#"<op id="s-promote" name="promote" interval="0" on-fail="demote"/>"#;
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ops), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#promote_0", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 1, 3)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Re-promote s:0 ( Promoted n1 )"]);
+}
+
+#[test]
+fn on_fail_demote_in_a_promotable_group_re_promotes_the_failed_member() {
+    // Like a restart, a demotion in a group touches the failed member and those after it.
+    let ops = format!(
+        "{}{}",
+        monitor("b", "10s", r#"role="Promoted" on-fail="demote""#),
+        monitor("b", "11s", r#"role="Unpromoted""#)
+    );
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &group("g", &[], &[prim("a", &[], ""), prim("b", &[], &ops)]), &[]))
+        .online(
+            "n1",
+            &[("fail-count-b#monitor_10000", "1"), ("master-a", "10"), ("master-b", "10")],
+            &[("a", PROMOTED), ("b", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-a", "5"), ("master-b", "5")], &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&["Re-promote b:0 ( Promoted n1 )"]);
+}
