@@ -1190,3 +1190,165 @@ fn on_fail_demote_in_a_promotable_group_re_promotes_the_failed_member() {
         .online("n2", &[("master-a", "5"), ("master-b", "5")], &[("a", RUNNING), ("b", RUNNING)])
         .expect(&["Re-promote b:0 ( Promoted n1 )"]);
 }
+
+// ---------------------------------------------------------------- batch 4
+
+#[test]
+fn asymmetric_cluster_clone_runs_only_on_enabled_nodes() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("symmetric-cluster", "false")
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .cons(&loc("c-n1", "c", "n1", "0"))
+        .cons(&loc("c-n3", "c", "n3", "0"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n3 )"]);
+}
+
+#[test]
+fn location_rule_on_node_attribute_selects_nodes() {
+    let attr = |n: &str, v: &str| {
+        format!(r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-kind" name="kind" value="{v}"/></instance_attributes>"#)
+    };
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr("n1", "small"))
+        .node_xml("n2", &attr("n2", "big"))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY"><expression id="l-e" attribute="kind" operation="ne" value="big"/></rule></rsc_location>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn location_score_attribute_uses_the_node_value() {
+    let attr = |n: &str, v: &str| {
+        format!(r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-w" name="weight" value="{v}"/></instance_attributes>"#)
+    };
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr("n1", "10"))
+        .node_xml("n2", &attr("n2", "20"))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score-attribute="weight"><expression id="l-e" attribute="weight" operation="defined"/></rule></rsc_location>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn transient_attribute_location_rule_moves_when_the_attribute_drops() {
+    // A ping-style rule: -INFINITY where pingd is not defined or is 0.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY" boolean-op="or"><expression id="l-e1" attribute="pingd" operation="not_defined"/><expression id="l-e2" attribute="pingd" operation="lte" value="0" type="number"/></rule></rsc_location>"#)
+        .online("n1", &[("pingd", "0")], &[("r", RUNNING)])
+        .online("n2", &[("pingd", "100")], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn colocated_group_with_clone_follows_clone_placement() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("c-n1", "c", "n1", "-INFINITY"))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="c" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="c" then="g"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n2 )", "Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn clone_max_zero_runs_nothing() {
+    Cib::new(&["n1"])
+        .rsc(&clone("c", &[("clone-max", "0")], &prim("d", &[], "")))
+        .rsc(&prim("after", &[], ""))
+        .cons(r#"<rsc_order id="o" first="c" then="after"/>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start after ( n1 ) due to unrunnable c running (blocked)"]);
+}
+
+#[test]
+fn promoted_colocation_with_negative_score_avoids_the_promoted_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_colocation id="co" rsc="r" with-rsc="ms" with-rsc-role="Promoted" score="-INFINITY"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("r", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn order_then_action_stop_first_action_start() {
+    // "start a, then stop b": b is stopped (target-role) only after a starts.
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[("target-role", "Stopped")], ""))
+        .cons(r#"<rsc_order id="o" first="a" first-action="start" then="b" then-action="stop"/>"#)
+        .online("n1", &[], &[("a", STOPPED), ("b", RUNNING)])
+        .expect(&["Start a ( n1 )", "Stop b ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn group_needs_room_for_all_its_members() {
+    let member = |id: &str| {
+        format!(r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#, util(id, &[("cpu", "1")]))
+    };
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "2")]))
+        .rsc(&group("g", &[], &[member("a"), member("b")]))
+        .cons(&loc("g-n1", "g", "n1", "50"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn colocated_resources_need_room_together() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .node_xml("n2", &util("n2", &[("cpu", "3")]))
+        .rsc(&prim_util("big", "2"))
+        .rsc(&prim_util("dep", "1"))
+        .cons(&loc("big-n1", "big", "n1", "50"))
+        .cons(r#"<rsc_colocation id="co" rsc="dep" with-rsc="big" score="INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start big ( n2 )", "Start dep ( n2 )"]);
+}
+
+#[test]
+fn balanced_strategy_spreads_by_free_capacity_then_count() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "balanced")
+        .node_xml("n1", &util("n1", &[("cpu", "4")]))
+        .node_xml("n2", &util("n2", &[("cpu", "4")]))
+        .rsc(&prim_util("a", "1"))
+        .rsc(&prim_util("b", "1"))
+        .rsc(&prim_util("c", "1"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n2 )", "Start c ( n1 )"]);
+}
+
+#[test]
+fn require_all_false_clone_set_runs_then_with_any_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[], &prim("x", &[], "")))
+        .rsc(&clone("c2", &[], &prim("y", &[], "")))
+        .rsc(&prim("after", &[], ""))
+        .cons(&loc("c1-off", "c1", "n1", "-INFINITY"))
+        .cons(&loc("c1-off2", "c1", "n2", "-INFINITY"))
+        .cons(
+            r#"<rsc_order id="o"><resource_set id="s1" sequential="false" require-all="false"><resource_ref id="c1"/><resource_ref id="c2"/></resource_set><resource_set id="s2"><resource_ref id="after"/></resource_set></rsc_order>"#,
+        )
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start y:0 ( n1 )", "Start y:1 ( n2 )", "Start after ( n1 )"]);
+}
