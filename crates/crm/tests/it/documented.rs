@@ -1143,7 +1143,10 @@ fn lost_node_without_fencing_device_blocks_recovery() {
 fn legacy_option_names_still_apply() {
     // stonith-enabled=false (the older name of fencing-enabled): a lost node is not fenced,
     // it counts as cleanly down, and what ran there starts elsewhere.
-    let mut c = Cib::new(&["n1", "n2"]).rsc(&prim("r", &[], "")).online("n1", &[], &[("r", STOPPED)]).lost("n2", &[("r", RUNNING)]);
+    let mut c = Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)]);
     c.props = vec![("stonith-enabled".into(), "false".into())];
     c.expect(&["Start r ( n1 )"]);
 }
@@ -1209,7 +1212,9 @@ fn asymmetric_cluster_clone_runs_only_on_enabled_nodes() {
 #[test]
 fn location_rule_on_node_attribute_selects_nodes() {
     let attr = |n: &str, v: &str| {
-        format!(r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-kind" name="kind" value="{v}"/></instance_attributes>"#)
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-kind" name="kind" value="{v}"/></instance_attributes>"#
+        )
     };
     Cib::new(&["n1", "n2"])
         .node_xml("n1", &attr("n1", "small"))
@@ -1224,7 +1229,9 @@ fn location_rule_on_node_attribute_selects_nodes() {
 #[test]
 fn location_score_attribute_uses_the_node_value() {
     let attr = |n: &str, v: &str| {
-        format!(r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-w" name="weight" value="{v}"/></instance_attributes>"#)
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-w" name="weight" value="{v}"/></instance_attributes>"#
+        )
     };
     Cib::new(&["n1", "n2"])
         .node_xml("n1", &attr("n1", "10"))
@@ -1295,7 +1302,10 @@ fn order_then_action_stop_first_action_start() {
 #[test]
 fn group_needs_room_for_all_its_members() {
     let member = |id: &str| {
-        format!(r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#, util(id, &[("cpu", "1")]))
+        format!(
+            r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+            util(id, &[("cpu", "1")])
+        )
     };
     Cib::new(&["n1", "n2"])
         .prop("placement-strategy", "utilization")
@@ -1351,4 +1361,68 @@ fn require_all_false_clone_set_runs_then_with_any_instance() {
         .online("n1", &[], &[])
         .online("n2", &[], &[])
         .expect(&["Start y:0 ( n1 )", "Start y:1 ( n2 )", "Start after ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- batch 5
+
+#[test]
+fn legacy_slave_target_role_means_unpromoted() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("target-role", "Slave")]))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )"]);
+}
+
+#[test]
+fn legacy_master_role_in_a_location_rule() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .cons(r#"<rsc_location id="l" rsc="ms" role="Master" node="n2" score="100"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn unmanaged_clone_instance_failure_is_left_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("is-managed", "false")], &prim("d", &[], &monitor("d", "10s", ""))))
+        .online("n1", &[("fail-count-d#monitor_10000", "1")], &[("d", FAILED_MONITOR)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_stop_on_a_clone_stops_the_failed_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[], &monitor("d", "10s", r#"on-fail="stop""#))))
+        .rsc(&prim("other", &[], ""))
+        .online("n1", &[("fail-count-d#monitor_10000", "1")], &[("d", FAILED_MONITOR), ("other", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING), ("other", STOPPED)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn rsc_defaults_stickiness_applies_to_every_resource() {
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("resource-stickiness", "INFINITY")])
+        .rsc(&prim("a", &[], ""))
+        .cons(&loc("a-n2", "a", "n2", "1000"))
+        .online("n1", &[], &[("a", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn multi_state_stop_of_failed_unpromoted_recover() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &monitor("s", "11s", r#"role="Unpromoted""#)), &[]))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online(
+            "n2",
+            &[("fail-count-s#monitor_11000", "1"), ("master-s", "5")],
+            &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 1, 3)])],
+        )
+        .expect(&["Recover s:1 ( Unpromoted n2 )"]);
 }
