@@ -10,3 +10,4 @@ mod fuzz_corpus;
 mod graph;
 mod replica;
 mod roundtrip;
+mod stability;
