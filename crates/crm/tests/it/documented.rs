@@ -10,6 +10,7 @@ struct Cib {
     props: Vec<(String, String)>,
     nodes: Vec<(String, String)>,
     rsc_defaults: String,
+    op_defaults: String,
     resources: String,
     constraints: String,
     states: Vec<String>,
@@ -23,6 +24,7 @@ impl Cib {
             props: vec![("fencing-enabled".into(), "false".into())],
             nodes: nodes.iter().map(|n| (n.to_string(), String::new())).collect(),
             rsc_defaults: String::new(),
+            op_defaults: String::new(),
             resources: String::new(),
             constraints: String::new(),
             states: Vec::new(),
@@ -46,6 +48,10 @@ impl Cib {
     }
     fn defaults(mut self, pairs: &[(&str, &str)]) -> Self {
         self.rsc_defaults = meta("rsc-defaults", pairs);
+        self
+    }
+    fn op_defaults(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.op_defaults = meta("op-defaults", pairs);
         self
     }
     fn rsc(mut self, xml: &str) -> Self {
@@ -104,6 +110,9 @@ impl Cib {
         x.push_str("</nodes>");
         if !self.rsc_defaults.is_empty() {
             let _ = write!(x, "<rsc_defaults>{}</rsc_defaults>", self.rsc_defaults);
+        }
+        if !self.op_defaults.is_empty() {
+            let _ = write!(x, "<op_defaults>{}</op_defaults>", self.op_defaults);
         }
         let _ = write!(
             x,
@@ -1425,4 +1434,80 @@ fn multi_state_stop_of_failed_unpromoted_recover() {
             &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 1, 3)])],
         )
         .expect(&["Recover s:1 ( Unpromoted n2 )"]);
+}
+
+// ---------------------------------------------------------------- batch 6: defaults and inheritance
+
+#[test]
+fn migration_threshold_from_rsc_defaults() {
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("migration-threshold", "1")])
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn group_meta_stickiness_is_inherited_by_members() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group("g", &[("resource-stickiness", "60")], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("a-n2", "a", "n2", "100"))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn op_defaults_on_fail_applies_to_every_operation() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .op_defaults(&[("on-fail", "block")])
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn requires_nothing_starts_without_quorum() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("free", &[("requires", "nothing")], ""))
+        .rsc(&prim("bound", &[], ""))
+        .online("n1", &[], &[])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&["Start free ( n1 )", "Start bound ( n1 ) due to no quorum (blocked)"]);
+}
+
+#[test]
+fn order_demote_then_stop() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[("target-role", "Stopped")], ""))
+        .cons(r#"<rsc_location id="ms-n1" rsc="ms" role="Promoted" node="n1" score="-INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="ms" first-action="demote" then="r" then-action="stop"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("r", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&[
+            "Demote s:0 ( Promoted -> Unpromoted n1 )",
+            "Promote s:1 ( Unpromoted -> Promoted n2 )",
+            "Stop r ( n1 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn failure_timeout_expiry_with_start_failure_not_fatal() {
+    Cib::new(&["n1", "n2"])
+        .prop("start-failure-is-fatal", "false")
+        .rsc(&prim("r", &[("migration-threshold", "2"), ("failure-timeout", "120")], ""))
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .online(
+            "n1",
+            &[("fail-count-r#start_0", "2"), ("last-failure-r#start_0", "1600000000")],
+            &[("r", &[("start", 0, 1, 2), ("stop", 0, 0, 3)])],
+        )
+        .online("n2", &[], &[("r", RUNNING)])
+        .at(1_600_000_200)
+        .expect(&["Move r ( n2 -> n1 )"]);
 }
