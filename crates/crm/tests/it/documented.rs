@@ -1511,3 +1511,74 @@ fn failure_timeout_expiry_with_start_failure_not_fatal() {
         .at(1_600_000_200)
         .expect(&["Move r ( n2 -> n1 )"]);
 }
+
+// ---------------------------------------------------------------- batch 7: rules
+
+fn attr_node(n: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = format!(r#"<instance_attributes id="{n}-ia">"#);
+    for (k, v) in pairs {
+        let _ = write!(s, r#"<nvpair id="{n}-{k}" name="{k}" value="{v}"/>"#);
+    }
+    s.push_str("</instance_attributes>");
+    s
+}
+
+#[test]
+fn rule_on_uname_pins_a_resource() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(r##"<rsc_location id="l" rsc="r"><rule id="l-r" score="INFINITY"><expression id="l-e" attribute="#uname" operation="eq" value="n2"/></rule></rsc_location>"##)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn nested_rules_combine_with_their_boolean_ops() {
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml("n1", &attr_node("n1", &[("rack", "a"), ("ssd", "yes")]))
+        .node_xml("n2", &attr_node("n2", &[("rack", "b"), ("ssd", "yes")]))
+        .node_xml("n3", &attr_node("n3", &[("rack", "b"), ("ssd", "no")]))
+        .rsc(&prim("r", &[], ""))
+        .cons(
+            r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="100" boolean-op="and"><expression id="l-e1" attribute="rack" operation="eq" value="b"/><rule id="l-r2" boolean-op="or"><expression id="l-e2" attribute="ssd" operation="eq" value="yes"/><expression id="l-e3" attribute="rack" operation="eq" value="z"/></rule></rule></rsc_location>"#,
+        )
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn version_comparison_in_rules() {
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr_node("n1", &[("kver", "5.10.2")]))
+        .node_xml("n2", &attr_node("n2", &[("kver", "5.9.30")]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY"><expression id="l-e" attribute="kver" operation="lt" value="5.10" type="version"/></rule></rsc_location>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn number_comparison_is_numeric_not_lexical() {
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr_node("n1", &[("mem", "9")]))
+        .node_xml("n2", &attr_node("n2", &[("mem", "10")]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="INFINITY"><expression id="l-e" attribute="mem" operation="gt" value="9" type="number"/></rule></rsc_location>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn rule_with_role_applies_only_to_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .cons(r##"<rsc_location id="l" rsc="ms"><rule id="l-r" role="Promoted" score="100"><expression id="l-e" attribute="#uname" operation="eq" value="n2"/></rule></rsc_location>"##)
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
