@@ -51,10 +51,11 @@ impl Assigner<'_> {
             s = s.plus(r.stickiness);
         }
         let (fc, _) = w.failcount(l, n);
-        if fc > 0 && fc >= r.migration_threshold.max(1) {
+        // A migration threshold of 0 disables it.
+        if fc > 0 && r.migration_threshold > 0 && fc >= r.migration_threshold {
             s = Score::NEG_INF;
         }
-        if r.failed && r.running.contains(&n) && r.migration_threshold <= 1 {
+        if r.failed && r.running.contains(&n) && r.migration_threshold == 1 {
             s = Score::NEG_INF;
         }
         Some(s)
