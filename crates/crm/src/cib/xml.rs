@@ -472,6 +472,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             score: score_attr(n, "score")?,
             rules: Vec::new(),
             sets: self.rsc_sets(n)?,
+            resource_discovery: n.attribute("resource-discovery").map(str::to_ascii_lowercase),
         };
         for c in n.children().filter(|n| n.is_element()) {
             match c.tag_name().name() {

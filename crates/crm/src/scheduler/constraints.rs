@@ -1,6 +1,8 @@
 //! Constraints resolved against the working set: locations per node, colocations and
 //! orderings between resource indices (resource sets expanded).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::cib::{Cib, Constraint, OrderKind, Role};
 use crate::score::Score;
 
@@ -103,6 +105,8 @@ fn pattern_targets(w: &World, pat: &str) -> Vec<usize> {
 pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
     let mut out = Constraints::default();
     let lookup = |id: &str| w.by_id.get(id).copied();
+    // Nodes a resource may run on when some location marks discovery exclusive for it.
+    let mut exclusive: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     for c in &cib.config.constraints {
         match c {
             Constraint::Location(l) => {
@@ -150,6 +154,9 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                                 scores.push((n, s));
                             }
                         }
+                    }
+                    if l.resource_discovery.as_deref() == Some("exclusive") {
+                        exclusive.entry(rsc).or_default().extend(scores.iter().map(|&(n, _)| n));
                     }
                     out.locs.push(Loc { id: l.id.clone(), rsc, role, scores });
                 }
@@ -330,6 +337,11 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
             min_first: None,
             any_of: Vec::new(),
         });
+    }
+    // Exclusive discovery: a resource is allowed only on the nodes of its exclusive locations.
+    for (rsc, allowed) in exclusive {
+        let scores = (0..w.nodes.len()).filter(|n| !allowed.contains(n)).map(|n| (n, Score::NEG_INF)).collect();
+        out.locs.push(Loc { id: format!("{}-exclusive-discovery", w.rscs[rsc].id), rsc, role: None, scores });
     }
     out.build_index();
     out

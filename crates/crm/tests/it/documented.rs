@@ -1582,3 +1582,25 @@ fn rule_with_role_applies_only_to_promotion() {
         .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
         .expect(&["Promote s:1 ( Unpromoted -> Promoted n2 )"]);
 }
+
+#[test]
+fn resource_discovery_exclusive_limits_the_resource_to_those_nodes() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("q", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r" node="n2" score="0" resource-discovery="exclusive"/>"#)
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .cons(&loc("q-n1", "q", "n1", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )", "Start q ( n1 )"]);
+}
+
+#[test]
+fn migration_threshold_zero_never_moves_for_failures() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "0")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "50")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 )"]);
+}
