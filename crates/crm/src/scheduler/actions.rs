@@ -253,7 +253,7 @@ impl Builder<'_> {
                 continue;
             }
         }
-        self.add_probes();
+        self.add_probes(c);
         // Inside a promotable clone, demotions happen before promotions.
         for (c, r) in w.rscs.iter().enumerate() {
             if r.kind != Kind::Clone || !r.clone.promotable {
@@ -394,7 +394,7 @@ impl Builder<'_> {
     /// assigned there, else the first). A probe precedes the start of the resource (of the
     /// whole clone for instances); a probe that cannot run (the node is still pending)
     /// blocks that start when the resource runs nowhere, since it might be active there.
-    fn add_probes(&mut self) {
+    fn add_probes(&mut self, c: &Constraints) {
         let w = self.w;
         let nodes: Vec<usize> = (0..w.nodes.len()).filter(|&n| w.nodes[n].online && !w.nodes[n].unclean).collect();
         for &t in &w.top {
@@ -424,9 +424,9 @@ impl Builder<'_> {
                         .or_else(|| {
                             instances.iter().copied().find(|&i| !w.leaves(i).iter().any(|&l| w.rscs[l].orphan))
                         });
-                    chosen.map(|i| self.probe_targets(i, n)).unwrap_or_default()
+                    chosen.map(|i| self.probe_targets(i, n, c)).unwrap_or_default()
                 } else {
-                    self.probe_targets(t, n)
+                    self.probe_targets(t, n, c)
                 };
                 let pending = w.nodes[n].pending;
                 for l in targets {
@@ -462,16 +462,24 @@ impl Builder<'_> {
 
     /// The leaves under `r` (a primitive, group or unique clone instance tree) that need a
     /// probe on node `n`: those with no history there.
-    fn probe_targets(&self, r: usize, n: usize) -> Vec<usize> {
+    fn probe_targets(&self, r: usize, n: usize, c: &Constraints) -> Vec<usize> {
         let w = self.w;
         let rs = &w.rscs[r];
+        // A location with resource-discovery=never (or exclusive elsewhere) means no probe.
+        let mut a = Some(r);
+        while let Some(x) = a {
+            if c.no_discovery.contains(&(x, n)) {
+                return Vec::new();
+            }
+            a = w.rscs[x].parent;
+        }
         match rs.kind {
             Kind::Primitive => {
                 // A resource living in a container is only ever where its container is:
                 // it is never probed on its own.
                 if rs.orphan || rs.known_on.contains(&n) || w.container_of(r).is_some() { Vec::new() } else { vec![r] }
             }
-            _ => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
+            _ => rs.children.iter().flat_map(|&ch| self.probe_targets(ch, n, c)).collect(),
         }
     }
 

@@ -49,6 +49,8 @@ pub(crate) struct Constraints {
     pub(crate) locs: Vec<Loc>,
     pub(crate) colocs: Vec<Coloc>,
     pub(crate) orders: Vec<Ord>,
+    /// (resource, node) pairs where a location's `resource-discovery` forbids probing.
+    pub(crate) no_discovery: BTreeSet<(usize, usize)>,
     loc_index: std::collections::BTreeMap<usize, Vec<usize>>,
     dep_index: std::collections::BTreeMap<usize, Vec<usize>>,
     prim_index: std::collections::BTreeMap<usize, Vec<usize>>,
@@ -155,8 +157,10 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                             }
                         }
                     }
-                    if l.resource_discovery.as_deref() == Some("exclusive") {
-                        exclusive.entry(rsc).or_default().extend(scores.iter().map(|&(n, _)| n));
+                    match l.resource_discovery.as_deref() {
+                        Some("exclusive") => exclusive.entry(rsc).or_default().extend(scores.iter().map(|&(n, _)| n)),
+                        Some("never") => out.no_discovery.extend(scores.iter().map(|&(n, _)| (rsc, n))),
+                        _ => {}
                     }
                     out.locs.push(Loc { id: l.id.clone(), rsc, role, scores });
                 }
@@ -340,7 +344,9 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
     }
     // Exclusive discovery: a resource is allowed only on the nodes of its exclusive locations.
     for (rsc, allowed) in exclusive {
-        let scores = (0..w.nodes.len()).filter(|n| !allowed.contains(n)).map(|n| (n, Score::NEG_INF)).collect();
+        let scores: Vec<(usize, Score)> =
+            (0..w.nodes.len()).filter(|n| !allowed.contains(n)).map(|n| (n, Score::NEG_INF)).collect();
+        out.no_discovery.extend(scores.iter().map(|&(n, _)| (rsc, n)));
         out.locs.push(Loc { id: format!("{}-exclusive-discovery", w.rscs[rsc].id), rsc, role: None, scores });
     }
     out.build_index();

@@ -123,6 +123,24 @@ impl Cib {
         );
         x
     }
+    fn transition(&self) -> crm::Transition {
+        let opts =
+            crm::simulate::SimOptions { now: self.execution_date.unwrap_or(1_700_000_000), ..Default::default() };
+        crm::simulate::simulate(&self.xml(), &opts).unwrap_or_else(|e| panic!("{e}")).transition
+    }
+    /// The nodes `rsc` is probed on.
+    fn probed_on(&self, rsc: &str) -> Vec<String> {
+        let t = self.transition();
+        let mut v: Vec<String> = t
+            .actions
+            .iter()
+            .filter(|a| a.kind == crm::ActionKind::Monitor && a.interval_ms == 0)
+            .filter(|a| a.rsc.is_some_and(|r| t.resource_name(r) == rsc))
+            .filter_map(|a| a.node.map(|n| t.node_name(n).to_string()))
+            .collect();
+        v.sort();
+        v
+    }
     fn summary(&self) -> Vec<String> {
         let opts =
             crm::simulate::SimOptions { now: self.execution_date.unwrap_or(1_700_000_000), ..Default::default() };
@@ -1603,4 +1621,18 @@ fn migration_threshold_zero_never_moves_for_failures() {
         .online("n1", &[("fail-count-r#monitor_10000", "50")], &[("r", FAILED_MONITOR)])
         .online("n2", &[], &[("r", STOPPED)])
         .expect(&["Recover r ( n1 )"]);
+}
+
+#[test]
+fn resource_discovery_never_skips_the_probe_there() {
+    let c = Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("x", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r" node="n2" score="-INFINITY" resource-discovery="never"/>"#)
+        .cons(r#"<rsc_location id="lx" rsc="x" node="n3" score="0" resource-discovery="exclusive"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[]);
+    assert_eq!(c.probed_on("r"), vec!["n1", "n3"]);
+    assert_eq!(c.probed_on("x"), vec!["n3"]);
 }
