@@ -1636,3 +1636,64 @@ fn resource_discovery_never_skips_the_probe_there() {
     assert_eq!(c.probed_on("r"), vec!["n1", "n3"]);
     assert_eq!(c.probed_on("x"), vec!["n3"]);
 }
+
+#[test]
+fn clone_instances_default_to_stickiness_one() {
+    // No stickiness configured: clones still default to 1, so instances outweigh a
+    // zero-score preference and a less loaded node.
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .rsc(&prim("other", &[], ""))
+        .cons(&loc("other-n1", "other", "n1", "INFINITY"))
+        .online("n1", &[], &[("d", RUNNING), ("other", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn promotable_clone_is_stable_without_stickiness() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n3", &[], &[("s", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_fence_uses_the_configured_fencing_action() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("fencing-action", "off")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="fence""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED), ("fence", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (off) n1 'r failed there'", "Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn unclean_node_with_fencing_disabled_is_not_fenced_and_its_resources_are_left() {
+    // Without fencing, a node that left uncleanly is assumed down: nothing is fenced.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn lost_node_with_clone_and_promoted_instance_is_fenced_and_promotion_moves() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("fence", &[("start", 0, 0, 2)]), ("s", RUNNING)])
+        .lost("n2", &[("s", PROMOTED)])
+        .expect(&[
+            "Fence (reboot) n2 'peer is no longer part of the cluster'",
+            "Promote s:0 ( Unpromoted -> Promoted n1 )",
+            "Stop s:1 ( Promoted n2 ) due to node availability",
+        ]);
+}
