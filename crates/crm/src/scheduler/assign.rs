@@ -902,11 +902,14 @@ impl Assigner<'_> {
             for n in self.banned_by_primaries(r) {
                 weights.insert(n, Score::NEG_INF);
             }
-            let current = (running.len() == 1 && self.w.nodes[running[0]].can_host() && self.fits(r, running[0]))
-                .then(|| running[0]);
+            // A clone needs room for one instance per node, not for all of them.
+            let fit_unit = if rs.kind == Kind::Clone { rs.children.first().copied().unwrap_or(r) } else { r };
+            let current =
+                (running.len() == 1 && self.w.nodes[running[0]].can_host() && self.fits(fit_unit, running[0]))
+                    .then(|| running[0]);
             let scores = (0..self.w.nodes.len())
                 .map(|n| {
-                    if self.w.nodes[n].can_host() && self.fits(r, n) {
+                    if self.w.nodes[n].can_host() && self.fits(fit_unit, n) {
                         weights.get(&n).map_or(none, |s| s.value())
                     } else {
                         none

@@ -1697,3 +1697,95 @@ fn lost_node_with_clone_and_promoted_instance_is_fenced_and_promotion_moves() {
             "Stop s:1 ( Promoted n2 ) due to node availability",
         ]);
 }
+
+// ---------------------------------------------------------------- batch 8
+
+#[test]
+fn asymmetric_cluster_stops_a_resource_with_no_allowed_node() {
+    Cib::new(&["n1"])
+        .prop("symmetric-cluster", "false")
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", RUNNING)])
+        .expect(&["Stop r ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn target_role_promoted_allows_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("target-role", "Promoted")]))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )"]);
+}
+
+#[test]
+fn utilization_counts_every_clone_instance() {
+    let d = format!(
+        r#"<primitive id="d" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("d", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&clone("c", &[], &d))
+        .rsc(&prim_util("r", "1"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+}
+
+#[test]
+fn higher_priority_primitive_takes_capacity_from_a_clone() {
+    let d = format!(
+        r#"<primitive id="d" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("d", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&clone("c", &[], &d))
+        .rsc(&format!(
+            r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}{}</primitive>"#,
+            meta("r", &[("priority", "10")]),
+            util("r", &[("cpu", "1")])
+        ))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n2 )", "Start r ( n1 )"]);
+}
+
+#[test]
+fn optional_order_applies_when_both_act_in_one_transition() {
+    // Both start now: the optional order still sequences them, and neither is blocked.
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" kind="Optional"/>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n1 )"]);
+}
+
+#[test]
+fn optional_order_does_not_block_then_when_first_cannot_start() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" kind="Optional"/>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start b ( n1 )"]);
+}
+
+#[test]
+fn colocation_set_places_members_together() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(&loc("a-n2", "a", "n2", "100"))
+        .cons(r#"<rsc_colocation id="co" score="INFINITY"><resource_set id="cs"><resource_ref id="a"/><resource_ref id="b"/><resource_ref id="c"/></resource_set></rsc_colocation>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )", "Start c ( n2 )"]);
+}
