@@ -69,6 +69,12 @@ impl Assigner<'_> {
             let mut total: Option<Score> = None;
             let mut blocked = false;
             for (i, &l) in leaves.iter().enumerate() {
+                // A group member is colocated with the one before it; with critical=false
+                // that colocation has no influence, so neither it nor the members after it
+                // pull the group.
+                if i > 0 && self.w.rscs[l].meta.get("critical").is_some_and(|v| !super::unpack::truthy(v)) {
+                    break;
+                }
                 match self.leaf_weight(l, n, with_stickiness) {
                     Some(s) => total = Some(total.unwrap_or(Score::ZERO).plus(s)),
                     None => {

@@ -1789,3 +1789,27 @@ fn colocation_set_places_members_together() {
         .online("n2", &[], &[])
         .expect(&["Start a ( n2 )", "Start b ( n2 )", "Start c ( n2 )"]);
 }
+
+#[test]
+fn later_group_member_preferences_pull_the_group() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn non_critical_group_member_does_not_pull_the_group() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group(
+            "g",
+            &[],
+            &[prim("a", &[("resource-stickiness", "50")], ""), prim("b", &[("critical", "false")], "")],
+        ))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .online("n1", &[], &[("a", RUNNING), ("b", STOPPED)])
+        .online("n2", &[], &[])
+        .expect(&["Start b ( n1 )"]);
+}
