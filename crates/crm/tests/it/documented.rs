@@ -1813,3 +1813,71 @@ fn non_critical_group_member_does_not_pull_the_group() {
         .online("n2", &[], &[])
         .expect(&["Start b ( n1 )"]);
 }
+
+// ---------------------------------------------------------------- batch 9
+
+#[test]
+fn promoted_node_max_limits_promotions_per_node() {
+    Cib::new(&["n1"])
+        .rsc(&clone(
+            "ms",
+            &[
+                ("promotable", "true"),
+                ("clone-max", "2"),
+                ("clone-node-max", "2"),
+                ("promoted-max", "2"),
+                ("globally-unique", "true"),
+            ],
+            &prim("s", &[], ""),
+        ))
+        .online("n1", &[("master-s:0", "10"), ("master-s:1", "10")], &[])
+        .expect(&["Promote s:0 ( Stopped -> Promoted n1 )", "Start s:1 ( n1 )"]);
+}
+
+#[test]
+fn anti_colocation_with_a_clone_keeps_off_every_instance_node() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_colocation id="co" rsc="r" with-rsc="c" score="-INFINITY"/>"#)
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[])
+        .expect(&["Start r ( n3 )"]);
+}
+
+#[test]
+fn failure_timeout_expiry_frees_a_clone_instance_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[],
+            &prim("d", &[("migration-threshold", "1"), ("failure-timeout", "60")], &monitor("d", "10s", "")),
+        ))
+        .online(
+            "n1",
+            &[("fail-count-d#monitor_10000", "1"), ("last-failure-d#monitor_10000", "1600000000")],
+            &[("d", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)])],
+        )
+        .online("n2", &[], &[("d", RUNNING)])
+        .at(1_600_000_100)
+        .expect(&["Start d:1 ( n1 )"]);
+}
+
+#[test]
+fn unexpired_clone_failure_keeps_the_instance_away() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[],
+            &prim("d", &[("migration-threshold", "1"), ("failure-timeout", "60")], &monitor("d", "10s", "")),
+        ))
+        .online(
+            "n1",
+            &[("fail-count-d#monitor_10000", "1"), ("last-failure-d#monitor_10000", "1600000000")],
+            &[("d", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)])],
+        )
+        .online("n2", &[], &[("d", RUNNING)])
+        .at(1_600_000_030)
+        .expect(&[]);
+}

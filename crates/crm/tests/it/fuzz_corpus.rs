@@ -65,6 +65,7 @@ fn values_for(name: &str) -> Option<&'static [&'static str]> {
         "fencing-action" | "stonith-action" => &["reboot", "off", "poweroff", "on", "bogus"],
         "on-fail" => &["ignore", "block", "stop", "restart", "standby", "fence", "demote", "restart-container", "x"],
         "multiple-active" => &["block", "stop_only", "stop_start", "stop_unexpected", "x"],
+        "requires" => &["nothing", "quorum", "fencing", "unfencing", "x"],
         _ => return None,
     })
 }
@@ -133,6 +134,12 @@ fn mutate(xml: &str, rng: &mut Rng) -> String {
     x = mutate_attr(&x, "op-status", rng, &|r| {
         r.chance(8).then(|| r.pick(&["0", "-1", "1", "2", "4", "6", "7"]).to_string())
     });
+    x = mutate_attr(&x, "node", rng, &|r| r.chance(10).then(|| r.pick(&["nosuchnode", ""]).to_string()));
+    x = mutate_attr(&x, "rsc", rng, &|r| r.chance(12).then(|| r.pick(&["nosuchrsc", ""]).to_string()));
+    x = x.replace(
+        "<rsc_location ",
+        if rng.chance(3) { "<rsc_location resource-discovery=\"exclusive\" " } else { "<rsc_location " },
+    );
     x = mutate_attr(&x, "have-quorum", rng, &|r| r.chance(3).then(|| r.pick(BOOLS).to_string()));
     x = mutate_attr(&x, "crmd", rng, &|r| r.chance(6).then(|| r.pick(&["online", "offline"]).to_string()));
     x = mutate_attr(&x, "in_ccm", rng, &|r| r.chance(6).then(|| r.pick(&["true", "false"]).to_string()));
