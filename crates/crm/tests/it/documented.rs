@@ -1881,3 +1881,35 @@ fn unexpired_clone_failure_keeps_the_instance_away() {
         .at(1_600_000_030)
         .expect(&[]);
 }
+
+#[test]
+fn never_seen_node_is_fenced_at_startup() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (reboot) n2 'node is unclean'"]);
+}
+
+#[test]
+fn startup_fencing_false_trusts_never_seen_nodes() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("startup-fencing", "false")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)])])
+        .expect(&[]);
+}
+
+#[test]
+fn no_quorum_freeze_does_not_recover_resources_of_lost_nodes() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("no-quorum-policy", "freeze")
+        .rsc(&prim("mine", &[], &monitor("mine", "10s", "")))
+        .rsc(&prim("theirs", &[], ""))
+        .online("n1", &[("fail-count-mine#monitor_10000", "1")], &[("mine", FAILED_MONITOR), ("theirs", STOPPED)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&["Recover mine ( n1 )", "Start theirs ( n1 ) due to quorum freeze (blocked)"]);
+}
