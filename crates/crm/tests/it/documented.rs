@@ -1913,3 +1913,26 @@ fn no_quorum_freeze_does_not_recover_resources_of_lost_nodes() {
         .no_quorum()
         .expect(&["Recover mine ( n1 )", "Start theirs ( n1 ) due to quorum freeze (blocked)"]);
 }
+
+#[test]
+fn clone_colocated_with_promoted_role_runs_only_with_the_promoted_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&clone("c", &[("interleave", "true")], &prim("d", &[], "")))
+        .cons(r#"<rsc_colocation id="co" rsc="c" with-rsc="ms" with-rsc-role="Promoted" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="ms" first-action="promote" then="c" then-action="start"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("d", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("d", STOPPED)])
+        .expect(&["Start d:0 ( n1 )"]);
+}
+
+#[test]
+fn promotable_dependent_promotes_with_its_promoted_primary() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms1", &prim("s1", &[], ""), &[]))
+        .rsc(&promotable("ms2", &prim("s2", &[], ""), &[]))
+        .cons(r#"<rsc_colocation id="co" rsc="ms2" rsc-role="Promoted" with-rsc="ms1" with-rsc-role="Promoted" score="INFINITY"/>"#)
+        .online("n1", &[("master-s1", "5"), ("master-s2", "10")], &[("s1", RUNNING), ("s2", RUNNING)])
+        .online("n2", &[("master-s1", "10"), ("master-s2", "5")], &[("s1", RUNNING), ("s2", RUNNING)])
+        .expect(&["Promote s1:1 ( Unpromoted -> Promoted n2 )", "Promote s2:1 ( Unpromoted -> Promoted n2 )"]);
+}
