@@ -1936,3 +1936,14 @@ fn promotable_dependent_promotes_with_its_promoted_primary() {
         .online("n2", &[("master-s1", "10"), ("master-s2", "5")], &[("s1", RUNNING), ("s2", RUNNING)])
         .expect(&["Promote s1:1 ( Unpromoted -> Promoted n2 )", "Promote s2:1 ( Unpromoted -> Promoted n2 )"]);
 }
+
+#[test]
+fn unrelated_configuration_sections_are_tolerated() {
+    let c = Cib::new(&["n1"]).rsc(&prim("r", &[], "")).online("n1", &[], &[]);
+    let xml = c.xml().replace(
+        "</constraints>",
+        r#"</constraints><fencing-topology><fencing-level id="fl" target="n1" index="1" devices="f1"/></fencing-topology><acls><acl_role id="ro"/></acls><alerts><alert id="a" path="/bin/true"/></alerts><tags><tag id="t"><obj_ref id="r"/></tag></tags>"#,
+    );
+    let sim = crm::simulate::simulate(&xml, &crm::simulate::SimOptions::default()).expect("parses");
+    assert_eq!(sim.transition.summary.len(), 1, "{:?}", sim.transition.summary);
+}
