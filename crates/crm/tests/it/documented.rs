@@ -1947,3 +1947,13 @@ fn unrelated_configuration_sections_are_tolerated() {
     let sim = crm::simulate::simulate(&xml, &crm::simulate::SimOptions::default()).expect("parses");
     assert_eq!(sim.transition.summary.len(), 1, "{:?}", sim.transition.summary);
 }
+
+#[test]
+fn asymmetric_order_does_not_restart_then_when_first_recovers() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], &monitor("a", "10s", "")))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" symmetrical="false"/>"#)
+        .online("n1", &[("fail-count-a#monitor_10000", "1")], &[("a", FAILED_MONITOR), ("b", RUNNING)])
+        .expect(&["Recover a ( n1 )"]);
+}
