@@ -1957,3 +1957,43 @@ fn asymmetric_order_does_not_restart_then_when_first_recovers() {
         .online("n1", &[("fail-count-a#monitor_10000", "1")], &[("a", FAILED_MONITOR), ("b", RUNNING)])
         .expect(&["Recover a ( n1 )"]);
 }
+
+// ---------------------------------------------------------------- odd shapes never panic
+
+#[test]
+fn odd_but_parseable_shapes_schedule_without_panicking() {
+    let base = || Cib::new(&["n1", "n2"]).online("n1", &[], &[]).online("n2", &[], &[]);
+    let shapes: Vec<Cib> = vec![
+        base().rsc(r#"<group id="g"/>"#),
+        base().rsc(r#"<clone id="c"><group id="cg"/></clone>"#),
+        base().rsc(&prim("a", &[], "")).cons(r#"<rsc_order id="o"><resource_set id="s"/></rsc_order>"#),
+        base().rsc(&prim("a", &[], "")).cons(r#"<rsc_colocation id="co" rsc="a" with-rsc="a" score="INFINITY"/>"#),
+        base().rsc(&prim("a", &[], "")).cons(r#"<rsc_order id="o" first="a" then="a"/>"#),
+        base().rsc(&prim("a", &[], "")).cons(&loc("l", "a", "nosuchnode", "INFINITY")),
+        base().rsc(&prim("a", &[("container", "a")], "")),
+        base().rsc(&promotable("ms", &prim("s", &[], ""), &[("clone-max", "0"), ("promoted-max", "0")])),
+        base().rsc(&clone("c", &[("clone-node-max", "0")], &prim("d", &[], ""))),
+        base().rsc(&prim("a", &[], "")).cons(
+            r#"<rsc_colocation id="co" score="INFINITY"><resource_set id="s1"><resource_ref id="a"/></resource_set><resource_set id="s2"><resource_ref id="a"/></resource_set></rsc_colocation>"#,
+        ),
+        base()
+            .rsc(&prim("a", &[], ""))
+            .rsc(&prim("b", &[], ""))
+            .cons(r#"<rsc_order id="o1" first="a" then="b"/>"#)
+            .cons(r#"<rsc_order id="o2" first="b" then="a"/>"#),
+        base()
+            .rsc(&prim("a", &[], ""))
+            .rsc(&prim("b", &[], ""))
+            .cons(r#"<rsc_colocation id="c1" rsc="a" with-rsc="b" score="INFINITY"/>"#)
+            .cons(r#"<rsc_colocation id="c2" rsc="b" with-rsc="a" score="-INFINITY"/>"#),
+        base().rsc(&prim("a", &[], "")).online("ghost", &[], &[("a", RUNNING)]),
+        base().rsc(&prim("a", &[("target-role", "Promoted")], "")),
+        base().rsc(&group("g", &[("promotable", "true")], &[prim("a", &[], "")])),
+    ];
+    for c in shapes {
+        let xml = c.xml();
+        let opts = crm::simulate::SimOptions::default();
+        let r = std::panic::catch_unwind(|| crm::simulate::simulate(&xml, &opts).map(|s| s.transition.summary));
+        assert!(r.is_ok(), "panicked on {xml}");
+    }
+}
