@@ -1997,3 +1997,31 @@ fn odd_but_parseable_shapes_schedule_without_panicking() {
         assert!(r.is_ok(), "panicked on {xml}");
     }
 }
+
+#[test]
+fn group_member_past_threshold_moves_the_whole_group() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[("migration-threshold", "1")], &monitor("b", "10s", ""))]))
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("a", RUNNING), ("b", FAILED_MONITOR)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Recover b ( n1 -> n2 )"]);
+}
+
+#[test]
+fn standby_node_with_a_failed_resource_recovers_it_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr_node("n1", &[("standby", "on")]))
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn transient_standby_attribute_also_drains_the_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[("standby", "true")], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
