@@ -484,11 +484,14 @@ impl Assigner<'_> {
         }
     }
 
+    /// Whether `r` must be stopped by its target role: the nearest target-role set on it or
+    /// an ancestor decides (a clone instance's own, explicitly set target-role overrides the
+    /// clone's), or the cluster stops everything.
     fn stopped_by_role(&self, r: usize) -> bool {
         let mut cur = Some(r);
         while let Some(x) = cur {
-            if self.w.rscs[x].target_role == Some(Role::Stopped) {
-                return true;
+            if let Some(role) = self.w.rscs[x].target_role {
+                return role == Role::Stopped || self.w.props.stop_all;
             }
             cur = self.w.rscs[x].parent;
         }
@@ -575,7 +578,7 @@ impl Assigner<'_> {
         let mut pulled = base.clone();
         self.merge_dependents(c, &mut pulled, 1.0, 0, &mut seen);
         let instances = self.w.rscs[c].children.clone();
-        let stopped = self.stopped_by_role(c);
+        let stopped = self.w.props.stop_all;
         let avail = self.w.nodes.iter().filter(|n| n.can_host()).count().max(1);
         let optimal = (cfg.max / avail).max(1);
         let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
@@ -610,8 +613,14 @@ impl Assigner<'_> {
             .flat_map(|l| self.w.rscs[l].running.clone())
             .collect();
         let spare = cfg.max.saturating_sub(running_instances.len());
-        if !stopped {
-            for &i in &order {
+        // Instances whose own target role stops them (their own setting overrides the clone's).
+        let stopped_instances: BTreeSet<usize> = instances
+            .iter()
+            .copied()
+            .filter(|&i| stopped || self.w.leaves(i).iter().all(|&l| self.stopped_by_role(l)))
+            .collect();
+        {
+            for &i in order.iter().filter(|i| !stopped_instances.contains(i)) {
                 let leaves = self.w.leaves(i);
                 let Some(cur) = leaves.iter().find_map(|&l| self.w.rscs[l].running.first().copied()) else {
                     continue;
@@ -667,7 +676,7 @@ impl Assigner<'_> {
             }
             // A removed (orphan) instance never takes one of the clone's places.
             let orphan = self.w.leaves(i).iter().any(|&l| self.w.rscs[l].orphan);
-            if stopped || assigned >= cfg.max || !managed || orphan {
+            if stopped_instances.contains(&i) || assigned >= cfg.max || !managed || orphan {
                 self.place_unit(i, None);
                 continue;
             }

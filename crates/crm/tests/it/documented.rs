@@ -2001,7 +2001,11 @@ fn odd_but_parseable_shapes_schedule_without_panicking() {
 #[test]
 fn group_member_past_threshold_moves_the_whole_group() {
     Cib::new(&["n1", "n2"])
-        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[("migration-threshold", "1")], &monitor("b", "10s", ""))]))
+        .rsc(&group(
+            "g",
+            &[],
+            &[prim("a", &[], ""), prim("b", &[("migration-threshold", "1")], &monitor("b", "10s", ""))],
+        ))
         .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("a", RUNNING), ("b", FAILED_MONITOR)])
         .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
         .expect(&["Move a ( n1 -> n2 )", "Recover b ( n1 -> n2 )"]);
@@ -2024,4 +2028,27 @@ fn transient_standby_attribute_also_drains_the_node() {
         .online("n1", &[("standby", "true")], &[("r", RUNNING)])
         .online("n2", &[], &[("r", STOPPED)])
         .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn a_cloned_primitives_own_target_role_overrides_the_clones() {
+    // Meta attributes set on the primitive itself win over those it inherits from its clone.
+    let d = format!(
+        r#"<primitive id="d" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        meta("d", &[("target-role", "Started")])
+    );
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("target-role", "Stopped")], &d))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn a_disabled_clone_stops_instances_without_their_own_target_role() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("target-role", "stopped")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability", "Stop d:1 ( n2 ) due to node availability"]);
 }
