@@ -141,6 +141,9 @@ impl Cib {
         v.sort();
         v
     }
+    fn actions(&self) -> String {
+        crm::simulate::format_actions(&self.transition())
+    }
     fn summary(&self) -> Vec<String> {
         let opts =
             crm::simulate::SimOptions { now: self.execution_date.unwrap_or(1_700_000_000), ..Default::default() };
@@ -2051,4 +2054,26 @@ fn a_disabled_clone_stops_instances_without_their_own_target_role() {
         .online("n1", &[], &[("d", RUNNING)])
         .online("n2", &[], &[("d", RUNNING)])
         .expect(&["Stop d:0 ( n1 ) due to node availability", "Stop d:1 ( n2 ) due to node availability"]);
+}
+
+#[test]
+fn re_promotion_after_on_fail_demote_demotes_and_promotes_without_a_stop() {
+    let ops = format!(
+        "{}{}",
+        monitor("s", "10s", r#"role="Promoted" on-fail="demote""#),
+        monitor("s", "11s", r#"role="Unpromoted""#)
+    );
+    let c = Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &ops), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])]);
+    let actions = c.actions();
+    for want in ["s:0 demote on n1", "s:0 promote on n1"] {
+        assert!(actions.split_whitespace().collect::<Vec<_>>().join(" ").contains(want), "{want} missing:\n{actions}");
+    }
+    assert!(!actions.contains("s:0 stop"), "no stop expected:\n{actions}");
 }
