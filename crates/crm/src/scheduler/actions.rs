@@ -207,6 +207,23 @@ impl Builder<'_> {
                     }
                 }
                 // Recurring monitors for the role the resource will have.
+                let mut role_monitors = Vec::new();
+                let applies_to = |role: Option<Role>, to: Role| match role {
+                    Some(Role::Promoted) => to == Role::Promoted,
+                    Some(Role::Unpromoted) => to == Role::Unpromoted,
+                    _ => to != Role::Promoted,
+                };
+                // Monitors of the current role keep running through a role change when the new
+                // role's monitor has the same interval (it is the same operation).
+                let current_intervals: BTreeSet<u64> = if running_here && r.role != r.next_role {
+                    w.op_enabled_monitors(l)
+                        .into_iter()
+                        .filter(|&(_, ro)| applies_to(ro, r.role))
+                        .map(|(i, _)| i)
+                        .collect()
+                } else {
+                    BTreeSet::new()
+                };
                 for (interval, role) in w.op_enabled_monitors(l) {
                     let applies = match role {
                         Some(Role::Promoted) => r.next_role == Role::Promoted,
@@ -219,6 +236,18 @@ impl Builder<'_> {
                         m.interval_ms = interval;
                         let mid = self.add(m);
                         self.edge(sid, mid, IMPLIES_THEN | RUNNABLE_LEFT);
+                        if !current_intervals.contains(&interval) {
+                            role_monitors.push(mid);
+                        }
+                    }
+                }
+                // A change of role on this node (a promotion, or a demotion that keeps the
+                // instance running) needs the monitor of the new role, after that change.
+                if r.next_role == Role::Unpromoted
+                    && let Some(d) = self.find(l, ActionKind::Demote, Some(n))
+                {
+                    for &mid in &role_monitors {
+                        self.edge(d, mid, IMPLIES_THEN | RUNNABLE_LEFT);
                     }
                 }
                 if r.next_role == Role::Promoted {
@@ -233,6 +262,9 @@ impl Builder<'_> {
                     }
                     let pid = self.add(p);
                     self.edge(sid, pid, IMPLIES_THEN | RUNNABLE_LEFT);
+                    for &mid in &role_monitors {
+                        self.edge(pid, mid, IMPLIES_THEN | RUNNABLE_LEFT);
+                    }
                     // A demote on the same node, when required, means re-promotion.
                     if let Some(d) = self.find(l, ActionKind::Demote, Some(n)) {
                         self.edge(d, pid, IMPLIES_THEN);

@@ -2057,7 +2057,7 @@ fn a_disabled_clone_stops_instances_without_their_own_target_role() {
 }
 
 #[test]
-fn re_promotion_after_on_fail_demote_demotes_and_promotes_without_a_stop() {
+fn re_promotion_after_on_fail_demote_demotes_promotes_and_restores_the_promoted_monitor() {
     let ops = format!(
         "{}{}",
         monitor("s", "10s", r#"role="Promoted" on-fail="demote""#),
@@ -2072,8 +2072,20 @@ fn re_promotion_after_on_fail_demote_demotes_and_promotes_without_a_stop() {
         )
         .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])]);
     let actions = c.actions();
-    for want in ["s:0 demote on n1", "s:0 promote on n1"] {
+    for want in ["s:0 demote on n1", "s:0 promote on n1", "s:0 monitor=10000 on n1"] {
         assert!(actions.split_whitespace().collect::<Vec<_>>().join(" ").contains(want), "{want} missing:\n{actions}");
     }
     assert!(!actions.contains("s:0 stop"), "no stop expected:\n{actions}");
+}
+
+#[test]
+fn promotion_schedules_the_promoted_monitor() {
+    let ops = format!("{}{}", monitor("s", "10s", r#"role="Promoted""#), monitor("s", "11s", r#"role="Unpromoted""#));
+    let c = Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &ops), &[]))
+        .online("n1", &[("master-s", "10")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])])
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])]);
+    let actions = c.actions().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(actions.contains("s:0 promote on n1") && actions.contains("s:0 monitor=10000 on n1"), "{actions}");
+    assert!(!actions.contains("s:1 monitor=11000"), "the unpromoted monitor keeps running: {actions}");
 }
