@@ -228,6 +228,7 @@ impl Builder<'_> {
                     let applies = match role {
                         Some(Role::Promoted) => r.next_role == Role::Promoted,
                         Some(Role::Unpromoted) => r.next_role == Role::Unpromoted,
+                        Some(Role::Stopped) => false,
                         _ => r.next_role != Role::Promoted,
                     };
                     if applies {
@@ -286,6 +287,7 @@ impl Builder<'_> {
             }
         }
         self.add_probes(c);
+        self.add_stopped_monitors();
         // Inside a promotable clone, demotions happen before promotions.
         for (c, r) in w.rscs.iter().enumerate() {
             if r.kind != Kind::Clone || !r.clone.promotable {
@@ -494,6 +496,55 @@ impl Builder<'_> {
 
     /// The leaves under `r` (a primitive, group or unique clone instance tree) that need a
     /// probe on node `n`: those with no history there.
+    /// Monitors configured for the Stopped role watch that a resource stays inactive: on
+    /// every online node where it will not run, one must be active. It is scheduled where the
+    /// resource stops in this transition (after the stop) and where none is recorded yet.
+    fn add_stopped_monitors(&mut self) {
+        let w = self.w;
+        for (l, r) in w.rscs.iter().enumerate() {
+            if r.kind != Kind::Primitive || !w.actionable(l) || r.orphan {
+                continue;
+            }
+            let intervals: Vec<u64> = w
+                .op_enabled_monitors(l)
+                .into_iter()
+                .filter(|&(_, role)| role == Some(Role::Stopped))
+                .map(|(i, _)| i)
+                .collect();
+            if intervals.is_empty() {
+                continue;
+            }
+            for n in 0..w.nodes.len() {
+                let node = &w.nodes[n];
+                if !node.online || node.unclean || r.assigned == Some(n) {
+                    continue;
+                }
+                let stop = self.find(l, ActionKind::Stop, Some(n)).filter(|&s| !self.actions[s].optional);
+                let probe = self
+                    .all(l, ActionKind::Monitor)
+                    .into_iter()
+                    .find(|&p| self.actions[p].node == Some(n) && self.actions[p].interval_ms == 0);
+                for &interval in &intervals {
+                    if stop.is_none() && r.recurring_on.contains(&(n, interval)) {
+                        continue;
+                    }
+                    if stop.is_none() && r.running.contains(&n) {
+                        continue;
+                    }
+                    let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, false);
+                    m.interval_ms = interval;
+                    let mid = self.add(m);
+                    if let Some(s) = stop {
+                        self.edge(s, mid, RUNNABLE_LEFT);
+                    }
+                    if let Some(p) = probe {
+                        self.edge(p, mid, 0);
+                    }
+                }
+            }
+        }
+    }
+
     fn probe_targets(&self, r: usize, n: usize, c: &Constraints) -> Vec<usize> {
         let w = self.w;
         let rs = &w.rscs[r];

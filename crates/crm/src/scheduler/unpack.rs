@@ -126,6 +126,9 @@ pub(crate) struct Rsc {
     /// A promoted instance failed with on-fail=demote: it must be demoted (and may be
     /// promoted again), without a stop.
     pub(crate) demote_failed: bool,
+    /// (node, interval) of recurring monitors recorded as done on a node after the
+    /// resource's last start or stop there.
+    pub(crate) recurring_on: BTreeSet<(usize, u64)>,
     pub(crate) pending: Option<String>,
     pub(crate) known_on: BTreeSet<usize>,
     /// History entry ids seen per node (anonymous clones may have several).
@@ -966,6 +969,17 @@ impl World {
         let mut fence_reason = None;
         let mut failed_ops: BTreeSet<(String, u64)> = BTreeSet::new();
         let promotable = self.clone_of(leaf).is_some_and(|c| self.rscs[c].clone.promotable);
+        let last_start_stop = ops
+            .iter()
+            .filter(|o| matches!(o.operation.as_str(), "start" | "stop") && o.call_id >= 0)
+            .map(|o| o.call_id)
+            .max()
+            .unwrap_or(-1);
+        for o in &ops {
+            if o.operation == "monitor" && o.interval_ms > 0 && o.op_status == 0 && o.call_id > last_start_stop {
+                self.rscs[leaf].recurring_on.insert((n, o.interval_ms));
+            }
+        }
         for op in ops {
             let task = op.operation.as_str();
             if matches!(task, "notify" | "meta-data" | "cancel" | "reload" | "reload-agent" | "validate-all") {
@@ -1319,6 +1333,7 @@ fn blank_rsc() -> Rsc {
         on_fail: OnFail::Ignore,
         blocked: false,
         demote_failed: false,
+        recurring_on: BTreeSet::new(),
         pending: None,
         known_on: BTreeSet::new(),
         banned_on: BTreeSet::new(),

@@ -71,6 +71,7 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
     // Probes report what was there before anything else ran.
     order.sort_by_key(|&i| !(t.actions[i].kind == ActionKind::Monitor && t.actions[i].interval_ms == 0));
     let mut promoted: BTreeMap<(String, String), bool> = BTreeMap::new();
+    let mut active: BTreeMap<(String, String), bool> = BTreeMap::new();
     for a in order.into_iter().map(|i| &t.actions[i]) {
         let Some(n) = a.node else { continue };
         let node = t.node_name(n).to_string();
@@ -108,11 +109,29 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
         };
         let call = ns.resources.iter().flat_map(|lr| &lr.ops).map(|o| o.call_id).max().unwrap_or(0) + 1;
         let key = (lrm_id.clone(), node.clone());
+        // Whether the resource is active there: recorded by this run, else by the history.
+        let active_before = active.get(&key).copied().unwrap_or_else(|| {
+            ns.resources
+                .iter()
+                .find(|lr| lr.id == lrm_id)
+                .and_then(|lr| lr.ops.iter().max_by_key(|o| o.call_id))
+                .is_some_and(|o| !(o.operation == "stop" || (o.operation == "monitor" && o.rc == 7)))
+        });
         let rc = match (task, a.interval_ms) {
             ("monitor", 0) => 7,
+            ("monitor", _) if !active_before => 7,
             ("monitor", _) if promoted.get(&key).copied().unwrap_or(false) => 8,
             _ => 0,
         };
+        match task {
+            "start" => {
+                active.insert(key.clone(), true);
+            }
+            "stop" => {
+                active.insert(key.clone(), false);
+            }
+            _ => {}
+        }
         match task {
             "promote" => {
                 promoted.insert(key, true);
