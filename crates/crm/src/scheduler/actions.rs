@@ -232,7 +232,10 @@ impl Builder<'_> {
                         _ => r.next_role != Role::Promoted,
                     };
                     if applies {
-                        let start_optional = self.actions[sid].optional;
+                        // A recurring monitor not recorded since the resource last started
+                        // there is scheduled even when the resource stays put.
+                        let recorded = running_here && r.recurring_on.contains(&(n, interval));
+                        let start_optional = self.actions[sid].optional && (recorded || !running_here);
                         let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
                         m.interval_ms = interval;
                         let mid = self.add(m);

@@ -971,7 +971,9 @@ impl World {
         let promotable = self.clone_of(leaf).is_some_and(|c| self.rscs[c].clone.promotable);
         let last_start_stop = ops
             .iter()
-            .filter(|o| matches!(o.operation.as_str(), "start" | "stop") && o.call_id >= 0)
+            .filter(|o| {
+                matches!(o.operation.as_str(), "start" | "stop") && o.call_id >= 0 && o.rc == 0 && o.op_status == 0
+            })
             .map(|o| o.call_id)
             .max()
             .unwrap_or(-1);
@@ -1285,13 +1287,17 @@ impl World {
     }
 
     /// Effective op meta for a resource op (op_defaults merged).
+    /// Enabled recurring monitors as (interval, role). Two monitors with the same interval
+    /// would be one operation: such duplicates are a configuration error and none of them
+    /// is scheduled.
     pub(crate) fn op_enabled_monitors(&self, r: usize) -> Vec<(u64, Option<Role>)> {
-        self.rscs[r]
+        let all: Vec<(u64, Option<Role>)> = self.rscs[r]
             .ops
             .iter()
             .filter(|o| o.name == "monitor" && o.interval_ms > 0 && o.enabled)
             .map(|o| (o.interval_ms, o.role))
-            .collect()
+            .collect();
+        all.iter().copied().filter(|&(i, _)| all.iter().filter(|&&(j, _)| j == i).count() == 1).collect()
     }
 }
 
