@@ -276,8 +276,11 @@ impl<'a, 'i> Reader<'a, 'i> {
                 "instance_attributes" => res.params.push(self.nvset(c)?),
                 "utilization" => res.utilization.push(self.nvset(c)?),
                 "operations" => {
+                    // An operations set may be a reference to one defined elsewhere.
+                    let c = self.deref(c);
                     for op in c.children().filter(|n| n.is_element()) {
                         if op.tag_name().name() == "op" {
+                            let op = self.deref(op);
                             res.ops.push(self.op(op)?);
                         } else {
                             self.unknown(op, "operations");

@@ -2089,3 +2089,14 @@ fn promotion_schedules_the_promoted_monitor() {
     assert!(actions.contains("s:0 promote on n1") && actions.contains("s:0 monitor=10000 on n1"), "{actions}");
     assert!(!actions.contains("s:1 monitor=11000"), "the unpromoted monitor keeps running: {actions}");
 }
+
+#[test]
+fn operations_referenced_by_id_ref_apply() {
+    // r2 reuses r1's operations (with on-fail=block) through id-ref.
+    Cib::new(&["n1", "n2"])
+        .rsc(r#"<primitive id="r1" class="ocf" provider="pacemaker" type="Dummy"><operations id="shared-ops"><op id="shared-mon" name="monitor" interval="10s" on-fail="block"/></operations></primitive>"#)
+        .rsc(r#"<primitive id="r2" class="ocf" provider="pacemaker" type="Dummy"><operations id-ref="shared-ops"/></primitive>"#)
+        .online("n1", &[("fail-count-r2#monitor_10000", "1")], &[("r1", RUNNING), ("r2", FAILED_MONITOR)])
+        .online("n2", &[], &[("r1", STOPPED), ("r2", STOPPED)])
+        .expect(&[]);
+}
