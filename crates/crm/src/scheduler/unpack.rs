@@ -127,7 +127,7 @@ pub(crate) struct Rsc {
     /// promoted again), without a stop.
     pub(crate) demote_failed: bool,
     /// (node, interval) of recurring monitors recorded as done on a node after the
-    /// resource's last start or stop there.
+    /// resource's last successful start, stop, promote or demote there.
     pub(crate) recurring_on: BTreeSet<(usize, u64)>,
     pub(crate) pending: Option<String>,
     pub(crate) known_on: BTreeSet<usize>,
@@ -972,7 +972,10 @@ impl World {
         let last_start_stop = ops
             .iter()
             .filter(|o| {
-                matches!(o.operation.as_str(), "start" | "stop") && o.call_id >= 0 && o.rc == 0 && o.op_status == 0
+                matches!(o.operation.as_str(), "start" | "stop" | "promote" | "demote")
+                    && o.call_id >= 0
+                    && o.rc == 0
+                    && o.op_status == 0
             })
             .map(|o| o.call_id)
             .max()
