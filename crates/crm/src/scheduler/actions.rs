@@ -224,7 +224,9 @@ impl Builder<'_> {
                 } else {
                     BTreeSet::new()
                 };
-                for (interval, role) in w.op_enabled_monitors(l) {
+                // Resources the cluster may not act on get their monitors below.
+                let monitors = if managed { w.op_enabled_monitors(l) } else { Vec::new() };
+                for (interval, role) in monitors {
                     let applies = match role {
                         Some(Role::Promoted) => r.next_role == Role::Promoted,
                         Some(Role::Unpromoted) => r.next_role == Role::Unpromoted,
@@ -291,6 +293,7 @@ impl Builder<'_> {
         }
         self.add_probes(c);
         self.add_stopped_monitors();
+        self.add_unmanaged_monitors();
         // Inside a promotable clone, demotions happen before promotions.
         for (c, r) in w.rscs.iter().enumerate() {
             if r.kind != Kind::Clone || !r.clone.promotable {
@@ -543,6 +546,38 @@ impl Builder<'_> {
                     if let Some(p) = probe {
                         self.edge(p, mid, 0);
                     }
+                }
+            }
+        }
+    }
+
+    /// A resource the cluster may not start or stop (unmanaged, or blocked by a failure) is
+    /// still monitored where it runs, unless it is in maintenance: a recurring monitor of its
+    /// current role that is not recorded there is scheduled.
+    fn add_unmanaged_monitors(&mut self) {
+        let w = self.w;
+        for (l, r) in w.rscs.iter().enumerate() {
+            if r.kind != Kind::Primitive || w.actionable(l) || r.orphan || r.running.len() != 1 {
+                continue;
+            }
+            let in_maintenance = w.props.maintenance_mode
+                || r.meta.get("maintenance").is_some_and(|v| super::unpack::truthy(v))
+                || w.nodes[r.running[0]].maintenance;
+            let n = r.running[0];
+            if in_maintenance || !w.nodes[n].online || w.nodes[n].unclean {
+                continue;
+            }
+            for (interval, role) in w.op_enabled_monitors(l) {
+                let applies = match role {
+                    Some(Role::Promoted) => r.role == Role::Promoted,
+                    Some(Role::Unpromoted) => r.role == Role::Unpromoted,
+                    Some(Role::Stopped) => false,
+                    _ => r.role != Role::Promoted,
+                };
+                if applies && !r.recurring_on.contains(&(n, interval)) {
+                    let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, false);
+                    m.interval_ms = interval;
+                    self.add(m);
                 }
             }
         }

@@ -2100,3 +2100,20 @@ fn operations_referenced_by_id_ref_apply() {
         .online("n2", &[], &[("r1", STOPPED), ("r2", STOPPED)])
         .expect(&[]);
 }
+
+#[test]
+fn unmanaged_resources_are_still_monitored_but_not_in_maintenance() {
+    let monitored = |metas: &[(&str, &str)]| {
+        Cib::new(&["n1"])
+            .rsc(&prim("r", metas, &monitor("r", "10s", "")))
+            .online("n1", &[], &[("r", &[("start", 0, 0, 2)])])
+            .actions()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains("r monitor=10000 on n1")
+    };
+    assert!(monitored(&[]), "a running resource without its monitor gets one");
+    assert!(monitored(&[("is-managed", "false")]), "unmanaged: still monitored");
+    assert!(!monitored(&[("maintenance", "true")]), "maintenance: not monitored");
+}
