@@ -211,6 +211,8 @@ impl Builder<'_> {
                 let applies_to = |role: Option<Role>, to: Role| match role {
                     Some(Role::Promoted) => to == Role::Promoted,
                     Some(Role::Unpromoted) => to == Role::Unpromoted,
+                    Some(Role::Stopped) => false,
+                    Some(Role::Started) => to == Role::Started,
                     _ => to != Role::Promoted,
                 };
                 // Monitors of the current role keep running through a role change when the new
@@ -231,6 +233,9 @@ impl Builder<'_> {
                         Some(Role::Promoted) => r.next_role == Role::Promoted,
                         Some(Role::Unpromoted) => r.next_role == Role::Unpromoted,
                         Some(Role::Stopped) => false,
+                        // An explicit Started role is the role of a resource that is not
+                        // promotable: an unpromoted instance does not have it.
+                        Some(Role::Started) => r.next_role == Role::Started,
                         _ => r.next_role != Role::Promoted,
                     };
                     if applies {
@@ -572,6 +577,7 @@ impl Builder<'_> {
                     Some(Role::Promoted) => r.role == Role::Promoted,
                     Some(Role::Unpromoted) => r.role == Role::Unpromoted,
                     Some(Role::Stopped) => false,
+                    Some(Role::Started) => r.role == Role::Started,
                     _ => r.role != Role::Promoted,
                 };
                 if applies && !r.recurring_on.contains(&(n, interval)) {
