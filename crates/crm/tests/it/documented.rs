@@ -2117,3 +2117,33 @@ fn unmanaged_resources_are_still_monitored_but_not_in_maintenance() {
     assert!(monitored(&[("is-managed", "false")]), "unmanaged: still monitored");
     assert!(!monitored(&[("maintenance", "true")]), "maintenance: not monitored");
 }
+
+#[test]
+fn failure_timeout_counts_from_the_most_recent_failure() {
+    // One old failure and one recent one: the fail count has not expired yet.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "2"), ("failure-timeout", "60s")], &monitor("r", "10s", "")))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online(
+            "n1",
+            &[
+                ("fail-count-r#monitor_10000", "1"),
+                ("last-failure-r#monitor_10000", "1600000000"),
+                ("fail-count-r#start_0", "1"),
+                ("last-failure-r#start_0", "1600000090"),
+            ],
+            &[(
+                "r",
+                &[
+                    ("start", 0, 0, 2),
+                    ("monitor", 10000, 1, 3),
+                    ("stop", 0, 0, 4),
+                    ("start", 0, 1, 5),
+                    ("stop", 0, 0, 6),
+                ],
+            )],
+        )
+        .online("n2", &[], &[("r", RUNNING)])
+        .at(1_600_000_100)
+        .expect(&[]);
+}
