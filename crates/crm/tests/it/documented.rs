@@ -2147,3 +2147,11 @@ fn failure_timeout_counts_from_the_most_recent_failure() {
         .at(1_600_000_100)
         .expect(&[]);
 }
+
+#[test]
+fn stopping_a_group_member_stops_the_members_after_it() {
+    Cib::new(&["n1"])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[("target-role", "Stopped")], ""), prim("c", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING), ("c", RUNNING)])
+        .expect(&["Stop b ( n1 ) due to node availability", "Stop c ( n1 ) due to node availability"]);
+}
