@@ -268,6 +268,7 @@ pub fn to_xml(cib: &Cib) -> String {
                         ("role", l.role.map(|x| x.as_str().into())),
                         ("node", l.node.clone()),
                         ("score", l.score.map(|x| x.to_string())),
+                        ("resource-discovery", l.resource_discovery.clone()),
                     ],
                     false,
                 );

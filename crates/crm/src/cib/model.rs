@@ -323,6 +323,8 @@ pub struct Location {
     pub rules: Vec<Rule>,
     /// Resource sets.
     pub sets: Vec<ResourceSet>,
+    /// `resource-discovery`: `always` (default), `never` or `exclusive`.
+    pub resource_discovery: Option<String>,
 }
 
 /// A colocation constraint.

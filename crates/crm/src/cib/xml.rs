@@ -276,8 +276,11 @@ impl<'a, 'i> Reader<'a, 'i> {
                 "instance_attributes" => res.params.push(self.nvset(c)?),
                 "utilization" => res.utilization.push(self.nvset(c)?),
                 "operations" => {
+                    // An operations set may be a reference to one defined elsewhere.
+                    let c = self.deref(c);
                     for op in c.children().filter(|n| n.is_element()) {
                         if op.tag_name().name() == "op" {
+                            let op = self.deref(op);
                             res.ops.push(self.op(op)?);
                         } else {
                             self.unknown(op, "operations");
@@ -472,6 +475,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             score: score_attr(n, "score")?,
             rules: Vec::new(),
             sets: self.rsc_sets(n)?,
+            resource_discovery: n.attribute("resource-discovery").map(str::to_ascii_lowercase),
         };
         for c in n.children().filter(|n| n.is_element()) {
             match c.tag_name().name() {

@@ -83,7 +83,7 @@ impl Builder<'_> {
         // Without quorum a node can still be fenced while it is in our membership (online).
         let can_fence = |online: bool| {
             w.props.fencing_enabled
-                && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "suicide") || online)
+                && (w.quorate || matches!(w.props.no_quorum_policy.as_str(), "ignore" | "fence") || online)
         };
         let mut fences = Vec::new();
         for (n, node) in w.nodes.iter().enumerate().rev() {
@@ -134,8 +134,8 @@ impl Builder<'_> {
                 }
                 stop_ids.push((n, id));
                 if r.role == Role::Promoted {
-                    let mut d =
-                        self.new_action(Some(l), Some(n), ActionKind::Demote, !needed && r.next_role == Role::Promoted);
+                    let keep = !needed && r.next_role == Role::Promoted && !r.demote_failed;
+                    let mut d = self.new_action(Some(l), Some(n), ActionKind::Demote, keep);
                     if w.nodes[n].unclean {
                         d.pseudo = true;
                     }
@@ -207,22 +207,62 @@ impl Builder<'_> {
                     }
                 }
                 // Recurring monitors for the role the resource will have.
-                for (interval, role) in w.op_enabled_monitors(l) {
+                let mut role_monitors = Vec::new();
+                let applies_to = |role: Option<Role>, to: Role| match role {
+                    Some(Role::Promoted) => to == Role::Promoted,
+                    Some(Role::Unpromoted) => to == Role::Unpromoted,
+                    Some(Role::Stopped) => false,
+                    Some(Role::Started) => to == Role::Started,
+                    _ => to != Role::Promoted,
+                };
+                // Monitors of the current role keep running through a role change when the new
+                // role's monitor has the same interval (it is the same operation).
+                let current_intervals: BTreeSet<u64> = if running_here && r.role != r.next_role {
+                    w.op_enabled_monitors(l)
+                        .into_iter()
+                        .filter(|&(_, ro)| applies_to(ro, r.role))
+                        .map(|(i, _)| i)
+                        .collect()
+                } else {
+                    BTreeSet::new()
+                };
+                // Resources the cluster may not act on get their monitors below.
+                let monitors = if managed { w.op_enabled_monitors(l) } else { Vec::new() };
+                for (interval, role) in monitors {
                     let applies = match role {
                         Some(Role::Promoted) => r.next_role == Role::Promoted,
                         Some(Role::Unpromoted) => r.next_role == Role::Unpromoted,
+                        Some(Role::Stopped) => false,
+                        // An explicit Started role is the role of a resource that is not
+                        // promotable: an unpromoted instance does not have it.
+                        Some(Role::Started) => r.next_role == Role::Started,
                         _ => r.next_role != Role::Promoted,
                     };
                     if applies {
-                        let start_optional = self.actions[sid].optional;
+                        // A recurring monitor not recorded since the resource last started
+                        // there is scheduled even when the resource stays put.
+                        let recorded = running_here && r.recurring_on.contains(&(n, interval));
+                        let start_optional = self.actions[sid].optional && (recorded || !running_here);
                         let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, start_optional);
                         m.interval_ms = interval;
                         let mid = self.add(m);
                         self.edge(sid, mid, IMPLIES_THEN | RUNNABLE_LEFT);
+                        if !current_intervals.contains(&interval) {
+                            role_monitors.push(mid);
+                        }
+                    }
+                }
+                // A change of role on this node (a promotion, or a demotion that keeps the
+                // instance running) needs the monitor of the new role, after that change.
+                if r.next_role == Role::Unpromoted
+                    && let Some(d) = self.find(l, ActionKind::Demote, Some(n))
+                {
+                    for &mid in &role_monitors {
+                        self.edge(d, mid, IMPLIES_THEN | RUNNABLE_LEFT);
                     }
                 }
                 if r.next_role == Role::Promoted {
-                    let promoted_here = r.role == Role::Promoted && running_here && !r.failed;
+                    let promoted_here = r.role == Role::Promoted && running_here && !r.failed && !r.demote_failed;
                     let mut p = self.new_action(Some(l), Some(n), ActionKind::Promote, promoted_here);
                     if !managed {
                         p.runnable = false;
@@ -233,6 +273,9 @@ impl Builder<'_> {
                     }
                     let pid = self.add(p);
                     self.edge(sid, pid, IMPLIES_THEN | RUNNABLE_LEFT);
+                    for &mid in &role_monitors {
+                        self.edge(pid, mid, IMPLIES_THEN | RUNNABLE_LEFT);
+                    }
                     // A demote on the same node, when required, means re-promotion.
                     if let Some(d) = self.find(l, ActionKind::Demote, Some(n)) {
                         self.edge(d, pid, IMPLIES_THEN);
@@ -253,7 +296,9 @@ impl Builder<'_> {
                 continue;
             }
         }
-        self.add_probes();
+        self.add_probes(c);
+        self.add_stopped_monitors();
+        self.add_unmanaged_monitors();
         // Inside a promotable clone, demotions happen before promotions.
         for (c, r) in w.rscs.iter().enumerate() {
             if r.kind != Kind::Clone || !r.clone.promotable {
@@ -394,7 +439,7 @@ impl Builder<'_> {
     /// assigned there, else the first). A probe precedes the start of the resource (of the
     /// whole clone for instances); a probe that cannot run (the node is still pending)
     /// blocks that start when the resource runs nowhere, since it might be active there.
-    fn add_probes(&mut self) {
+    fn add_probes(&mut self, c: &Constraints) {
         let w = self.w;
         let nodes: Vec<usize> = (0..w.nodes.len()).filter(|&n| w.nodes[n].online && !w.nodes[n].unclean).collect();
         for &t in &w.top {
@@ -424,9 +469,9 @@ impl Builder<'_> {
                         .or_else(|| {
                             instances.iter().copied().find(|&i| !w.leaves(i).iter().any(|&l| w.rscs[l].orphan))
                         });
-                    chosen.map(|i| self.probe_targets(i, n)).unwrap_or_default()
+                    chosen.map(|i| self.probe_targets(i, n, c)).unwrap_or_default()
                 } else {
-                    self.probe_targets(t, n)
+                    self.probe_targets(t, n, c)
                 };
                 let pending = w.nodes[n].pending;
                 for l in targets {
@@ -462,16 +507,106 @@ impl Builder<'_> {
 
     /// The leaves under `r` (a primitive, group or unique clone instance tree) that need a
     /// probe on node `n`: those with no history there.
-    fn probe_targets(&self, r: usize, n: usize) -> Vec<usize> {
+    /// Monitors configured for the Stopped role watch that a resource stays inactive: on
+    /// every online node where it will not run, one must be active. It is scheduled where the
+    /// resource stops in this transition (after the stop) and where none is recorded yet.
+    fn add_stopped_monitors(&mut self) {
+        let w = self.w;
+        for (l, r) in w.rscs.iter().enumerate() {
+            if r.kind != Kind::Primitive || !w.actionable(l) || r.orphan {
+                continue;
+            }
+            let intervals: Vec<u64> = w
+                .op_enabled_monitors(l)
+                .into_iter()
+                .filter(|&(_, role)| role == Some(Role::Stopped))
+                .map(|(i, _)| i)
+                .collect();
+            if intervals.is_empty() {
+                continue;
+            }
+            for n in 0..w.nodes.len() {
+                let node = &w.nodes[n];
+                if !node.online || node.unclean || r.assigned == Some(n) {
+                    continue;
+                }
+                let stop = self.find(l, ActionKind::Stop, Some(n)).filter(|&s| !self.actions[s].optional);
+                let probe = self
+                    .all(l, ActionKind::Monitor)
+                    .into_iter()
+                    .find(|&p| self.actions[p].node == Some(n) && self.actions[p].interval_ms == 0);
+                for &interval in &intervals {
+                    if stop.is_none() && r.recurring_on.contains(&(n, interval)) {
+                        continue;
+                    }
+                    if stop.is_none() && r.running.contains(&n) {
+                        continue;
+                    }
+                    let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, false);
+                    m.interval_ms = interval;
+                    let mid = self.add(m);
+                    if let Some(s) = stop {
+                        self.edge(s, mid, RUNNABLE_LEFT);
+                    }
+                    if let Some(p) = probe {
+                        self.edge(p, mid, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A resource the cluster may not start or stop (unmanaged, or blocked by a failure) is
+    /// still monitored where it runs, unless it is in maintenance: a recurring monitor of its
+    /// current role that is not recorded there is scheduled.
+    fn add_unmanaged_monitors(&mut self) {
+        let w = self.w;
+        for (l, r) in w.rscs.iter().enumerate() {
+            if r.kind != Kind::Primitive || w.actionable(l) || r.orphan || r.running.len() != 1 {
+                continue;
+            }
+            let in_maintenance = w.props.maintenance_mode
+                || r.meta.get("maintenance").is_some_and(|v| super::unpack::truthy(v))
+                || w.nodes[r.running[0]].maintenance;
+            let n = r.running[0];
+            if in_maintenance || !w.nodes[n].online || w.nodes[n].unclean {
+                continue;
+            }
+            for (interval, role) in w.op_enabled_monitors(l) {
+                let applies = match role {
+                    Some(Role::Promoted) => r.role == Role::Promoted,
+                    Some(Role::Unpromoted) => r.role == Role::Unpromoted,
+                    Some(Role::Stopped) => false,
+                    Some(Role::Started) => r.role == Role::Started,
+                    _ => r.role != Role::Promoted,
+                };
+                if applies && !r.recurring_on.contains(&(n, interval)) {
+                    let mut m = self.new_action(Some(l), Some(n), ActionKind::Monitor, false);
+                    m.interval_ms = interval;
+                    self.add(m);
+                }
+            }
+        }
+    }
+
+    fn probe_targets(&self, r: usize, n: usize, c: &Constraints) -> Vec<usize> {
         let w = self.w;
         let rs = &w.rscs[r];
+        // A location with resource-discovery=never (or exclusive elsewhere) means no probe.
+        let mut a = Some(r);
+        while let Some(x) = a {
+            if c.no_discovery.contains(&(x, n)) {
+                return Vec::new();
+            }
+            a = w.rscs[x].parent;
+        }
         match rs.kind {
             Kind::Primitive => {
                 // A resource living in a container is only ever where its container is:
                 // it is never probed on its own.
                 if rs.orphan || rs.known_on.contains(&n) || w.container_of(r).is_some() { Vec::new() } else { vec![r] }
             }
-            _ => rs.children.iter().flat_map(|&c| self.probe_targets(c, n)).collect(),
+            _ => rs.children.iter().flat_map(|&ch| self.probe_targets(ch, n, c)).collect(),
         }
     }
 

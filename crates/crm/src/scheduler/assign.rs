@@ -51,10 +51,11 @@ impl Assigner<'_> {
             s = s.plus(r.stickiness);
         }
         let (fc, _) = w.failcount(l, n);
-        if fc > 0 && fc >= r.migration_threshold.max(1) {
+        // A migration threshold of 0 disables it.
+        if fc > 0 && r.migration_threshold > 0 && fc >= r.migration_threshold {
             s = Score::NEG_INF;
         }
-        if r.failed && r.running.contains(&n) && r.migration_threshold <= 1 {
+        if r.failed && r.running.contains(&n) && r.migration_threshold == 1 {
             s = Score::NEG_INF;
         }
         Some(s)
@@ -68,6 +69,12 @@ impl Assigner<'_> {
             let mut total: Option<Score> = None;
             let mut blocked = false;
             for (i, &l) in leaves.iter().enumerate() {
+                // A group member is colocated with the one before it; with critical=false
+                // that colocation has no influence, so neither it nor the members after it
+                // pull the group.
+                if i > 0 && self.w.rscs[l].meta.get("critical").is_some_and(|v| !super::unpack::truthy(v)) {
+                    break;
+                }
                 match self.leaf_weight(l, n, with_stickiness) {
                     Some(s) => total = Some(total.unwrap_or(Score::ZERO).plus(s)),
                     None => {
@@ -477,11 +484,14 @@ impl Assigner<'_> {
         }
     }
 
+    /// Whether `r` must be stopped by its target role: the nearest target-role set on it or
+    /// an ancestor decides (a clone instance's own, explicitly set target-role overrides the
+    /// clone's), or the cluster stops everything.
     fn stopped_by_role(&self, r: usize) -> bool {
         let mut cur = Some(r);
         while let Some(x) = cur {
-            if self.w.rscs[x].target_role == Some(Role::Stopped) {
-                return true;
+            if let Some(role) = self.w.rscs[x].target_role {
+                return role == Role::Stopped || self.w.props.stop_all;
             }
             cur = self.w.rscs[x].parent;
         }
@@ -568,7 +578,7 @@ impl Assigner<'_> {
         let mut pulled = base.clone();
         self.merge_dependents(c, &mut pulled, 1.0, 0, &mut seen);
         let instances = self.w.rscs[c].children.clone();
-        let stopped = self.stopped_by_role(c);
+        let stopped = self.w.props.stop_all;
         let avail = self.w.nodes.iter().filter(|n| n.can_host()).count().max(1);
         let optimal = (cfg.max / avail).max(1);
         let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
@@ -603,8 +613,14 @@ impl Assigner<'_> {
             .flat_map(|l| self.w.rscs[l].running.clone())
             .collect();
         let spare = cfg.max.saturating_sub(running_instances.len());
-        if !stopped {
-            for &i in &order {
+        // Instances whose own target role stops them (their own setting overrides the clone's).
+        let stopped_instances: BTreeSet<usize> = instances
+            .iter()
+            .copied()
+            .filter(|&i| stopped || self.w.leaves(i).iter().all(|&l| self.stopped_by_role(l)))
+            .collect();
+        {
+            for &i in order.iter().filter(|i| !stopped_instances.contains(i)) {
                 let leaves = self.w.leaves(i);
                 let Some(cur) = leaves.iter().find_map(|&l| self.w.rscs[l].running.first().copied()) else {
                     continue;
@@ -658,7 +674,9 @@ impl Assigner<'_> {
             if done.contains(&i) {
                 continue;
             }
-            if stopped || assigned >= cfg.max || !managed {
+            // A removed (orphan) instance never takes one of the clone's places.
+            let orphan = self.w.leaves(i).iter().any(|&l| self.w.rscs[l].orphan);
+            if stopped_instances.contains(&i) || assigned >= cfg.max || !managed || orphan {
                 self.place_unit(i, None);
                 continue;
             }
@@ -899,11 +917,14 @@ impl Assigner<'_> {
             for n in self.banned_by_primaries(r) {
                 weights.insert(n, Score::NEG_INF);
             }
-            let current = (running.len() == 1 && self.w.nodes[running[0]].can_host() && self.fits(r, running[0]))
-                .then(|| running[0]);
+            // A clone needs room for one instance per node, not for all of them.
+            let fit_unit = if rs.kind == Kind::Clone { rs.children.first().copied().unwrap_or(r) } else { r };
+            let current =
+                (running.len() == 1 && self.w.nodes[running[0]].can_host() && self.fits(fit_unit, running[0]))
+                    .then(|| running[0]);
             let scores = (0..self.w.nodes.len())
                 .map(|n| {
-                    if self.w.nodes[n].can_host() && self.fits(r, n) {
+                    if self.w.nodes[n].can_host() && self.fits(fit_unit, n) {
                         weights.get(&n).map_or(none, |s| s.value())
                     } else {
                         none

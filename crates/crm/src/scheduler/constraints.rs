@@ -1,6 +1,8 @@
 //! Constraints resolved against the working set: locations per node, colocations and
 //! orderings between resource indices (resource sets expanded).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::cib::{Cib, Constraint, OrderKind, Role};
 use crate::score::Score;
 
@@ -47,6 +49,8 @@ pub(crate) struct Constraints {
     pub(crate) locs: Vec<Loc>,
     pub(crate) colocs: Vec<Coloc>,
     pub(crate) orders: Vec<Ord>,
+    /// (resource, node) pairs where a location's `resource-discovery` forbids probing.
+    pub(crate) no_discovery: BTreeSet<(usize, usize)>,
     loc_index: std::collections::BTreeMap<usize, Vec<usize>>,
     dep_index: std::collections::BTreeMap<usize, Vec<usize>>,
     prim_index: std::collections::BTreeMap<usize, Vec<usize>>,
@@ -103,6 +107,8 @@ fn pattern_targets(w: &World, pat: &str) -> Vec<usize> {
 pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
     let mut out = Constraints::default();
     let lookup = |id: &str| w.by_id.get(id).copied();
+    // Nodes a resource may run on when some location marks discovery exclusive for it.
+    let mut exclusive: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     for c in &cib.config.constraints {
         match c {
             Constraint::Location(l) => {
@@ -151,16 +157,25 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
                             }
                         }
                     }
+                    match l.resource_discovery.as_deref() {
+                        Some("exclusive") => exclusive.entry(rsc).or_default().extend(scores.iter().map(|&(n, _)| n)),
+                        Some("never") => out.no_discovery.extend(scores.iter().map(|&(n, _)| (rsc, n))),
+                        _ => {}
+                    }
                     out.locs.push(Loc { id: l.id.clone(), rsc, role, scores });
                 }
             }
             Constraint::Colocation(co) => {
                 let attr = co.node_attribute.clone().unwrap_or_else(|| "#uname".into());
-                let influence = co.influence.unwrap_or(true);
                 let mut push = |dep: usize, prim: usize, score: Score, dr: Option<Role>, pr: Option<Role>| {
                     if dep == prim {
                         return;
                     }
+                    // Without an explicit influence, the dependent's `critical` meta
+                    // attribute (default true) decides.
+                    let influence = co
+                        .influence
+                        .unwrap_or_else(|| w.rscs[dep].meta.get("critical").is_none_or(|v| super::unpack::truthy(v)));
                     out.colocs.push(Coloc {
                         id: co.id.clone(),
                         dependent: dep,
@@ -326,6 +341,13 @@ pub(crate) fn unpack(w: &World, cib: &Cib) -> Constraints {
             min_first: None,
             any_of: Vec::new(),
         });
+    }
+    // Exclusive discovery: a resource is allowed only on the nodes of its exclusive locations.
+    for (rsc, allowed) in exclusive {
+        let scores: Vec<(usize, Score)> =
+            (0..w.nodes.len()).filter(|n| !allowed.contains(n)).map(|n| (n, Score::NEG_INF)).collect();
+        out.no_discovery.extend(scores.iter().map(|&(n, _)| (rsc, n)));
+        out.locs.push(Loc { id: format!("{}-exclusive-discovery", w.rscs[rsc].id), rsc, role: None, scores });
     }
     out.build_index();
     out

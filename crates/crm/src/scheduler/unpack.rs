@@ -123,6 +123,12 @@ pub(crate) struct Rsc {
     pub(crate) failed: bool,
     pub(crate) on_fail: OnFail,
     pub(crate) blocked: bool,
+    /// A promoted instance failed with on-fail=demote: it must be demoted (and may be
+    /// promoted again), without a stop.
+    pub(crate) demote_failed: bool,
+    /// (node, interval) of recurring monitors recorded as done on a node after the
+    /// resource's last successful start, stop, promote or demote there.
+    pub(crate) recurring_on: BTreeSet<(usize, u64)>,
     pub(crate) pending: Option<String>,
     pub(crate) known_on: BTreeSet<usize>,
     /// History entry ids seen per node (anonymous clones may have several).
@@ -179,7 +185,7 @@ pub(crate) struct World {
     pub(crate) leaf_cache: Vec<Vec<usize>>,
 }
 
-fn truthy(v: &str) -> bool {
+pub(crate) fn truthy(v: &str) -> bool {
     matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1" | "y")
 }
 
@@ -312,7 +318,11 @@ impl World {
                 a => a.to_string(),
             },
             symmetric: p("symmetric-cluster").is_none_or(truthy),
-            no_quorum_policy: p("no-quorum-policy").unwrap_or("stop").to_ascii_lowercase(),
+            // "suicide" is the older name of "fence" (fence every node of the partition).
+            no_quorum_policy: match p("no-quorum-policy").unwrap_or("stop").to_ascii_lowercase().as_str() {
+                "suicide" => "fence".to_string(),
+                other => other.to_string(),
+            },
             placement: p("placement-strategy").unwrap_or("default").to_ascii_lowercase(),
             maintenance_mode: p("maintenance-mode").is_some_and(truthy),
             stop_all: p("stop-all-resources").is_some_and(truthy),
@@ -338,7 +348,7 @@ impl World {
             leaf_cache: Vec::new(),
         };
         w.unpack_nodes(cib);
-        if !w.quorate && w.props.no_quorum_policy == "suicide" && cib.no_quorum_panic && w.props.fencing_enabled {
+        if !w.quorate && w.props.no_quorum_policy == "fence" && cib.no_quorum_panic && w.props.fencing_enabled {
             for node in &mut w.nodes {
                 if node.online && !node.unclean {
                     node.unclean = true;
@@ -626,7 +636,7 @@ impl World {
         node.unclean
             && node.fence_reason.is_some()
             && self.props.fencing_enabled
-            && (self.quorate || matches!(self.props.no_quorum_policy.as_str(), "ignore" | "suicide"))
+            && (self.quorate || matches!(self.props.no_quorum_policy.as_str(), "ignore" | "fence"))
     }
 
     /// Blocked by a failure that fencing will not clear.
@@ -777,12 +787,12 @@ impl World {
 
     fn op_on_fail(&self, r: usize, op: &LrmOp) -> OnFail {
         let rsc = &self.rscs[r];
-        let configured = rsc
-            .ops
-            .iter()
-            .find(|o| o.name == op.operation && o.interval_ms == op.interval_ms)
-            .and_then(|o| o.on_fail.as_deref())
-            .and_then(OnFail::parse);
+        let op_config = rsc.ops.iter().find(|o| o.name == op.operation && o.interval_ms == op.interval_ms);
+        // A monitor of the promoted role: configured for that role, or expected to find it.
+        let promoted_monitor = op.operation == "monitor"
+            && op.interval_ms > 0
+            && (op_config.is_some_and(|o| o.role == Some(Role::Promoted)) || op.target_rc == Some(8) || op.rc == 8);
+        let configured = op_config.and_then(|o| o.on_fail.as_deref()).and_then(OnFail::parse);
         let configured = configured.or_else(|| {
             let empty = BTreeMap::new();
             let mut d = BTreeMap::new();
@@ -795,7 +805,9 @@ impl World {
             if c == OnFail::Fence && !self.props.fencing_enabled {
                 return OnFail::Block;
             }
-            if c == OnFail::Demote && op.operation != "promote" && !(op.operation == "monitor" && op.rc == 8) {
+            // Demotion only answers a failed promote or a failed promoted-role monitor;
+            // for any other operation it means restart.
+            if c == OnFail::Demote && op.operation != "promote" && !promoted_monitor {
                 return OnFail::Restart;
             }
             return c;
@@ -840,7 +852,7 @@ impl World {
         if std::env::var("CRM_DEBUG").is_ok() {
             eprintln!("history {} on {} -> {:?}", lr.id, self.nodes[n].name, found.map(|l| self.rscs[l].id.clone()));
         }
-        let leaf = match found {
+        let leaf = match found.or_else(|| self.spare_leaf_for_inactive(n, lr)) {
             Some(l) => l,
             None => {
                 // More active instances than the clone allows: an orphan instance.
@@ -860,6 +872,29 @@ impl World {
             }
         };
         self.apply_history(n, leaf, lr);
+    }
+
+    /// For a history that leaves an anonymous clone's copy inactive on node `n` (a probe
+    /// that found it stopped, or a completed stop), when every instance is active
+    /// elsewhere: any instance neither running nor known on `n` takes the record. Such a
+    /// history holds no instance, so it is no surplus (orphan) copy.
+    fn spare_leaf_for_inactive(&self, n: usize, lr: &LrmResource) -> Option<usize> {
+        let last = lr.ops.iter().filter(|o| o.operation != "notify").max_by_key(|o| o.call_id)?;
+        let inactive = last.op_status == 0
+            && ((last.operation == "monitor" && last.interval_ms == 0 && last.rc == 7)
+                || (last.operation == "stop" && last.rc == 0));
+        if !inactive {
+            return None;
+        }
+        let base = lr.id.split(':').next().unwrap_or(&lr.id);
+        let &c = self.by_id.get(base)?;
+        if self.rscs[c].kind != Kind::Clone || self.rscs[c].clone.unique {
+            return None;
+        }
+        self.rscs[c].children.iter().flat_map(|&i| self.leaves(i)).find(|&l| {
+            let r = &self.rscs[l];
+            r.base == base && !r.orphan && !r.running.contains(&n) && !r.known_on.contains(&n)
+        })
     }
 
     /// A new, removed instance of an anonymous clone whose child is a primitive.
@@ -934,6 +969,22 @@ impl World {
         let mut fence_reason = None;
         let mut failed_ops: BTreeSet<(String, u64)> = BTreeSet::new();
         let promotable = self.clone_of(leaf).is_some_and(|c| self.rscs[c].clone.promotable);
+        let last_start_stop = ops
+            .iter()
+            .filter(|o| {
+                matches!(o.operation.as_str(), "start" | "stop" | "promote" | "demote")
+                    && o.call_id >= 0
+                    && o.rc == 0
+                    && o.op_status == 0
+            })
+            .map(|o| o.call_id)
+            .max()
+            .unwrap_or(-1);
+        for o in &ops {
+            if o.operation == "monitor" && o.interval_ms > 0 && o.op_status == 0 && o.call_id > last_start_stop {
+                self.rscs[leaf].recurring_on.insert((n, o.interval_ms));
+            }
+        }
         for op in ops {
             let task = op.operation.as_str();
             if matches!(task, "notify" | "meta-data" | "cancel" | "reload" | "reload-agent" | "validate-all") {
@@ -1140,7 +1191,9 @@ impl World {
             if role > r.role || r.role == Role::Stopped {
                 r.role = role;
             }
-            if failed {
+            if failed && on_fail == OnFail::Demote && role == Role::Promoted {
+                r.demote_failed = true;
+            } else if failed {
                 r.failed = true;
                 r.on_fail = r.on_fail.max(on_fail);
                 if on_fail == OnFail::Block {
@@ -1237,13 +1290,17 @@ impl World {
     }
 
     /// Effective op meta for a resource op (op_defaults merged).
+    /// Enabled recurring monitors as (interval, role). Two monitors with the same interval
+    /// would be one operation: such duplicates are a configuration error and none of them
+    /// is scheduled.
     pub(crate) fn op_enabled_monitors(&self, r: usize) -> Vec<(u64, Option<Role>)> {
-        self.rscs[r]
+        let all: Vec<(u64, Option<Role>)> = self.rscs[r]
             .ops
             .iter()
             .filter(|o| o.name == "monitor" && o.interval_ms > 0 && o.enabled)
             .map(|o| (o.interval_ms, o.role))
-            .collect()
+            .collect();
+        all.iter().copied().filter(|&(i, _)| all.iter().filter(|&&(j, _)| j == i).count() == 1).collect()
     }
 }
 
@@ -1284,6 +1341,8 @@ fn blank_rsc() -> Rsc {
         failed: false,
         on_fail: OnFail::Ignore,
         blocked: false,
+        demote_failed: false,
+        recurring_on: BTreeSet::new(),
         pending: None,
         known_on: BTreeSet::new(),
         banned_on: BTreeSet::new(),

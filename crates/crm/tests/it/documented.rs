@@ -1,0 +1,2157 @@
+//! Documented Pacemaker behaviours, one small hand-written CIB each, checked on the Transition
+//! Summary. The CIBs follow the shape of the scheduler corpus but are written for these tests.
+
+use std::fmt::Write as _;
+
+/// One operation history entry: (operation, interval ms, rc-code, call-id).
+type Op<'a> = (&'a str, u32, i32, i32);
+
+struct Cib {
+    props: Vec<(String, String)>,
+    nodes: Vec<(String, String)>,
+    rsc_defaults: String,
+    op_defaults: String,
+    resources: String,
+    constraints: String,
+    states: Vec<String>,
+    quorum: bool,
+    execution_date: Option<i64>,
+}
+
+impl Cib {
+    fn new(nodes: &[&str]) -> Self {
+        Cib {
+            props: vec![("fencing-enabled".into(), "false".into())],
+            nodes: nodes.iter().map(|n| (n.to_string(), String::new())).collect(),
+            rsc_defaults: String::new(),
+            op_defaults: String::new(),
+            resources: String::new(),
+            constraints: String::new(),
+            states: Vec::new(),
+            quorum: true,
+            execution_date: None,
+        }
+    }
+    fn prop(mut self, name: &str, value: &str) -> Self {
+        self.props.retain(|(n, _)| n != name);
+        self.props.push((name.into(), value.into()));
+        self
+    }
+    /// Extra XML inside `<node>` (instance_attributes / utilization).
+    fn node_xml(mut self, node: &str, xml: &str) -> Self {
+        for (n, x) in &mut self.nodes {
+            if n == node {
+                x.push_str(xml);
+            }
+        }
+        self
+    }
+    fn defaults(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.rsc_defaults = meta("rsc-defaults", pairs);
+        self
+    }
+    fn op_defaults(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.op_defaults = meta("op-defaults", pairs);
+        self
+    }
+    fn rsc(mut self, xml: &str) -> Self {
+        self.resources.push_str(xml);
+        self
+    }
+    fn cons(mut self, xml: &str) -> Self {
+        self.constraints.push_str(xml);
+        self
+    }
+    /// An online member node with transient attributes and an operation history.
+    fn online(mut self, node: &str, attrs: &[(&str, &str)], lrm: &[(&str, &[Op<'_>])]) -> Self {
+        self.states.push(node_state(node, true, attrs, lrm));
+        self
+    }
+    fn offline(mut self, node: &str) -> Self {
+        self.states.push(format!(
+            r#"<node_state id="{node}" uname="{node}" in_ccm="false" crmd="offline" join="down" expected="down"/>"#
+        ));
+        self
+    }
+    /// A node that left the membership without a clean shutdown (needs fencing).
+    fn lost(mut self, node: &str, lrm: &[(&str, &[Op<'_>])]) -> Self {
+        let s = node_state(node, true, &[], lrm).replacen(
+            r#"in_ccm="true" crmd="online""#,
+            r#"in_ccm="false" crmd="offline""#,
+            1,
+        );
+        self.states.push(s);
+        self
+    }
+    fn no_quorum(mut self) -> Self {
+        self.quorum = false;
+        self
+    }
+    fn at(mut self, when: i64) -> Self {
+        self.execution_date = Some(when);
+        self
+    }
+    fn xml(&self) -> String {
+        let mut x = format!(
+            r#"<cib crm_feature_set="3.19.0" validate-with="pacemaker-3.10" admin_epoch="0" epoch="1" num_updates="1" have-quorum="{}"{} dc-uuid="{}"{}>"#,
+            u8::from(self.quorum),
+            if self.quorum { "" } else { r#" no-quorum-panic="1""# },
+            self.nodes[0].0,
+            self.execution_date.map(|d| format!(r#" execution-date="{d}""#)).unwrap_or_default()
+        );
+        x.push_str("<configuration><crm_config><cluster_property_set id=\"opts\">");
+        for (n, v) in &self.props {
+            let _ = write!(x, r#"<nvpair id="opt-{n}" name="{n}" value="{v}"/>"#);
+        }
+        x.push_str("</cluster_property_set></crm_config><nodes>");
+        for (n, extra) in &self.nodes {
+            let _ = write!(x, r#"<node id="{n}" uname="{n}" type="member">{extra}</node>"#);
+        }
+        x.push_str("</nodes>");
+        if !self.rsc_defaults.is_empty() {
+            let _ = write!(x, "<rsc_defaults>{}</rsc_defaults>", self.rsc_defaults);
+        }
+        if !self.op_defaults.is_empty() {
+            let _ = write!(x, "<op_defaults>{}</op_defaults>", self.op_defaults);
+        }
+        let _ = write!(
+            x,
+            "<resources>{}</resources><constraints>{}</constraints></configuration><status>{}</status></cib>",
+            self.resources,
+            self.constraints,
+            self.states.join("")
+        );
+        x
+    }
+    fn transition(&self) -> crm::Transition {
+        let opts =
+            crm::simulate::SimOptions { now: self.execution_date.unwrap_or(1_700_000_000), ..Default::default() };
+        crm::simulate::simulate(&self.xml(), &opts).unwrap_or_else(|e| panic!("{e}")).transition
+    }
+    /// The nodes `rsc` is probed on.
+    fn probed_on(&self, rsc: &str) -> Vec<String> {
+        let t = self.transition();
+        let mut v: Vec<String> = t
+            .actions
+            .iter()
+            .filter(|a| a.kind == crm::ActionKind::Monitor && a.interval_ms == 0)
+            .filter(|a| a.rsc.is_some_and(|r| t.resource_name(r) == rsc))
+            .filter_map(|a| a.node.map(|n| t.node_name(n).to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+    fn actions(&self) -> String {
+        crm::simulate::format_actions(&self.transition())
+    }
+    fn summary(&self) -> Vec<String> {
+        let opts =
+            crm::simulate::SimOptions { now: self.execution_date.unwrap_or(1_700_000_000), ..Default::default() };
+        let sim = crm::simulate::simulate(&self.xml(), &opts).unwrap_or_else(|e| panic!("{e}\n{}", self.xml()));
+        if std::env::var("DOC_SCORES").is_ok() {
+            eprintln!("{}", crm::simulate::format_scores(&sim.transition));
+        }
+        let mut v: Vec<String> =
+            sim.transition.summary.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        v.sort();
+        v
+    }
+    /// Asserts the summary equals `want` (order ignored, whitespace collapsed).
+    fn expect(&self, want: &[&str]) {
+        let mut want: Vec<String> = want.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        want.sort();
+        let got = self.summary();
+        assert_eq!(got, want, "\nxml: {}", self.xml());
+    }
+}
+
+fn meta(id: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = format!(r#"<meta_attributes id="{id}-meta">"#);
+    for (n, v) in pairs {
+        let _ = write!(s, r#"<nvpair id="{id}-{n}" name="{n}" value="{v}"/>"#);
+    }
+    s.push_str("</meta_attributes>");
+    s
+}
+
+fn node_state(node: &str, online: bool, attrs: &[(&str, &str)], lrm: &[(&str, &[Op<'_>])]) -> String {
+    let (ccm, crmd) = if online { ("true", "online") } else { ("false", "offline") };
+    let mut s = format!(
+        r#"<node_state id="{node}" uname="{node}" in_ccm="{ccm}" crmd="{crmd}" join="member" expected="member">"#
+    );
+    if !attrs.is_empty() {
+        let _ = write!(s, r#"<transient_attributes id="{node}"><instance_attributes id="status-{node}">"#);
+        for (n, v) in attrs {
+            let _ = write!(s, r#"<nvpair id="status-{node}-{n}" name="{n}" value="{v}"/>"#);
+        }
+        s.push_str("</instance_attributes></transient_attributes>");
+    }
+    let _ = write!(s, r#"<lrm id="{node}"><lrm_resources>"#);
+    for (rsc, ops) in lrm {
+        if rsc.starts_with("fence") {
+            let _ = write!(s, r#"<lrm_resource id="{rsc}" class="stonith" type="fence_dummy">"#);
+        } else {
+            let _ = write!(s, r#"<lrm_resource id="{rsc}" class="ocf" provider="pacemaker" type="Dummy">"#);
+        }
+        for (op, interval, rc, call) in ops.iter() {
+            let _ = write!(
+                s,
+                r#"<lrm_rsc_op id="{rsc}_{op}_{interval}_{call}" operation="{op}" interval="{interval}" rc-code="{rc}" op-status="{}" call-id="{call}" transition-key="1:1:0:abc" last-rc-change="1600000000" on_node="{node}"/>"#,
+                if *rc == 0 || *rc == 7 || *rc == 8 { 0 } else { 4 },
+            );
+        }
+        s.push_str("</lrm_resource>");
+    }
+    s.push_str("</lrm_resources></lrm></node_state>");
+    s
+}
+
+/// A Dummy primitive with optional meta attributes and operations XML.
+fn prim(id: &str, metas: &[(&str, &str)], ops: &str) -> String {
+    let m = if metas.is_empty() { String::new() } else { meta(id, metas) };
+    let o = if ops.is_empty() { String::new() } else { format!("<operations>{ops}</operations>") };
+    format!(r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{m}{o}</primitive>"#)
+}
+
+fn monitor(id: &str, interval: &str, extra: &str) -> String {
+    format!(r#"<op id="{id}-monitor-{interval}" name="monitor" interval="{interval}" {extra}/>"#)
+}
+
+fn clone(id: &str, metas: &[(&str, &str)], child: &str) -> String {
+    format!(r#"<clone id="{id}">{}{child}</clone>"#, meta(id, metas))
+}
+
+fn group(id: &str, metas: &[(&str, &str)], children: &[String]) -> String {
+    let m = if metas.is_empty() { String::new() } else { meta(id, metas) };
+    format!(r#"<group id="{id}">{m}{}</group>"#, children.concat())
+}
+
+const RUNNING: &[Op<'static>] = &[("start", 0, 0, 2), ("monitor", 10000, 0, 3)];
+const FAILED_MONITOR: &[Op<'static>] = &[("start", 0, 0, 2), ("monitor", 10000, 1, 3)];
+const PROMOTED: &[Op<'static>] = &[("start", 0, 0, 2), ("promote", 0, 0, 3)];
+const STOPPED: &[Op<'static>] = &[("monitor", 0, 7, 1)];
+
+fn loc(id: &str, rsc: &str, node: &str, score: &str) -> String {
+    format!(r#"<rsc_location id="{id}" rsc="{rsc}" node="{node}" score="{score}"/>"#)
+}
+
+// ---------------------------------------------------------------- on-fail
+
+#[test]
+fn on_fail_ignore_leaves_a_failed_resource_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="ignore""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_restart_recovers_in_place() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 )"]);
+}
+
+#[test]
+fn on_fail_stop_stops_and_does_not_restart() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="stop""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Stop r ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn on_fail_block_takes_no_action() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="block""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_standby_moves_every_resource_off_the_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="standby""#)))
+        .rsc(&prim("other", &[], ""))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR), ("other", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED), ("other", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )", "Move other ( n1 -> n2 )"]);
+}
+
+#[test]
+fn on_fail_fence_fences_the_node() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="fence""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED), ("fence", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (reboot) n1 'r failed there'", "Recover r ( n1 -> n2 )"]);
+}
+
+fn promotable(id: &str, child: &str, extra: &[(&str, &str)]) -> String {
+    let mut m = vec![("promotable", "true"), ("clone-max", "2"), ("promoted-max", "1")];
+    m.extend_from_slice(extra);
+    clone(id, &m, child)
+}
+
+#[test]
+fn on_fail_demote_demotes_a_failed_promoted_instance() {
+    let ops = format!(
+        "{}{}",
+        monitor("s", "10s", r#"role="Promoted" on-fail="demote""#),
+        monitor("s", "11s", r#"role="Unpromoted""#)
+    );
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &ops), &[]))
+        .cons(r#"<rsc_location id="ms-n1" rsc="ms" role="Promoted" node="n1" score="-INFINITY"/>"#)
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+// ---------------------------------------------------------------- failure-timeout / thresholds
+
+fn threshold_cib(now: i64) -> Cib {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "1"), ("failure-timeout", "60s")], &monitor("r", "10s", "")))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online(
+            "n1",
+            &[("fail-count-r#monitor_10000", "1"), ("last-failure-r#monitor_10000", "1600000000")],
+            &[("r", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)])],
+        )
+        .online("n2", &[], &[("r", RUNNING)])
+        .at(now)
+}
+
+#[test]
+fn migration_threshold_keeps_a_resource_off_its_failed_node() {
+    threshold_cib(1_600_000_030).expect(&[]);
+}
+
+#[test]
+fn failure_timeout_expiry_lets_a_resource_return() {
+    threshold_cib(1_600_000_100).expect(&["Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn start_failure_is_fatal_bans_the_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[("fail-count-r#start_0", "INFINITY")], &[("r", &[("start", 0, 1, 2)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn start_failure_not_fatal_retries_below_threshold() {
+    Cib::new(&["n1", "n2"])
+        .prop("start-failure-is-fatal", "false")
+        .rsc(&prim("r", &[("migration-threshold", "3")], ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[("fail-count-r#start_0", "1")], &[("r", &[("start", 0, 1, 2)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- quorum
+
+fn two_rsc_no_quorum(policy: &str) -> Cib {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("no-quorum-policy", policy)
+        .rsc(&prim("running", &[], ""))
+        .rsc(&prim("stopped", &[], ""))
+        .online("n1", &[], &[("running", RUNNING), ("stopped", STOPPED)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+}
+
+#[test]
+fn no_quorum_stop_stops_everything() {
+    two_rsc_no_quorum("stop")
+        .expect(&["Stop running ( n1 ) due to no quorum", "Start stopped ( n1 ) due to no quorum (blocked)"]);
+}
+
+#[test]
+fn no_quorum_freeze_keeps_running_resources_and_starts_none() {
+    two_rsc_no_quorum("freeze").expect(&["Start stopped ( n1 ) due to quorum freeze (blocked)"]);
+}
+
+#[test]
+fn no_quorum_ignore_carries_on() {
+    two_rsc_no_quorum("ignore").expect(&["Start stopped ( n1 )"]);
+}
+
+#[test]
+fn no_quorum_demote_demotes_promoted_and_stops_others() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("no-quorum-policy", "demote")
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("plain", &[], ""))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("plain", RUNNING)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )", "Stop plain ( n1 ) due to no quorum"]);
+}
+
+// ---------------------------------------------------------------- fencing
+
+#[test]
+fn lost_node_is_fenced_with_the_configured_action() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("fencing-action", "off")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Fence (off) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn priority_fencing_delay_does_not_change_decisions() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("priority-fencing-delay", "10s")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[("priority", "10")], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
+}
+
+// ---------------------------------------------------------------- management
+
+#[test]
+fn unmanaged_failed_resource_is_left_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("is-managed", "false")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn node_maintenance_leaves_its_resources_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("q", &[], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[("maintenance", "true")], &[("r", RUNNING), ("q", STOPPED)])
+        .online("n2", &[], &[("r", STOPPED), ("q", STOPPED)])
+        .expect(&["Start q ( n2 )"]);
+}
+
+#[test]
+fn standby_node_is_drained() {
+    Cib::new(&["n1", "n2"])
+        .node_xml(
+            "n1",
+            r#"<instance_attributes id="n1-ia"><nvpair id="n1-sb" name="standby" value="on"/></instance_attributes>"#,
+        )
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Move b ( n1 -> n2 )"]);
+}
+
+#[test]
+fn target_role_stopped_on_a_group_stops_all_members() {
+    Cib::new(&["n1"])
+        .rsc(&group("g", &[("target-role", "Stopped")], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&["Stop a ( n1 ) due to node availability", "Stop b ( n1 ) due to node availability"]);
+}
+
+// ---------------------------------------------------------------- stickiness
+
+#[test]
+fn group_stickiness_is_the_sum_of_its_members() {
+    // 2 members x 60 = 120 beats a 100 preference elsewhere.
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("resource-stickiness", "60")])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("a-n2", "a", "n2", "100"))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn group_below_summed_stickiness_moves() {
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("resource-stickiness", "40")])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("a-n2", "a", "n2", "100"))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Move b ( n1 -> n2 )"]);
+}
+
+#[test]
+fn clone_instances_stick_to_their_nodes() {
+    Cib::new(&["n1", "n2", "n3"])
+        .defaults(&[("resource-stickiness", "1")])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .cons(&loc("c-n3", "c", "n3", "0"))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&[]);
+}
+
+// ---------------------------------------------------------------- utilization
+
+fn util(id: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = format!(r#"<utilization id="{id}-util">"#);
+    for (n, v) in pairs {
+        let _ = write!(s, r#"<nvpair id="{id}-u-{n}" name="{n}" value="{v}"/>"#);
+    }
+    s.push_str("</utilization>");
+    s
+}
+
+fn prim_util(id: &str, cpu: &str) -> String {
+    format!(
+        r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util(id, &[("cpu", cpu)])
+    )
+}
+
+fn util_cib(strategy: &str) -> Cib {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", strategy)
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .node_xml("n2", &util("n2", &[("cpu", "4")]))
+        .rsc(&prim_util("a", "1"))
+        .rsc(&prim_util("b", "1"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+}
+
+#[test]
+fn placement_default_spreads_by_resource_count() {
+    util_cib("default").expect(&["Start a ( n1 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn placement_minimal_packs_onto_the_first_node() {
+    util_cib("minimal").expect(&["Start a ( n1 )", "Start b ( n1 )"]);
+}
+
+#[test]
+fn placement_balanced_prefers_most_free_capacity() {
+    util_cib("balanced").expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn placement_utilization_refuses_an_overfull_node() {
+    Cib::new(&["n1"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .rsc(&prim_util("a", "1"))
+        .rsc(&prim_util("b", "1"))
+        .online("n1", &[], &[])
+        .expect(&["Start a ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- orders
+
+#[test]
+fn asymmetric_order_does_not_stop_then_when_first_stops() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" symmetrical="false"/>"#)
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&["Stop a ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn symmetric_order_restarts_then_when_first_restarts() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], &monitor("a", "10s", "")))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b"/>"#)
+        .online("n1", &[("fail-count-a#monitor_10000", "1")], &[("a", FAILED_MONITOR), ("b", RUNNING)])
+        .expect(&["Recover a ( n1 )", "Restart b ( n1 ) due to required a start"]);
+}
+
+#[test]
+fn optional_order_does_not_restart_then() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], &monitor("a", "10s", "")))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" kind="Optional"/>"#)
+        .online("n1", &[("fail-count-a#monitor_10000", "1")], &[("a", FAILED_MONITOR), ("b", RUNNING)])
+        .expect(&["Recover a ( n1 )"]);
+}
+
+#[test]
+fn mandatory_order_keeps_then_stopped_when_first_cannot_run() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b"/>"#)
+        .online("n1", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start b ( n1 ) due to unrunnable a start (blocked)"]);
+}
+
+#[test]
+fn require_all_false_set_starts_then_when_any_member_can() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(
+            r#"<rsc_order id="o"><resource_set id="s1" sequential="false" require-all="false"><resource_ref id="a"/><resource_ref id="b"/></resource_set><resource_set id="s2"><resource_ref id="c"/></resource_set></rsc_order>"#,
+        )
+        .online("n1", &[], &[("a", STOPPED), ("b", STOPPED), ("c", STOPPED)])
+        .expect(&["Start b ( n1 )", "Start c ( n1 )"]);
+}
+
+#[test]
+fn clone_min_blocks_then_until_enough_instances_run() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("clone-min", "2")], &prim("d", &[], "")))
+        .rsc(&prim("after", &[], ""))
+        .cons(&loc("c-not-n2", "c", "n2", "-INFINITY"))
+        .cons(r#"<rsc_order id="o" first="c" then="after"/>"#)
+        .online("n1", &[], &[("d", STOPPED), ("after", STOPPED)])
+        .online("n2", &[], &[("d", STOPPED), ("after", STOPPED)])
+        .expect(&["Start d:0 ( n1 )", "Start after ( n2 ) due to unrunnable clone-one-or-more:o (blocked)"]);
+}
+
+// ---------------------------------------------------------------- colocation / location
+
+#[test]
+fn colocation_node_attribute_places_on_nodes_sharing_the_value() {
+    let site = |n: &str, v: &str| {
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-site" name="site" value="{v}"/></instance_attributes>"#
+        )
+    };
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml("n1", &site("n1", "east"))
+        .node_xml("n2", &site("n2", "west"))
+        .node_xml("n3", &site("n3", "west"))
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("a-n3", "a", "n3", "INFINITY"))
+        .cons(&loc("b-not-n3", "b", "n3", "-INFINITY"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="INFINITY" node-attribute="site"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start a ( n3 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn rsc_pattern_location_applies_to_every_matching_resource() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("web-1", &[], ""))
+        .rsc(&prim("web-2", &[], ""))
+        .rsc(&prim("db", &[], ""))
+        .cons(r#"<rsc_location id="webs" rsc-pattern="^web-" node="n2" score="INFINITY"/>"#)
+        .cons(&loc("db-n1", "db", "n1", "INFINITY"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start web-1 ( n2 )", "Start web-2 ( n2 )", "Start db ( n1 )"]);
+}
+
+#[test]
+fn rsc_pattern_capture_substitutes_into_rule_values() {
+    let attr = |n: &str, v: &str| {
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-svc" name="svc" value="{v}"/></instance_attributes>"#
+        )
+    };
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr("n1", "alpha"))
+        .node_xml("n2", &attr("n2", "beta"))
+        .rsc(&prim("ip-alpha", &[], ""))
+        .rsc(&prim("ip-beta", &[], ""))
+        .cons(
+            r#"<rsc_location id="ips" rsc-pattern="^ip-(.*)$"><rule id="ips-r" score="INFINITY"><expression id="ips-e" attribute="svc" operation="eq" value="%1"/></rule></rsc_location>"#,
+        )
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start ip-alpha ( n1 )", "Start ip-beta ( n2 )"]);
+}
+
+#[test]
+fn asymmetric_cluster_runs_only_where_allowed() {
+    Cib::new(&["n1", "n2"])
+        .prop("symmetric-cluster", "false")
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("a-n2", "a", "n2", "0"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )"]);
+}
+
+// ---------------------------------------------------------------- clones
+
+#[test]
+fn promoted_max_two_promotes_two_instances() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("promoted-max", "2")], &prim("s", &[], "")))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n3", &[("master-s", "10")], &[("s", RUNNING)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn interleaved_clone_restarts_only_the_local_dependent() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("base", &[], &prim("b", &[], &monitor("b", "10s", ""))))
+        .rsc(&clone("top", &[("interleave", "true")], &prim("t", &[], "")))
+        .cons(r#"<rsc_order id="o" first="base" then="top"/>"#)
+        .cons(r#"<rsc_colocation id="c" rsc="top" with-rsc="base" score="INFINITY"/>"#)
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("b", FAILED_MONITOR), ("t", RUNNING)])
+        .online("n2", &[], &[("b", RUNNING), ("t", RUNNING)])
+        .expect(&["Recover b:0 ( n1 )", "Restart t:0 ( n1 ) due to required b:0 start"]);
+}
+
+#[test]
+fn non_interleaved_clone_restarts_every_dependent() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("base", &[], &prim("b", &[], &monitor("b", "10s", ""))))
+        .rsc(&clone("top", &[], &prim("t", &[], "")))
+        .cons(r#"<rsc_order id="o" first="base" then="top"/>"#)
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("b", FAILED_MONITOR), ("t", RUNNING)])
+        .online("n2", &[], &[("b", RUNNING), ("t", RUNNING)])
+        .expect(&[
+            "Recover b:0 ( n1 )",
+            "Restart t:0 ( n1 ) due to required base running",
+            "Restart t:1 ( n2 ) due to required base running",
+        ]);
+}
+
+#[test]
+fn on_fail_demote_re_promotes_where_the_promotion_score_is_still_highest() {
+    let ops = format!(
+        "{}{}",
+        monitor("s", "10s", r#"role="Promoted" on-fail="demote""#),
+        monitor("s", "11s", r#"role="Unpromoted""#)
+    );
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &ops), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])])
+        .expect(&["Re-promote s:0 ( Promoted n1 )"]);
+}
+
+// ---------------------------------------------------------------- batch 2
+
+#[test]
+fn migration_threshold_allows_recovery_in_place_below_the_limit() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "3")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 )"]);
+}
+
+#[test]
+fn migration_threshold_reached_moves_the_resource() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "3")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "3")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn colocation_dependent_preferences_pull_the_primary() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[("resource-stickiness", "50")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="INFINITY"/>"#)
+        .online("n1", &[], &[("a", RUNNING), ("b", STOPPED)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn colocation_without_influence_leaves_the_primary_in_place() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[("resource-stickiness", "50")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="INFINITY" influence="false"/>"#)
+        .online("n1", &[], &[("a", RUNNING), ("b", STOPPED)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start b ( n1 )"]);
+}
+
+#[test]
+fn critical_false_on_the_dependent_removes_its_influence() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[("resource-stickiness", "50")], ""))
+        .rsc(&prim("b", &[("critical", "false")], ""))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="INFINITY"/>"#)
+        .online("n1", &[], &[("a", RUNNING), ("b", STOPPED)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start b ( n1 )"]);
+}
+
+#[test]
+fn anti_colocation_keeps_resources_apart() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("a-n1", "a", "n1", "100"))
+        .cons(&loc("b-n1", "b", "n1", "50"))
+        .cons(r#"<rsc_colocation id="c" rsc="b" with-rsc="a" score="-INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn higher_priority_resource_wins_the_only_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("low", &[("priority", "1")], ""))
+        .rsc(&prim("high", &[("priority", "10")], ""))
+        .cons(&loc("low-n2", "low", "n2", "-INFINITY"))
+        .cons(&loc("high-n2", "high", "n2", "-INFINITY"))
+        .cons(r#"<rsc_colocation id="c" rsc="low" with-rsc="high" score="-INFINITY"/>"#)
+        .online("n1", &[], &[("low", RUNNING), ("high", STOPPED)])
+        .online("n2", &[], &[])
+        .expect(&["Stop low ( n1 ) due to node availability", "Start high ( n1 )"]);
+}
+
+#[test]
+fn promotable_target_role_unpromoted_never_promotes() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("target-role", "Unpromoted")]))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn promotable_highest_score_is_promoted() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .expect(&["Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn colocation_with_promoted_role_follows_the_promoted_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("notify", "true")]))
+        .rsc(&prim("fs", &[], ""))
+        .cons(r#"<rsc_colocation id="c" rsc="fs" with-rsc="ms" with-rsc-role="Promoted" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="ms" first-action="promote" then="fs" then-action="start"/>"#)
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING), ("fs", STOPPED)])
+        .online("n2", &[("master-s", "10")], &[("s", PROMOTED), ("fs", STOPPED)])
+        .expect(&["Start fs ( n2 )"]);
+}
+
+#[test]
+fn resource_maintenance_meta_leaves_it_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("maintenance", "true")], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn maintenance_mode_freezes_the_cluster() {
+    Cib::new(&["n1", "n2"])
+        .prop("maintenance-mode", "true")
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("q", &[], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[], &[("r", RUNNING), ("q", STOPPED)])
+        .online("n2", &[], &[("r", STOPPED), ("q", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn stop_all_resources_stops_everything() {
+    Cib::new(&["n1"])
+        .prop("stop-all-resources", "true")
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", RUNNING)])
+        .expect(&["Stop r ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn cleanly_offline_node_without_fencing_just_loses_its_resources() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", STOPPED)])
+        .offline("n2")
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn failed_stop_without_fencing_blocks_the_resource() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[("fail-count-r#stop_0", "INFINITY")], &[("r", &[("start", 0, 0, 2), ("stop", 0, 1, 3)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn failed_stop_with_fencing_fences_and_recovers_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[("fail-count-r#stop_0", "INFINITY")], &[("r", &[("start", 0, 0, 2), ("stop", 0, 1, 3)])])
+        .online("n2", &[], &[("r", STOPPED), ("fence", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (reboot) n1 'r failed there'", "Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn clone_node_max_two_doubles_up() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[("clone-max", "3"), ("clone-node-max", "2"), ("globally-unique", "true")],
+            &prim("d", &[], ""),
+        ))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )", "Start d:2 ( n1 )"]);
+}
+
+#[test]
+fn clone_failure_past_threshold_moves_the_instance() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[("migration-threshold", "1")], &monitor("d", "10s", ""))))
+        .online("n1", &[("fail-count-d#monitor_10000", "1")], &[("d", FAILED_MONITOR)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Recover d:0 ( n1 -> n3 )"]);
+}
+
+#[test]
+fn pending_start_is_waited_for() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", &[("start", 0, 0, -1)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_standby_also_applies_to_the_failed_nodes_clones() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="standby""#)))
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR), ("d", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED), ("d", RUNNING)])
+        .expect(&["Recover r ( n1 -> n2 )", "Stop d:0 ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn failure_timeout_without_threshold_cleanup_keeps_resource_in_place() {
+    // An expired monitor failure on a resource that is still running: nothing to do.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("failure-timeout", "60s")], &monitor("r", "10s", "")))
+        .online(
+            "n1",
+            &[("fail-count-r#monitor_10000", "1"), ("last-failure-r#monitor_10000", "1600000000")],
+            &[(
+                "r",
+                &[
+                    ("start", 0, 0, 2),
+                    ("monitor", 10000, 1, 3),
+                    ("stop", 0, 0, 4),
+                    ("start", 0, 0, 5),
+                    ("monitor", 10000, 0, 6),
+                ],
+            )],
+        )
+        .online("n2", &[], &[("r", STOPPED)])
+        .at(1_600_000_100)
+        .expect(&[]);
+}
+
+#[test]
+fn banned_clone_instance_moves_to_a_free_node() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .cons(&loc("c-not-n1", "c", "n1", "-INFINITY"))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Move d:0 ( n1 -> n3 )"]);
+}
+
+// ---------------------------------------------------------------- batch 3
+
+#[test]
+fn no_quorum_fence_fences_the_inquorate_partition() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("fencing-enabled", "true")
+        .prop("no-quorum-policy", "fence")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", RUNNING)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&[
+            "Fence (reboot) n1 'cluster does not have quorum'",
+            "Stop fence ( n1 ) due to node availability",
+            "Stop r ( n1 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn serialize_order_does_not_stop_either_resource_starting() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" kind="Serialize"/>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n1 )"]);
+}
+
+#[test]
+fn stickiness_outweighs_a_weaker_location_preference() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("resource-stickiness", "100")], ""))
+        .cons(&loc("r-n2", "r", "n2", "50"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn sequential_order_set_blocks_the_rest_of_the_chain() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(r#"<rsc_order id="o"><resource_set id="s"><resource_ref id="a"/><resource_ref id="b"/><resource_ref id="c"/></resource_set></rsc_order>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start b ( n1 ) due to unrunnable a start (blocked)", "Start c ( n1 ) due to unrunnable b start (blocked)"]);
+}
+
+#[test]
+fn clone_target_role_stopped_stops_every_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("target-role", "Stopped")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability", "Stop d:1 ( n2 ) due to node availability"]);
+}
+
+#[test]
+fn failed_promoted_instance_is_recovered_and_promotion_moves() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &monitor("s", "10s", r#"role="Promoted""#)), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Recover s:0 ( Promoted n1 )"]);
+}
+
+#[test]
+fn on_fail_block_on_start_leaves_it_blocked() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], r#"<op id="r-start" name="start" interval="0" on-fail="block"/>"#))
+        .online("n1", &[("fail-count-r#start_0", "INFINITY")], &[("r", &[("start", 0, 1, 2)])])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn utilization_moves_the_lower_priority_resource_when_full() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&format!(
+            r#"<primitive id="big" class="ocf" provider="pacemaker" type="Dummy">{}{}</primitive>"#,
+            meta("big", &[("priority", "10")]),
+            util("big", &[("cpu", "2")])
+        ))
+        .rsc(&prim_util("small", "1"))
+        .online("n1", &[], &[("small", RUNNING)])
+        .online("n2", &[], &[])
+        .expect(&["Move small ( n1 -> n2 )", "Start big ( n1 )"]);
+}
+
+#[test]
+fn utilization_with_no_room_anywhere_leaves_resource_stopped() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "balanced")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&prim_util("huge", "2"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&[]);
+}
+
+#[test]
+fn group_member_failure_restarts_the_members_after_it() {
+    Cib::new(&["n1"])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], &monitor("b", "10s", "")), prim("c", &[], "")]))
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("a", RUNNING), ("b", FAILED_MONITOR), ("c", RUNNING)])
+        .expect(&["Recover b ( n1 )", "Restart c ( n1 ) due to required b start"]);
+}
+
+#[test]
+fn group_member_that_cannot_run_stops_later_members() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], ""), prim("c", &[], "")]))
+        .cons(&loc("b-never", "b", "n1", "-INFINITY"))
+        .cons(&loc("b-never2", "b", "n2", "-INFINITY"))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING), ("c", RUNNING)])
+        .online("n2", &[], &[])
+        .expect(&["Stop b ( n1 ) due to node availability", "Stop c ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn promotable_notify_clone_start_and_promote() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("notify", "true")]))
+        .online("n1", &[("master-s", "10")], &[])
+        .online("n2", &[("master-s", "5")], &[])
+        .expect(&["Promote s:0 ( Stopped -> Promoted n1 )", "Start s:1 ( n2 )"]);
+}
+
+#[test]
+fn ordered_clone_starts_all_instances() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("ordered", "true")], &prim("d", &[], "")))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+}
+
+#[test]
+fn lost_node_without_fencing_device_blocks_recovery() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn legacy_option_names_still_apply() {
+    // stonith-enabled=false (the older name of fencing-enabled): a lost node is not fenced,
+    // it counts as cleanly down, and what ran there starts elsewhere.
+    let mut c = Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)]);
+    c.props = vec![("stonith-enabled".into(), "false".into())];
+    c.expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn legacy_master_max_promotes_two() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("master-max", "2")], &prim("s", &[], "")))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n3", &[("master-s", "10")], &[("s", RUNNING)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn on_fail_demote_after_a_failed_promote_re_promotes() {
+    let ops = r#"<op id="s-promote" name="promote" interval="0" on-fail="demote"/>"#;
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ops), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#promote_0", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 1, 3)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Re-promote s:0 ( Promoted n1 )"]);
+}
+
+#[test]
+fn on_fail_demote_in_a_promotable_group_re_promotes_the_failed_member() {
+    // Like a restart, a demotion in a group touches the failed member and those after it.
+    let ops = format!(
+        "{}{}",
+        monitor("b", "10s", r#"role="Promoted" on-fail="demote""#),
+        monitor("b", "11s", r#"role="Unpromoted""#)
+    );
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &group("g", &[], &[prim("a", &[], ""), prim("b", &[], &ops)]), &[]))
+        .online(
+            "n1",
+            &[("fail-count-b#monitor_10000", "1"), ("master-a", "10"), ("master-b", "10")],
+            &[("a", PROMOTED), ("b", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-a", "5"), ("master-b", "5")], &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&["Re-promote b:0 ( Promoted n1 )"]);
+}
+
+// ---------------------------------------------------------------- batch 4
+
+#[test]
+fn asymmetric_cluster_clone_runs_only_on_enabled_nodes() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("symmetric-cluster", "false")
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .cons(&loc("c-n1", "c", "n1", "0"))
+        .cons(&loc("c-n3", "c", "n3", "0"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n3 )"]);
+}
+
+#[test]
+fn location_rule_on_node_attribute_selects_nodes() {
+    let attr = |n: &str, v: &str| {
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-kind" name="kind" value="{v}"/></instance_attributes>"#
+        )
+    };
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr("n1", "small"))
+        .node_xml("n2", &attr("n2", "big"))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY"><expression id="l-e" attribute="kind" operation="ne" value="big"/></rule></rsc_location>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn location_score_attribute_uses_the_node_value() {
+    let attr = |n: &str, v: &str| {
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-w" name="weight" value="{v}"/></instance_attributes>"#
+        )
+    };
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr("n1", "10"))
+        .node_xml("n2", &attr("n2", "20"))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score-attribute="weight"><expression id="l-e" attribute="weight" operation="defined"/></rule></rsc_location>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn transient_attribute_location_rule_moves_when_the_attribute_drops() {
+    // A ping-style rule: -INFINITY where pingd is not defined or is 0.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY" boolean-op="or"><expression id="l-e1" attribute="pingd" operation="not_defined"/><expression id="l-e2" attribute="pingd" operation="lte" value="0" type="number"/></rule></rsc_location>"#)
+        .online("n1", &[("pingd", "0")], &[("r", RUNNING)])
+        .online("n2", &[("pingd", "100")], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn colocated_group_with_clone_follows_clone_placement() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("c-n1", "c", "n1", "-INFINITY"))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="c" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="c" then="g"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n2 )", "Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn clone_max_zero_runs_nothing() {
+    Cib::new(&["n1"])
+        .rsc(&clone("c", &[("clone-max", "0")], &prim("d", &[], "")))
+        .rsc(&prim("after", &[], ""))
+        .cons(r#"<rsc_order id="o" first="c" then="after"/>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start after ( n1 ) due to unrunnable c running (blocked)"]);
+}
+
+#[test]
+fn promoted_colocation_with_negative_score_avoids_the_promoted_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_colocation id="co" rsc="r" with-rsc="ms" with-rsc-role="Promoted" score="-INFINITY"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("r", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn order_then_action_stop_first_action_start() {
+    // "start a, then stop b": b is stopped (target-role) only after a starts.
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[("target-role", "Stopped")], ""))
+        .cons(r#"<rsc_order id="o" first="a" first-action="start" then="b" then-action="stop"/>"#)
+        .online("n1", &[], &[("a", STOPPED), ("b", RUNNING)])
+        .expect(&["Start a ( n1 )", "Stop b ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn group_needs_room_for_all_its_members() {
+    let member = |id: &str| {
+        format!(
+            r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+            util(id, &[("cpu", "1")])
+        )
+    };
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "2")]))
+        .rsc(&group("g", &[], &[member("a"), member("b")]))
+        .cons(&loc("g-n1", "g", "n1", "50"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn colocated_resources_need_room_together() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .node_xml("n2", &util("n2", &[("cpu", "3")]))
+        .rsc(&prim_util("big", "2"))
+        .rsc(&prim_util("dep", "1"))
+        .cons(&loc("big-n1", "big", "n1", "50"))
+        .cons(r#"<rsc_colocation id="co" rsc="dep" with-rsc="big" score="INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start big ( n2 )", "Start dep ( n2 )"]);
+}
+
+#[test]
+fn balanced_strategy_spreads_by_free_capacity_then_count() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "balanced")
+        .node_xml("n1", &util("n1", &[("cpu", "4")]))
+        .node_xml("n2", &util("n2", &[("cpu", "4")]))
+        .rsc(&prim_util("a", "1"))
+        .rsc(&prim_util("b", "1"))
+        .rsc(&prim_util("c", "1"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n2 )", "Start c ( n1 )"]);
+}
+
+#[test]
+fn require_all_false_clone_set_runs_then_with_any_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[], &prim("x", &[], "")))
+        .rsc(&clone("c2", &[], &prim("y", &[], "")))
+        .rsc(&prim("after", &[], ""))
+        .cons(&loc("c1-off", "c1", "n1", "-INFINITY"))
+        .cons(&loc("c1-off2", "c1", "n2", "-INFINITY"))
+        .cons(
+            r#"<rsc_order id="o"><resource_set id="s1" sequential="false" require-all="false"><resource_ref id="c1"/><resource_ref id="c2"/></resource_set><resource_set id="s2"><resource_ref id="after"/></resource_set></rsc_order>"#,
+        )
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start y:0 ( n1 )", "Start y:1 ( n2 )", "Start after ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- batch 5
+
+#[test]
+fn legacy_slave_target_role_means_unpromoted() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("target-role", "Slave")]))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )"]);
+}
+
+#[test]
+fn legacy_master_role_in_a_location_rule() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .cons(r#"<rsc_location id="l" rsc="ms" role="Master" node="n2" score="100"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn unmanaged_clone_instance_failure_is_left_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("is-managed", "false")], &prim("d", &[], &monitor("d", "10s", ""))))
+        .online("n1", &[("fail-count-d#monitor_10000", "1")], &[("d", FAILED_MONITOR)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_stop_on_a_clone_stops_the_failed_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[], &monitor("d", "10s", r#"on-fail="stop""#))))
+        .rsc(&prim("other", &[], ""))
+        .online("n1", &[("fail-count-d#monitor_10000", "1")], &[("d", FAILED_MONITOR), ("other", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING), ("other", STOPPED)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn rsc_defaults_stickiness_applies_to_every_resource() {
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("resource-stickiness", "INFINITY")])
+        .rsc(&prim("a", &[], ""))
+        .cons(&loc("a-n2", "a", "n2", "1000"))
+        .online("n1", &[], &[("a", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn multi_state_stop_of_failed_unpromoted_recover() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &monitor("s", "11s", r#"role="Unpromoted""#)), &[]))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online(
+            "n2",
+            &[("fail-count-s#monitor_11000", "1"), ("master-s", "5")],
+            &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 1, 3)])],
+        )
+        .expect(&["Recover s:1 ( Unpromoted n2 )"]);
+}
+
+// ---------------------------------------------------------------- batch 6: defaults and inheritance
+
+#[test]
+fn migration_threshold_from_rsc_defaults() {
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("migration-threshold", "1")])
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn group_meta_stickiness_is_inherited_by_members() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group("g", &[("resource-stickiness", "60")], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("a-n2", "a", "n2", "100"))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn op_defaults_on_fail_applies_to_every_operation() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .op_defaults(&[("on-fail", "block")])
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn requires_nothing_starts_without_quorum() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("free", &[("requires", "nothing")], ""))
+        .rsc(&prim("bound", &[], ""))
+        .online("n1", &[], &[])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&["Start free ( n1 )", "Start bound ( n1 ) due to no quorum (blocked)"]);
+}
+
+#[test]
+fn order_demote_then_stop() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[("target-role", "Stopped")], ""))
+        .cons(r#"<rsc_location id="ms-n1" rsc="ms" role="Promoted" node="n1" score="-INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="ms" first-action="demote" then="r" then-action="stop"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("r", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&[
+            "Demote s:0 ( Promoted -> Unpromoted n1 )",
+            "Promote s:1 ( Unpromoted -> Promoted n2 )",
+            "Stop r ( n1 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn failure_timeout_expiry_with_start_failure_not_fatal() {
+    Cib::new(&["n1", "n2"])
+        .prop("start-failure-is-fatal", "false")
+        .rsc(&prim("r", &[("migration-threshold", "2"), ("failure-timeout", "120")], ""))
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .online(
+            "n1",
+            &[("fail-count-r#start_0", "2"), ("last-failure-r#start_0", "1600000000")],
+            &[("r", &[("start", 0, 1, 2), ("stop", 0, 0, 3)])],
+        )
+        .online("n2", &[], &[("r", RUNNING)])
+        .at(1_600_000_200)
+        .expect(&["Move r ( n2 -> n1 )"]);
+}
+
+// ---------------------------------------------------------------- batch 7: rules
+
+fn attr_node(n: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = format!(r#"<instance_attributes id="{n}-ia">"#);
+    for (k, v) in pairs {
+        let _ = write!(s, r#"<nvpair id="{n}-{k}" name="{k}" value="{v}"/>"#);
+    }
+    s.push_str("</instance_attributes>");
+    s
+}
+
+#[test]
+fn rule_on_uname_pins_a_resource() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(r##"<rsc_location id="l" rsc="r"><rule id="l-r" score="INFINITY"><expression id="l-e" attribute="#uname" operation="eq" value="n2"/></rule></rsc_location>"##)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn nested_rules_combine_with_their_boolean_ops() {
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml("n1", &attr_node("n1", &[("rack", "a"), ("ssd", "yes")]))
+        .node_xml("n2", &attr_node("n2", &[("rack", "b"), ("ssd", "yes")]))
+        .node_xml("n3", &attr_node("n3", &[("rack", "b"), ("ssd", "no")]))
+        .rsc(&prim("r", &[], ""))
+        .cons(
+            r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="100" boolean-op="and"><expression id="l-e1" attribute="rack" operation="eq" value="b"/><rule id="l-r2" boolean-op="or"><expression id="l-e2" attribute="ssd" operation="eq" value="yes"/><expression id="l-e3" attribute="rack" operation="eq" value="z"/></rule></rule></rsc_location>"#,
+        )
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn version_comparison_in_rules() {
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr_node("n1", &[("kver", "5.10.2")]))
+        .node_xml("n2", &attr_node("n2", &[("kver", "5.9.30")]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY"><expression id="l-e" attribute="kver" operation="lt" value="5.10" type="version"/></rule></rsc_location>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn number_comparison_is_numeric_not_lexical() {
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr_node("n1", &[("mem", "9")]))
+        .node_xml("n2", &attr_node("n2", &[("mem", "10")]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="INFINITY"><expression id="l-e" attribute="mem" operation="gt" value="9" type="number"/></rule></rsc_location>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn rule_with_role_applies_only_to_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .cons(r##"<rsc_location id="l" rsc="ms"><rule id="l-r" role="Promoted" score="100"><expression id="l-e" attribute="#uname" operation="eq" value="n2"/></rule></rsc_location>"##)
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn resource_discovery_exclusive_limits_the_resource_to_those_nodes() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("q", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r" node="n2" score="0" resource-discovery="exclusive"/>"#)
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .cons(&loc("q-n1", "q", "n1", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )", "Start q ( n1 )"]);
+}
+
+#[test]
+fn migration_threshold_zero_never_moves_for_failures() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "0")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "50")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 )"]);
+}
+
+#[test]
+fn resource_discovery_never_skips_the_probe_there() {
+    let c = Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("x", &[], ""))
+        .cons(r#"<rsc_location id="l" rsc="r" node="n2" score="-INFINITY" resource-discovery="never"/>"#)
+        .cons(r#"<rsc_location id="lx" rsc="x" node="n3" score="0" resource-discovery="exclusive"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[]);
+    assert_eq!(c.probed_on("r"), vec!["n1", "n3"]);
+    assert_eq!(c.probed_on("x"), vec!["n3"]);
+}
+
+#[test]
+fn clone_instances_default_to_stickiness_one() {
+    // No stickiness configured: clones still default to 1, so instances outweigh a
+    // zero-score preference and a less loaded node.
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .rsc(&prim("other", &[], ""))
+        .cons(&loc("other-n1", "other", "n1", "INFINITY"))
+        .online("n1", &[], &[("d", RUNNING), ("other", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn promotable_clone_is_stable_without_stickiness() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n3", &[], &[("s", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn on_fail_fence_uses_the_configured_fencing_action() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("fencing-action", "off")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], &monitor("r", "10s", r#"on-fail="fence""#)))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED), ("fence", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (off) n1 'r failed there'", "Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn unclean_node_with_fencing_disabled_is_not_fenced_and_its_resources_are_left() {
+    // Without fencing, a node that left uncleanly is assumed down: nothing is fenced.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn lost_node_with_clone_and_promoted_instance_is_fenced_and_promotion_moves() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("fence", &[("start", 0, 0, 2)]), ("s", RUNNING)])
+        .lost("n2", &[("s", PROMOTED)])
+        .expect(&[
+            "Fence (reboot) n2 'peer is no longer part of the cluster'",
+            "Promote s:0 ( Unpromoted -> Promoted n1 )",
+            "Stop s:1 ( Promoted n2 ) due to node availability",
+        ]);
+}
+
+// ---------------------------------------------------------------- batch 8
+
+#[test]
+fn asymmetric_cluster_stops_a_resource_with_no_allowed_node() {
+    Cib::new(&["n1"])
+        .prop("symmetric-cluster", "false")
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("r", RUNNING)])
+        .expect(&["Stop r ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn target_role_promoted_allows_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("target-role", "Promoted")]))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )"]);
+}
+
+#[test]
+fn utilization_counts_every_clone_instance() {
+    let d = format!(
+        r#"<primitive id="d" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("d", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&clone("c", &[], &d))
+        .rsc(&prim_util("r", "1"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+}
+
+#[test]
+fn higher_priority_primitive_takes_capacity_from_a_clone() {
+    let d = format!(
+        r#"<primitive id="d" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("d", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&clone("c", &[], &d))
+        .rsc(&format!(
+            r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}{}</primitive>"#,
+            meta("r", &[("priority", "10")]),
+            util("r", &[("cpu", "1")])
+        ))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n2 )", "Start r ( n1 )"]);
+}
+
+#[test]
+fn optional_order_applies_when_both_act_in_one_transition() {
+    // Both start now: the optional order still sequences them, and neither is blocked.
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" kind="Optional"/>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n1 )"]);
+}
+
+#[test]
+fn optional_order_does_not_block_then_when_first_cannot_start() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[("target-role", "Stopped")], ""))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" kind="Optional"/>"#)
+        .online("n1", &[], &[])
+        .expect(&["Start b ( n1 )"]);
+}
+
+#[test]
+fn colocation_set_places_members_together() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(&loc("a-n2", "a", "n2", "100"))
+        .cons(r#"<rsc_colocation id="co" score="INFINITY"><resource_set id="cs"><resource_ref id="a"/><resource_ref id="b"/><resource_ref id="c"/></resource_set></rsc_colocation>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )", "Start c ( n2 )"]);
+}
+
+#[test]
+fn later_group_member_preferences_pull_the_group() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn non_critical_group_member_does_not_pull_the_group() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group(
+            "g",
+            &[],
+            &[prim("a", &[("resource-stickiness", "50")], ""), prim("b", &[("critical", "false")], "")],
+        ))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .online("n1", &[], &[("a", RUNNING), ("b", STOPPED)])
+        .online("n2", &[], &[])
+        .expect(&["Start b ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- batch 9
+
+#[test]
+fn promoted_node_max_limits_promotions_per_node() {
+    Cib::new(&["n1"])
+        .rsc(&clone(
+            "ms",
+            &[
+                ("promotable", "true"),
+                ("clone-max", "2"),
+                ("clone-node-max", "2"),
+                ("promoted-max", "2"),
+                ("globally-unique", "true"),
+            ],
+            &prim("s", &[], ""),
+        ))
+        .online("n1", &[("master-s:0", "10"), ("master-s:1", "10")], &[])
+        .expect(&["Promote s:0 ( Stopped -> Promoted n1 )", "Start s:1 ( n1 )"]);
+}
+
+#[test]
+fn anti_colocation_with_a_clone_keeps_off_every_instance_node() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_colocation id="co" rsc="r" with-rsc="c" score="-INFINITY"/>"#)
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[])
+        .expect(&["Start r ( n3 )"]);
+}
+
+#[test]
+fn failure_timeout_expiry_frees_a_clone_instance_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[],
+            &prim("d", &[("migration-threshold", "1"), ("failure-timeout", "60")], &monitor("d", "10s", "")),
+        ))
+        .online(
+            "n1",
+            &[("fail-count-d#monitor_10000", "1"), ("last-failure-d#monitor_10000", "1600000000")],
+            &[("d", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)])],
+        )
+        .online("n2", &[], &[("d", RUNNING)])
+        .at(1_600_000_100)
+        .expect(&["Start d:1 ( n1 )"]);
+}
+
+#[test]
+fn unexpired_clone_failure_keeps_the_instance_away() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[],
+            &prim("d", &[("migration-threshold", "1"), ("failure-timeout", "60")], &monitor("d", "10s", "")),
+        ))
+        .online(
+            "n1",
+            &[("fail-count-d#monitor_10000", "1"), ("last-failure-d#monitor_10000", "1600000000")],
+            &[("d", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)])],
+        )
+        .online("n2", &[], &[("d", RUNNING)])
+        .at(1_600_000_030)
+        .expect(&[]);
+}
+
+#[test]
+fn never_seen_node_is_fenced_at_startup() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (reboot) n2 'node is unclean'"]);
+}
+
+#[test]
+fn startup_fencing_false_trusts_never_seen_nodes() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("startup-fencing", "false")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)])])
+        .expect(&[]);
+}
+
+#[test]
+fn no_quorum_freeze_does_not_recover_resources_of_lost_nodes() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("no-quorum-policy", "freeze")
+        .rsc(&prim("mine", &[], &monitor("mine", "10s", "")))
+        .rsc(&prim("theirs", &[], ""))
+        .online("n1", &[("fail-count-mine#monitor_10000", "1")], &[("mine", FAILED_MONITOR), ("theirs", STOPPED)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&["Recover mine ( n1 )", "Start theirs ( n1 ) due to quorum freeze (blocked)"]);
+}
+
+#[test]
+fn clone_colocated_with_promoted_role_runs_only_with_the_promoted_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&clone("c", &[("interleave", "true")], &prim("d", &[], "")))
+        .cons(r#"<rsc_colocation id="co" rsc="c" with-rsc="ms" with-rsc-role="Promoted" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="ms" first-action="promote" then="c" then-action="start"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("d", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("d", STOPPED)])
+        .expect(&["Start d:0 ( n1 )"]);
+}
+
+#[test]
+fn promotable_dependent_promotes_with_its_promoted_primary() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms1", &prim("s1", &[], ""), &[]))
+        .rsc(&promotable("ms2", &prim("s2", &[], ""), &[]))
+        .cons(r#"<rsc_colocation id="co" rsc="ms2" rsc-role="Promoted" with-rsc="ms1" with-rsc-role="Promoted" score="INFINITY"/>"#)
+        .online("n1", &[("master-s1", "5"), ("master-s2", "10")], &[("s1", RUNNING), ("s2", RUNNING)])
+        .online("n2", &[("master-s1", "10"), ("master-s2", "5")], &[("s1", RUNNING), ("s2", RUNNING)])
+        .expect(&["Promote s1:1 ( Unpromoted -> Promoted n2 )", "Promote s2:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn unrelated_configuration_sections_are_tolerated() {
+    let c = Cib::new(&["n1"]).rsc(&prim("r", &[], "")).online("n1", &[], &[]);
+    let xml = c.xml().replace(
+        "</constraints>",
+        r#"</constraints><fencing-topology><fencing-level id="fl" target="n1" index="1" devices="f1"/></fencing-topology><acls><acl_role id="ro"/></acls><alerts><alert id="a" path="/bin/true"/></alerts><tags><tag id="t"><obj_ref id="r"/></tag></tags>"#,
+    );
+    let sim = crm::simulate::simulate(&xml, &crm::simulate::SimOptions::default()).expect("parses");
+    assert_eq!(sim.transition.summary.len(), 1, "{:?}", sim.transition.summary);
+}
+
+#[test]
+fn asymmetric_order_does_not_restart_then_when_first_recovers() {
+    Cib::new(&["n1"])
+        .rsc(&prim("a", &[], &monitor("a", "10s", "")))
+        .rsc(&prim("b", &[], ""))
+        .cons(r#"<rsc_order id="o" first="a" then="b" symmetrical="false"/>"#)
+        .online("n1", &[("fail-count-a#monitor_10000", "1")], &[("a", FAILED_MONITOR), ("b", RUNNING)])
+        .expect(&["Recover a ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- odd shapes never panic
+
+#[test]
+fn odd_but_parseable_shapes_schedule_without_panicking() {
+    let base = || Cib::new(&["n1", "n2"]).online("n1", &[], &[]).online("n2", &[], &[]);
+    let shapes: Vec<Cib> = vec![
+        base().rsc(r#"<group id="g"/>"#),
+        base().rsc(r#"<clone id="c"><group id="cg"/></clone>"#),
+        base().rsc(&prim("a", &[], "")).cons(r#"<rsc_order id="o"><resource_set id="s"/></rsc_order>"#),
+        base().rsc(&prim("a", &[], "")).cons(r#"<rsc_colocation id="co" rsc="a" with-rsc="a" score="INFINITY"/>"#),
+        base().rsc(&prim("a", &[], "")).cons(r#"<rsc_order id="o" first="a" then="a"/>"#),
+        base().rsc(&prim("a", &[], "")).cons(&loc("l", "a", "nosuchnode", "INFINITY")),
+        base().rsc(&prim("a", &[("container", "a")], "")),
+        base().rsc(&promotable("ms", &prim("s", &[], ""), &[("clone-max", "0"), ("promoted-max", "0")])),
+        base().rsc(&clone("c", &[("clone-node-max", "0")], &prim("d", &[], ""))),
+        base().rsc(&prim("a", &[], "")).cons(
+            r#"<rsc_colocation id="co" score="INFINITY"><resource_set id="s1"><resource_ref id="a"/></resource_set><resource_set id="s2"><resource_ref id="a"/></resource_set></rsc_colocation>"#,
+        ),
+        base()
+            .rsc(&prim("a", &[], ""))
+            .rsc(&prim("b", &[], ""))
+            .cons(r#"<rsc_order id="o1" first="a" then="b"/>"#)
+            .cons(r#"<rsc_order id="o2" first="b" then="a"/>"#),
+        base()
+            .rsc(&prim("a", &[], ""))
+            .rsc(&prim("b", &[], ""))
+            .cons(r#"<rsc_colocation id="c1" rsc="a" with-rsc="b" score="INFINITY"/>"#)
+            .cons(r#"<rsc_colocation id="c2" rsc="b" with-rsc="a" score="-INFINITY"/>"#),
+        base().rsc(&prim("a", &[], "")).online("ghost", &[], &[("a", RUNNING)]),
+        base().rsc(&prim("a", &[("target-role", "Promoted")], "")),
+        base().rsc(&group("g", &[("promotable", "true")], &[prim("a", &[], "")])),
+    ];
+    for c in shapes {
+        let xml = c.xml();
+        let opts = crm::simulate::SimOptions::default();
+        let r = std::panic::catch_unwind(|| crm::simulate::simulate(&xml, &opts).map(|s| s.transition.summary));
+        assert!(r.is_ok(), "panicked on {xml}");
+    }
+}
+
+#[test]
+fn group_member_past_threshold_moves_the_whole_group() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group(
+            "g",
+            &[],
+            &[prim("a", &[], ""), prim("b", &[("migration-threshold", "1")], &monitor("b", "10s", ""))],
+        ))
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("a", RUNNING), ("b", FAILED_MONITOR)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Recover b ( n1 -> n2 )"]);
+}
+
+#[test]
+fn standby_node_with_a_failed_resource_recovers_it_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &attr_node("n1", &[("standby", "on")]))
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn transient_standby_attribute_also_drains_the_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[("standby", "true")], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn a_cloned_primitives_own_target_role_overrides_the_clones() {
+    // Meta attributes set on the primitive itself win over those it inherits from its clone.
+    let d = format!(
+        r#"<primitive id="d" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        meta("d", &[("target-role", "Started")])
+    );
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("target-role", "Stopped")], &d))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn a_disabled_clone_stops_instances_without_their_own_target_role() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("target-role", "stopped")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability", "Stop d:1 ( n2 ) due to node availability"]);
+}
+
+#[test]
+fn re_promotion_after_on_fail_demote_demotes_promotes_and_restores_the_promoted_monitor() {
+    let ops = format!(
+        "{}{}",
+        monitor("s", "10s", r#"role="Promoted" on-fail="demote""#),
+        monitor("s", "11s", r#"role="Unpromoted""#)
+    );
+    let c = Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &ops), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])]);
+    let actions = c.actions();
+    for want in ["s:0 demote on n1", "s:0 promote on n1", "s:0 monitor=10000 on n1"] {
+        assert!(actions.split_whitespace().collect::<Vec<_>>().join(" ").contains(want), "{want} missing:\n{actions}");
+    }
+    assert!(!actions.contains("s:0 stop"), "no stop expected:\n{actions}");
+}
+
+#[test]
+fn promotion_schedules_the_promoted_monitor() {
+    let ops = format!("{}{}", monitor("s", "10s", r#"role="Promoted""#), monitor("s", "11s", r#"role="Unpromoted""#));
+    let c = Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], &ops), &[]))
+        .online("n1", &[("master-s", "10")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])])
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])]);
+    let actions = c.actions().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(actions.contains("s:0 promote on n1") && actions.contains("s:0 monitor=10000 on n1"), "{actions}");
+    assert!(!actions.contains("s:1 monitor=11000"), "the unpromoted monitor keeps running: {actions}");
+}
+
+#[test]
+fn operations_referenced_by_id_ref_apply() {
+    // r2 reuses r1's operations (with on-fail=block) through id-ref.
+    Cib::new(&["n1", "n2"])
+        .rsc(r#"<primitive id="r1" class="ocf" provider="pacemaker" type="Dummy"><operations id="shared-ops"><op id="shared-mon" name="monitor" interval="10s" on-fail="block"/></operations></primitive>"#)
+        .rsc(r#"<primitive id="r2" class="ocf" provider="pacemaker" type="Dummy"><operations id-ref="shared-ops"/></primitive>"#)
+        .online("n1", &[("fail-count-r2#monitor_10000", "1")], &[("r1", RUNNING), ("r2", FAILED_MONITOR)])
+        .online("n2", &[], &[("r1", STOPPED), ("r2", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn unmanaged_resources_are_still_monitored_but_not_in_maintenance() {
+    let monitored = |metas: &[(&str, &str)]| {
+        Cib::new(&["n1"])
+            .rsc(&prim("r", metas, &monitor("r", "10s", "")))
+            .online("n1", &[], &[("r", &[("start", 0, 0, 2)])])
+            .actions()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains("r monitor=10000 on n1")
+    };
+    assert!(monitored(&[]), "a running resource without its monitor gets one");
+    assert!(monitored(&[("is-managed", "false")]), "unmanaged: still monitored");
+    assert!(!monitored(&[("maintenance", "true")]), "maintenance: not monitored");
+}
+
+#[test]
+fn failure_timeout_counts_from_the_most_recent_failure() {
+    // One old failure and one recent one: the fail count has not expired yet.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("migration-threshold", "2"), ("failure-timeout", "60s")], &monitor("r", "10s", "")))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online(
+            "n1",
+            &[
+                ("fail-count-r#monitor_10000", "1"),
+                ("last-failure-r#monitor_10000", "1600000000"),
+                ("fail-count-r#start_0", "1"),
+                ("last-failure-r#start_0", "1600000090"),
+            ],
+            &[(
+                "r",
+                &[
+                    ("start", 0, 0, 2),
+                    ("monitor", 10000, 1, 3),
+                    ("stop", 0, 0, 4),
+                    ("start", 0, 1, 5),
+                    ("stop", 0, 0, 6),
+                ],
+            )],
+        )
+        .online("n2", &[], &[("r", RUNNING)])
+        .at(1_600_000_100)
+        .expect(&[]);
+}
+
+#[test]
+fn stopping_a_group_member_stops_the_members_after_it() {
+    Cib::new(&["n1"])
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[("target-role", "Stopped")], ""), prim("c", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING), ("c", RUNNING)])
+        .expect(&["Stop b ( n1 ) due to node availability", "Stop c ( n1 ) due to node availability"]);
+}

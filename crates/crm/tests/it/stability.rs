@@ -1,0 +1,216 @@
+//! Once every action of a transition has succeeded, scheduling again finds nothing to do: the
+//! scheduler's decisions are stable. Each corpus case is scheduled, its executable actions are
+//! recorded into the status section as successful operations (fencing takes the node down),
+//! and the next transition's summary must be empty.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use crm::cib::{Cib, LrmOp, LrmResource, Resource, ResourceKind};
+use crm::controller::{Dispatch, GraphRun, Outcome};
+use crm::{ActionKind, Transition};
+use wire::{Duration, Instant};
+
+/// Primitive ids that belong to a globally-unique clone (their history is kept per instance).
+fn unique_clone_primitives(rs: &[Resource], in_unique: bool, out: &mut BTreeSet<String>) {
+    for r in rs {
+        match &r.kind {
+            ResourceKind::Primitive { .. } => {
+                if in_unique {
+                    out.insert(r.id.clone());
+                }
+            }
+            ResourceKind::Group { members } => unique_clone_primitives(members, in_unique, out),
+            ResourceKind::Clone { child, .. } => {
+                let unique = r.meta.iter().flat_map(|s| &s.pairs).any(|p| {
+                    p.name == "globally-unique" && p.value.as_deref().is_some_and(|v| matches!(v, "true" | "yes" | "1"))
+                });
+                unique_clone_primitives(std::slice::from_ref(child), unique, out);
+            }
+        }
+    }
+}
+
+fn agent_of(rs: &[Resource], id: &str) -> Option<(String, Option<String>, String)> {
+    for r in rs {
+        match &r.kind {
+            ResourceKind::Primitive { class, provider, agent } if r.id == id => {
+                return Some((class.clone(), provider.clone(), agent.clone()));
+            }
+            ResourceKind::Primitive { .. } => {}
+            ResourceKind::Group { members } => {
+                if let Some(a) = agent_of(members, id) {
+                    return Some(a);
+                }
+            }
+            ResourceKind::Clone { child, .. } => {
+                if let Some(a) = agent_of(std::slice::from_ref(child), id) {
+                    return Some(a);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Records every executable action of `t` into `cib` as a success, in a valid order.
+fn apply(cib: &mut Cib, t: &Transition, now: i64) {
+    let mut unique = BTreeSet::new();
+    unique_clone_primitives(&cib.config.resources, false, &mut unique);
+    let mut run = GraphRun::new(t, Duration::from_secs(60));
+    let mut out = Vec::new();
+    run.poll(Instant::ZERO, &mut out);
+    let mut order = Vec::new();
+    while let Some(d) = out.pop() {
+        let action = match d {
+            Dispatch::Execute { action, .. } | Dispatch::Fence { action, .. } => action,
+        };
+        order.push(action);
+        run.result(Instant::ZERO, action, Outcome::Ok, &mut out);
+    }
+    // Probes report what was there before anything else ran.
+    order.sort_by_key(|&i| !(t.actions[i].kind == ActionKind::Monitor && t.actions[i].interval_ms == 0));
+    let mut promoted: BTreeMap<(String, String), bool> = BTreeMap::new();
+    let mut active: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for a in order.into_iter().map(|i| &t.actions[i]) {
+        let Some(n) = a.node else { continue };
+        let node = t.node_name(n).to_string();
+        let Some(ns) = cib.status.iter_mut().find(|s| s.uname.as_deref() == Some(node.as_str()) || s.id == node) else {
+            continue;
+        };
+        if a.kind == ActionKind::Fence {
+            ns.in_ccm = Some("false".into());
+            ns.crmd = Some("offline".into());
+            ns.join = Some("down".into());
+            ns.expected = Some("down".into());
+            ns.resources.clear();
+            continue;
+        }
+        let Some(r) = a.rsc else { continue };
+        let name = t.resource_name(r).to_string();
+        let base = name.split(':').next().unwrap_or(&name).to_string();
+        // Histories may be recorded under the instance name (older anonymous clones, and
+        // unique clones) or under the base name.
+        let same_base = |id: &str| id == base || id.split_once(':').is_some_and(|(b, _)| b == base);
+        let lrm_id = if ns.resources.iter().any(|lr| lr.id == name) || unique.contains(&base) {
+            name.clone()
+        } else if let Some(lr) = ns.resources.iter().find(|lr| same_base(&lr.id)) {
+            lr.id.clone()
+        } else {
+            base.clone()
+        };
+        let task = match a.kind {
+            ActionKind::Start => "start",
+            ActionKind::Stop => "stop",
+            ActionKind::Promote => "promote",
+            ActionKind::Demote => "demote",
+            ActionKind::Monitor => "monitor",
+            _ => continue,
+        };
+        let call = ns.resources.iter().flat_map(|lr| &lr.ops).map(|o| o.call_id).max().unwrap_or(0) + 1;
+        let key = (lrm_id.clone(), node.clone());
+        // Whether the resource is active there: recorded by this run, else by the history.
+        let active_before = active.get(&key).copied().unwrap_or_else(|| {
+            ns.resources
+                .iter()
+                .find(|lr| lr.id == lrm_id)
+                .and_then(|lr| lr.ops.iter().max_by_key(|o| o.call_id))
+                .is_some_and(|o| !(o.operation == "stop" || (o.operation == "monitor" && o.rc == 7)))
+        });
+        let rc = match (task, a.interval_ms) {
+            ("monitor", 0) => 7,
+            ("monitor", _) if !active_before => 7,
+            ("monitor", _) if promoted.get(&key).copied().unwrap_or(false) => 8,
+            _ => 0,
+        };
+        match task {
+            "start" => {
+                active.insert(key.clone(), true);
+            }
+            "stop" => {
+                active.insert(key.clone(), false);
+            }
+            _ => {}
+        }
+        match task {
+            "promote" => {
+                promoted.insert(key, true);
+            }
+            "demote" | "stop" => {
+                promoted.insert(key, false);
+            }
+            _ => {}
+        }
+        let lr = match ns.resources.iter().position(|lr| lr.id == lrm_id) {
+            Some(i) => &mut ns.resources[i],
+            None => {
+                let (class, provider, agent) = agent_of(&cib.config.resources, &base).unwrap_or_default();
+                ns.resources.push(LrmResource {
+                    id: lrm_id.clone(),
+                    class: Some(class),
+                    provider,
+                    agent: Some(agent),
+                    ops: Vec::new(),
+                });
+                ns.resources.last_mut().expect("just pushed")
+            }
+        };
+        lr.ops.push(LrmOp {
+            id: format!("{lrm_id}_{task}_{}", a.interval_ms),
+            operation: task.into(),
+            interval_ms: a.interval_ms,
+            rc,
+            op_status: 0,
+            call_id: call,
+            target_rc: Some(rc),
+            last_rc_change: Some(now),
+            on_node: Some(node.clone()),
+            ..LrmOp::default()
+        });
+    }
+}
+
+#[test]
+fn a_completed_transition_leaves_nothing_to_do() {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/pcmk-scheduler-cases/xml"));
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("corpus present").flatten().map(|e| e.path()).collect();
+    files.sort();
+    let mut unstable = Vec::new();
+    let mut checked = 0;
+    for path in &files {
+        let text = std::fs::read_to_string(path).expect("readable");
+        let Ok((mut cib, _)) = crm::cib::parse_cib(&text) else { continue };
+        let now = cib.execution_date.unwrap_or(1_700_000_000);
+        let t = crm::schedule(&cib, None, now);
+        apply(&mut cib, &t, now);
+        let again = crm::schedule(&cib, None, now);
+        if std::env::var("STABILITY_DUMP").ok().as_deref() == path.file_stem().and_then(|s| s.to_str()) {
+            std::fs::write("/tmp/stability-dump.xml", crm::cib::to_xml(&cib)).expect("dump");
+            for r in std::env::var("STABILITY_EXPLAIN").unwrap_or_default().split(',').filter(|r| !r.is_empty()) {
+                eprintln!("{}", crm::simulate::explain(&t, r).unwrap_or_default());
+                eprintln!("{}", crm::simulate::explain(&again, r).unwrap_or_default());
+            }
+        }
+        checked += 1;
+        // Blocked actions are wishes, not work left undone.
+        let left: Vec<&String> = again
+            .summary
+            .iter()
+            .filter(|l| !l.trim_end().ends_with("blocked)") && !l.trim_end().ends_with(" blocked"))
+            .collect();
+        if !left.is_empty() {
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
+            unstable.push(format!("{name}:\n    first: {:?}\n    then:  {:?}", t.summary, again.summary));
+        }
+    }
+    if std::env::var("STABILITY_VERBOSE").is_ok() {
+        eprintln!("{}", unstable.join("\n"));
+    }
+    let stable = checked - unstable.len();
+    println!("stable {stable} / {checked}");
+    // Some corpus cases are legitimately not at rest after one transition (no stickiness and
+    // a count tie-break, clone histories recorded under several instance names on one node,
+    // nodes with no status entry); the rest must stay stable.
+    assert!(stable >= 302, "only {stable} of {checked} corpus transitions leave the cluster at rest");
+}
