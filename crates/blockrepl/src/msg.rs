@@ -13,14 +13,28 @@ pub const KIND: u8 = 0x42;
 
 /// Block data shared without copying: between the local write and the message to the peer,
 /// and between the pieces of one large application write (each a view of the same buffer).
-#[derive(Clone, Default)]
+/// The buffer is any shared byte container, so a driver can hand out buffers that go back
+/// to its pool when the last view is dropped.
+#[derive(Clone)]
 pub struct Payload {
-    buf: Arc<Vec<u8>>,
+    buf: Arc<dyn AsRef<[u8]> + Send + Sync>,
     start: usize,
     end: usize,
 }
 
+impl Default for Payload {
+    fn default() -> Self {
+        Vec::new().into()
+    }
+}
+
 impl Payload {
+    /// All bytes of a shared buffer.
+    pub fn shared(buf: Arc<dyn AsRef<[u8]> + Send + Sync>) -> Payload {
+        let end = (*buf).as_ref().len();
+        Payload { buf, start: 0, end }
+    }
+
     /// Bytes.
     pub fn len(&self) -> usize {
         self.end - self.start
@@ -41,15 +55,14 @@ impl Payload {
 
 impl From<Vec<u8>> for Payload {
     fn from(v: Vec<u8>) -> Self {
-        let end = v.len();
-        Payload { buf: Arc::new(v), start: 0, end }
+        Payload::shared(Arc::new(v))
     }
 }
 
 impl std::ops::Deref for Payload {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        &(*self.buf).as_ref()[self.start..self.end]
     }
 }
 
@@ -363,6 +376,17 @@ impl SplitPrefix {
 
     /// Rebuilds the message from the payload and the bytes after it (`tail_len` of them).
     pub fn into_msg(self, data: Vec<u8>, after: &[u8]) -> Result<Msg, wire::DecodeError> {
+        self.into_msg_with(data, after, Payload::from)
+    }
+
+    /// Like [`SplitPrefix::into_msg`]; `share` turns the payload of a [`Msg::Data`] into a
+    /// [`Payload`] (a driver's pooled buffer, for example).
+    pub fn into_msg_with(
+        self,
+        data: Vec<u8>,
+        after: &[u8],
+        share: impl FnOnce(Vec<u8>) -> Payload,
+    ) -> Result<Msg, wire::DecodeError> {
         match self {
             SplitPrefix::Data { seq, epoch, offset, .. } => {
                 let fua = match after {
@@ -370,7 +394,7 @@ impl SplitPrefix {
                     [1] => true,
                     _ => return Err(wire::DecodeError::Body("Data: fua is not a boolean".into())),
                 };
-                Ok(Msg::Data { seq, epoch, offset, data: data.into(), fua })
+                Ok(Msg::Data { seq, epoch, offset, data: share(data), fua })
             }
             SplitPrefix::RsData { start, .. } => Ok(Msg::RsData { start, data }),
         }

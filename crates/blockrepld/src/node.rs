@@ -2,7 +2,7 @@
 //! thread outside the lock (so frontend requests run in parallel), link frames and metadata
 //! writes handed in order to their own threads, a ticker for timers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
@@ -16,6 +16,7 @@ use blockrepl::msg::{Payload, SplitFrame};
 use blockrepl::{Config, Effect, Engine, Input, IoError, IoId, Meta, Msg, ReqId, Status};
 use wire::{Generation, Instant, NodeId};
 
+use crate::buffers::Buffers;
 use crate::config::DaemonConfig;
 use crate::{link, meta};
 
@@ -74,13 +75,21 @@ struct Link {
     id: u64,
     out: Arc<LinkOut>,
     stream: TcpStream,
+    /// Wakes the link's sender thread (dropped with the link, which ends the thread).
+    kick: SyncSender<()>,
 }
+
+/// Queued bytes from which the sender thread writes them, while the thread that queued them
+/// moves on (a large write's local copy or the next request). Less is written right away by
+/// the thread that queued it: no hand-off on the latency path of small writes and acks.
+const HAND_OFF_BYTES: usize = 64 * 1024;
 
 /// Frames queued in engine order, written by whichever thread gets the socket first. Nobody
 /// writes while holding the engine lock, so a peer that stops reading can only stall writers,
 /// never the receiving side.
 struct LinkOut {
-    queue: Mutex<Vec<Frame>>,
+    /// Frames and their total length.
+    queue: Mutex<(Vec<Frame>, usize)>,
     socket: Mutex<TcpStream>,
 }
 
@@ -94,6 +103,20 @@ enum Frame {
 const IOV_BATCH: usize = 512;
 
 impl LinkOut {
+    fn new(socket: TcpStream) -> Self {
+        LinkOut { queue: Mutex::new((Vec::new(), 0)), socket: Mutex::new(socket) }
+    }
+
+    fn push(&self, frame: Frame, len: usize) {
+        let mut q = lock(&self.queue);
+        q.0.push(frame);
+        q.1 += len;
+    }
+
+    fn queued_bytes(&self) -> usize {
+        lock(&self.queue).1
+    }
+
     /// Writes queued frames until the queue is empty or another thread is writing.
     fn pump(&self) {
         loop {
@@ -101,18 +124,18 @@ impl LinkOut {
                 return;
             };
             loop {
-                let frames = std::mem::take(&mut *lock(&self.queue));
+                let frames = std::mem::take(&mut *lock(&self.queue)).0;
                 if frames.is_empty() {
                     break;
                 }
                 if write_frames(&mut sock, &frames).is_err() {
-                    lock(&self.queue).clear();
+                    *lock(&self.queue) = (Vec::new(), 0);
                     return;
                 }
             }
             drop(sock);
             // A frame queued while we were releasing the socket is ours to write.
-            if lock(&self.queue).is_empty() {
+            if lock(&self.queue).0.is_empty() {
                 return;
             }
         }
@@ -165,7 +188,9 @@ pub(crate) struct Node {
     meta_tx: Mutex<Sender<(u64, Meta)>>,
     pub(crate) stop: AtomicBool,
     pub(crate) link_bytes_sent: AtomicU64,
-    pool: Mutex<Sender<LocalOp>>,
+    /// Reused payload buffers (frontends and the link reader).
+    pub(crate) buffers: Arc<Buffers>,
+    pool: Mutex<Sender<Vec<LocalOp>>>,
     psk: Vec<u8>,
     me: u32,
     peer: u32,
@@ -195,6 +220,26 @@ enum LocalOp {
     Read { io: IoId, offset: u64, len: u32 },
 }
 
+fn register(core: &mut Core, w: Waiter) -> ReqId {
+    core.next_req += 1;
+    let id = core.next_req;
+    core.waiters.insert(id, w);
+    ReqId(id)
+}
+
+fn hand_off_bytes() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("BLOCKREPL_HANDOFF").ok().and_then(|v| v.parse().ok()).unwrap_or(HAND_OFF_BYTES)
+    })
+}
+
+/// Experiment switch: run large local writes inline instead of on the pool.
+fn local_inline() -> bool {
+    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V.get_or_init(|| std::env::var_os("BLOCKREPL_LOCAL_INLINE").is_some())
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another thread must not silence replication: keep going with the data.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -207,64 +252,125 @@ impl Node {
 
     /// Feeds one input and everything it causes.
     pub(crate) fn drive(&self, input: Input) {
-        let mut work = VecDeque::from([input]);
-        while let Some(inp) = work.pop_front() {
+        self.drive_all(vec![input], true);
+    }
+
+    /// Feeds inputs (under one lock acquisition) and everything they cause; local I/O runs
+    /// in this thread. `flush`: send what was queued for the link right away; otherwise the
+    /// caller sends it later (the link reader, before it would wait for the peer).
+    fn drive_all(&self, inputs: Vec<Input>, flush: bool) {
+        let mut work = inputs;
+        while !work.is_empty() {
             let ops = {
                 let mut core = lock(&self.core);
                 let mut out = Vec::new();
                 let now = self.now();
-                core.engine.handle(now, inp, &mut out);
+                for inp in work.drain(..) {
+                    core.engine.handle(now, inp, &mut out);
+                }
                 self.dispatch(&mut core, out)
             };
-            self.flush_link();
-            for op in ops.finish() {
-                work.push_back(self.execute(op));
+            if flush {
+                self.flush_link();
             }
+            work = self.execute_all(ops.finish());
         }
     }
 
+    /// Runs local operations in order; consecutive writes of one contiguous range (the
+    /// pieces of a large write) go to the disk with one vectored write.
+    fn execute_all(&self, ops: Vec<LocalOp>) -> Vec<Input> {
+        let mut done = Vec::with_capacity(ops.len());
+        let mut ops = ops.into_iter().peekable();
+        while let Some(op) = ops.next() {
+            let LocalOp::Write { io, offset, data, fua: false } = op else {
+                done.push(self.execute(op));
+                continue;
+            };
+            let mut run = vec![(io, data)];
+            let mut end = offset + run[0].1.len() as u64;
+            while let Some(LocalOp::Write { offset: o, fua: false, .. }) = ops.peek()
+                && *o == end
+                && run.len() < IOV_BATCH
+            {
+                let Some(LocalOp::Write { io, data, .. }) = ops.next() else { break };
+                end += data.len() as u64;
+                run.push((io, data));
+            }
+            if run.len() == 1 {
+                let (io, data) = run.remove(0);
+                done.push(self.execute(LocalOp::Write { io, offset, data, fua: false }));
+                continue;
+            }
+            let r = self.write_vectored_at(run.iter().map(|(_, d)| &d[..]).collect(), offset);
+            if let Err(e) = &r {
+                tracing::error!(volume = %self.name, error = %e, "backing i/o error");
+            }
+            for (io, _) in run {
+                done.push(Input::LocalDone { io, result: r.as_ref().map(|()| Vec::new()).map_err(|_| ()) });
+            }
+        }
+        done
+    }
+
+    fn write_vectored_at(&self, bufs: Vec<&[u8]>, offset: u64) -> std::io::Result<()> {
+        use std::io::IoSlice;
+        let mut slices: Vec<IoSlice<'_>> = bufs.into_iter().map(IoSlice::new).collect();
+        let mut bufs: &mut [IoSlice<'_>] = &mut slices;
+        let mut at = offset;
+        while !bufs.is_empty() {
+            let n = rustix::io::pwritev(&self.backing, bufs, at)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            at += n as u64;
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued for the link: right here when it is little, else by waking the
+    /// link's sender thread.
     fn flush_link(&self) {
+        let link = lock(&self.link);
+        let Some(l) = link.as_ref() else { return };
+        if l.out.queued_bytes() >= hand_off_bytes() {
+            // Already awake if the channel is full.
+            let _ = l.kick.try_send(());
+            return;
+        }
+        let out = Arc::clone(&l.out);
+        drop(link);
+        out.pump();
+    }
+
+    /// Sends everything queued right here (the link reader before it waits).
+    fn flush_link_here(&self) {
         let out = lock(&self.link).as_ref().map(|l| Arc::clone(&l.out));
         if let Some(out) = out {
             out.pump();
         }
     }
 
-    /// Like [`Node::drive`], but local I/O goes to the I/O pool: the link reader keeps reading
-    /// while the peer's writes land in parallel.
-    fn drive_offload(&self, input: Input) {
-        let ops = {
-            let mut core = lock(&self.core);
-            let mut out = Vec::new();
-            let now = self.now();
-            core.engine.handle(now, input, &mut out);
-            self.dispatch(&mut core, out)
-        };
-        self.flush_link();
-        // Small operations run here (one hand-off less for the latency of a 4 KiB sync
-        // write); large writes and flushes go to the pool.
-        let mut inline = Vec::new();
-        {
-            let pool = lock(&self.pool);
-            for op in ops.finish() {
-                let small = match &op {
+    /// Runs local operations: inline (small ones, or all of them when `LOCAL_INLINE`), or on
+    /// the I/O pool.
+    fn run_local(&self, ops: Vec<LocalOp>) {
+        let inline_all = local_inline();
+        let (inline, pooled): (Vec<LocalOp>, Vec<LocalOp>) = ops.into_iter().partition(|op| {
+            inline_all
+                || match op {
                     LocalOp::Write { data, .. } => data.len() <= 64 * 1024,
                     LocalOp::Read { len, .. } => *len <= 64 * 1024,
-                    // A flush waits for nothing else on the peer (the engine drained the
-                    // epoch first); running it here saves a wake-up per barrier.
                     LocalOp::Flush { .. } => true,
                     LocalOp::Zero { len, .. } => *len <= 64 * 1024,
-                };
-                if small {
-                    inline.push(op);
-                } else {
-                    let _ = pool.send(op);
                 }
-            }
+        });
+        if !pooled.is_empty() {
+            let _ = lock(&self.pool).send(pooled);
         }
-        for op in inline {
-            let done = self.execute(op);
-            self.drive(done);
+        if !inline.is_empty() {
+            let done = self.execute_all(inline);
+            self.drive_all(done, true);
         }
     }
 
@@ -309,19 +415,10 @@ impl Node {
         self.drive(make(req));
     }
 
-    /// An application write; waits for its completion.
-    pub(crate) fn write(&self, offset: u64, data: Payload, fua: bool) -> Outcome {
-        let (tx, rx) = sync_channel(1);
-        self.write_with(offset, data, fua, move |r| {
-            let _ = tx.send(r);
-        });
-        rx.recv().unwrap_or(Err(IoError::Io))
-    }
-
     /// An application write; `done` runs once every piece completed. Writes larger than
-    /// [`PIECE`] go out as pieces, all in flight together: the peer writes one while the
-    /// next is on the wire, and local writes of large pieces run on the I/O pool while this
-    /// thread keeps sending.
+    /// [`PIECE`] go out as pieces, all in flight together (the peer writes one while the next
+    /// is on the wire), queued under one lock acquisition and sent with one vectored write;
+    /// then the local write of the whole range runs.
     pub(crate) fn write_with(
         &self,
         offset: u64,
@@ -329,36 +426,34 @@ impl Node {
         fua: bool,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
-        if data.len() <= 64 * 1024 {
-            // Small: the local write runs right here (one hand-off less for its latency).
-            self.submit_with(|req| Input::Write { req, offset, data, fua }, done);
-            return;
-        }
-        if data.len() <= PIECE {
-            // Large: the local write goes to the I/O pool, so this thread (often the FUSE
-            // session) moves on to the next request's send while the disk write runs.
-            let req = self.register(Waiter::Callback(Box::new(done)));
-            self.drive_offload(Input::Write { req, offset, data, fua });
-            return;
-        }
-        let pieces = data.len().div_ceil(PIECE);
-        let join = Arc::new(Join { left: Mutex::new((pieces, Ok(None))), done: Mutex::new(Some(Box::new(done))) });
-        for i in 0..pieces {
-            let at = offset + (i * PIECE) as u64;
-            // A view of the same buffer: no copy.
-            let piece = data.slice(i * PIECE..(i + 1) * PIECE);
-            let join = Arc::clone(&join);
-            let req = self.register(Waiter::Callback(Box::new(move |r| join.piece_done(r))));
-            self.drive_offload(Input::Write { req, offset: at, data: piece, fua });
-        }
+        let pieces = data.len().div_ceil(PIECE).max(1);
+        let ops = {
+            let mut core = lock(&self.core);
+            let mut out = Vec::new();
+            let now = self.now();
+            if pieces == 1 {
+                let req = register(&mut core, Waiter::Callback(Box::new(done)));
+                core.engine.handle(now, Input::Write { req, offset, data, fua }, &mut out);
+            } else {
+                let join =
+                    Arc::new(Join { left: Mutex::new((pieces, Ok(None))), done: Mutex::new(Some(Box::new(done))) });
+                for i in 0..pieces {
+                    let at = offset + (i * PIECE) as u64;
+                    // A view of the same buffer: no copy.
+                    let piece = data.slice(i * PIECE..(i + 1) * PIECE);
+                    let join = Arc::clone(&join);
+                    let req = register(&mut core, Waiter::Callback(Box::new(move |r| join.piece_done(r))));
+                    core.engine.handle(now, Input::Write { req, offset: at, data: piece, fua }, &mut out);
+                }
+            }
+            self.dispatch(&mut core, out)
+        };
+        self.flush_link();
+        self.run_local(ops.finish());
     }
 
     fn register(&self, w: Waiter) -> ReqId {
-        let mut core = lock(&self.core);
-        core.next_req += 1;
-        let id = core.next_req;
-        core.waiters.insert(id, w);
-        ReqId(id)
+        register(&mut lock(&self.core), w)
     }
 
     /// An application read, split like writes.
@@ -461,7 +556,7 @@ impl Node {
                         Frame::Split(s) => s.len(),
                     };
                     self.link_bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
-                    lock(&l.out.queue).push(frame);
+                    l.out.push(frame, len);
                 }
                 Err(e) => {
                     // Never silently lose a message: the link is reset and the engine
@@ -505,11 +600,24 @@ impl Node {
         }
         stream.set_nodelay(true)?;
         let id = self.next_link.fetch_add(1, Ordering::Relaxed) + 1;
-        let out = Arc::new(LinkOut { queue: Mutex::new(Vec::new()), socket: Mutex::new(stream.try_clone()?) });
-        let mut reader = link::FrameReader::new(stream.try_clone()?);
+        let out = Arc::new(LinkOut::new(stream.try_clone()?));
+        let (kick, kicked) = sync_channel::<()>(1);
+        {
+            let out = Arc::clone(&out);
+            std::thread::Builder::new().name("link-tx".into()).spawn(move || {
+                while kicked.recv().is_ok() {
+                    out.pump();
+                }
+            })?;
+        }
+        let idle_node = Arc::clone(self);
+        let mut reader = link::FrameReader::new(
+            link::IdleFlushing::new(stream.try_clone()?, Box::new(move || idle_node.flush_link_here())),
+            Arc::clone(&self.buffers),
+        );
         {
             let mut core = lock(&self.core);
-            *lock(&self.link) = Some(Link { id, out, stream });
+            *lock(&self.link) = Some(Link { id, out, stream, kick });
             // LinkUp under the core lock, so no frame can be queued before the Hello.
             let mut out = Vec::new();
             let now = self.now();
@@ -527,7 +635,10 @@ impl Node {
             let mut scratch = Vec::new();
             loop {
                 match reader.next_msg(&mut scratch) {
-                    Ok(m) => node.drive_offload(Input::Message(m)),
+                    // Everything the message causes runs here, local writes included (no
+                    // hand-off); what it queues for the peer goes out before the reader
+                    // would wait, one write for a burst.
+                    Ok(m) => node.drive_all(vec![Input::Message(m)], false),
                     Err(e) => {
                         if e.downcast_ref::<wire::DecodeError>().is_some() {
                             tracing::warn!(error = %format!("{e:#}"), "undecodable frame from the peer");
@@ -638,7 +749,7 @@ pub(crate) fn run(args: DaemonConfig) -> anyhow::Result<()> {
     };
     let engine = Engine::new(cfg, m, seed);
     let (meta_tx, meta_rx) = channel::<(u64, Meta)>();
-    let (pool_tx, pool_rx) = channel::<LocalOp>();
+    let (pool_tx, pool_rx) = channel::<Vec<LocalOp>>();
     let node = Arc::new(Node {
         core: Mutex::new(Core { engine, waiters: HashMap::new(), next_req: 0, auth_error: None }),
         backing,
@@ -650,6 +761,7 @@ pub(crate) fn run(args: DaemonConfig) -> anyhow::Result<()> {
         meta_tx: Mutex::new(meta_tx),
         stop: AtomicBool::new(false),
         link_bytes_sent: AtomicU64::new(0),
+        buffers: Arc::new(Buffers::default()),
         pool: Mutex::new(pool_tx),
         psk,
         me: args.node_id,
@@ -662,15 +774,15 @@ pub(crate) fn run(args: DaemonConfig) -> anyhow::Result<()> {
         let rx = Arc::clone(&pool_rx);
         std::thread::Builder::new().name(format!("io-{i}")).spawn(move || {
             loop {
-                let op = {
+                let ops = {
                     let rx = lock(&rx);
                     match rx.recv() {
-                        Ok(op) => op,
+                        Ok(ops) => ops,
                         Err(_) => return,
                     }
                 };
-                let done = node.execute(op);
-                node.drive(done);
+                let done = node.execute_all(ops);
+                node.drive_all(done, true);
             }
         })?;
     }
