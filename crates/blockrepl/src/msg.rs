@@ -334,6 +334,37 @@ impl SplitFrame {
     }
 }
 
+/// A [`SplitFrame`] before its checksum was computed.
+#[derive(Debug)]
+pub struct UnsealedFrame {
+    head: Vec<u8>,
+    payload: Payload,
+    tail: Vec<u8>,
+}
+
+impl UnsealedFrame {
+    /// Length of the sealed frame.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payload.len() + self.tail.len() + 4
+    }
+
+    /// Never true: a frame has at least a header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Computes the checksum.
+    pub fn seal(self) -> SplitFrame {
+        let UnsealedFrame { head, payload, mut tail } = self;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.update(&payload);
+        crc.update(&tail);
+        tail.extend_from_slice(&crc.finalize().to_le_bytes());
+        SplitFrame { head, payload, tail }
+    }
+}
+
 /// The fields of a payload-carrying message read from the start of its frame body, before the
 /// payload itself arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -451,6 +482,13 @@ impl Msg {
     /// Lays out a payload-carrying message ([`Msg::Data`], [`Msg::RsData`]) for vectored
     /// writes without copying the payload; any other message comes back unchanged.
     pub fn into_split_frame(self) -> Result<SplitFrame, Msg> {
+        self.into_unsealed_frame().map(UnsealedFrame::seal)
+    }
+
+    /// Like [`Msg::into_split_frame`] but without the checksum yet: the layout is cheap, the
+    /// checksum over the payload is computed by [`UnsealedFrame::seal`], which a driver may
+    /// run on another thread (the one writing to the link).
+    pub fn into_unsealed_frame(self) -> Result<UnsealedFrame, Msg> {
         if self.payload_len() + SPLIT_PREFIX_MAX + 1 > wire::MAX_FRAME_BODY_LEN {
             // Possibly too large for a frame: [`Msg::encode`] decides and reports it.
             return Err(self);
@@ -460,7 +498,7 @@ impl Msg {
         head.push(wire::WIRE_VERSION);
         head.push(KIND);
         head.extend_from_slice(&[0; 4]);
-        let (payload, mut tail) = match self {
+        let (payload, tail) = match self {
             Msg::Data { seq, epoch, offset, data, fua } => {
                 head.push(VARIANT_DATA);
                 push_varint(&mut head, seq);
@@ -479,12 +517,7 @@ impl Msg {
         };
         let body_len = head.len() - wire::FRAME_HEADER_LEN + payload.len() + tail.len();
         head[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&head);
-        crc.update(&payload);
-        crc.update(&tail);
-        tail.extend_from_slice(&crc.finalize().to_le_bytes());
-        Ok(SplitFrame { head, payload, tail })
+        Ok(UnsealedFrame { head, payload, tail })
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration as StdDuration;
 
 use anyhow::{Context, bail};
-use blockrepl::msg::{Payload, SplitFrame};
+use blockrepl::msg::{Payload, SplitFrame, UnsealedFrame};
 use blockrepl::{Config, Effect, Engine, Input, IoError, IoId, Meta, Msg, ReqId, Status};
 use wire::{Generation, Instant, NodeId};
 
@@ -93,9 +93,11 @@ struct LinkOut {
     socket: Mutex<TcpStream>,
 }
 
-/// A queued frame: encoded, or laid out around a payload that is never copied.
+/// A queued frame: encoded, or laid out around a payload that is never copied (its checksum
+/// computed by the thread that writes it to the link, outside the engine lock).
 enum Frame {
     Bytes(Vec<u8>),
+    Unsealed(UnsealedFrame),
     Split(SplitFrame),
 }
 
@@ -124,9 +126,16 @@ impl LinkOut {
                 return;
             };
             loop {
-                let frames = std::mem::take(&mut *lock(&self.queue)).0;
+                let mut frames = std::mem::take(&mut *lock(&self.queue)).0;
                 if frames.is_empty() {
                     break;
+                }
+                for f in &mut frames {
+                    if let Frame::Unsealed(_) = f
+                        && let Frame::Unsealed(u) = std::mem::replace(f, Frame::Bytes(Vec::new()))
+                    {
+                        *f = Frame::Split(u.seal());
+                    }
                 }
                 if write_frames(&mut sock, &frames).is_err() {
                     *lock(&self.queue) = (Vec::new(), 0);
@@ -156,6 +165,8 @@ fn write_frames(sock: &mut TcpStream, frames: &[Frame]) -> std::io::Result<()> {
             }
             match f {
                 Frame::Bytes(b) => slices.push(IoSlice::new(b)),
+                // Sealed by the caller.
+                Frame::Unsealed(_) => {}
                 Frame::Split(s) => {
                     slices.push(IoSlice::new(&s.head));
                     slices.push(IoSlice::new(&s.payload));
@@ -545,14 +556,15 @@ impl Node {
     fn send(&self, m: Msg) {
         let link = lock(&self.link);
         if let Some(l) = link.as_ref() {
-            let frame = match m.into_split_frame() {
-                Ok(f) => Ok(Frame::Split(f)),
+            let frame = match m.into_unsealed_frame() {
+                Ok(f) => Ok(Frame::Unsealed(f)),
                 Err(m) => m.encode().map(Frame::Bytes),
             };
             match frame {
                 Ok(frame) => {
                     let len = match &frame {
                         Frame::Bytes(b) => b.len(),
+                        Frame::Unsealed(u) => u.len(),
                         Frame::Split(s) => s.len(),
                     };
                     self.link_bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
