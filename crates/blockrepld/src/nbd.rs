@@ -271,10 +271,9 @@ fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
                     node.write_with(offset, node.buffers.share(data), fua, answer);
                 }
                 CMD_FLUSH => node.submit_with(|req| Input::Flush { req }, answer),
-                CMD_TRIM | CMD_WRITE_ZEROES => node.submit_with(
-                    |req| Input::WriteZeroes { req, offset, len: u64::from(len), fua },
-                    answer,
-                ),
+                CMD_TRIM | CMD_WRITE_ZEROES => {
+                    node.submit_with(|req| Input::WriteZeroes { req, offset, len: u64::from(len), fua }, answer)
+                }
                 CMD_READ => {
                     if tx.send(ReadReq { handle, offset, len }).is_err() {
                         return Ok(());

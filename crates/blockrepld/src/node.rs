@@ -23,6 +23,10 @@ use crate::{link, meta};
 /// Largest application read handed to the engine at once (fits one link frame).
 const CHUNK: usize = 1 << 20;
 
+/// Local operations up to this size run in the thread that submitted them; larger ones go to
+/// the I/O pool.
+const INLINE_BYTES: usize = 64 * 1024;
+
 /// Writes larger than this are split into pieces of this size, in flight together.
 const PIECE: usize = 256 * 1024;
 
@@ -238,19 +242,6 @@ fn register(core: &mut Core, w: Waiter) -> ReqId {
     ReqId(id)
 }
 
-fn hand_off_bytes() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("BLOCKREPL_HANDOFF").ok().and_then(|v| v.parse().ok()).unwrap_or(HAND_OFF_BYTES)
-    })
-}
-
-/// Experiment switch: run large local writes inline instead of on the pool.
-fn local_inline() -> bool {
-    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *V.get_or_init(|| std::env::var_os("BLOCKREPL_LOCAL_INLINE").is_some())
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another thread must not silence replication: keep going with the data.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -345,7 +336,7 @@ impl Node {
     fn flush_link(&self) {
         let link = lock(&self.link);
         let Some(l) = link.as_ref() else { return };
-        if l.out.queued_bytes() >= hand_off_bytes() {
+        if l.out.queued_bytes() >= HAND_OFF_BYTES {
             // Already awake if the channel is full.
             let _ = l.kick.try_send(());
             return;
@@ -363,18 +354,15 @@ impl Node {
         }
     }
 
-    /// Runs local operations: inline (small ones, or all of them when `LOCAL_INLINE`), or on
-    /// the I/O pool.
+    /// Runs local operations: small ones and flushes right here (one hand-off less on the
+    /// latency path), large ones on the I/O pool so this thread (a frontend's) moves on to the
+    /// next request while the disk write runs.
     fn run_local(&self, ops: Vec<LocalOp>) {
-        let inline_all = local_inline();
-        let (inline, pooled): (Vec<LocalOp>, Vec<LocalOp>) = ops.into_iter().partition(|op| {
-            inline_all
-                || match op {
-                    LocalOp::Write { data, .. } => data.len() <= 64 * 1024,
-                    LocalOp::Read { len, .. } => *len <= 64 * 1024,
-                    LocalOp::Flush { .. } => true,
-                    LocalOp::Zero { len, .. } => *len <= 64 * 1024,
-                }
+        let (inline, pooled): (Vec<LocalOp>, Vec<LocalOp>) = ops.into_iter().partition(|op| match op {
+            LocalOp::Write { data, .. } => data.len() <= INLINE_BYTES,
+            LocalOp::Read { len, .. } => *len as usize <= INLINE_BYTES,
+            LocalOp::Flush { .. } => true,
+            LocalOp::Zero { len, .. } => *len <= INLINE_BYTES as u64,
         });
         if !pooled.is_empty() {
             let _ = lock(&self.pool).send(pooled);
@@ -437,7 +425,8 @@ impl Node {
         fua: bool,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
-        let pieces = data.len().div_ceil(PIECE).max(1);
+        let piece_len = PIECE;
+        let pieces = data.len().div_ceil(piece_len).max(1);
         let ops = {
             let mut core = lock(&self.core);
             let mut out = Vec::new();
@@ -449,9 +438,9 @@ impl Node {
                 let join =
                     Arc::new(Join { left: Mutex::new((pieces, Ok(None))), done: Mutex::new(Some(Box::new(done))) });
                 for i in 0..pieces {
-                    let at = offset + (i * PIECE) as u64;
+                    let at = offset + (i * piece_len) as u64;
                     // A view of the same buffer: no copy.
-                    let piece = data.slice(i * PIECE..(i + 1) * PIECE);
+                    let piece = data.slice(i * piece_len..(i + 1) * piece_len);
                     let join = Arc::clone(&join);
                     let req = register(&mut core, Waiter::Callback(Box::new(move |r| join.piece_done(r))));
                     core.engine.handle(now, Input::Write { req, offset: at, data: piece, fua }, &mut out);
