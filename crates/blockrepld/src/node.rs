@@ -23,6 +23,10 @@ use crate::{link, meta};
 /// Largest application read handed to the engine at once (fits one link frame).
 const CHUNK: usize = 1 << 20;
 
+/// The link reader sends what it queued once this many frames are waiting, even while more
+/// input is ready.
+const ACK_BATCH: usize = 32;
+
 /// Local operations up to this size run in the thread that submitted them; larger ones go to
 /// the I/O pool.
 const INLINE_BYTES: usize = 64 * 1024;
@@ -121,6 +125,10 @@ impl LinkOut {
 
     fn queued_bytes(&self) -> usize {
         lock(&self.queue).1
+    }
+
+    fn queued_frames(&self) -> usize {
+        lock(&self.queue).0.len()
     }
 
     /// Writes queued frames until the queue is empty or another thread is writing.
@@ -344,6 +352,10 @@ impl Node {
         let out = Arc::clone(&l.out);
         drop(link);
         out.pump();
+    }
+
+    fn link_queue_len(&self) -> usize {
+        lock(&self.link).as_ref().map_or(0, |l| l.out.queued_frames())
     }
 
     /// Sends everything queued right here (the link reader before it waits).
@@ -638,8 +650,15 @@ impl Node {
                 match reader.next_msg(&mut scratch) {
                     // Everything the message causes runs here, local writes included (no
                     // hand-off); what it queues for the peer goes out before the reader
-                    // would wait, one write for a burst.
-                    Ok(m) => node.drive_all(vec![Input::Message(m)], false),
+                    // would wait (one write for a burst of small frames), and at once after
+                    // a large frame, so a peer streaming without pause still gets its acks.
+                    Ok(m) => {
+                        let large = m.payload_len() >= HAND_OFF_BYTES;
+                        node.drive_all(vec![Input::Message(m)], false);
+                        if large || node.link_queue_len() >= ACK_BATCH {
+                            node.flush_link_here();
+                        }
+                    }
                     Err(e) => {
                         if e.downcast_ref::<wire::DecodeError>().is_some() {
                             tracing::warn!(error = %format!("{e:#}"), "undecodable frame from the peer");
