@@ -6,15 +6,17 @@ use std::sync::{Arc, Mutex};
 
 use blockrepl::msg::Payload;
 
-/// Buffers kept for reuse at most.
-const KEEP: usize = 64;
+/// Bytes kept for reuse at most (enough for the requests and pieces in flight on a busy
+/// volume).
+const KEEP_BYTES: usize = 32 << 20;
 /// Larger buffers are not kept.
 const KEEP_MAX_BYTES: usize = 4 << 20;
 
 /// A pool of byte buffers.
 #[derive(Default)]
 pub(crate) struct Buffers {
-    free: Mutex<Vec<Vec<u8>>>,
+    /// Free buffers and their total capacity.
+    free: Mutex<(Vec<Vec<u8>>, usize)>,
 }
 
 /// A buffer that goes back to its pool when dropped.
@@ -36,13 +38,18 @@ impl Drop for Pooled {
 }
 
 impl Buffers {
-    /// An empty buffer with room for at least `cap` bytes.
+    /// An empty buffer with room for at least `cap` bytes (the smallest free one that fits).
     pub(crate) fn take(&self, cap: usize) -> Vec<u8> {
         let found = {
             let mut free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match free.iter().rposition(|b| b.capacity() >= cap) {
-                Some(i) => Some(free.swap_remove(i)),
-                None => free.pop(),
+            let fit = free.0.iter().enumerate().filter(|(_, b)| b.capacity() >= cap).min_by_key(|(_, b)| b.capacity());
+            match fit.map(|(i, _)| i) {
+                Some(i) => {
+                    let b = free.0.swap_remove(i);
+                    free.1 -= b.capacity();
+                    Some(b)
+                }
+                None => None,
             }
         };
         let mut b = found.unwrap_or_default();
@@ -56,8 +63,9 @@ impl Buffers {
             return;
         }
         let mut free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if free.len() < KEEP {
-            free.push(b);
+        if free.1 + b.capacity() <= KEEP_BYTES {
+            free.1 += b.capacity();
+            free.0.push(b);
         }
     }
 
@@ -81,10 +89,26 @@ mod tests {
         let piece = p.slice(10..20);
         drop(p);
         assert_eq!(&piece[..], &[7u8; 10]);
-        assert!(pool.free.lock().unwrap().is_empty(), "a view still holds the buffer");
+        assert!(pool.free.lock().unwrap().0.is_empty(), "a view still holds the buffer");
         drop(piece);
         let again = pool.take(4096);
         assert_eq!(again.as_ptr(), ptr);
         assert!(again.is_empty());
+    }
+
+    #[test]
+    fn the_smallest_fitting_buffer_is_reused_and_the_pool_is_bounded() {
+        let pool = Arc::new(Buffers::default());
+        let big = pool.take(1 << 20);
+        let small = pool.take(8192);
+        let small_ptr = small.as_ptr();
+        drop(pool.share(big));
+        drop(pool.share(small));
+        let reused = pool.take(4096);
+        assert_eq!(reused.as_ptr(), small_ptr);
+        for _ in 0..(KEEP_BYTES >> 20) + 8 {
+            drop(pool.share(Vec::with_capacity(1 << 20)));
+        }
+        assert!(pool.free.lock().unwrap().1 <= KEEP_BYTES);
     }
 }
