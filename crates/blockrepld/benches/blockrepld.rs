@@ -258,7 +258,18 @@ fn main() {
         repl_lat.push(fio(&d1, lat).0);
         repl_seq.push(fio(&d1, seq).1);
         repl_nbd.push(qemu_bench(&d1, "1M", 512, 8));
-        eprintln!("round {round} done");
+        let last = |v: &Vec<f64>| v.last().copied().unwrap_or(0.0);
+        eprintln!(
+            "round {round}: link {:.0} MB/s rtt {:.1} us | 4k p50 {:.1} / {:.1} us | seq {:.0} / {:.0} MB/s | nbd {:.0} / {:.0} MB/s (alone / replicated)",
+            last(&links),
+            last(&rtts),
+            last(&solo_lat),
+            last(&repl_lat),
+            last(&solo_seq),
+            last(&repl_seq),
+            last(&solo_nbd),
+            last(&repl_nbd)
+        );
     }
     let rtt = median(rtts);
     let link_mbs = median(links);

@@ -9,6 +9,8 @@ use blockrepl::msg::Payload;
 /// Bytes kept for reuse at most (enough for the requests and pieces in flight on a busy
 /// volume).
 const KEEP_BYTES: usize = 32 << 20;
+/// Buffers kept for reuse at most (bounds the search for a fitting one).
+const KEEP_COUNT: usize = 64;
 /// Larger buffers are not kept.
 const KEEP_MAX_BYTES: usize = 4 << 20;
 
@@ -63,7 +65,7 @@ impl Buffers {
             return;
         }
         let mut free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if free.1 + b.capacity() <= KEEP_BYTES {
+        if free.0.len() < KEEP_COUNT && free.1 + b.capacity() <= KEEP_BYTES {
             free.1 += b.capacity();
             free.0.push(b);
         }
