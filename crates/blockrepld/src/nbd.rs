@@ -210,11 +210,12 @@ fn reply_raw<W: Write>(w: &Mutex<W>, handle: u64, err: u32, data: &[u8]) {
     let _ = w.write_all(&h).and_then(|()| w.write_all(data)).and_then(|()| w.flush());
 }
 
-/// A read, run by a worker thread (it waits for its data).
-struct ReadReq {
-    handle: u64,
-    offset: u64,
-    len: u32,
+/// A request that waits for the disk (a read's data, a flush, zeroing), run by a worker
+/// thread so the connection's reader goes on reading the requests behind it.
+enum Job {
+    Read { handle: u64, offset: u64, len: u32 },
+    Flush { handle: u64 },
+    Zero { handle: u64, offset: u64, len: u64, fua: bool },
 }
 
 fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
@@ -228,14 +229,14 @@ fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
         return Ok(());
     }
     let w: Replies<W> = Arc::new(Mutex::new(w));
-    let (tx, rx) = channel::<ReadReq>();
+    let (tx, rx) = channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
         let node = Arc::clone(node);
         let rx = Arc::clone(&rx);
         let w = Arc::clone(&w);
-        workers.push(std::thread::spawn(move || reader_worker(&node, &rx, &w)));
+        workers.push(std::thread::spawn(move || worker(&node, &rx, &w)));
     }
     let result = (|| -> anyhow::Result<()> {
         loop {
@@ -250,12 +251,8 @@ fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
             let offset = u64_at(&h, 16);
             let len = u32_at(&h, 24);
             let fua = flags & CMD_FLAG_FUA != 0;
-            // Writes, flushes and zeroing are submitted right here and answered by whichever
-            // thread completes them: no hand-off on their way in or out.
-            let answer = {
-                let w = Arc::clone(&w);
-                move |r: Outcome| reply(&w, handle, &r)
-            };
+            // Writes are submitted right here and answered by whichever thread completes them:
+            // no hand-off on their way in or out.
             match kind {
                 CMD_DISC => return Ok(()),
                 CMD_WRITE => {
@@ -268,14 +265,16 @@ fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
                     if got < len as usize {
                         bail!("client closed inside a write");
                     }
-                    node.write_with(offset, node.buffers.share(data), fua, answer);
+                    let w = Arc::clone(&w);
+                    node.write_with(offset, node.buffers.share(data), fua, move |r| reply(&w, handle, &r));
                 }
-                CMD_FLUSH => node.submit_with(|req| Input::Flush { req }, answer),
-                CMD_TRIM | CMD_WRITE_ZEROES => {
-                    node.submit_with(|req| Input::WriteZeroes { req, offset, len: u64::from(len), fua }, answer)
-                }
-                CMD_READ => {
-                    if tx.send(ReadReq { handle, offset, len }).is_err() {
+                CMD_FLUSH | CMD_TRIM | CMD_WRITE_ZEROES | CMD_READ => {
+                    let job = match kind {
+                        CMD_FLUSH => Job::Flush { handle },
+                        CMD_READ => Job::Read { handle, offset, len },
+                        _ => Job::Zero { handle, offset, len: u64::from(len), fua },
+                    };
+                    if tx.send(job).is_err() {
                         return Ok(());
                     }
                 }
@@ -290,17 +289,23 @@ fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
     result
 }
 
-fn reader_worker<W: Write>(node: &Node, rx: &Mutex<Receiver<ReadReq>>, w: &Mutex<W>) {
+fn worker<W: Write>(node: &Node, rx: &Mutex<Receiver<Job>>, w: &Mutex<W>) {
     loop {
-        let req = {
+        let job = {
             let Ok(rx) = rx.lock() else { return };
             match rx.recv() {
-                Ok(r) => r,
+                Ok(j) => j,
                 Err(_) => return,
             }
         };
-        let r = node.read(req.offset, req.len);
-        reply(w, req.handle, &r);
+        let (handle, r) = match job {
+            Job::Read { handle, offset, len } => (handle, node.read(offset, len)),
+            Job::Flush { handle } => (handle, node.submit(|req| Input::Flush { req })),
+            Job::Zero { handle, offset, len, fua } => {
+                (handle, node.submit(|req| Input::WriteZeroes { req, offset, len, fua }))
+            }
+        };
+        reply(w, handle, &r);
     }
 }
 
