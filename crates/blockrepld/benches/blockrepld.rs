@@ -128,11 +128,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The socket options the daemon's replication link uses (no Nagle delay, cubic congestion
+/// control), so the link figures describe the link the daemon gets.
+fn link_options(s: &TcpStream) {
+    let _ = s.set_nodelay(true);
+    let _ = rustix::net::sockopt::set_tcp_congestion(s, "cubic");
+}
+
 fn echo_server(addr: &str) {
     let l = TcpListener::bind(addr).expect("bind");
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
-        let _ = s.set_nodelay(true);
+        link_options(&s);
         std::thread::spawn(move || {
             let mut mode = [0u8; 1];
             if s.read_exact(&mut mode).is_err() {
@@ -156,7 +163,7 @@ fn echo_server(addr: &str) {
 fn echo_client(addr: &str) {
     // Round trips of 64 bytes.
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_nodelay(true).unwrap();
+    link_options(&s);
     s.write_all(b"e").unwrap();
     let mut rtts = Vec::new();
     let mut buf = [0u8; 64];
@@ -169,6 +176,7 @@ fn echo_client(addr: &str) {
     let rtt = median(rtts);
     // One stream of 1 GiB.
     let mut s = TcpStream::connect(addr).expect("connect");
+    link_options(&s);
     s.write_all(b"s").unwrap();
     let chunk = vec![0u8; 1 << 20];
     let t = Instant::now();

@@ -23,6 +23,13 @@ use crate::{link, meta};
 /// Largest application read handed to the engine at once (fits one link frame).
 const CHUNK: usize = 1 << 20;
 
+/// TCP congestion control of the link. The link carries bursts (a large write, then nothing
+/// while the application waits): a paced, model-based control (bbr, the default on some
+/// systems) enters each burst with the rate it measured while the link idled; measured on
+/// this link, cubic moved 1 MiB sequential writes 40-60 % faster, with the same latency for
+/// 4 KiB sync writes.
+pub(crate) const LINK_CONGESTION_CONTROL: &str = "cubic";
+
 /// The link reader sends what it queued once this many frames are waiting, even while more
 /// input is ready.
 const ACK_BATCH: usize = 32;
@@ -612,6 +619,8 @@ impl Node {
             }
         }
         stream.set_nodelay(true)?;
+        // Best effort: a kernel without it keeps its default.
+        let _ = rustix::net::sockopt::set_tcp_congestion(&stream, LINK_CONGESTION_CONTROL);
         let id = self.next_link.fetch_add(1, Ordering::Relaxed) + 1;
         let out = Arc::new(LinkOut::new(stream.try_clone()?));
         let (kick, kicked) = sync_channel::<()>(1);
