@@ -149,14 +149,7 @@ impl LinkOut {
                 if frames.is_empty() {
                     break;
                 }
-                for f in &mut frames {
-                    if let Frame::Unsealed(_) = f
-                        && let Frame::Unsealed(u) = std::mem::replace(f, Frame::Bytes(Vec::new()))
-                    {
-                        *f = Frame::Split(u.seal());
-                    }
-                }
-                if write_frames(&mut sock, &frames).is_err() {
+                if write_frames(&mut sock, &mut frames).is_err() {
                     *lock(&self.queue) = (Vec::new(), 0);
                     return;
                 }
@@ -172,8 +165,17 @@ impl LinkOut {
 
 /// Writes frames with vectored writes: one syscall for a burst, payloads straight from their
 /// buffers.
-fn write_frames(sock: &mut TcpStream, frames: &[Frame]) -> std::io::Result<()> {
+fn write_frames(sock: &mut TcpStream, frames: &mut [Frame]) -> std::io::Result<()> {
     use std::io::{IoSlice, Write};
+    // Checksums are computed here, by the writing thread, outside the engine lock.
+    for f in frames.iter_mut() {
+        if let Frame::Unsealed(_) = f
+            && let Frame::Unsealed(u) = std::mem::replace(f, Frame::Bytes(Vec::new()))
+        {
+            *f = Frame::Split(u.seal());
+        }
+    }
+    let frames: &[Frame] = frames;
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len().min(IOV_BATCH / 3) * 3);
     let mut rest = frames;
     while !rest.is_empty() {
@@ -184,7 +186,7 @@ fn write_frames(sock: &mut TcpStream, frames: &[Frame]) -> std::io::Result<()> {
             }
             match f {
                 Frame::Bytes(b) => slices.push(IoSlice::new(b)),
-                // Sealed by the caller.
+                // Sealed above.
                 Frame::Unsealed(_) => {}
                 Frame::Split(s) => {
                     slices.push(IoSlice::new(&s.head));
@@ -444,8 +446,7 @@ impl Node {
         fua: bool,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
-        let piece_len = PIECE;
-        let pieces = data.len().div_ceil(piece_len).max(1);
+        let pieces = data.len().div_ceil(PIECE).max(1);
         let ops = {
             let mut core = lock(&self.core);
             let mut out = Vec::new();
@@ -457,9 +458,9 @@ impl Node {
                 let join =
                     Arc::new(Join { left: Mutex::new((pieces, Ok(None))), done: Mutex::new(Some(Box::new(done))) });
                 for i in 0..pieces {
-                    let at = offset + (i * piece_len) as u64;
+                    let at = offset + (i * PIECE) as u64;
                     // A view of the same buffer: no copy.
-                    let piece = data.slice(i * piece_len..(i + 1) * piece_len);
+                    let piece = data.slice(i * PIECE..(i + 1) * PIECE);
                     let join = Arc::clone(&join);
                     let req = register(&mut core, Waiter::Callback(Box::new(move |r| join.piece_done(r))));
                     core.engine.handle(now, Input::Write { req, offset: at, data: piece, fua }, &mut out);
