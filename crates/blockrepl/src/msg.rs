@@ -13,14 +13,28 @@ pub const KIND: u8 = 0x42;
 
 /// Block data shared without copying: between the local write and the message to the peer,
 /// and between the pieces of one large application write (each a view of the same buffer).
-#[derive(Clone, Default)]
+/// The buffer is any shared byte container, so a driver can hand out buffers that go back
+/// to its pool when the last view is dropped.
+#[derive(Clone)]
 pub struct Payload {
-    buf: Arc<Vec<u8>>,
+    buf: Arc<dyn AsRef<[u8]> + Send + Sync>,
     start: usize,
     end: usize,
 }
 
+impl Default for Payload {
+    fn default() -> Self {
+        Vec::new().into()
+    }
+}
+
 impl Payload {
+    /// All bytes of a shared buffer.
+    pub fn shared(buf: Arc<dyn AsRef<[u8]> + Send + Sync>) -> Payload {
+        let end = (*buf).as_ref().len();
+        Payload { buf, start: 0, end }
+    }
+
     /// Bytes.
     pub fn len(&self) -> usize {
         self.end - self.start
@@ -41,15 +55,14 @@ impl Payload {
 
 impl From<Vec<u8>> for Payload {
     fn from(v: Vec<u8>) -> Self {
-        let end = v.len();
-        Payload { buf: Arc::new(v), start: 0, end }
+        Payload::shared(Arc::new(v))
     }
 }
 
 impl std::ops::Deref for Payload {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        &(*self.buf).as_ref()[self.start..self.end]
     }
 }
 
@@ -321,6 +334,37 @@ impl SplitFrame {
     }
 }
 
+/// A [`SplitFrame`] before its checksum was computed.
+#[derive(Debug)]
+pub struct UnsealedFrame {
+    head: Vec<u8>,
+    payload: Payload,
+    tail: Vec<u8>,
+}
+
+impl UnsealedFrame {
+    /// Length of the sealed frame.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payload.len() + self.tail.len() + 4
+    }
+
+    /// Never true: a frame has at least a header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Computes the checksum.
+    pub fn seal(self) -> SplitFrame {
+        let UnsealedFrame { head, payload, mut tail } = self;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.update(&payload);
+        crc.update(&tail);
+        tail.extend_from_slice(&crc.finalize().to_le_bytes());
+        SplitFrame { head, payload, tail }
+    }
+}
+
 /// The fields of a payload-carrying message read from the start of its frame body, before the
 /// payload itself arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -363,6 +407,17 @@ impl SplitPrefix {
 
     /// Rebuilds the message from the payload and the bytes after it (`tail_len` of them).
     pub fn into_msg(self, data: Vec<u8>, after: &[u8]) -> Result<Msg, wire::DecodeError> {
+        self.into_msg_with(data, after, Payload::from)
+    }
+
+    /// Like [`SplitPrefix::into_msg`]; `share` turns the payload of a [`Msg::Data`] into a
+    /// [`Payload`] (a driver's pooled buffer, for example).
+    pub fn into_msg_with(
+        self,
+        data: Vec<u8>,
+        after: &[u8],
+        share: impl FnOnce(Vec<u8>) -> Payload,
+    ) -> Result<Msg, wire::DecodeError> {
         match self {
             SplitPrefix::Data { seq, epoch, offset, .. } => {
                 let fua = match after {
@@ -370,7 +425,7 @@ impl SplitPrefix {
                     [1] => true,
                     _ => return Err(wire::DecodeError::Body("Data: fua is not a boolean".into())),
                 };
-                Ok(Msg::Data { seq, epoch, offset, data: data.into(), fua })
+                Ok(Msg::Data { seq, epoch, offset, data: share(data), fua })
             }
             SplitPrefix::RsData { start, .. } => Ok(Msg::RsData { start, data }),
         }
@@ -427,6 +482,13 @@ impl Msg {
     /// Lays out a payload-carrying message ([`Msg::Data`], [`Msg::RsData`]) for vectored
     /// writes without copying the payload; any other message comes back unchanged.
     pub fn into_split_frame(self) -> Result<SplitFrame, Msg> {
+        self.into_unsealed_frame().map(UnsealedFrame::seal)
+    }
+
+    /// Like [`Msg::into_split_frame`] but without the checksum yet: the layout is cheap, the
+    /// checksum over the payload is computed by [`UnsealedFrame::seal`], which a driver may
+    /// run on another thread (the one writing to the link).
+    pub fn into_unsealed_frame(self) -> Result<UnsealedFrame, Msg> {
         if self.payload_len() + SPLIT_PREFIX_MAX + 1 > wire::MAX_FRAME_BODY_LEN {
             // Possibly too large for a frame: [`Msg::encode`] decides and reports it.
             return Err(self);
@@ -436,7 +498,7 @@ impl Msg {
         head.push(wire::WIRE_VERSION);
         head.push(KIND);
         head.extend_from_slice(&[0; 4]);
-        let (payload, mut tail) = match self {
+        let (payload, tail) = match self {
             Msg::Data { seq, epoch, offset, data, fua } => {
                 head.push(VARIANT_DATA);
                 push_varint(&mut head, seq);
@@ -455,12 +517,7 @@ impl Msg {
         };
         let body_len = head.len() - wire::FRAME_HEADER_LEN + payload.len() + tail.len();
         head[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&head);
-        crc.update(&payload);
-        crc.update(&tail);
-        tail.extend_from_slice(&crc.finalize().to_le_bytes());
-        Ok(SplitFrame { head, payload, tail })
+        Ok(UnsealedFrame { head, payload, tail })
     }
 }
 

@@ -128,11 +128,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The socket options the daemon's replication link uses (no Nagle delay, cubic congestion
+/// control), so the link figures describe the link the daemon gets.
+fn link_options(s: &TcpStream) {
+    let _ = s.set_nodelay(true);
+    let _ = rustix::net::sockopt::set_tcp_congestion(s, "cubic");
+}
+
 fn echo_server(addr: &str) {
     let l = TcpListener::bind(addr).expect("bind");
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
-        let _ = s.set_nodelay(true);
+        link_options(&s);
         std::thread::spawn(move || {
             let mut mode = [0u8; 1];
             if s.read_exact(&mut mode).is_err() {
@@ -156,7 +163,7 @@ fn echo_server(addr: &str) {
 fn echo_client(addr: &str) {
     // Round trips of 64 bytes.
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_nodelay(true).unwrap();
+    link_options(&s);
     s.write_all(b"e").unwrap();
     let mut rtts = Vec::new();
     let mut buf = [0u8; 64];
@@ -169,6 +176,7 @@ fn echo_client(addr: &str) {
     let rtt = median(rtts);
     // One stream of 1 GiB.
     let mut s = TcpStream::connect(addr).expect("connect");
+    link_options(&s);
     s.write_all(b"s").unwrap();
     let chunk = vec![0u8; 1 << 20];
     let t = Instant::now();
@@ -233,19 +241,24 @@ fn main() {
         let (r, l) = measure_link();
         rtts.push(r);
         links.push(l);
-        // Standalone: the peer is down (disconnected) -> FUSE-only cost of this daemon.
-        if let Some(d) = d2.take() {
-            drop(d);
+        // Standalone: the peer is disconnected -> FUSE-only cost of this daemon. The peer
+        // stays up (idle) rather than being restarted every round: a restarted peer starts
+        // with a cold activity log, and the replicated figures would then include one
+        // metadata write per 4 MiB extent that a running pair does not pay.
+        if let Some(d) = &d2 {
+            call(&d.sock, Request::Disconnect);
             wait(|| call(&d1.sock, Request::Status).0.conn != ConnState::Connected);
-            // Let the stopped peer's teardown (process exit, lazy FUSE unmount) finish so it
-            // does not compete with the standalone figures.
-            std::thread::sleep(Duration::from_millis(500));
         }
         solo_lat.push(fio(&d1, lat).0);
         solo_seq.push(fio(&d1, seq).1);
         solo_nbd.push(qemu_bench(&d1, "1M", 512, 8));
-        // Replicated: bring the peer up and wait for the resync to finish.
-        let d = start(dir.path(), b.name(), 2, addr);
+        // Replicated: (re)connect the peer and wait for the resync to finish.
+        match &d2 {
+            Some(d) => {
+                call(&d.sock, Request::Connect { discard_my_data: false });
+            }
+            None => d2 = Some(start(dir.path(), b.name(), 2, addr)),
+        }
         wait(|| {
             let s = call(&d1.sock, Request::Status).0;
             s.repl == ReplState::Established && s.out_of_sync_blocks == 0
@@ -253,8 +266,18 @@ fn main() {
         repl_lat.push(fio(&d1, lat).0);
         repl_seq.push(fio(&d1, seq).1);
         repl_nbd.push(qemu_bench(&d1, "1M", 512, 8));
-        d2 = Some(d);
-        eprintln!("round {round} done");
+        let last = |v: &Vec<f64>| v.last().copied().unwrap_or(0.0);
+        eprintln!(
+            "round {round}: link {:.0} MB/s rtt {:.1} us | 4k p50 {:.1} / {:.1} us | seq {:.0} / {:.0} MB/s | nbd {:.0} / {:.0} MB/s (alone / replicated)",
+            last(&links),
+            last(&rtts),
+            last(&solo_lat),
+            last(&repl_lat),
+            last(&solo_seq),
+            last(&repl_seq),
+            last(&solo_nbd),
+            last(&repl_nbd)
+        );
     }
     let rtt = median(rtts);
     let link_mbs = median(links);

@@ -166,7 +166,10 @@ impl Filesystem for Fs {
         // Submitted right here and answered by whichever thread completes the write: no
         // hand-off on the latency path, no copy of the whole request.
         let len = data.len() as u32;
-        self.node.write_with(offset, data.to_vec().into(), false, move |r| match r {
+        let mut owned = self.node.buffers.take(data.len());
+        owned.extend_from_slice(data);
+        let owned = self.node.buffers.share(owned);
+        self.node.write_with(offset, owned, false, move |r| match r {
             Ok(_) => reply.written(len),
             Err(e) => reply.error(errno(&e)),
         });

@@ -6,10 +6,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use blockrepl::{Msg, msg};
 use sha2::{Digest, Sha256};
+
+use crate::buffers::Buffers;
 
 const AUTH_MAGIC: &[u8; 8] = b"BRAUTH01";
 
@@ -69,11 +72,74 @@ pub(crate) fn authenticate(s: &mut TcpStream, psk: &[u8], me: u32, peer: u32) ->
     Ok(())
 }
 
+/// What the link reader runs before it would wait for the peer.
+pub(crate) type Idle = Box<dyn FnMut() + Send>;
+
+/// The receiving half of the link: a read that would block first runs `idle` (which sends
+/// what the receiving side queued, acks above all), so a burst of incoming frames is answered
+/// with one write instead of one per frame, and nothing queued waits while this side sleeps.
+pub(crate) struct IdleFlushing {
+    stream: TcpStream,
+    idle: Idle,
+}
+
+impl IdleFlushing {
+    pub(crate) fn new(stream: TcpStream, idle: Idle) -> Self {
+        IdleFlushing { stream, idle }
+    }
+
+    /// True when a read would block right now.
+    fn would_block(&self) -> std::io::Result<bool> {
+        use rustix::net::{RecvFlags, recv};
+        let mut probe = [0u8; 1];
+        loop {
+            return match recv(&self.stream, &mut probe, RecvFlags::DONTWAIT | RecvFlags::PEEK) {
+                Ok(_) => Ok(false),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => Ok(true),
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+
+    /// Appends exactly `n` bytes to `out`, reading into its spare capacity without zeroing
+    /// it first. Runs `idle` first if nothing has arrived yet; a frame already arriving is
+    /// read to its end (its sender is writing it right now).
+    fn read_append(&mut self, out: &mut Vec<u8>, n: u64) -> anyhow::Result<()> {
+        if self.would_block()? {
+            (self.idle)();
+        }
+        // TcpStream fills spare capacity without zeroing it.
+        let got = (&self.stream).take(n).read_to_end(out)?;
+        if (got as u64) < n {
+            bail!("link closed inside a frame");
+        }
+        Ok(())
+    }
+}
+
+impl Read for IdleFlushing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use rustix::net::{RecvFlags, recv};
+        loop {
+            match recv(&self.stream, &mut *buf, RecvFlags::DONTWAIT) {
+                Ok((n, _)) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        (self.idle)();
+        (&self.stream).read(buf)
+    }
+}
+
 /// Reads link frames from a stream. Payload-carrying messages (`Data`, `RsData`) are read
 /// straight into their own buffer (no copy out of a frame buffer, no zero-filling); the small
 /// fields around the payload come from a read-ahead buffer, so a frame costs few syscalls.
-pub(crate) struct FrameReader<R> {
-    inner: R,
+pub(crate) struct FrameReader {
+    inner: IdleFlushing,
+    buffers: Arc<Buffers>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -82,9 +148,9 @@ pub(crate) struct FrameReader<R> {
 /// Read-ahead size: large enough for a burst of acks, small against a 1 MiB payload.
 const READ_AHEAD: usize = 64 * 1024;
 
-impl<R: Read> FrameReader<R> {
-    pub(crate) fn new(inner: R) -> Self {
-        FrameReader { inner, buf: vec![0; READ_AHEAD], start: 0, end: 0 }
+impl FrameReader {
+    pub(crate) fn new(inner: IdleFlushing, buffers: Arc<Buffers>) -> Self {
+        FrameReader { inner, buffers, buf: vec![0; READ_AHEAD], start: 0, end: 0 }
     }
 
     fn buffered(&self) -> &[u8] {
@@ -120,11 +186,7 @@ impl<R: Read> FrameReader<R> {
         self.start += from_buf;
         let rest = (n - from_buf) as u64;
         if rest > 0 {
-            // read_to_end fills spare capacity without zeroing it first.
-            let got = (&mut self.inner).take(rest).read_to_end(out)?;
-            if (got as u64) < rest {
-                bail!("link closed inside a frame");
-            }
+            self.inner.read_append(out, rest)?;
         }
         Ok(())
     }
@@ -143,7 +205,7 @@ impl<R: Read> FrameReader<R> {
                 let mut crc = crc32fast::Hasher::new();
                 crc.update(&self.buffered()[..h + used]);
                 self.start += h + used;
-                let mut data = Vec::new();
+                let mut data = self.buffers.take(p.payload_len());
                 self.read_into(&mut data, p.payload_len())?;
                 crc.update(&data);
                 let tail_len = p.tail_len();
@@ -155,7 +217,7 @@ impl<R: Read> FrameReader<R> {
                 if crc.finalize() != sum {
                     return Err(wire::DecodeError::Checksum.into());
                 }
-                let m = p.into_msg(data, &tail[..tail_len])?;
+                let m = p.into_msg_with(data, &tail[..tail_len], |d| self.buffers.share(d))?;
                 self.start += tail_len + 4;
                 return Ok(m);
             }

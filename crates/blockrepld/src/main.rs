@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+mod buffers;
 mod config;
 mod fuse;
 mod link;

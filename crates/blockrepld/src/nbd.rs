@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 use blockrepl::Input;
 
-use crate::node::Node;
+use crate::node::{Node, Outcome};
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
@@ -190,13 +190,32 @@ fn handshake(node: &Node, r: &mut impl Read, w: &mut impl Write) -> anyhow::Resu
     }
 }
 
-struct Req {
-    flags: u16,
-    kind: u16,
-    handle: u64,
-    offset: u64,
-    len: u32,
-    data: Vec<u8>,
+/// Replies go out under this lock, from whichever thread completes the request.
+type Replies<W> = Arc<Mutex<W>>;
+
+fn reply<W: Write>(w: &Mutex<W>, handle: u64, r: &Outcome) {
+    match r {
+        Ok(d) => reply_raw(w, handle, 0, d.as_deref().unwrap_or_default()),
+        Err(e) => reply_raw(w, handle, errno(e), &[]),
+    }
+}
+
+fn reply_raw<W: Write>(w: &Mutex<W>, handle: u64, err: u32, data: &[u8]) {
+    let mut h = [0u8; 16];
+    h[..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+    h[4..8].copy_from_slice(&err.to_be_bytes());
+    h[8..].copy_from_slice(&handle.to_be_bytes());
+    let Ok(mut w) = w.lock() else { return };
+    // A failed reply means the client is gone; the reader notices and ends the session.
+    let _ = w.write_all(&h).and_then(|()| w.write_all(data)).and_then(|()| w.flush());
+}
+
+/// A request that waits for the disk (a read's data, a flush, zeroing), run by a worker
+/// thread so the connection's reader goes on reading the requests behind it.
+enum Job {
+    Read { handle: u64, offset: u64, len: u32 },
+    Flush { handle: u64 },
+    Zero { handle: u64, offset: u64, len: u64, fua: bool },
 }
 
 fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
@@ -204,12 +223,13 @@ fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
     r: R,
     mut w: W,
 ) -> anyhow::Result<()> {
-    let mut r = BufReader::with_capacity(1 << 20, r);
+    // Small enough that a large write's data is read straight into its own buffer.
+    let mut r = BufReader::with_capacity(64 * 1024, r);
     if !handshake(node, &mut r, &mut w)? {
         return Ok(());
     }
-    let w = Arc::new(Mutex::new(w));
-    let (tx, rx) = channel::<Req>();
+    let w: Replies<W> = Arc::new(Mutex::new(w));
+    let (tx, rx) = channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
@@ -225,27 +245,40 @@ fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
             if u32_at(&h, 0) != REQUEST_MAGIC {
                 bail!("bad request magic");
             }
-            let req = Req {
-                flags: u16_at(&h, 4),
-                kind: u16_at(&h, 6),
-                handle: u64_at(&h, 8),
-                offset: u64_at(&h, 16),
-                len: u32_at(&h, 24),
-                data: Vec::new(),
-            };
-            if req.kind == CMD_DISC {
-                return Ok(());
-            }
-            let mut req = req;
-            if req.kind == CMD_WRITE {
-                if req.len > MAX_REQUEST {
-                    bail!("write of {} bytes exceeds the {MAX_REQUEST}-byte limit", req.len);
+            let flags = u16_at(&h, 4);
+            let kind = u16_at(&h, 6);
+            let handle = u64_at(&h, 8);
+            let offset = u64_at(&h, 16);
+            let len = u32_at(&h, 24);
+            let fua = flags & CMD_FLAG_FUA != 0;
+            // Writes are submitted right here and answered by whichever thread completes them:
+            // no hand-off on their way in or out.
+            match kind {
+                CMD_DISC => return Ok(()),
+                CMD_WRITE => {
+                    if len > MAX_REQUEST {
+                        bail!("write of {len} bytes exceeds the {MAX_REQUEST}-byte limit");
+                    }
+                    let mut data = node.buffers.take(len as usize);
+                    // read_to_end fills spare capacity without zeroing it first.
+                    let got = (&mut r).take(u64::from(len)).read_to_end(&mut data)?;
+                    if got < len as usize {
+                        bail!("client closed inside a write");
+                    }
+                    let w = Arc::clone(&w);
+                    node.write_with(offset, node.buffers.share(data), fua, move |r| reply(&w, handle, &r));
                 }
-                req.data = vec![0u8; req.len as usize];
-                r.read_exact(&mut req.data)?;
-            }
-            if tx.send(req).is_err() {
-                return Ok(());
+                CMD_FLUSH | CMD_TRIM | CMD_WRITE_ZEROES | CMD_READ => {
+                    let job = match kind {
+                        CMD_FLUSH => Job::Flush { handle },
+                        CMD_READ => Job::Read { handle, offset, len },
+                        _ => Job::Zero { handle, offset, len: u64::from(len), fua },
+                    };
+                    if tx.send(job).is_err() {
+                        return Ok(());
+                    }
+                }
+                _ => reply_raw(&w, handle, EINVAL, &[]),
             }
         }
     })();
@@ -256,27 +289,23 @@ fn session<R: Read + Send + 'static, W: Write + Send + 'static>(
     result
 }
 
-fn worker<W: Write>(node: &Node, rx: &Mutex<Receiver<Req>>, w: &Mutex<W>) {
+fn worker<W: Write>(node: &Node, rx: &Mutex<Receiver<Job>>, w: &Mutex<W>) {
     loop {
-        let req = {
+        let job = {
             let Ok(rx) = rx.lock() else { return };
             match rx.recv() {
-                Ok(r) => r,
+                Ok(j) => j,
                 Err(_) => return,
             }
         };
-        let (err, data) = run(node, req.kind, req.flags, req.offset, req.len, req.data);
-        let mut b = Vec::with_capacity(16 + data.len());
-        b.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
-        b.extend_from_slice(&err.to_be_bytes());
-        b.extend_from_slice(&req.handle.to_be_bytes());
-        if err == 0 {
-            b.extend_from_slice(&data);
-        }
-        let Ok(mut w) = w.lock() else { return };
-        if w.write_all(&b).and_then(|()| w.flush()).is_err() {
-            return;
-        }
+        let (handle, r) = match job {
+            Job::Read { handle, offset, len } => (handle, node.read(offset, len)),
+            Job::Flush { handle } => (handle, node.submit(|req| Input::Flush { req })),
+            Job::Zero { handle, offset, len, fua } => {
+                (handle, node.submit(|req| Input::WriteZeroes { req, offset, len, fua }))
+            }
+        };
+        reply(w, handle, &r);
     }
 }
 
@@ -285,20 +314,5 @@ fn errno(e: &blockrepl::IoError) -> u32 {
         blockrepl::IoError::NotPrimary { .. } => EPERM,
         blockrepl::IoError::OutOfRange { .. } => EINVAL,
         _ => EIO,
-    }
-}
-
-fn run(node: &Node, kind: u16, flags: u16, offset: u64, len: u32, data: Vec<u8>) -> (u32, Vec<u8>) {
-    let fua = flags & CMD_FLAG_FUA != 0;
-    let r = match kind {
-        CMD_READ => node.read(offset, len),
-        CMD_WRITE => node.write(offset, data.into(), fua),
-        CMD_FLUSH => node.submit(|req| Input::Flush { req }),
-        CMD_TRIM | CMD_WRITE_ZEROES => node.submit(|req| Input::WriteZeroes { req, offset, len: u64::from(len), fua }),
-        _ => return (EINVAL, Vec::new()),
-    };
-    match r {
-        Ok(d) => (0, d.unwrap_or_default()),
-        Err(e) => (errno(&e), Vec::new()),
     }
 }

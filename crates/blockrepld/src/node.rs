@@ -2,7 +2,7 @@
 //! thread outside the lock (so frontend requests run in parallel), link frames and metadata
 //! writes handed in order to their own threads, a ticker for timers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
@@ -12,15 +12,31 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration as StdDuration;
 
 use anyhow::{Context, bail};
-use blockrepl::msg::{Payload, SplitFrame};
+use blockrepl::msg::{Payload, SplitFrame, UnsealedFrame};
 use blockrepl::{Config, Effect, Engine, Input, IoError, IoId, Meta, Msg, ReqId, Status};
 use wire::{Generation, Instant, NodeId};
 
+use crate::buffers::Buffers;
 use crate::config::DaemonConfig;
 use crate::{link, meta};
 
 /// Largest application read handed to the engine at once (fits one link frame).
 const CHUNK: usize = 1 << 20;
+
+/// TCP congestion control of the link. The link carries bursts (a large write, then nothing
+/// while the application waits): a paced, model-based control (bbr, the default on some
+/// systems) enters each burst with the rate it measured while the link idled; measured on
+/// this link, cubic moved 1 MiB sequential writes 40-60 % faster, with the same latency for
+/// 4 KiB sync writes.
+pub(crate) const LINK_CONGESTION_CONTROL: &str = "cubic";
+
+/// The link reader sends what it queued once this many frames are waiting, even while more
+/// input is ready.
+const ACK_BATCH: usize = 32;
+
+/// Local operations up to this size run in the thread that submitted them; larger ones go to
+/// the I/O pool.
+const INLINE_BYTES: usize = 64 * 1024;
 
 /// Writes larger than this are split into pieces of this size, in flight together.
 const PIECE: usize = 256 * 1024;
@@ -74,19 +90,29 @@ struct Link {
     id: u64,
     out: Arc<LinkOut>,
     stream: TcpStream,
+    /// Wakes the link's sender thread (dropped with the link, which ends the thread).
+    kick: SyncSender<()>,
 }
+
+/// Queued bytes from which the sender thread writes them, while the thread that queued them
+/// moves on (a large write's local copy or the next request). Less is written right away by
+/// the thread that queued it: no hand-off on the latency path of small writes and acks.
+const HAND_OFF_BYTES: usize = 64 * 1024;
 
 /// Frames queued in engine order, written by whichever thread gets the socket first. Nobody
 /// writes while holding the engine lock, so a peer that stops reading can only stall writers,
 /// never the receiving side.
 struct LinkOut {
-    queue: Mutex<Vec<Frame>>,
+    /// Frames and their total length.
+    queue: Mutex<(Vec<Frame>, usize)>,
     socket: Mutex<TcpStream>,
 }
 
-/// A queued frame: encoded, or laid out around a payload that is never copied.
+/// A queued frame: encoded, or laid out around a payload that is never copied (its checksum
+/// computed by the thread that writes it to the link, outside the engine lock).
 enum Frame {
     Bytes(Vec<u8>),
+    Unsealed(UnsealedFrame),
     Split(SplitFrame),
 }
 
@@ -94,6 +120,24 @@ enum Frame {
 const IOV_BATCH: usize = 512;
 
 impl LinkOut {
+    fn new(socket: TcpStream) -> Self {
+        LinkOut { queue: Mutex::new((Vec::new(), 0)), socket: Mutex::new(socket) }
+    }
+
+    fn push(&self, frame: Frame, len: usize) {
+        let mut q = lock(&self.queue);
+        q.0.push(frame);
+        q.1 += len;
+    }
+
+    fn queued_bytes(&self) -> usize {
+        lock(&self.queue).1
+    }
+
+    fn queued_frames(&self) -> usize {
+        lock(&self.queue).0.len()
+    }
+
     /// Writes queued frames until the queue is empty or another thread is writing.
     fn pump(&self) {
         loop {
@@ -101,18 +145,18 @@ impl LinkOut {
                 return;
             };
             loop {
-                let frames = std::mem::take(&mut *lock(&self.queue));
+                let mut frames = std::mem::take(&mut *lock(&self.queue)).0;
                 if frames.is_empty() {
                     break;
                 }
-                if write_frames(&mut sock, &frames).is_err() {
-                    lock(&self.queue).clear();
+                if write_frames(&mut sock, &mut frames).is_err() {
+                    *lock(&self.queue) = (Vec::new(), 0);
                     return;
                 }
             }
             drop(sock);
             // A frame queued while we were releasing the socket is ours to write.
-            if lock(&self.queue).is_empty() {
+            if lock(&self.queue).0.is_empty() {
                 return;
             }
         }
@@ -121,8 +165,17 @@ impl LinkOut {
 
 /// Writes frames with vectored writes: one syscall for a burst, payloads straight from their
 /// buffers.
-fn write_frames(sock: &mut TcpStream, frames: &[Frame]) -> std::io::Result<()> {
+fn write_frames(sock: &mut TcpStream, frames: &mut [Frame]) -> std::io::Result<()> {
     use std::io::{IoSlice, Write};
+    // Checksums are computed here, by the writing thread, outside the engine lock.
+    for f in frames.iter_mut() {
+        if let Frame::Unsealed(_) = f
+            && let Frame::Unsealed(u) = std::mem::replace(f, Frame::Bytes(Vec::new()))
+        {
+            *f = Frame::Split(u.seal());
+        }
+    }
+    let frames: &[Frame] = frames;
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len().min(IOV_BATCH / 3) * 3);
     let mut rest = frames;
     while !rest.is_empty() {
@@ -133,6 +186,8 @@ fn write_frames(sock: &mut TcpStream, frames: &[Frame]) -> std::io::Result<()> {
             }
             match f {
                 Frame::Bytes(b) => slices.push(IoSlice::new(b)),
+                // Sealed above.
+                Frame::Unsealed(_) => {}
                 Frame::Split(s) => {
                     slices.push(IoSlice::new(&s.head));
                     slices.push(IoSlice::new(&s.payload));
@@ -165,7 +220,9 @@ pub(crate) struct Node {
     meta_tx: Mutex<Sender<(u64, Meta)>>,
     pub(crate) stop: AtomicBool,
     pub(crate) link_bytes_sent: AtomicU64,
-    pool: Mutex<Sender<LocalOp>>,
+    /// Reused payload buffers (frontends and the link reader).
+    pub(crate) buffers: Arc<Buffers>,
+    pool: Mutex<Sender<Vec<LocalOp>>>,
     psk: Vec<u8>,
     me: u32,
     peer: u32,
@@ -195,6 +252,13 @@ enum LocalOp {
     Read { io: IoId, offset: u64, len: u32 },
 }
 
+fn register(core: &mut Core, w: Waiter) -> ReqId {
+    core.next_req += 1;
+    let id = core.next_req;
+    core.waiters.insert(id, w);
+    ReqId(id)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another thread must not silence replication: keep going with the data.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -207,64 +271,126 @@ impl Node {
 
     /// Feeds one input and everything it causes.
     pub(crate) fn drive(&self, input: Input) {
-        let mut work = VecDeque::from([input]);
-        while let Some(inp) = work.pop_front() {
+        self.drive_all(vec![input], true);
+    }
+
+    /// Feeds inputs (under one lock acquisition) and everything they cause; local I/O runs
+    /// in this thread. `flush`: send what was queued for the link right away; otherwise the
+    /// caller sends it later (the link reader, before it would wait for the peer).
+    fn drive_all(&self, inputs: Vec<Input>, flush: bool) {
+        let mut work = inputs;
+        while !work.is_empty() {
             let ops = {
                 let mut core = lock(&self.core);
                 let mut out = Vec::new();
                 let now = self.now();
-                core.engine.handle(now, inp, &mut out);
+                for inp in work.drain(..) {
+                    core.engine.handle(now, inp, &mut out);
+                }
                 self.dispatch(&mut core, out)
             };
-            self.flush_link();
-            for op in ops.finish() {
-                work.push_back(self.execute(op));
+            if flush {
+                self.flush_link();
             }
+            work = self.execute_all(ops.finish());
         }
     }
 
+    /// Runs local operations in order; consecutive writes of one contiguous range (the
+    /// pieces of a large write) go to the disk with one vectored write.
+    fn execute_all(&self, ops: Vec<LocalOp>) -> Vec<Input> {
+        let mut done = Vec::with_capacity(ops.len());
+        let mut ops = ops.into_iter().peekable();
+        while let Some(op) = ops.next() {
+            let LocalOp::Write { io, offset, data, fua: false } = op else {
+                done.push(self.execute(op));
+                continue;
+            };
+            let mut run = vec![(io, data)];
+            let mut end = offset + run[0].1.len() as u64;
+            while let Some(LocalOp::Write { offset: o, fua: false, .. }) = ops.peek()
+                && *o == end
+                && run.len() < IOV_BATCH
+            {
+                let Some(LocalOp::Write { io, data, .. }) = ops.next() else { break };
+                end += data.len() as u64;
+                run.push((io, data));
+            }
+            if run.len() == 1 {
+                let (io, data) = run.remove(0);
+                done.push(self.execute(LocalOp::Write { io, offset, data, fua: false }));
+                continue;
+            }
+            let r = self.write_vectored_at(run.iter().map(|(_, d)| &d[..]).collect(), offset);
+            if let Err(e) = &r {
+                tracing::error!(volume = %self.name, error = %e, "backing i/o error");
+            }
+            for (io, _) in run {
+                done.push(Input::LocalDone { io, result: r.as_ref().map(|()| Vec::new()).map_err(|_| ()) });
+            }
+        }
+        done
+    }
+
+    fn write_vectored_at(&self, bufs: Vec<&[u8]>, offset: u64) -> std::io::Result<()> {
+        use std::io::IoSlice;
+        let mut slices: Vec<IoSlice<'_>> = bufs.into_iter().map(IoSlice::new).collect();
+        let mut bufs: &mut [IoSlice<'_>] = &mut slices;
+        let mut at = offset;
+        while !bufs.is_empty() {
+            let n = rustix::io::pwritev(&self.backing, bufs, at)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            at += n as u64;
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued for the link: right here when it is little, else by waking the
+    /// link's sender thread.
     fn flush_link(&self) {
+        let link = lock(&self.link);
+        let Some(l) = link.as_ref() else { return };
+        if l.out.queued_bytes() >= HAND_OFF_BYTES {
+            // Already awake if the channel is full.
+            let _ = l.kick.try_send(());
+            return;
+        }
+        let out = Arc::clone(&l.out);
+        drop(link);
+        out.pump();
+    }
+
+    fn link_queue_len(&self) -> usize {
+        lock(&self.link).as_ref().map_or(0, |l| l.out.queued_frames())
+    }
+
+    /// Sends everything queued right here (the link reader before it waits).
+    fn flush_link_here(&self) {
         let out = lock(&self.link).as_ref().map(|l| Arc::clone(&l.out));
         if let Some(out) = out {
             out.pump();
         }
     }
 
-    /// Like [`Node::drive`], but local I/O goes to the I/O pool: the link reader keeps reading
-    /// while the peer's writes land in parallel.
-    fn drive_offload(&self, input: Input) {
-        let ops = {
-            let mut core = lock(&self.core);
-            let mut out = Vec::new();
-            let now = self.now();
-            core.engine.handle(now, input, &mut out);
-            self.dispatch(&mut core, out)
-        };
-        self.flush_link();
-        // Small operations run here (one hand-off less for the latency of a 4 KiB sync
-        // write); large writes and flushes go to the pool.
-        let mut inline = Vec::new();
-        {
-            let pool = lock(&self.pool);
-            for op in ops.finish() {
-                let small = match &op {
-                    LocalOp::Write { data, .. } => data.len() <= 64 * 1024,
-                    LocalOp::Read { len, .. } => *len <= 64 * 1024,
-                    // A flush waits for nothing else on the peer (the engine drained the
-                    // epoch first); running it here saves a wake-up per barrier.
-                    LocalOp::Flush { .. } => true,
-                    LocalOp::Zero { len, .. } => *len <= 64 * 1024,
-                };
-                if small {
-                    inline.push(op);
-                } else {
-                    let _ = pool.send(op);
-                }
-            }
+    /// Runs local operations: small ones and flushes right here (one hand-off less on the
+    /// latency path), large ones on the I/O pool so this thread (a frontend's) moves on to the
+    /// next request while the disk write runs.
+    fn run_local(&self, ops: Vec<LocalOp>) {
+        let (inline, pooled): (Vec<LocalOp>, Vec<LocalOp>) = ops.into_iter().partition(|op| match op {
+            LocalOp::Write { data, .. } => data.len() <= INLINE_BYTES,
+            LocalOp::Read { len, .. } => *len as usize <= INLINE_BYTES,
+            LocalOp::Flush { .. } => true,
+            LocalOp::Zero { len, .. } => *len <= INLINE_BYTES as u64,
+        });
+        if !pooled.is_empty() {
+            let _ = lock(&self.pool).send(pooled);
         }
-        for op in inline {
-            let done = self.execute(op);
-            self.drive(done);
+        if !inline.is_empty() {
+            let done = self.execute_all(inline);
+            self.drive_all(done, true);
         }
     }
 
@@ -309,19 +435,10 @@ impl Node {
         self.drive(make(req));
     }
 
-    /// An application write; waits for its completion.
-    pub(crate) fn write(&self, offset: u64, data: Payload, fua: bool) -> Outcome {
-        let (tx, rx) = sync_channel(1);
-        self.write_with(offset, data, fua, move |r| {
-            let _ = tx.send(r);
-        });
-        rx.recv().unwrap_or(Err(IoError::Io))
-    }
-
     /// An application write; `done` runs once every piece completed. Writes larger than
-    /// [`PIECE`] go out as pieces, all in flight together: the peer writes one while the
-    /// next is on the wire, and local writes of large pieces run on the I/O pool while this
-    /// thread keeps sending.
+    /// [`PIECE`] go out as pieces, all in flight together (the peer writes one while the next
+    /// is on the wire), queued under one lock acquisition and sent with one vectored write;
+    /// then the local write of the whole range runs.
     pub(crate) fn write_with(
         &self,
         offset: u64,
@@ -329,36 +446,34 @@ impl Node {
         fua: bool,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
-        if data.len() <= 64 * 1024 {
-            // Small: the local write runs right here (one hand-off less for its latency).
-            self.submit_with(|req| Input::Write { req, offset, data, fua }, done);
-            return;
-        }
-        if data.len() <= PIECE {
-            // Large: the local write goes to the I/O pool, so this thread (often the FUSE
-            // session) moves on to the next request's send while the disk write runs.
-            let req = self.register(Waiter::Callback(Box::new(done)));
-            self.drive_offload(Input::Write { req, offset, data, fua });
-            return;
-        }
-        let pieces = data.len().div_ceil(PIECE);
-        let join = Arc::new(Join { left: Mutex::new((pieces, Ok(None))), done: Mutex::new(Some(Box::new(done))) });
-        for i in 0..pieces {
-            let at = offset + (i * PIECE) as u64;
-            // A view of the same buffer: no copy.
-            let piece = data.slice(i * PIECE..(i + 1) * PIECE);
-            let join = Arc::clone(&join);
-            let req = self.register(Waiter::Callback(Box::new(move |r| join.piece_done(r))));
-            self.drive_offload(Input::Write { req, offset: at, data: piece, fua });
-        }
+        let pieces = data.len().div_ceil(PIECE).max(1);
+        let ops = {
+            let mut core = lock(&self.core);
+            let mut out = Vec::new();
+            let now = self.now();
+            if pieces == 1 {
+                let req = register(&mut core, Waiter::Callback(Box::new(done)));
+                core.engine.handle(now, Input::Write { req, offset, data, fua }, &mut out);
+            } else {
+                let join =
+                    Arc::new(Join { left: Mutex::new((pieces, Ok(None))), done: Mutex::new(Some(Box::new(done))) });
+                for i in 0..pieces {
+                    let at = offset + (i * PIECE) as u64;
+                    // A view of the same buffer: no copy.
+                    let piece = data.slice(i * PIECE..(i + 1) * PIECE);
+                    let join = Arc::clone(&join);
+                    let req = register(&mut core, Waiter::Callback(Box::new(move |r| join.piece_done(r))));
+                    core.engine.handle(now, Input::Write { req, offset: at, data: piece, fua }, &mut out);
+                }
+            }
+            self.dispatch(&mut core, out)
+        };
+        self.flush_link();
+        self.run_local(ops.finish());
     }
 
     fn register(&self, w: Waiter) -> ReqId {
-        let mut core = lock(&self.core);
-        core.next_req += 1;
-        let id = core.next_req;
-        core.waiters.insert(id, w);
-        ReqId(id)
+        register(&mut lock(&self.core), w)
     }
 
     /// An application read, split like writes.
@@ -450,18 +565,19 @@ impl Node {
     fn send(&self, m: Msg) {
         let link = lock(&self.link);
         if let Some(l) = link.as_ref() {
-            let frame = match m.into_split_frame() {
-                Ok(f) => Ok(Frame::Split(f)),
+            let frame = match m.into_unsealed_frame() {
+                Ok(f) => Ok(Frame::Unsealed(f)),
                 Err(m) => m.encode().map(Frame::Bytes),
             };
             match frame {
                 Ok(frame) => {
                     let len = match &frame {
                         Frame::Bytes(b) => b.len(),
+                        Frame::Unsealed(u) => u.len(),
                         Frame::Split(s) => s.len(),
                     };
                     self.link_bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
-                    lock(&l.out.queue).push(frame);
+                    l.out.push(frame, len);
                 }
                 Err(e) => {
                     // Never silently lose a message: the link is reset and the engine
@@ -504,12 +620,27 @@ impl Node {
             }
         }
         stream.set_nodelay(true)?;
+        // Best effort: a kernel without it keeps its default.
+        let _ = rustix::net::sockopt::set_tcp_congestion(&stream, LINK_CONGESTION_CONTROL);
         let id = self.next_link.fetch_add(1, Ordering::Relaxed) + 1;
-        let out = Arc::new(LinkOut { queue: Mutex::new(Vec::new()), socket: Mutex::new(stream.try_clone()?) });
-        let mut reader = link::FrameReader::new(stream.try_clone()?);
+        let out = Arc::new(LinkOut::new(stream.try_clone()?));
+        let (kick, kicked) = sync_channel::<()>(1);
+        {
+            let out = Arc::clone(&out);
+            std::thread::Builder::new().name("link-tx".into()).spawn(move || {
+                while kicked.recv().is_ok() {
+                    out.pump();
+                }
+            })?;
+        }
+        let idle_node = Arc::clone(self);
+        let mut reader = link::FrameReader::new(
+            link::IdleFlushing::new(stream.try_clone()?, Box::new(move || idle_node.flush_link_here())),
+            Arc::clone(&self.buffers),
+        );
         {
             let mut core = lock(&self.core);
-            *lock(&self.link) = Some(Link { id, out, stream });
+            *lock(&self.link) = Some(Link { id, out, stream, kick });
             // LinkUp under the core lock, so no frame can be queued before the Hello.
             let mut out = Vec::new();
             let now = self.now();
@@ -527,7 +658,17 @@ impl Node {
             let mut scratch = Vec::new();
             loop {
                 match reader.next_msg(&mut scratch) {
-                    Ok(m) => node.drive_offload(Input::Message(m)),
+                    // Everything the message causes runs here, local writes included (no
+                    // hand-off); what it queues for the peer goes out before the reader
+                    // would wait (one write for a burst of small frames), and at once after
+                    // a large frame, so a peer streaming without pause still gets its acks.
+                    Ok(m) => {
+                        let large = m.payload_len() >= HAND_OFF_BYTES;
+                        node.drive_all(vec![Input::Message(m)], false);
+                        if large || node.link_queue_len() >= ACK_BATCH {
+                            node.flush_link_here();
+                        }
+                    }
                     Err(e) => {
                         if e.downcast_ref::<wire::DecodeError>().is_some() {
                             tracing::warn!(error = %format!("{e:#}"), "undecodable frame from the peer");
@@ -638,7 +779,7 @@ pub(crate) fn run(args: DaemonConfig) -> anyhow::Result<()> {
     };
     let engine = Engine::new(cfg, m, seed);
     let (meta_tx, meta_rx) = channel::<(u64, Meta)>();
-    let (pool_tx, pool_rx) = channel::<LocalOp>();
+    let (pool_tx, pool_rx) = channel::<Vec<LocalOp>>();
     let node = Arc::new(Node {
         core: Mutex::new(Core { engine, waiters: HashMap::new(), next_req: 0, auth_error: None }),
         backing,
@@ -650,6 +791,7 @@ pub(crate) fn run(args: DaemonConfig) -> anyhow::Result<()> {
         meta_tx: Mutex::new(meta_tx),
         stop: AtomicBool::new(false),
         link_bytes_sent: AtomicU64::new(0),
+        buffers: Arc::new(Buffers::default()),
         pool: Mutex::new(pool_tx),
         psk,
         me: args.node_id,
@@ -662,15 +804,15 @@ pub(crate) fn run(args: DaemonConfig) -> anyhow::Result<()> {
         let rx = Arc::clone(&pool_rx);
         std::thread::Builder::new().name(format!("io-{i}")).spawn(move || {
             loop {
-                let op = {
+                let ops = {
                     let rx = lock(&rx);
                     match rx.recv() {
-                        Ok(op) => op,
+                        Ok(ops) => ops,
                         Err(_) => return,
                     }
                 };
-                let done = node.execute(op);
-                node.drive(done);
+                let done = node.execute_all(ops);
+                node.drive_all(done, true);
             }
         })?;
     }
