@@ -92,7 +92,31 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
         // Histories may be recorded under the instance name (older anonymous clones, and
         // unique clones) or under the base name.
         let same_base = |id: &str| id == base || id.split_once(':').is_some_and(|(b, _)| b == base);
-        let lrm_id = if ns.resources.iter().any(|lr| lr.id == name) || unique.contains(&base) {
+        // An anonymous instance may be reported under another instance number than the one its
+        // history carries on that node: stopping or demoting acts on the history that is active
+        // there, starting on one that is not.
+        let is_active = |ns: &crm::cib::NodeState, id: &str| {
+            active.get(&(id.to_string(), node.clone())).copied().unwrap_or_else(|| {
+                ns.resources
+                    .iter()
+                    .find(|lr| lr.id == id)
+                    .and_then(|lr| lr.ops.iter().max_by_key(|o| o.call_id))
+                    .is_some_and(|o| !(o.operation == "stop" || (o.operation == "monitor" && o.rc == 7)))
+            })
+        };
+        let wants_active = !matches!(a.kind, ActionKind::Start);
+        let probe = a.kind == ActionKind::Monitor && a.interval_ms == 0;
+        let fitting = (!unique.contains(&base) && !probe)
+            .then(|| {
+                let mut ids: Vec<&str> =
+                    ns.resources.iter().map(|lr| lr.id.as_str()).filter(|id| same_base(id)).collect();
+                ids.sort_by_key(|id| *id != name);
+                ids.into_iter().find(|id| is_active(ns, id) == wants_active).map(str::to_string)
+            })
+            .flatten();
+        let lrm_id = if let Some(id) = fitting {
+            id
+        } else if ns.resources.iter().any(|lr| lr.id == name) || unique.contains(&base) {
             name.clone()
         } else if let Some(lr) = ns.resources.iter().find(|lr| same_base(&lr.id)) {
             lr.id.clone()
@@ -212,5 +236,5 @@ fn a_completed_transition_leaves_nothing_to_do() {
     // Some corpus cases are legitimately not at rest after one transition (no stickiness and
     // a count tie-break, clone histories recorded under several instance names on one node,
     // nodes with no status entry); the rest must stay stable.
-    assert!(stable >= 302, "only {stable} of {checked} corpus transitions leave the cluster at rest");
+    assert!(stable >= 310, "only {stable} of {checked} corpus transitions leave the cluster at rest");
 }
