@@ -75,6 +75,11 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
     for a in order.into_iter().map(|i| &t.actions[i]) {
         let Some(n) = a.node else { continue };
         let node = t.node_name(n).to_string();
+        // A node the cluster never heard from gets its status entry when it is fenced.
+        if a.kind == ActionKind::Fence && !cib.status.iter().any(|s| s.uname.as_deref() == Some(node.as_str()) || s.id == node) {
+            let id = cib.config.nodes.iter().find(|c| c.uname == node).map_or_else(|| node.clone(), |c| c.id.clone());
+            cib.status.push(crm::cib::NodeState { id, uname: Some(node.clone()), ..Default::default() });
+        }
         let Some(ns) = cib.status.iter_mut().find(|s| s.uname.as_deref() == Some(node.as_str()) || s.id == node) else {
             continue;
         };
