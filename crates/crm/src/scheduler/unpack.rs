@@ -557,7 +557,8 @@ impl World {
             clone.interleave = get("interleave").is_some_and(truthy);
             clone.ordered = get("ordered").is_some_and(truthy);
             clone.notify = get("notify").is_some_and(truthy);
-            clone.unique = get("globally-unique").is_some_and(truthy);
+            // Unset, instances are distinct exactly when one node may run several of them.
+            clone.unique = get("globally-unique").map_or(clone.node_max > 1, truthy);
             clone.min = num("clone-min", "clone-min", 0);
         }
         let stickiness =
