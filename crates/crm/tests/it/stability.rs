@@ -192,6 +192,9 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
                 ns.resources.last_mut().expect("just pushed")
             }
         };
+        // The executor runs one operation of a resource at a time: by the time a new one is
+        // recorded, an operation that was in flight has completed and left its pending state.
+        lr.ops.retain(|o| o.op_status != -1);
         // A start runs the configured agent, and the history records that agent from then on.
         if task == "start"
             && let Some((class, provider, agent)) = agent_of(&cib_rscs, &base)
@@ -257,5 +260,5 @@ fn a_completed_transition_leaves_nothing_to_do() {
     // Some corpus cases are legitimately not at rest after one transition (no stickiness and
     // a count tie-break, clone histories recorded under several instance names on one node,
     // nodes with no status entry); the rest must stay stable.
-    assert!(stable >= 315, "only {stable} of {checked} corpus transitions leave the cluster at rest");
+    assert!(stable >= 317, "only {stable} of {checked} corpus transitions leave the cluster at rest");
 }
