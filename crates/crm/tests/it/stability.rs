@@ -108,13 +108,17 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
         // An anonymous instance may be reported under another instance number than the one its
         // history carries on that node: stopping or demoting acts on the history that is active
         // there, starting on one that is not.
+        // Only a stop or a probe that found nothing leaves a history inactive; a failed
+        // recurring monitor leaves the resource to be recovered, which stops it first.
         let is_active = |ns: &crm::cib::NodeState, id: &str| {
             active.get(&(id.to_string(), node.clone())).copied().unwrap_or_else(|| {
                 ns.resources
                     .iter()
                     .find(|lr| lr.id == id)
                     .and_then(|lr| lr.ops.iter().max_by_key(|o| o.call_id))
-                    .is_some_and(|o| !(o.operation == "stop" || (o.operation == "monitor" && o.rc == 7)))
+                    .is_some_and(|o| {
+                        !(o.operation == "stop" || (o.operation == "monitor" && o.interval_ms == 0 && o.rc == 7))
+                    })
             })
         };
         let wants_active = !matches!(a.kind, ActionKind::Start);
@@ -152,7 +156,9 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
                 .iter()
                 .find(|lr| lr.id == lrm_id)
                 .and_then(|lr| lr.ops.iter().max_by_key(|o| o.call_id))
-                .is_some_and(|o| !(o.operation == "stop" || (o.operation == "monitor" && o.rc == 7)))
+                .is_some_and(|o| {
+                    !(o.operation == "stop" || (o.operation == "monitor" && o.interval_ms == 0 && o.rc == 7))
+                })
         });
         let rc = match (task, a.interval_ms) {
             ("monitor", 0) => 7,
@@ -260,5 +266,5 @@ fn a_completed_transition_leaves_nothing_to_do() {
     // Some corpus cases are legitimately not at rest after one transition (no stickiness and
     // a count tie-break, clone histories recorded under several instance names on one node,
     // nodes with no status entry); the rest must stay stable.
-    assert!(stable >= 317, "only {stable} of {checked} corpus transitions leave the cluster at rest");
+    assert!(stable >= 318, "only {stable} of {checked} corpus transitions leave the cluster at rest");
 }
