@@ -1037,6 +1037,13 @@ impl World {
                 match task {
                     "start" | "migrate_from" => {
                         role = if promotable { Role::Unpromoted } else { Role::Started };
+                        // A later successful start clears a past failure whose handling was
+                        // local to the resource (restart, block, demote).
+                        if on_fail <= OnFail::Restart || on_fail == OnFail::Block {
+                            failed = false;
+                            stop_failed = false;
+                            on_fail = OnFail::Ignore;
+                        }
                     }
                     "migrate_to" => role = Role::Started,
                     "stop" => {

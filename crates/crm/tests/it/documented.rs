@@ -2155,3 +2155,19 @@ fn stopping_a_group_member_stops_the_members_after_it() {
         .online("n1", &[], &[("a", RUNNING), ("b", RUNNING), ("c", RUNNING)])
         .expect(&["Stop b ( n1 ) due to node availability", "Stop c ( n1 ) due to node availability"]);
 }
+
+#[test]
+fn a_successful_start_after_a_failed_one_leaves_the_resource_at_rest() {
+    // The failed start stays in the history (as the last failure) next to the later start
+    // that succeeded: the failure is past, the resource runs, nothing is to be recovered.
+    Cib::new(&["n1", "n2"])
+        .prop("start-failure-is-fatal", "false")
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .online(
+            "n1",
+            &[("fail-count-r#start_0", "1")],
+            &[("r", &[("start", 0, 1, 2), ("start", 0, 0, 4), ("monitor", 10000, 0, 5)])],
+        )
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
