@@ -1110,10 +1110,12 @@ impl World {
                 continue;
             }
             // Hard errors keep the resource off this node, fatal ones off every node.
+            // An execution error (status 4) is classified by its exit code like a completed
+            // operation.
             match (rc, op.op_status) {
-                (_, 7) | (2 | 4 | 5, 0) => self.ban(leaf, Some(n)),
-                (3, 0) if op.interval_ms == 0 => self.ban(leaf, Some(n)),
-                (6, 0) => self.ban(leaf, None),
+                (_, 7) | (2 | 4 | 5, 0 | 4) => self.ban(leaf, Some(n)),
+                (3, 0 | 4) if op.interval_ms == 0 => self.ban(leaf, Some(n)),
+                (6, 0 | 4) => self.ban(leaf, None),
                 _ => {}
             }
             let f = self.op_on_fail(leaf, op);

@@ -2171,3 +2171,149 @@ fn a_successful_start_after_a_failed_one_leaves_the_resource_at_rest() {
         .online("n2", &[], &[("r", STOPPED)])
         .expect(&[]);
 }
+
+// ---------------------------------------------------------------- multiple-active
+
+fn active_twice(policy: Option<&str>) -> Cib {
+    let metas: Vec<(&str, &str)> = policy.map(|p| vec![("multiple-active", p)]).unwrap_or_default();
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &metas, ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[], &[("r", &[("start", 0, 0, 2)])])
+        .online("n2", &[], &[("r", &[("start", 0, 0, 2)])])
+}
+
+#[test]
+fn multiple_active_default_stops_everywhere_and_starts_once() {
+    // stop_start: every copy is stopped, then one is started where the resource belongs.
+    active_twice(None).expect(&["Restart r ( n1 )"]);
+}
+
+#[test]
+fn multiple_active_stop_only_stops_every_copy() {
+    active_twice(Some("stop_only"))
+        .expect(&["Stop r ( n1 ) due to node availability", "Stop r ( n2 ) due to node availability"]);
+}
+
+#[test]
+fn multiple_active_block_takes_no_action() {
+    active_twice(Some("block")).expect(&[]);
+}
+
+// ---------------------------------------------------------------- orphans
+
+#[test]
+fn orphaned_resource_is_stopped() {
+    // History of a resource no longer in the configuration.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("kept", &[], ""))
+        .online("n1", &[], &[("kept", RUNNING), ("gone", RUNNING)])
+        .online("n2", &[], &[("kept", STOPPED)])
+        .expect(&["Stop gone ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn stop_orphan_resources_false_leaves_orphans_running() {
+    Cib::new(&["n1", "n2"])
+        .prop("stop-orphan-resources", "false")
+        .rsc(&prim("kept", &[], ""))
+        .online("n1", &[], &[("kept", RUNNING), ("gone", RUNNING)])
+        .online("n2", &[], &[("kept", STOPPED)])
+        .expect(&[]);
+}
+
+// ---------------------------------------------------------------- failed probes
+
+fn probe_result(rc: i32) -> Cib {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[], &[("r", &[("monitor", 0, rc, 1)])])
+        .online("n2", &[], &[("r", STOPPED)])
+}
+
+#[test]
+fn probe_not_installed_keeps_the_resource_off_that_node() {
+    // rc 5: the agent is missing there; not a failure of a running resource.
+    probe_result(5).expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn probe_invalid_arguments_is_a_hard_error_on_that_node() {
+    // rc 2: the resource is considered active and failed there; it is stopped there and
+    // may not run there again.
+    probe_result(2).expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn probe_not_configured_is_fatal_everywhere() {
+    // rc 6: the configuration is wrong, the resource may run nowhere.
+    probe_result(6).expect(&["Stop r ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn probe_generic_error_recovers_in_place() {
+    // rc 1: a soft error; the resource is recovered on its preferred node.
+    probe_result(1).expect(&["Recover r ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- clones
+
+#[test]
+fn unset_globally_unique_with_clone_node_max_two_keeps_distinct_instances() {
+    // globally-unique defaults to true when clone-node-max > 1: two instances recorded on
+    // one node are both kept.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[("clone-max", "2"), ("clone-node-max", "2")],
+            &prim("d", &[("resource-stickiness", "1")], ""),
+        ))
+        .online("n1", &[], &[("d:0", RUNNING), ("d:1", RUNNING)])
+        .online("n2", &[], &[("d:0", STOPPED), ("d:1", STOPPED)])
+        .expect(&[]);
+}
+
+// ---------------------------------------------------------------- orders and colocations
+
+#[test]
+fn order_promote_then_start_follows_a_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_order id="o" first="ms" first-action="promote" then="r" then-action="start"/>"#)
+        .cons(&loc("prefer-n2", "r", "n2", "50"))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING), ("r", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )", "Start r ( n2 )"]);
+}
+
+#[test]
+fn colocation_chain_with_mixed_scores() {
+    // c with b (INFINITY), b with a (-INFINITY): a takes its preferred node, b and c go to
+    // the other one together, pulled there by c's preference too.
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(&loc("a-n1", "a", "n1", "100"))
+        .cons(&loc("c-n3", "c", "n3", "10"))
+        .cons(r#"<rsc_colocation id="b-a" rsc="b" with-rsc="a" score="-INFINITY"/>"#)
+        .cons(r#"<rsc_colocation id="c-b" rsc="c" with-rsc="b" score="INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n3 )", "Start c ( n3 )"]);
+}
+
+#[test]
+fn requires_quorum_resource_stops_without_quorum_while_requires_nothing_runs_on() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("free", &[("requires", "nothing")], ""))
+        .rsc(&prim("bound", &[("requires", "quorum")], ""))
+        .online("n1", &[], &[("free", RUNNING), ("bound", RUNNING)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&["Stop bound ( n1 ) due to no quorum"]);
+}
