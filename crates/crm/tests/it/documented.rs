@@ -2317,3 +2317,63 @@ fn requires_quorum_resource_stops_without_quorum_while_requires_nothing_runs_on(
         .no_quorum()
         .expect(&["Stop bound ( n1 ) due to no quorum"]);
 }
+
+#[test]
+fn colocation_node_attribute_with_a_clone_allows_every_node_of_an_instance_site() {
+    // The clone runs only on n1 (site east); b may run on any east node but prefers n2.
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml("n1", &attr_node("n1", &[("site", "east")]))
+        .node_xml("n2", &attr_node("n2", &[("site", "east")]))
+        .node_xml("n3", &attr_node("n3", &[("site", "west")]))
+        .rsc(&clone("c", &[("clone-max", "1")], &prim("d", &[], "")))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("d-n1", "c", "n1", "INFINITY"))
+        .cons(&loc("b-n2", "b", "n2", "10"))
+        .cons(&loc("b-n3", "b", "n3", "20"))
+        .cons(r#"<rsc_colocation id="b-with-c" rsc="b" with-rsc="c" score="INFINITY" node-attribute="site"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn clone_dependent_with_node_attribute_runs_on_each_site_of_the_primary() {
+    // A clone colocated with a primitive by site runs only on nodes of the primitive's site.
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml("n1", &attr_node("n1", &[("site", "east")]))
+        .node_xml("n2", &attr_node("n2", &[("site", "east")]))
+        .node_xml("n3", &attr_node("n3", &[("site", "west")]))
+        .rsc(&prim("a", &[], ""))
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .cons(&loc("a-n2", "a", "n2", "INFINITY"))
+        .cons(r#"<rsc_colocation id="c-with-a" rsc="c" with-rsc="a" score="INFINITY" node-attribute="site"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start a ( n2 )", "Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+}
+
+#[test]
+fn unique_clone_with_clone_node_max_two_fills_nodes_up_to_the_limit() {
+    // Four instances, two per node at most, two nodes: two on each.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[("clone-max", "4"), ("clone-node-max", "2"), ("globally-unique", "true")],
+            &prim("d", &[], ""),
+        ))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )", "Start d:2 ( n1 )", "Start d:3 ( n2 )"]);
+}
+
+#[test]
+fn ordered_clone_stops_instances_too() {
+    // ordered=true serializes instances; stopping a disabled ordered clone stops every instance.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("ordered", "true"), ("target-role", "Stopped")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability", "Stop d:1 ( n2 ) due to node availability"]);
+}
