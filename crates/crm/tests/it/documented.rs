@@ -2377,3 +2377,64 @@ fn ordered_clone_stops_instances_too() {
         .online("n2", &[], &[("d", RUNNING)])
         .expect(&["Stop d:0 ( n1 ) due to node availability", "Stop d:1 ( n2 ) due to node availability"]);
 }
+
+// ---------------------------------------------------------------- requires
+
+/// Whether the start of `rsc` waits (directly or through other actions) for fencing.
+fn start_waits_for_fencing(t: &crm::Transition, rsc: &str) -> bool {
+    let start = t
+        .actions
+        .iter()
+        .find(|a| a.kind == crm::ActionKind::Start && a.rsc.is_some_and(|r| t.resource_name(r) == rsc))
+        .expect("a start")
+        .id;
+    let mut seen = std::collections::BTreeSet::from([start]);
+    let mut todo = vec![start];
+    while let Some(a) = todo.pop() {
+        if t.actions[a].kind == crm::ActionKind::Fence {
+            return true;
+        }
+        for e in t.edges.iter().filter(|e| e.then == a) {
+            if seen.insert(e.first) {
+                todo.push(e.first);
+            }
+        }
+    }
+    false
+}
+
+fn lost_node_with(requires: Option<&str>) -> crm::Transition {
+    // `new` never ran on the lost node: only its requires setting ties its start to the
+    // fencing of that node.
+    let metas: Vec<(&str, &str)> = requires.map(|r| vec![("requires", r)]).unwrap_or_default();
+    let cib = Cib::new(&["n1", "n2", "n3"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("new", &metas, ""))
+        .cons(&loc("new-n1", "new", "n1", "10"))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED), ("new", STOPPED)])
+        .online("n3", &[], &[("r", STOPPED), ("new", STOPPED)])
+        .lost("n2", &[("r", RUNNING)]);
+    cib.expect(&[
+        "Fence (reboot) n2 'peer is no longer part of the cluster'",
+        "Move r ( n2 -> n3 )",
+        "Start new ( n1 )",
+    ]);
+    cib.transition()
+}
+
+#[test]
+fn requires_fencing_starts_resources_only_after_lost_nodes_are_fenced() {
+    assert!(start_waits_for_fencing(&lost_node_with(None), "new"));
+    assert!(start_waits_for_fencing(&lost_node_with(Some("fencing")), "new"));
+    // A resource recovered from the lost node waits in any case (its stop there is implied
+    // by the fencing).
+    assert!(start_waits_for_fencing(&lost_node_with(Some("nothing")), "r"));
+}
+
+#[test]
+fn requires_quorum_or_nothing_does_not_wait_for_fencing() {
+    assert!(!start_waits_for_fencing(&lost_node_with(Some("quorum")), "new"));
+    assert!(!start_waits_for_fencing(&lost_node_with(Some("nothing")), "new"));
+}
