@@ -935,7 +935,15 @@ impl World {
         orphan.ops.clear();
         orphan.orphan = true;
         orphan.instance = None;
-        orphan.managed = !self.props.maintenance_mode;
+        // Resource defaults apply to an orphan as to any resource of its agent.
+        let mut defaults = BTreeMap::new();
+        let empty = BTreeMap::new();
+        let mut ctx = RuleCtx::attrs(None, &empty);
+        ctx.rsc = Some((orphan.class.as_str(), orphan.provider.as_deref(), orphan.agent.as_str()));
+        flatten(&self.rsc_defaults, &ctx, &mut defaults);
+        orphan.managed = !self.props.maintenance_mode
+            && defaults.get("is-managed").is_none_or(|v| truthy(v))
+            && !defaults.get("maintenance").is_some_and(|v| truthy(v));
         if self.props.stop_orphans {
             orphan.target_role = Some(Role::Stopped);
         } else {

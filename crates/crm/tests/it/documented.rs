@@ -2438,3 +2438,34 @@ fn requires_quorum_or_nothing_does_not_wait_for_fencing() {
     assert!(!start_waits_for_fencing(&lost_node_with(Some("quorum")), "new"));
     assert!(!start_waits_for_fencing(&lost_node_with(Some("nothing")), "new"));
 }
+
+#[test]
+fn unmanaged_orphan_is_left_alone() {
+    // Orphans take the resource defaults too: unmanaged, they are not stopped.
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("is-managed", "false")])
+        .rsc(&prim("kept", &[], ""))
+        .online("n1", &[], &[("kept", RUNNING), ("gone", RUNNING)])
+        .online("n2", &[], &[("kept", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn failed_orphan_is_stopped() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("kept", &[], ""))
+        .online("n1", &[("fail-count-gone#monitor_10000", "1")], &[("kept", RUNNING), ("gone", FAILED_MONITOR)])
+        .online("n2", &[], &[("kept", STOPPED)])
+        .expect(&["Stop gone ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn probe_finding_a_resource_active_on_a_second_node_restarts_it_once() {
+    // Found running on n2 as well: multiply active, stopped on both, started on n1.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", &[("monitor", 0, 0, 1)])])
+        .expect(&["Restart r ( n1 )"]);
+}
