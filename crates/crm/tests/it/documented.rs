@@ -2469,3 +2469,56 @@ fn probe_finding_a_resource_active_on_a_second_node_restarts_it_once() {
         .online("n2", &[], &[("r", &[("monitor", 0, 0, 1)])])
         .expect(&["Restart r ( n1 )"]);
 }
+
+/// Whether the `kind` action of `then` waits (directly or through other actions) for the
+/// `kind` action of `first`.
+fn waits_for(t: &crm::Transition, kind: crm::ActionKind, then: &str, first: &str) -> bool {
+    let find = |name: &str| {
+        t.actions
+            .iter()
+            .find(|a| a.kind == kind && a.rsc.is_some_and(|r| t.resource_name(r) == name))
+            .unwrap_or_else(|| panic!("no {kind:?} of {name}"))
+            .id
+    };
+    let (start, goal) = (find(then), find(first));
+    let mut seen = std::collections::BTreeSet::from([start]);
+    let mut todo = vec![start];
+    while let Some(a) = todo.pop() {
+        if a == goal {
+            return true;
+        }
+        for e in t.edges.iter().filter(|e| e.then == a) {
+            if seen.insert(e.first) {
+                todo.push(e.first);
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn ordered_clone_starts_instances_one_after_another() {
+    let run = |ordered: &str| {
+        let cib = Cib::new(&["n1", "n2"])
+            .rsc(&clone("c", &[("ordered", ordered)], &prim("d", &[], "")))
+            .online("n1", &[], &[("d", STOPPED)])
+            .online("n2", &[], &[("d", STOPPED)]);
+        cib.expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+        waits_for(&cib.transition(), crm::ActionKind::Start, "d:1", "d:0")
+    };
+    assert!(run("true"));
+    assert!(!run("false"));
+}
+
+#[test]
+fn ordered_clone_stops_instances_in_reverse_order() {
+    let run = |ordered: &str| {
+        let cib = Cib::new(&["n1", "n2"])
+            .rsc(&clone("c", &[("ordered", ordered), ("target-role", "Stopped")], &prim("d", &[], "")))
+            .online("n1", &[], &[("d", RUNNING)])
+            .online("n2", &[], &[("d", RUNNING)]);
+        waits_for(&cib.transition(), crm::ActionKind::Stop, "d:0", "d:1")
+    };
+    assert!(run("true"));
+    assert!(!run("false"));
+}
