@@ -2522,3 +2522,19 @@ fn ordered_clone_stops_instances_in_reverse_order() {
     assert!(run("true"));
     assert!(!run("false"));
 }
+
+#[test]
+fn probe_unimplemented_or_insufficient_privileges_is_a_hard_error_on_that_node() {
+    // rc 3 and rc 4 are hard errors like rc 2: recovered elsewhere, kept off that node.
+    probe_result(3).expect(&["Recover r ( n1 -> n2 )"]);
+    probe_result(4).expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn probe_hard_error_recorded_as_execution_error_is_still_hard() {
+    // The same exit code recorded with op-status 4 (execution error) is judged by its code.
+    let cib = probe_result(2);
+    let xml = cib.xml();
+    assert!(xml.contains(r#"rc-code="2" op-status="4""#), "the helper records failures as execution errors");
+    cib.expect(&["Recover r ( n1 -> n2 )"]);
+}
