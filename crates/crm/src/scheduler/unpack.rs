@@ -1222,7 +1222,15 @@ impl World {
                 r.fail_stop_on.insert(n);
             }
         } else if failed && on_fail == OnFail::Stop {
-            r.target_role = Some(Role::Stopped);
+            // Already stopped there after a failure with on-fail=stop. Copies of an anonymous
+            // clone are interchangeable, so the record may land on an instance that runs
+            // elsewhere: for them the failure keeps the clone off this node instead.
+            match self.clone_of(leaf) {
+                Some(c) if !self.rscs[c].clone.unique => {
+                    self.rscs[c].banned_on.insert(n);
+                }
+                _ => self.rscs[leaf].target_role = Some(Role::Stopped),
+            }
         }
         if failed && on_fail == OnFail::Standby {
             self.nodes[n].standby = true;

@@ -162,6 +162,13 @@ impl Cib {
         want.sort();
         let got = self.summary();
         assert_eq!(got, want, "\nxml: {}", self.xml());
+        if std::env::var("DOC_STABILITY").is_ok() {
+            let left =
+                crate::stability::left_after_one_transition(&self.xml(), self.execution_date.unwrap_or(1_700_000_000));
+            if !left.is_empty() {
+                eprintln!("NOT AT REST {:?} then {left:?}", got);
+            }
+        }
     }
 }
 
@@ -2537,4 +2544,20 @@ fn probe_hard_error_recorded_as_execution_error_is_still_hard() {
     let xml = cib.xml();
     assert!(xml.contains(r#"rc-code="2" op-status="4""#), "the helper records failures as execution errors");
     cib.expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn on_fail_stop_clone_copy_stays_stopped_without_touching_the_other_copies() {
+    // After the failed copy was stopped (on-fail=stop), the next run leaves everything as is:
+    // the copy on n2 keeps running, and none starts on n1.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[], &monitor("d", "10s", r#"on-fail="stop""#))))
+        .rsc(&prim("other", &[], ""))
+        .online(
+            "n1",
+            &[("fail-count-d#monitor_10000", "1")],
+            &[("d", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)]), ("other", RUNNING)],
+        )
+        .online("n2", &[], &[("d", RUNNING), ("other", STOPPED)])
+        .expect(&[]);
 }

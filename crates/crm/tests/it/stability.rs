@@ -224,6 +224,21 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
     }
 }
 
+/// What a second scheduling run of `xml` still finds to do once its first transition succeeded
+/// (blocked actions excepted).
+pub(crate) fn left_after_one_transition(xml: &str, now: i64) -> Vec<String> {
+    let Ok((mut cib, _)) = crm::cib::parse_cib(xml) else { return Vec::new() };
+    let t = crm::schedule(&cib, None, now);
+    apply(&mut cib, &t, now);
+    let again = crm::schedule(&cib, None, now);
+    again
+        .summary
+        .iter()
+        .filter(|l| !l.trim_end().ends_with("blocked)") && !l.trim_end().ends_with(" blocked"))
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn a_completed_transition_leaves_nothing_to_do() {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/pcmk-scheduler-cases/xml"));
