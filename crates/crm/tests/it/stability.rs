@@ -253,7 +253,14 @@ fn a_completed_transition_leaves_nothing_to_do() {
         let now = cib.execution_date.unwrap_or(1_700_000_000);
         let t = crm::schedule(&cib, None, now);
         apply(&mut cib, &t, now);
-        let again = crm::schedule(&cib, None, now);
+        let mut again = crm::schedule(&cib, None, now);
+        // Diagnostics: run a few more transitions, to tell slow settling from oscillation.
+        if std::env::var("STABILITY_ROUNDS").is_ok() {
+            for _ in 0..3 {
+                apply(&mut cib, &again, now);
+                again = crm::schedule(&cib, None, now);
+            }
+        }
         if std::env::var("STABILITY_DUMP").ok().as_deref() == path.file_stem().and_then(|s| s.to_str()) {
             std::fs::write("/tmp/stability-dump.xml", crm::cib::to_xml(&cib)).expect("dump");
             for r in std::env::var("STABILITY_EXPLAIN").unwrap_or_default().split(',').filter(|r| !r.is_empty()) {
