@@ -2561,3 +2561,42 @@ fn on_fail_stop_clone_copy_stays_stopped_without_touching_the_other_copies() {
         .online("n2", &[], &[("d", RUNNING), ("other", STOPPED)])
         .expect(&[]);
 }
+
+#[test]
+fn group_that_fits_nowhere_as_a_whole_starts_the_members_that_fit() {
+    // No node has room for the whole group (3 cpu): members are placed one by one; the
+    // second does not fit next to the first and stays stopped.
+    let member = |id: &str, cpu: &str| {
+        format!(
+            r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+            util(id, &[("cpu", cpu)])
+        )
+    };
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "2")]))
+        .rsc(&group("g", &[], &[member("a", "1"), member("b", "2")]))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )"]);
+}
+
+#[test]
+fn colocation_chain_with_finite_scores() {
+    // b follows a (500), c avoids b (-INFINITY) and wants n1 (1000). The dependent's
+    // preferences count when its primary is placed: c's dislike of b's node outweighs b's
+    // pull towards a, so b goes to n2, and c gets n1.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(&loc("a-n1", "a", "n1", "5000"))
+        .cons(&loc("b-n2", "b", "n2", "200"))
+        .cons(&loc("c-n1", "c", "n1", "1000"))
+        .cons(r#"<rsc_colocation id="b-a" rsc="b" with-rsc="a" score="500"/>"#)
+        .cons(r#"<rsc_colocation id="c-b" rsc="c" with-rsc="b" score="-INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n2 )", "Start c ( n1 )"]);
+}
