@@ -2600,3 +2600,37 @@ fn colocation_chain_with_finite_scores() {
         .online("n2", &[], &[])
         .expect(&["Start a ( n1 )", "Start b ( n2 )", "Start c ( n1 )"]);
 }
+
+#[test]
+fn order_promote_then_promote_waits_for_the_first_promotion() {
+    let run = |order: bool| {
+        let mut cib = Cib::new(&["n1", "n2"])
+            .rsc(&promotable("ms1", &prim("s1", &[], ""), &[]))
+            .rsc(&promotable("ms2", &prim("s2", &[], ""), &[]))
+            .online("n1", &[("master-s1", "10"), ("master-s2", "10")], &[("s1", RUNNING), ("s2", RUNNING)])
+            .online("n2", &[("master-s1", "5"), ("master-s2", "5")], &[("s1", RUNNING), ("s2", RUNNING)]);
+        if order {
+            cib =
+                cib.cons(r#"<rsc_order id="o" first="ms1" first-action="promote" then="ms2" then-action="promote"/>"#);
+        }
+        cib.expect(&["Promote s1:0 ( Unpromoted -> Promoted n1 )", "Promote s2:0 ( Unpromoted -> Promoted n1 )"]);
+        waits_for(&cib.transition(), crm::ActionKind::Promote, "s2:0", "s1:0")
+    };
+    assert!(run(true));
+    assert!(!run(false));
+}
+
+#[test]
+fn order_demote_then_demote_waits_for_the_first_demotion() {
+    // Both promoted on n1, promotion moves to n2 for both: ms2 is demoted only after ms1.
+    let cib = Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms1", &prim("s1", &[], ""), &[]))
+        .rsc(&promotable("ms2", &prim("s2", &[], ""), &[]))
+        .cons(r#"<rsc_order id="o" first="ms1" first-action="demote" then="ms2" then-action="demote"/>"#)
+        .online("n1", &[("master-s1", "5"), ("master-s2", "5")], &[("s1", PROMOTED), ("s2", PROMOTED)])
+        .online("n2", &[("master-s1", "10"), ("master-s2", "10")], &[("s1", RUNNING), ("s2", RUNNING)]);
+    let t = cib.transition();
+    let summary = cib.summary();
+    assert!(summary.iter().any(|l| l.starts_with("Demote s2:0")), "{summary:?}");
+    assert!(waits_for(&t, crm::ActionKind::Demote, "s2:0", "s1:0"));
+}
