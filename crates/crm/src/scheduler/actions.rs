@@ -376,6 +376,36 @@ impl Builder<'_> {
                 }
             }
         }
+        // An ordered clone starts its instances one after another, and stops them in the
+        // reverse order.
+        for r in w.rscs.iter().filter(|r| r.kind == Kind::Clone && r.clone.ordered) {
+            let ends = |b: &Self, ch: usize, kind: ActionKind| -> (Vec<usize>, Vec<usize>) {
+                if w.rscs[ch].kind == Kind::Primitive {
+                    let a = b.all(ch, kind);
+                    (a.clone(), a)
+                } else {
+                    let done = if kind == ActionKind::Start { ActionKind::Running } else { ActionKind::Stopped };
+                    (b.find(ch, kind, None).into_iter().collect(), b.find(ch, done, None).into_iter().collect())
+                }
+            };
+            for pair in r.children.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                let (_, a_started) = ends(self, a, ActionKind::Start);
+                let (b_start, _) = ends(self, b, ActionKind::Start);
+                let (a_stop, _) = ends(self, a, ActionKind::Stop);
+                let (_, b_stopped) = ends(self, b, ActionKind::Stop);
+                for &x in &a_started {
+                    for &y in &b_start {
+                        self.edge(x, y, 0);
+                    }
+                }
+                for &x in &b_stopped {
+                    for &y in &a_stop {
+                        self.edge(x, y, 0);
+                    }
+                }
+            }
+        }
         // Order constraints.
         for o in &c.orders {
             let sym = o.symmetrical && o.kind != OrderKind::Serialize;

@@ -375,6 +375,26 @@ impl Assigner<'_> {
             }
             return (Box::new(move |n| self.fits(u, n)), most);
         }
+        // A group with room nowhere as a whole is placed member by member: it needs room for
+        // its first member, and the members that do not fit after it stay stopped.
+        if self.w.rscs[u].kind == Kind::Group {
+            let usable: Vec<usize> = weights
+                .iter()
+                .filter(|&(&n, s)| s.value() >= 0 && self.w.nodes[n].can_host())
+                .map(|(&n, _)| n)
+                .collect();
+            if !usable.iter().any(|&n| self.fits(u, n))
+                && let Some(&first) = self.w.leaves(u).first()
+            {
+                let mut most: Option<usize> = None;
+                for n in usable {
+                    if most.is_none_or(|m| self.compare_capacity(n, m) == std::cmp::Ordering::Less) {
+                        most = Some(n);
+                    }
+                }
+                return (Box::new(move |n| self.fits(first, n)), most);
+            }
+        }
         (Box::new(move |n| self.fits(u, n)), None)
     }
 
@@ -455,8 +475,12 @@ impl Assigner<'_> {
         self.w.rscs[u].assigned = Some(n);
         self.w.rscs[u].provisional = false;
         let mut ok = true;
+        let is_group = self.w.rscs[u].kind == Kind::Group;
         for l in leaves {
-            let allowed = self.leaf_weight(l, n, false).is_some_and(|s| !s.is_neg_inf())
+            // A group member needs room for itself on the group's node.
+            let room = !is_group || self.fits(l, n);
+            let allowed = room
+                && self.leaf_weight(l, n, false).is_some_and(|s| !s.is_neg_inf())
                 && self.w.rscs[l].target_role != Some(Role::Stopped)
                 && !self.w.rscs[l].orphan
                 && (self.w.rscs[l].managed || self.w.rscs[l].running.contains(&n));

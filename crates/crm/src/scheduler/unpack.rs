@@ -557,7 +557,8 @@ impl World {
             clone.interleave = get("interleave").is_some_and(truthy);
             clone.ordered = get("ordered").is_some_and(truthy);
             clone.notify = get("notify").is_some_and(truthy);
-            clone.unique = get("globally-unique").is_some_and(truthy);
+            // Unset, instances are distinct exactly when one node may run several of them.
+            clone.unique = get("globally-unique").map_or(clone.node_max > 1, truthy);
             clone.min = num("clone-min", "clone-min", 0);
         }
         let stickiness =
@@ -934,7 +935,15 @@ impl World {
         orphan.ops.clear();
         orphan.orphan = true;
         orphan.instance = None;
-        orphan.managed = !self.props.maintenance_mode;
+        // Resource defaults apply to an orphan as to any resource of its agent.
+        let mut defaults = BTreeMap::new();
+        let empty = BTreeMap::new();
+        let mut ctx = RuleCtx::attrs(None, &empty);
+        ctx.rsc = Some((orphan.class.as_str(), orphan.provider.as_deref(), orphan.agent.as_str()));
+        flatten(&self.rsc_defaults, &ctx, &mut defaults);
+        orphan.managed = !self.props.maintenance_mode
+            && defaults.get("is-managed").is_none_or(|v| truthy(v))
+            && !defaults.get("maintenance").is_some_and(|v| truthy(v));
         if self.props.stop_orphans {
             orphan.target_role = Some(Role::Stopped);
         } else {
@@ -1036,6 +1045,13 @@ impl World {
                 match task {
                     "start" | "migrate_from" => {
                         role = if promotable { Role::Unpromoted } else { Role::Started };
+                        // A later successful start clears a past failure whose handling was
+                        // local to the resource (restart, block, demote).
+                        if on_fail <= OnFail::Restart || on_fail == OnFail::Block {
+                            failed = false;
+                            stop_failed = false;
+                            on_fail = OnFail::Ignore;
+                        }
                     }
                     "migrate_to" => role = Role::Started,
                     "stop" => {
@@ -1102,10 +1118,12 @@ impl World {
                 continue;
             }
             // Hard errors keep the resource off this node, fatal ones off every node.
+            // An execution error (status 4) is classified by its exit code like a completed
+            // operation.
             match (rc, op.op_status) {
-                (_, 7) | (2 | 4 | 5, 0) => self.ban(leaf, Some(n)),
-                (3, 0) if op.interval_ms == 0 => self.ban(leaf, Some(n)),
-                (6, 0) => self.ban(leaf, None),
+                (_, 7) | (2 | 4 | 5, 0 | 4) => self.ban(leaf, Some(n)),
+                (3, 0 | 4) if op.interval_ms == 0 => self.ban(leaf, Some(n)),
+                (6, 0 | 4) => self.ban(leaf, None),
                 _ => {}
             }
             let f = self.op_on_fail(leaf, op);
@@ -1204,7 +1222,15 @@ impl World {
                 r.fail_stop_on.insert(n);
             }
         } else if failed && on_fail == OnFail::Stop {
-            r.target_role = Some(Role::Stopped);
+            // Already stopped there after a failure with on-fail=stop. Copies of an anonymous
+            // clone are interchangeable, so the record may land on an instance that runs
+            // elsewhere: for them the failure keeps the clone off this node instead.
+            match self.clone_of(leaf) {
+                Some(c) if !self.rscs[c].clone.unique => {
+                    self.rscs[c].banned_on.insert(n);
+                }
+                _ => self.rscs[leaf].target_role = Some(Role::Stopped),
+            }
         }
         if failed && on_fail == OnFail::Standby {
             self.nodes[n].standby = true;

@@ -162,6 +162,13 @@ impl Cib {
         want.sort();
         let got = self.summary();
         assert_eq!(got, want, "\nxml: {}", self.xml());
+        if std::env::var("DOC_STABILITY").is_ok() {
+            let left =
+                crate::stability::left_after_one_transition(&self.xml(), self.execution_date.unwrap_or(1_700_000_000));
+            if !left.is_empty() {
+                eprintln!("NOT AT REST {:?} then {left:?}", got);
+            }
+        }
     }
 }
 
@@ -2154,4 +2161,476 @@ fn stopping_a_group_member_stops_the_members_after_it() {
         .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[("target-role", "Stopped")], ""), prim("c", &[], "")]))
         .online("n1", &[], &[("a", RUNNING), ("b", RUNNING), ("c", RUNNING)])
         .expect(&["Stop b ( n1 ) due to node availability", "Stop c ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn a_successful_start_after_a_failed_one_leaves_the_resource_at_rest() {
+    // The failed start stays in the history (as the last failure) next to the later start
+    // that succeeded: the failure is past, the resource runs, nothing is to be recovered.
+    Cib::new(&["n1", "n2"])
+        .prop("start-failure-is-fatal", "false")
+        .rsc(&prim("r", &[], &monitor("r", "10s", "")))
+        .online(
+            "n1",
+            &[("fail-count-r#start_0", "1")],
+            &[("r", &[("start", 0, 1, 2), ("start", 0, 0, 4), ("monitor", 10000, 0, 5)])],
+        )
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+// ---------------------------------------------------------------- multiple-active
+
+fn active_twice(policy: Option<&str>) -> Cib {
+    let metas: Vec<(&str, &str)> = policy.map(|p| vec![("multiple-active", p)]).unwrap_or_default();
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &metas, ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[], &[("r", &[("start", 0, 0, 2)])])
+        .online("n2", &[], &[("r", &[("start", 0, 0, 2)])])
+}
+
+#[test]
+fn multiple_active_default_stops_everywhere_and_starts_once() {
+    // stop_start: every copy is stopped, then one is started where the resource belongs.
+    active_twice(None).expect(&["Restart r ( n1 )"]);
+}
+
+#[test]
+fn multiple_active_stop_only_stops_every_copy() {
+    active_twice(Some("stop_only"))
+        .expect(&["Stop r ( n1 ) due to node availability", "Stop r ( n2 ) due to node availability"]);
+}
+
+#[test]
+fn multiple_active_block_takes_no_action() {
+    active_twice(Some("block")).expect(&[]);
+}
+
+// ---------------------------------------------------------------- orphans
+
+#[test]
+fn orphaned_resource_is_stopped() {
+    // History of a resource no longer in the configuration.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("kept", &[], ""))
+        .online("n1", &[], &[("kept", RUNNING), ("gone", RUNNING)])
+        .online("n2", &[], &[("kept", STOPPED)])
+        .expect(&["Stop gone ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn stop_orphan_resources_false_leaves_orphans_running() {
+    Cib::new(&["n1", "n2"])
+        .prop("stop-orphan-resources", "false")
+        .rsc(&prim("kept", &[], ""))
+        .online("n1", &[], &[("kept", RUNNING), ("gone", RUNNING)])
+        .online("n2", &[], &[("kept", STOPPED)])
+        .expect(&[]);
+}
+
+// ---------------------------------------------------------------- failed probes
+
+fn probe_result(rc: i32) -> Cib {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[], &[("r", &[("monitor", 0, rc, 1)])])
+        .online("n2", &[], &[("r", STOPPED)])
+}
+
+#[test]
+fn probe_not_installed_keeps_the_resource_off_that_node() {
+    // rc 5: the agent is missing there; not a failure of a running resource.
+    probe_result(5).expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn probe_invalid_arguments_is_a_hard_error_on_that_node() {
+    // rc 2: the resource is considered active and failed there; it is stopped there and
+    // may not run there again.
+    probe_result(2).expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn probe_not_configured_is_fatal_everywhere() {
+    // rc 6: the configuration is wrong, the resource may run nowhere.
+    probe_result(6).expect(&["Stop r ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn probe_generic_error_recovers_in_place() {
+    // rc 1: a soft error; the resource is recovered on its preferred node.
+    probe_result(1).expect(&["Recover r ( n1 )"]);
+}
+
+// ---------------------------------------------------------------- clones
+
+#[test]
+fn unset_globally_unique_with_clone_node_max_two_keeps_distinct_instances() {
+    // globally-unique defaults to true when clone-node-max > 1: two instances recorded on
+    // one node are both kept.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[("clone-max", "2"), ("clone-node-max", "2")],
+            &prim("d", &[("resource-stickiness", "1")], ""),
+        ))
+        .online("n1", &[], &[("d:0", RUNNING), ("d:1", RUNNING)])
+        .online("n2", &[], &[("d:0", STOPPED), ("d:1", STOPPED)])
+        .expect(&[]);
+}
+
+// ---------------------------------------------------------------- orders and colocations
+
+#[test]
+fn order_promote_then_start_follows_a_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_order id="o" first="ms" first-action="promote" then="r" then-action="start"/>"#)
+        .cons(&loc("prefer-n2", "r", "n2", "50"))
+        .online("n1", &[("master-s", "10")], &[("s", RUNNING), ("r", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )", "Start r ( n2 )"]);
+}
+
+#[test]
+fn colocation_chain_with_mixed_scores() {
+    // c with b (INFINITY), b with a (-INFINITY): a takes its preferred node, b and c go to
+    // the other one together, pulled there by c's preference too.
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(&loc("a-n1", "a", "n1", "100"))
+        .cons(&loc("c-n3", "c", "n3", "10"))
+        .cons(r#"<rsc_colocation id="b-a" rsc="b" with-rsc="a" score="-INFINITY"/>"#)
+        .cons(r#"<rsc_colocation id="c-b" rsc="c" with-rsc="b" score="INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n3 )", "Start c ( n3 )"]);
+}
+
+#[test]
+fn requires_quorum_resource_stops_without_quorum_while_requires_nothing_runs_on() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("free", &[("requires", "nothing")], ""))
+        .rsc(&prim("bound", &[("requires", "quorum")], ""))
+        .online("n1", &[], &[("free", RUNNING), ("bound", RUNNING)])
+        .offline("n2")
+        .offline("n3")
+        .no_quorum()
+        .expect(&["Stop bound ( n1 ) due to no quorum"]);
+}
+
+#[test]
+fn colocation_node_attribute_with_a_clone_allows_every_node_of_an_instance_site() {
+    // The clone runs only on n1 (site east); b may run on any east node but prefers n2.
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml("n1", &attr_node("n1", &[("site", "east")]))
+        .node_xml("n2", &attr_node("n2", &[("site", "east")]))
+        .node_xml("n3", &attr_node("n3", &[("site", "west")]))
+        .rsc(&clone("c", &[("clone-max", "1")], &prim("d", &[], "")))
+        .rsc(&prim("b", &[], ""))
+        .cons(&loc("d-n1", "c", "n1", "INFINITY"))
+        .cons(&loc("b-n2", "b", "n2", "10"))
+        .cons(&loc("b-n3", "b", "n3", "20"))
+        .cons(r#"<rsc_colocation id="b-with-c" rsc="b" with-rsc="c" score="INFINITY" node-attribute="site"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn clone_dependent_with_node_attribute_runs_on_each_site_of_the_primary() {
+    // A clone colocated with a primitive by site runs only on nodes of the primitive's site.
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml("n1", &attr_node("n1", &[("site", "east")]))
+        .node_xml("n2", &attr_node("n2", &[("site", "east")]))
+        .node_xml("n3", &attr_node("n3", &[("site", "west")]))
+        .rsc(&prim("a", &[], ""))
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .cons(&loc("a-n2", "a", "n2", "INFINITY"))
+        .cons(r#"<rsc_colocation id="c-with-a" rsc="c" with-rsc="a" score="INFINITY" node-attribute="site"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .online("n3", &[], &[])
+        .expect(&["Start a ( n2 )", "Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+}
+
+#[test]
+fn unique_clone_with_clone_node_max_two_fills_nodes_up_to_the_limit() {
+    // Four instances, two per node at most, two nodes: two on each.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone(
+            "c",
+            &[("clone-max", "4"), ("clone-node-max", "2"), ("globally-unique", "true")],
+            &prim("d", &[], ""),
+        ))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )", "Start d:2 ( n1 )", "Start d:3 ( n2 )"]);
+}
+
+#[test]
+fn ordered_clone_stops_instances_too() {
+    // ordered=true serializes instances; stopping a disabled ordered clone stops every instance.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("ordered", "true"), ("target-role", "Stopped")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability", "Stop d:1 ( n2 ) due to node availability"]);
+}
+
+// ---------------------------------------------------------------- requires
+
+/// Whether the start of `rsc` waits (directly or through other actions) for fencing.
+fn start_waits_for_fencing(t: &crm::Transition, rsc: &str) -> bool {
+    let start = t
+        .actions
+        .iter()
+        .find(|a| a.kind == crm::ActionKind::Start && a.rsc.is_some_and(|r| t.resource_name(r) == rsc))
+        .expect("a start")
+        .id;
+    let mut seen = std::collections::BTreeSet::from([start]);
+    let mut todo = vec![start];
+    while let Some(a) = todo.pop() {
+        if t.actions[a].kind == crm::ActionKind::Fence {
+            return true;
+        }
+        for e in t.edges.iter().filter(|e| e.then == a) {
+            if seen.insert(e.first) {
+                todo.push(e.first);
+            }
+        }
+    }
+    false
+}
+
+fn lost_node_with(requires: Option<&str>) -> crm::Transition {
+    // `new` never ran on the lost node: only its requires setting ties its start to the
+    // fencing of that node.
+    let metas: Vec<(&str, &str)> = requires.map(|r| vec![("requires", r)]).unwrap_or_default();
+    let cib = Cib::new(&["n1", "n2", "n3"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#)
+        .rsc(&prim("r", &[], ""))
+        .rsc(&prim("new", &metas, ""))
+        .cons(&loc("new-n1", "new", "n1", "10"))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED), ("new", STOPPED)])
+        .online("n3", &[], &[("r", STOPPED), ("new", STOPPED)])
+        .lost("n2", &[("r", RUNNING)]);
+    cib.expect(&[
+        "Fence (reboot) n2 'peer is no longer part of the cluster'",
+        "Move r ( n2 -> n3 )",
+        "Start new ( n1 )",
+    ]);
+    cib.transition()
+}
+
+#[test]
+fn requires_fencing_starts_resources_only_after_lost_nodes_are_fenced() {
+    assert!(start_waits_for_fencing(&lost_node_with(None), "new"));
+    assert!(start_waits_for_fencing(&lost_node_with(Some("fencing")), "new"));
+    // A resource recovered from the lost node waits in any case (its stop there is implied
+    // by the fencing).
+    assert!(start_waits_for_fencing(&lost_node_with(Some("nothing")), "r"));
+}
+
+#[test]
+fn requires_quorum_or_nothing_does_not_wait_for_fencing() {
+    assert!(!start_waits_for_fencing(&lost_node_with(Some("quorum")), "new"));
+    assert!(!start_waits_for_fencing(&lost_node_with(Some("nothing")), "new"));
+}
+
+#[test]
+fn unmanaged_orphan_is_left_alone() {
+    // Orphans take the resource defaults too: unmanaged, they are not stopped.
+    Cib::new(&["n1", "n2"])
+        .defaults(&[("is-managed", "false")])
+        .rsc(&prim("kept", &[], ""))
+        .online("n1", &[], &[("kept", RUNNING), ("gone", RUNNING)])
+        .online("n2", &[], &[("kept", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn failed_orphan_is_stopped() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("kept", &[], ""))
+        .online("n1", &[("fail-count-gone#monitor_10000", "1")], &[("kept", RUNNING), ("gone", FAILED_MONITOR)])
+        .online("n2", &[], &[("kept", STOPPED)])
+        .expect(&["Stop gone ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn probe_finding_a_resource_active_on_a_second_node_restarts_it_once() {
+    // Found running on n2 as well: multiply active, stopped on both, started on n1.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("prefer-n1", "r", "n1", "100"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", &[("monitor", 0, 0, 1)])])
+        .expect(&["Restart r ( n1 )"]);
+}
+
+/// Whether the `kind` action of `then` waits (directly or through other actions) for the
+/// `kind` action of `first`.
+fn waits_for(t: &crm::Transition, kind: crm::ActionKind, then: &str, first: &str) -> bool {
+    let find = |name: &str| {
+        t.actions
+            .iter()
+            .find(|a| a.kind == kind && a.rsc.is_some_and(|r| t.resource_name(r) == name))
+            .unwrap_or_else(|| panic!("no {kind:?} of {name}"))
+            .id
+    };
+    let (start, goal) = (find(then), find(first));
+    let mut seen = std::collections::BTreeSet::from([start]);
+    let mut todo = vec![start];
+    while let Some(a) = todo.pop() {
+        if a == goal {
+            return true;
+        }
+        for e in t.edges.iter().filter(|e| e.then == a) {
+            if seen.insert(e.first) {
+                todo.push(e.first);
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn ordered_clone_starts_instances_one_after_another() {
+    let run = |ordered: &str| {
+        let cib = Cib::new(&["n1", "n2"])
+            .rsc(&clone("c", &[("ordered", ordered)], &prim("d", &[], "")))
+            .online("n1", &[], &[("d", STOPPED)])
+            .online("n2", &[], &[("d", STOPPED)]);
+        cib.expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+        waits_for(&cib.transition(), crm::ActionKind::Start, "d:1", "d:0")
+    };
+    assert!(run("true"));
+    assert!(!run("false"));
+}
+
+#[test]
+fn ordered_clone_stops_instances_in_reverse_order() {
+    let run = |ordered: &str| {
+        let cib = Cib::new(&["n1", "n2"])
+            .rsc(&clone("c", &[("ordered", ordered), ("target-role", "Stopped")], &prim("d", &[], "")))
+            .online("n1", &[], &[("d", RUNNING)])
+            .online("n2", &[], &[("d", RUNNING)]);
+        waits_for(&cib.transition(), crm::ActionKind::Stop, "d:0", "d:1")
+    };
+    assert!(run("true"));
+    assert!(!run("false"));
+}
+
+#[test]
+fn probe_unimplemented_or_insufficient_privileges_is_a_hard_error_on_that_node() {
+    // rc 3 and rc 4 are hard errors like rc 2: recovered elsewhere, kept off that node.
+    probe_result(3).expect(&["Recover r ( n1 -> n2 )"]);
+    probe_result(4).expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn probe_hard_error_recorded_as_execution_error_is_still_hard() {
+    // The same exit code recorded with op-status 4 (execution error) is judged by its code.
+    let cib = probe_result(2);
+    let xml = cib.xml();
+    assert!(xml.contains(r#"rc-code="2" op-status="4""#), "the helper records failures as execution errors");
+    cib.expect(&["Recover r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn on_fail_stop_clone_copy_stays_stopped_without_touching_the_other_copies() {
+    // After the failed copy was stopped (on-fail=stop), the next run leaves everything as is:
+    // the copy on n2 keeps running, and none starts on n1.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[], &monitor("d", "10s", r#"on-fail="stop""#))))
+        .rsc(&prim("other", &[], ""))
+        .online(
+            "n1",
+            &[("fail-count-d#monitor_10000", "1")],
+            &[("d", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)]), ("other", RUNNING)],
+        )
+        .online("n2", &[], &[("d", RUNNING), ("other", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn group_that_fits_nowhere_as_a_whole_starts_the_members_that_fit() {
+    // No node has room for the whole group (3 cpu): members are placed one by one; the
+    // second does not fit next to the first and stays stopped.
+    let member = |id: &str, cpu: &str| {
+        format!(
+            r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+            util(id, &[("cpu", cpu)])
+        )
+    };
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .node_xml("n2", &util("n2", &[("cpu", "2")]))
+        .rsc(&group("g", &[], &[member("a", "1"), member("b", "2")]))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n2 )"]);
+}
+
+#[test]
+fn colocation_chain_with_finite_scores() {
+    // b follows a (500), c avoids b (-INFINITY) and wants n1 (1000). The dependent's
+    // preferences count when its primary is placed: c's dislike of b's node outweighs b's
+    // pull towards a, so b goes to n2, and c gets n1.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(&loc("a-n1", "a", "n1", "5000"))
+        .cons(&loc("b-n2", "b", "n2", "200"))
+        .cons(&loc("c-n1", "c", "n1", "1000"))
+        .cons(r#"<rsc_colocation id="b-a" rsc="b" with-rsc="a" score="500"/>"#)
+        .cons(r#"<rsc_colocation id="c-b" rsc="c" with-rsc="b" score="-INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n2 )", "Start c ( n1 )"]);
+}
+
+#[test]
+fn order_promote_then_promote_waits_for_the_first_promotion() {
+    let run = |order: bool| {
+        let mut cib = Cib::new(&["n1", "n2"])
+            .rsc(&promotable("ms1", &prim("s1", &[], ""), &[]))
+            .rsc(&promotable("ms2", &prim("s2", &[], ""), &[]))
+            .online("n1", &[("master-s1", "10"), ("master-s2", "10")], &[("s1", RUNNING), ("s2", RUNNING)])
+            .online("n2", &[("master-s1", "5"), ("master-s2", "5")], &[("s1", RUNNING), ("s2", RUNNING)]);
+        if order {
+            cib =
+                cib.cons(r#"<rsc_order id="o" first="ms1" first-action="promote" then="ms2" then-action="promote"/>"#);
+        }
+        cib.expect(&["Promote s1:0 ( Unpromoted -> Promoted n1 )", "Promote s2:0 ( Unpromoted -> Promoted n1 )"]);
+        waits_for(&cib.transition(), crm::ActionKind::Promote, "s2:0", "s1:0")
+    };
+    assert!(run(true));
+    assert!(!run(false));
+}
+
+#[test]
+fn order_demote_then_demote_waits_for_the_first_demotion() {
+    // Both promoted on n1, promotion moves to n2 for both: ms2 is demoted only after ms1.
+    let cib = Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms1", &prim("s1", &[], ""), &[]))
+        .rsc(&promotable("ms2", &prim("s2", &[], ""), &[]))
+        .cons(r#"<rsc_order id="o" first="ms1" first-action="demote" then="ms2" then-action="demote"/>"#)
+        .online("n1", &[("master-s1", "5"), ("master-s2", "5")], &[("s1", PROMOTED), ("s2", PROMOTED)])
+        .online("n2", &[("master-s1", "10"), ("master-s2", "10")], &[("s1", RUNNING), ("s2", RUNNING)]);
+    let t = cib.transition();
+    let summary = cib.summary();
+    assert!(summary.iter().any(|l| l.starts_with("Demote s2:0")), "{summary:?}");
+    assert!(waits_for(&t, crm::ActionKind::Demote, "s2:0", "s1:0"));
 }

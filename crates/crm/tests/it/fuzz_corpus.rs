@@ -166,7 +166,18 @@ fn mutated_corpus_inputs_never_panic_the_scheduler() {
             match std::panic::catch_unwind(|| {
                 crm::simulate::simulate(&mutated, &opts).map(|s| s.transition.summary.len())
             }) {
-                Ok(Ok(_)) => scheduled += 1,
+                Ok(Ok(_)) => {
+                    scheduled += 1;
+                    // Diagnostics: mutated clusters that never come to rest.
+                    if std::env::var("FUZZ_STABILITY").is_ok() {
+                        let left = crate::stability::left_after_transitions(&mutated, 1_700_000_000, 5);
+                        if !left.is_empty() {
+                            let dump = format!("/tmp/fuzz-unsettled-{k}-{round}.xml");
+                            let _ = std::fs::write(&dump, &mutated);
+                            eprintln!("UNSETTLED {} round {round} ({dump}): {left:?}", path.display());
+                        }
+                    }
+                }
                 Ok(Err(e)) => {
                     if std::env::var("FUZZ_VERBOSE").is_ok() {
                         eprintln!("ERR {e}");
