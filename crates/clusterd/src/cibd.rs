@@ -3,7 +3,8 @@
 //! the state directory, and answers `crmctl config ...` requests. Writes need quorum and are
 //! answered only once every member of the view has the change.
 //!
-//! The DC (for now the lowest node id of the view; every member computes the same) records
+//! The DC (the one recorded in the synchronized CIB while it is a member, else the lowest node id
+//! of the view; every member computes the same from the same copy) records itself and
 //! membership in the CIB's status: members as online, nodes that left cleanly as down, and
 //! nodes lost without leaving as expected-up-but-gone, which the policy engine fences before
 //! their resources move.
@@ -97,9 +98,10 @@ impl CibService {
         self.replica.handle(Input::View { ring, members }, &mut self.fx);
     }
 
-    /// The DC of the current view (every member computes the same).
+    /// The DC of the current view: every member computes the same from the synchronized CIB.
     pub(crate) fn dc(&self) -> Option<NodeId> {
-        self.members.iter().min().copied()
+        let recorded = if self.replica.is_synced() { self.replica.document().dc_uuid.as_deref() } else { None };
+        choose_dc(recorded.and_then(|d| d.parse().ok()).map(NodeId), &self.members)
     }
 
     /// The DC's duties, run after every event: record membership changes in the status.
@@ -108,6 +110,8 @@ impl CibService {
             return;
         }
         let doc = self.replica.document();
+        let me = self.me.0.to_string();
+        let dc_recorded = doc.dc_uuid.as_deref() == Some(me.as_str());
         let changes: Vec<(String, String, Mstate)> = self
             .known
             .iter()
@@ -119,14 +123,14 @@ impl CibService {
                 (!recorded || !in_config).then_some((key, name, *m))
             })
             .collect();
-        if changes.is_empty() {
+        if changes.is_empty() && dc_recorded {
             return;
         }
         self.next_id += 1;
         let id = self.next_id;
         self.dc_write = Some(id);
-        self.replica
-            .handle(Input::Write { id, change: CibChange::SetMembership { nodes: changes }, quorate }, &mut self.fx);
+        let change = CibChange::SetMembership { nodes: changes, dc: (!dc_recorded).then_some(me) };
+        self.replica.handle(Input::Write { id, change, quorate }, &mut self.fx);
     }
 
     /// A delivered CIB message.
@@ -209,5 +213,28 @@ impl CibService {
             }
         }
         Ok(())
+    }
+}
+
+/// The DC recorded in the synchronized CIB while it is a member (a DC stays DC across
+/// membership changes that keep it), else the lowest node id of the view.
+fn choose_dc(recorded: Option<NodeId>, members: &[NodeId]) -> Option<NodeId> {
+    match recorded {
+        Some(r) if members.contains(&r) => Some(r),
+        _ => members.iter().min().copied(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dc_stays_while_it_is_a_member_else_the_lowest_node_id_takes_over() {
+        let ids = |l: &[u32]| l.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
+        assert_eq!(choose_dc(None, &ids(&[2, 3])), Some(NodeId(2)));
+        assert_eq!(choose_dc(Some(NodeId(3)), &ids(&[1, 2, 3])), Some(NodeId(3)), "a lower id rejoining takes nothing");
+        assert_eq!(choose_dc(Some(NodeId(1)), &ids(&[2, 3])), Some(NodeId(2)), "the recorded DC is gone");
+        assert_eq!(choose_dc(Some(NodeId(1)), &[]), None);
     }
 }

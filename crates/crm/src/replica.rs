@@ -520,10 +520,13 @@ pub enum CibChange {
     /// stop ends the resource's recurring monitors there.
     RecordOp(Box<OpRecord>),
     /// The DC records cluster membership: each node's `node_state` membership fields change,
-    /// its operation history stays; nodes not yet in `<nodes>` are added there.
+    /// its operation history stays; nodes not yet in `<nodes>` are added there. With `dc`, the
+    /// DC also records itself (`dc-uuid`): it stays DC while it remains a member.
     SetMembership {
         /// (node id, node name, state).
         nodes: Vec<(String, String, Membership)>,
+        /// The DC's node id.
+        dc: Option<String>,
     },
 }
 
@@ -663,8 +666,11 @@ impl Document for Cib {
                 record_op(self, r)?;
                 Ok(ChangeKind::Status)
             }
-            CibChange::SetMembership { nodes } => {
+            CibChange::SetMembership { nodes, dc } => {
                 let mut kind = ChangeKind::Status;
+                if let Some(dc) = dc {
+                    self.dc_uuid = Some(dc.clone());
+                }
                 for (id, uname, m) in nodes {
                     if id.is_empty() || uname.is_empty() {
                         return Err("a node needs an id and a name".into());

@@ -652,6 +652,7 @@ async fn the_cib_is_replicated_changed_only_with_quorum_and_persisted() {
         let bytes = std::fs::read(&path).expect("persisted");
         let r = crm::replica::Replica::<crm::cib::Cib>::restore(NodeId(i), &bytes).expect("restores");
         assert_eq!(r.document().config.resources[0].id, "vip", "node {i}");
+        assert_eq!(r.document().dc_uuid.as_deref(), Some("1"), "node {i}: the DC recorded itself");
     }
     for s in c.stops.drain(..) {
         let _ = s.send(());
@@ -661,4 +662,34 @@ async fn the_cib_is_replicated_changed_only_with_quorum_and_persisted() {
 async fn quorum_of_async(run_dir: &std::path::Path) -> clusterd::control::QuorumReport {
     let dir = run_dir.to_path_buf();
     tokio::task::spawn_blocking(move || quorum_of(&dir)).await.expect("joins")
+}
+
+#[tokio::test]
+async fn when_the_dc_dies_the_lowest_survivor_takes_over_and_records_itself() {
+    let mut c = start(3, 3).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
+    wait_quorum(&c, "quorate", |s| s.quorate).await;
+    let recorded = |i: u32, dir: &std::path::Path| {
+        std::fs::read(dir.join(format!("state{i}")).join("cib.state"))
+            .ok()
+            .and_then(|b| crm::replica::Replica::<crm::cib::Cib>::restore(NodeId(i), &b).ok())
+            .and_then(|r| r.document().dc_uuid.clone())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while recorded(3, c._dir.path()).as_deref() != Some("1") {
+        assert!(std::time::Instant::now() < deadline, "node 1 never recorded itself as DC");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cib_of(&c.run_dirs[2]).await.dc.as_deref(), Some("node1"));
+    // The DC dies: node 2, the lowest survivor, takes over and records itself everywhere.
+    c.tasks[0].abort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while recorded(3, c._dir.path()).as_deref() != Some("2") {
+        assert!(std::time::Instant::now() < deadline, "node 2 never took over as DC");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cib_of(&c.run_dirs[2]).await.dc.as_deref(), Some("node2"));
+    for s in c.stops.drain(1..) {
+        let _ = s.send(());
+    }
 }

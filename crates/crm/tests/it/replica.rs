@@ -446,7 +446,8 @@ fn recorded_operations_are_what_the_policy_engine_reads() {
         ("1".to_string(), "node1".to_string(), crm::replica::Membership::Member),
         ("2".to_string(), "node2".to_string(), crm::replica::Membership::Member),
     ];
-    cib.apply(&CibChange::SetMembership { nodes: members }).expect("applies");
+    cib.apply(&CibChange::SetMembership { nodes: members, dc: Some("1".into()) }).expect("applies");
+    assert_eq!(cib.dc_uuid.as_deref(), Some("1"));
     let summary = |cib: &Cib| crm::schedule(cib, Some(true), 1_700_000_100).summary.join("\n");
     let before = summary(&cib);
     assert!(before.contains("Start") && before.contains("vip"), "{before}");
