@@ -374,7 +374,7 @@ pub(crate) async fn enroll(
     let reply = tokio::time::timeout(StdDuration::from_secs(10), exchange)
         .await
         .map_err(|_| format!("the arbiter at {addr} did not answer within 10 s"))??;
-    ep.wait_idle().await;
+    let _ = tokio::time::timeout(StdDuration::from_secs(1), ep.wait_idle()).await;
     let (ca_pem, cert_pem) = match reply {
         EnrollReply::Issued { ca_pem, cert_pem } => (ca_pem, cert_pem),
         EnrollReply::Refused { reason } => return Err(format!("the arbiter refused: {reason}")),
