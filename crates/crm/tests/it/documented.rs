@@ -2634,3 +2634,289 @@ fn order_demote_then_demote_waits_for_the_first_demotion() {
     assert!(summary.iter().any(|l| l.starts_with("Demote s2:0")), "{summary:?}");
     assert!(waits_for(&t, crm::ActionKind::Demote, "s2:0", "s1:0"));
 }
+
+// ---------------------------------------------------------------- node states, standby with clones
+
+impl Cib {
+    /// A node whose node_state has the given membership flags and operation history.
+    fn node_state_as(mut self, node: &str, flags: &str, lrm: &[(&str, &[Op<'_>])]) -> Self {
+        let s = node_state(node, true, &[], lrm).replacen(
+            r#"in_ccm="true" crmd="online" join="member" expected="member""#,
+            flags,
+            1,
+        );
+        self.states.push(s);
+        self
+    }
+}
+
+const FENCE: &str = r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#;
+
+#[test]
+fn node_shut_down_cleanly_is_not_fenced_and_its_resources_start_elsewhere() {
+    // expected=down and out of the membership: a clean shutdown, even with fencing enabled.
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .node_state_as(
+            "n2",
+            r#"in_ccm="false" crmd="offline" join="down" expected="down""#,
+            &[("r", &[("start", 0, 0, 2), ("stop", 0, 0, 3)])],
+        )
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn lost_node_without_resources_is_still_fenced() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)])])
+        .lost("n2", &[])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'"]);
+}
+
+#[test]
+fn lost_node_without_resources_and_fencing_disabled_needs_nothing() {
+    Cib::new(&["n1", "n2"]).rsc(&prim("r", &[], "")).online("n1", &[], &[("r", RUNNING)]).lost("n2", &[]).expect(&[]);
+}
+
+#[test]
+fn joining_node_is_not_given_resources() {
+    // join=pending: the node is not yet a full member and runs nothing.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-n2", "r", "n2", "100"))
+        .online("n1", &[], &[("r", STOPPED)])
+        .node_state_as("n2", r#"in_ccm="true" crmd="online" join="pending" expected="member""#, &[])
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn node_shutting_down_moves_its_resources() {
+    // The shutdown attribute marks a clean shutdown in progress: everything leaves the node.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[("shutdown", "1600000000")], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+fn standby_n1(cib: Cib) -> Cib {
+    cib.node_xml(
+        "n1",
+        r#"<instance_attributes id="n1-ia"><nvpair id="n1-sb" name="standby" value="on"/></instance_attributes>"#,
+    )
+}
+
+#[test]
+fn standby_stops_the_clone_instance_on_that_node() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn standby_of_the_promoted_node_moves_the_promotion() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Stop s:0 ( Promoted n1 ) due to node availability", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn clone_instance_past_migration_threshold_stops_and_is_not_replaced_on_a_full_cluster() {
+    // Every other node already has an instance: the banned one has nowhere to go.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[("migration-threshold", "1")], &monitor("d", "10s", ""))))
+        .online("n1", &[("fail-count-d#monitor_10000", "1")], &[("d", FAILED_MONITOR)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn expired_failure_on_a_group_member_lets_the_group_stay() {
+    // failure-timeout expired: the fail count is ignored and the failed monitor is recovered
+    // in place, the group does not move.
+    Cib::new(&["n1", "n2"])
+        .at(1_600_010_000)
+        .rsc(&group(
+            "g",
+            &[],
+            &[
+                prim("a", &[], ""),
+                prim("b", &[("migration-threshold", "1"), ("failure-timeout", "60s")], &monitor("b", "10s", "")),
+            ],
+        ))
+        .online(
+            "n1",
+            &[("fail-count-b#monitor_10000", "1"), ("last-failure-b#monitor_10000", "1600000000")],
+            &[("a", RUNNING), ("b", &[("start", 0, 0, 4), ("monitor", 10000, 0, 5)])],
+        )
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn location_with_role_promoted_moves_only_the_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .cons(r#"<rsc_location id="p-n2" rsc="ms" role="Promoted" node="n2" score="100"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn rule_with_boolean_op_or_matches_either_expression() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("r", &[], ""))
+        .cons(
+            r##"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY" boolean-op="or">
+<expression id="l-e1" attribute="#uname" operation="eq" value="n1"/>
+<expression id="l-e2" attribute="#uname" operation="eq" value="n2"/></rule></rsc_location>"##,
+        )
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .online("n3", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n3 )"]);
+}
+
+#[test]
+fn group_with_finite_negative_colocation_to_the_promoted_role_prefers_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="ms" with-rsc-role="Promoted" score="-100"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("a", STOPPED), ("b", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn group_with_finite_negative_colocation_to_the_promoted_role_runs_there_when_alone() {
+    // A finite score only prefers: with the other node in standby, the group joins the
+    // promoted instance.
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("clone-max", "1")]))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="ms" with-rsc-role="Promoted" score="-100"/>"#)
+        .online("n1", &[], &[("s", STOPPED), ("a", STOPPED), ("b", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", PROMOTED), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn optional_order_between_interleaved_clones_does_not_restart_the_dependent() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[("interleave", "true")], &prim("d1", &[], &monitor("d1", "10s", ""))))
+        .rsc(&clone("c2", &[("interleave", "true")], &prim("d2", &[], "")))
+        .cons(r#"<rsc_order id="o" first="c1" then="c2" kind="Optional"/>"#)
+        .online("n1", &[("fail-count-d1#monitor_10000", "1")], &[("d1", FAILED_MONITOR), ("d2", RUNNING)])
+        .online("n2", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .expect(&["Recover d1:0 ( n1 )"]);
+}
+
+#[test]
+fn fencing_device_banned_from_a_node_runs_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence-n1" class="stonith" type="fence_dummy"/>"#)
+        .cons(&loc("fence-n1-away", "fence-n1", "n1", "-INFINITY"))
+        .online("n1", &[], &[("fence-n1", &[("start", 0, 0, 2)])])
+        .online("n2", &[], &[("fence-n1", &[("monitor", 0, 7, 1)])])
+        .expect(&["Move fence-n1 ( n1 -> n2 )"]);
+}
+
+#[test]
+fn lost_node_is_fenced_by_the_device_that_ran_there_after_it_moves() {
+    // The device for n2 ran on n2: fencing n2 still proceeds and the device restarts on n1.
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence-n2" class="stonith" type="fence_dummy"/>"#)
+        .online("n1", &[], &[("fence-n2", &[("monitor", 0, 7, 1)])])
+        .lost("n2", &[("fence-n2", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move fence-n2 ( n2 -> n1 )"]);
+}
+
+#[test]
+fn infinite_stickiness_against_an_infinite_location_elsewhere_stays() {
+    // INFINITY + INFINITY saturate: the current node ties with the preferred one and is kept.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("resource-stickiness", "INFINITY")], ""))
+        .cons(&loc("r-n2", "r", "n2", "INFINITY"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn mandatory_colocation_with_an_unrunnable_primitive_keeps_a_whole_group_stopped() {
+    // The primary is placed nowhere, so the group has no allowed node: its members stop for
+    // node availability ("due to colocation with" is for a primary placed but unable to start).
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("p", &[("target-role", "Stopped")], ""))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="p" score="INFINITY"/>"#)
+        .online("n1", &[], &[("p", STOPPED), ("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("p", STOPPED), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Stop a ( n1 ) due to node availability", "Stop b ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn clone_max_below_node_count_keeps_instances_where_they_are() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2"), ("resource-stickiness", "100")], &prim("d", &[], "")))
+        .cons(&loc("c-n3", "c", "n3", "50"))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn clone_max_below_node_count_moves_an_instance_to_a_stronger_preference() {
+    // Default clone stickiness (1) is weaker than the preference for n3: no instance keeps its
+    // node early, and the first instance placed takes the best node.
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .cons(&loc("c-n3", "c", "n3", "50"))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Move d:0 ( n1 -> n3 )"]);
+}
+
+#[test]
+fn unmanaged_group_is_left_on_a_standby_node() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&group("g", &[("is-managed", "false")], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn higher_priority_resource_under_utilization_takes_the_room() {
+    // Each node has room for one; the higher priority resource is placed first even when it
+    // was configured last.
+    let p = |id: &str, prio: &str| {
+        format!(
+            r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}{}</primitive>"#,
+            meta(id, &[("priority", prio)]),
+            util(id, &[("cpu", "2")])
+        )
+    };
+    Cib::new(&["n1"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .rsc(&p("low", "1"))
+        .rsc(&p("high", "10"))
+        .online("n1", &[], &[("low", STOPPED), ("high", STOPPED)])
+        .expect(&["Start high ( n1 )"]);
+}
