@@ -2920,3 +2920,194 @@ fn higher_priority_resource_under_utilization_takes_the_room() {
         .online("n1", &[], &[("low", STOPPED), ("high", STOPPED)])
         .expect(&["Start high ( n1 )"]);
 }
+
+#[test]
+fn target_role_unpromoted_demotes_a_promoted_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("target-role", "Unpromoted")]))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )"]);
+}
+
+#[test]
+fn promoted_role_banned_everywhere_demotes_and_promotes_nothing() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .cons(
+            r##"<rsc_location id="no-p" rsc="ms" role="Promoted"><rule id="no-p-r" score="-INFINITY"><expression id="no-p-e" attribute="#uname" operation="ne" value="none"/></rule></rsc_location>"##,
+        )
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )"]);
+}
+
+#[test]
+fn unmanaged_group_member_failure_is_not_recovered() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group("g", &[("is-managed", "false")], &[prim("a", &[], ""), prim("b", &[], &monitor("b", "10s", ""))]))
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("a", RUNNING), ("b", FAILED_MONITOR)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn node_back_from_standby_gets_a_new_clone_instance_and_others_stay() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", STOPPED)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", RUNNING)])
+        .expect(&["Start d:2 ( n1 )"]);
+}
+
+#[test]
+fn group_colocated_with_the_promoted_role_follows_the_promotion_off_a_standby_node() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="ms" with-rsc-role="Promoted" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="ms" first-action="promote" then="g" then-action="start"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&[
+            "Stop s:0 ( Promoted n1 ) due to node availability",
+            "Promote s:1 ( Unpromoted -> Promoted n2 )",
+            "Move a ( n1 -> n2 )",
+            "Move b ( n1 -> n2 )",
+        ]);
+}
+
+#[test]
+fn colocation_with_the_unpromoted_role_avoids_the_promoted_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_colocation id="co" rsc="r" with-rsc="ms" with-rsc-role="Unpromoted" score="INFINITY"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("r", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn ban_overrides_infinite_stickiness() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("resource-stickiness", "INFINITY")], ""))
+        .cons(&loc("r-n1", "r", "n1", "-INFINITY"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn anti_colocation_chain_leaves_the_last_resource_nowhere_to_run() {
+    // a on n1, b must avoid a (n2), c must avoid both: with two nodes c cannot run.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&group("g", &[], &[prim("c", &[], ""), prim("d", &[], "")]))
+        .cons(&loc("a-n1", "a", "n1", "100"))
+        .cons(r#"<rsc_colocation id="b-a" rsc="b" with-rsc="a" score="-INFINITY"/>"#)
+        .cons(r#"<rsc_colocation id="g-a" rsc="g" with-rsc="a" score="-INFINITY"/>"#)
+        .cons(r#"<rsc_colocation id="g-b" rsc="g" with-rsc="b" score="-INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn clean_shutdown_of_the_promoted_node_promotes_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("fence", &[("start", 0, 0, 2)]), ("s", RUNNING)])
+        .online("n2", &[("master-s", "10"), ("shutdown", "1600000000")], &[("s", PROMOTED)])
+        .expect(&["Stop s:1 ( Promoted n2 ) due to node availability", "Promote s:0 ( Unpromoted -> Promoted n1 )"]);
+}
+
+#[test]
+fn lost_promoted_node_without_fencing_promotes_the_survivor() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING)])
+        .lost("n2", &[("s", PROMOTED)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )"]);
+}
+
+#[test]
+fn joining_node_gets_no_clone_instance_yet() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .node_state_as("n2", r#"in_ccm="true" crmd="online" join="pending" expected="member""#, &[])
+        .expect(&[]);
+}
+
+#[test]
+fn standby_moves_an_instance_of_a_clone_smaller_than_the_cluster() {
+    standby_n1(Cib::new(&["n1", "n2", "n3"]))
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Move d:0 ( n1 -> n3 )"]);
+}
+
+#[test]
+fn optional_order_does_not_stop_the_then_clone_when_the_first_clone_stops() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[("interleave", "true"), ("target-role", "Stopped")], &prim("d1", &[], "")))
+        .rsc(&clone("c2", &[("interleave", "true")], &prim("d2", &[], "")))
+        .cons(r#"<rsc_order id="o" first="c1" then="c2" kind="Optional"/>"#)
+        .online("n1", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .online("n2", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .expect(&["Stop d1:0 ( n1 ) due to node availability", "Stop d1:1 ( n2 ) due to node availability"]);
+}
+
+#[test]
+fn mandatory_order_between_interleaved_clones_stops_the_then_clone_with_the_first() {
+    // A "then" instance with no "first" instance on its node to pair with is kept from being
+    // active at all: it stops without a reason in the summary.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[("interleave", "true"), ("target-role", "Stopped")], &prim("d1", &[], "")))
+        .rsc(&clone("c2", &[("interleave", "true")], &prim("d2", &[], "")))
+        .cons(r#"<rsc_order id="o" first="c1" then="c2"/>"#)
+        .online("n1", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .online("n2", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .expect(&[
+            "Stop d1:0 ( n1 ) due to node availability",
+            "Stop d1:1 ( n2 ) due to node availability",
+            "Stop d2:0 ( n1 )",
+            "Stop d2:1 ( n2 )",
+        ]);
+}
+
+#[test]
+fn standby_of_the_highest_promotion_score_node_promotes_the_next() {
+    standby_n1(Cib::new(&["n1", "n2", "n3"]))
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "100")], &[("s", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", STOPPED)])
+        .online("n3", &[("master-s", "10")], &[("s", STOPPED)])
+        .expect(&["Start s:0 ( n2 )", "Promote s:1 ( Stopped -> Promoted n3 )"]);
+}
+
+#[test]
+fn migration_threshold_on_a_group_member_moves_the_group_and_its_colocated_dependent() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group(
+            "g",
+            &[],
+            &[prim("a", &[], ""), prim("b", &[("migration-threshold", "2")], &monitor("b", "10s", ""))],
+        ))
+        .rsc(&prim("dep", &[], ""))
+        .cons(r#"<rsc_colocation id="co" rsc="dep" with-rsc="g" score="INFINITY"/>"#)
+        .online(
+            "n1",
+            &[("fail-count-b#monitor_10000", "2")],
+            &[("a", RUNNING), ("b", FAILED_MONITOR), ("dep", RUNNING)],
+        )
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED), ("dep", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Recover b ( n1 -> n2 )", "Move dep ( n1 -> n2 )"]);
+}
