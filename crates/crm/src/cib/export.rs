@@ -363,6 +363,7 @@ pub fn to_xml(cib: &Cib) -> String {
                     ("class", lr.class.clone()),
                     ("provider", lr.provider.clone()),
                     ("type", lr.agent.clone()),
+                    ("shutdown-lock", lr.shutdown_lock.map(|t| t.to_string())),
                 ],
                 false,
             );

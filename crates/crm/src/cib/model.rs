@@ -405,6 +405,9 @@ pub struct LrmResource {
     pub provider: Option<String>,
     /// Agent type.
     pub agent: Option<String>,
+    /// `shutdown-lock`: when (Unix seconds) the resource was stopped by a clean shutdown of
+    /// this node with shutdown locks enabled; it stays locked to the node.
+    pub shutdown_lock: Option<i64>,
     /// Operations recorded.
     pub ops: Vec<LrmOp>,
 }

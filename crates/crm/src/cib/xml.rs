@@ -578,6 +578,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             class: n.attribute("class").map(str::to_string),
             provider: n.attribute("provider").map(str::to_string),
             agent: n.attribute("type").map(str::to_string),
+            shutdown_lock: num(n, "shutdown-lock")?,
             ops: Vec::new(),
         };
         for o in n.children().filter(|n| n.is_element()) {

@@ -3111,3 +3111,49 @@ fn migration_threshold_on_a_group_member_moves_the_group_and_its_colocated_depen
         .online("n2", &[], &[("a", STOPPED), ("b", STOPPED), ("dep", STOPPED)])
         .expect(&["Move a ( n1 -> n2 )", "Recover b ( n1 -> n2 )", "Move dep ( n1 -> n2 )"]);
 }
+
+// ---------------------------------------------------------------- shutdown-lock
+
+fn shutdown_lock_cib(limit: Option<&str>) -> Cib {
+    let mut cib = Cib::new(&["n1", "n2"]).prop("fencing-enabled", "true").prop("shutdown-lock", "true");
+    if let Some(l) = limit {
+        cib = cib.prop("shutdown-lock-limit", l);
+    }
+    cib.rsc(FENCE).rsc(&prim("r", &[], "")).rsc(&clone("c", &[], &prim("d", &[], "")))
+}
+
+#[test]
+fn shutdown_lock_stops_a_resource_of_a_node_shutting_down_without_moving_it() {
+    // Fencing devices and clone instances are never locked.
+    shutdown_lock_cib(None)
+        .online(
+            "n1",
+            &[("shutdown", "1699999990")],
+            &[("fence", &[("start", 0, 0, 2)]), ("r", RUNNING), ("d", RUNNING)],
+        )
+        .online("n2", &[], &[("fence", STOPPED), ("r", STOPPED), ("d", RUNNING)])
+        .expect(&[
+            "Move fence ( n1 -> n2 )",
+            "Stop r ( n1 ) due to node availability",
+            "Stop d:0 ( n1 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn shutdown_lock_keeps_a_resource_off_other_nodes_while_its_node_is_down() {
+    let lock = |limit: Option<&str>| {
+        let cib = shutdown_lock_cib(limit)
+            .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED), ("d", RUNNING)])
+            .offline("n2");
+        let xml = cib.xml().replace(
+            r#"<node_state id="n2" uname="n2" in_ccm="false" crmd="offline" join="down" expected="down"/>"#,
+            r#"<node_state id="n2" uname="n2" in_ccm="false" crmd="offline" join="down" expected="down"><lrm id="n2"><lrm_resources><lrm_resource id="r" class="ocf" provider="pacemaker" type="Dummy" shutdown-lock="1699999000"><lrm_rsc_op id="r_stop_0" operation="stop" interval="0" rc-code="0" op-status="0" call-id="4" transition-key="1:1:0:abc" on_node="n2"/></lrm_resource></lrm_resources></lrm></node_state>"#,
+        );
+        let opts = crm::simulate::SimOptions { now: 1_700_000_000, ..Default::default() };
+        let sim = crm::simulate::simulate(&xml, &opts).unwrap_or_else(|e| panic!("{e}"));
+        sim.transition.summary.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>()
+    };
+    assert_eq!(lock(None), Vec::<String>::new(), "locked without a limit");
+    assert_eq!(lock(Some("30m")), Vec::<String>::new(), "locked within the limit");
+    assert_eq!(lock(Some("5m")), vec!["Start r ( n1 )".to_string()], "an expired lock lets it start elsewhere");
+}
