@@ -2803,7 +2803,7 @@ fn group_with_finite_negative_colocation_to_the_promoted_role_runs_there_when_al
     // A finite score only prefers: with the other node in standby, the group joins the
     // promoted instance.
     standby_n1(Cib::new(&["n1", "n2"]))
-        .rsc(&promotable("ms", &prim("s", &[], ""), &[("clone-max", "1")]))
+        .rsc(&clone("ms", &[("promotable", "true"), ("clone-max", "1")], &prim("s", &[], "")))
         .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
         .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="ms" with-rsc-role="Promoted" score="-100"/>"#)
         .online("n1", &[], &[("s", STOPPED), ("a", STOPPED), ("b", STOPPED)])
@@ -3156,4 +3156,118 @@ fn shutdown_lock_keeps_a_resource_off_other_nodes_while_its_node_is_down() {
     assert_eq!(lock(None), Vec::<String>::new(), "locked without a limit");
     assert_eq!(lock(Some("30m")), Vec::<String>::new(), "locked within the limit");
     assert_eq!(lock(Some("5m")), vec!["Start r ( n1 )".to_string()], "an expired lock lets it start elsewhere");
+}
+
+// ---------------------------------------------------------------- batch: clones under failures and sets
+
+#[test]
+fn failed_stop_of_a_clone_instance_fences_its_node() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&clone("c", &[("target-role", "Stopped")], &prim("d", &[], "")))
+        .online("n1", &[("fail-count-d#stop_0", "INFINITY")], &[("d", &[("start", 0, 0, 2), ("stop", 0, 1, 3)])])
+        .online("n2", &[], &[("fence", &[("start", 0, 0, 2)]), ("d", RUNNING)])
+        .expect(&[
+            "Fence (reboot) n1 'd:0 failed there'",
+            "Stop d:0 ( n1 ) due to node availability",
+            "Stop d:1 ( n2 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn promoted_instance_past_migration_threshold_moves_the_promotion() {
+    let ops = format!("{}{}", monitor("s", "10s", r#"role="Promoted""#), monitor("s", "11s", r#"role="Unpromoted""#));
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[("migration-threshold", "1")], &ops), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])])
+        .expect(&["Stop s:0 ( Promoted n1 ) due to node availability", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn unmanaged_clone_leaves_its_instances_on_a_standby_node() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&clone("c", &[("is-managed", "false")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn maintenance_node_keeps_its_clone_instance_and_gets_no_new_one() {
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml(
+            "n1",
+            r#"<instance_attributes id="n1-ia"><nvpair id="n1-m" name="maintenance" value="true"/></instance_attributes>"#,
+        )
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Start d:2 ( n3 )"]);
+}
+
+#[test]
+fn anti_colocated_clones_leave_the_second_clone_without_nodes() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[], &prim("d1", &[], "")))
+        .rsc(&clone("c2", &[], &prim("d2", &[], "")))
+        .cons(r#"<rsc_colocation id="co" rsc="c2" with-rsc="c1" score="-INFINITY"/>"#)
+        .online("n1", &[], &[("d1", RUNNING), ("d2", STOPPED)])
+        .online("n2", &[], &[("d1", RUNNING), ("d2", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn clone_max_above_node_count_starts_one_instance_per_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("clone-max", "4")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", STOPPED)])
+        .online("n2", &[], &[("d", STOPPED)])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+}
+
+#[test]
+fn promoted_max_zero_promotes_nothing() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("promoted-max", "0")], &prim("s", &[], "")))
+        .online("n1", &[("master-s", "10")], &[("s", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", STOPPED)])
+        .expect(&["Start s:0 ( n1 )", "Start s:1 ( n2 )"]);
+}
+
+#[test]
+fn colocation_set_with_promoted_role_places_the_primitive_with_the_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[], ""))
+        .cons(
+            r#"<rsc_colocation id="co" score="INFINITY"><resource_set id="co-1"><resource_ref id="r"/></resource_set><resource_set id="co-0" role="Promoted"><resource_ref id="ms"/></resource_set></rsc_colocation>"#,
+        )
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&["Promote s:1 ( Unpromoted -> Promoted n2 )", "Start r ( n2 )"]);
+}
+
+#[test]
+fn non_sequential_order_set_starts_members_independently_after_the_previous_set() {
+    let cib = Cib::new(&["n1"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(
+            r#"<rsc_order id="o"><resource_set id="o-0" sequential="false"><resource_ref id="a"/><resource_ref id="b"/></resource_set><resource_set id="o-1"><resource_ref id="c"/></resource_set></rsc_order>"#,
+        )
+        .online("n1", &[], &[("a", STOPPED), ("b", STOPPED), ("c", STOPPED)]);
+    cib.expect(&["Start a ( n1 )", "Start b ( n1 )", "Start c ( n1 )"]);
+    let t = cib.transition();
+    assert!(waits_for(&t, crm::ActionKind::Start, "c", "a"));
+    assert!(waits_for(&t, crm::ActionKind::Start, "c", "b"));
+    assert!(!waits_for(&t, crm::ActionKind::Start, "b", "a"));
+    assert!(!waits_for(&t, crm::ActionKind::Start, "a", "b"));
 }
