@@ -3271,3 +3271,40 @@ fn non_sequential_order_set_starts_members_independently_after_the_previous_set(
     assert!(!waits_for(&t, crm::ActionKind::Start, "b", "a"));
     assert!(!waits_for(&t, crm::ActionKind::Start, "a", "b"));
 }
+
+// ---------------------------------------------------------------- cloned groups, node loss with groups
+
+#[test]
+fn cloned_group_member_failure_restarts_only_that_instances_later_members() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("cg", &[], &group("g", &[], &[prim("a", &[], &monitor("a", "10s", "")), prim("b", &[], "")])))
+        .online("n1", &[("fail-count-a#monitor_10000", "1")], &[("a", FAILED_MONITOR), ("b", RUNNING)])
+        .online("n2", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&["Recover a:0 ( n1 )", "Restart b:0 ( n1 ) due to required a:0 start"]);
+}
+
+#[test]
+fn lost_node_with_a_group_is_fenced_and_the_group_moves() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("a", STOPPED), ("b", STOPPED)])
+        .lost("n2", &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&[
+            "Fence (reboot) n2 'peer is no longer part of the cluster'",
+            "Move a ( n2 -> n1 )",
+            "Move b ( n2 -> n1 )",
+        ]);
+}
+
+#[test]
+fn node_with_controller_gone_but_still_member_is_fenced() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .node_state_as("n2", r#"in_ccm="true" crmd="offline" join="down" expected="member""#, &[("r", RUNNING)])
+        .expect(&["Fence (reboot) n2 'peer process is no longer available'", "Move r ( n2 -> n1 )"]);
+}
