@@ -390,6 +390,9 @@ pub struct NodeState {
     pub expected: Option<String>,
     /// Transient node attributes (fail counts, promotion scores, ...).
     pub transient: Vec<NvSet>,
+    /// Transient node utilization (capacities set at run time, `utilization` inside
+    /// `transient_attributes`); they override the configured ones.
+    pub transient_utilization: Vec<NvSet>,
     /// Operation history per resource.
     pub resources: Vec<LrmResource>,
 }

@@ -292,7 +292,7 @@ impl Assigner<'_> {
             }
         }
         let node = &self.w.nodes[n];
-        need.iter().all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
+        need.iter().all(|(k, v)| node.free.get(*k).copied().unwrap_or(0) >= *v || *v <= 0)
     }
 
     /// The unit (top-level primitive or group) a colocation endpoint stands for, or `None`
@@ -345,7 +345,7 @@ impl Assigner<'_> {
             }
         }
         let node = &self.w.nodes[n];
-        need.iter().all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
+        need.iter().all(|(k, v)| node.free.get(*k).copied().unwrap_or(0) >= *v || *v <= 0)
     }
 
     /// Capacity check for placing `u`, and the node to prefer on a tie. With a utilization

@@ -454,6 +454,11 @@ impl World {
             let mut cap = BTreeMap::new();
             let mut u = BTreeMap::new();
             flatten(&util, &ctx, &mut u);
+            if let Some(ns) = ns {
+                let mut t = BTreeMap::new();
+                flatten(&ns.transient_utilization, &ctx, &mut t);
+                u.extend(t);
+            }
             for (k, v) in u {
                 if let Ok(n) = v.parse::<i64>() {
                     cap.insert(k, n);

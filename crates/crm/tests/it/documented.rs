@@ -3308,3 +3308,53 @@ fn node_with_controller_gone_but_still_member_is_fenced() {
         .node_state_as("n2", r#"in_ccm="true" crmd="offline" join="down" expected="member""#, &[("r", RUNNING)])
         .expect(&["Fence (reboot) n2 'peer process is no longer available'", "Move r ( n2 -> n1 )"]);
 }
+
+#[test]
+fn node_without_a_capacity_the_resource_needs_cannot_host_it() {
+    // n1 defines no cpu capacity: under utilization it has none for a resource needing cpu.
+    let r = format!(
+        r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("r", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&r)
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn resource_without_utilization_fits_anywhere() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "0")]))
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn expired_failure_does_not_pull_a_sticky_resource_back() {
+    // r moved to n2 after failing on n1; the failure has expired, but stickiness (100)
+    // outweighs the preference for n1 (50).
+    Cib::new(&["n1", "n2"])
+        .at(1_600_010_000)
+        .rsc(&prim(
+            "r",
+            &[("migration-threshold", "1"), ("failure-timeout", "60s"), ("resource-stickiness", "100")],
+            &monitor("r", "10s", ""),
+        ))
+        .cons(&loc("r-n1", "r", "n1", "50"))
+        .online(
+            "n1",
+            &[("fail-count-r#monitor_10000", "1"), ("last-failure-r#monitor_10000", "1600000000")],
+            &[("r", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)])],
+        )
+        .online("n2", &[], &[("r", &[("start", 0, 0, 5), ("monitor", 10000, 0, 6)])])
+        .expect(&[]);
+}
