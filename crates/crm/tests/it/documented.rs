@@ -3358,3 +3358,75 @@ fn expired_failure_does_not_pull_a_sticky_resource_back() {
         .online("n2", &[], &[("r", &[("start", 0, 0, 5), ("monitor", 10000, 0, 6)])])
         .expect(&[]);
 }
+
+#[test]
+fn non_sequential_colocation_set_does_not_colocate_its_members_with_each_other() {
+    // Set 1 (a, b) non-sequential, colocated with set 2 (p): a and b each go with p but
+    // not necessarily with each other; their own preferences still apply to p's node only.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .rsc(&prim("d", &[], ""))
+        .cons(&loc("a-n1", "a", "n1", "100"))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .cons(&loc("c-n1", "c", "n1", "100"))
+        .cons(&loc("d-n2", "d", "n2", "100"))
+        .cons(
+            r#"<rsc_colocation id="co" score="-INFINITY"><resource_set id="co-0" sequential="false"><resource_ref id="a"/><resource_ref id="b"/></resource_set><resource_set id="co-1" sequential="false"><resource_ref id="c"/><resource_ref id="d"/></resource_set></rsc_colocation>"#,
+        )
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        // Every member of the first set avoids every member of the second: c and d take
+        // both nodes, and a and b have nowhere left.
+        .expect(&["Start c ( n1 )", "Start d ( n2 )"]);
+}
+
+#[test]
+fn first_group_member_disabled_stops_the_whole_group() {
+    Cib::new(&["n1"])
+        .rsc(&group("g", &[], &[prim("a", &[("target-role", "Stopped")], ""), prim("b", &[], ""), prim("c", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING), ("c", RUNNING)])
+        .expect(&[
+            "Stop a ( n1 ) due to node availability",
+            "Stop b ( n1 ) due to node availability",
+            "Stop c ( n1 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn rule_defined_and_not_defined_test_attribute_presence() {
+    let cib = |op: &str| {
+        Cib::new(&["n1", "n2"])
+            .node_xml(
+                "n2",
+                r#"<instance_attributes id="n2-ia"><nvpair id="n2-gpu" name="gpu" value="yes"/></instance_attributes>"#,
+            )
+            .rsc(&prim("r", &[], ""))
+            .cons(&format!(
+                r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY"><expression id="l-e" attribute="gpu" operation="{op}"/></rule></rsc_location>"#
+            ))
+            .online("n1", &[], &[])
+            .online("n2", &[], &[])
+    };
+    cib("not_defined").expect(&["Start r ( n2 )"]);
+    cib("defined").expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn balanced_placement_compares_free_capacity_attribute_by_attribute() {
+    // n1 has more cpu free, n2 more memory and more disk: n2 has more free capacity.
+    let node = |id: &str, cpu: &str, mem: &str, disk: &str| util(id, &[("cpu", cpu), ("mem", mem), ("disk", disk)]);
+    let r = format!(
+        r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("r", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "balanced")
+        .node_xml("n1", &node("n1", "8", "4", "4"))
+        .node_xml("n2", &node("n2", "4", "8", "8"))
+        .rsc(&r)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
