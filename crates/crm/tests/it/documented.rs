@@ -3430,3 +3430,47 @@ fn balanced_placement_compares_free_capacity_attribute_by_attribute() {
         .online("n2", &[], &[])
         .expect(&["Start r ( n2 )"]);
 }
+
+#[test]
+fn lost_node_is_fenced_without_quorum_when_the_policy_is_ignore() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("no-quorum-policy", "ignore")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .no_quorum()
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn lost_standby_node_is_still_fenced() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .node_xml(
+            "n2",
+            r#"<instance_attributes id="n2-ia"><nvpair id="n2-sb" name="standby" value="on"/></instance_attributes>"#,
+        )
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn two_lost_nodes_are_both_fenced() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .lost("n3", &[])
+        .expect(&[
+            "Fence (reboot) n2 'peer is no longer part of the cluster'",
+            "Fence (reboot) n3 'peer is no longer part of the cluster'",
+            "Move r ( n2 -> n1 )",
+        ]);
+}
