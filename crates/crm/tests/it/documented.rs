@@ -3474,3 +3474,36 @@ fn two_lost_nodes_are_both_fenced() {
             "Move r ( n2 -> n1 )",
         ]);
 }
+
+#[test]
+fn group_pinned_to_its_node_stops_the_member_past_its_threshold_and_those_after_it() {
+    // The group may run only on n1 (-INFINITY elsewhere): it cannot move, so the member
+    // banned by its fail count stops there along with the members after it.
+    Cib::new(&["n1", "n2"])
+        .rsc(&group(
+            "g",
+            &[],
+            &[
+                prim("a", &[], ""),
+                prim("b", &[("migration-threshold", "1")], &monitor("b", "10s", "")),
+                prim("c", &[], ""),
+            ],
+        ))
+        .cons(&loc("g-not-n2", "g", "n2", "-INFINITY"))
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("a", RUNNING), ("b", FAILED_MONITOR), ("c", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED), ("c", STOPPED)])
+        .expect(&["Stop b ( n1 ) due to node availability", "Stop c ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn promoted_role_rule_with_boolean_op_or_moves_the_promotion() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("promoted-max", "1")], &prim("s", &[], "")))
+        .cons(
+            r##"<rsc_location id="l" rsc="ms"><rule id="l-r" role="Promoted" score="-INFINITY" boolean-op="or"><expression id="l-e1" attribute="#uname" operation="eq" value="n1"/><expression id="l-e2" attribute="#uname" operation="eq" value="n2"/></rule></rsc_location>"##,
+        )
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n3", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )", "Promote s:2 ( Unpromoted -> Promoted n3 )"]);
+}
