@@ -3507,3 +3507,21 @@ fn promoted_role_rule_with_boolean_op_or_moves_the_promotion() {
         .online("n3", &[("master-s", "5")], &[("s", RUNNING)])
         .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )", "Promote s:2 ( Unpromoted -> Promoted n3 )"]);
 }
+
+#[test]
+fn balanced_placement_counts_attributes_not_amounts() {
+    // n1 has far more cpu free, n2 more memory and more disk: n2 wins two attributes to one.
+    let node = |id: &str, cpu: &str, mem: &str, disk: &str| util(id, &[("cpu", cpu), ("mem", mem), ("disk", disk)]);
+    let r = format!(
+        r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("r", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "balanced")
+        .node_xml("n1", &node("n1", "100", "2", "2"))
+        .node_xml("n2", &node("n2", "2", "3", "3"))
+        .rsc(&r)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
