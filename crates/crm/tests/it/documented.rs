@@ -3525,3 +3525,38 @@ fn balanced_placement_counts_attributes_not_amounts() {
         .online("n2", &[], &[])
         .expect(&["Start r ( n2 )"]);
 }
+
+fn cpu_rsc(id: &str, metas: &[(&str, &str)]) -> String {
+    let m = if metas.is_empty() { String::new() } else { meta(id, metas) };
+    format!(
+        r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{m}{}</primitive>"#,
+        util(id, &[("cpu", "2")])
+    )
+}
+
+#[test]
+fn utilization_places_the_resource_scoring_highest_where_it_runs_first() {
+    // Equal priority: r2 runs on n1 (score 10 there with stickiness), r1 does not run; r2 is
+    // placed first and keeps the only room, although r1 prefers n1 more and comes first.
+    Cib::new(&["n1"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .rsc(&cpu_rsc("r1", &[]))
+        .rsc(&cpu_rsc("r2", &[("resource-stickiness", "10")]))
+        .cons(&loc("r1-n1", "r1", "n1", "50"))
+        .online("n1", &[], &[("r1", STOPPED), ("r2", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn utilization_places_the_resource_scoring_highest_on_its_preferred_node_first() {
+    Cib::new(&["n1"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .rsc(&cpu_rsc("r1", &[]))
+        .rsc(&cpu_rsc("r2", &[]))
+        .cons(&loc("r1-n1", "r1", "n1", "50"))
+        .cons(&loc("r2-n1", "r2", "n1", "100"))
+        .online("n1", &[], &[("r1", STOPPED), ("r2", STOPPED)])
+        .expect(&["Start r2 ( n1 )"]);
+}
