@@ -3560,3 +3560,45 @@ fn utilization_places_the_resource_scoring_highest_on_its_preferred_node_first()
         .online("n1", &[], &[("r1", STOPPED), ("r2", STOPPED)])
         .expect(&["Start r2 ( n1 )"]);
 }
+
+#[test]
+fn clone_instances_need_room_too() {
+    // n2 has no cpu capacity: the clone runs only on n1, its second instance stays stopped.
+    let child = format!(
+        r#"<primitive id="d" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("d", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "4")]))
+        .node_xml("n2", &util("n2", &[("mem", "4")]))
+        .rsc(&clone("c", &[], &child))
+        .online("n1", &[], &[("d", STOPPED)])
+        .online("n2", &[], &[("d", STOPPED)])
+        .expect(&["Start d:0 ( n1 )"]);
+}
+
+#[test]
+fn transient_node_utilization_sets_capacity() {
+    let r = format!(
+        r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("r", &[("cpu", "2")])
+    );
+    let cib = Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .rsc(&r)
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[]);
+    cib.expect(&[]);
+    let xml = cib.xml().replace(
+        r#"<node_state id="n2" uname="n2" in_ccm="true" crmd="online" join="member" expected="member">"#,
+        r#"<node_state id="n2" uname="n2" in_ccm="true" crmd="online" join="member" expected="member"><transient_attributes id="n2"><utilization id="n2-tu"><nvpair id="n2-tu-cpu" name="cpu" value="2"/></utilization></transient_attributes>"#,
+    );
+    let opts = crm::simulate::SimOptions { now: 1_700_000_000, ..Default::default() };
+    let sim = crm::simulate::simulate(&xml, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<String> =
+        sim.transition.summary.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(got, vec!["Start r ( n2 )".to_string()]);
+}
