@@ -2685,7 +2685,8 @@ fn lost_node_without_resources_and_fencing_disabled_needs_nothing() {
 
 #[test]
 fn joining_node_is_not_given_resources() {
-    // join=pending: the node is not yet a full member and runs nothing.
+    // join=pending without fencing: the node is not yet a full member, is taken as offline,
+    // and runs nothing.
     Cib::new(&["n1", "n2"])
         .rsc(&prim("r", &[], ""))
         .cons(&loc("r-n2", "r", "n2", "100"))
@@ -3601,4 +3602,39 @@ fn transient_node_utilization_sets_capacity() {
     let got: Vec<String> =
         sim.transition.summary.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
     assert_eq!(got, vec!["Start r ( n2 )".to_string()]);
+}
+
+#[test]
+fn disabled_promotable_clone_stops_every_instance_with_its_role() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("target-role", "Stopped")], &prim("s", &[], "")))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&[
+            "Stop s:0 ( Promoted n1 ) due to node availability",
+            "Stop s:1 ( Unpromoted n2 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn standby_overrides_infinite_stickiness() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&prim("r", &[("resource-stickiness", "INFINITY")], ""))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn joining_node_with_fencing_enabled_is_not_fenced_and_blocks_starts_until_probed() {
+    // With fencing, a joining node is online but pending: it is not fenced, gets nothing, and
+    // since r's state there cannot be probed yet, r (running nowhere) may not start.
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-n2", "r", "n2", "100"))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .node_state_as("n2", r#"in_ccm="true" crmd="online" join="pending" expected="member""#, &[])
+        .expect(&["Start r ( n1 ) blocked"]);
 }
