@@ -775,8 +775,22 @@ impl World {
             if self.nodes[n].unclean {
                 continue;
             }
+            // On a node still shutting down, a resource whose last operation there is a
+            // successful stop made since the shutdown began was stopped by it: locked too.
+            let node = &self.nodes[n];
+            let shutting_since = (node.shutdown && node.online)
+                .then(|| node.attrs.get("shutdown").and_then(|v| v.parse::<i64>().ok()))
+                .flatten();
             for lr in &ns.resources {
-                let (Some(since), Some(&r)) = (lr.shutdown_lock, self.by_id.get(&lr.id)) else {
+                let stopped_by_shutdown = shutting_since.filter(|&since| {
+                    lr.ops.iter().filter(|o| o.call_id >= 0).max_by_key(|o| o.call_id).is_some_and(|o| {
+                        o.operation == "stop"
+                            && o.rc == 0
+                            && o.op_status == 0
+                            && o.last_rc_change.is_some_and(|t| t >= since)
+                    })
+                });
+                let (Some(since), Some(&r)) = (lr.shutdown_lock.or(stopped_by_shutdown), self.by_id.get(&lr.id)) else {
                     continue;
                 };
                 if lockable(self, r) && live(self, since) && self.rscs[r].running.iter().all(|&m| m == n) {

@@ -3638,3 +3638,16 @@ fn joining_node_with_fencing_enabled_is_not_fenced_and_blocks_starts_until_probe
         .node_state_as("n2", r#"in_ccm="true" crmd="online" join="pending" expected="member""#, &[])
         .expect(&["Start r ( n1 ) blocked"]);
 }
+
+#[test]
+fn shutdown_lock_holds_after_the_stop_while_the_node_is_still_shutting_down() {
+    // The stop made since the shutdown began is what the lock is about: r stays off n2.
+    shutdown_lock_cib(None)
+        .online(
+            "n1",
+            &[("shutdown", "1600000000")],
+            &[("fence", STOPPED), ("r", &[("start", 0, 0, 2), ("stop", 0, 0, 3)]), ("d", STOPPED)],
+        )
+        .online("n2", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED), ("d", RUNNING)])
+        .expect(&[]);
+}
