@@ -3651,3 +3651,37 @@ fn shutdown_lock_holds_after_the_stop_while_the_node_is_still_shutting_down() {
         .online("n2", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED), ("d", RUNNING)])
         .expect(&[]);
 }
+
+#[test]
+fn every_node_in_standby_stops_everything() {
+    let sb = |n: &str| {
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-sb" name="standby" value="on"/></instance_attributes>"#
+        )
+    };
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &sb("n1"))
+        .node_xml("n2", &sb("n2"))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "10")], &[("a", RUNNING), ("b", RUNNING), ("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&[
+            "Stop a ( n1 ) due to node availability",
+            "Stop b ( n1 ) due to node availability",
+            "Stop s:0 ( Promoted n1 ) due to node availability",
+            "Stop s:1 ( Unpromoted n2 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn group_colocated_with_a_clone_leaves_a_standby_node_for_another_instance() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="c" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="c" then="g"/>"#)
+        .online("n1", &[], &[("d", RUNNING), ("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability", "Move a ( n1 -> n2 )", "Move b ( n1 -> n2 )"]);
+}
