@@ -3685,3 +3685,26 @@ fn group_colocated_with_a_clone_leaves_a_standby_node_for_another_instance() {
         .online("n2", &[], &[("d", RUNNING), ("a", STOPPED), ("b", STOPPED)])
         .expect(&["Stop d:0 ( n1 ) due to node availability", "Move a ( n1 -> n2 )", "Move b ( n1 -> n2 )"]);
 }
+
+#[test]
+fn maintenance_node_keeps_a_resource_a_ban_would_move() {
+    Cib::new(&["n1", "n2"])
+        .node_xml(
+            "n1",
+            r#"<instance_attributes id="n1-ia"><nvpair id="n1-m" name="maintenance" value="true"/></instance_attributes>"#,
+        )
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn resource_maintenance_leaves_a_failed_resource_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("maintenance", "true")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
