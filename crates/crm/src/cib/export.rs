@@ -348,9 +348,10 @@ pub fn to_xml(cib: &Cib) -> String {
             ],
             false,
         );
-        if !ns.transient.is_empty() {
+        if !ns.transient.is_empty() || !ns.transient_utilization.is_empty() {
             w.open("transient_attributes", &[("id", Some(ns.id.clone()))], false);
             w.nvsets("instance_attributes", &ns.transient);
+            w.nvsets("utilization", &ns.transient_utilization);
             w.close("transient_attributes");
         }
         w.open("lrm", &[("id", Some(ns.id.clone()))], false);
@@ -363,6 +364,7 @@ pub fn to_xml(cib: &Cib) -> String {
                     ("class", lr.class.clone()),
                     ("provider", lr.provider.clone()),
                     ("type", lr.agent.clone()),
+                    ("shutdown-lock", lr.shutdown_lock.map(|t| t.to_string())),
                 ],
                 false,
             );

@@ -390,6 +390,9 @@ pub struct NodeState {
     pub expected: Option<String>,
     /// Transient node attributes (fail counts, promotion scores, ...).
     pub transient: Vec<NvSet>,
+    /// Transient node utilization (capacities set at run time, `utilization` inside
+    /// `transient_attributes`); they override the configured ones.
+    pub transient_utilization: Vec<NvSet>,
     /// Operation history per resource.
     pub resources: Vec<LrmResource>,
 }
@@ -405,6 +408,9 @@ pub struct LrmResource {
     pub provider: Option<String>,
     /// Agent type.
     pub agent: Option<String>,
+    /// `shutdown-lock`: when (Unix seconds) the resource was stopped by a clean shutdown of
+    /// this node with shutdown locks enabled; it stays locked to the node.
+    pub shutdown_lock: Option<i64>,
     /// Operations recorded.
     pub ops: Vec<LrmOp>,
 }

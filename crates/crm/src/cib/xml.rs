@@ -559,7 +559,13 @@ impl<'a, 'i> Reader<'a, 'i> {
         for c in n.children().filter(|n| n.is_element()) {
             match c.tag_name().name() {
                 "transient_attributes" => {
-                    ns.transient.extend(self.sets(c, "instance_attributes")?);
+                    for s in c.children().filter(|s| s.is_element()) {
+                        match s.tag_name().name() {
+                            "utilization" => ns.transient_utilization.push(self.nvset(s)?),
+                            "instance_attributes" | "meta_attributes" => ns.transient.push(self.nvset(s)?),
+                            _ => self.unknown(s, "transient_attributes"),
+                        }
+                    }
                 }
                 "lrm" => {
                     for lr in c.descendants().filter(|d| d.is_element() && d.tag_name().name() == "lrm_resource") {
@@ -578,6 +584,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             class: n.attribute("class").map(str::to_string),
             provider: n.attribute("provider").map(str::to_string),
             agent: n.attribute("type").map(str::to_string),
+            shutdown_lock: num(n, "shutdown-lock")?,
             ops: Vec::new(),
         };
         for o in n.children().filter(|n| n.is_element()) {

@@ -292,7 +292,7 @@ impl Assigner<'_> {
             }
         }
         let node = &self.w.nodes[n];
-        need.iter().all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
+        need.iter().all(|(k, v)| node.free.get(*k).copied().unwrap_or(0) >= *v || *v <= 0)
     }
 
     /// The unit (top-level primitive or group) a colocation endpoint stands for, or `None`
@@ -345,7 +345,7 @@ impl Assigner<'_> {
             }
         }
         let node = &self.w.nodes[n];
-        need.iter().all(|(k, v)| node.free.get(*k).is_none_or(|f| f >= v) || *v == 0)
+        need.iter().all(|(k, v)| node.free.get(*k).copied().unwrap_or(0) >= *v || *v <= 0)
     }
 
     /// Capacity check for placing `u`, and the node to prefer on a tie. With a utilization
@@ -427,12 +427,17 @@ impl Assigner<'_> {
             .map(|(&n, &s)| (n, s))
             .collect();
         let current: Option<usize> = w.leaves(u).iter().find_map(|&l| w.rscs[l].running.first().copied());
-        let cap = |n: usize| -> i64 { w.nodes[n].free.values().sum() };
         let mut c = candidates;
-        c.sort_by(|a, b| {
+        // Free capacity is compared attribute by attribute (votes), which need not be a total
+        // order across three or more nodes: a merge sort keeps that well defined.
+        merge_sort_by(&mut c, &|a: &(usize, Score), b: &(usize, Score)| {
             b.1.cmp(&a.1)
                 .then_with(|| {
-                    if w.props.placement == "balanced" { cap(b.0).cmp(&cap(a.0)) } else { std::cmp::Ordering::Equal }
+                    if w.props.placement == "balanced" {
+                        self.compare_capacity(a.0, b.0)
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
                 })
                 .then_with(|| {
                     if w.props.placement == "minimal" {
@@ -1103,4 +1108,29 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
         }
     }
     (a.len() - i).cmp(&(b.len() - j))
+}
+
+/// A stable merge sort that tolerates comparisons that are not a total order (it never
+/// panics; the result then depends only on the comparisons made).
+fn merge_sort_by<T: Copy>(v: &mut [T], cmp: &dyn Fn(&T, &T) -> std::cmp::Ordering) {
+    if v.len() < 2 {
+        return;
+    }
+    let mid = v.len() / 2;
+    merge_sort_by(&mut v[..mid], cmp);
+    merge_sort_by(&mut v[mid..], cmp);
+    let mut out = Vec::with_capacity(v.len());
+    let (mut i, mut j) = (0, mid);
+    while i < mid && j < v.len() {
+        if cmp(&v[j], &v[i]) == std::cmp::Ordering::Less {
+            out.push(v[j]);
+            j += 1;
+        } else {
+            out.push(v[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&v[i..mid]);
+    out.extend_from_slice(&v[j..]);
+    v.copy_from_slice(&out);
 }

@@ -168,6 +168,10 @@ pub(crate) struct Props {
     /// `node-pending-timeout` in seconds, when set and non-zero.
     pub(crate) node_pending_timeout_s: Option<i64>,
     pub(crate) have_fence_device: bool,
+    /// `shutdown-lock`: resources of a cleanly shut down node stay locked to it.
+    pub(crate) shutdown_lock: bool,
+    /// `shutdown-lock-limit` in seconds (0: locks never expire).
+    pub(crate) shutdown_lock_limit_s: i64,
 }
 
 pub(crate) struct World {
@@ -333,6 +337,10 @@ impl World {
                 .map(|ms| (ms / 1000) as i64)
                 .filter(|&s| s > 0),
             have_fence_device,
+            shutdown_lock: p("shutdown-lock").is_some_and(truthy),
+            shutdown_lock_limit_s: p("shutdown-lock-limit")
+                .and_then(crate::cib::xml::parse_interval_ms)
+                .map_or(0, |ms| (ms / 1000) as i64),
         };
         let quorate = quorum.unwrap_or(cib.have_quorum);
         let mut w = World {
@@ -361,6 +369,9 @@ impl World {
             w.top.push(idx);
         }
         w.unpack_status(cib);
+        if w.props.shutdown_lock {
+            w.apply_shutdown_locks(cib);
+        }
         w.leaf_cache = (0..w.rscs.len())
             .map(|r| {
                 let mut out = Vec::new();
@@ -443,6 +454,11 @@ impl World {
             let mut cap = BTreeMap::new();
             let mut u = BTreeMap::new();
             flatten(&util, &ctx, &mut u);
+            if let Some(ns) = ns {
+                let mut t = BTreeMap::new();
+                flatten(&ns.transient_utilization, &ctx, &mut t);
+                u.extend(t);
+            }
             for (k, v) in u {
                 if let Ok(n) = v.parse::<i64>() {
                     cap.insert(k, n);
@@ -720,6 +736,71 @@ impl World {
             for lr in &ns.resources {
                 self.unpack_lrm(n, lr);
             }
+        }
+    }
+
+    /// With `shutdown-lock`, a resource active on a node that is shutting down cleanly, or
+    /// recorded as stopped there by such a shutdown (`shutdown-lock` on its history), is
+    /// locked to that node: it may run nowhere else until it starts there again, or until
+    /// `shutdown-lock-limit` has passed since the shutdown. Fencing devices and clone
+    /// instances are never locked.
+    fn apply_shutdown_locks(&mut self, cib: &Cib) {
+        let lockable = |w: &World, r: usize| {
+            let rsc = &w.rscs[r];
+            rsc.kind == Kind::Primitive
+                && rsc.class != "stonith"
+                && std::iter::successors(rsc.parent, |&a| w.rscs[a].parent).all(|a| w.rscs[a].kind != Kind::Clone)
+        };
+        let live =
+            |w: &World, since: i64| w.props.shutdown_lock_limit_s <= 0 || w.now < since + w.props.shutdown_lock_limit_s;
+        let mut locks: Vec<(usize, usize)> = Vec::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            if !node.shutdown || !node.online || node.unclean {
+                continue;
+            }
+            let since = node.attrs.get("shutdown").and_then(|v| v.parse::<i64>().ok()).unwrap_or(self.now);
+            if !live(self, since) {
+                continue;
+            }
+            for r in 0..self.rscs.len() {
+                if lockable(self, r) && self.rscs[r].running == [n] {
+                    locks.push((r, n));
+                }
+            }
+        }
+        for ns in &cib.status {
+            let Some(n) = self.nodes.iter().position(|x| x.id == ns.id) else {
+                continue;
+            };
+            if self.nodes[n].unclean {
+                continue;
+            }
+            // On a node still shutting down, a resource whose last operation there is a
+            // successful stop made since the shutdown began was stopped by it: locked too.
+            let node = &self.nodes[n];
+            let shutting_since = (node.shutdown && node.online)
+                .then(|| node.attrs.get("shutdown").and_then(|v| v.parse::<i64>().ok()))
+                .flatten();
+            for lr in &ns.resources {
+                let stopped_by_shutdown = shutting_since.filter(|&since| {
+                    lr.ops.iter().filter(|o| o.call_id >= 0).max_by_key(|o| o.call_id).is_some_and(|o| {
+                        o.operation == "stop"
+                            && o.rc == 0
+                            && o.op_status == 0
+                            && o.last_rc_change.is_some_and(|t| t >= since)
+                    })
+                });
+                let (Some(since), Some(&r)) = (lr.shutdown_lock.or(stopped_by_shutdown), self.by_id.get(&lr.id)) else {
+                    continue;
+                };
+                if lockable(self, r) && live(self, since) && self.rscs[r].running.iter().all(|&m| m == n) {
+                    locks.push((r, n));
+                }
+            }
+        }
+        let count = self.nodes.len();
+        for (r, n) in locks {
+            self.rscs[r].banned_on.extend((0..count).filter(|&m| m != n));
         }
     }
 

@@ -2634,3 +2634,1077 @@ fn order_demote_then_demote_waits_for_the_first_demotion() {
     assert!(summary.iter().any(|l| l.starts_with("Demote s2:0")), "{summary:?}");
     assert!(waits_for(&t, crm::ActionKind::Demote, "s2:0", "s1:0"));
 }
+
+// ---------------------------------------------------------------- node states, standby with clones
+
+impl Cib {
+    /// A node whose node_state has the given membership flags and operation history.
+    fn node_state_as(mut self, node: &str, flags: &str, lrm: &[(&str, &[Op<'_>])]) -> Self {
+        let s = node_state(node, true, &[], lrm).replacen(
+            r#"in_ccm="true" crmd="online" join="member" expected="member""#,
+            flags,
+            1,
+        );
+        self.states.push(s);
+        self
+    }
+}
+
+const FENCE: &str = r#"<primitive id="fence" class="stonith" type="fence_dummy"/>"#;
+
+#[test]
+fn node_shut_down_cleanly_is_not_fenced_and_its_resources_start_elsewhere() {
+    // expected=down and out of the membership: a clean shutdown, even with fencing enabled.
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .node_state_as(
+            "n2",
+            r#"in_ccm="false" crmd="offline" join="down" expected="down""#,
+            &[("r", &[("start", 0, 0, 2), ("stop", 0, 0, 3)])],
+        )
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn lost_node_without_resources_is_still_fenced() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)])])
+        .lost("n2", &[])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'"]);
+}
+
+#[test]
+fn lost_node_without_resources_and_fencing_disabled_needs_nothing() {
+    Cib::new(&["n1", "n2"]).rsc(&prim("r", &[], "")).online("n1", &[], &[("r", RUNNING)]).lost("n2", &[]).expect(&[]);
+}
+
+#[test]
+fn joining_node_is_not_given_resources() {
+    // join=pending without fencing: the node is not yet a full member, is taken as offline,
+    // and runs nothing.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-n2", "r", "n2", "100"))
+        .online("n1", &[], &[("r", STOPPED)])
+        .node_state_as("n2", r#"in_ccm="true" crmd="online" join="pending" expected="member""#, &[])
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn node_shutting_down_moves_its_resources() {
+    // The shutdown attribute marks a clean shutdown in progress: everything leaves the node.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[("shutdown", "1600000000")], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+fn standby_n1(cib: Cib) -> Cib {
+    cib.node_xml(
+        "n1",
+        r#"<instance_attributes id="n1-ia"><nvpair id="n1-sb" name="standby" value="on"/></instance_attributes>"#,
+    )
+}
+
+#[test]
+fn standby_stops_the_clone_instance_on_that_node() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn standby_of_the_promoted_node_moves_the_promotion() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Stop s:0 ( Promoted n1 ) due to node availability", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn clone_instance_past_migration_threshold_stops_and_is_not_replaced_on_a_full_cluster() {
+    // Every other node already has an instance: the banned one has nowhere to go.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[("migration-threshold", "1")], &monitor("d", "10s", ""))))
+        .online("n1", &[("fail-count-d#monitor_10000", "1")], &[("d", FAILED_MONITOR)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn expired_failure_on_a_group_member_lets_the_group_stay() {
+    // failure-timeout expired: the fail count is ignored and the failed monitor is recovered
+    // in place, the group does not move.
+    Cib::new(&["n1", "n2"])
+        .at(1_600_010_000)
+        .rsc(&group(
+            "g",
+            &[],
+            &[
+                prim("a", &[], ""),
+                prim("b", &[("migration-threshold", "1"), ("failure-timeout", "60s")], &monitor("b", "10s", "")),
+            ],
+        ))
+        .online(
+            "n1",
+            &[("fail-count-b#monitor_10000", "1"), ("last-failure-b#monitor_10000", "1600000000")],
+            &[("a", RUNNING), ("b", &[("start", 0, 0, 4), ("monitor", 10000, 0, 5)])],
+        )
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn location_with_role_promoted_moves_only_the_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .cons(r#"<rsc_location id="p-n2" rsc="ms" role="Promoted" node="n2" score="100"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn rule_with_boolean_op_or_matches_either_expression() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&prim("r", &[], ""))
+        .cons(
+            r##"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY" boolean-op="or">
+<expression id="l-e1" attribute="#uname" operation="eq" value="n1"/>
+<expression id="l-e2" attribute="#uname" operation="eq" value="n2"/></rule></rsc_location>"##,
+        )
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .online("n3", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n3 )"]);
+}
+
+#[test]
+fn group_with_finite_negative_colocation_to_the_promoted_role_prefers_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="ms" with-rsc-role="Promoted" score="-100"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("a", STOPPED), ("b", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn group_with_finite_negative_colocation_to_the_promoted_role_runs_there_when_alone() {
+    // A finite score only prefers: with the other node in standby, the group joins the
+    // promoted instance.
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&clone("ms", &[("promotable", "true"), ("clone-max", "1")], &prim("s", &[], "")))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="ms" with-rsc-role="Promoted" score="-100"/>"#)
+        .online("n1", &[], &[("s", STOPPED), ("a", STOPPED), ("b", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", PROMOTED), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Start a ( n2 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn optional_order_between_interleaved_clones_does_not_restart_the_dependent() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[("interleave", "true")], &prim("d1", &[], &monitor("d1", "10s", ""))))
+        .rsc(&clone("c2", &[("interleave", "true")], &prim("d2", &[], "")))
+        .cons(r#"<rsc_order id="o" first="c1" then="c2" kind="Optional"/>"#)
+        .online("n1", &[("fail-count-d1#monitor_10000", "1")], &[("d1", FAILED_MONITOR), ("d2", RUNNING)])
+        .online("n2", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .expect(&["Recover d1:0 ( n1 )"]);
+}
+
+#[test]
+fn fencing_device_banned_from_a_node_runs_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence-n1" class="stonith" type="fence_dummy"/>"#)
+        .cons(&loc("fence-n1-away", "fence-n1", "n1", "-INFINITY"))
+        .online("n1", &[], &[("fence-n1", &[("start", 0, 0, 2)])])
+        .online("n2", &[], &[("fence-n1", &[("monitor", 0, 7, 1)])])
+        .expect(&["Move fence-n1 ( n1 -> n2 )"]);
+}
+
+#[test]
+fn lost_node_is_fenced_by_the_device_that_ran_there_after_it_moves() {
+    // The device for n2 ran on n2: fencing n2 still proceeds and the device restarts on n1.
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(r#"<primitive id="fence-n2" class="stonith" type="fence_dummy"/>"#)
+        .online("n1", &[], &[("fence-n2", &[("monitor", 0, 7, 1)])])
+        .lost("n2", &[("fence-n2", &[("start", 0, 0, 2)])])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move fence-n2 ( n2 -> n1 )"]);
+}
+
+#[test]
+fn infinite_stickiness_against_an_infinite_location_elsewhere_stays() {
+    // INFINITY + INFINITY saturate: the current node ties with the preferred one and is kept.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("resource-stickiness", "INFINITY")], ""))
+        .cons(&loc("r-n2", "r", "n2", "INFINITY"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn mandatory_colocation_with_an_unrunnable_primitive_keeps_a_whole_group_stopped() {
+    // The primary is placed nowhere, so the group has no allowed node: its members stop for
+    // node availability ("due to colocation with" is for a primary placed but unable to start).
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("p", &[("target-role", "Stopped")], ""))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="p" score="INFINITY"/>"#)
+        .online("n1", &[], &[("p", STOPPED), ("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("p", STOPPED), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Stop a ( n1 ) due to node availability", "Stop b ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn clone_max_below_node_count_keeps_instances_where_they_are() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2"), ("resource-stickiness", "100")], &prim("d", &[], "")))
+        .cons(&loc("c-n3", "c", "n3", "50"))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn clone_max_below_node_count_moves_an_instance_to_a_stronger_preference() {
+    // Default clone stickiness (1) is weaker than the preference for n3: no instance keeps its
+    // node early, and the first instance placed takes the best node.
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .cons(&loc("c-n3", "c", "n3", "50"))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Move d:0 ( n1 -> n3 )"]);
+}
+
+#[test]
+fn unmanaged_group_is_left_on_a_standby_node() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&group("g", &[("is-managed", "false")], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn higher_priority_resource_under_utilization_takes_the_room() {
+    // Each node has room for one; the higher priority resource is placed first even when it
+    // was configured last.
+    let p = |id: &str, prio: &str| {
+        format!(
+            r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}{}</primitive>"#,
+            meta(id, &[("priority", prio)]),
+            util(id, &[("cpu", "2")])
+        )
+    };
+    Cib::new(&["n1"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .rsc(&p("low", "1"))
+        .rsc(&p("high", "10"))
+        .online("n1", &[], &[("low", STOPPED), ("high", STOPPED)])
+        .expect(&["Start high ( n1 )"]);
+}
+
+#[test]
+fn target_role_unpromoted_demotes_a_promoted_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[("target-role", "Unpromoted")]))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )"]);
+}
+
+#[test]
+fn promoted_role_banned_everywhere_demotes_and_promotes_nothing() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .cons(
+            r##"<rsc_location id="no-p" rsc="ms" role="Promoted"><rule id="no-p-r" score="-INFINITY"><expression id="no-p-e" attribute="#uname" operation="ne" value="none"/></rule></rsc_location>"##,
+        )
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )"]);
+}
+
+#[test]
+fn unmanaged_group_member_failure_is_not_recovered() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group("g", &[("is-managed", "false")], &[prim("a", &[], ""), prim("b", &[], &monitor("b", "10s", ""))]))
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("a", RUNNING), ("b", FAILED_MONITOR)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn node_back_from_standby_gets_a_new_clone_instance_and_others_stay() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", STOPPED)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", RUNNING)])
+        .expect(&["Start d:2 ( n1 )"]);
+}
+
+#[test]
+fn group_colocated_with_the_promoted_role_follows_the_promotion_off_a_standby_node() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="ms" with-rsc-role="Promoted" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="ms" first-action="promote" then="g" then-action="start"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&[
+            "Stop s:0 ( Promoted n1 ) due to node availability",
+            "Promote s:1 ( Unpromoted -> Promoted n2 )",
+            "Move a ( n1 -> n2 )",
+            "Move b ( n1 -> n2 )",
+        ]);
+}
+
+#[test]
+fn colocation_with_the_unpromoted_role_avoids_the_promoted_instance() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[], ""))
+        .cons(r#"<rsc_colocation id="co" rsc="r" with-rsc="ms" with-rsc-role="Unpromoted" score="INFINITY"/>"#)
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED), ("r", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn ban_overrides_infinite_stickiness() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("resource-stickiness", "INFINITY")], ""))
+        .cons(&loc("r-n1", "r", "n1", "-INFINITY"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn anti_colocation_chain_leaves_the_last_resource_nowhere_to_run() {
+    // a on n1, b must avoid a (n2), c must avoid both: with two nodes c cannot run.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&group("g", &[], &[prim("c", &[], ""), prim("d", &[], "")]))
+        .cons(&loc("a-n1", "a", "n1", "100"))
+        .cons(r#"<rsc_colocation id="b-a" rsc="b" with-rsc="a" score="-INFINITY"/>"#)
+        .cons(r#"<rsc_colocation id="g-a" rsc="g" with-rsc="a" score="-INFINITY"/>"#)
+        .cons(r#"<rsc_colocation id="g-b" rsc="g" with-rsc="b" score="-INFINITY"/>"#)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start a ( n1 )", "Start b ( n2 )"]);
+}
+
+#[test]
+fn clean_shutdown_of_the_promoted_node_promotes_elsewhere() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("fence", &[("start", 0, 0, 2)]), ("s", RUNNING)])
+        .online("n2", &[("master-s", "10"), ("shutdown", "1600000000")], &[("s", PROMOTED)])
+        .expect(&["Stop s:1 ( Promoted n2 ) due to node availability", "Promote s:0 ( Unpromoted -> Promoted n1 )"]);
+}
+
+#[test]
+fn lost_promoted_node_without_fencing_promotes_the_survivor() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING)])
+        .lost("n2", &[("s", PROMOTED)])
+        .expect(&["Promote s:0 ( Unpromoted -> Promoted n1 )"]);
+}
+
+#[test]
+fn joining_node_gets_no_clone_instance_yet() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .node_state_as("n2", r#"in_ccm="true" crmd="online" join="pending" expected="member""#, &[])
+        .expect(&[]);
+}
+
+#[test]
+fn standby_moves_an_instance_of_a_clone_smaller_than_the_cluster() {
+    standby_n1(Cib::new(&["n1", "n2", "n3"]))
+        .rsc(&clone("c", &[("clone-max", "2")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Move d:0 ( n1 -> n3 )"]);
+}
+
+#[test]
+fn optional_order_does_not_stop_the_then_clone_when_the_first_clone_stops() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[("interleave", "true"), ("target-role", "Stopped")], &prim("d1", &[], "")))
+        .rsc(&clone("c2", &[("interleave", "true")], &prim("d2", &[], "")))
+        .cons(r#"<rsc_order id="o" first="c1" then="c2" kind="Optional"/>"#)
+        .online("n1", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .online("n2", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .expect(&["Stop d1:0 ( n1 ) due to node availability", "Stop d1:1 ( n2 ) due to node availability"]);
+}
+
+#[test]
+fn mandatory_order_between_interleaved_clones_stops_the_then_clone_with_the_first() {
+    // A "then" instance with no "first" instance on its node to pair with is kept from being
+    // active at all: it stops without a reason in the summary.
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[("interleave", "true"), ("target-role", "Stopped")], &prim("d1", &[], "")))
+        .rsc(&clone("c2", &[("interleave", "true")], &prim("d2", &[], "")))
+        .cons(r#"<rsc_order id="o" first="c1" then="c2"/>"#)
+        .online("n1", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .online("n2", &[], &[("d1", RUNNING), ("d2", RUNNING)])
+        .expect(&[
+            "Stop d1:0 ( n1 ) due to node availability",
+            "Stop d1:1 ( n2 ) due to node availability",
+            "Stop d2:0 ( n1 )",
+            "Stop d2:1 ( n2 )",
+        ]);
+}
+
+#[test]
+fn standby_of_the_highest_promotion_score_node_promotes_the_next() {
+    standby_n1(Cib::new(&["n1", "n2", "n3"]))
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "100")], &[("s", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", STOPPED)])
+        .online("n3", &[("master-s", "10")], &[("s", STOPPED)])
+        .expect(&["Start s:0 ( n2 )", "Promote s:1 ( Stopped -> Promoted n3 )"]);
+}
+
+#[test]
+fn migration_threshold_on_a_group_member_moves_the_group_and_its_colocated_dependent() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&group(
+            "g",
+            &[],
+            &[prim("a", &[], ""), prim("b", &[("migration-threshold", "2")], &monitor("b", "10s", ""))],
+        ))
+        .rsc(&prim("dep", &[], ""))
+        .cons(r#"<rsc_colocation id="co" rsc="dep" with-rsc="g" score="INFINITY"/>"#)
+        .online(
+            "n1",
+            &[("fail-count-b#monitor_10000", "2")],
+            &[("a", RUNNING), ("b", FAILED_MONITOR), ("dep", RUNNING)],
+        )
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED), ("dep", STOPPED)])
+        .expect(&["Move a ( n1 -> n2 )", "Recover b ( n1 -> n2 )", "Move dep ( n1 -> n2 )"]);
+}
+
+// ---------------------------------------------------------------- shutdown-lock
+
+fn shutdown_lock_cib(limit: Option<&str>) -> Cib {
+    let mut cib = Cib::new(&["n1", "n2"]).prop("fencing-enabled", "true").prop("shutdown-lock", "true");
+    if let Some(l) = limit {
+        cib = cib.prop("shutdown-lock-limit", l);
+    }
+    cib.rsc(FENCE).rsc(&prim("r", &[], "")).rsc(&clone("c", &[], &prim("d", &[], "")))
+}
+
+#[test]
+fn shutdown_lock_stops_a_resource_of_a_node_shutting_down_without_moving_it() {
+    // Fencing devices and clone instances are never locked.
+    shutdown_lock_cib(None)
+        .online(
+            "n1",
+            &[("shutdown", "1699999990")],
+            &[("fence", &[("start", 0, 0, 2)]), ("r", RUNNING), ("d", RUNNING)],
+        )
+        .online("n2", &[], &[("fence", STOPPED), ("r", STOPPED), ("d", RUNNING)])
+        .expect(&[
+            "Move fence ( n1 -> n2 )",
+            "Stop r ( n1 ) due to node availability",
+            "Stop d:0 ( n1 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn shutdown_lock_keeps_a_resource_off_other_nodes_while_its_node_is_down() {
+    let lock = |limit: Option<&str>| {
+        let cib = shutdown_lock_cib(limit)
+            .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED), ("d", RUNNING)])
+            .offline("n2");
+        let xml = cib.xml().replace(
+            r#"<node_state id="n2" uname="n2" in_ccm="false" crmd="offline" join="down" expected="down"/>"#,
+            r#"<node_state id="n2" uname="n2" in_ccm="false" crmd="offline" join="down" expected="down"><lrm id="n2"><lrm_resources><lrm_resource id="r" class="ocf" provider="pacemaker" type="Dummy" shutdown-lock="1699999000"><lrm_rsc_op id="r_stop_0" operation="stop" interval="0" rc-code="0" op-status="0" call-id="4" transition-key="1:1:0:abc" on_node="n2"/></lrm_resource></lrm_resources></lrm></node_state>"#,
+        );
+        let opts = crm::simulate::SimOptions { now: 1_700_000_000, ..Default::default() };
+        let sim = crm::simulate::simulate(&xml, &opts).unwrap_or_else(|e| panic!("{e}"));
+        sim.transition.summary.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>()
+    };
+    assert_eq!(lock(None), Vec::<String>::new(), "locked without a limit");
+    assert_eq!(lock(Some("30m")), Vec::<String>::new(), "locked within the limit");
+    assert_eq!(lock(Some("5m")), vec!["Start r ( n1 )".to_string()], "an expired lock lets it start elsewhere");
+}
+
+// ---------------------------------------------------------------- batch: clones under failures and sets
+
+#[test]
+fn failed_stop_of_a_clone_instance_fences_its_node() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&clone("c", &[("target-role", "Stopped")], &prim("d", &[], "")))
+        .online("n1", &[("fail-count-d#stop_0", "INFINITY")], &[("d", &[("start", 0, 0, 2), ("stop", 0, 1, 3)])])
+        .online("n2", &[], &[("fence", &[("start", 0, 0, 2)]), ("d", RUNNING)])
+        .expect(&[
+            "Fence (reboot) n1 'd:0 failed there'",
+            "Stop d:0 ( n1 ) due to node availability",
+            "Stop d:1 ( n2 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn promoted_instance_past_migration_threshold_moves_the_promotion() {
+    let ops = format!("{}{}", monitor("s", "10s", r#"role="Promoted""#), monitor("s", "11s", r#"role="Unpromoted""#));
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[("migration-threshold", "1")], &ops), &[]))
+        .online(
+            "n1",
+            &[("fail-count-s#monitor_10000", "1"), ("master-s", "10")],
+            &[("s", &[("start", 0, 0, 2), ("promote", 0, 0, 3), ("monitor", 10000, 1, 4)])],
+        )
+        .online("n2", &[("master-s", "5")], &[("s", &[("start", 0, 0, 2), ("monitor", 11000, 0, 3)])])
+        .expect(&["Stop s:0 ( Promoted n1 ) due to node availability", "Promote s:1 ( Unpromoted -> Promoted n2 )"]);
+}
+
+#[test]
+fn unmanaged_clone_leaves_its_instances_on_a_standby_node() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&clone("c", &[("is-managed", "false")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn maintenance_node_keeps_its_clone_instance_and_gets_no_new_one() {
+    Cib::new(&["n1", "n2", "n3"])
+        .node_xml(
+            "n1",
+            r#"<instance_attributes id="n1-ia"><nvpair id="n1-m" name="maintenance" value="true"/></instance_attributes>"#,
+        )
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING)])
+        .online("n3", &[], &[("d", STOPPED)])
+        .expect(&["Start d:2 ( n3 )"]);
+}
+
+#[test]
+fn anti_colocated_clones_leave_the_second_clone_without_nodes() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c1", &[], &prim("d1", &[], "")))
+        .rsc(&clone("c2", &[], &prim("d2", &[], "")))
+        .cons(r#"<rsc_colocation id="co" rsc="c2" with-rsc="c1" score="-INFINITY"/>"#)
+        .online("n1", &[], &[("d1", RUNNING), ("d2", STOPPED)])
+        .online("n2", &[], &[("d1", RUNNING), ("d2", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn clone_max_above_node_count_starts_one_instance_per_node() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("c", &[("clone-max", "4")], &prim("d", &[], "")))
+        .online("n1", &[], &[("d", STOPPED)])
+        .online("n2", &[], &[("d", STOPPED)])
+        .expect(&["Start d:0 ( n1 )", "Start d:1 ( n2 )"]);
+}
+
+#[test]
+fn promoted_max_zero_promotes_nothing() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("promoted-max", "0")], &prim("s", &[], "")))
+        .online("n1", &[("master-s", "10")], &[("s", STOPPED)])
+        .online("n2", &[("master-s", "5")], &[("s", STOPPED)])
+        .expect(&["Start s:0 ( n1 )", "Start s:1 ( n2 )"]);
+}
+
+#[test]
+fn colocation_set_with_promoted_role_places_the_primitive_with_the_promotion() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .rsc(&prim("r", &[], ""))
+        .cons(
+            r#"<rsc_colocation id="co" score="INFINITY"><resource_set id="co-1"><resource_ref id="r"/></resource_set><resource_set id="co-0" role="Promoted"><resource_ref id="ms"/></resource_set></rsc_colocation>"#,
+        )
+        .online("n1", &[("master-s", "5")], &[("s", RUNNING), ("r", STOPPED)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING), ("r", STOPPED)])
+        .expect(&["Promote s:1 ( Unpromoted -> Promoted n2 )", "Start r ( n2 )"]);
+}
+
+#[test]
+fn non_sequential_order_set_starts_members_independently_after_the_previous_set() {
+    let cib = Cib::new(&["n1"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .cons(
+            r#"<rsc_order id="o"><resource_set id="o-0" sequential="false"><resource_ref id="a"/><resource_ref id="b"/></resource_set><resource_set id="o-1"><resource_ref id="c"/></resource_set></rsc_order>"#,
+        )
+        .online("n1", &[], &[("a", STOPPED), ("b", STOPPED), ("c", STOPPED)]);
+    cib.expect(&["Start a ( n1 )", "Start b ( n1 )", "Start c ( n1 )"]);
+    let t = cib.transition();
+    assert!(waits_for(&t, crm::ActionKind::Start, "c", "a"));
+    assert!(waits_for(&t, crm::ActionKind::Start, "c", "b"));
+    assert!(!waits_for(&t, crm::ActionKind::Start, "b", "a"));
+    assert!(!waits_for(&t, crm::ActionKind::Start, "a", "b"));
+}
+
+// ---------------------------------------------------------------- cloned groups, node loss with groups
+
+#[test]
+fn cloned_group_member_failure_restarts_only_that_instances_later_members() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("cg", &[], &group("g", &[], &[prim("a", &[], &monitor("a", "10s", "")), prim("b", &[], "")])))
+        .online("n1", &[("fail-count-a#monitor_10000", "1")], &[("a", FAILED_MONITOR), ("b", RUNNING)])
+        .online("n2", &[], &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&["Recover a:0 ( n1 )", "Restart b:0 ( n1 ) due to required a:0 start"]);
+}
+
+#[test]
+fn lost_node_with_a_group_is_fenced_and_the_group_moves() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("a", STOPPED), ("b", STOPPED)])
+        .lost("n2", &[("a", RUNNING), ("b", RUNNING)])
+        .expect(&[
+            "Fence (reboot) n2 'peer is no longer part of the cluster'",
+            "Move a ( n2 -> n1 )",
+            "Move b ( n2 -> n1 )",
+        ]);
+}
+
+#[test]
+fn node_with_controller_gone_but_still_member_is_fenced() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .node_state_as("n2", r#"in_ccm="true" crmd="offline" join="down" expected="member""#, &[("r", RUNNING)])
+        .expect(&["Fence (reboot) n2 'peer process is no longer available'", "Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn node_without_a_capacity_the_resource_needs_cannot_host_it() {
+    // n1 defines no cpu capacity: under utilization it has none for a resource needing cpu.
+    let r = format!(
+        r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("r", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n2", &util("n2", &[("cpu", "1")]))
+        .rsc(&r)
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn resource_without_utilization_fits_anywhere() {
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "0")]))
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn expired_failure_does_not_pull_a_sticky_resource_back() {
+    // r moved to n2 after failing on n1; the failure has expired, but stickiness (100)
+    // outweighs the preference for n1 (50).
+    Cib::new(&["n1", "n2"])
+        .at(1_600_010_000)
+        .rsc(&prim(
+            "r",
+            &[("migration-threshold", "1"), ("failure-timeout", "60s"), ("resource-stickiness", "100")],
+            &monitor("r", "10s", ""),
+        ))
+        .cons(&loc("r-n1", "r", "n1", "50"))
+        .online(
+            "n1",
+            &[("fail-count-r#monitor_10000", "1"), ("last-failure-r#monitor_10000", "1600000000")],
+            &[("r", &[("start", 0, 0, 2), ("monitor", 10000, 1, 3), ("stop", 0, 0, 4)])],
+        )
+        .online("n2", &[], &[("r", &[("start", 0, 0, 5), ("monitor", 10000, 0, 6)])])
+        .expect(&[]);
+}
+
+#[test]
+fn non_sequential_colocation_set_does_not_colocate_its_members_with_each_other() {
+    // Set 1 (a, b) non-sequential, colocated with set 2 (p): a and b each go with p but
+    // not necessarily with each other; their own preferences still apply to p's node only.
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("a", &[], ""))
+        .rsc(&prim("b", &[], ""))
+        .rsc(&prim("c", &[], ""))
+        .rsc(&prim("d", &[], ""))
+        .cons(&loc("a-n1", "a", "n1", "100"))
+        .cons(&loc("b-n2", "b", "n2", "100"))
+        .cons(&loc("c-n1", "c", "n1", "100"))
+        .cons(&loc("d-n2", "d", "n2", "100"))
+        .cons(
+            r#"<rsc_colocation id="co" score="-INFINITY"><resource_set id="co-0" sequential="false"><resource_ref id="a"/><resource_ref id="b"/></resource_set><resource_set id="co-1" sequential="false"><resource_ref id="c"/><resource_ref id="d"/></resource_set></rsc_colocation>"#,
+        )
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        // Every member of the first set avoids every member of the second: c and d take
+        // both nodes, and a and b have nowhere left.
+        .expect(&["Start c ( n1 )", "Start d ( n2 )"]);
+}
+
+#[test]
+fn first_group_member_disabled_stops_the_whole_group() {
+    Cib::new(&["n1"])
+        .rsc(&group("g", &[], &[prim("a", &[("target-role", "Stopped")], ""), prim("b", &[], ""), prim("c", &[], "")]))
+        .online("n1", &[], &[("a", RUNNING), ("b", RUNNING), ("c", RUNNING)])
+        .expect(&[
+            "Stop a ( n1 ) due to node availability",
+            "Stop b ( n1 ) due to node availability",
+            "Stop c ( n1 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn rule_defined_and_not_defined_test_attribute_presence() {
+    let cib = |op: &str| {
+        Cib::new(&["n1", "n2"])
+            .node_xml(
+                "n2",
+                r#"<instance_attributes id="n2-ia"><nvpair id="n2-gpu" name="gpu" value="yes"/></instance_attributes>"#,
+            )
+            .rsc(&prim("r", &[], ""))
+            .cons(&format!(
+                r#"<rsc_location id="l" rsc="r"><rule id="l-r" score="-INFINITY"><expression id="l-e" attribute="gpu" operation="{op}"/></rule></rsc_location>"#
+            ))
+            .online("n1", &[], &[])
+            .online("n2", &[], &[])
+    };
+    cib("not_defined").expect(&["Start r ( n2 )"]);
+    cib("defined").expect(&["Start r ( n1 )"]);
+}
+
+#[test]
+fn balanced_placement_compares_free_capacity_attribute_by_attribute() {
+    // n1 has more cpu free, n2 more memory and more disk: n2 has more free capacity.
+    let node = |id: &str, cpu: &str, mem: &str, disk: &str| util(id, &[("cpu", cpu), ("mem", mem), ("disk", disk)]);
+    let r = format!(
+        r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("r", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "balanced")
+        .node_xml("n1", &node("n1", "8", "4", "4"))
+        .node_xml("n2", &node("n2", "4", "8", "8"))
+        .rsc(&r)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+#[test]
+fn lost_node_is_fenced_without_quorum_when_the_policy_is_ignore() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .prop("no-quorum-policy", "ignore")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .no_quorum()
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn lost_standby_node_is_still_fenced() {
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .node_xml(
+            "n2",
+            r#"<instance_attributes id="n2-ia"><nvpair id="n2-sb" name="standby" value="on"/></instance_attributes>"#,
+        )
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .expect(&["Fence (reboot) n2 'peer is no longer part of the cluster'", "Move r ( n2 -> n1 )"]);
+}
+
+#[test]
+fn two_lost_nodes_are_both_fenced() {
+    Cib::new(&["n1", "n2", "n3"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .lost("n2", &[("r", RUNNING)])
+        .lost("n3", &[])
+        .expect(&[
+            "Fence (reboot) n2 'peer is no longer part of the cluster'",
+            "Fence (reboot) n3 'peer is no longer part of the cluster'",
+            "Move r ( n2 -> n1 )",
+        ]);
+}
+
+#[test]
+fn group_pinned_to_its_node_stops_the_member_past_its_threshold_and_those_after_it() {
+    // The group may run only on n1 (-INFINITY elsewhere): it cannot move, so the member
+    // banned by its fail count stops there along with the members after it.
+    Cib::new(&["n1", "n2"])
+        .rsc(&group(
+            "g",
+            &[],
+            &[
+                prim("a", &[], ""),
+                prim("b", &[("migration-threshold", "1")], &monitor("b", "10s", "")),
+                prim("c", &[], ""),
+            ],
+        ))
+        .cons(&loc("g-not-n2", "g", "n2", "-INFINITY"))
+        .online("n1", &[("fail-count-b#monitor_10000", "1")], &[("a", RUNNING), ("b", FAILED_MONITOR), ("c", RUNNING)])
+        .online("n2", &[], &[("a", STOPPED), ("b", STOPPED), ("c", STOPPED)])
+        .expect(&["Stop b ( n1 ) due to node availability", "Stop c ( n1 ) due to node availability"]);
+}
+
+#[test]
+fn promoted_role_rule_with_boolean_op_or_moves_the_promotion() {
+    Cib::new(&["n1", "n2", "n3"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("promoted-max", "1")], &prim("s", &[], "")))
+        .cons(
+            r##"<rsc_location id="l" rsc="ms"><rule id="l-r" role="Promoted" score="-INFINITY" boolean-op="or"><expression id="l-e1" attribute="#uname" operation="eq" value="n1"/><expression id="l-e2" attribute="#uname" operation="eq" value="n2"/></rule></rsc_location>"##,
+        )
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "10")], &[("s", RUNNING)])
+        .online("n3", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&["Demote s:0 ( Promoted -> Unpromoted n1 )", "Promote s:2 ( Unpromoted -> Promoted n3 )"]);
+}
+
+#[test]
+fn balanced_placement_counts_attributes_not_amounts() {
+    // n1 has far more cpu free, n2 more memory and more disk: n2 wins two attributes to one.
+    let node = |id: &str, cpu: &str, mem: &str, disk: &str| util(id, &[("cpu", cpu), ("mem", mem), ("disk", disk)]);
+    let r = format!(
+        r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("r", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "balanced")
+        .node_xml("n1", &node("n1", "100", "2", "2"))
+        .node_xml("n2", &node("n2", "2", "3", "3"))
+        .rsc(&r)
+        .online("n1", &[], &[])
+        .online("n2", &[], &[])
+        .expect(&["Start r ( n2 )"]);
+}
+
+fn cpu_rsc(id: &str, metas: &[(&str, &str)]) -> String {
+    let m = if metas.is_empty() { String::new() } else { meta(id, metas) };
+    format!(
+        r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{m}{}</primitive>"#,
+        util(id, &[("cpu", "2")])
+    )
+}
+
+#[test]
+fn utilization_places_the_resource_scoring_highest_where_it_runs_first() {
+    // Equal priority: r2 runs on n1 (score 10 there with stickiness), r1 does not run; r2 is
+    // placed first and keeps the only room, although r1 prefers n1 more and comes first.
+    Cib::new(&["n1"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .rsc(&cpu_rsc("r1", &[]))
+        .rsc(&cpu_rsc("r2", &[("resource-stickiness", "10")]))
+        .cons(&loc("r1-n1", "r1", "n1", "50"))
+        .online("n1", &[], &[("r1", STOPPED), ("r2", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn utilization_places_the_resource_scoring_highest_on_its_preferred_node_first() {
+    Cib::new(&["n1"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "2")]))
+        .rsc(&cpu_rsc("r1", &[]))
+        .rsc(&cpu_rsc("r2", &[]))
+        .cons(&loc("r1-n1", "r1", "n1", "50"))
+        .cons(&loc("r2-n1", "r2", "n1", "100"))
+        .online("n1", &[], &[("r1", STOPPED), ("r2", STOPPED)])
+        .expect(&["Start r2 ( n1 )"]);
+}
+
+#[test]
+fn clone_instances_need_room_too() {
+    // n2 has no cpu capacity: the clone runs only on n1, its second instance stays stopped.
+    let child = format!(
+        r#"<primitive id="d" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("d", &[("cpu", "1")])
+    );
+    Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "4")]))
+        .node_xml("n2", &util("n2", &[("mem", "4")]))
+        .rsc(&clone("c", &[], &child))
+        .online("n1", &[], &[("d", STOPPED)])
+        .online("n2", &[], &[("d", STOPPED)])
+        .expect(&["Start d:0 ( n1 )"]);
+}
+
+#[test]
+fn transient_node_utilization_sets_capacity() {
+    let r = format!(
+        r#"<primitive id="r" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+        util("r", &[("cpu", "2")])
+    );
+    let cib = Cib::new(&["n1", "n2"])
+        .prop("placement-strategy", "utilization")
+        .node_xml("n1", &util("n1", &[("cpu", "1")]))
+        .rsc(&r)
+        .cons(&loc("r-n1", "r", "n1", "100"))
+        .online("n1", &[], &[])
+        .online("n2", &[], &[]);
+    cib.expect(&[]);
+    let xml = cib.xml().replace(
+        r#"<node_state id="n2" uname="n2" in_ccm="true" crmd="online" join="member" expected="member">"#,
+        r#"<node_state id="n2" uname="n2" in_ccm="true" crmd="online" join="member" expected="member"><transient_attributes id="n2"><utilization id="n2-tu"><nvpair id="n2-tu-cpu" name="cpu" value="2"/></utilization></transient_attributes>"#,
+    );
+    let opts = crm::simulate::SimOptions { now: 1_700_000_000, ..Default::default() };
+    let sim = crm::simulate::simulate(&xml, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<String> =
+        sim.transition.summary.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(got, vec!["Start r ( n2 )".to_string()]);
+}
+
+#[test]
+fn disabled_promotable_clone_stops_every_instance_with_its_role() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&clone("ms", &[("promotable", "true"), ("target-role", "Stopped")], &prim("s", &[], "")))
+        .online("n1", &[("master-s", "10")], &[("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&[
+            "Stop s:0 ( Promoted n1 ) due to node availability",
+            "Stop s:1 ( Unpromoted n2 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn standby_overrides_infinite_stickiness() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&prim("r", &[("resource-stickiness", "INFINITY")], ""))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&["Move r ( n1 -> n2 )"]);
+}
+
+#[test]
+fn joining_node_with_fencing_enabled_is_not_fenced_and_blocks_starts_until_probed() {
+    // With fencing, a joining node is online but pending: it is not fenced, gets nothing, and
+    // since r's state there cannot be probed yet, r (running nowhere) may not start.
+    Cib::new(&["n1", "n2"])
+        .prop("fencing-enabled", "true")
+        .rsc(FENCE)
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-n2", "r", "n2", "100"))
+        .online("n1", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED)])
+        .node_state_as("n2", r#"in_ccm="true" crmd="online" join="pending" expected="member""#, &[])
+        .expect(&["Start r ( n1 ) blocked"]);
+}
+
+#[test]
+fn shutdown_lock_holds_after_the_stop_while_the_node_is_still_shutting_down() {
+    // The stop made since the shutdown began is what the lock is about: r stays off n2.
+    shutdown_lock_cib(None)
+        .online(
+            "n1",
+            &[("shutdown", "1600000000")],
+            &[("fence", STOPPED), ("r", &[("start", 0, 0, 2), ("stop", 0, 0, 3)]), ("d", STOPPED)],
+        )
+        .online("n2", &[], &[("fence", &[("start", 0, 0, 2)]), ("r", STOPPED), ("d", RUNNING)])
+        .expect(&[]);
+}
+
+#[test]
+fn every_node_in_standby_stops_everything() {
+    let sb = |n: &str| {
+        format!(
+            r#"<instance_attributes id="{n}-ia"><nvpair id="{n}-sb" name="standby" value="on"/></instance_attributes>"#
+        )
+    };
+    Cib::new(&["n1", "n2"])
+        .node_xml("n1", &sb("n1"))
+        .node_xml("n2", &sb("n2"))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .rsc(&promotable("ms", &prim("s", &[], ""), &[]))
+        .online("n1", &[("master-s", "10")], &[("a", RUNNING), ("b", RUNNING), ("s", PROMOTED)])
+        .online("n2", &[("master-s", "5")], &[("s", RUNNING)])
+        .expect(&[
+            "Stop a ( n1 ) due to node availability",
+            "Stop b ( n1 ) due to node availability",
+            "Stop s:0 ( Promoted n1 ) due to node availability",
+            "Stop s:1 ( Unpromoted n2 ) due to node availability",
+        ]);
+}
+
+#[test]
+fn group_colocated_with_a_clone_leaves_a_standby_node_for_another_instance() {
+    standby_n1(Cib::new(&["n1", "n2"]))
+        .rsc(&clone("c", &[], &prim("d", &[], "")))
+        .rsc(&group("g", &[], &[prim("a", &[], ""), prim("b", &[], "")]))
+        .cons(r#"<rsc_colocation id="co" rsc="g" with-rsc="c" score="INFINITY"/>"#)
+        .cons(r#"<rsc_order id="o" first="c" then="g"/>"#)
+        .online("n1", &[], &[("d", RUNNING), ("a", RUNNING), ("b", RUNNING)])
+        .online("n2", &[], &[("d", RUNNING), ("a", STOPPED), ("b", STOPPED)])
+        .expect(&["Stop d:0 ( n1 ) due to node availability", "Move a ( n1 -> n2 )", "Move b ( n1 -> n2 )"]);
+}
+
+#[test]
+fn maintenance_node_keeps_a_resource_a_ban_would_move() {
+    Cib::new(&["n1", "n2"])
+        .node_xml(
+            "n1",
+            r#"<instance_attributes id="n1-ia"><nvpair id="n1-m" name="maintenance" value="true"/></instance_attributes>"#,
+        )
+        .rsc(&prim("r", &[], ""))
+        .cons(&loc("r-away", "r", "n1", "-INFINITY"))
+        .online("n1", &[], &[("r", RUNNING)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}
+
+#[test]
+fn resource_maintenance_leaves_a_failed_resource_alone() {
+    Cib::new(&["n1", "n2"])
+        .rsc(&prim("r", &[("maintenance", "true")], &monitor("r", "10s", "")))
+        .online("n1", &[("fail-count-r#monitor_10000", "1")], &[("r", FAILED_MONITOR)])
+        .online("n2", &[], &[("r", STOPPED)])
+        .expect(&[]);
+}

@@ -193,6 +193,7 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
                     class: Some(class),
                     provider,
                     agent: Some(agent),
+                    shutdown_lock: None,
                     ops: Vec::new(),
                 });
                 ns.resources.last_mut().expect("just pushed")
