@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use clusterd::arbiterd::{QNETD_SOCKET, QnetdConfig};
-use clusterd::control::{self, ControlError, Request, Response};
+use clusterd::control::{self, Request, Response};
 
 use crate::exit::Exit;
 
@@ -79,15 +79,7 @@ fn socket(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn ask(sock: &Path, req: &Request) -> anyhow::Result<Response> {
-    match control::query_socket(sock, req) {
-        Ok(Response::Error(e)) => Err(Exit::error(Exit::ERROR, format!("qnetd refused: {e}"))),
-        Ok(r) => Ok(r),
-        Err(e @ ControlError::Connect { .. }) => Err(Exit::error(
-            Exit::NOT_CONNECTED,
-            format!("{e}; start it with `crmctl arbiter setup --start` or your service manager"),
-        )),
-        Err(e) => Err(Exit::error(Exit::ERROR, e.to_string())),
-    }
+    crate::daemon::ask_at(sock, req, "qnetd", "; start it with `crmctl arbiter setup --start` or your service manager")
 }
 
 /// The qnetd binary: next to this crmctl, else from PATH.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use clusterd::control::{self, ControlError, Request, Response};
+use clusterd::control::{Request, Response};
 
 use crate::exit::Exit;
 
@@ -49,21 +49,9 @@ enum Format {
     PacemakerCib,
 }
 
-/// Asks clusterd, mapping its refusals and absence to exit codes.
-pub(crate) fn ask(run_dir: &Path, req: &Request) -> anyhow::Result<Response> {
-    let sock = run_dir.join(control::SOCKET_NAME);
-    match control::query_socket_within(&sock, req, std::time::Duration::from_secs(30)) {
-        Ok(Response::Error(e)) if e.contains("not quorate") => Err(Exit::error(Exit::NO_QUORUM, e)),
-        Ok(Response::Error(e)) => Err(Exit::error(Exit::ERROR, e)),
-        Ok(r) => Ok(r),
-        Err(e @ ControlError::Connect { .. }) => Err(Exit::error(Exit::NOT_CONNECTED, e.to_string())),
-        Err(e) => Err(Exit::error(Exit::ERROR, e.to_string())),
-    }
-}
-
 /// The live CIB.
 pub(crate) fn live(run_dir: &Path) -> anyhow::Result<clusterd::CibReport> {
-    match ask(run_dir, &Request::CibQuery)? {
+    match crate::daemon::ask(run_dir, &Request::CibQuery)? {
         Response::Cib(r) => Ok(*r),
         _ => Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
     }
@@ -100,7 +88,8 @@ pub(crate) fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                 println!("{}: valid ({summary}); nothing changed (--dry-run)", file.display());
                 return Ok(ExitCode::SUCCESS);
             }
-            match ask(&args.run_dir, &Request::CibReplaceConfiguration { xml: configuration, if_epoch })? {
+            match crate::daemon::ask(&args.run_dir, &Request::CibReplaceConfiguration { xml: configuration, if_epoch })?
+            {
                 Response::Done(what) => {
                     println!("imported {} ({summary}): {what}", file.display());
                     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use clusterd::control::{self, ControlError, Request, Response};
+use clusterd::control::{Request, Response};
 
 use crate::exit::Exit;
 
@@ -151,18 +151,9 @@ enum Format {
     Json,
 }
 
-fn ask(run_dir: &std::path::Path, req: &Request) -> anyhow::Result<Response> {
-    match control::query(run_dir, req) {
-        Ok(Response::Error(e)) => Err(Exit::error(Exit::ERROR, format!("clusterd refused: {e}"))),
-        Ok(r) => Ok(r),
-        Err(e @ ControlError::Connect { .. }) => Err(Exit::error(Exit::NOT_CONNECTED, e.to_string())),
-        Err(e) => Err(Exit::error(Exit::ERROR, e.to_string())),
-    }
-}
-
 /// A cluster-wide change through clusterd: prints what was done.
 fn cluster_wide(run_dir: &std::path::Path, req: &Request) -> anyhow::Result<ExitCode> {
-    match crate::cmd_config::ask(run_dir, req)? {
+    match crate::daemon::ask(run_dir, req)? {
         Response::Done(what) => {
             println!("{what}");
             Ok(ExitCode::SUCCESS)
@@ -174,7 +165,7 @@ fn cluster_wide(run_dir: &std::path::Path, req: &Request) -> anyhow::Result<Exit
 pub(crate) fn run(args: QuorumArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         QuorumCommand::Status { output } => {
-            let Response::QuorumStatus(report) = ask(&args.run_dir, &Request::QuorumStatus)? else {
+            let Response::QuorumStatus(report) = crate::daemon::ask(&args.run_dir, &Request::QuorumStatus)? else {
                 return Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd"));
             };
             match output {
@@ -183,13 +174,15 @@ pub(crate) fn run(args: QuorumArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.status.quorate { ExitCode::SUCCESS } else { ExitCode::from(Exit::NO_QUORUM) })
         }
-        QuorumCommand::ExpectedVotes { votes } => match ask(&args.run_dir, &Request::SetExpectedVotes(votes))? {
-            Response::Done(what) => {
-                println!("{what}");
-                Ok(ExitCode::SUCCESS)
+        QuorumCommand::ExpectedVotes { votes } => {
+            match crate::daemon::ask(&args.run_dir, &Request::SetExpectedVotes(votes))? {
+                Response::Done(what) => {
+                    println!("{what}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
             }
-            _ => Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
-        },
+        }
         QuorumCommand::Device(DeviceCommand::Remove) => cluster_wide(&args.run_dir, &Request::DeviceRemove),
         QuorumCommand::Device(DeviceCommand::Add { settings, config }) => {
             let kv = settings_of(&settings)?;

@@ -89,7 +89,7 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let report = crate::cmd_config::live(&args.run_dir)?;
-            let q = match crate::cmd_config::ask(&args.run_dir, &Request::QuorumStatus)? {
+            let q = match crate::daemon::ask(&args.run_dir, &Request::QuorumStatus)? {
                 Response::QuorumStatus(q) => q,
                 _ => return Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
             };

@@ -14,6 +14,7 @@ mod cmd_quorum;
 mod cmd_status;
 mod cmd_stonith;
 mod cmd_volume;
+mod daemon;
 mod exit;
 
 /// Manage a cluster: resources, constraints, nodes, quorum, fencing and volumes.
