@@ -555,6 +555,22 @@ async fn the_arbiter_refuses_a_node_presenting_another_nodes_certificate() {
     let _ = qnetd.await;
 }
 
+/// Polls `check` every 20 ms until it passes; fails with `what` and the last state after 10 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(last) => assert!(std::time::Instant::now() < deadline, "{what}: {last}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn ask_blocking(run_dir: &std::path::Path, req: Request) -> Response {
     control::query_socket_within(&run_dir.join(control::SOCKET_NAME), &req, Duration::from_secs(20)).expect("answer")
 }
@@ -580,17 +596,12 @@ async fn the_cib_is_replicated_changed_only_with_quorum_and_persisted() {
     wait_quorum(&c, "quorate", |s| s.quorate).await;
 
     // The DC (node 1) records the three members in the status, and adds them to <nodes>.
-    let online = |xml: &str| xml.matches(r#"crmd="online""#).count();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for d in &c.run_dirs {
-        loop {
+        eventually("membership never recorded", || async {
             let r = cib_of(d).await;
-            if r.synced && online(&r.xml) == 3 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "membership never recorded: {r:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if r.synced && r.xml.matches(r#"crmd="online""#).count() == 3 { Ok(()) } else { Err(format!("{r:?}")) }
+        })
+        .await;
     }
     let r = cib_of(&c.run_dirs[2]).await;
     assert!(r.xml.contains(r#"<node id="3" uname="node3""#), "{}", r.xml);
@@ -615,34 +626,30 @@ async fn the_cib_is_replicated_changed_only_with_quorum_and_persisted() {
     let bad = ask(&c.run_dirs[2], Request::CibReplaceConfiguration { xml: dup, if_epoch: None }).await;
     assert!(matches!(&bad, Response::Error(e) if e.contains("used more than once")), "{bad:?}");
     // The import dropped the nodes from <nodes>; the DC adds them back.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !cib_of(&c.run_dirs[0]).await.xml.contains(r#"<node id="2" uname="node2""#) {
-        assert!(std::time::Instant::now() < deadline, "the DC did not re-add the nodes");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the DC did not re-add the nodes", || async {
+        let xml = cib_of(&c.run_dirs[0]).await.xml;
+        if xml.contains(r#"<node id="2" uname="node2""#) { Ok(()) } else { Err(xml) }
+    })
+    .await;
 
     // Node 3 dies (no clean leave): the DC records it lost (expected up, not in the view),
     // which the policy engine fences; the survivors stay quorate.
     c.tasks[2].abort();
     let lost = r#"<node_state id="3" uname="node3" in_ccm="false" crmd="offline" join="down" expected="member""#;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("node 3's loss never recorded", || async {
         let xml = cib_of(&c.run_dirs[1]).await.xml;
-        if xml.contains(lost) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "node 3's loss never recorded: {xml}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if xml.contains(lost) { Ok(()) } else { Err(xml) }
+    })
+    .await;
 
     // Node 2 stops cleanly: node 1 alone is not quorate and refuses changes.
     let _ = c.stops.remove(1).send(());
     let d1 = c.run_dirs[0].clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while quorum_of_async(&d1).await.status.quorate {
-        assert!(std::time::Instant::now() < deadline, "node 1 stayed quorate alone");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("node 1 stayed quorate alone", || async {
+        let q = quorum_of_async(&d1).await;
+        if q.status.quorate { Err(format!("{:?}", q.status)) } else { Ok(()) }
+    })
+    .await;
     let refused = ask(&d1, Request::CibReplaceConfiguration { xml: VIP_CONFIG.into(), if_epoch: None }).await;
     assert!(matches!(&refused, Response::Error(e) if e.contains("not quorate")), "{refused:?}");
 
@@ -675,19 +682,18 @@ async fn when_the_dc_dies_the_lowest_survivor_takes_over_and_records_itself() {
             .and_then(|b| crm::replica::Replica::<crm::cib::Cib>::restore(NodeId(i), &b).ok())
             .and_then(|r| r.document().dc_uuid.clone())
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while recorded(3, c._dir.path()).as_deref() != Some("1") {
-        assert!(std::time::Instant::now() < deadline, "node 1 never recorded itself as DC");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dc_is = |want: &'static str| {
+        let dir = c._dir.path().to_path_buf();
+        move || {
+            let got = recorded(3, &dir);
+            async move { if got.as_deref() == Some(want) { Ok(()) } else { Err(format!("recorded DC {got:?}")) } }
+        }
+    };
+    eventually("node 1 never recorded itself as DC", dc_is("1")).await;
     assert_eq!(cib_of(&c.run_dirs[2]).await.dc.as_deref(), Some("node1"));
     // The DC dies: node 2, the lowest survivor, takes over and records itself everywhere.
     c.tasks[0].abort();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while recorded(3, c._dir.path()).as_deref() != Some("2") {
-        assert!(std::time::Instant::now() < deadline, "node 2 never took over as DC");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("node 2 never took over as DC", dc_is("2")).await;
     assert_eq!(cib_of(&c.run_dirs[2]).await.dc.as_deref(), Some("node2"));
     for s in c.stops.drain(1..) {
         let _ = s.send(());
