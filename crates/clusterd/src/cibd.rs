@@ -55,6 +55,10 @@ pub(crate) struct CibService {
     known: BTreeMap<NodeId, Mstate>,
     /// The DC's membership write in flight.
     dc_write: Option<u64>,
+    /// Something the DC's duties depend on changed since they last ran (they run after every
+    /// event of the daemon's loop, so they must cost nothing otherwise).
+    duty_due: bool,
+    last_quorate: bool,
 }
 
 impl CibService {
@@ -82,6 +86,8 @@ impl CibService {
             members: Vec::new(),
             known: BTreeMap::new(),
             dc_write: None,
+            duty_due: true,
+            last_quorate: false,
         })
     }
 
@@ -95,6 +101,7 @@ impl CibService {
         }
         self.members = members.to_vec();
         self.dc_write = None;
+        self.duty_due = true;
         self.replica.handle(Input::View { ring, members }, &mut self.fx);
     }
 
@@ -106,6 +113,14 @@ impl CibService {
 
     /// The DC's duties, run after every event: record membership changes in the status.
     pub(crate) fn duty(&mut self, quorate: bool) {
+        if quorate != self.last_quorate {
+            self.last_quorate = quorate;
+            self.duty_due = true;
+        }
+        if !self.duty_due {
+            return;
+        }
+        self.duty_due = false;
         if !quorate || !self.replica.is_synced() || self.dc() != Some(self.me) || self.dc_write.is_some() {
             return;
         }
@@ -119,8 +134,7 @@ impl CibService {
                 let key = id.0.to_string();
                 let recorded = doc.status.iter().find(|s| s.id == key).is_some_and(|s| m.recorded_in(s));
                 let in_config = doc.config.nodes.iter().any(|n| n.id == key);
-                let name = self.names.get(id)?.clone();
-                (!recorded || !in_config).then_some((key, name, *m))
+                (!recorded || !in_config).then(|| Some((key, self.names.get(id)?.clone(), *m))).flatten()
             })
             .collect();
         if changes.is_empty() && dc_recorded {
@@ -192,6 +206,7 @@ impl CibService {
                         tracing::debug!(node = %self.me, error = %e, "recording membership in the CIB did not complete");
                     }
                     self.dc_write = None;
+                    self.duty_due = true;
                 }
                 Effect::Reply { id, result } => {
                     if let Some(tx) = self.replies.remove(&id) {
@@ -205,9 +220,11 @@ impl CibService {
                     }
                 }
                 Effect::Changed(v) => {
+                    self.duty_due = true;
                     tracing::info!(node = %self.me, version = %format!("{}.{}.{}", v.admin_epoch, v.epoch, v.num_updates), "CIB changed");
                 }
                 Effect::Synced(v) => {
+                    self.duty_due = true;
                     tracing::info!(node = %self.me, version = %format!("{}.{}.{}", v.admin_epoch, v.epoch, v.num_updates), "CIB synchronized with the members of this view");
                 }
             }

@@ -498,6 +498,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     }
                 }
             }
+            cib.drain(&mut core, now(), &mut fx)?;
             cib.duty(vq.is_quorate());
             cib.drain(&mut core, now(), &mut fx)?;
             if qfx.is_empty() && fx.is_empty() {
