@@ -82,3 +82,31 @@ pub fn load_key(path: &Path) -> Result<Vec<u8>, KeyError> {
     }
     Ok(key)
 }
+
+/// Logs to standard error with `filter` (else `RUST_LOG`, else `info`); for the binaries.
+pub fn init_logging(filter: Option<&str>) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::try_new(f).map_err(|e| format!("--log-filter {f:?}: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C: a daemon's signal to stop cleanly.
+pub async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// The cluster node daemon.
 #[derive(Debug, Parser)]
@@ -73,16 +72,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    let filter = match &args.log_filter {
-        Some(f) => EnvFilter::try_new(f).context("--log-filter")?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    clusterd::init_logging(args.log_filter.as_deref()).map_err(anyhow::Error::msg)?;
     let authkey = match &config.authkey {
         Some(path) if config.transport == clusterd::Transport::Udp => clusterd::load_key(path)?,
         _ => Vec::new(),
@@ -102,19 +92,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         tls,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
-    rt.block_on(async {
-        let shutdown = async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        };
-        clusterd::run(opts, shutdown, None).await
-    })?;
+    rt.block_on(clusterd::run(opts, clusterd::terminated(), None))?;
     Ok(())
 }
 

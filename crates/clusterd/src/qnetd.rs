@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use clusterd::arbiterd::{QNETD_SOCKET, QnetdConfig, run_qnetd};
 use clusterd::control::{Request, Response};
-use tracing_subscriber::EnvFilter;
 
 /// The quorum arbiter daemon.
 #[derive(Debug, Parser)]
@@ -91,26 +90,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    let filter = match &args.log_filter {
-        Some(f) => EnvFilter::try_new(f).context("--log-filter")?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    clusterd::init_logging(args.log_filter.as_deref()).map_err(anyhow::Error::msg)?;
     let tls = clusterd::TlsMaterial::load(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
-    rt.block_on(async {
-        let shutdown = async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        };
-        run_qnetd(config, tls, shutdown).await
-    })?;
+    rt.block_on(run_qnetd(config, tls, clusterd::terminated()))?;
     Ok(())
 }
 
