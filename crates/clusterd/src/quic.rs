@@ -226,6 +226,10 @@ pub(crate) fn tls_configs(
     transport.datagram_receive_buffer_size(Some(8 << 20));
     transport.datagram_send_buffer_size(8 << 20);
     transport.keep_alive_interval(Some(keep_alive));
+    // Cluster links and the arbiter are a LAN or a near WAN away: the default 333 ms guess makes
+    // a handshake whose first packet found the peer not yet listening wait about a second before
+    // trying again, which leaves a node's redundant links down for that long after a start.
+    transport.initial_rtt(Duration::from_millis(10));
     let idle = quinn::IdleTimeout::try_from(idle).map_err(|e| e.to_string())?;
     transport.max_idle_timeout(Some(idle));
     let transport = Arc::new(transport);

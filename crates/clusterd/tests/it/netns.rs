@@ -89,6 +89,15 @@ fn a_link_taken_down_changes_no_view() {
 
 fn a_link_taken_down_changes_no_view_over(transport: Transport) {
     let c = cluster(3, transport);
+    // Redundancy first: every node hears every peer on both links.
+    let all_links_up = || {
+        (1..=3).all(|n| {
+            c.status(n).is_some_and(|s| {
+                s.membership.links.len() == 2 && s.membership.links.iter().all(|(_, l)| l.iter().all(|l| l.up))
+            })
+        })
+    };
+    assert!(rig::wait_until(Duration::from_secs(10), all_links_up), "links never all up:\n{}", c.log(1));
     let views_before = c.status(1).expect("status").membership.counters.views;
     c.sh(2, "ip link set l0 down");
     let link_down = || {
