@@ -30,6 +30,8 @@ pub struct OcfAgent {
     path: PathBuf,
     /// The parsed meta-data, once an invocation succeeded (failures are retried next time).
     metadata: Mutex<Option<(String, Metadata)>>,
+    /// Extra environment for every invocation (e.g. `HA_RSCTMP`).
+    env: BTreeMap<String, String>,
 }
 
 impl OcfAgent {
@@ -56,7 +58,15 @@ impl OcfAgent {
             kind: kind.to_owned(),
             path,
             metadata: Mutex::new(None),
+            env: BTreeMap::new(),
         })
+    }
+
+    /// Adds `vars` to the environment of every invocation (`HA_RSCTMP` for a node's own
+    /// resource state directory, for example); the OCF variables still take precedence.
+    pub fn with_env(mut self, vars: BTreeMap<String, String>) -> OcfAgent {
+        self.env = vars;
+        self
     }
 
     /// The script's path.
@@ -87,6 +97,9 @@ impl OcfAgent {
             .env("OCF_RESKEY_CRM_meta_name", op.action.as_str())
             .env("HA_LOGFILE", "/dev/null")
             .env("HA_debug", "0");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         if op.action == Action::Monitor {
             cmd.env("OCF_CHECK_LEVEL", op.depth.to_string());
         }

@@ -57,6 +57,7 @@ impl FromStr for AgentName {
 #[derive(Debug, Clone)]
 pub struct Registry {
     ocf_root: PathBuf,
+    env: BTreeMap<String, String>,
 }
 
 impl Default for Registry {
@@ -68,7 +69,14 @@ impl Default for Registry {
 impl Registry {
     /// A registry whose OCF scripts live under `ocf_root`.
     pub fn new(ocf_root: &Path) -> Registry {
-        Registry { ocf_root: ocf_root.to_owned() }
+        Registry { ocf_root: ocf_root.to_owned(), env: BTreeMap::new() }
+    }
+
+    /// The same registry whose OCF scripts get `vars` in their environment (see
+    /// [`OcfAgent::with_env`]).
+    pub fn with_env(mut self, vars: BTreeMap<String, String>) -> Registry {
+        self.env = vars;
+        self
     }
 
     /// Every agent name available on this machine, sorted (systemd units are not enumerated).
@@ -122,7 +130,9 @@ impl Registry {
         match full.class.as_str() {
             "native" if full.provider == native::PROVIDER => native::build(&full.kind)
                 .ok_or_else(|| AgentError::NotFound { name: full.to_string(), candidates: Vec::new() }),
-            "ocf" => Ok(Arc::new(OcfAgent::new(&self.ocf_root, &full.provider, &full.kind)?)),
+            "ocf" => {
+                Ok(Arc::new(OcfAgent::new(&self.ocf_root, &full.provider, &full.kind)?.with_env(self.env.clone())))
+            }
             "systemd" => Ok(Arc::new(systemd::SystemdAgent::new(&full.kind)?)),
             _ => Err(AgentError::NotFound { name: full.to_string(), candidates: Vec::new() }),
         }

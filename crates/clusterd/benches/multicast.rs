@@ -52,6 +52,7 @@ async fn bench(transport: clusterd::Transport) {
                 .collect(),
             totem: Totem::default(),
             quorum: Default::default(),
+            executor: Default::default(),
         };
         let (port, side) = AppPort::new(100_000);
         let opts = NodeOptions {

@@ -59,6 +59,10 @@ pub(crate) struct CibService {
     /// event of the daemon's loop, so they must cost nothing otherwise).
     duty_due: bool,
     last_quorate: bool,
+    /// Writes made by this daemon's own services (executor, controller), by id.
+    internal: std::collections::BTreeSet<u64>,
+    /// Their outcomes, for [`CibService::take_written`].
+    written: Vec<(u64, Result<(), String>)>,
 }
 
 impl CibService {
@@ -88,6 +92,8 @@ impl CibService {
             dc_write: None,
             duty_due: true,
             last_quorate: false,
+            internal: Default::default(),
+            written: Vec::new(),
         })
     }
 
@@ -165,6 +171,31 @@ impl CibService {
         self.replica.handle(Input::Write { id, change, quorate }, &mut self.fx);
     }
 
+    /// A change made by this daemon (the executor's records, the DC's fencing records); its
+    /// outcome comes back through [`CibService::take_written`] under the returned id.
+    pub(crate) fn write_internal(&mut self, change: CibChange, quorate: bool) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.internal.insert(id);
+        self.replica.handle(Input::Write { id, change, quorate }, &mut self.fx);
+        id
+    }
+
+    /// Outcomes of internal writes since the last call (Ok once every member has the change).
+    pub(crate) fn take_written(&mut self) -> Vec<(u64, Result<(), String>)> {
+        std::mem::take(&mut self.written)
+    }
+
+    /// The copy as it is.
+    pub(crate) fn document(&self) -> &Cib {
+        self.replica.document()
+    }
+
+    /// The members agree on the copy (since the last view change).
+    pub(crate) fn is_synced(&self) -> bool {
+        self.replica.is_synced()
+    }
+
     /// The copy as it is now.
     pub(crate) fn report(&self, quorate: bool) -> CibReport {
         let doc = self.replica.document();
@@ -208,6 +239,9 @@ impl CibService {
                     self.dc_write = None;
                     self.duty_due = true;
                 }
+                Effect::Reply { id, result } if self.internal.remove(&id) => {
+                    self.written.push((id, result.map(|_| ()).map_err(|e| e.to_string())));
+                }
                 Effect::Reply { id, result } => {
                     if let Some(tx) = self.replies.remove(&id) {
                         let _ = tx.send(match result {
@@ -221,7 +255,7 @@ impl CibService {
                 }
                 Effect::Changed(v) => {
                     self.duty_due = true;
-                    tracing::info!(node = %self.me, version = %format!("{}.{}.{}", v.admin_epoch, v.epoch, v.num_updates), "CIB changed");
+                    tracing::debug!(node = %self.me, version = %format!("{}.{}.{}", v.admin_epoch, v.epoch, v.num_updates), "CIB changed");
                 }
                 Effect::Synced(v) => {
                     self.duty_due = true;

@@ -39,6 +39,26 @@ pub struct FileConfig {
     /// Quorum (votequorum) options; every field is optional.
     #[serde(default)]
     pub quorum: QuorumSection,
+    /// Where this node's executor finds agents and keeps their state; every field is optional.
+    #[serde(default)]
+    pub executor: ExecutorSection,
+}
+
+/// The `[executor]` section: how this node runs resource agents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorSection {
+    /// The OCF tree (`resource.d/PROVIDER/TYPE`).
+    pub ocf_root: PathBuf,
+    /// The agents' state directory (`HA_RSCTMP`): where `ocf:heartbeat:Dummy` and others keep
+    /// their state files.
+    pub rsctmp: PathBuf,
+}
+
+impl Default for ExecutorSection {
+    fn default() -> Self {
+        ExecutorSection { ocf_root: PathBuf::from(agents::OCF_ROOT), rsctmp: PathBuf::from("/run/resource-agents") }
+    }
 }
 
 /// The `[quorum]` section: votequorum's options.

@@ -16,6 +16,7 @@ mod config;
 pub mod control;
 mod crypto;
 mod device;
+mod execd;
 mod fsutil;
 pub mod join;
 mod mux;
@@ -25,7 +26,8 @@ mod status;
 
 pub use cibd::CibReport;
 pub use config::{
-    ConfigError, DeviceSection, FileConfig, HeuristicCommand, NodeEntry, QuorumSection, TlsPaths, Totem, Transport,
+    ConfigError, DeviceSection, ExecutorSection, FileConfig, HeuristicCommand, NodeEntry, QuorumSection, TlsPaths,
+    Totem, Transport,
 };
 pub use crypto::OpenError;
 pub use node::{AppPort, AppSide, Delivery, NodeError, NodeOptions, run};

@@ -6,6 +6,7 @@ use quorum::{QUORUM_WIRE_KIND, QuorumMsg};
 use crm::replica::{CibChange, REPLICA_WIRE_KIND, ReplicaMsg};
 
 use crate::admin::{ADMIN_WIRE_KIND, AdminMsg};
+use crate::execd::{EXEC_WIRE_KIND, ExecMsg};
 
 /// The embedding application ([`crate::AppPort`]).
 pub(crate) const TAG_APP: u8 = 0;
@@ -15,6 +16,8 @@ pub(crate) const TAG_QUORUM: u8 = 1;
 pub(crate) const TAG_ADMIN: u8 = 2;
 /// The replicated CIB ([`ReplicaMsg`]).
 pub(crate) const TAG_CIB: u8 = 3;
+/// The DC's orders and the executors' reports ([`ExecMsg`]).
+pub(crate) const TAG_EXEC: u8 = 4;
 
 /// A delivered payload, by user.
 #[derive(Debug)]
@@ -27,6 +30,8 @@ pub(crate) enum Demuxed<'a> {
     Admin(AdminMsg),
     /// For the replicated CIB.
     Cib(ReplicaMsg<CibChange>),
+    /// For the executors and the DC.
+    Exec(ExecMsg),
     /// Unknown tag or undecodable: dropped.
     Unknown,
 }
@@ -63,6 +68,14 @@ pub(crate) fn cib(msg: &ReplicaMsg<CibChange>) -> Vec<u8> {
     out
 }
 
+/// Tags an executor message.
+pub(crate) fn exec(msg: &ExecMsg) -> Vec<u8> {
+    let mut out = vec![TAG_EXEC];
+    // Encoding a plain enum into a vector cannot fail.
+    let _ = wire::encode_into(EXEC_WIRE_KIND, msg, &mut out);
+    out
+}
+
 /// Splits a delivered payload by tag.
 pub(crate) fn demux(payload: &[u8]) -> Demuxed<'_> {
     match payload.split_first() {
@@ -77,6 +90,10 @@ pub(crate) fn demux(payload: &[u8]) -> Demuxed<'_> {
         },
         Some((&TAG_CIB, rest)) => match wire::decode(REPLICA_WIRE_KIND, rest) {
             Ok(m) => Demuxed::Cib(m),
+            Err(_) => Demuxed::Unknown,
+        },
+        Some((&TAG_EXEC, rest)) => match wire::decode(EXEC_WIRE_KIND, rest) {
+            Ok(m) => Demuxed::Exec(m),
             Err(_) => Demuxed::Unknown,
         },
         _ => Demuxed::Unknown,
@@ -103,6 +120,9 @@ mod tests {
             change: CibChange::SetNodeState { xml: "<node_state id=\"1\"/>".into() },
         };
         assert!(matches!(demux(&cib(&c)), Demuxed::Cib(got) if got == c));
+        let e = ExecMsg::Reported { ring: wire::RingId::new(wire::NodeId(2), 7) };
+        assert!(matches!(demux(&exec(&e)), Demuxed::Exec(got) if got == e));
+        assert!(matches!(demux(&[TAG_EXEC, 9]), Demuxed::Unknown));
         assert!(matches!(demux(&[]), Demuxed::Unknown));
     }
 }

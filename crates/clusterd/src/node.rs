@@ -179,6 +179,10 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
         me,
         cfg.nodes.iter().map(|n| (NodeId(n.id), n.name.clone())).collect(),
     )?;
+    // This node's executor, and the controller it runs while it is the DC.
+    let (mut executor, mut finished_rx) =
+        crate::execd::Executor::new(me, &my_entry.name, &cfg.executor.ocf_root, &cfg.executor.rsctmp);
+    let mut ctl = Controller::new(me, session);
     let peers: Vec<NodeId> = cfg.nodes.iter().map(|n| NodeId(n.id)).filter(|&n| n != me).collect();
     let mut crypto = Crypto::new(&opts.authkey, &cfg.cluster_name, me, peers, session);
     let mut by_addr: BTreeMap<SocketAddr, (NodeId, LinkId)> = BTreeMap::new();
@@ -258,7 +262,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
     loop {
         let dev_wake = dev.as_ref().and_then(|d| d.0.next_wakeup());
-        let wake = [core.next_wakeup(), vq.next_wakeup(), dev_wake]
+        let wake = [core.next_wakeup(), vq.next_wakeup(), dev_wake, ctl.dc.next_wakeup()]
             .into_iter()
             .flatten()
             .min()
@@ -423,6 +427,12 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 let msg = crate::admin::AdminMsg::DevicePrepared { op, node: me, result };
                 core.handle(now(), Input::Broadcast(mux::admin(&msg)), &mut fx);
             }
+            Some(f) = finished_rx.recv() => {
+                if let Some(change) = executor.finished(f, unix_now()) {
+                    let id = cib.write_internal(change, vq.is_quorate());
+                    ctl.records.push(id);
+                }
+            }
             () = sleep => {
                 core.handle(now(), Input::Wakeup, &mut fx);
                 vq.handle(now(), quorum::Input::Wakeup, &mut qfx);
@@ -436,6 +446,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             for ev in std::mem::take(&mut exec.quorum_in) {
                 match ev {
                     QuorumEvent::View { ring, members, left } => {
+                        ctl.view(now(), ring, &members);
                         join.view(&members, &mut jfx);
                         cib.view(ring, &members, &left);
                         vq.handle(now(), quorum::Input::View { ring, members: &members, left: &left }, &mut qfx);
@@ -449,6 +460,10 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     QuorumEvent::Admin { from, msg } => join.delivered(from, msg, &mut jfx),
                     QuorumEvent::Cib { from, seq, msg } => cib.delivered(from, seq, msg),
                     QuorumEvent::Stable { ring, upto } => cib.stable(ring, upto),
+                    QuorumEvent::Exec { from, msg } => match msg {
+                        crate::execd::ExecMsg::Run(req) => executor.order(*req),
+                        crate::execd::ExecMsg::Reported { ring } => ctl.reported(from, ring),
+                    },
                 }
                 for e in jfx.drain(..) {
                     run_join_effect(e, &opts, me, &enrolled_tx, &mut join_reply, |new_cfg| {
@@ -501,6 +516,10 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             cib.drain(&mut core, now(), &mut fx)?;
             cib.duty(vq.is_quorate());
             cib.drain(&mut core, now(), &mut fx)?;
+            ctl.run(now(), &mut cib, &mut executor, vq.is_quorate(), |m| {
+                core.handle(now(), Input::Broadcast(mux::exec(&m)), &mut fx)
+            });
+            cib.drain(&mut core, now(), &mut fx)?;
             if qfx.is_empty() && fx.is_empty() {
                 break;
             }
@@ -508,6 +527,90 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 match e {
                     quorum::Effect::Broadcast(m) => core.handle(now(), Input::Broadcast(mux::quorum(&m)), &mut fx),
                     quorum::Effect::Changed(st) => log_quorum(me, &st),
+                }
+            }
+        }
+    }
+}
+
+/// Unix seconds, the policy engine's clock and the records' `last-rc-change`.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The executor's reporting and the DC's controller, tied to the CIB service.
+struct Controller {
+    me: NodeId,
+    dc: crm::dc::Dc,
+    ring: Option<RingId>,
+    members: Vec<NodeId>,
+    /// Members whose history is in the CIB for `ring`.
+    reported: std::collections::BTreeSet<NodeId>,
+    /// The executor's record writes in flight.
+    records: Vec<u64>,
+    fx: Vec<crm::dc::DcEffect>,
+}
+
+impl Controller {
+    fn new(me: NodeId, session: u64) -> Controller {
+        Controller {
+            me,
+            dc: crm::dc::Dc::new(&format!("{}-{session:016x}", me.0)),
+            ring: None,
+            members: Vec::new(),
+            reported: Default::default(),
+            records: Vec::new(),
+            fx: Vec::new(),
+        }
+    }
+
+    fn view(&mut self, now: wire::Instant, ring: RingId, members: &[NodeId]) {
+        self.ring = Some(ring);
+        self.members = members.to_vec();
+        self.reported.clear();
+        self.dc.abort(now, "the membership changed", &mut self.fx);
+    }
+
+    fn reported(&mut self, from: NodeId, ring: RingId) {
+        if self.ring == Some(ring) {
+            self.reported.insert(from);
+        }
+    }
+
+    /// One round: the executor's history report, finished writes, and the DC's step.
+    fn run(
+        &mut self,
+        now: wire::Instant,
+        cib: &mut crate::cibd::CibService,
+        executor: &mut crate::execd::Executor,
+        quorate: bool,
+        mut broadcast: impl FnMut(crate::execd::ExecMsg),
+    ) {
+        for (id, result) in cib.take_written() {
+            if let Some(ring) = executor.written(id, &result, &mut self.records) {
+                broadcast(crate::execd::ExecMsg::Reported { ring });
+            }
+        }
+        if let Some((ring, change)) = executor.report_due(self.ring, cib.is_synced(), quorate) {
+            let id = cib.write_internal(change, quorate);
+            executor.reporting(id, ring);
+        }
+        let acting = quorate
+            && cib.is_synced()
+            && cib.dc() == Some(self.me)
+            && self.members.iter().all(|m| self.reported.contains(m));
+        self.dc.step(now, unix_now(), cib.document(), acting, quorate, &mut self.fx);
+        for e in self.fx.drain(..) {
+            match e {
+                crm::dc::DcEffect::Execute(req) => broadcast(crate::execd::ExecMsg::Run(Box::new(req))),
+                crm::dc::DcEffect::Fence(order) => {
+                    tracing::error!(node = %self.me, target = %order.target, "fencing is not wired into the controller yet");
+                }
+                crm::dc::DcEffect::Started { number, summary, actions } => {
+                    tracing::info!(node = %self.me, transition = number, actions, summary = %summary.join("; "), "transition started");
+                }
+                crm::dc::DcEffect::Ended { number, end } => {
+                    tracing::info!(node = %self.me, transition = number, end = ?end, "transition ended");
                 }
             }
         }
@@ -619,6 +722,7 @@ enum QuorumEvent {
     Admin { from: NodeId, msg: crate::admin::AdminMsg },
     Cib { from: NodeId, seq: u64, msg: crm::replica::ReplicaMsg<crm::replica::CibChange> },
     Stable { ring: RingId, upto: u64 },
+    Exec { from: NodeId, msg: crate::execd::ExecMsg },
 }
 
 struct Exec<'a> {
@@ -670,6 +774,7 @@ impl Exec<'_> {
                     Demuxed::Quorum(msg) => self.quorum_in.push(QuorumEvent::Msg { from: sender, msg }),
                     Demuxed::Admin(msg) => self.quorum_in.push(QuorumEvent::Admin { from: sender, msg }),
                     Demuxed::Cib(msg) => self.quorum_in.push(QuorumEvent::Cib { from: sender, seq, msg }),
+                    Demuxed::Exec(msg) => self.quorum_in.push(QuorumEvent::Exec { from: sender, msg }),
                     Demuxed::Unknown => counters.malformed += 1,
                 },
                 Effect::ViewChanged(v) => {

@@ -108,7 +108,7 @@ pub struct GraphRun {
     preds: Vec<Vec<usize>>,
     kinds: Vec<(ActionKind, bool)>,
     labels: Vec<(String, String, u64)>,
-    timeout: Duration,
+    timeouts: Vec<Duration>,
     aborted: Option<AbortReason>,
     ended: Option<RunEnd>,
 }
@@ -117,7 +117,15 @@ impl GraphRun {
     /// Prepares the run of `transition`; every dispatched action times out after `timeout`
     /// (the operation's own timeout plus the executor's margin).
     pub fn new(transition: &Transition, timeout: Duration) -> Self {
+        Self::with_timeouts(transition, vec![timeout; transition.actions.len()])
+    }
+
+    /// Like [`GraphRun::new`], with each action's own timeout (by index; missing ones take the
+    /// longest given).
+    pub fn with_timeouts(transition: &Transition, mut timeouts: Vec<Duration>) -> Self {
         let n = transition.actions.len();
+        let longest = timeouts.iter().copied().max().unwrap_or(Duration::from_secs(20));
+        timeouts.resize(n, longest);
         let executes = |i: usize| transition.actions.get(i).is_some_and(|a| !a.optional && a.runnable);
         let mut preds = vec![Vec::new(); n];
         for e in &transition.edges {
@@ -140,7 +148,7 @@ impl GraphRun {
                 (rsc, node, a.interval_ms)
             })
             .collect();
-        GraphRun { states, preds, kinds, labels, timeout, aborted: None, ended: None }
+        GraphRun { states, preds, kinds, labels, timeouts, aborted: None, ended: None }
     }
 
     /// The state of every action, by index.
@@ -194,7 +202,7 @@ impl GraphRun {
                     progressed = true;
                     continue;
                 }
-                self.states[i] = ActionState::InFlight { deadline: now + self.timeout };
+                self.states[i] = ActionState::InFlight { deadline: now + self.timeouts[i] };
                 out.push(if kind == ActionKind::Fence {
                     Dispatch::Fence { action: i, node }
                 } else {

@@ -528,6 +528,26 @@ pub enum CibChange {
         /// The DC's node id.
         dc: Option<String>,
     },
+    /// A node's executor states what it knows (after joining a view, or starting): its
+    /// operation history is replaced by `ops` (the last result of each operation), so the
+    /// policy engine never works from a history the node no longer stands behind; an empty
+    /// list (a fresh start) makes it probe.
+    ReplaceHistory {
+        /// The node's id.
+        node_id: String,
+        /// The node's name.
+        node_name: String,
+        /// Every operation result it knows, in the order they were recorded.
+        ops: Vec<OpRecord>,
+    },
+    /// The DC records a confirmed fence: the node is down cleanly, its operation history and
+    /// transient attributes are gone (nothing runs there any more).
+    Fenced {
+        /// The node's id.
+        node_id: String,
+        /// The node's name.
+        node_name: String,
+    },
 }
 
 /// One operation result, as [`CibChange::RecordOp`] records it.
@@ -666,6 +686,34 @@ impl Document for Cib {
                 record_op(self, r)?;
                 Ok(ChangeKind::Status)
             }
+            CibChange::ReplaceHistory { node_id, node_name, ops } => {
+                if node_id.is_empty() || node_name.is_empty() {
+                    return Err("a node needs an id and a name".into());
+                }
+                if let Some(o) = ops.iter().find(|o| &o.node_id != node_id) {
+                    return Err(format!("an operation of node {} in the history of node {node_id}", o.node_id));
+                }
+                let mut next = self.clone();
+                if let Some(state) = next.status.iter_mut().find(|s| &s.id == node_id) {
+                    state.resources.clear();
+                }
+                for o in ops {
+                    record_op_history(&mut next, o)?;
+                }
+                *self = next;
+                Ok(ChangeKind::Status)
+            }
+            CibChange::Fenced { node_id, node_name } => {
+                let state = node_state_mut(self, node_id, node_name);
+                let (ccm, crmd, join, expected) = Membership::Left.fields();
+                state.in_ccm = Some(ccm.into());
+                state.crmd = Some(crmd.into());
+                state.join = Some(join.into());
+                state.expected = Some(expected.into());
+                state.resources.clear();
+                state.transient.clear();
+                Ok(ChangeKind::Status)
+            }
             CibChange::SetMembership { nodes, dc } => {
                 let mut kind = ChangeKind::Status;
                 if let Some(dc) = dc {
@@ -744,22 +792,77 @@ pub fn check_configuration(configuration: &str) -> Result<String, String> {
     ))
 }
 
-fn record_op(cib: &mut Cib, r: &OpRecord) -> Result<(), String> {
-    if r.node_id.is_empty() || r.rsc.is_empty() || r.operation.is_empty() {
-        return Err("an operation record needs a node id, a resource and an operation".into());
-    }
-    let state = match cib.status.iter().position(|s| s.id == r.node_id) {
+fn node_state_mut<'a>(cib: &'a mut Cib, id: &str, name: &str) -> &'a mut NodeState {
+    match cib.status.iter().position(|s| s.id == id) {
         Some(i) => &mut cib.status[i],
         None => {
-            cib.status.push(NodeState {
-                id: r.node_id.clone(),
-                uname: Some(r.node_name.clone()),
-                ..Default::default()
-            });
+            cib.status.push(NodeState { id: id.to_string(), uname: Some(name.to_string()), ..Default::default() });
             let last = cib.status.len() - 1;
             &mut cib.status[last]
         }
+    }
+}
+
+/// Records a new result: the history entry, and for a failure the node's fail count for the
+/// operation (`fail-count-<rsc>#<op>_<interval>`, INFINITY for a failed start while
+/// `start-failure-is-fatal` holds, as it does by default) and `last-failure-...`.
+fn record_op(cib: &mut Cib, r: &OpRecord) -> Result<(), String> {
+    let fatal_start = !cib.config.properties.iter().filter(|s| s.rule.is_none()).any(|s| {
+        s.pairs.iter().any(|p| {
+            p.name == "start-failure-is-fatal"
+                && p.value
+                    .as_deref()
+                    .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "false" | "no" | "off" | "0" | "n"))
+        })
+    });
+    record_op_history(cib, r)?;
+    let probe = r.operation == "monitor" && r.interval_ms == 0;
+    let expected =
+        r.transition_key.as_deref().and_then(|k| k.split(':').nth(2)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let failed = match r.op_status {
+        -1 => false,
+        0 if probe => !matches!(r.rc, 0 | 7 | 8),
+        0 => r.rc != expected,
+        _ => true,
     };
+    if !failed {
+        return Ok(());
+    }
+    let state = node_state_mut(cib, &r.node_id, &r.node_name);
+    if state.transient.is_empty() {
+        state.transient.push(crate::cib::NvSet { id: format!("status-{}", r.node_id), ..Default::default() });
+    }
+    let set = &mut state.transient[0];
+    let suffix = format!("{}#{}_{}", r.rsc, r.operation, r.interval_ms);
+    let count_name = format!("fail-count-{suffix}");
+    let old =
+        set.pairs.iter().find(|p| p.name == count_name).and_then(|p| p.value.as_deref()).and_then(crate::Score::parse);
+    let count = if r.operation == "start" && fatal_start {
+        crate::Score::INF
+    } else {
+        old.unwrap_or(crate::Score::ZERO).plus(crate::Score::new(1))
+    };
+    for (name, value) in
+        [(count_name, count.to_string()), (format!("last-failure-{suffix}"), r.last_rc_change.to_string())]
+    {
+        match set.pairs.iter_mut().find(|p| p.name == name) {
+            Some(p) => p.value = Some(value),
+            None => set.pairs.push(crate::cib::NvPair {
+                id: format!("status-{}-{name}", r.node_id),
+                name,
+                value: Some(value),
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// Writes a result into the node's operation history.
+fn record_op_history(cib: &mut Cib, r: &OpRecord) -> Result<(), String> {
+    if r.node_id.is_empty() || r.rsc.is_empty() || r.operation.is_empty() {
+        return Err("an operation record needs a node id, a resource and an operation".into());
+    }
+    let state = node_state_mut(cib, &r.node_id, &r.node_name);
     let res = match state.resources.iter().position(|x| x.id == r.rsc) {
         Some(i) => &mut state.resources[i],
         None => {

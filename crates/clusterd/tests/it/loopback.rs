@@ -46,6 +46,7 @@ pub(crate) fn loopback_config(
             .collect(),
         totem: Totem::default(),
         quorum: Default::default(),
+        executor: clusterd::ExecutorSection { rsctmp: dir.join(format!("rsctmp{me}")), ..Default::default() },
     }
 }
 
@@ -587,7 +588,8 @@ async fn cib_of(run_dir: &std::path::Path) -> clusterd::CibReport {
     }
 }
 
-const VIP_CONFIG: &str = r#"<configuration><crm_config/><nodes/><resources><primitive id="vip" class="ocf" provider="heartbeat" type="IPaddr2"><instance_attributes id="vip-ia"><nvpair id="vip-ip" name="ip" value="192.0.2.10"/></instance_attributes></primitive></resources><constraints/></configuration>"#;
+/// One harmless resource (its state file lives in the node's own rsctmp), fencing off.
+const VIP_CONFIG: &str = r#"<configuration><crm_config><cluster_property_set id="o"><nvpair id="o1" name="stonith-enabled" value="false"/></cluster_property_set></crm_config><nodes/><resources><primitive id="vip" class="ocf" provider="heartbeat" type="Dummy"/></resources><constraints/></configuration>"#;
 
 #[tokio::test]
 async fn the_cib_is_replicated_changed_only_with_quorum_and_persisted() {
@@ -697,5 +699,70 @@ async fn when_the_dc_dies_the_lowest_survivor_takes_over_and_records_itself() {
     assert_eq!(cib_of(&c.run_dirs[2]).await.dc.as_deref(), Some("node2"));
     for s in c.stops.drain(1..) {
         let _ = s.send(());
+    }
+}
+
+/// A resource with a 1 s monitor, fencing off (the nodes share this machine, so a lost node
+/// cannot be fenced here; the fenced case runs in namespaces).
+const DUMMY_CONFIG: &str = r#"<configuration><crm_config><cluster_property_set id="o"><nvpair id="o1" name="stonith-enabled" value="false"/></cluster_property_set></crm_config><nodes/><resources><primitive id="d1" class="ocf" provider="heartbeat" type="Dummy"><operations><op id="d1-mon" name="monitor" interval="1s" timeout="10s"/></operations></primitive></resources><constraints/></configuration>"#;
+
+/// Nodes (1-based) whose agent state says `rsc` runs there.
+fn running_on(dir: &std::path::Path, nodes: u32, rsc: &str) -> Vec<u32> {
+    (1..=nodes).filter(|i| dir.join(format!("rsctmp{i}")).join(format!("Dummy-{rsc}.state")).exists()).collect()
+}
+
+#[tokio::test]
+async fn the_dc_starts_monitors_recovers_and_moves_a_resource_through_the_executors() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = clusterd::init_logging(None);
+    }
+    let mut c = start(3, 3).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
+    wait_quorum(&c, "quorate", |s| s.quorate).await;
+    let dir = c._dir.path().to_path_buf();
+    let done = ask(&c.run_dirs[1], Request::CibReplaceConfiguration { xml: DUMMY_CONFIG.into(), if_epoch: None }).await;
+    assert!(matches!(&done, Response::Done(_)), "{done:?}");
+
+    // Probes everywhere, then one start and its monitor, recorded by the node that ran them.
+    let started = |xml: &str| {
+        xml.contains(r#"id="d1_last_0" operation="start""#)
+            && xml.contains(r#"id="d1_monitor_1000" operation="monitor""#)
+    };
+    eventually("d1 never started and monitored", || async {
+        let r = cib_of(&c.run_dirs[0]).await;
+        let on = running_on(&dir, 3, "d1");
+        if started(&r.xml) && on.len() == 1 { Ok(()) } else { Err(format!("running on {on:?}:\n{}", r.xml)) }
+    })
+    .await;
+    let host = running_on(&dir, 3, "d1")[0];
+    // Every node probed it (rc 7 where it does not run).
+    let xml = cib_of(&c.run_dirs[2]).await.xml;
+    assert_eq!(xml.matches(r#"id="d1_last_0""#).count(), 3, "one history entry per node:\n{xml}");
+
+    // The resource dies behind the cluster's back: the monitor notices, the DC restarts it in
+    // place (fail count 1).
+    std::fs::remove_file(dir.join(format!("rsctmp{host}")).join("Dummy-d1.state")).expect("state file");
+    eventually("the failure was never recovered", || async {
+        let xml = cib_of(&c.run_dirs[0]).await.xml;
+        let on = running_on(&dir, 3, "d1");
+        if xml.contains(r#"name="fail-count-d1#monitor_1000" value="1""#) && on == [host] && started(&xml) {
+            Ok(())
+        } else {
+            Err(format!("running on {on:?}:\n{xml}"))
+        }
+    })
+    .await;
+
+    // The node running it crashes: with fencing off the survivors start it elsewhere.
+    c.tasks[host as usize - 1].abort();
+    eventually("d1 never moved to a survivor", || async {
+        let on: Vec<u32> = running_on(&dir, 3, "d1").into_iter().filter(|&n| n != host).collect();
+        if on.len() == 1 { Ok(()) } else { Err(format!("survivors running it: {on:?}")) }
+    })
+    .await;
+    for (i, s) in c.stops.drain(..).enumerate() {
+        if i + 1 != host as usize {
+            let _ = s.send(());
+        }
     }
 }

@@ -85,6 +85,10 @@ impl NetCluster {
                     .collect(),
                 totem: totem.clone(),
                 quorum: quorum(i, dir.path()),
+                executor: clusterd::ExecutorSection {
+                    rsctmp: dir.path().join(format!("rsctmp{i}")),
+                    ..Default::default()
+                },
             };
             let conf = dir.path().join(format!("conf{i}"));
             std::fs::create_dir_all(&conf).expect("config dir");
