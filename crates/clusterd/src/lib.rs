@@ -16,7 +16,6 @@ mod config;
 pub mod control;
 mod crypto;
 mod device;
-mod fsutil;
 pub mod join;
 mod mux;
 mod node;
