@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The bytes go to a temporary file with a unique name in the same directory (created readable by
 /// the owner at most), which is given `mode`, synced, and renamed over `path`; then the directory
 /// is synced. A reader sees the old file or the new one, never a partial one, and never the new
-/// one with other permissions than `mode`. On failure the temporary file is removed and `path`
-/// is untouched. The directory must exist (see [`create_dir_all`]).
+/// one with other permissions than `mode`. When a step up to the rename fails, the temporary file
+/// is removed and `path` is untouched; when only the final directory sync fails, the new contents
+/// are in place but may not survive a crash. The directory must exist (see [`create_dir_all`]).
 ///
 /// A crash before the rename may leave a hidden `.<name>.<pid>-<n>.tmp` beside `path`; nothing
 /// reads it.
