@@ -1,8 +1,7 @@
-//! The metadata file: a `wire` envelope (with its checksum) around [`Meta`], written
-//! atomically: temp file, fsync, rename, fsync the directory.
+//! The metadata file: a `wire` envelope (with its checksum) around [`Meta`], written with
+//! [`durable::write_atomic`] (a crash leaves the old file or the new one).
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -36,13 +35,5 @@ pub(crate) fn load(p: &Path) -> anyhow::Result<Option<Meta>> {
 
 pub(crate) fn store(p: &Path, meta: &Meta) -> anyhow::Result<()> {
     let bytes = wire::encode(META_KIND, meta).context("encoding metadata")?;
-    let tmp = p.with_extension("meta.tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, p).with_context(|| format!("renaming to {}", p.display()))?;
-    if let Some(dir) = p.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    durable::write_atomic(p, &bytes, 0o644).with_context(|| format!("writing metadata {}", p.display()))
 }

@@ -119,7 +119,7 @@ pub fn setup_arbiter(dir: &Path, listen: SocketAddr, run_dir: &Path) -> Result<(
         config.display(),
         cfg.to_toml()
     );
-    crate::fsutil::write_atomic(&config, text.as_bytes(), 0o644).map_err(|e| format!("{}: {e}", config.display()))?;
+    durable::write_atomic(&config, text.as_bytes(), 0o644).map_err(|e| format!("{}: {e}", config.display()))?;
     Ok((config, true))
 }
 

@@ -224,7 +224,7 @@ impl CibService {
             match e {
                 Effect::Broadcast(m) => core.handle(now, membership::Input::Broadcast(crate::mux::cib(&m)), fx),
                 Effect::Persist(bytes) => {
-                    if let Err(e) = crate::fsutil::write_atomic(&self.path, &bytes, 0o600) {
+                    if let Err(e) = durable::write_atomic(&self.path, &bytes, 0o600) {
                         // Acknowledging changes that are not on disk would be a lie: stop (the
                         // service manager restarts us; the other members keep the CIB).
                         tracing::error!(path = %self.path.display(), error = %e, "cannot write the CIB; stopping");

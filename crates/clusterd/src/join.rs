@@ -382,9 +382,9 @@ pub(crate) async fn enroll(
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let paths = cert_paths(dir);
-    crate::fsutil::write_atomic(&paths.ca, ca_pem.as_bytes(), 0o644).map_err(|e| e.to_string())?;
-    crate::fsutil::write_atomic(&paths.cert, cert_pem.as_bytes(), 0o644).map_err(|e| e.to_string())?;
-    crate::fsutil::write_atomic(&paths.key, key.serialize_pem().as_bytes(), 0o600).map_err(|e| e.to_string())?;
+    durable::write_atomic(&paths.ca, ca_pem.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+    durable::write_atomic(&paths.cert, cert_pem.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+    durable::write_atomic(&paths.key, key.serialize_pem().as_bytes(), 0o600).map_err(|e| e.to_string())?;
     // What was written must work as it will be used.
     crate::quic::TlsMaterial::load(&paths.ca, &paths.cert, &paths.key).map_err(|e| e.to_string())?;
     Ok(paths)
@@ -439,21 +439,20 @@ pub(crate) fn prepare_removal(config_path: &Path) -> Result<(), String> {
         std::fs::metadata(config_path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644)
     };
     let pending = pending_config(config_path);
-    crate::fsutil::write_atomic(&pending, new.as_bytes(), mode).map_err(|e| format!("{}: {e}", pending.display()))
+    durable::write_atomic(&pending, new.as_bytes(), mode).map_err(|e| format!("{}: {e}", pending.display()))
 }
 
 /// Phase two of a removal: the new configuration into place; the certificates move aside to
 /// `arbiter.removed/`.
 pub(crate) fn commit_removal(config_path: &Path) -> Result<crate::FileConfig, String> {
-    std::fs::rename(pending_config(config_path), config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    durable::rename(&pending_config(config_path), config_path)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
     let dir = cert_dir(config_path);
     if dir.exists() {
+        // Best effort: the configuration in use no longer names these certificates.
         let aside = dir.with_extension("removed");
         let _ = std::fs::remove_dir_all(&aside);
-        let _ = std::fs::rename(&dir, &aside);
-    }
-    if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+        let _ = durable::rename(&dir, &aside);
     }
     crate::FileConfig::load(config_path).map_err(|e| e.to_string())
 }
@@ -476,7 +475,7 @@ pub(crate) async fn prepare_device(
         std::fs::metadata(&config_path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644)
     };
     let pending = pending_config(&config_path);
-    crate::fsutil::write_atomic(&pending, new.as_bytes(), mode).map_err(|e| format!("{}: {e}", pending.display()))
+    durable::write_atomic(&pending, new.as_bytes(), mode).map_err(|e| format!("{}: {e}", pending.display()))
 }
 
 /// Phase two: move the prepared certificate directory and configuration into place (an
@@ -488,13 +487,12 @@ pub(crate) fn commit_device(config_path: &Path) -> Result<crate::FileConfig, Str
     if dir.exists() {
         let aside = dir.with_extension("replaced");
         let _ = std::fs::remove_dir_all(&aside);
-        std::fs::rename(&dir, &aside).map_err(|e| io(&dir, e))?;
+        durable::rename(&dir, &aside).map_err(|e| io(&dir, e))?;
     }
-    std::fs::rename(pending_cert_dir(config_path), &dir).map_err(|e| io(&dir, e))?;
-    std::fs::rename(pending_config(config_path), config_path).map_err(|e| io(config_path, e))?;
-    if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
-    }
+    // Each rename is on disk before the next: the configuration never names certificates that a
+    // crash could take back.
+    durable::rename(&pending_cert_dir(config_path), &dir).map_err(|e| io(&dir, e))?;
+    durable::rename(&pending_config(config_path), config_path).map_err(|e| io(config_path, e))?;
     crate::FileConfig::load(config_path).map_err(|e| e.to_string())
 }
 

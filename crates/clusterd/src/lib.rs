@@ -17,7 +17,6 @@ pub mod control;
 mod crypto;
 mod device;
 mod execd;
-mod fsutil;
 pub mod join;
 mod mux;
 mod node;

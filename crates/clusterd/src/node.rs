@@ -53,7 +53,7 @@ pub struct NodeOptions {
     pub tls: Option<crate::quic::TlsMaterial>,
     /// Where the control socket goes.
     pub run_dir: PathBuf,
-    /// Where the ring sequence number is kept.
+    /// Where the ring sequence number and the CIB are kept (created at start when missing).
     pub state_dir: PathBuf,
 }
 
@@ -141,7 +141,7 @@ fn read_state(dir: &Path) -> Result<Option<PersistedState>, NodeError> {
 
 /// Writes the state atomically (a crash leaves the old or the new state, never a mix).
 fn write_state(dir: &Path, state: &PersistedState) -> std::io::Result<()> {
-    crate::fsutil::write_atomic(&dir.join(STATE_FILE), &state.encode(), 0o644)
+    durable::write_atomic(&dir.join(STATE_FILE), &state.encode(), 0o644)
 }
 
 pub(crate) type ControlReq = (Request, oneshot::Sender<Response>);
@@ -154,6 +154,11 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     let mcfg = cfg.membership_config().map_err(NodeError::Config)?;
     mcfg.validate().map_err(|e| NodeError::Config(e.to_string()))?;
     let my_entry = cfg.node(cfg.node_id).ok_or_else(|| NodeError::Config("node_id is not in nodes".into()))?;
+    // The membership state and the CIB are written there; a new directory's entry is synced too.
+    durable::create_dir_all(&opts.state_dir).map_err(|e| NodeError::State {
+        path: opts.state_dir.join(STATE_FILE),
+        message: format!("cannot create its directory: {e}"),
+    })?;
     let persisted = read_state(&opts.state_dir)?;
     let session = crate::crypto::new_session();
     let mut core = Membership::new(mcfg.clone(), persisted, session ^ u64::from(me.0).rotate_left(48));

@@ -1,12 +1,11 @@
 //! Fence history: who asked to fence which node, which device did it, the result and when.
 //!
 //! Persisted as one file written atomically: encode into the versioned, CRC-checked
-//! envelope of the `wire` crate, write a temp file in the same directory, fsync it, rename it
-//! over the old file, fsync the directory. A torn or corrupted file is rejected on load with
+//! envelope of the `wire` crate, then [`durable::write_atomic`] (a crash leaves the old file or
+//! the new one). A torn or corrupted file is rejected on load with
 //! a clear error, never half-read. The history keeps the newest [`History::limit`] entries.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -140,24 +139,11 @@ impl History {
         self.entries.retain(|e| target.is_some_and(|t| e.target != t));
     }
 
-    /// Writes the history atomically to `path`.
+    /// Writes the history atomically to `path` (mode 0644).
     pub fn save(&self, path: &Path) -> Result<(), HistoryError> {
         let body = FileBody { next_id: self.next_id, entries: self.entries.iter().cloned().collect() };
         let bytes = wire::encode(HISTORY_KIND, &body)?;
-        let io = |source| HistoryError::Io { path: path.to_owned(), source };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io)?;
-        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok(())
+        durable::write_atomic(path, &bytes, 0o644).map_err(|source| HistoryError::Io { path: path.to_owned(), source })
     }
 
     /// Loads a history; a missing file is an empty history.
@@ -233,7 +219,7 @@ mod tests {
         assert_eq!(ids, [2, 3, 4]);
         assert_eq!(back.last_success("node2").unwrap().id, 3);
         assert_eq!(back.entries().next().unwrap().requester, "controller");
-        assert!(!dir.join(".fence-history.tmp").exists());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
         let mut back = back;
         assert_eq!(back.record(&finished("node3", FenceResult::Done), "node1", 0, 0), 5);
         back.cleanup(Some("node2"));
