@@ -435,7 +435,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             Some(f) = finished_rx.recv() => {
                 if let Some(change) = executor.finished(f, unix_now()) {
                     let id = cib.write_internal(change, vq.is_quorate());
-                    ctl.records.push(id);
+                    executor.state.recording(id);
                 }
             }
             () = sleep => {
@@ -547,12 +547,7 @@ fn unix_now() -> i64 {
 struct Controller {
     me: NodeId,
     dc: crm::dc::Dc,
-    ring: Option<RingId>,
-    members: Vec<NodeId>,
-    /// Members whose history is in the CIB for `ring`.
-    reported: std::collections::BTreeSet<NodeId>,
-    /// The executor's record writes in flight.
-    records: Vec<u64>,
+    reports: crm::exec::Reports,
     fx: Vec<crm::dc::DcEffect>,
 }
 
@@ -561,25 +556,18 @@ impl Controller {
         Controller {
             me,
             dc: crm::dc::Dc::new(&format!("{}-{session:016x}", me.0)),
-            ring: None,
-            members: Vec::new(),
-            reported: Default::default(),
-            records: Vec::new(),
+            reports: Default::default(),
             fx: Vec::new(),
         }
     }
 
     fn view(&mut self, now: wire::Instant, ring: RingId, members: &[NodeId]) {
-        self.ring = Some(ring);
-        self.members = members.to_vec();
-        self.reported.clear();
+        self.reports.view(ring, members);
         self.dc.abort(now, "the membership changed", &mut self.fx);
     }
 
     fn reported(&mut self, from: NodeId, ring: RingId) {
-        if self.ring == Some(ring) {
-            self.reported.insert(from);
-        }
+        self.reports.reported(from, ring);
     }
 
     /// One round: the executor's history report, finished writes, and the DC's step.
@@ -592,18 +580,18 @@ impl Controller {
         mut broadcast: impl FnMut(crate::execd::ExecMsg),
     ) {
         for (id, result) in cib.take_written() {
-            if let Some(ring) = executor.written(id, &result, &mut self.records) {
+            if let Err(e) = &result {
+                tracing::debug!(node = %self.me, error = %e, "a record did not reach the CIB");
+            }
+            if let Some(ring) = executor.state.written(id, result.is_ok()) {
                 broadcast(crate::execd::ExecMsg::Reported { ring });
             }
         }
-        if let Some((ring, change)) = executor.report_due(self.ring, cib.is_synced(), quorate) {
+        if let Some((ring, change)) = executor.state.report_due(self.reports.ring(), cib.is_synced(), quorate) {
             let id = cib.write_internal(change, quorate);
-            executor.reporting(id, ring);
+            executor.state.reporting(id, ring);
         }
-        let acting = quorate
-            && cib.is_synced()
-            && cib.dc() == Some(self.me)
-            && self.members.iter().all(|m| self.reported.contains(m));
+        let acting = quorate && cib.is_synced() && cib.dc() == Some(self.me) && self.reports.complete();
         self.dc.step(now, unix_now(), cib.document(), acting, quorate, &mut self.fx);
         for e in self.fx.drain(..) {
             match e {
@@ -614,8 +602,11 @@ impl Controller {
                 crm::dc::DcEffect::Started { number, summary, actions } => {
                     tracing::info!(node = %self.me, transition = number, actions, summary = %summary.join("; "), "transition started");
                 }
-                crm::dc::DcEffect::Ended { number, end } => {
-                    tracing::info!(node = %self.me, transition = number, end = ?end, "transition ended");
+                crm::dc::DcEffect::Ended { number, end: crm::controller::RunEnd::Complete } => {
+                    tracing::info!(node = %self.me, transition = number, "transition complete");
+                }
+                crm::dc::DcEffect::Ended { number, end: crm::controller::RunEnd::Aborted(why) } => {
+                    tracing::warn!(node = %self.me, transition = number, reason = ?why, "transition aborted; scheduling again");
                 }
             }
         }

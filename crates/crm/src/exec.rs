@@ -168,7 +168,8 @@ impl ExecState {
             format!("{}_last_0", r.rsc)
         };
         if r.operation == "stop" && ok {
-            self.history.retain(|_, v| !(v.rsc == r.rsc && v.interval_ms > 0));
+            let failure = format!("{}_last_failure_0", r.rsc);
+            self.history.retain(|k, v| *k == failure || !(v.rsc == r.rsc && v.interval_ms > 0));
         }
         if !ok {
             self.history.insert(format!("{}_last_failure_0", r.rsc), r.clone());

@@ -5,6 +5,7 @@
 pub mod cib;
 pub mod controller;
 pub mod dc;
+pub mod exec;
 mod error;
 pub mod replica;
 pub mod scheduler;
