@@ -1,63 +1,41 @@
-//! This node's executor: runs the operations the DC orders (delivered in the agreed order, mux
-//! tag 4) with the resource agents, each on a blocking thread bounded by its timeout, repeats
-//! recurring monitors, and hands every result to [`crm::exec::ExecState`], whose records are
-//! written to the replicated CIB by the node (with the DC's transition key), as Pacemaker's
-//! executors do. What to run, cancel, record and report is decided there (sans-IO); this
-//! module only runs agents and timers.
+//! This node's executor: runs the operations [`crm::node::NodeController`] asks for (the DC's
+//! orders, delivered in the agreed order on mux tag 4) with the resource agents, each on a
+//! blocking thread bounded by its timeout, and repeats recurring monitors until cancelled.
+//! What to run, cancel, record and report is decided there (sans-IO); this module only runs
+//! agents and timers.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use crm::dc::ExecRequest;
-use crm::exec::{ExecAction, ExecState, RunResult};
-use crm::replica::CibChange;
-use serde::{Deserialize, Serialize};
+use crm::exec::{ExecAction, RunResult};
 use tokio::sync::mpsc;
-use wire::{NodeId, RingId};
+use wire::NodeId;
 
 /// Wire kind of [`ExecMsg`].
 pub(crate) const EXEC_WIRE_KIND: u8 = 0x62;
 
-/// What travels between the DC and the executors.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum ExecMsg {
-    /// The DC orders one operation on one node.
-    Run(Box<ExecRequest>),
-    /// The sender's history is in the CIB for this view.
-    Reported {
-        /// The view.
-        ring: RingId,
-    },
-}
-
 /// An agent's result, back from its thread.
 #[derive(Debug)]
 pub(crate) struct Finished {
-    req: ExecRequest,
-    result: RunResult,
+    pub(crate) req: ExecRequest,
+    pub(crate) result: RunResult,
     /// The recurring monitor's generation (0 for one-shot operations).
-    generation: u64,
+    pub(crate) generation: u64,
 }
 
-/// One node's executor.
+/// Runs this node's agent operations.
 pub(crate) struct Executor {
     me: NodeId,
-    pub(crate) state: ExecState,
     registry: Arc<agents::Registry>,
     done: mpsc::UnboundedSender<Finished>,
     monitors: BTreeMap<u64, tokio::task::JoinHandle<()>>,
 }
 
 impl Executor {
-    /// An executor for node `me` called `name`; finished operations arrive on the returned
-    /// receiver and go to [`Executor::finished`].
-    pub(crate) fn new(
-        me: NodeId,
-        name: &str,
-        ocf_root: &Path,
-        rsctmp: &Path,
-    ) -> (Executor, mpsc::UnboundedReceiver<Finished>) {
+    /// An executor for node `me`; finished operations arrive on the returned receiver.
+    pub(crate) fn new(me: NodeId, ocf_root: &Path, rsctmp: &Path) -> (Executor, mpsc::UnboundedReceiver<Finished>) {
         // The agents' state directory must exist (Dummy and others refuse to start otherwise).
         if let Err(e) = std::fs::create_dir_all(rsctmp) {
             tracing::warn!(node = %me, dir = %rsctmp.display(), error = %e, "cannot create the agents' state directory");
@@ -65,13 +43,13 @@ impl Executor {
         let env = BTreeMap::from([("HA_RSCTMP".to_string(), rsctmp.display().to_string())]);
         let registry = Arc::new(agents::Registry::new(ocf_root).with_env(env));
         let (done, rx) = mpsc::unbounded_channel();
-        let ex = Executor { me, state: ExecState::new(me, name), registry, done, monitors: BTreeMap::new() };
+        let ex = Executor { me, registry, done, monitors: BTreeMap::new() };
         (ex, rx)
     }
 
-    /// A delivered order: runs it when it is for this node.
-    pub(crate) fn order(&mut self, req: ExecRequest) {
-        for a in self.state.order(req) {
+    /// Runs or cancels an operation.
+    pub(crate) fn run(&mut self, a: ExecAction) {
+        {
             match a {
                 ExecAction::Cancel { generation } => {
                     if let Some(t) = self.monitors.remove(&generation) {
@@ -85,7 +63,8 @@ impl Executor {
                         let every = std::time::Duration::from_millis(req.interval_ms);
                         loop {
                             let result = run_agent(registry.clone(), &req).await;
-                            if done.send(Finished { req: req.clone(), result, generation }).is_err() || generation == 0 {
+                            if done.send(Finished { req: req.clone(), result, generation }).is_err() || generation == 0
+                            {
                                 return;
                             }
                             tokio::time::sleep(every).await;
@@ -97,19 +76,6 @@ impl Executor {
                 }
             }
         }
-    }
-
-    /// A finished run: the change to record, if any.
-    pub(crate) fn finished(&mut self, f: Finished, unix_now: i64) -> Option<CibChange> {
-        let Finished { req, result, generation } = f;
-        let change = self.state.finished(&req, &result, generation, unix_now)?;
-        let (rc, ms) = (result.rc, result.exec_ms);
-        if result.op_status == 0 && (rc == req.target_rc || (req.operation == "monitor" && req.interval_ms == 0)) {
-            tracing::info!(node = %self.me, rsc = %req.rsc, op = %req.operation, interval_ms = req.interval_ms, rc, ms, "done");
-        } else {
-            tracing::warn!(node = %self.me, rsc = %req.rsc, op = %req.operation, interval_ms = req.interval_ms, rc, expected = req.target_rc, op_status = result.op_status, reason = ?result.reason, ms, "operation result is not the expected one");
-        }
-        Some(change)
     }
 }
 

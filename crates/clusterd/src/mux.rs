@@ -6,7 +6,8 @@ use quorum::{QUORUM_WIRE_KIND, QuorumMsg};
 use crm::replica::{CibChange, REPLICA_WIRE_KIND, ReplicaMsg};
 
 use crate::admin::{ADMIN_WIRE_KIND, AdminMsg};
-use crate::execd::{EXEC_WIRE_KIND, ExecMsg};
+use crate::execd::EXEC_WIRE_KIND;
+use crm::exec::ExecMsg;
 
 /// The embedding application ([`crate::AppPort`]).
 pub(crate) const TAG_APP: u8 = 0;

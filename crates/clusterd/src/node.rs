@@ -185,9 +185,12 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
         cfg.nodes.iter().map(|n| (NodeId(n.id), n.name.clone())).collect(),
     )?;
     // This node's executor, and the controller it runs while it is the DC.
-    let (mut executor, mut finished_rx) =
-        crate::execd::Executor::new(me, &my_entry.name, &cfg.executor.ocf_root, &cfg.executor.rsctmp);
-    let mut ctl = Controller::new(me, session);
+    let (mut executor, mut finished_rx) = crate::execd::Executor::new(me, &cfg.executor.ocf_root, &cfg.executor.rsctmp);
+    let mut ctl = Controller {
+        me,
+        ctl: crm::node::NodeController::new(me, &my_entry.name, &format!("{}-{session:016x}", me.0)),
+        tokens: BTreeMap::new(),
+    };
     let peers: Vec<NodeId> = cfg.nodes.iter().map(|n| NodeId(n.id)).filter(|&n| n != me).collect();
     let mut crypto = Crypto::new(&opts.authkey, &cfg.cluster_name, me, peers, session);
     let mut by_addr: BTreeMap<SocketAddr, (NodeId, LinkId)> = BTreeMap::new();
@@ -267,7 +270,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
     loop {
         let dev_wake = dev.as_ref().and_then(|d| d.0.next_wakeup());
-        let wake = [core.next_wakeup(), vq.next_wakeup(), dev_wake, ctl.dc.next_wakeup()]
+        let wake = [core.next_wakeup(), vq.next_wakeup(), dev_wake, ctl.ctl.next_wakeup()]
             .into_iter()
             .flatten()
             .min()
@@ -433,10 +436,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 core.handle(now(), Input::Broadcast(mux::admin(&msg)), &mut fx);
             }
             Some(f) = finished_rx.recv() => {
-                if let Some(change) = executor.finished(f, unix_now()) {
-                    let id = cib.write_internal(change, vq.is_quorate());
-                    executor.state.recording(id);
-                }
+                ctl.ctl.finished(&f.req, &f.result, f.generation, unix_now());
             }
             () = sleep => {
                 core.handle(now(), Input::Wakeup, &mut fx);
@@ -451,7 +451,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             for ev in std::mem::take(&mut exec.quorum_in) {
                 match ev {
                     QuorumEvent::View { ring, members, left } => {
-                        ctl.view(now(), ring, &members);
+                        ctl.ctl.view(now(), ring, &members);
                         join.view(&members, &mut jfx);
                         cib.view(ring, &members, &left);
                         vq.handle(now(), quorum::Input::View { ring, members: &members, left: &left }, &mut qfx);
@@ -465,10 +465,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     QuorumEvent::Admin { from, msg } => join.delivered(from, msg, &mut jfx),
                     QuorumEvent::Cib { from, seq, msg } => cib.delivered(from, seq, msg),
                     QuorumEvent::Stable { ring, upto } => cib.stable(ring, upto),
-                    QuorumEvent::Exec { from, msg } => match msg {
-                        crate::execd::ExecMsg::Run(req) => executor.order(*req),
-                        crate::execd::ExecMsg::Reported { ring } => ctl.reported(from, ring),
-                    },
+                    QuorumEvent::Exec { from, msg } => ctl.ctl.delivered(from, msg),
                 }
                 for e in jfx.drain(..) {
                     run_join_effect(e, &opts, me, &enrolled_tx, &mut join_reply, |new_cfg| {
@@ -543,69 +540,52 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// The executor's reporting and the DC's controller, tied to the CIB service.
+/// The node's controller ([`crm::node::NodeController`]) tied to the CIB service, the executor
+/// and ordered delivery.
 struct Controller {
     me: NodeId,
-    dc: crm::dc::Dc,
-    reports: crm::exec::Reports,
-    fx: Vec<crm::dc::DcEffect>,
+    ctl: crm::node::NodeController,
+    /// CIB write id → the controller's token for it.
+    tokens: BTreeMap<u64, u64>,
 }
 
 impl Controller {
-    fn new(me: NodeId, session: u64) -> Controller {
-        Controller {
-            me,
-            dc: crm::dc::Dc::new(&format!("{}-{session:016x}", me.0)),
-            reports: Default::default(),
-            fx: Vec::new(),
-        }
-    }
-
-    fn view(&mut self, now: wire::Instant, ring: RingId, members: &[NodeId]) {
-        self.reports.view(ring, members);
-        self.dc.abort(now, "the membership changed", &mut self.fx);
-    }
-
-    fn reported(&mut self, from: NodeId, ring: RingId) {
-        self.reports.reported(from, ring);
-    }
-
-    /// One round: the executor's history report, finished writes, and the DC's step.
+    /// One round: finished writes in, a step, and the effects carried out.
     fn run(
         &mut self,
         now: wire::Instant,
         cib: &mut crate::cibd::CibService,
         executor: &mut crate::execd::Executor,
         quorate: bool,
-        mut broadcast: impl FnMut(crate::execd::ExecMsg),
+        mut broadcast: impl FnMut(crm::exec::ExecMsg),
     ) {
         for (id, result) in cib.take_written() {
-            if let Err(e) = &result {
-                tracing::debug!(node = %self.me, error = %e, "a record did not reach the CIB");
-            }
-            if let Some(ring) = executor.state.written(id, result.is_ok()) {
-                broadcast(crate::execd::ExecMsg::Reported { ring });
+            if let Some(token) = self.tokens.remove(&id) {
+                if let Err(e) = &result {
+                    tracing::debug!(node = %self.me, error = %e, "a record did not reach the CIB");
+                }
+                self.ctl.written(now, token, result.is_ok());
             }
         }
-        if let Some((ring, change)) = executor.state.report_due(self.reports.ring(), cib.is_synced(), quorate) {
-            let id = cib.write_internal(change, quorate);
-            executor.state.reporting(id, ring);
-        }
-        let acting = quorate && cib.is_synced() && cib.dc() == Some(self.me) && self.reports.complete();
-        self.dc.step(now, unix_now(), cib.document(), acting, quorate, &mut self.fx);
-        for e in self.fx.drain(..) {
+        self.ctl.step(now, unix_now(), cib.document(), cib.is_synced(), quorate, cib.dc());
+        for e in self.ctl.drain() {
             match e {
-                crm::dc::DcEffect::Execute(req) => broadcast(crate::execd::ExecMsg::Run(Box::new(req))),
-                crm::dc::DcEffect::Fence(order) => {
+                crm::node::CtlEffect::Broadcast(m) => broadcast(m),
+                crm::node::CtlEffect::Exec(a) => executor.run(a),
+                crm::node::CtlEffect::Write { token, change } => {
+                    let id = cib.write_internal(change, quorate);
+                    self.tokens.insert(id, token);
+                }
+                crm::node::CtlEffect::Fence(order) => {
                     tracing::error!(node = %self.me, target = %order.target, "fencing is not wired into the controller yet");
                 }
-                crm::dc::DcEffect::Started { number, summary, actions } => {
+                crm::node::CtlEffect::Started { number, summary, actions } => {
                     tracing::info!(node = %self.me, transition = number, actions, summary = %summary.join("; "), "transition started");
                 }
-                crm::dc::DcEffect::Ended { number, end: crm::controller::RunEnd::Complete } => {
+                crm::node::CtlEffect::Ended { number, end: crm::controller::RunEnd::Complete } => {
                     tracing::info!(node = %self.me, transition = number, "transition complete");
                 }
-                crm::dc::DcEffect::Ended { number, end: crm::controller::RunEnd::Aborted(why) } => {
+                crm::node::CtlEffect::Ended { number, end: crm::controller::RunEnd::Aborted(why) } => {
                     tracing::warn!(node = %self.me, transition = number, reason = ?why, "transition aborted; scheduling again");
                 }
             }
@@ -718,7 +698,7 @@ enum QuorumEvent {
     Admin { from: NodeId, msg: crate::admin::AdminMsg },
     Cib { from: NodeId, seq: u64, msg: crm::replica::ReplicaMsg<crm::replica::CibChange> },
     Stable { ring: RingId, upto: u64 },
-    Exec { from: NodeId, msg: crate::execd::ExecMsg },
+    Exec { from: NodeId, msg: crm::exec::ExecMsg },
 }
 
 struct Exec<'a> {

@@ -451,11 +451,12 @@ fn action_timeout(doc: &Cib, t: &Transition, a: &crate::Action) -> Duration {
 
 /// `cluster-recheck-interval` (default 15 minutes; 0 disables).
 fn recheck_interval(doc: &Cib) -> Duration {
-    property(doc, "cluster-recheck-interval")
-        .and_then(|v| crate::cib::xml::parse_config_interval_ms(&v))
-        .map_or(Duration::from_secs(900), |ms| {
+    property(doc, "cluster-recheck-interval").and_then(|v| crate::cib::xml::parse_config_interval_ms(&v)).map_or(
+        Duration::from_secs(900),
+        |ms| {
             if ms == 0 { Duration::from_secs(86400 * 365) } else { Duration::from_millis(ms) }
-        })
+        },
+    )
 }
 
 fn property(doc: &Cib, name: &str) -> Option<String> {

@@ -127,7 +127,8 @@ impl ExecState {
     /// [`ExecState::recording`].
     pub fn finished(&mut self, req: &ExecRequest, r: &RunResult, generation: u64, unix_now: i64) -> Option<CibChange> {
         if generation != 0 {
-            let m = self.monitors.get_mut(&(req.rsc.clone(), req.interval_ms)).filter(|m| m.generation == generation)?;
+            let m =
+                self.monitors.get_mut(&(req.rsc.clone(), req.interval_ms)).filter(|m| m.generation == generation)?;
             if m.recorded == Some((r.rc, r.op_status)) {
                 return None;
             }
@@ -251,6 +252,18 @@ impl Reports {
     pub fn complete(&self) -> bool {
         self.ring.is_some() && self.members.iter().all(|m| self.reported.contains(m))
     }
+}
+
+/// What travels between the DC and the executors, in the agreed order.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExecMsg {
+    /// The DC orders one operation on one node.
+    Run(Box<ExecRequest>),
+    /// The sender's history is in the CIB for this view.
+    Reported {
+        /// The view.
+        ring: RingId,
+    },
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 pub mod cib;
 pub mod controller;
 pub mod dc;
-pub mod exec;
 mod error;
+pub mod exec;
+pub mod node;
 pub mod replica;
 pub mod scheduler;
 mod score;
