@@ -29,7 +29,7 @@ pub enum ExecAction {
     /// Run the operation (a recurring monitor: now, then every interval) under `generation`.
     Run {
         /// The order.
-        req: ExecRequest,
+        req: Box<ExecRequest>,
         /// Identifies a recurring monitor's runs (0: a one-shot operation).
         generation: u64,
     },
@@ -118,7 +118,7 @@ impl ExecState {
                 out.push(ExecAction::Cancel { generation: old.generation });
             }
         }
-        out.push(ExecAction::Run { req, generation });
+        out.push(ExecAction::Run { req: Box::new(req), generation });
         out
     }
 
