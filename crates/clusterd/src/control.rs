@@ -44,6 +44,14 @@ pub enum Request {
         /// Refuse unless the configuration is still at this epoch.
         if_epoch: Option<u64>,
     },
+    /// Forget a resource's operation history and fail counts so it is probed again
+    /// (`crmctl resource cleanup R [node=N]`).
+    ResourceCleanup {
+        /// The resource.
+        rsc: String,
+        /// One node by name; `None`: every node.
+        node: Option<String>,
+    },
 }
 
 /// `crmctl quorum device add model=net host=H token=CODE ...`.

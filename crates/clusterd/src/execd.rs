@@ -63,7 +63,8 @@ impl Executor {
                         let every = std::time::Duration::from_millis(req.interval_ms);
                         loop {
                             let result = run_agent(registry.clone(), &req).await;
-                            if done.send(Finished { req: (*req).clone(), result, generation }).is_err() || generation == 0
+                            if done.send(Finished { req: (*req).clone(), result, generation }).is_err()
+                                || generation == 0
                             {
                                 return;
                             }

@@ -334,7 +334,18 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 }
             }
             Some((req, reply)) = ctl_rx.recv() => {
-                if let Request::CibReplaceConfiguration { xml, if_epoch } = req {
+                if let Request::ResourceCleanup { rsc, node } = req {
+                    let resp = if !vq.is_quorate() {
+                        Response::Error("this partition is not quorate: the CIB cannot change".into())
+                    } else if rsc.is_empty() {
+                        Response::Error("cleanup: name a resource".into())
+                    } else {
+                        let on = node.clone().unwrap_or_else(|| "every node".into());
+                        core.handle(now(), Input::Broadcast(mux::exec(&crm::exec::ExecMsg::Cleanup { rsc: rsc.clone(), node })), &mut fx);
+                        Response::Done(format!("cleaned up {rsc} on {on}: it is probed again"))
+                    };
+                    let _ = reply.send(resp);
+                } else if let Request::CibReplaceConfiguration { xml, if_epoch } = req {
                     cib.write(crm::replica::CibChange::ReplaceConfiguration { xml, if_epoch }, vq.is_quorate(), reply);
                 } else if let Request::DeviceAdd(_) | Request::DeviceRemove = req {
                     let change = match req {
@@ -394,7 +405,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                         }),
                     })),
                     Request::ArbiterStatus | Request::ArbiterTokenCreate { .. } => Response::Error("this is clusterd: ask qnetd (on the arbiter host) for that".into()),
-                    Request::DeviceAdd(_) | Request::DeviceRemove | Request::CibReplaceConfiguration { .. } => Response::Error("handled above".into()),
+                    Request::DeviceAdd(_) | Request::DeviceRemove | Request::CibReplaceConfiguration { .. } | Request::ResourceCleanup { .. } => Response::Error("handled above".into()),
                     Request::CibQuery => Response::Cib(Box::new(cib.report(vq.is_quorate()))),
                     Request::SetExpectedVotes(n) => match vq.check_expected_votes(n) {
                         Ok(()) => {

@@ -157,6 +157,16 @@ impl ExecState {
         Some(CibChange::RecordOp(Box::new(record)))
     }
 
+    /// Forgets `rsc` (clone instances included) when `node` is this one or unset: the CIB change
+    /// that removes it from this node's history and fail counts.
+    pub fn cleanup(&mut self, rsc: &str, node: Option<&str>) -> Option<CibChange> {
+        if node.is_some_and(|n| n != self.name) {
+            return None;
+        }
+        self.history.retain(|_, r| !crate::replica::same_resource(&r.rsc, rsc));
+        Some(CibChange::Cleanup { node_id: self.me.0.to_string(), rsc: rsc.to_string() })
+    }
+
     /// The record written by [`ExecState::finished`] went out as CIB write `id`.
     pub fn recording(&mut self, id: u64) {
         self.records.push(id);
@@ -263,6 +273,13 @@ pub enum ExecMsg {
     Reported {
         /// The view.
         ring: RingId,
+    },
+    /// Forget a resource's history and fail counts (on one node, by name, or on all).
+    Cleanup {
+        /// The resource (clone instances included).
+        rsc: String,
+        /// The node's name; `None`: every node.
+        node: Option<String>,
     },
 }
 

@@ -110,6 +110,13 @@ impl NodeController {
                 self.out.extend(acts.into_iter().map(CtlEffect::Exec));
             }
             ExecMsg::Reported { ring } => self.reports.reported(from, ring),
+            ExecMsg::Cleanup { rsc, node } => {
+                if let Some(change) = self.exec.cleanup(&rsc, node.as_deref()) {
+                    let token = self.token();
+                    self.exec.recording(token);
+                    self.out.push(CtlEffect::Write { token, change });
+                }
+            }
         }
     }
 

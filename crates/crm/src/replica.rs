@@ -540,6 +540,15 @@ pub enum CibChange {
         /// Every operation result it knows, in the order they were recorded.
         ops: Vec<OpRecord>,
     },
+    /// A node's executor forgets a resource (`crmctl resource cleanup`): its operation history
+    /// on that node (clone instances `rsc:N` included) and its fail counts there are removed,
+    /// so the policy engine probes it again.
+    Cleanup {
+        /// The node's id.
+        node_id: String,
+        /// The resource.
+        rsc: String,
+    },
     /// The DC records a confirmed fence: the node is down cleanly, its operation history and
     /// transient attributes are gone (nothing runs there any more).
     Fenced {
@@ -703,6 +712,25 @@ impl Document for Cib {
                 *self = next;
                 Ok(ChangeKind::Status)
             }
+            CibChange::Cleanup { node_id, rsc } => {
+                if rsc.is_empty() {
+                    return Err("cleanup needs a resource".into());
+                }
+                let Some(state) = self.status.iter_mut().find(|s| &s.id == node_id) else {
+                    return Ok(ChangeKind::Status);
+                };
+                state.resources.retain(|r| !same_resource(&r.id, rsc));
+                for set in &mut state.transient {
+                    set.pairs.retain(|p| {
+                        let named = ["fail-count-", "last-failure-"]
+                            .iter()
+                            .find_map(|prefix| p.name.strip_prefix(prefix))
+                            .map(|rest| rest.split('#').next().unwrap_or(rest));
+                        !named.is_some_and(|n| same_resource(n, rsc))
+                    });
+                }
+                Ok(ChangeKind::Status)
+            }
             CibChange::Fenced { node_id, node_name } => {
                 let state = node_state_mut(self, node_id, node_name);
                 let (ccm, crmd, join, expected) = Membership::Left.fields();
@@ -790,6 +818,11 @@ pub fn check_configuration(configuration: &str) -> Result<String, String> {
         c.constraints.len(),
         if c.constraints.len() == 1 { "" } else { "s" }
     ))
+}
+
+/// `id` names `rsc` or one of its clone instances (`rsc:N`).
+pub fn same_resource(id: &str, rsc: &str) -> bool {
+    id == rsc || id.strip_prefix(rsc).and_then(|r| r.strip_prefix(':')).is_some_and(|n| n.parse::<u32>().is_ok())
 }
 
 fn node_state_mut<'a>(cib: &'a mut Cib, id: &str, name: &str) -> &'a mut NodeState {

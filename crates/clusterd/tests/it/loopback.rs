@@ -753,6 +753,21 @@ async fn the_dc_starts_monitors_recovers_and_moves_a_resource_through_the_execut
     })
     .await;
 
+    // Cleanup forgets the failure everywhere; the probes find it running where it is (no restart).
+    let done = ask(&c.run_dirs[2], Request::ResourceCleanup { rsc: "d1".into(), node: None }).await;
+    assert!(matches!(&done, Response::Done(_)), "{done:?}");
+    eventually("cleanup never took effect", || async {
+        let xml = cib_of(&c.run_dirs[0]).await.xml;
+        let probed = xml.matches(r#"id="d1_last_0" operation="monitor""#).count();
+        if !xml.contains("fail-count-d1") && probed == 3 && xml.contains(r#"id="d1_monitor_1000""#) {
+            Ok(())
+        } else {
+            Err(xml)
+        }
+    })
+    .await;
+    assert_eq!(running_on(&dir, 3, "d1"), [host]);
+
     // The node running it crashes: with fencing off the survivors start it elsewhere.
     c.tasks[host as usize - 1].abort();
     eventually("d1 never moved to a survivor", || async {
