@@ -17,6 +17,7 @@ pub mod control;
 mod crypto;
 mod device;
 mod execd;
+mod fenced;
 pub mod join;
 mod mux;
 mod node;

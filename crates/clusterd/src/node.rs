@@ -186,6 +186,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     )?;
     // This node's executor, and the controller it runs while it is the DC.
     let (mut executor, mut finished_rx) = crate::execd::Executor::new(me, &cfg.executor.ocf_root, &cfg.executor.rsctmp);
+    let (mut fence, mut fence_rx) = crate::fenced::FenceService::new(&my_entry.name, session);
     let mut ctl = Controller {
         me,
         ctl: crm::node::NodeController::new(me, &my_entry.name, &format!("{}-{session:016x}", me.0)),
@@ -270,7 +271,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
     loop {
         let dev_wake = dev.as_ref().and_then(|d| d.0.next_wakeup());
-        let wake = [core.next_wakeup(), vq.next_wakeup(), dev_wake, ctl.ctl.next_wakeup()]
+        let wake = [core.next_wakeup(), vq.next_wakeup(), dev_wake, ctl.ctl.next_wakeup(), fence.next_wakeup()]
             .into_iter()
             .flatten()
             .min()
@@ -449,7 +450,15 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             Some(f) = finished_rx.recv() => {
                 ctl.ctl.finished(&f.req, &f.result, f.generation, unix_now());
             }
+            Some(step) = fence_rx.recv() => {
+                for (order, result) in fence.step(now(), step) {
+                    ctl.ctl.fenced(now(), order, result);
+                }
+            }
             () = sleep => {
+                for (order, result) in fence.wakeup(now()) {
+                    ctl.ctl.fenced(now(), order, result);
+                }
                 core.handle(now(), Input::Wakeup, &mut fx);
                 vq.handle(now(), quorum::Input::Wakeup, &mut qfx);
                 if let Some(d) = dev.as_mut() {
@@ -529,7 +538,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             cib.drain(&mut core, now(), &mut fx)?;
             cib.duty(vq.is_quorate());
             cib.drain(&mut core, now(), &mut fx)?;
-            ctl.run(now(), &mut cib, &mut executor, vq.is_quorate(), |m| {
+            ctl.run(now(), &mut cib, &mut executor, &mut fence, vq.is_quorate(), |m| {
                 core.handle(now(), Input::Broadcast(mux::exec(&m)), &mut fx)
             });
             cib.drain(&mut core, now(), &mut fx)?;
@@ -567,6 +576,7 @@ impl Controller {
         now: wire::Instant,
         cib: &mut crate::cibd::CibService,
         executor: &mut crate::execd::Executor,
+        fence: &mut crate::fenced::FenceService,
         quorate: bool,
         mut broadcast: impl FnMut(crm::exec::ExecMsg),
     ) {
@@ -579,25 +589,33 @@ impl Controller {
             }
         }
         self.ctl.step(now, unix_now(), cib.document(), cib.is_synced(), quorate, cib.dc());
-        for e in self.ctl.drain() {
-            match e {
-                crm::node::CtlEffect::Broadcast(m) => broadcast(m),
-                crm::node::CtlEffect::Exec(a) => executor.run(a),
-                crm::node::CtlEffect::Write { token, change } => {
-                    let id = cib.write_internal(change, quorate);
-                    self.tokens.insert(id, token);
-                }
-                crm::node::CtlEffect::Fence(order) => {
-                    tracing::error!(node = %self.me, target = %order.target, "fencing is not wired into the controller yet");
-                }
-                crm::node::CtlEffect::Started { number, summary, actions } => {
-                    tracing::info!(node = %self.me, transition = number, actions, summary = %summary.join("; "), "transition started");
-                }
-                crm::node::CtlEffect::Ended { number, end: crm::controller::RunEnd::Complete } => {
-                    tracing::info!(node = %self.me, transition = number, "transition complete");
-                }
-                crm::node::CtlEffect::Ended { number, end: crm::controller::RunEnd::Aborted(why) } => {
-                    tracing::warn!(node = %self.me, transition = number, reason = ?why, "transition aborted; scheduling again");
+        loop {
+            let fx = self.ctl.drain();
+            if fx.is_empty() {
+                break;
+            }
+            for e in fx {
+                match e {
+                    crm::node::CtlEffect::Broadcast(m) => broadcast(m),
+                    crm::node::CtlEffect::Exec(a) => executor.run(a),
+                    crm::node::CtlEffect::Write { token, change } => {
+                        let id = cib.write_internal(change, quorate);
+                        self.tokens.insert(id, token);
+                    }
+                    crm::node::CtlEffect::Fence(order) => {
+                        for (order, result) in fence.fence(now, cib.document(), order) {
+                            self.ctl.fenced(now, order, result);
+                        }
+                    }
+                    crm::node::CtlEffect::Started { number, summary, actions } => {
+                        tracing::info!(node = %self.me, transition = number, actions, summary = %summary.join("; "), "transition started");
+                    }
+                    crm::node::CtlEffect::Ended { number, end: crm::controller::RunEnd::Complete } => {
+                        tracing::info!(node = %self.me, transition = number, "transition complete");
+                    }
+                    crm::node::CtlEffect::Ended { number, end: crm::controller::RunEnd::Aborted(why) } => {
+                        tracing::warn!(node = %self.me, transition = number, reason = ?why, "transition aborted; scheduling again");
+                    }
                 }
             }
         }

@@ -147,17 +147,18 @@ impl NodeController {
 
     /// The fencer's answer to a [`CtlEffect::Fence`].
     pub fn fenced(&mut self, now: Instant, order: FenceOrder, result: Result<(), String>) {
-        match result {
-            Ok(()) => {
+        match (result, order.target_id.clone()) {
+            (Ok(()), None) => {
+                let reason = format!("{} was fenced but has no node id to record it under", order.target);
+                self.dc.fence_result(now, order.transition, order.action, Outcome::Failed { reason });
+            }
+            (Ok(()), Some(node_id)) => {
                 let token = self.token();
-                let change = CibChange::Fenced {
-                    node_id: order.target_id.clone().unwrap_or_default(),
-                    node_name: order.target.clone(),
-                };
+                let change = CibChange::Fenced { node_id, node_name: order.target.clone() };
                 self.fence_writes.insert(token, order);
                 self.out.push(CtlEffect::Write { token, change });
             }
-            Err(reason) => {
+            (Err(reason), _) => {
                 self.dc.fence_result(now, order.transition, order.action, Outcome::Failed { reason });
             }
         }

@@ -732,6 +732,9 @@ impl Document for Cib {
                 Ok(ChangeKind::Status)
             }
             CibChange::Fenced { node_id, node_name } => {
+                if node_id.is_empty() || node_name.is_empty() {
+                    return Err("a fenced node needs an id and a name".into());
+                }
                 let state = node_state_mut(self, node_id, node_name);
                 let (ccm, crmd, join, expected) = Membership::Left.fields();
                 state.in_ccm = Some(ccm.into());
