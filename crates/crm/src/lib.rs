@@ -4,6 +4,7 @@
 
 pub mod cib;
 pub mod controller;
+pub mod digest;
 mod error;
 pub mod replica;
 pub mod scheduler;

@@ -138,7 +138,18 @@ impl W {
                         for p in &op.meta {
                             attrs.push((p.name.as_str(), p.value.clone()));
                         }
-                        self.open("op", &attrs, true);
+                        if op.params.is_empty() {
+                            self.open("op", &attrs, true);
+                        } else {
+                            self.open("op", &attrs, false);
+                            let set = NvSet {
+                                id: format!("{}-instance_attributes", op.id),
+                                pairs: op.params.clone(),
+                                ..NvSet::default()
+                            };
+                            self.nvsets("instance_attributes", &[set]);
+                            self.close("op");
+                        }
                     }
                     self.close("operations");
                 }

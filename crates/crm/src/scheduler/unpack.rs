@@ -8,6 +8,8 @@ use crate::cib::*;
 use crate::score::Score;
 
 use super::rules::{self, RuleCtx};
+use crate::cib::xml::parse_config_interval_ms;
+use crate::digest::{Params, flatten_params};
 
 /// What a resource needs before it may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1277,6 +1279,14 @@ impl World {
                 fence_reason = None;
             }
         }
+        if role > Role::Stopped {
+            let sorted: Vec<&LrmOp> = {
+                let mut v: Vec<&LrmOp> = lr.ops.iter().collect();
+                v.sort_by_key(|o| (o.call_id < 0, o.call_id, o.last_rc_change.unwrap_or(0)));
+                v
+            };
+            self.check_digests(n, leaf, &sorted);
+        }
         let r = &mut self.rscs[leaf];
         r.known_on.insert(n);
         r.history_ids.push((n, lr.id.clone()));
@@ -1394,6 +1404,113 @@ impl World {
             return (0, last);
         }
         (total.value(), last)
+    }
+
+    /// The primitive (or clone instance of one) with this id: `rsc:N` names an instance,
+    /// a bare id the first instance of a cloned primitive.
+    pub(crate) fn primitive_named(&self, id: &str) -> Option<usize> {
+        let prim = |r: &&Rsc| r.kind == Kind::Primitive && !r.orphan;
+        self.rscs
+            .iter()
+            .position(|r| prim(&r) && r.id == id)
+            .or_else(|| self.rscs.iter().position(|r| prim(&r) && r.base == id))
+    }
+
+    /// The parameters an action of a primitive runs with on node `n` (see [`crate::digest`]):
+    /// the operation's own parameters, then the resource's and its parents' (the nearest
+    /// wins), and for a recurring operation its timeout as `CRM_meta_timeout`.
+    pub(crate) fn action_params(&self, leaf: usize, n: Option<usize>, action: &str, interval_ms: u64) -> Params {
+        let empty = BTreeMap::new();
+        let ctx = match n {
+            Some(n) => RuleCtx::attrs(Some(self.nodes[n].name.as_str()), &self.nodes[n].attrs),
+            None => RuleCtx::attrs(None, &empty),
+        };
+        let rs = &self.rscs[leaf];
+        let op = rs.ops.iter().find(|o| o.name == action && o.interval_ms == interval_ms);
+        let mut out = Params::new();
+        if let Some(op) = op {
+            for p in &op.params {
+                if let Some(v) = &p.value {
+                    out.insert(p.name.clone(), v.clone());
+                }
+            }
+        }
+        let mut at = Some(leaf);
+        while let Some(r) = at {
+            flatten_params(&self.rscs[r].param_sets, &ctx, &mut out);
+            at = self.rscs[r].parent;
+        }
+        if interval_ms > 0 {
+            let from_op = op.and_then(|o| {
+                o.timeout_ms.or_else(|| {
+                    o.meta.iter().find(|p| p.name == "timeout").and_then(|p| p.value.as_deref()).and_then(parse_config_interval_ms)
+                })
+            });
+            let timeout = from_op.or_else(|| {
+                let mut ctx = RuleCtx::attrs(None, &empty);
+                ctx.op = Some((action, interval_ms));
+                ctx.rsc = Some((rs.class.as_str(), rs.provider.as_deref(), rs.agent.as_str()));
+                let mut d = BTreeMap::new();
+                flatten(&self.op_defaults, &ctx, &mut d);
+                d.get("timeout").and_then(|v| parse_config_interval_ms(v))
+            });
+            out.insert("CRM_meta_timeout".into(), timeout.unwrap_or(crate::digest::DEFAULT_TIMEOUT_MS).to_string());
+        }
+        out
+    }
+
+    /// Compares the history of an active resource on node `n` with its definition now
+    /// (see [`crate::digest`]): a changed digest on the record of the operation that made it
+    /// active there means a restart there; a changed digest on a recurring monitor's record
+    /// means that monitor is issued again. Records without a digest change nothing.
+    fn check_digests(&mut self, n: usize, leaf: usize, ops: &[&LrmOp]) {
+        let rs = &self.rscs[leaf];
+        if rs.orphan || !rs.managed {
+            return;
+        }
+        let fencing = rs.class == "stonith";
+        let last_stop = ops
+            .iter()
+            .filter(|o| o.operation == "stop" && o.call_id >= 0 && o.op_status == 0 && o.rc == 0)
+            .map(|o| o.call_id)
+            .max();
+        // The latest one-off record that left the resource active here.
+        let activating = ops.iter().rev().find(|o| {
+            o.interval_ms == 0
+                && !o.id.ends_with("_last_failure_0")
+                && matches!(o.operation.as_str(), "start" | "migrate_from" | "promote" | "demote" | "monitor")
+        });
+        let mut restart = false;
+        if let Some(op) = activating
+            && op.operation != "stop"
+        {
+            let params = self.action_params(leaf, Some(n), &op.operation, 0);
+            restart = crate::digest::check(op, &params, fencing).changed();
+        }
+        let mut reissue = Vec::new();
+        for op in ops {
+            if op.interval_ms == 0
+                || op.id.ends_with("_last_failure_0")
+                || last_stop.is_some_and(|s| op.call_id >= 0 && op.call_id < s)
+            {
+                continue;
+            }
+            let configured = self.rscs[leaf].ops.iter().any(|o| o.name == op.operation && o.interval_ms == op.interval_ms);
+            if !configured {
+                continue;
+            }
+            let params = self.action_params(leaf, Some(n), &op.operation, op.interval_ms);
+            if crate::digest::check(op, &params, fencing).changed() {
+                reissue.push(op.interval_ms);
+            }
+        }
+        let r = &mut self.rscs[leaf];
+        if restart {
+            r.restart_on.insert(n);
+        }
+        for i in reissue {
+            r.recurring_on.remove(&(n, i));
+        }
     }
 
     /// Effective op meta for a resource op (op_defaults merged).
