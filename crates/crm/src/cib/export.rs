@@ -50,9 +50,12 @@ impl W {
                 self.rule(r);
             }
             for p in &s.pairs {
+                // Agent parameters and node attributes are named by their owners: only
+                // options (cluster properties, meta attributes) have current names.
+                let name = if tag == "instance_attributes" { p.name.clone() } else { modern_name(&p.name) };
                 self.open(
                     "nvpair",
-                    &[("id", Some(p.id.clone())), ("name", Some(modern_name(&p.name))), ("value", p.value.clone())],
+                    &[("id", Some(p.id.clone())), ("name", Some(name)), ("value", p.value.clone())],
                     true,
                 );
             }

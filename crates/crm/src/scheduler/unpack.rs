@@ -136,8 +136,12 @@ pub(crate) struct Rsc {
     /// History entry ids seen per node (anonymous clones may have several).
     pub(crate) history_ids: Vec<(usize, String)>,
     pub(crate) fail_stop_on: BTreeSet<usize>,
-    /// Nodes where this resource must restart because a resource it contains failed there.
+    /// Nodes where this resource must restart because a resource it contains failed there,
+    /// or because its definition changed since it started there.
     pub(crate) restart_on: BTreeSet<usize>,
+    /// Nodes where the resource's definition changed since it started there in parameters
+    /// its agent can take by reloading only: it is reloaded there, unless it restarts anyway.
+    pub(crate) reload_on: BTreeSet<usize>,
     /// Nodes whose history is obsolete (recorded for another agent): its failures and fail
     /// counts there no longer count.
     pub(crate) cleared_on: BTreeSet<usize>,
@@ -1079,7 +1083,15 @@ impl World {
         }
         for op in ops {
             let task = op.operation.as_str();
-            if matches!(task, "notify" | "meta-data" | "cancel" | "reload" | "reload-agent" | "validate-all") {
+            if matches!(task, "notify" | "meta-data" | "cancel" | "validate-all") {
+                continue;
+            }
+            if matches!(task, "reload" | "reload-agent") {
+                // A reload runs on an active resource and leaves it active. (Its record may
+                // replace the start's as the latest one-off operation.)
+                if op.op_status == 0 && op.rc == 0 && role == Role::Stopped {
+                    role = if promotable { Role::Unpromoted } else { Role::Started };
+                }
                 continue;
             }
             if op.op_status == -1 || op.call_id == -1 && op.op_status != 0 {
@@ -1443,7 +1455,11 @@ impl World {
         if interval_ms > 0 {
             let from_op = op.and_then(|o| {
                 o.timeout_ms.or_else(|| {
-                    o.meta.iter().find(|p| p.name == "timeout").and_then(|p| p.value.as_deref()).and_then(parse_config_interval_ms)
+                    o.meta
+                        .iter()
+                        .find(|p| p.name == "timeout")
+                        .and_then(|p| p.value.as_deref())
+                        .and_then(parse_config_interval_ms)
                 })
             });
             let timeout = from_op.or_else(|| {
@@ -1474,20 +1490,36 @@ impl World {
             .filter(|o| o.operation == "stop" && o.call_id >= 0 && o.op_status == 0 && o.rc == 0)
             .map(|o| o.call_id)
             .max();
-        // The latest one-off record that left the resource active here.
+        // The latest one-off record of what made the resource active here (or of a reload
+        // that gave it its current parameters).
         let activating = ops.iter().rev().find(|o| {
             o.interval_ms == 0
                 && !o.id.ends_with("_last_failure_0")
-                && matches!(o.operation.as_str(), "start" | "migrate_from" | "promote" | "demote" | "monitor")
+                && matches!(
+                    o.operation.as_str(),
+                    "start" | "migrate_from" | "promote" | "demote" | "monitor" | "reload" | "reload-agent"
+                )
         });
-        let mut restart = false;
-        if let Some(op) = activating
-            && op.operation != "stop"
-        {
-            let params = self.action_params(leaf, Some(n), &op.operation, 0);
-            restart = crate::digest::check(op, &params, fencing).changed();
+        let (mut restart, mut reload) = (false, false);
+        if let Some(op) = activating {
+            let task = match op.operation.as_str() {
+                "reload" | "reload-agent" => "start",
+                t => t,
+            };
+            let params = self.action_params(leaf, Some(n), task, 0);
+            if let crate::digest::DigestCheck::Changed { reloadable } = crate::digest::check(op, &params, fencing) {
+                // An agent in the middle of an operation, or one that failed it, cannot be
+                // reloaded: it restarts.
+                let completed = op.op_status == 0 && matches!(op.rc, 0 | 8);
+                if reloadable && completed {
+                    reload = true;
+                } else {
+                    restart = true;
+                }
+            }
         }
-        let mut reissue = Vec::new();
+        // The latest record of each recurring operation still configured.
+        let mut latest: BTreeMap<(String, u64), &LrmOp> = BTreeMap::new();
         for op in ops {
             if op.interval_ms == 0
                 || op.id.ends_with("_last_failure_0")
@@ -1495,18 +1527,23 @@ impl World {
             {
                 continue;
             }
-            let configured = self.rscs[leaf].ops.iter().any(|o| o.name == op.operation && o.interval_ms == op.interval_ms);
-            if !configured {
+            latest.insert((op.operation.clone(), op.interval_ms), op);
+        }
+        let mut reissue = Vec::new();
+        for ((task, interval), op) in latest {
+            if !self.rscs[leaf].ops.iter().any(|o| o.name == task && o.interval_ms == interval) {
                 continue;
             }
-            let params = self.action_params(leaf, Some(n), &op.operation, op.interval_ms);
+            let params = self.action_params(leaf, Some(n), &task, interval);
             if crate::digest::check(op, &params, fencing).changed() {
-                reissue.push(op.interval_ms);
+                reissue.push(interval);
             }
         }
         let r = &mut self.rscs[leaf];
         if restart {
             r.restart_on.insert(n);
+        } else if reload {
+            r.reload_on.insert(n);
         }
         for i in reissue {
             r.recurring_on.remove(&(n, i));
@@ -1574,6 +1611,7 @@ fn blank_rsc() -> Rsc {
         history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
         restart_on: BTreeSet::new(),
+        reload_on: BTreeSet::new(),
         cleared_on: BTreeSet::new(),
         weights: BTreeMap::new(),
         assigned: None,
