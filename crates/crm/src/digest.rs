@@ -108,7 +108,9 @@ pub fn secure_digest(params: &Params, secure_params: &str, fencing: bool) -> Str
     let kept: Params = params
         .iter()
         .filter(|(k, _)| {
-            !names.contains(&k.as_str()) && !k.starts_with("CRM_meta_") && !(fencing && k.starts_with("pcmk_"))
+            let private = names.contains(&k.as_str());
+            let fencer_option = fencing && k.starts_with("pcmk_");
+            !(private || fencer_option || k.starts_with("CRM_meta_"))
         })
         .map(clone_pair)
         .collect();
@@ -187,15 +189,43 @@ pub(crate) fn flatten_params(sets: &[NvSet], ctx: &RuleCtx<'_>, out: &mut Params
     }
 }
 
+/// Computes action parameters and digests for many actions of one CIB (the CIB is unpacked
+/// once).
+pub struct Calculator {
+    world: World,
+}
+
+impl Calculator {
+    /// Unpacks `cib` for computing.
+    pub fn new(cib: &Cib) -> Calculator {
+        Calculator { world: World::build(cib, None, 0) }
+    }
+
+    /// See [`action_parameters`].
+    pub fn parameters(&self, rsc: &str, node: Option<&str>, action: &str, interval_ms: u64) -> Option<Params> {
+        let w = &self.world;
+        let leaf = w.primitive_named(rsc)?;
+        let n = node.and_then(|name| w.nodes.iter().position(|x| x.name == name));
+        Some(w.action_params(leaf, n, action, interval_ms))
+    }
+
+    /// See [`action_digest`].
+    pub fn digest(&self, rsc: &str, node: Option<&str>, action: &str, interval_ms: u64) -> Option<String> {
+        self.parameters(rsc, node, action, interval_ms).map(|p| digest(&p))
+    }
+
+    /// Whether `rsc` is a fencing device (its secure digest leaves out the fencer's options).
+    pub fn is_fencing(&self, rsc: &str) -> bool {
+        self.world.primitive_named(rsc).is_some_and(|l| self.world.rscs[l].class == "stonith")
+    }
+}
+
 /// The parameters `action` (with `interval_ms`, 0 for one-off actions) of resource `rsc`
 /// runs with on node `node` (rules in parameter sets are evaluated for that node; `None`:
 /// rules on node attributes do not match). `rsc` is a primitive's id, or a clone instance's
 /// (`rsc:N`). `None` when no such primitive is configured.
 pub fn action_parameters(cib: &Cib, rsc: &str, node: Option<&str>, action: &str, interval_ms: u64) -> Option<Params> {
-    let w = World::build(cib, None, 0);
-    let leaf = w.primitive_named(rsc)?;
-    let n = node.and_then(|name| w.nodes.iter().position(|x| x.name == name));
-    Some(w.action_params(leaf, n, action, interval_ms))
+    Calculator::new(cib).parameters(rsc, node, action, interval_ms)
 }
 
 /// The digest Pacemaker would record for `action` of `rsc` on `node` now: what an executor

@@ -563,6 +563,10 @@ pub struct OpRecord {
     pub exec_ms: u64,
     /// The agent's reason, on failure.
     pub exit_reason: Option<String>,
+    /// The digest of the parameters the operation ran with ([`crate::digest::action_digest`]),
+    /// recorded as `op-digest`: the scheduler compares it with the resource's parameters now
+    /// to find definition changes. `None` records no digest (no change is ever inferred).
+    pub op_digest: Option<String>,
 }
 
 /// A node's membership as the DC records it.
@@ -776,6 +780,9 @@ fn record_op(cib: &mut Cib, r: &OpRecord) -> Result<(), String> {
         let mut extra = vec![("exec-time".to_string(), r.exec_ms.to_string())];
         if let Some(k) = &r.transition_key {
             extra.push(("transition-key".to_string(), k.clone()));
+        }
+        if let Some(d) = &r.op_digest {
+            extra.push(("op-digest".to_string(), d.clone()));
         }
         crate::cib::LrmOp {
             id,

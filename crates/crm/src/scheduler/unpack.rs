@@ -1481,7 +1481,7 @@ impl World {
     /// means that monitor is issued again. Records without a digest change nothing.
     fn check_digests(&mut self, n: usize, leaf: usize, ops: &[&LrmOp]) {
         let rs = &self.rscs[leaf];
-        if rs.orphan || !rs.managed {
+        if rs.orphan || !rs.managed || self.nodes[n].maintenance {
             return;
         }
         let fencing = rs.class == "stonith";
