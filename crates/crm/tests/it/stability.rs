@@ -146,6 +146,7 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
             ActionKind::Promote => "promote",
             ActionKind::Demote => "demote",
             ActionKind::Monitor => "monitor",
+            ActionKind::Reload => "reload-agent",
             _ => continue,
         };
         let call = ns.resources.iter().flat_map(|lr| &lr.ops).map(|o| o.call_id).max().unwrap_or(0) + 1;
