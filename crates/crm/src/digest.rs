@@ -223,7 +223,8 @@ impl Calculator {
 /// The parameters `action` (with `interval_ms`, 0 for one-off actions) of resource `rsc`
 /// runs with on node `node` (rules in parameter sets are evaluated for that node; `None`:
 /// rules on node attributes do not match). `rsc` is a primitive's id, or a clone instance's
-/// (`rsc:N`). `None` when no such primitive is configured.
+/// (`rsc:N`). A reload (`reload-agent`) has the parameters of a start. `None` when no such
+/// primitive is configured.
 pub fn action_parameters(cib: &Cib, rsc: &str, node: Option<&str>, action: &str, interval_ms: u64) -> Option<Params> {
     Calculator::new(cib).parameters(rsc, node, action, interval_ms)
 }

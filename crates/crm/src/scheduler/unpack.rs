@@ -1432,6 +1432,11 @@ impl World {
     /// the operation's own parameters, then the resource's and its parents' (the nearest
     /// wins), and for a recurring operation its timeout as `CRM_meta_timeout`.
     pub(crate) fn action_params(&self, leaf: usize, n: Option<usize>, action: &str, interval_ms: u64) -> Params {
+        // A reload gives the agent the parameters it would start with.
+        let action = match action {
+            "reload" | "reload-agent" => "start",
+            a => a,
+        };
         let empty = BTreeMap::new();
         let ctx = match n {
             Some(n) => RuleCtx::attrs(Some(self.nodes[n].name.as_str()), &self.nodes[n].attrs),
@@ -1502,11 +1507,7 @@ impl World {
         });
         let (mut restart, mut reload) = (false, false);
         if let Some(op) = activating {
-            let task = match op.operation.as_str() {
-                "reload" | "reload-agent" => "start",
-                t => t,
-            };
-            let params = self.action_params(leaf, Some(n), task, 0);
+            let params = self.action_params(leaf, Some(n), &op.operation, 0);
             if let crate::digest::DigestCheck::Changed { reloadable } = crate::digest::check(op, &params, fencing) {
                 // An agent in the middle of an operation, or one that failed it, cannot be
                 // reloaded: it restarts.

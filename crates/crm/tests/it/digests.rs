@@ -103,6 +103,18 @@ fn tally_case(name: &str, t: &mut Tally) {
                     && op.call_id > last_stop
                     && op.operation != "stop"
                     && !op.id.ends_with("_last_failure_0");
+                let current = active.contains(&(b.clone(), node.to_string()))
+                    && op.call_id > last_stop
+                    && op.operation != "stop"
+                    && !op.id.ends_with("_last_failure_0");
+                if current && !same && std::env::var("DIGEST_VERBOSE").is_ok() {
+                    eprintln!(
+                        "{name}: {} on {node} (named {}, reissued {})",
+                        op.id,
+                        named.contains(&b),
+                        reissued.contains(&format!("{b} {} {node}", op.interval_ms))
+                    );
+                }
                 if kept {
                     t.kept += 1;
                     t.kept_match += usize::from(same);

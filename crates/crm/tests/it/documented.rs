@@ -3937,3 +3937,47 @@ fn an_unmanaged_resource_is_not_restarted_for_a_definition_change() {
     let (summary, _) = after_change(&cfg("1"), &cfg("2"), Recorded::default());
     assert!(summary.is_empty(), "{summary:?}");
 }
+
+#[test]
+fn a_recorded_reload_with_the_new_parameters_leaves_nothing_to_do() {
+    let mon = monitor("r", "10s", "");
+    let then = two_nodes(&prim_with("r", &[("state", "/run/r"), ("fake", "1")], &mon), &[("r", RUNNING)]);
+    let now = two_nodes(&prim_with("r", &[("state", "/run/r"), ("fake", "2")], &mon), &[("r", RUNNING)]);
+    let (old, _) = crm::cib::parse_cib(&then.xml()).expect("parses");
+    let (mut cib, _) = crm::cib::parse_cib(&now.xml()).expect("parses");
+    let (before, after) = (crm::digest::Calculator::new(&old), crm::digest::Calculator::new(&cib));
+    let ns = cib.status.iter_mut().find(|s| s.uname.as_deref() == Some("n1")).expect("n1");
+    let lr = ns.resources.iter_mut().find(|r| r.id == "r").expect("history");
+    for op in &mut lr.ops {
+        // The start ran with the old definition; the monitor was issued again after the reload.
+        let calc = if op.operation == "start" { &before } else { &after };
+        let d = calc.digest("r", Some("n1"), &op.operation, op.interval_ms).expect("configured");
+        op.extra.push(("op-digest".into(), d));
+        op.extra.push(("op-force-restart".into(), " state ".into()));
+        if op.operation == "monitor" {
+            op.call_id = 5;
+        }
+    }
+    let reload = crm::cib::LrmOp {
+        id: "r_last_0".into(),
+        operation: "reload-agent".into(),
+        call_id: 4,
+        target_rc: Some(0),
+        extra: vec![("op-digest".into(), after.digest("r", Some("n1"), "reload-agent", 0).expect("configured"))],
+        ..crm::cib::LrmOp::default()
+    };
+    lr.ops.push(reload);
+    let t = crm::schedule(&cib, None, 1_700_000_000);
+    assert!(t.summary.is_empty(), "{:?}", t.summary);
+    let actions = crm::simulate::format_actions(&t);
+    assert!(!actions.contains("monitor=") && !actions.contains("reload"), "{actions}");
+    // The reload's record may replace the start's as the latest one-off operation: the
+    // resource is still active there.
+    for ns in &mut cib.status {
+        for lr in &mut ns.resources {
+            lr.ops.retain(|o| o.operation != "start");
+        }
+    }
+    let t = crm::schedule(&cib, None, 1_700_000_000);
+    assert!(t.summary.is_empty(), "{:?}", t.summary);
+}
