@@ -1506,7 +1506,7 @@ impl World {
                 )
         });
         let (mut restart, mut reload) = (false, false);
-        if let Some(op) = activating {
+        if let Some(op) = activating.filter(|o| o.attr("op-digest").is_some()) {
             let params = self.action_params(leaf, Some(n), &op.operation, 0);
             if let crate::digest::DigestCheck::Changed { reloadable } = crate::digest::check(op, &params, fencing) {
                 // An agent in the middle of an operation, or one that failed it, cannot be
@@ -1532,7 +1532,8 @@ impl World {
         }
         let mut reissue = Vec::new();
         for ((task, interval), op) in latest {
-            if !self.rscs[leaf].ops.iter().any(|o| o.name == task && o.interval_ms == interval) {
+            let configured = self.rscs[leaf].ops.iter().any(|o| o.name == task && o.interval_ms == interval);
+            if !configured || op.attr("op-digest").is_none() {
                 continue;
             }
             let params = self.action_params(leaf, Some(n), &task, interval);

@@ -481,6 +481,8 @@ fn a_recorded_digest_lets_the_engine_restart_a_resource_whose_parameters_changed
     assert!(after.contains("Restart") && after.contains("vip"), "{after}");
     // The members after it in the group restart with it.
     assert!(after.contains("data") && after.contains("www"), "{after}");
+    let back = Cib::decode(&cib.encode()).expect("decodes");
+    assert_eq!(summary(&back), after, "the recorded digests survive encoding");
 }
 
 #[test]
