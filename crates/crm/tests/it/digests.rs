@@ -93,27 +93,18 @@ fn tally_case(name: &str, t: &mut Tally) {
                 let same = crm::digest::check(op, &params, calc.is_fencing(&lr.id)) == DigestCheck::Unchanged;
                 t.all += 1;
                 t.all_match += usize::from(same);
-                // Known unchanged: the resource runs here and Pacemaker leaves it alone (no
-                // change in the summary, no monitor issued again here); the record is a
-                // current one (not from before the last stop, not a failure or a stop).
+                // A current record of a resource that runs here (not from before the last
+                // stop, not a failure or a stop); known unchanged when Pacemaker also leaves
+                // the resource alone (no change in the summary, no monitor issued again here).
                 let b = base(&lr.id).to_string();
-                let kept = active.contains(&(b.clone(), node.to_string()))
-                    && !named.contains(&b)
-                    && !reissued.contains(&format!("{b} {} {node}", op.interval_ms))
-                    && op.call_id > last_stop
-                    && op.operation != "stop"
-                    && !op.id.ends_with("_last_failure_0");
                 let current = active.contains(&(b.clone(), node.to_string()))
                     && op.call_id > last_stop
                     && op.operation != "stop"
                     && !op.id.ends_with("_last_failure_0");
+                let left_alone = !named.contains(&b) && !reissued.contains(&format!("{b} {} {node}", op.interval_ms));
+                let kept = current && left_alone;
                 if current && !same && std::env::var("DIGEST_VERBOSE").is_ok() {
-                    eprintln!(
-                        "{name}: {} on {node} (named {}, reissued {})",
-                        op.id,
-                        named.contains(&b),
-                        reissued.contains(&format!("{b} {} {node}", op.interval_ms))
-                    );
+                    eprintln!("{name}: {} on {node} (left alone: {left_alone})", op.id);
                 }
                 if kept {
                     t.kept += 1;
