@@ -29,6 +29,8 @@ pub(crate) struct Finished {
 pub(crate) struct Executor {
     me: NodeId,
     registry: Arc<agents::Registry>,
+    /// Fence devices started on this node (their "running" state).
+    devices: Devices,
     done: mpsc::UnboundedSender<Finished>,
     monitors: BTreeMap<u64, tokio::task::JoinHandle<()>>,
 }
@@ -43,7 +45,7 @@ impl Executor {
         let env = BTreeMap::from([("HA_RSCTMP".to_string(), rsctmp.display().to_string())]);
         let registry = Arc::new(agents::Registry::new(ocf_root).with_env(env));
         let (done, rx) = mpsc::unbounded_channel();
-        let ex = Executor { me, registry, done, monitors: BTreeMap::new() };
+        let ex = Executor { me, registry, devices: Devices::default(), done, monitors: BTreeMap::new() };
         (ex, rx)
     }
 
@@ -58,11 +60,15 @@ impl Executor {
                 }
                 ExecAction::Run { req, generation } => {
                     tracing::info!(node = %self.me, rsc = %req.rsc, op = %req.operation, interval_ms = req.interval_ms, key = %req.key, "executing");
-                    let (registry, done) = (self.registry.clone(), self.done.clone());
+                    let (registry, devices, done) = (self.registry.clone(), self.devices.clone(), self.done.clone());
                     let task = tokio::spawn(async move {
                         let every = std::time::Duration::from_millis(req.interval_ms);
                         loop {
-                            let result = run_agent(registry.clone(), &req).await;
+                            let result = if req.class == "stonith" {
+                                run_device(&devices, &req).await
+                            } else {
+                                run_agent(registry.clone(), &req).await
+                            };
                             if done.send(Finished { req: (*req).clone(), result, generation }).is_err()
                                 || generation == 0
                             {
@@ -88,6 +94,79 @@ impl Drop for Executor {
     }
 }
 
+/// The fence devices started on this node.
+type Devices = Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
+
+/// A fence device as a resource (`class="stonith"`): start checks that the device answers
+/// (its agent's monitor action) and marks it started here; stop unmarks it; a probe reports
+/// whether it is started here; a recurring monitor checks the device again. Fencing itself is
+/// the DC's fencer's work ([`crate::fenced`]).
+async fn run_device(devices: &Devices, req: &ExecRequest) -> RunResult {
+    let started = std::time::Instant::now();
+    let result = |rc: agents::OcfRc, reason: Option<String>| RunResult {
+        rc: i32::from(rc.code()),
+        op_status: 0,
+        reason,
+        exec_ms: started.elapsed().as_millis() as u64,
+    };
+    let is_started = devices.lock().map(|d| d.contains(&req.rsc)).unwrap_or(false);
+    match (req.operation.as_str(), req.interval_ms) {
+        ("stop", _) => {
+            if let Ok(mut d) = devices.lock() {
+                d.remove(&req.rsc);
+            }
+            result(agents::OcfRc::Success, None)
+        }
+        ("monitor", 0) if !is_started => result(agents::OcfRc::NotRunning, None),
+        ("monitor", _) if !is_started => {
+            result(agents::OcfRc::NotRunning, Some("the device is not started here".into()))
+        }
+        ("start" | "monitor", _) => match check_device(req).await {
+            Ok(()) => {
+                if let Ok(mut d) = devices.lock() {
+                    d.insert(req.rsc.clone());
+                }
+                result(agents::OcfRc::Success, None)
+            }
+            Err(e) => result(agents::OcfRc::ErrGeneric, Some(e)),
+        },
+        (op, _) => result(agents::OcfRc::ErrUnimplemented, Some(format!("a fence device has no {op} action"))),
+    }
+}
+
+/// Asks the device whether it answers (the agent's monitor action), within the timeout.
+async fn check_device(req: &ExecRequest) -> Result<(), String> {
+    let doc_resource = crm::cib::Resource {
+        id: req.rsc.clone(),
+        kind: crm::cib::ResourceKind::Primitive {
+            class: req.class.clone(),
+            provider: req.provider.clone(),
+            agent: req.agent.clone(),
+        },
+        meta: Vec::new(),
+        params: vec![crm::cib::NvSet {
+            id: String::new(),
+            score: None,
+            rule: None,
+            pairs: req
+                .params
+                .iter()
+                .map(|(k, v)| crm::cib::NvPair { id: String::new(), name: k.clone(), value: Some(v.clone()) })
+                .collect(),
+        }],
+        utilization: Vec::new(),
+        ops: Vec::new(),
+    };
+    let (_, params, agent) = crate::fenced::device(&doc_resource, &req.agent)?;
+    let mut r = fencing::request_for(&params, fencing::Action::Monitor, None).map_err(|e| e.to_string())?;
+    r.timeout = r.timeout.min(std::time::Duration::from_millis(req.timeout_ms.max(1)));
+    let report = fencing::spawn(agent, r).await;
+    match report.outcome {
+        fencing::Outcome::Done(_) => Ok(()),
+        fencing::Outcome::Failed(e) | fencing::Outcome::Unknown(e) => Err(e.to_string()),
+    }
+}
+
 /// Runs an agent action on a blocking thread.
 async fn run_agent(registry: Arc<agents::Registry>, req: &ExecRequest) -> RunResult {
     let req = req.clone();
@@ -98,7 +177,9 @@ async fn run_agent(registry: Arc<agents::Registry>, req: &ExecRequest) -> RunRes
             reason: Some(reason),
             exec_ms: 0,
         };
-        let action: agents::Action = match req.operation.parse() {
+        // OCF 1.1's reload-agent is the agents' reload.
+        let operation = if req.operation == "reload-agent" { "reload" } else { req.operation.as_str() };
+        let action: agents::Action = match operation.parse() {
             Ok(a) => a,
             Err(e) => return failed(agents::OcfRc::ErrUnimplemented, e.to_string()),
         };

@@ -160,7 +160,7 @@ impl FenceService {
 }
 
 /// A device from its primitive: the fencer's view, the agent's parameters, the agent.
-fn device(r: &Resource, kind: &str) -> Result<(DeviceConfig, Params, Arc<dyn FenceAgent>), String> {
+pub(crate) fn device(r: &Resource, kind: &str) -> Result<(DeviceConfig, Params, Arc<dyn FenceAgent>), String> {
     let mut params = Params::default();
     for set in r.params.iter().filter(|s| s.rule.is_none()) {
         for p in &set.pairs {

@@ -63,6 +63,9 @@ pub struct ExecRequest {
     pub meta: BTreeMap<String, String>,
     /// The result that counts as success.
     pub target_rc: i32,
+    /// The digest of the parameters (recorded with the result, so a later change of the
+    /// definition is seen).
+    pub op_digest: Option<String>,
 }
 
 impl ExecRequest {
@@ -380,6 +383,10 @@ fn order(doc: &Cib, t: &Transition, number: u64, uuid: &str, d: Dispatch) -> Res
                 meta.insert("notify_operation".into(), op.into());
             }
             let timeout = action_timeout(doc, t, a);
+            let params = crate::digest::action_parameters(doc, &rsc, Some(&node), task, interval_ms)
+                .map(|p| p.into_iter().filter(|(k, _)| !k.starts_with("CRM_meta_")).collect())
+                .unwrap_or_else(|| flatten(&prim.params));
+            let op_digest = crate::digest::action_digest(doc, &rsc, Some(&node), task, interval_ms);
             Ok(DcEffect::Execute(ExecRequest {
                 key: format!("{action}:{number}:{target_rc}:{uuid}"),
                 node_id,
@@ -391,9 +398,10 @@ fn order(doc: &Cib, t: &Transition, number: u64, uuid: &str, d: Dispatch) -> Res
                 operation: task.to_string(),
                 interval_ms,
                 timeout_ms: timeout.as_millis(),
-                params: flatten(&prim.params),
+                params,
                 meta,
                 target_rc,
+                op_digest,
             }))
         }
     }

@@ -151,6 +151,7 @@ impl ExecState {
             last_rc_change: unix_now,
             exec_ms: r.exec_ms,
             exit_reason: r.reason.clone(),
+            op_digest: req.op_digest.clone(),
         };
         let probe_ok = req.operation == "monitor" && req.interval_ms == 0 && matches!(r.rc, 0 | 7 | 8);
         self.remember(&record, r.op_status == 0 && (r.rc == req.target_rc || probe_ok));
@@ -302,6 +303,7 @@ mod tests {
             params: BTreeMap::new(),
             meta: BTreeMap::new(),
             target_rc: 0,
+            op_digest: None,
         }
     }
 

@@ -592,6 +592,10 @@ pub struct OpRecord {
     pub exec_ms: u64,
     /// The agent's reason, on failure.
     pub exit_reason: Option<String>,
+    /// The digest of the parameters the operation ran with ([`crate::digest::action_digest`]),
+    /// recorded as `op-digest`: the scheduler compares it with the resource's parameters now
+    /// to find definition changes. `None` records no digest (no change is ever inferred).
+    pub op_digest: Option<String>,
 }
 
 /// A node's membership as the DC records it.
@@ -616,8 +620,12 @@ impl Membership {
         }
     }
 
-    /// Whether `state` already records this.
+    /// Whether `state` already records this. A lost node recorded as down cleanly has been
+    /// fenced since ([`CibChange::Fenced`]): that record stands until it is a member again.
     pub fn recorded_in(self, state: &NodeState) -> bool {
+        if self == Membership::Lost && Membership::Left.recorded_in(state) {
+            return true;
+        }
         let (ccm, crmd, join, expected) = self.fields();
         state.in_ccm.as_deref() == Some(ccm)
             && state.crmd.as_deref() == Some(crmd)
@@ -915,6 +923,9 @@ fn record_op_history(cib: &mut Cib, r: &OpRecord) -> Result<(), String> {
         let mut extra = vec![("exec-time".to_string(), r.exec_ms.to_string())];
         if let Some(k) = &r.transition_key {
             extra.push(("transition-key".to_string(), k.clone()));
+        }
+        if let Some(d) = &r.op_digest {
+            extra.push(("op-digest".to_string(), d.clone()));
         }
         crate::cib::LrmOp {
             id,

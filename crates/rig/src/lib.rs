@@ -9,6 +9,8 @@
 //! - [`ScratchDir`]: a temporary directory removed on drop.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping a fixed time.
 
+pub mod ipmi;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -2,6 +2,7 @@
 //! process, and real processes in network namespaces (kill -9, iptables partitions, link down).
 
 mod config;
+mod fencing_netns;
 mod join_netns;
 mod loopback;
 mod netns;

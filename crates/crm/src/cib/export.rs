@@ -50,9 +50,12 @@ impl W {
                 self.rule(r);
             }
             for p in &s.pairs {
+                // Agent parameters and node attributes are named by their owners: only
+                // options (cluster properties, meta attributes) have current names.
+                let name = if tag == "instance_attributes" { p.name.clone() } else { modern_name(&p.name) };
                 self.open(
                     "nvpair",
-                    &[("id", Some(p.id.clone())), ("name", Some(modern_name(&p.name))), ("value", p.value.clone())],
+                    &[("id", Some(p.id.clone())), ("name", Some(name)), ("value", p.value.clone())],
                     true,
                 );
             }
@@ -138,7 +141,18 @@ impl W {
                         for p in &op.meta {
                             attrs.push((p.name.as_str(), p.value.clone()));
                         }
-                        self.open("op", &attrs, true);
+                        if op.params.is_empty() {
+                            self.open("op", &attrs, true);
+                        } else {
+                            self.open("op", &attrs, false);
+                            let set = NvSet {
+                                id: format!("{}-instance_attributes", op.id),
+                                pairs: op.params.clone(),
+                                ..NvSet::default()
+                            };
+                            self.nvsets("instance_attributes", &[set]);
+                            self.close("op");
+                        }
                     }
                     self.close("operations");
                 }

@@ -155,6 +155,9 @@ pub struct OpConfig {
     pub timeout_ms: Option<u64>,
     /// Other attributes and meta attributes.
     pub meta: Vec<NvPair>,
+    /// The operation's own `instance_attributes`: agent parameters passed to this operation
+    /// only (they override the resource's parameters of the same name).
+    pub params: Vec<NvPair>,
 }
 
 /// Resource roles.
@@ -440,4 +443,12 @@ pub struct LrmOp {
     pub on_node: Option<String>,
     /// Other attributes, kept for export.
     pub extra: Vec<(String, String)>,
+}
+
+impl LrmOp {
+    /// The value of a recorded attribute kept in [`LrmOp::extra`] (`op-digest`,
+    /// `transition-key`, ...).
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.extra.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
 }

@@ -344,6 +344,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             enabled: op.attribute("enabled").is_none_or(truthy),
             timeout_ms: op.attribute("timeout").and_then(parse_config_interval_ms),
             meta: Vec::new(),
+            params: Vec::new(),
         };
         for a in op.attributes() {
             if !matches!(a.name(), "id" | "name" | "interval" | "role" | "on-fail" | "enabled" | "timeout") {
@@ -356,7 +357,8 @@ impl<'a, 'i> Reader<'a, 'i> {
         }
         for c in op.children().filter(|n| n.is_element()) {
             match c.tag_name().name() {
-                "meta_attributes" | "instance_attributes" => {
+                "instance_attributes" => cfg.params.extend(self.nvset(c)?.pairs),
+                "meta_attributes" => {
                     let set = self.nvset(c)?;
                     for p in set.pairs {
                         match p.name.as_str() {

@@ -460,8 +460,50 @@ impl Builder<'_> {
         }
         // Unclean nodes: starts elsewhere wait for fencing (already edged); stops on
         // unclean nodes become runnable only through fencing.
+        self.add_reloads();
         self.propagate(c);
+        self.drop_superseded_reloads();
         self.add_notifications();
+    }
+
+    /// A resource whose definition changed only in parameters its agent can take without a
+    /// restart is reloaded where it runs and stays, before the monitors issued again there
+    /// with the new parameters.
+    fn add_reloads(&mut self) {
+        let w = self.w;
+        for (l, r) in w.rscs.iter().enumerate() {
+            if r.kind != Kind::Primitive || r.reload_on.is_empty() || !w.actionable(l) || r.failed {
+                continue;
+            }
+            let Some(n) = r.assigned else { continue };
+            if !r.reload_on.contains(&n) || !r.running.contains(&n) || !w.nodes[n].can_host() {
+                continue;
+            }
+            let reload = self.new_action(Some(l), Some(n), ActionKind::Reload, false);
+            let id = self.add(reload);
+            let monitors: Vec<usize> = self
+                .all(l, ActionKind::Monitor)
+                .into_iter()
+                .filter(|&m| self.actions[m].node == Some(n) && self.actions[m].interval_ms > 0)
+                .collect();
+            for m in monitors {
+                self.edge(id, m, 0);
+            }
+        }
+    }
+
+    /// A reload is dropped when the resource stops or restarts there anyway: the new start
+    /// takes the new definition.
+    fn drop_superseded_reloads(&mut self) {
+        let reloads: Vec<usize> =
+            (0..self.actions.len()).filter(|&a| self.actions[a].kind == ActionKind::Reload).collect();
+        for a in reloads {
+            let (Some(l), node) = (self.actions[a].rsc, self.actions[a].node) else { continue };
+            let required = |k: ActionKind| self.find(l, k, node).is_some_and(|x| !self.actions[x].optional);
+            if required(ActionKind::Stop) || required(ActionKind::Start) {
+                self.actions[a].optional = true;
+            }
+        }
     }
 
     /// Start-up probes: a one-off monitor wherever a resource's state on an active node is

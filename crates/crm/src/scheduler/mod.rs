@@ -43,6 +43,9 @@ pub enum ActionKind {
     /// Clone notification: to an instance on a node, or a pseudo action bracketing a
     /// round of notifications (see the action's label).
     Notify,
+    /// Reload an active resource's agent with its changed parameters (all of them ones the
+    /// agent can take without a restart): `reload-agent`.
+    Reload,
 }
 
 impl ActionKind {
@@ -59,6 +62,7 @@ impl ActionKind {
             ActionKind::Stopped => "stopped",
             ActionKind::OneOrMore => "one-or-more",
             ActionKind::Notify => "notify",
+            ActionKind::Reload => "reload-agent",
         }
     }
 }
@@ -282,6 +286,10 @@ fn leaf_lines(w: &World, b: &actions::Builder<'_>, l: usize, out: &mut Vec<Strin
     };
     if role == next_role {
         if opt(start) {
+            let reload = next.and_then(|n| b.find(l, ActionKind::Reload, Some(n))).filter(|&x| !b.actions[x].optional);
+            if reload.is_some() {
+                emit(Item { change: "Reload", origin: current, dest: next, action: reload, source: None });
+            }
             if demote.is_some() && promote.is_some() && !opt(demote) && !opt(promote) {
                 emit(Item { change: "Re-promote", origin: current, dest: next, action: promote, source: None });
             }

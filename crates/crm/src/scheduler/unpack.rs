@@ -8,6 +8,8 @@ use crate::cib::*;
 use crate::score::Score;
 
 use super::rules::{self, RuleCtx};
+use crate::cib::xml::parse_config_interval_ms;
+use crate::digest::{Params, flatten_params};
 
 /// What a resource needs before it may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +136,12 @@ pub(crate) struct Rsc {
     /// History entry ids seen per node (anonymous clones may have several).
     pub(crate) history_ids: Vec<(usize, String)>,
     pub(crate) fail_stop_on: BTreeSet<usize>,
-    /// Nodes where this resource must restart because a resource it contains failed there.
+    /// Nodes where this resource must restart because a resource it contains failed there,
+    /// or because its definition changed since it started there.
     pub(crate) restart_on: BTreeSet<usize>,
+    /// Nodes where the resource's definition changed since it started there in parameters
+    /// its agent can take by reloading only: it is reloaded there, unless it restarts anyway.
+    pub(crate) reload_on: BTreeSet<usize>,
     /// Nodes whose history is obsolete (recorded for another agent): its failures and fail
     /// counts there no longer count.
     pub(crate) cleared_on: BTreeSet<usize>,
@@ -1077,7 +1083,15 @@ impl World {
         }
         for op in ops {
             let task = op.operation.as_str();
-            if matches!(task, "notify" | "meta-data" | "cancel" | "reload" | "reload-agent" | "validate-all") {
+            if matches!(task, "notify" | "meta-data" | "cancel" | "validate-all") {
+                continue;
+            }
+            if matches!(task, "reload" | "reload-agent") {
+                // A reload runs on an active resource and leaves it active. (Its record may
+                // replace the start's as the latest one-off operation.)
+                if op.op_status == 0 && op.rc == 0 && role == Role::Stopped {
+                    role = if promotable { Role::Unpromoted } else { Role::Started };
+                }
                 continue;
             }
             if op.op_status == -1 || op.call_id == -1 && op.op_status != 0 {
@@ -1277,6 +1291,14 @@ impl World {
                 fence_reason = None;
             }
         }
+        if role > Role::Stopped {
+            let sorted: Vec<&LrmOp> = {
+                let mut v: Vec<&LrmOp> = lr.ops.iter().collect();
+                v.sort_by_key(|o| (o.call_id < 0, o.call_id, o.last_rc_change.unwrap_or(0)));
+                v
+            };
+            self.check_digests(n, leaf, &sorted);
+        }
         let r = &mut self.rscs[leaf];
         r.known_on.insert(n);
         r.history_ids.push((n, lr.id.clone()));
@@ -1396,6 +1418,140 @@ impl World {
         (total.value(), last)
     }
 
+    /// The primitive (or clone instance of one) with this id: `rsc:N` names an instance,
+    /// a bare id the first instance of a cloned primitive.
+    pub(crate) fn primitive_named(&self, id: &str) -> Option<usize> {
+        let prim = |r: &&Rsc| r.kind == Kind::Primitive && !r.orphan;
+        self.rscs
+            .iter()
+            .position(|r| prim(&r) && r.id == id)
+            .or_else(|| self.rscs.iter().position(|r| prim(&r) && r.base == id))
+    }
+
+    /// The parameters an action of a primitive runs with on node `n` (see [`crate::digest`]):
+    /// the operation's own parameters, then the resource's and its parents' (the nearest
+    /// wins), and for a recurring operation its timeout as `CRM_meta_timeout`.
+    pub(crate) fn action_params(&self, leaf: usize, n: Option<usize>, action: &str, interval_ms: u64) -> Params {
+        // A reload gives the agent the parameters it would start with.
+        let action = match action {
+            "reload" | "reload-agent" => "start",
+            a => a,
+        };
+        let empty = BTreeMap::new();
+        let ctx = match n {
+            Some(n) => RuleCtx::attrs(Some(self.nodes[n].name.as_str()), &self.nodes[n].attrs),
+            None => RuleCtx::attrs(None, &empty),
+        };
+        let rs = &self.rscs[leaf];
+        let op = rs.ops.iter().find(|o| o.name == action && o.interval_ms == interval_ms);
+        let mut out = Params::new();
+        if let Some(op) = op {
+            for p in &op.params {
+                if let Some(v) = &p.value {
+                    out.insert(p.name.clone(), v.clone());
+                }
+            }
+        }
+        let mut at = Some(leaf);
+        while let Some(r) = at {
+            flatten_params(&self.rscs[r].param_sets, &ctx, &mut out);
+            at = self.rscs[r].parent;
+        }
+        if interval_ms > 0 {
+            let from_op = op.and_then(|o| {
+                o.timeout_ms.or_else(|| {
+                    o.meta
+                        .iter()
+                        .find(|p| p.name == "timeout")
+                        .and_then(|p| p.value.as_deref())
+                        .and_then(parse_config_interval_ms)
+                })
+            });
+            let timeout = from_op.or_else(|| {
+                let mut ctx = RuleCtx::attrs(None, &empty);
+                ctx.op = Some((action, interval_ms));
+                ctx.rsc = Some((rs.class.as_str(), rs.provider.as_deref(), rs.agent.as_str()));
+                let mut d = BTreeMap::new();
+                flatten(&self.op_defaults, &ctx, &mut d);
+                d.get("timeout").and_then(|v| parse_config_interval_ms(v))
+            });
+            out.insert("CRM_meta_timeout".into(), timeout.unwrap_or(crate::digest::DEFAULT_TIMEOUT_MS).to_string());
+        }
+        out
+    }
+
+    /// Compares the history of an active resource on node `n` with its definition now
+    /// (see [`crate::digest`]): a changed digest on the record of the operation that made it
+    /// active there means a restart there; a changed digest on a recurring monitor's record
+    /// means that monitor is issued again. Records without a digest change nothing.
+    fn check_digests(&mut self, n: usize, leaf: usize, ops: &[&LrmOp]) {
+        let rs = &self.rscs[leaf];
+        if rs.orphan || !rs.managed || self.nodes[n].maintenance {
+            return;
+        }
+        let fencing = rs.class == "stonith";
+        let last_stop = ops
+            .iter()
+            .filter(|o| o.operation == "stop" && o.call_id >= 0 && o.op_status == 0 && o.rc == 0)
+            .map(|o| o.call_id)
+            .max();
+        // The latest one-off record of what made the resource active here (or of a reload
+        // that gave it its current parameters).
+        let activating = ops.iter().rev().find(|o| {
+            o.interval_ms == 0
+                && !o.id.ends_with("_last_failure_0")
+                && matches!(
+                    o.operation.as_str(),
+                    "start" | "migrate_from" | "promote" | "demote" | "monitor" | "reload" | "reload-agent"
+                )
+        });
+        let (mut restart, mut reload) = (false, false);
+        if let Some(op) = activating.filter(|o| o.attr("op-digest").is_some()) {
+            let params = self.action_params(leaf, Some(n), &op.operation, 0);
+            if let crate::digest::DigestCheck::Changed { reloadable } = crate::digest::check(op, &params, fencing) {
+                // An agent in the middle of an operation, or one that failed it, cannot be
+                // reloaded: it restarts.
+                let completed = op.op_status == 0 && matches!(op.rc, 0 | 8);
+                if reloadable && completed {
+                    reload = true;
+                } else {
+                    restart = true;
+                }
+            }
+        }
+        // The latest record of each recurring operation still configured.
+        let mut latest: BTreeMap<(String, u64), &LrmOp> = BTreeMap::new();
+        for op in ops {
+            if op.interval_ms == 0
+                || op.id.ends_with("_last_failure_0")
+                || last_stop.is_some_and(|s| op.call_id >= 0 && op.call_id < s)
+            {
+                continue;
+            }
+            latest.insert((op.operation.clone(), op.interval_ms), op);
+        }
+        let mut reissue = Vec::new();
+        for ((task, interval), op) in latest {
+            let configured = self.rscs[leaf].ops.iter().any(|o| o.name == task && o.interval_ms == interval);
+            if !configured || op.attr("op-digest").is_none() {
+                continue;
+            }
+            let params = self.action_params(leaf, Some(n), &task, interval);
+            if crate::digest::check(op, &params, fencing).changed() {
+                reissue.push(interval);
+            }
+        }
+        let r = &mut self.rscs[leaf];
+        if restart {
+            r.restart_on.insert(n);
+        } else if reload {
+            r.reload_on.insert(n);
+        }
+        for i in reissue {
+            r.recurring_on.remove(&(n, i));
+        }
+    }
+
     /// Effective op meta for a resource op (op_defaults merged).
     /// Enabled recurring monitors as (interval, role). Two monitors with the same interval
     /// would be one operation: such duplicates are a configuration error and none of them
@@ -1457,6 +1613,7 @@ fn blank_rsc() -> Rsc {
         history_ids: Vec::new(),
         fail_stop_on: BTreeSet::new(),
         restart_on: BTreeSet::new(),
+        reload_on: BTreeSet::new(),
         cleared_on: BTreeSet::new(),
         weights: BTreeMap::new(),
         assigned: None,

@@ -3708,3 +3708,276 @@ fn resource_maintenance_leaves_a_failed_resource_alone() {
         .online("n2", &[], &[("r", STOPPED)])
         .expect(&[]);
 }
+
+// ---------------------------------------------------------------- definition changes (digests)
+//
+// Pacemaker Explained, "Reloading an Agent After a Definition Change" and the operation
+// history: every recorded operation carries a hash of the parameters it ran with
+// (`op-digest`); when the resource's definition changes, the cluster stops the resource with
+// the old definition and starts it with the new one, or reloads an agent that can take the
+// changed parameters without a restart. Here the history is recorded under one configuration
+// (`then`) and scheduled under another (`now`).
+
+/// A Dummy primitive with instance attributes.
+fn prim_with(id: &str, params: &[(&str, &str)], ops: &str) -> String {
+    let mut ia = format!(r#"<instance_attributes id="{id}-params">"#);
+    for (n, v) in params {
+        let _ = write!(ia, r#"<nvpair id="{id}-{n}" name="{n}" value="{v}"/>"#);
+    }
+    ia.push_str("</instance_attributes>");
+    let o = if ops.is_empty() { String::new() } else { format!("<operations>{ops}</operations>") };
+    format!(r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{ia}{o}</primitive>"#)
+}
+
+/// What the agent records besides `op-digest`.
+#[derive(Default, Clone, Copy)]
+struct Recorded<'a> {
+    /// The agent can reload: `op-force-restart` names the parameters that need a restart.
+    force_restart: Option<&'a str>,
+    /// `op-secure-params`: private parameters left out of `op-secure-digest`.
+    secure: Option<&'a str>,
+    /// Record no digest at all.
+    none: bool,
+}
+
+/// Schedules `now` after recording, on each of its operations, the digests the operation
+/// had under `then`'s configuration. Returns the sorted summary and the executed actions.
+fn after_change(then: &Cib, now: &Cib, rec: Recorded<'_>) -> (Vec<String>, String) {
+    let (old, _) = crm::cib::parse_cib(&then.xml()).expect("parses");
+    let calc = crm::digest::Calculator::new(&old);
+    let (mut cib, _) = crm::cib::parse_cib(&now.xml()).expect("parses");
+    for ns in &mut cib.status {
+        let node = ns.uname.clone();
+        for lr in &mut ns.resources {
+            let fencing = calc.is_fencing(&lr.id);
+            for op in &mut lr.ops {
+                let Some(params) = calc.parameters(&lr.id, node.as_deref(), &op.operation, op.interval_ms) else {
+                    continue;
+                };
+                if rec.none {
+                    continue;
+                }
+                op.extra.push(("op-digest".into(), crm::digest::digest(&params)));
+                if let Some(names) = rec.force_restart {
+                    op.extra.push(("op-force-restart".into(), names.into()));
+                    op.extra.push(("op-restart-digest".into(), crm::digest::restart_digest(&params, names)));
+                }
+                if let Some(names) = rec.secure {
+                    op.extra.push(("op-secure-params".into(), names.into()));
+                    op.extra.push(("op-secure-digest".into(), crm::digest::secure_digest(&params, names, fencing)));
+                }
+            }
+        }
+    }
+    let t = crm::schedule(&cib, None, 1_700_000_000);
+    let mut summary: Vec<String> =
+        t.summary.iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    summary.sort();
+    let actions = crm::simulate::format_actions(&t)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (summary, actions)
+}
+
+fn two_nodes(rsc: &str, history: &[(&str, &[Op<'_>])]) -> Cib {
+    Cib::new(&["n1", "n2"]).rsc(rsc).online("n1", &[], history).online(
+        "n2",
+        &[],
+        &history.iter().map(|(r, _)| (*r, STOPPED)).collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn a_changed_parameter_restarts_the_resource_where_it_runs() {
+    let mon = monitor("r", "10s", "");
+    let then = two_nodes(&prim_with("r", &[("ip", "10.0.0.1")], &mon), &[("r", RUNNING)]);
+    let now = two_nodes(&prim_with("r", &[("ip", "10.0.0.2")], &mon), &[("r", RUNNING)]);
+    let (summary, actions) = after_change(&then, &now, Recorded::default());
+    assert_eq!(summary, ["Restart r ( n1 )"]);
+    assert!(actions.contains("r monitor=10000 on n1"), "the monitor runs again after the start:\n{actions}");
+}
+
+#[test]
+fn unchanged_parameters_leave_the_resource_and_its_monitor_alone() {
+    let mon = monitor("r", "10s", r#"timeout="30s""#);
+    let cib = two_nodes(&prim_with("r", &[("ip", "10.0.0.1")], &mon), &[("r", RUNNING)]);
+    let (summary, actions) = after_change(&cib, &cib, Recorded::default());
+    assert!(summary.is_empty(), "{summary:?}");
+    assert!(!actions.contains("monitor=10000"), "{actions}");
+}
+
+#[test]
+fn a_history_without_digests_is_not_a_definition_change() {
+    let mon = monitor("r", "10s", "");
+    let then = two_nodes(&prim_with("r", &[("ip", "10.0.0.1")], &mon), &[("r", RUNNING)]);
+    let now = two_nodes(&prim_with("r", &[("ip", "10.0.0.2")], &mon), &[("r", RUNNING)]);
+    let (summary, actions) = after_change(&then, &now, Recorded { none: true, ..Recorded::default() });
+    assert!(summary.is_empty(), "{summary:?}");
+    assert!(!actions.contains("monitor=10000"), "{actions}");
+}
+
+#[test]
+fn a_changed_monitor_timeout_issues_that_monitor_again_without_a_restart() {
+    let then = two_nodes(&prim_with("r", &[("ip", "1")], &monitor("r", "10s", r#"timeout="20s""#)), &[("r", RUNNING)]);
+    let now = two_nodes(&prim_with("r", &[("ip", "1")], &monitor("r", "10s", r#"timeout="40s""#)), &[("r", RUNNING)]);
+    let (summary, actions) = after_change(&then, &now, Recorded::default());
+    assert!(summary.is_empty(), "{summary:?}");
+    assert!(actions.contains("r monitor=10000 on n1"), "{actions}");
+    assert!(!actions.contains("r stop") && !actions.contains("r start"), "{actions}");
+}
+
+#[test]
+fn a_parameter_given_to_one_operation_only_issues_that_operation_again() {
+    let plain = r#"<op id="r-mon" name="monitor" interval="10s"/>"#;
+    let with_param = r#"<op id="r-mon" name="monitor" interval="10s"><instance_attributes id="r-mon-ia"><nvpair id="r-mon-depth" name="OCF_CHECK_LEVEL" value="10"/></instance_attributes></op>"#;
+    let then = two_nodes(&prim_with("r", &[("ip", "1")], plain), &[("r", RUNNING)]);
+    let now = two_nodes(&prim_with("r", &[("ip", "1")], with_param), &[("r", RUNNING)]);
+    let (summary, actions) = after_change(&then, &now, Recorded::default());
+    assert!(summary.is_empty(), "the start ran without that parameter: {summary:?}");
+    assert!(actions.contains("r monitor=10000 on n1"), "{actions}");
+}
+
+#[test]
+fn an_agent_that_can_reload_is_reloaded_when_only_reloadable_parameters_changed() {
+    let mon = monitor("r", "10s", "");
+    let then = two_nodes(&prim_with("r", &[("state", "/run/r"), ("fake", "1")], &mon), &[("r", RUNNING)]);
+    let now = two_nodes(&prim_with("r", &[("state", "/run/r"), ("fake", "2")], &mon), &[("r", RUNNING)]);
+    let rec = Recorded { force_restart: Some(" state "), ..Recorded::default() };
+    let (summary, actions) = after_change(&then, &now, rec);
+    assert_eq!(summary, ["Reload r ( n1 )"]);
+    assert!(actions.contains("r reload-agent on n1"), "{actions}");
+    assert!(!actions.contains("r stop") && !actions.contains("r start"), "{actions}");
+    let reload = actions.find("r reload-agent on n1").unwrap_or(usize::MAX);
+    let monitor = actions.find("r monitor=10000 on n1").unwrap_or(0);
+    assert!(reload < monitor, "the monitor runs again after the reload:\n{actions}");
+}
+
+#[test]
+fn a_change_to_a_parameter_that_needs_a_restart_restarts_an_agent_that_can_reload() {
+    let mon = monitor("r", "10s", "");
+    let then = two_nodes(&prim_with("r", &[("state", "/run/r"), ("fake", "1")], &mon), &[("r", RUNNING)]);
+    let now = two_nodes(&prim_with("r", &[("state", "/run/r2"), ("fake", "1")], &mon), &[("r", RUNNING)]);
+    let rec = Recorded { force_restart: Some(" state "), ..Recorded::default() };
+    let (summary, actions) = after_change(&then, &now, rec);
+    assert_eq!(summary, ["Restart r ( n1 )"]);
+    assert!(!actions.contains("reload"), "{actions}");
+}
+
+#[test]
+fn a_reload_becomes_a_restart_when_the_resource_restarts_anyway() {
+    let cfg = |fake: &str| {
+        Cib::new(&["n1", "n2"])
+            .rsc(&prim("a", &[], ""))
+            .rsc(&prim_with("r", &[("state", "/run/r"), ("fake", fake)], ""))
+            .cons(r#"<rsc_order id="o" first="a" then="r"/>"#)
+            .cons(r#"<rsc_colocation id="c" rsc="r" with-rsc="a" score="INFINITY"/>"#)
+            .cons(&loc("a-n1", "a", "n1", "100"))
+            .online("n1", &[], &[("a", STOPPED), ("r", RUNNING)])
+            .online("n2", &[], &[("a", STOPPED), ("r", STOPPED)])
+    };
+    let rec = Recorded { force_restart: Some(" state "), ..Recorded::default() };
+    let (summary, actions) = after_change(&cfg("1"), &cfg("2"), rec);
+    assert_eq!(summary, ["Restart r ( n1 ) due to required a start", "Start a ( n1 )"]);
+    assert!(!actions.contains("reload"), "{actions}");
+}
+
+#[test]
+fn a_changed_group_member_restarts_with_the_members_after_it() {
+    let cfg = |ip: &str| {
+        two_nodes(
+            &group("g", &[], &[prim_with("a", &[("ip", ip)], ""), prim("b", &[], "")]),
+            &[("a", RUNNING), ("b", RUNNING)],
+        )
+    };
+    let (summary, _) = after_change(&cfg("1"), &cfg("2"), Recorded::default());
+    assert_eq!(summary, ["Restart a ( n1 )", "Restart b ( n1 ) due to required a start"]);
+}
+
+#[test]
+fn instance_attributes_of_a_clone_are_parameters_of_its_instances() {
+    let cfg = |v: &str| {
+        let child = prim("r", &[], "");
+        let c = format!(
+            r#"<clone id="c"><instance_attributes id="c-ia"><nvpair id="c-opt" name="option" value="{v}"/></instance_attributes>{child}</clone>"#
+        );
+        Cib::new(&["n1", "n2"]).rsc(&c).online("n1", &[], &[("r:0", RUNNING)]).online("n2", &[], &[("r:1", RUNNING)])
+    };
+    let (same, _) = after_change(&cfg("x"), &cfg("x"), Recorded::default());
+    assert!(same.is_empty(), "{same:?}");
+    let (summary, _) = after_change(&cfg("x"), &cfg("y"), Recorded::default());
+    assert_eq!(summary, ["Restart r:0 ( n1 )", "Restart r:1 ( n2 )"]);
+}
+
+#[test]
+fn masked_private_parameters_are_compared_by_the_secure_digest() {
+    let cfg = |passwd: &str, login: &str| {
+        two_nodes(&prim_with("r", &[("login", login), ("passwd", passwd)], ""), &[("r", RUNNING)])
+    };
+    let rec = Recorded { secure: Some(" passwd "), ..Recorded::default() };
+    // A report masks private values: that alone is no change.
+    let (summary, _) = after_change(&cfg("secret", "admin"), &cfg("****", "admin"), rec);
+    assert!(summary.is_empty(), "{summary:?}");
+    // A change to another parameter still shows through the mask.
+    let (summary, _) = after_change(&cfg("secret", "admin"), &cfg("****", "root"), rec);
+    assert_eq!(summary, ["Restart r ( n1 )"]);
+    // Unmasked, a changed private value is a change like any other.
+    let (summary, _) = after_change(&cfg("secret", "admin"), &cfg("other", "admin"), rec);
+    assert_eq!(summary, ["Restart r ( n1 )"]);
+}
+
+#[test]
+fn an_unmanaged_resource_is_not_restarted_for_a_definition_change() {
+    let cfg = |ip: &str| {
+        let mut p = prim_with("r", &[("ip", ip)], "");
+        p = p.replace("</primitive>", &format!("{}</primitive>", meta("r", &[("is-managed", "false")])));
+        two_nodes(&p, &[("r", RUNNING)])
+    };
+    let (summary, _) = after_change(&cfg("1"), &cfg("2"), Recorded::default());
+    assert!(summary.is_empty(), "{summary:?}");
+}
+
+#[test]
+fn a_recorded_reload_with_the_new_parameters_leaves_nothing_to_do() {
+    let mon = monitor("r", "10s", "");
+    let then = two_nodes(&prim_with("r", &[("state", "/run/r"), ("fake", "1")], &mon), &[("r", RUNNING)]);
+    let now = two_nodes(&prim_with("r", &[("state", "/run/r"), ("fake", "2")], &mon), &[("r", RUNNING)]);
+    let (old, _) = crm::cib::parse_cib(&then.xml()).expect("parses");
+    let (mut cib, _) = crm::cib::parse_cib(&now.xml()).expect("parses");
+    let (before, after) = (crm::digest::Calculator::new(&old), crm::digest::Calculator::new(&cib));
+    let ns = cib.status.iter_mut().find(|s| s.uname.as_deref() == Some("n1")).expect("n1");
+    let lr = ns.resources.iter_mut().find(|r| r.id == "r").expect("history");
+    for op in &mut lr.ops {
+        // The start ran with the old definition; the monitor was issued again after the reload.
+        let calc = if op.operation == "start" { &before } else { &after };
+        let d = calc.digest("r", Some("n1"), &op.operation, op.interval_ms).expect("configured");
+        op.extra.push(("op-digest".into(), d));
+        op.extra.push(("op-force-restart".into(), " state ".into()));
+        if op.operation == "monitor" {
+            op.call_id = 5;
+        }
+    }
+    let reload = crm::cib::LrmOp {
+        id: "r_last_0".into(),
+        operation: "reload-agent".into(),
+        call_id: 4,
+        target_rc: Some(0),
+        extra: vec![("op-digest".into(), after.digest("r", Some("n1"), "reload-agent", 0).expect("configured"))],
+        ..crm::cib::LrmOp::default()
+    };
+    lr.ops.push(reload);
+    let t = crm::schedule(&cib, None, 1_700_000_000);
+    assert!(t.summary.is_empty(), "{:?}", t.summary);
+    let actions = crm::simulate::format_actions(&t);
+    assert!(!actions.contains("monitor=") && !actions.contains("reload"), "{actions}");
+    // The reload's record may replace the start's as the latest one-off operation: the
+    // resource is still active there.
+    for ns in &mut cib.status {
+        for lr in &mut ns.resources {
+            lr.ops.retain(|o| o.operation != "start");
+        }
+    }
+    let t = crm::schedule(&cib, None, 1_700_000_000);
+    assert!(t.summary.is_empty(), "{:?}", t.summary);
+}

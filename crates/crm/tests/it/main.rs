@@ -4,6 +4,7 @@ mod bad_input;
 mod container;
 mod controller;
 mod corpus;
+mod digests;
 mod documented;
 mod explain;
 mod fuzz_corpus;

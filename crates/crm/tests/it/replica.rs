@@ -432,7 +432,57 @@ fn op(node: u32, rsc: &str, class: &str, agent: &str, operation: &str, interval_
         last_rc_change: 1_700_000_000,
         exec_ms: 12,
         exit_reason: None,
+        op_digest: None,
     }))
+}
+
+/// Like [`op`], recording the digest of the parameters the operation ran with, as the
+/// executor does.
+fn op_with_digest(cib: &Cib, node: u32, rsc: &str, class: &str, agent: &str, operation: &str) -> CibChange {
+    let mut change = op(node, rsc, class, agent, operation, 0, 0);
+    if let CibChange::RecordOp(r) = &mut change {
+        r.op_digest = crm::digest::action_digest(cib, rsc, Some(&r.node_name), operation, 0);
+        assert!(r.op_digest.is_some(), "{rsc} is configured");
+    }
+    change
+}
+
+#[test]
+fn a_recorded_digest_lets_the_engine_restart_a_resource_whose_parameters_changed() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/demo-cib.xml")).expect("demo");
+    let mut cib = Cib::default();
+    let configuration = crm::replica::configuration_of(&text).expect("configuration");
+    cib.apply(&CibChange::ReplaceConfiguration { xml: configuration.clone(), if_epoch: None }).expect("applies");
+    let members = vec![
+        ("1".to_string(), "node1".to_string(), crm::replica::Membership::Member),
+        ("2".to_string(), "node2".to_string(), crm::replica::Membership::Member),
+    ];
+    cib.apply(&CibChange::SetMembership { nodes: members, dc: Some("1".into()) }).expect("applies");
+    let summary = |cib: &Cib| crm::schedule(cib, Some(true), 1_700_000_100).summary.join("\n");
+    for (node, rsc, class, agent) in [
+        (2, "fence-node1", "stonith", "fence_ipmilan"),
+        (1, "fence-node2", "stonith", "fence_ipmilan"),
+        (1, "vip", "ocf", "IPaddr2"),
+        (1, "data", "ocf", "Filesystem"),
+        (1, "www", "ocf", "nginx"),
+    ] {
+        let change = op_with_digest(&cib, node, rsc, class, agent, "start");
+        cib.apply(&change).expect("records");
+    }
+    let vip = cib.status.iter().flat_map(|s| &s.resources).find(|r| r.id == "vip").expect("vip recorded");
+    assert!(vip.ops[0].attr("op-digest").is_some_and(|d| d.len() == 32), "{:?}", vip.ops);
+    assert_eq!(summary(&cib), "", "the recorded digests match the configuration");
+
+    let changed = configuration.replace("10.213.0.100", "10.213.0.101");
+    assert_ne!(changed, configuration);
+    cib.apply(&CibChange::ReplaceConfiguration { xml: changed, if_epoch: None }).expect("applies");
+    let after = summary(&cib);
+    assert!(after.contains("Restart") && after.contains("vip"), "{after}");
+    // The members after it in the group restart with it.
+    assert!(after.contains("data") && after.contains("www"), "{after}");
+    let back = Cib::decode(&cib.encode()).expect("decodes");
+    assert_eq!(summary(&back), after, "the recorded digests survive encoding");
 }
 
 #[test]

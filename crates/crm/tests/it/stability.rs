@@ -63,6 +63,8 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
     let mut unique = BTreeSet::new();
     unique_clone_primitives(&cib.config.resources, false, &mut unique);
     let cib_rscs = cib.config.resources.clone();
+    // The executor records, with each result, the digest of the parameters it ran with.
+    let digests = crm::digest::Calculator::new(cib);
     let mut run = GraphRun::new(t, Duration::from_secs(60));
     let mut out = Vec::new();
     run.poll(Instant::ZERO, &mut out);
@@ -146,6 +148,7 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
             ActionKind::Promote => "promote",
             ActionKind::Demote => "demote",
             ActionKind::Monitor => "monitor",
+            ActionKind::Reload => "reload-agent",
             _ => continue,
         };
         let call = ns.resources.iter().flat_map(|lr| &lr.ops).map(|o| o.call_id).max().unwrap_or(0) + 1;
@@ -210,7 +213,9 @@ fn apply(cib: &mut Cib, t: &Transition, now: i64) {
             lr.provider = provider;
             lr.agent = Some(agent);
         }
+        let digest = digests.digest(&lrm_id, Some(&node), task, a.interval_ms);
         lr.ops.push(LrmOp {
+            extra: digest.map(|d| vec![("op-digest".to_string(), d)]).unwrap_or_default(),
             id: format!("{lrm_id}_{task}_{}", a.interval_ms),
             operation: task.into(),
             interval_ms: a.interval_ms,
