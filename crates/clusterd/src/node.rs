@@ -607,6 +607,9 @@ impl Controller {
                             self.ctl.fenced(now, order, result);
                         }
                     }
+                    crm::node::CtlEffect::QuorumLost { policy, stopping } => {
+                        tracing::warn!(node = %self.me, %policy, ?stopping, "quorum lost: stopping every resource here");
+                    }
                     crm::node::CtlEffect::Started { number, summary, actions } => {
                         tracing::info!(node = %self.me, transition = number, actions, summary = %summary.join("; "), "transition started");
                     }

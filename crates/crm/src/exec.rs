@@ -72,6 +72,13 @@ pub struct ExecState {
     reported: Option<RingId>,
     reporting: Option<(u64, RingId)>,
     records: Vec<u64>,
+    /// The last start (or promote) order of each resource running here, with its call id:
+    /// what a local stop needs (agent and parameters).
+    active: BTreeMap<String, (i64, ExecRequest)>,
+    /// Local stops still to run, in order (the partition lost quorum).
+    local_stops: Vec<ExecRequest>,
+    /// The local stop running.
+    local_running: Option<String>,
 }
 
 impl ExecState {
@@ -87,7 +94,57 @@ impl ExecState {
             reported: None,
             reporting: None,
             records: Vec::new(),
+            active: BTreeMap::new(),
+            local_stops: Vec::new(),
+            local_running: None,
         }
+    }
+
+    /// Resources this node runs, as far as its own results say.
+    pub fn running(&self) -> Vec<String> {
+        self.active.keys().cloned().collect()
+    }
+
+    /// The partition lost quorum and `no-quorum-policy` says stop: stops everything this node
+    /// runs, one resource at a time, the most recently started first (the reverse of the start
+    /// order keeps every ordering and colocation dependency), without the DC (no CIB change
+    /// is possible without quorum; the results are reported with the history once quorate).
+    pub fn stop_all(&mut self) -> Vec<ExecAction> {
+        let mut out: Vec<ExecAction> = std::mem::take(&mut self.monitors)
+            .into_values()
+            .map(|m| ExecAction::Cancel { generation: m.generation })
+            .collect();
+        let mut order: Vec<&(i64, ExecRequest)> = self.active.values().collect();
+        order.sort_by_key(|(call, _)| std::cmp::Reverse(*call));
+        self.local_stops = order
+            .into_iter()
+            .map(|(_, start)| ExecRequest {
+                key: format!("0:0:0:no-quorum-{}", self.me.0),
+                operation: "stop".into(),
+                interval_ms: 0,
+                target_rc: 0,
+                ..start.clone()
+            })
+            .collect();
+        self.local_running = None;
+        out.extend(self.next_local_stop());
+        out
+    }
+
+    /// The next local stop, once the previous one finished (call after every
+    /// [`ExecState::finished`]).
+    pub fn next_local_stop(&mut self) -> Option<ExecAction> {
+        if self.local_running.is_some() || self.local_stops.is_empty() {
+            return None;
+        }
+        let req = self.local_stops.remove(0);
+        self.local_running = Some(req.rsc.clone());
+        Some(ExecAction::Run { req: Box::new(req), generation: 0 })
+    }
+
+    /// Quorum is back: local stops not yet started are dropped (the DC decides again).
+    pub fn quorum_regained(&mut self) {
+        self.local_stops.clear();
     }
 
     /// Recurring monitors running.
@@ -126,6 +183,25 @@ impl ExecState {
     /// changed; nothing for a cancelled one). Record the write's id with
     /// [`ExecState::recording`].
     pub fn finished(&mut self, req: &ExecRequest, r: &RunResult, generation: u64, unix_now: i64) -> Option<CibChange> {
+        let ok = r.op_status == 0 && r.rc == req.target_rc;
+        match req.operation.as_str() {
+            "start" | "promote" | "demote" | "migrate_from" if ok => {
+                self.active.insert(req.rsc.clone(), (self.call_id + 1, req.clone()));
+            }
+            "stop" if ok => {
+                self.active.remove(&req.rsc);
+            }
+            "monitor" if req.interval_ms == 0 && r.op_status == 0 && r.rc == 7 => {
+                self.active.remove(&req.rsc);
+            }
+            "monitor" if req.interval_ms == 0 && r.op_status == 0 && matches!(r.rc, 0 | 8) => {
+                self.active.insert(req.rsc.clone(), (self.call_id + 1, req.clone()));
+            }
+            _ => {}
+        }
+        if self.local_running.as_deref() == Some(req.rsc.as_str()) && req.operation == "stop" && generation == 0 {
+            self.local_running = None;
+        }
         if generation != 0 {
             let m =
                 self.monitors.get_mut(&(req.rsc.clone(), req.interval_ms)).filter(|m| m.generation == generation)?;
@@ -375,5 +451,38 @@ mod tests {
         };
         let ops: Vec<(&str, u64, i32)> = ops.iter().map(|o| (o.operation.as_str(), o.interval_ms, o.rc)).collect();
         assert_eq!(ops, [("monitor", 1000, 7), ("stop", 0, 0)], "the failure and the stop; no monitor left");
+    }
+
+    #[test]
+    fn without_quorum_everything_stops_one_at_a_time_in_reverse_start_order() {
+        let mut ex = ExecState::new(NodeId(1), "n1");
+        for rsc in ["ip", "fs", "www"] {
+            let mut r = req("start", 0);
+            r.rsc = rsc.into();
+            r.params.insert("p".into(), rsc.into());
+            let _ = ex.order(r.clone());
+            let _ = ex.finished(&r, &result(0), 0, 1);
+        }
+        let m = req("monitor", 1000);
+        let _ = ex.order(m);
+        let acts = ex.stop_all();
+        assert!(matches!(acts[0], ExecAction::Cancel { .. }), "monitors are cancelled first: {acts:?}");
+        let mut stopped = Vec::new();
+        let mut next = acts.into_iter().find_map(|a| match a {
+            ExecAction::Run { req, .. } => Some(req),
+            ExecAction::Cancel { .. } => None,
+        });
+        while let Some(r) = next {
+            assert_eq!((r.operation.as_str(), r.params.get("p").map(String::as_str)), ("stop", Some(r.rsc.as_str())));
+            stopped.push(r.rsc.clone());
+            assert!(ex.next_local_stop().is_none(), "one at a time");
+            let _ = ex.finished(&r, &result(0), 0, 2);
+            next = ex.next_local_stop().map(|a| match a {
+                ExecAction::Run { req, .. } => req,
+                ExecAction::Cancel { .. } => panic!("a run"),
+            });
+        }
+        assert_eq!(stopped, ["www", "fs", "ip"]);
+        assert!(ex.running().is_empty());
     }
 }

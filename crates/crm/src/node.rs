@@ -34,6 +34,13 @@ pub enum CtlEffect {
     },
     /// Fence a node; report with [`NodeController::fenced`].
     Fence(FenceOrder),
+    /// The partition lost quorum: this node stops what it runs (for the log).
+    QuorumLost {
+        /// `no-quorum-policy`.
+        policy: String,
+        /// What it runs.
+        stopping: Vec<String>,
+    },
     /// A transition began (for the log).
     Started {
         /// Its number.
@@ -62,6 +69,8 @@ pub struct NodeController {
     /// Fence records in flight: token → the order they confirm.
     fence_writes: BTreeMap<u64, FenceOrder>,
     out: Vec<CtlEffect>,
+    /// The partition was quorate at the last step.
+    was_quorate: bool,
 }
 
 impl NodeController {
@@ -76,6 +85,7 @@ impl NodeController {
             next_token: 0,
             fence_writes: BTreeMap::new(),
             out: Vec::new(),
+            was_quorate: false,
         }
     }
 
@@ -127,6 +137,9 @@ impl NodeController {
             self.exec.recording(token);
             self.out.push(CtlEffect::Write { token, change });
         }
+        if let Some(next) = self.exec.next_local_stop() {
+            self.out.push(CtlEffect::Exec(next));
+        }
     }
 
     /// A write asked for with [`CtlEffect::Write`] is on every member (`ok`), or did not happen.
@@ -167,6 +180,21 @@ impl NodeController {
     /// Runs after every event: the history report when due, and the DC loop (acting only as
     /// the DC of a synchronized, quorate view whose members all reported).
     pub fn step(&mut self, now: Instant, unix_now: i64, doc: &Cib, synced: bool, quorate: bool, dc: Option<NodeId>) {
+        if quorate != self.was_quorate {
+            self.was_quorate = quorate;
+            if quorate {
+                self.exec.quorum_regained();
+            } else {
+                let policy = no_quorum_policy(doc);
+                if matches!(policy.as_str(), "stop" | "suicide" | "fence" | "demote") {
+                    let acts = self.exec.stop_all();
+                    if !acts.is_empty() {
+                        self.out.push(CtlEffect::QuorumLost { policy, stopping: self.exec.running() });
+                    }
+                    self.out.extend(acts.into_iter().map(CtlEffect::Exec));
+                }
+            }
+        }
         if let Some((ring, change)) = self.exec.report_due(self.reports.ring(), synced, quorate) {
             let token = self.token();
             self.exec.reporting(token, ring);
@@ -198,4 +226,14 @@ impl NodeController {
             });
         }
     }
+}
+
+/// `no-quorum-policy` (default `stop`).
+fn no_quorum_policy(doc: &Cib) -> String {
+    doc.config
+        .properties
+        .iter()
+        .filter(|s| s.rule.is_none())
+        .find_map(|s| s.pairs.iter().find(|p| p.name == "no-quorum-policy")?.value.clone())
+        .unwrap_or_else(|| "stop".into())
 }

@@ -803,7 +803,17 @@ impl Document for Cib {
 /// The `<configuration>` element of `text`: a whole Pacemaker CIB (its configuration is taken,
 /// in this project's canonical form) or a bare `<configuration>` element (taken as it is).
 pub fn configuration_of(text: &str) -> Result<String, String> {
-    let t = text.trim();
+    let mut t = text.trim();
+    // Leading XML declaration and comments are not part of the element.
+    loop {
+        if t.starts_with("<?") {
+            t = t.find("?>").map_or(t, |i| t[i + 2..].trim_start());
+        } else if t.starts_with("<!--") {
+            t = t.find("-->").map_or(t, |i| t[i + 3..].trim_start());
+        } else {
+            break;
+        }
+    }
     if t.starts_with("<configuration") {
         return Ok(t.to_string());
     }

@@ -130,10 +130,6 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 report.dc.as_deref().unwrap_or("none"),
                 if report.synced { "" } else { " (synchronizing with the members)" }
             );
-            let _ = writeln!(
-                head,
-                "Resource execution by the daemons is not wired yet: the plan below is what the policy engine would do (crmctl simulate --live)."
-            );
             (report.xml, Some(s.quorate))
         }
     };
@@ -146,6 +142,13 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!();
     print!("{}", crm::simulate::format_status(&sim.transition));
     println!();
-    print!("{}", crm::simulate::format_summary(&sim.transition));
+    if sim.transition.executable().any(|a| !a.pseudo) {
+        if quorate.is_some() {
+            println!("In progress: the DC is carrying out (or about to carry out) this transition:");
+        }
+        print!("{}", crm::simulate::format_summary(&sim.transition));
+    } else {
+        println!("Settled: the policy engine has nothing to do.");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -781,3 +781,39 @@ async fn the_dc_starts_monitors_recovers_and_moves_a_resource_through_the_execut
         }
     }
 }
+
+#[tokio::test]
+async fn a_node_left_without_quorum_stops_its_resources() {
+    let mut c = start(3, 3).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
+    wait_quorum(&c, "quorate", |s| s.quorate).await;
+    let dir = c._dir.path().to_path_buf();
+    let config = DUMMY_CONFIG.replace(
+        "<constraints/>",
+        r#"<constraints><rsc_location id="d1-on-3" rsc="d1" node="node3" score="100"/></constraints>"#,
+    );
+    let done = ask(&c.run_dirs[0], Request::CibReplaceConfiguration { xml: config, if_epoch: None }).await;
+    assert!(matches!(&done, Response::Done(_)), "{done:?}");
+    eventually("d1 never ran on node3", || async {
+        let on = running_on(&dir, 3, "d1");
+        if on == [3] { Ok(()) } else { Err(format!("running on {on:?}")) }
+    })
+    .await;
+    // Nodes 1 and 2 stop: node 3 alone has 1 of 3 votes; no-quorum-policy=stop (the default).
+    for s in c.stops.drain(..2) {
+        let _ = s.send(());
+    }
+    let d3 = c.run_dirs[2].clone();
+    eventually("node 3 stayed quorate", || async {
+        if quorum_of_async(&d3).await.status.quorate { Err("quorate".into()) } else { Ok(()) }
+    })
+    .await;
+    eventually("node 3 kept running d1 without quorum", || async {
+        let on = running_on(&dir, 3, "d1");
+        if on.is_empty() { Ok(()) } else { Err(format!("running on {on:?}")) }
+    })
+    .await;
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}

@@ -528,3 +528,11 @@ fn recorded_operations_are_what_the_policy_engine_reads() {
     assert!(!vip.ops.iter().any(|o| o.id == "vip_monitor_10000"), "{:?}", vip.ops);
     assert!(vip.ops.iter().any(|o| o.id == "vip_last_failure_0"), "the failure stays on record");
 }
+
+#[test]
+fn a_configuration_file_may_start_with_a_declaration_and_comments() {
+    let text = "<?xml version=\"1.0\"?>\n<!-- the demo's -->\n<!-- two comments -->\n<configuration><crm_config/><nodes/><resources/><constraints/></configuration>";
+    let c = crm::replica::configuration_of(text).expect("a configuration");
+    assert!(c.starts_with("<configuration>"), "{c}");
+    assert!(crm::replica::check_configuration(&c).is_ok());
+}
