@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The main job: a local demo. Part 1 runs a real three-node cluster (clusterd in network
-# namespaces: membership, quorum, the replicated CIB, a node killed, the policy engine's plan on
-# the live CIB). Resources are not yet executed by the daemons, so part 2 shows the policy engine
-# offline on a two-node web cluster with recorded history, and part 3 the deterministic simulator.
+# namespaces: membership, quorum, the replicated CIB, a web group started by the DC, node3's
+# daemon killed, node3 fenced through its simulated BMC and the group moved). Part 2 shows the
+# policy engine offline on a two-node web cluster with recorded history (what-if questions), and
+# part 3 the deterministic simulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "demo: part 1: a three-node cluster in network namespaces (needs root)"
 ./deploy/demo-cluster.sh
 echo
-echo "demo: part 2: resources are not yet executed by the daemons; the policy engine, offline, on a cluster with history:"
+echo "demo: part 2: the policy engine, offline, on a saved cluster with history (crmctl simulate -f):"
 cargo build -q -p crmctl
 CRMCTL=target/debug/crmctl
 
