@@ -58,9 +58,7 @@ fn configuration(fencing: bool) -> String {
 }
 
 fn vip_on(c: &netrig::NetCluster) -> Vec<u32> {
-    (1..=3u32)
-        .filter(|&i| c.nodes[i as usize - 1].sh("ip -4 addr show l0").contains(&format!("{VIP}/")))
-        .collect()
+    (1..=3u32).filter(|&i| c.nodes[i as usize - 1].sh("ip -4 addr show l0").contains(&format!("{VIP}/"))).collect()
 }
 
 fn pings(c: &netrig::NetCluster) -> bool {
@@ -92,7 +90,10 @@ fn round(bin: &Path, fault: Fault) -> Duration {
     assert!(c.wait_members(&[1, 2, 3], &[1, 2, 3], Duration::from_secs(20)), "no view:\n{}", c.log(1));
     let imported = rig::wait_until(Duration::from_secs(10), || {
         matches!(
-            control::query(&c.run_dir(1), &Request::CibReplaceConfiguration { xml: configuration(fencing), if_epoch: None }),
+            control::query(
+                &c.run_dir(1),
+                &Request::CibReplaceConfiguration { xml: configuration(fencing), if_epoch: None }
+            ),
             Ok(Response::Done(_))
         )
     });
@@ -121,7 +122,11 @@ fn round(bin: &Path, fault: Fault) -> Duration {
         if survivor(&c) && (!fencing || bmcs[2].power() == "0") && pings(&c) {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "{fault:?}: the address never answered on a survivor:\n{}", c.log(1));
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{fault:?}: the address never answered on a survivor:\n{}",
+            c.log(1)
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     let took = t0.elapsed();

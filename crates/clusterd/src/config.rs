@@ -53,11 +53,18 @@ pub struct ExecutorSection {
     /// The agents' state directory (`HA_RSCTMP`): where `ocf:heartbeat:Dummy` and others keep
     /// their state files.
     pub rsctmp: PathBuf,
+    /// On stop, how long the cluster may take to move this node's resources away before the
+    /// node stops them itself (Pacemaker's `shutdown-escalation`), in seconds.
+    pub shutdown_escalation_s: u64,
 }
 
 impl Default for ExecutorSection {
     fn default() -> Self {
-        ExecutorSection { ocf_root: PathBuf::from(agents::OCF_ROOT), rsctmp: PathBuf::from("/run/resource-agents") }
+        ExecutorSection {
+            ocf_root: PathBuf::from(agents::OCF_ROOT),
+            rsctmp: PathBuf::from("/run/resource-agents"),
+            shutdown_escalation_s: 120,
+        }
     }
 }
 

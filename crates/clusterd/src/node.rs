@@ -259,6 +259,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
     let mut last_view: Option<View> = None;
     let mut fx: Vec<Effect> = Vec::new();
     tokio::pin!(shutdown);
+    let mut leaving: Option<Leaving> = None;
     let mut exec = Exec {
         crypto: &mut crypto,
         sockets: &sockets,
@@ -276,15 +277,18 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
             .flatten()
             .min()
             .map(|t| start + std::time::Duration::from_nanos(t.as_nanos()));
-        let sleep = tokio::time::sleep_until(wake.unwrap_or(start + std::time::Duration::from_secs(86400 * 365)));
+        let mut wake_at = wake.unwrap_or(start + std::time::Duration::from_secs(86400 * 365));
+        if let Some(l) = &leaving {
+            wake_at = wake_at.min(if l.escalated { l.give_up } else { l.escalate });
+        }
+        let sleep = tokio::time::sleep_until(wake_at);
         tokio::select! {
             biased;
-            () = &mut shutdown => {
-                tracing::info!(node = %me, "shutting down: leaving the cluster");
-                core.handle(now(), Input::Leave, &mut fx);
-                exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
-                let _ = std::fs::remove_file(&sock_path);
-                return Ok(());
+            () = &mut shutdown, if leaving.is_none() => {
+                tracing::info!(node = %me, "shutting down: moving this node's resources away first");
+                ctl.ctl.shutdown(unix_now(), cib.is_synced(), vq.is_quorate());
+                let escalate = tokio::time::Instant::now() + std::time::Duration::from_secs(cfg.executor.shutdown_escalation_s);
+                leaving = Some(Leaving { escalate, give_up: escalate + std::time::Duration::from_secs(120), escalated: false });
             }
             got = rx.recv() => {
                 let Some(first) = got else { return Ok(()) };
@@ -552,7 +556,39 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 }
             }
         }
+        if let Some(l) = &mut leaving {
+            let at = tokio::time::Instant::now();
+            if ctl.ctl.may_leave() {
+                tracing::info!(node = %me, "nothing runs here any more: leaving the cluster");
+                core.handle(now(), Input::Leave, &mut fx);
+                exec.run(&mut fx, &mut counters, &mut last_view, deliver_tx.as_ref(), view_tx.as_ref())?;
+                let _ = std::fs::remove_file(&sock_path);
+                return Ok(());
+            }
+            if !l.escalated && at >= l.escalate {
+                tracing::warn!(node = %me, "the cluster did not move this node's resources in time: stopping them here");
+                l.escalated = true;
+                ctl.ctl.shutdown_escalate();
+                // The stops are carried out by the next round.
+                core.handle(now(), Input::Wakeup, &mut fx);
+            } else if l.escalated && at >= l.give_up {
+                // Leaving cleanly would let the others start what may still run here: exit as
+                // if crashed, so that they fence this node first.
+                tracing::error!(node = %me, running = ?ctl.ctl.exec().running(), "resources could not be stopped: exiting without leaving, the cluster will fence this node");
+                let _ = std::fs::remove_file(&sock_path);
+                return Err(NodeError::Config("stopped without leaving: resources could not be stopped".into()));
+            }
+        }
     }
+}
+
+/// A shutdown in progress: resources are moved away first.
+struct Leaving {
+    /// When the node stops its resources itself.
+    escalate: tokio::time::Instant,
+    /// When it gives up (a stop failed) and exits without leaving.
+    give_up: tokio::time::Instant,
+    escalated: bool,
 }
 
 /// Unix seconds, the policy engine's clock and the records' `last-rc-change`.

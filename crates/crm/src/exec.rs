@@ -100,6 +100,11 @@ impl ExecState {
         }
     }
 
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Resources this node runs, as far as its own results say.
     pub fn running(&self) -> Vec<String> {
         self.active.keys().cloned().collect()
@@ -140,6 +145,12 @@ impl ExecState {
         let req = self.local_stops.remove(0);
         self.local_running = Some(req.rsc.clone());
         Some(ExecAction::Run { req: Box::new(req), generation: 0 })
+    }
+
+    /// Nothing runs here and nothing is being stopped or recorded: a node shutting down may
+    /// leave.
+    pub fn idle(&self) -> bool {
+        self.active.is_empty() && self.local_running.is_none() && self.local_stops.is_empty() && self.records.is_empty()
     }
 
     /// Quorum is back: local stops not yet started are dropped (the DC decides again).
@@ -267,7 +278,14 @@ impl ExecState {
 
     /// The history write due now, if any: after a view change or once quorate again, with a
     /// synchronized CIB. Record the write's id with [`ExecState::reporting`].
-    pub fn report_due(&self, ring: Option<RingId>, synced: bool, quorate: bool) -> Option<(RingId, CibChange)> {
+    /// `shutdown`: this node is shutting down since then (recorded with the history).
+    pub fn report_due(
+        &self,
+        ring: Option<RingId>,
+        synced: bool,
+        quorate: bool,
+        shutdown: Option<i64>,
+    ) -> Option<(RingId, CibChange)> {
         let ring = ring?;
         if !synced || !quorate || self.reported == Some(ring) || self.reporting.is_some_and(|(_, r)| r == ring) {
             return None;
@@ -275,7 +293,10 @@ impl ExecState {
         let mut ops: Vec<OpRecord> = self.history.values().cloned().collect();
         ops.sort_by_key(|o| o.call_id);
         ops.dedup_by_key(|o| o.call_id);
-        Some((ring, CibChange::ReplaceHistory { node_id: self.me.0.to_string(), node_name: self.name.clone(), ops }))
+        Some((
+            ring,
+            CibChange::ReplaceHistory { node_id: self.me.0.to_string(), node_name: self.name.clone(), ops, shutdown },
+        ))
     }
 
     /// The history write for `ring` went out as CIB write `id`.
@@ -418,22 +439,23 @@ mod tests {
     fn the_history_is_reported_once_per_view_and_again_after_a_lost_record() {
         let mut ex = ExecState::new(NodeId(1), "n1");
         let ring = RingId::new(NodeId(1), 4);
-        assert!(ex.report_due(Some(ring), false, true).is_none(), "not before the CIB is synchronized");
-        assert!(ex.report_due(Some(ring), true, false).is_none(), "not without quorum");
+        assert!(ex.report_due(Some(ring), false, true, None).is_none(), "not before the CIB is synchronized");
+        assert!(ex.report_due(Some(ring), true, false, None).is_none(), "not without quorum");
         let start = req("start", 0);
         let change = ex.finished(&start, &result(0), 0, 1).expect("recorded");
         assert!(matches!(change, CibChange::RecordOp(_)));
         ex.recording(7);
-        let (r, CibChange::ReplaceHistory { ops, .. }) = ex.report_due(Some(ring), true, true).expect("due") else {
+        let (r, CibChange::ReplaceHistory { ops, .. }) = ex.report_due(Some(ring), true, true, None).expect("due")
+        else {
             panic!("a history")
         };
         assert_eq!(ops.len(), 1);
         ex.reporting(8, r);
-        assert!(ex.report_due(Some(ring), true, true).is_none(), "one report in flight");
+        assert!(ex.report_due(Some(ring), true, true, None).is_none(), "one report in flight");
         assert_eq!(ex.written(8, true), Some(ring));
-        assert!(ex.report_due(Some(ring), true, true).is_none(), "reported in this view");
+        assert!(ex.report_due(Some(ring), true, true, None).is_none(), "reported in this view");
         assert_eq!(ex.written(7, false), None);
-        assert!(ex.report_due(Some(ring), true, true).is_some(), "a lost record makes a report due");
+        assert!(ex.report_due(Some(ring), true, true, None).is_some(), "a lost record makes a report due");
     }
 
     #[test]
@@ -446,7 +468,8 @@ mod tests {
         let _ = ex.order(req("stop", 0));
         let _ = ex.finished(&req("stop", 0), &result(0), 0, 3);
         let ring = RingId::new(NodeId(1), 4);
-        let (_, CibChange::ReplaceHistory { ops, .. }) = ex.report_due(Some(ring), true, true).expect("due") else {
+        let (_, CibChange::ReplaceHistory { ops, .. }) = ex.report_due(Some(ring), true, true, None).expect("due")
+        else {
             panic!("a history")
         };
         let ops: Vec<(&str, u64, i32)> = ops.iter().map(|o| (o.operation.as_str(), o.interval_ms, o.rc)).collect();

@@ -71,6 +71,10 @@ pub struct NodeController {
     out: Vec<CtlEffect>,
     /// The partition was quorate at the last step.
     was_quorate: bool,
+    /// Shutting down since then (Unix seconds).
+    shutdown: Option<i64>,
+    /// Local stops were ordered for the shutdown.
+    stopping_locally: bool,
 }
 
 impl NodeController {
@@ -86,6 +90,8 @@ impl NodeController {
             fence_writes: BTreeMap::new(),
             out: Vec::new(),
             was_quorate: false,
+            shutdown: None,
+            stopping_locally: false,
         }
     }
 
@@ -195,7 +201,10 @@ impl NodeController {
                 }
             }
         }
-        if let Some((ring, change)) = self.exec.report_due(self.reports.ring(), synced, quorate) {
+        if self.shutdown.is_some() && !quorate && !self.stopping_locally {
+            self.stop_locally();
+        }
+        if let Some((ring, change)) = self.exec.report_due(self.reports.ring(), synced, quorate, self.shutdown) {
             let token = self.token();
             self.exec.reporting(token, ring);
             self.out.push(CtlEffect::Write { token, change });
@@ -204,6 +213,47 @@ impl NodeController {
         let mut fx = Vec::new();
         self.dc.step(now, unix_now, doc, acting, quorate, &mut fx);
         self.dc_effects(fx);
+    }
+
+    /// This node is to shut down: with quorum, its `shutdown` attribute makes the DC move
+    /// everything away (in order, as the policy engine plans it); without, it stops what it runs
+    /// by itself. Leave once [`NodeController::may_leave`] says so.
+    pub fn shutdown(&mut self, unix_now: i64, synced: bool, quorate: bool) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.shutdown = Some(unix_now);
+        if quorate && synced {
+            let token = self.token();
+            let change = CibChange::SetShutdown {
+                node_id: self.me.0.to_string(),
+                node_name: self.exec.name().to_string(),
+                since: Some(unix_now),
+            };
+            self.exec.recording(token);
+            self.out.push(CtlEffect::Write { token, change });
+        } else {
+            self.stop_locally();
+        }
+    }
+
+    /// The shutdown took too long: stop everything here without the DC.
+    pub fn shutdown_escalate(&mut self) {
+        if !self.stopping_locally {
+            self.stop_locally();
+        }
+    }
+
+    fn stop_locally(&mut self) {
+        self.stopping_locally = true;
+        let acts = self.exec.stop_all();
+        self.out.extend(acts.into_iter().map(CtlEffect::Exec));
+    }
+
+    /// Shutting down and nothing runs here any more (and every result is recorded where that
+    /// is possible): the node may leave the cluster.
+    pub fn may_leave(&self) -> bool {
+        self.shutdown.is_some() && self.exec.idle()
     }
 
     /// What to do, in order.

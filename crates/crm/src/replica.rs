@@ -539,6 +539,18 @@ pub enum CibChange {
         node_name: String,
         /// Every operation result it knows, in the order they were recorded.
         ops: Vec<OpRecord>,
+        /// The node is shutting down since then (Unix seconds): its `shutdown` attribute,
+        /// which makes the policy engine move everything away; `None` clears it.
+        shutdown: Option<i64>,
+    },
+    /// A node starts (or stops) shutting down: its `shutdown` transient attribute.
+    SetShutdown {
+        /// The node's id.
+        node_id: String,
+        /// The node's name.
+        node_name: String,
+        /// Since when (Unix seconds); `None` clears it.
+        since: Option<i64>,
     },
     /// A node's executor forgets a resource (`crmctl resource cleanup`): its operation history
     /// on that node (clone instances `rsc:N` included) and its fail counts there are removed,
@@ -703,7 +715,7 @@ impl Document for Cib {
                 record_op(self, r)?;
                 Ok(ChangeKind::Status)
             }
-            CibChange::ReplaceHistory { node_id, node_name, ops } => {
+            CibChange::ReplaceHistory { node_id, node_name, ops, shutdown } => {
                 if node_id.is_empty() || node_name.is_empty() {
                     return Err("a node needs an id and a name".into());
                 }
@@ -717,7 +729,15 @@ impl Document for Cib {
                 for o in ops {
                     record_op_history(&mut next, o)?;
                 }
+                set_shutdown(&mut next, node_id, node_name, *shutdown);
                 *self = next;
+                Ok(ChangeKind::Status)
+            }
+            CibChange::SetShutdown { node_id, node_name, since } => {
+                if node_id.is_empty() || node_name.is_empty() {
+                    return Err("a node needs an id and a name".into());
+                }
+                set_shutdown(self, node_id, node_name, *since);
                 Ok(ChangeKind::Status)
             }
             CibChange::Cleanup { node_id, rsc } => {
@@ -839,6 +859,32 @@ pub fn check_configuration(configuration: &str) -> Result<String, String> {
         c.constraints.len(),
         if c.constraints.len() == 1 { "" } else { "s" }
     ))
+}
+
+/// Sets or clears a node's `shutdown` transient attribute.
+fn set_shutdown(cib: &mut Cib, node_id: &str, node_name: &str, since: Option<i64>) {
+    let state = node_state_mut(cib, node_id, node_name);
+    match since {
+        Some(t) => {
+            if state.transient.is_empty() {
+                state.transient.push(crate::cib::NvSet { id: format!("status-{node_id}"), ..Default::default() });
+            }
+            let set = &mut state.transient[0];
+            match set.pairs.iter_mut().find(|p| p.name == "shutdown") {
+                Some(p) => p.value = Some(t.to_string()),
+                None => set.pairs.push(crate::cib::NvPair {
+                    id: format!("status-{node_id}-shutdown"),
+                    name: "shutdown".into(),
+                    value: Some(t.to_string()),
+                }),
+            }
+        }
+        None => {
+            for set in &mut state.transient {
+                set.pairs.retain(|p| p.name != "shutdown");
+            }
+        }
+    }
 }
 
 /// `id` names `rsc` or one of its clone instances (`rsc:N`).

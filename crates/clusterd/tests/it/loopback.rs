@@ -817,3 +817,55 @@ async fn a_node_left_without_quorum_stops_its_resources() {
         let _ = s.send(());
     }
 }
+
+#[tokio::test]
+async fn a_node_that_stops_hands_its_resources_over_before_it_leaves() {
+    let mut c = start(3, 3).await;
+    wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
+    wait_quorum(&c, "quorate", |s| s.quorate).await;
+    let dir = c._dir.path().to_path_buf();
+    let config = DUMMY_CONFIG.replace(
+        "<constraints/>",
+        r#"<constraints><rsc_location id="d1-on-3" rsc="d1" node="node3" score="100"/></constraints>"#,
+    );
+    let done = ask(&c.run_dirs[0], Request::CibReplaceConfiguration { xml: config, if_epoch: None }).await;
+    assert!(matches!(&done, Response::Done(_)), "{done:?}");
+    eventually("d1 never ran on node3", || async {
+        let on = running_on(&dir, 3, "d1");
+        if on == [3] { Ok(()) } else { Err(format!("running on {on:?}")) }
+    })
+    .await;
+    // Node 3 is asked to stop: the DC moves d1 away; node 3 leaves once nothing runs there (the
+    // start on a survivor may complete after it left).
+    let _ = c.stops.remove(2).send(());
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let on = running_on(&dir, 3, "d1");
+        assert!(on.len() <= 1, "d1 runs on {on:?} at once");
+        if seen.last() != Some(&on) {
+            seen.push(on.clone());
+        }
+        let left = c.ports[0].views.borrow().as_ref().is_some_and(|v| v.members == [NodeId(1), NodeId(2)]);
+        if left {
+            assert!(!on.contains(&3), "node 3 left while d1 still ran there: {seen:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node 3 never left; d1 on {seen:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    eventually("d1 never started on a survivor", || async {
+        let on = running_on(&dir, 3, "d1");
+        if on.len() == 1 && on[0] != 3 { Ok(()) } else { Err(format!("running on {on:?}")) }
+    })
+    .await;
+    eventually("node 3's clean departure never recorded", || async {
+        let xml = cib_of(&c.run_dirs[0]).await.xml;
+        let down = r#"<node_state id="3" uname="node3" in_ccm="false" crmd="offline" join="down" expected="down""#;
+        if xml.contains(down) { Ok(()) } else { Err(xml) }
+    })
+    .await;
+    for s in c.stops.drain(..) {
+        let _ = s.send(());
+    }
+}
