@@ -184,12 +184,21 @@ pub struct Outcome {
     pub timed_out: bool,
     /// Text output (meta-data XML, diagnostic lines).
     pub output: String,
+    /// For a promotable resource: how much this node should be preferred for the promoted role
+    /// (what `crm_master -v` sets); `Some(None)` withdraws it; `None` leaves it as it is.
+    pub promotion: Option<Option<i64>>,
 }
 
 impl Outcome {
     /// A result with a code and no reason.
     pub fn rc(rc: OcfRc) -> Outcome {
-        Outcome { rc, reason: None, timed_out: false, output: String::new() }
+        Outcome { rc, reason: None, timed_out: false, output: String::new(), promotion: None }
+    }
+
+    /// Sets (or with `None` withdraws) this node's promotion score for the resource.
+    pub fn with_promotion(mut self, score: Option<i64>) -> Outcome {
+        self.promotion = Some(score);
+        self
     }
 
     /// Success.
@@ -250,6 +259,8 @@ pub struct OpResult {
     pub elapsed: Duration,
     /// The timeout that applied.
     pub timeout: Duration,
+    /// The agent's promotion score for this node ([`Outcome::promotion`]).
+    pub promotion: Option<Option<i64>>,
 }
 
 impl OpResult {
@@ -362,7 +373,16 @@ pub fn execute(agent: &dyn ResourceAgent, req: &Request) -> OpResult {
             ),
             _ => (outcome.rc, outcome.reason),
         };
-        let result = OpResult { action: req.action, rc, status, reason, output: outcome.output, elapsed, timeout };
+        let result = OpResult {
+            action: req.action,
+            rc,
+            status,
+            reason,
+            output: outcome.output,
+            elapsed,
+            timeout,
+            promotion: outcome.promotion,
+        };
         crate::events::Event::OpFinished {
             rsc: &req.instance,
             action: &req.action,

@@ -146,7 +146,7 @@ impl OcfAgent {
                 return Outcome { output: ran.stdout.clone(), ..Outcome::fail(OcfRc::ErrGeneric, ran.describe()) };
             }
         };
-        Outcome { rc, reason, timed_out: false, output: ran.stdout }
+        Outcome { rc, reason, timed_out: false, output: ran.stdout, promotion: None }
     }
 
     fn load_metadata(&self) -> Result<(String, Metadata), String> {

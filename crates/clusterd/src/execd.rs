@@ -108,6 +108,7 @@ async fn run_device(devices: &Devices, req: &ExecRequest) -> RunResult {
         op_status: 0,
         reason,
         exec_ms: started.elapsed().as_millis() as u64,
+        promotion: None,
     };
     let is_started = devices.lock().map(|d| d.contains(&req.rsc)).unwrap_or(false);
     match (req.operation.as_str(), req.interval_ms) {
@@ -176,6 +177,7 @@ async fn run_agent(registry: Arc<agents::Registry>, req: &ExecRequest) -> RunRes
             op_status: 0,
             reason: Some(reason),
             exec_ms: 0,
+            promotion: None,
         };
         // OCF 1.1's reload-agent is the agents' reload.
         let operation = if req.operation == "reload-agent" { "reload" } else { req.operation.as_str() };
@@ -201,6 +203,7 @@ async fn run_agent(registry: Arc<agents::Registry>, req: &ExecRequest) -> RunRes
             },
             reason: out.reason,
             exec_ms: out.elapsed.as_millis() as u64,
+            promotion: out.promotion,
         }
     })
     .await;
@@ -209,5 +212,6 @@ async fn run_agent(registry: Arc<agents::Registry>, req: &ExecRequest) -> RunRes
         op_status: 4,
         reason: Some(format!("the agent's thread failed: {e}")),
         exec_ms: 0,
+        promotion: None,
     })
 }

@@ -51,6 +51,9 @@ pub struct RunResult {
     pub reason: Option<String>,
     /// How long it ran.
     pub exec_ms: u64,
+    /// The agent's promotion score for this node: `Some(Some(s))` sets `master-<rsc>`,
+    /// `Some(None)` removes it, `None` leaves it.
+    pub promotion: Option<Option<i64>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +78,8 @@ pub struct ExecState {
     /// The last start (or promote) order of each resource running here, with its call id:
     /// what a local stop needs (agent and parameters).
     active: BTreeMap<String, (i64, ExecRequest)>,
+    /// Promotion scores last recorded, by resource (without the clone instance number).
+    promotion: BTreeMap<String, Option<i64>>,
     /// Local stops still to run, in order (the partition lost quorum).
     local_stops: Vec<ExecRequest>,
     /// The local stop running.
@@ -95,6 +100,7 @@ impl ExecState {
             reporting: None,
             records: Vec::new(),
             active: BTreeMap::new(),
+            promotion: BTreeMap::new(),
             local_stops: Vec::new(),
             local_running: None,
         }
@@ -193,7 +199,27 @@ impl ExecState {
     /// A finished run: the change to write, if any (recurring monitors only when their result
     /// changed; nothing for a cancelled one). Record the write's id with
     /// [`ExecState::recording`].
-    pub fn finished(&mut self, req: &ExecRequest, r: &RunResult, generation: u64, unix_now: i64) -> Option<CibChange> {
+    pub fn finished(&mut self, req: &ExecRequest, r: &RunResult, generation: u64, unix_now: i64) -> Vec<CibChange> {
+        let mut out = Vec::new();
+        if let Some(score) = r.promotion {
+            // Scores belong to the resource, not to a clone instance (crm_master's rule).
+            let base =
+                req.rsc.rsplit_once(':').filter(|(_, n)| n.parse::<u32>().is_ok()).map_or(req.rsc.as_str(), |(b, _)| b);
+            if self.promotion.get(base) != Some(&score) {
+                self.promotion.insert(base.to_string(), score);
+                out.push(CibChange::SetNodeAttribute {
+                    node_id: req.node_id.clone(),
+                    node_name: self.name.clone(),
+                    name: format!("master-{base}"),
+                    value: score.map(|s| s.to_string()),
+                });
+            }
+        }
+        out.extend(self.record(req, r, generation, unix_now));
+        out
+    }
+
+    fn record(&mut self, req: &ExecRequest, r: &RunResult, generation: u64, unix_now: i64) -> Option<CibChange> {
         let ok = r.op_status == 0 && r.rc == req.target_rc;
         match req.operation.as_str() {
             "start" | "promote" | "demote" | "migrate_from" if ok => {
@@ -293,9 +319,17 @@ impl ExecState {
         let mut ops: Vec<OpRecord> = self.history.values().cloned().collect();
         ops.sort_by_key(|o| o.call_id);
         ops.dedup_by_key(|o| o.call_id);
+        let promotion =
+            self.promotion.iter().filter_map(|(r, s)| Some((format!("master-{r}"), s.as_ref()?.to_string()))).collect();
         Some((
             ring,
-            CibChange::ReplaceHistory { node_id: self.me.0.to_string(), node_name: self.name.clone(), ops, shutdown },
+            CibChange::ReplaceHistory {
+                node_id: self.me.0.to_string(),
+                node_name: self.name.clone(),
+                ops,
+                shutdown,
+                promotion,
+            },
         ))
     }
 
@@ -405,7 +439,7 @@ mod tests {
     }
 
     fn result(rc: i32) -> RunResult {
-        RunResult { rc, op_status: 0, reason: None, exec_ms: 1 }
+        RunResult { rc, op_status: 0, reason: None, exec_ms: 1, promotion: None }
     }
 
     #[test]
@@ -413,9 +447,9 @@ mod tests {
         let mut ex = ExecState::new(NodeId(1), "n1");
         let m = req("monitor", 1000);
         let [ExecAction::Run { generation, .. }] = ex.order(m.clone())[..] else { panic!("one run") };
-        assert!(ex.finished(&m, &result(0), generation, 1).is_some(), "the first result is recorded");
-        assert!(ex.finished(&m, &result(0), generation, 2).is_none(), "the same result is not");
-        assert!(ex.finished(&m, &result(7), generation, 3).is_some(), "a change is");
+        assert_eq!(ex.finished(&m, &result(0), generation, 1).len(), 1, "the first result is recorded");
+        assert!(ex.finished(&m, &result(0), generation, 2).is_empty(), "the same result is not");
+        assert_eq!(ex.finished(&m, &result(7), generation, 3).len(), 1, "a change is");
     }
 
     #[test]
@@ -426,7 +460,7 @@ mod tests {
         let acts = ex.order(req("stop", 0));
         assert_eq!(acts[0], ExecAction::Cancel { generation });
         assert_eq!(ex.monitors(), 0);
-        assert!(ex.finished(&m, &result(7), generation, 3).is_none(), "a cancelled monitor records nothing");
+        assert!(ex.finished(&m, &result(7), generation, 3).is_empty(), "a cancelled monitor records nothing");
     }
 
     #[test]
@@ -442,8 +476,8 @@ mod tests {
         assert!(ex.report_due(Some(ring), false, true, None).is_none(), "not before the CIB is synchronized");
         assert!(ex.report_due(Some(ring), true, false, None).is_none(), "not without quorum");
         let start = req("start", 0);
-        let change = ex.finished(&start, &result(0), 0, 1).expect("recorded");
-        assert!(matches!(change, CibChange::RecordOp(_)));
+        let change = ex.finished(&start, &result(0), 0, 1);
+        assert!(matches!(change[..], [CibChange::RecordOp(_)]));
         ex.recording(7);
         let (r, CibChange::ReplaceHistory { ops, .. }) = ex.report_due(Some(ring), true, true, None).expect("due")
         else {
@@ -507,5 +541,21 @@ mod tests {
         }
         assert_eq!(stopped, ["www", "fs", "ip"]);
         assert!(ex.running().is_empty());
+    }
+
+    #[test]
+    fn promotion_scores_are_recorded_per_resource_when_they_change() {
+        let mut ex = ExecState::new(NodeId(1), "n1");
+        let mut m = req("monitor", 0);
+        m.rsc = "vol:1".into();
+        let scored = |p| RunResult { promotion: Some(p), ..result(0) };
+        let fx = ex.finished(&m, &scored(Some(10_000)), 0, 1);
+        assert!(
+            matches!(&fx[0], CibChange::SetNodeAttribute { name, value: Some(v), .. } if name == "master-vol" && v == "10000"),
+            "{fx:?}"
+        );
+        assert_eq!(ex.finished(&m, &scored(Some(10_000)), 0, 2).len(), 1, "the same score is not written again");
+        let fx = ex.finished(&m, &scored(None), 0, 3);
+        assert!(matches!(&fx[0], CibChange::SetNodeAttribute { value: None, .. }), "{fx:?}");
     }
 }

@@ -138,7 +138,7 @@ impl NodeController {
 
     /// An agent run finished on this node.
     pub fn finished(&mut self, req: &ExecRequest, result: &RunResult, generation: u64, unix_now: i64) {
-        if let Some(change) = self.exec.finished(req, result, generation, unix_now) {
+        for change in self.exec.finished(req, result, generation, unix_now) {
             let token = self.token();
             self.exec.recording(token);
             self.out.push(CtlEffect::Write { token, change });

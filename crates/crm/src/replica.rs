@@ -542,6 +542,21 @@ pub enum CibChange {
         /// The node is shutting down since then (Unix seconds): its `shutdown` attribute,
         /// which makes the policy engine move everything away; `None` clears it.
         shutdown: Option<i64>,
+        /// The promotion scores its agents set (`master-<rsc>`, value); any other `master-*`
+        /// attribute of the node is removed (it belongs to an earlier life of the node).
+        promotion: Vec<(String, String)>,
+    },
+    /// Sets (or with `None` removes) one of a node's transient attributes (promotion scores
+    /// `master-<rsc>` from agents, `crmctl node attribute --lifetime reboot`).
+    SetNodeAttribute {
+        /// The node's id.
+        node_id: String,
+        /// The node's name.
+        node_name: String,
+        /// The attribute.
+        name: String,
+        /// Its value; `None` removes it.
+        value: Option<String>,
     },
     /// A node starts (or stops) shutting down: its `shutdown` transient attribute.
     SetShutdown {
@@ -715,7 +730,7 @@ impl Document for Cib {
                 record_op(self, r)?;
                 Ok(ChangeKind::Status)
             }
-            CibChange::ReplaceHistory { node_id, node_name, ops, shutdown } => {
+            CibChange::ReplaceHistory { node_id, node_name, ops, shutdown, promotion } => {
                 if node_id.is_empty() || node_name.is_empty() {
                     return Err("a node needs an id and a name".into());
                 }
@@ -730,7 +745,25 @@ impl Document for Cib {
                     record_op_history(&mut next, o)?;
                 }
                 set_shutdown(&mut next, node_id, node_name, *shutdown);
+                if let Some(state) = next.status.iter_mut().find(|s| &s.id == node_id) {
+                    for set in &mut state.transient {
+                        set.pairs.retain(|p| !p.name.starts_with("master-"));
+                    }
+                }
+                for (name, value) in promotion {
+                    if !name.starts_with("master-") {
+                        return Err(format!("{name} is not a promotion score (master-<rsc>)"));
+                    }
+                    set_transient(&mut next, node_id, node_name, name, Some(value.clone()));
+                }
                 *self = next;
+                Ok(ChangeKind::Status)
+            }
+            CibChange::SetNodeAttribute { node_id, node_name, name, value } => {
+                if node_id.is_empty() || node_name.is_empty() || name.is_empty() {
+                    return Err("a node attribute needs a node id, a node name and a name".into());
+                }
+                set_transient(self, node_id, node_name, name, value.clone());
                 Ok(ChangeKind::Status)
             }
             CibChange::SetShutdown { node_id, node_name, since } => {
@@ -863,25 +896,30 @@ pub fn check_configuration(configuration: &str) -> Result<String, String> {
 
 /// Sets or clears a node's `shutdown` transient attribute.
 fn set_shutdown(cib: &mut Cib, node_id: &str, node_name: &str, since: Option<i64>) {
+    set_transient(cib, node_id, node_name, "shutdown", since.map(|t| t.to_string()));
+}
+
+/// Sets or removes one transient attribute of a node.
+fn set_transient(cib: &mut Cib, node_id: &str, node_name: &str, name: &str, value: Option<String>) {
     let state = node_state_mut(cib, node_id, node_name);
-    match since {
-        Some(t) => {
+    match value {
+        Some(v) => {
             if state.transient.is_empty() {
                 state.transient.push(crate::cib::NvSet { id: format!("status-{node_id}"), ..Default::default() });
             }
             let set = &mut state.transient[0];
-            match set.pairs.iter_mut().find(|p| p.name == "shutdown") {
-                Some(p) => p.value = Some(t.to_string()),
+            match set.pairs.iter_mut().find(|p| p.name == name) {
+                Some(p) => p.value = Some(v),
                 None => set.pairs.push(crate::cib::NvPair {
-                    id: format!("status-{node_id}-shutdown"),
-                    name: "shutdown".into(),
-                    value: Some(t.to_string()),
+                    id: format!("status-{node_id}-{name}"),
+                    name: name.to_string(),
+                    value: Some(v),
                 }),
             }
         }
         None => {
             for set in &mut state.transient {
-                set.pairs.retain(|p| p.name != "shutdown");
+                set.pairs.retain(|p| p.name != name);
             }
         }
     }
