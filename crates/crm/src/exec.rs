@@ -78,6 +78,14 @@ pub struct ExecState {
     /// The last start (or promote) order of each resource running here, with its call id:
     /// what a local stop needs (agent and parameters).
     active: BTreeMap<String, (i64, ExecRequest)>,
+    /// One-shot operations running, by (resource, operation): reported as pending with the
+    /// history, so that a DC elected meanwhile sees a start in progress as a start.
+    in_flight: BTreeMap<String, ExecRequest>,
+    /// One-shot operations waiting for the one running on the same resource (an executor runs
+    /// one operation per resource at a time).
+    queued: BTreeMap<String, std::collections::VecDeque<ExecRequest>>,
+    /// Runs released by a finished operation, for [`ExecState::next_runs`].
+    ready: Vec<ExecAction>,
     /// Promotion scores last recorded, by resource (without the clone instance number).
     promotion: BTreeMap<String, Option<i64>>,
     /// Local stops still to run, in order (the partition lost quorum).
@@ -101,6 +109,9 @@ impl ExecState {
             records: Vec::new(),
             active: BTreeMap::new(),
             promotion: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            queued: BTreeMap::new(),
+            ready: Vec::new(),
             local_stops: Vec::new(),
             local_running: None,
         }
@@ -138,25 +149,41 @@ impl ExecState {
             })
             .collect();
         self.local_running = None;
-        out.extend(self.next_local_stop());
+        out.extend(self.next_runs());
         out
     }
 
-    /// The next local stop, once the previous one finished (call after every
-    /// [`ExecState::finished`]).
-    pub fn next_local_stop(&mut self) -> Option<ExecAction> {
-        if self.local_running.is_some() || self.local_stops.is_empty() {
+    /// Runs that may start now: operations that waited for their resource, and the next local
+    /// stop once the previous one finished. Call after every [`ExecState::finished`].
+    pub fn next_runs(&mut self) -> Vec<ExecAction> {
+        if self.local_running.is_none() && !self.local_stops.is_empty() {
+            let req = self.local_stops.remove(0);
+            self.local_running = Some(req.rsc.clone());
+            if let Some(run) = self.submit(req) {
+                self.ready.push(run);
+            }
+        }
+        std::mem::take(&mut self.ready)
+    }
+
+    /// A one-shot operation: runs now, or after the one running on the same resource.
+    fn submit(&mut self, req: ExecRequest) -> Option<ExecAction> {
+        if self.in_flight.contains_key(&req.rsc) {
+            self.queued.entry(req.rsc.clone()).or_default().push_back(req);
             return None;
         }
-        let req = self.local_stops.remove(0);
-        self.local_running = Some(req.rsc.clone());
+        self.in_flight.insert(req.rsc.clone(), req.clone());
         Some(ExecAction::Run { req: Box::new(req), generation: 0 })
     }
 
     /// Nothing runs here and nothing is being stopped or recorded: a node shutting down may
     /// leave.
     pub fn idle(&self) -> bool {
-        self.active.is_empty() && self.local_running.is_none() && self.local_stops.is_empty() && self.records.is_empty()
+        self.active.is_empty()
+            && self.local_running.is_none()
+            && self.local_stops.is_empty()
+            && self.records.is_empty()
+            && self.in_flight.is_empty()
     }
 
     /// Quorum is back: local stops not yet started are dropped (the DC decides again).
@@ -192,7 +219,11 @@ impl ExecState {
                 out.push(ExecAction::Cancel { generation: old.generation });
             }
         }
-        out.push(ExecAction::Run { req: Box::new(req), generation });
+        if generation == 0 {
+            out.extend(self.submit(req));
+        } else {
+            out.push(ExecAction::Run { req: Box::new(req), generation });
+        }
         out
     }
 
@@ -201,6 +232,14 @@ impl ExecState {
     /// [`ExecState::recording`].
     pub fn finished(&mut self, req: &ExecRequest, r: &RunResult, generation: u64, unix_now: i64) -> Vec<CibChange> {
         let mut out = Vec::new();
+        if generation == 0 && self.in_flight.get(&req.rsc).is_some_and(|r| r.operation == req.operation) {
+            self.in_flight.remove(&req.rsc);
+            if let Some(next) = self.queued.get_mut(&req.rsc).and_then(|q| q.pop_front()) {
+                self.in_flight.insert(next.rsc.clone(), next.clone());
+                self.ready.push(ExecAction::Run { req: Box::new(next), generation: 0 });
+            }
+            self.queued.retain(|_, q| !q.is_empty());
+        }
         if let Some(score) = r.promotion {
             // Scores belong to the resource, not to a clone instance (crm_master's rule).
             let base =
@@ -319,6 +358,25 @@ impl ExecState {
         let mut ops: Vec<OpRecord> = self.history.values().cloned().collect();
         ops.sort_by_key(|o| o.call_id);
         ops.dedup_by_key(|o| o.call_id);
+        // Operations still running come last, as pending (Pacemaker's op-status -1).
+        ops.extend(self.in_flight.values().map(|req| OpRecord {
+            node_id: req.node_id.clone(),
+            node_name: self.name.clone(),
+            rsc: req.rsc.clone(),
+            class: req.class.clone(),
+            provider: req.provider.clone(),
+            agent: req.agent.clone(),
+            operation: req.operation.clone(),
+            interval_ms: req.interval_ms,
+            rc: 193,
+            op_status: -1,
+            call_id: -1,
+            transition_key: Some(req.key.clone()),
+            last_rc_change: 0,
+            exec_ms: 0,
+            exit_reason: None,
+            op_digest: req.op_digest.clone(),
+        }));
         let promotion =
             self.promotion.iter().filter_map(|(r, s)| Some((format!("master-{r}"), s.as_ref()?.to_string()))).collect();
         Some((
@@ -532,9 +590,9 @@ mod tests {
         while let Some(r) = next {
             assert_eq!((r.operation.as_str(), r.params.get("p").map(String::as_str)), ("stop", Some(r.rsc.as_str())));
             stopped.push(r.rsc.clone());
-            assert!(ex.next_local_stop().is_none(), "one at a time");
+            assert!(ex.next_runs().is_empty(), "one at a time");
             let _ = ex.finished(&r, &result(0), 0, 2);
-            next = ex.next_local_stop().map(|a| match a {
+            next = ex.next_runs().into_iter().next().map(|a| match a {
                 ExecAction::Run { req, .. } => req,
                 ExecAction::Cancel { .. } => panic!("a run"),
             });
@@ -557,5 +615,41 @@ mod tests {
         assert_eq!(ex.finished(&m, &scored(Some(10_000)), 0, 2).len(), 1, "the same score is not written again");
         let fx = ex.finished(&m, &scored(None), 0, 3);
         assert!(matches!(&fx[0], CibChange::SetNodeAttribute { value: None, .. }), "{fx:?}");
+    }
+
+    #[test]
+    fn an_operation_still_running_is_reported_as_pending() {
+        let mut ex = ExecState::new(NodeId(1), "n1");
+        let start = req("start", 0);
+        let _ = ex.order(start.clone());
+        let ring = RingId::new(NodeId(1), 4);
+        let (_, CibChange::ReplaceHistory { ops, .. }) = ex.report_due(Some(ring), true, true, None).expect("due")
+        else {
+            panic!("a history")
+        };
+        assert_eq!(ops.len(), 1);
+        assert_eq!((ops[0].operation.as_str(), ops[0].op_status, ops[0].call_id), ("start", -1, -1));
+        let _ = ex.finished(&start, &result(0), 0, 1);
+        let (_, CibChange::ReplaceHistory { ops, .. }) = ex.report_due(Some(ring), true, true, None).expect("due")
+        else {
+            panic!("a history")
+        };
+        assert_eq!((ops.len(), ops[0].op_status), (1, 0), "done: no longer pending");
+    }
+
+    #[test]
+    fn operations_on_one_resource_run_one_at_a_time_in_order() {
+        let mut ex = ExecState::new(NodeId(1), "n1");
+        let start = req("start", 0);
+        let stop = req("stop", 0);
+        assert_eq!(ex.order(start.clone()).len(), 1, "the start runs");
+        assert!(ex.order(stop.clone()).is_empty(), "the stop waits for the start");
+        assert!(ex.next_runs().is_empty());
+        let _ = ex.finished(&start, &result(0), 0, 1);
+        let runs = ex.next_runs();
+        assert!(matches!(&runs[..], [ExecAction::Run { req, .. }] if req.operation == "stop"), "{runs:?}");
+        let mut other = req("start", 0);
+        other.rsc = "other".into();
+        assert_eq!(ex.order(other).len(), 1, "another resource does not wait");
     }
 }

@@ -143,7 +143,7 @@ impl NodeController {
             self.exec.recording(token);
             self.out.push(CtlEffect::Write { token, change });
         }
-        if let Some(next) = self.exec.next_local_stop() {
+        for next in self.exec.next_runs() {
             self.out.push(CtlEffect::Exec(next));
         }
     }

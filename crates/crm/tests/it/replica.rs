@@ -536,3 +536,40 @@ fn a_configuration_file_may_start_with_a_declaration_and_comments() {
     assert!(c.starts_with("<configuration>"), "{c}");
     assert!(crm::replica::check_configuration(&c).is_ok());
 }
+
+#[test]
+fn a_start_reported_as_pending_holds_the_resource_where_it_runs() {
+    let text = r#"<configuration><crm_config><cluster_property_set id="o"><nvpair id="o1" name="stonith-enabled" value="false"/></cluster_property_set></crm_config><nodes/><resources><primitive id="d1" class="ocf" provider="heartbeat" type="Dummy"/></resources><constraints><rsc_location id="l" rsc="d1" node="node3" score="100"/></constraints></configuration>"#;
+    let mut cib = Cib::default();
+    cib.apply(&CibChange::ReplaceConfiguration { xml: text.into(), if_epoch: None }).expect("applies");
+    let members = (1..=3).map(|i| (i.to_string(), format!("node{i}"), crm::replica::Membership::Member)).collect();
+    cib.apply(&CibChange::SetMembership { nodes: members, dc: Some("1".into()) }).expect("applies");
+    for n in 1..=3 {
+        cib.apply(&op(n, "d1", "ocf", "Dummy", "monitor", 0, 7)).expect("probes");
+    }
+    // A DC elected while node 2's start (ordered by its predecessor) still runs: node 2
+    // reports it pending with its history.
+    let CibChange::RecordOp(mut pending) = op(2, "d1", "ocf", "Dummy", "start", 0, 193) else { unreachable!() };
+    pending.op_status = -1;
+    pending.call_id = -1;
+    let probe = op(2, "d1", "ocf", "Dummy", "monitor", 0, 7);
+    let CibChange::RecordOp(probe) = probe else { unreachable!() };
+    cib.apply(&CibChange::ReplaceHistory {
+        node_id: "2".into(),
+        node_name: "node2".into(),
+        ops: vec![*probe, *pending],
+        shutdown: None,
+        promotion: Vec::new(),
+    })
+    .expect("applies");
+    // The engine sees d1 on node2: it may move it to node3 (its preference), which stops it on
+    // node2 first (the executor runs that stop after the start it waits for); never a start
+    // without that stop.
+    let t = crm::schedule(&cib, Some(true), 1_700_000_100);
+    let summary = t.summary.join("\n");
+    assert!(summary.contains("Move") && summary.contains("node2 -> node3"), "{summary}");
+    let stop = t.executable().find(|a| a.kind == crm::ActionKind::Stop).expect("a stop on node2");
+    assert_eq!(t.node_name(stop.node.expect("a node")), "node2");
+    let start = t.executable().find(|a| a.kind == crm::ActionKind::Start).expect("a start");
+    assert!(t.edges.iter().any(|e| e.first == stop.id && e.then == start.id), "the start waits for the stop");
+}
