@@ -646,15 +646,22 @@ impl Controller {
                     crm::node::CtlEffect::QuorumLost { policy, stopping } => {
                         tracing::warn!(node = %self.me, %policy, ?stopping, "quorum lost: stopping every resource here");
                     }
-                    crm::node::CtlEffect::Started { number, summary, actions } => {
+                    crm::node::CtlEffect::Transition(crm::dc::DcEffect::Started { number, summary, actions }) => {
                         tracing::info!(node = %self.me, transition = number, actions, summary = %summary.join("; "), "transition started");
                     }
-                    crm::node::CtlEffect::Ended { number, end: crm::controller::RunEnd::Complete } => {
+                    crm::node::CtlEffect::Transition(crm::dc::DcEffect::Ended {
+                        number,
+                        end: crm::controller::RunEnd::Complete,
+                    }) => {
                         tracing::info!(node = %self.me, transition = number, "transition complete");
                     }
-                    crm::node::CtlEffect::Ended { number, end: crm::controller::RunEnd::Aborted(why) } => {
+                    crm::node::CtlEffect::Transition(crm::dc::DcEffect::Ended {
+                        number,
+                        end: crm::controller::RunEnd::Aborted(why),
+                    }) => {
                         tracing::warn!(node = %self.me, transition = number, reason = ?why, "transition aborted; scheduling again");
                     }
+                    crm::node::CtlEffect::Transition(_) => {}
                 }
             }
         }

@@ -287,24 +287,7 @@ impl ExecState {
             m.recorded = Some((r.rc, r.op_status));
         }
         self.call_id += 1;
-        let record = OpRecord {
-            node_id: req.node_id.clone(),
-            node_name: self.name.clone(),
-            rsc: req.rsc.clone(),
-            class: req.class.clone(),
-            provider: req.provider.clone(),
-            agent: req.agent.clone(),
-            operation: req.operation.clone(),
-            interval_ms: req.interval_ms,
-            rc: r.rc,
-            op_status: r.op_status,
-            call_id: self.call_id,
-            transition_key: Some(req.key.clone()),
-            last_rc_change: unix_now,
-            exec_ms: r.exec_ms,
-            exit_reason: r.reason.clone(),
-            op_digest: req.op_digest.clone(),
-        };
+        let record = self.op_record(req, r, self.call_id, unix_now);
         let probe_ok = req.operation == "monitor" && req.interval_ms == 0 && matches!(r.rc, 0 | 7 | 8);
         self.remember(&record, r.op_status == 0 && (r.rc == req.target_rc || probe_ok));
         Some(CibChange::RecordOp(Box::new(record)))
@@ -318,6 +301,28 @@ impl ExecState {
         }
         self.history.retain(|_, r| !crate::replica::same_resource(&r.rsc, rsc));
         Some(CibChange::Cleanup { node_id: self.me.0.to_string(), rsc: rsc.to_string() })
+    }
+
+    /// The record of one result of `req` on this node.
+    fn op_record(&self, req: &ExecRequest, r: &RunResult, call_id: i64, last_rc_change: i64) -> OpRecord {
+        OpRecord {
+            node_id: req.node_id.clone(),
+            node_name: self.name.clone(),
+            rsc: req.rsc.clone(),
+            class: req.class.clone(),
+            provider: req.provider.clone(),
+            agent: req.agent.clone(),
+            operation: req.operation.clone(),
+            interval_ms: req.interval_ms,
+            rc: r.rc,
+            op_status: r.op_status,
+            call_id,
+            transition_key: Some(req.key.clone()),
+            last_rc_change,
+            exec_ms: r.exec_ms,
+            exit_reason: r.reason.clone(),
+            op_digest: req.op_digest.clone(),
+        }
     }
 
     /// The record written by [`ExecState::finished`] went out as CIB write `id`.
@@ -359,24 +364,8 @@ impl ExecState {
         ops.sort_by_key(|o| o.call_id);
         ops.dedup_by_key(|o| o.call_id);
         // Operations still running come last, as pending (Pacemaker's op-status -1).
-        ops.extend(self.in_flight.values().map(|req| OpRecord {
-            node_id: req.node_id.clone(),
-            node_name: self.name.clone(),
-            rsc: req.rsc.clone(),
-            class: req.class.clone(),
-            provider: req.provider.clone(),
-            agent: req.agent.clone(),
-            operation: req.operation.clone(),
-            interval_ms: req.interval_ms,
-            rc: 193,
-            op_status: -1,
-            call_id: -1,
-            transition_key: Some(req.key.clone()),
-            last_rc_change: 0,
-            exec_ms: 0,
-            exit_reason: None,
-            op_digest: req.op_digest.clone(),
-        }));
+        let pending = RunResult { rc: 193, op_status: -1, reason: None, exec_ms: 0, promotion: None };
+        ops.extend(self.in_flight.values().map(|req| self.op_record(req, &pending, -1, 0)));
         let promotion =
             self.promotion.iter().filter_map(|(r, s)| Some((format!("master-{r}"), s.as_ref()?.to_string()))).collect();
         Some((

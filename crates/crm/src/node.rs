@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use wire::{Instant, NodeId, RingId};
 
 use crate::cib::Cib;
-use crate::controller::{Outcome, RunEnd};
+use crate::controller::Outcome;
 use crate::dc::{Dc, DcEffect, ExecRequest, FenceOrder};
 use crate::exec::{ExecAction, ExecMsg, ExecState, Reports, RunResult};
 use crate::replica::CibChange;
@@ -41,22 +41,9 @@ pub enum CtlEffect {
         /// What it runs.
         stopping: Vec<String>,
     },
-    /// A transition began (for the log).
-    Started {
-        /// Its number.
-        number: u64,
-        /// Summary lines.
-        summary: Vec<String>,
-        /// Actions that will execute.
-        actions: usize,
-    },
-    /// A transition ended (for the log).
-    Ended {
-        /// Its number.
-        number: u64,
-        /// How.
-        end: RunEnd,
-    },
+    /// A transition began or ended (for the log): [`DcEffect::Started`] or
+    /// [`DcEffect::Ended`].
+    Transition(DcEffect),
 }
 
 /// One node's controller.
@@ -271,8 +258,7 @@ impl NodeController {
             self.out.push(match e {
                 DcEffect::Execute(req) => CtlEffect::Broadcast(ExecMsg::Run(Box::new(req))),
                 DcEffect::Fence(order) => CtlEffect::Fence(order),
-                DcEffect::Started { number, summary, actions } => CtlEffect::Started { number, summary, actions },
-                DcEffect::Ended { number, end } => CtlEffect::Ended { number, end },
+                other @ (DcEffect::Started { .. } | DcEffect::Ended { .. }) => CtlEffect::Transition(other),
             });
         }
     }

@@ -782,8 +782,8 @@ async fn the_dc_starts_monitors_recovers_and_moves_a_resource_through_the_execut
     }
 }
 
-#[tokio::test]
-async fn a_node_left_without_quorum_stops_its_resources() {
+/// Three quorate nodes, d1 (1 s monitor, fencing off) running on node 3, which it prefers.
+async fn three_nodes_running_d1_on_node3() -> (Cluster, std::path::PathBuf) {
     let mut c = start(3, 3).await;
     wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
     wait_quorum(&c, "quorate", |s| s.quorate).await;
@@ -799,6 +799,12 @@ async fn a_node_left_without_quorum_stops_its_resources() {
         if on == [3] { Ok(()) } else { Err(format!("running on {on:?}")) }
     })
     .await;
+    (c, dir)
+}
+
+#[tokio::test]
+async fn a_node_left_without_quorum_stops_its_resources() {
+    let (mut c, dir) = three_nodes_running_d1_on_node3().await;
     // Nodes 1 and 2 stop: node 3 alone has 1 of 3 votes; no-quorum-policy=stop (the default).
     for s in c.stops.drain(..2) {
         let _ = s.send(());
@@ -820,21 +826,7 @@ async fn a_node_left_without_quorum_stops_its_resources() {
 
 #[tokio::test]
 async fn a_node_that_stops_hands_its_resources_over_before_it_leaves() {
-    let mut c = start(3, 3).await;
-    wait_view(&mut c, &[NodeId(1), NodeId(2), NodeId(3)]).await;
-    wait_quorum(&c, "quorate", |s| s.quorate).await;
-    let dir = c._dir.path().to_path_buf();
-    let config = DUMMY_CONFIG.replace(
-        "<constraints/>",
-        r#"<constraints><rsc_location id="d1-on-3" rsc="d1" node="node3" score="100"/></constraints>"#,
-    );
-    let done = ask(&c.run_dirs[0], Request::CibReplaceConfiguration { xml: config, if_epoch: None }).await;
-    assert!(matches!(&done, Response::Done(_)), "{done:?}");
-    eventually("d1 never ran on node3", || async {
-        let on = running_on(&dir, 3, "d1");
-        if on == [3] { Ok(()) } else { Err(format!("running on {on:?}")) }
-    })
-    .await;
+    let (mut c, dir) = three_nodes_running_d1_on_node3().await;
     // Node 3 is asked to stop: the DC moves d1 away; node 3 leaves once nothing runs there (the
     // start on a survivor may complete after it left).
     let _ = c.stops.remove(2).send(());

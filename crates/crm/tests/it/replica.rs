@@ -447,8 +447,9 @@ fn op_with_digest(cib: &Cib, node: u32, rsc: &str, class: &str, agent: &str, ope
     change
 }
 
-#[test]
-fn a_recorded_digest_lets_the_engine_restart_a_resource_whose_parameters_changed() {
+/// The demo's two-node web cluster configuration with both nodes members and node 1 DC, and
+/// the `<configuration>` element it came from.
+fn demo_cib_with_two_members() -> (Cib, String) {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/demo-cib.xml")).expect("demo");
     let mut cib = Cib::default();
@@ -459,6 +460,12 @@ fn a_recorded_digest_lets_the_engine_restart_a_resource_whose_parameters_changed
         ("2".to_string(), "node2".to_string(), crm::replica::Membership::Member),
     ];
     cib.apply(&CibChange::SetMembership { nodes: members, dc: Some("1".into()) }).expect("applies");
+    (cib, configuration)
+}
+
+#[test]
+fn a_recorded_digest_lets_the_engine_restart_a_resource_whose_parameters_changed() {
+    let (mut cib, configuration) = demo_cib_with_two_members();
     let summary = |cib: &Cib| crm::schedule(cib, Some(true), 1_700_000_100).summary.join("\n");
     for (node, rsc, class, agent) in [
         (2, "fence-node1", "stonith", "fence_ipmilan"),
@@ -487,16 +494,7 @@ fn a_recorded_digest_lets_the_engine_restart_a_resource_whose_parameters_changed
 
 #[test]
 fn recorded_operations_are_what_the_policy_engine_reads() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/demo-cib.xml")).expect("demo");
-    let mut cib = Cib::default();
-    let configuration = crm::replica::configuration_of(&text).expect("configuration");
-    cib.apply(&CibChange::ReplaceConfiguration { xml: configuration, if_epoch: None }).expect("applies");
-    let members = vec![
-        ("1".to_string(), "node1".to_string(), crm::replica::Membership::Member),
-        ("2".to_string(), "node2".to_string(), crm::replica::Membership::Member),
-    ];
-    cib.apply(&CibChange::SetMembership { nodes: members, dc: Some("1".into()) }).expect("applies");
+    let (mut cib, _) = demo_cib_with_two_members();
     assert_eq!(cib.dc_uuid.as_deref(), Some("1"));
     let summary = |cib: &Cib| crm::schedule(cib, Some(true), 1_700_000_100).summary.join("\n");
     let before = summary(&cib);
