@@ -5,6 +5,7 @@
 pub mod cib;
 pub mod controller;
 pub mod dc;
+pub mod edit;
 mod error;
 pub mod exec;
 pub mod node;
