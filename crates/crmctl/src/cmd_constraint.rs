@@ -1,0 +1,470 @@
+//! `crmctl constraint ...`: location (prefers/avoids), order and colocation constraints, also
+//! over resource sets, their deletion and listing, with pcs's grammar. Mutations run through
+//! [`crate::cmd_resource::mutate`].
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use crm::Score;
+use crm::cib::{Constraint, OrderKind, Role};
+use crm::edit::{self, ColocationSpec, EditError, LocationSpec, Notes, OrderSpec, SetKind, SetSpec};
+
+use crate::cmd_resource::{EditFlags, Goal, key_value, load, mutate};
+use crate::exit::Exit;
+
+/// `crmctl constraint`.
+#[derive(Debug, Args)]
+pub(crate) struct ConstraintArgs {
+    #[command(subcommand)]
+    command: Option<ConstraintCommand>,
+    #[command(flatten)]
+    flags: EditFlags,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConstraintCommand {
+    /// List every constraint with its id.
+    #[command(alias = "list")]
+    Config,
+    /// `location R prefers|avoids N[=SCORE]… [role=ROLE] [resource-discovery=always|never|exclusive] [id=ID]`.
+    Location {
+        /// The resource.
+        rsc: String,
+        /// `prefers`/`avoids`, nodes and options.
+        #[arg(value_name = "WORDS", required = true)]
+        words: Vec<String>,
+    },
+    /// `order [ACTION] A then [ACTION] B [kind=…] [symmetrical=…] [require-all=…] [id=…]`, or
+    /// `order set R… [opts] [set R… [opts]]… [setoptions id=… kind=…]`.
+    Order {
+        /// The constraint, as words.
+        #[arg(value_name = "WORDS", required = true)]
+        words: Vec<String>,
+    },
+    /// `colocation add [ROLE] A with [ROLE] B [score=S] [influence=…] [node-attribute=…] [id=…]`, or
+    /// `colocation set R… [opts] [set R… [opts]]… [setoptions id=… score=…]`.
+    Colocation {
+        /// The constraint, as words.
+        #[arg(value_name = "WORDS", required = true)]
+        words: Vec<String>,
+    },
+    /// Delete constraints by id.
+    #[command(alias = "remove")]
+    Delete {
+        /// Constraint ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// The constraints that name these resources.
+    Ref {
+        /// Resource ids.
+        #[arg(required = true)]
+        rscs: Vec<String>,
+    },
+}
+
+fn usage(m: impl Into<String>) -> anyhow::Error {
+    Exit::error(Exit::USAGE, m.into())
+}
+
+fn bad(e: EditError) -> anyhow::Error {
+    let code = match e {
+        EditError::NotFound { .. } => Exit::NO_SUCH,
+        EditError::Exists { .. } => Exit::EXISTS,
+        _ => Exit::INVALID_PARAM,
+    };
+    Exit::error(code, e.to_string())
+}
+
+fn role(field: &str, v: &str) -> anyhow::Result<Role> {
+    match Role::parse(v) {
+        Some(r @ (Role::Started | Role::Stopped | Role::Promoted | Role::Unpromoted)) => Ok(r),
+        _ => Err(bad(EditError::Invalid {
+            field: field.into(),
+            problem: format!("'{v}' is not a role: use Started, Promoted or Unpromoted"),
+        })),
+    }
+}
+
+fn boolean(field: &str, v: &str) -> anyhow::Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(bad(EditError::Invalid { field: field.into(), problem: format!("'{v}' is not true or false") })),
+    }
+}
+
+/// `prefers|avoids N[=S]… [options]` → one spec per node.
+pub(crate) fn parse_location(rsc: &str, words: &[String]) -> anyhow::Result<Vec<LocationSpec>> {
+    let (verb, rest) = words.split_first().ok_or_else(|| usage("say prefers or avoids"))?;
+    let sign = match verb.as_str() {
+        "prefers" => 1,
+        "avoids" => -1,
+        "rule" => return Err(usage("location rules are not supported by this command yet; use prefers or avoids")),
+        other => return Err(usage(format!("'{other}': expected prefers or avoids"))),
+    };
+    let (mut id, mut role_f, mut discovery) = (None, None, None);
+    let mut nodes = Vec::new();
+    for w in rest {
+        match key_value(w) {
+            Some((k, v)) if k == "id" => id = Some(v),
+            Some((k, v)) if k == "role" => role_f = Some(role("role", &v)?),
+            Some((k, v)) if k == "resource-discovery" => discovery = Some(v),
+            Some((node, score)) => nodes.push((node, Some(score))),
+            None => nodes.push((w.clone(), None)),
+        }
+    }
+    if nodes.is_empty() {
+        return Err(usage(format!("name at least one node: location {rsc} {verb} NODE[=SCORE]")));
+    }
+    if id.is_some() && nodes.len() > 1 {
+        return Err(usage("id= names one constraint: give one node with it"));
+    }
+    nodes
+        .into_iter()
+        .map(|(node, score)| {
+            let s = match score {
+                Some(t) => edit::parse_score(&format!("score of {node}"), &t).map_err(bad)?,
+                None => Score::INF,
+            };
+            let score = if sign < 0 { Score::new(-s.value()) } else { s };
+            Ok(LocationSpec {
+                id: id.clone(),
+                rsc: rsc.to_string(),
+                node,
+                score,
+                role: role_f,
+                resource_discovery: discovery.clone(),
+            })
+        })
+        .collect()
+}
+
+fn is_action(w: &str) -> bool {
+    matches!(w, "start" | "stop" | "promote" | "demote")
+}
+
+/// `[ACTION] A then [ACTION] B [options]`.
+pub(crate) fn parse_order(words: &[String]) -> anyhow::Result<OrderSpec> {
+    let then_at =
+        words.iter().position(|w| w == "then").ok_or_else(|| usage("expected: [ACTION] A then [ACTION] B"))?;
+    let (left, right) = (&words[..then_at], &words[then_at + 1..]);
+    let (first_action, first) = match left {
+        [a, r] if is_action(a) => (Some(a.clone()), r.clone()),
+        [r] => (None, r.clone()),
+        _ => return Err(usage("before `then`: [ACTION] RESOURCE")),
+    };
+    let (then_action, then, opts) = match right {
+        [a, r, rest @ ..] if is_action(a) && !r.contains('=') => (Some(a.clone()), r.clone(), rest),
+        [r, rest @ ..] if !r.contains('=') => (None, r.clone(), rest),
+        _ => return Err(usage("after `then`: [ACTION] RESOURCE [options]")),
+    };
+    let mut spec = OrderSpec {
+        id: None,
+        first,
+        first_action,
+        then,
+        then_action,
+        kind: OrderKind::Mandatory,
+        symmetrical: None,
+        require_all: true,
+    };
+    for o in opts {
+        match key_value(o) {
+            Some((k, v)) if k == "kind" => spec.kind = edit::parse_order_kind(&v).map_err(bad)?,
+            Some((k, v)) if k == "symmetrical" => spec.symmetrical = Some(boolean("symmetrical", &v)?),
+            Some((k, v)) if k == "require-all" => spec.require_all = boolean("require-all", &v)?,
+            Some((k, v)) if k == "id" => spec.id = Some(v),
+            _ => return Err(usage(format!("'{o}': options are kind=, symmetrical=, require-all=, id="))),
+        }
+    }
+    Ok(spec)
+}
+
+/// `[add] [ROLE] A with [ROLE] B [SCORE] [options]`.
+pub(crate) fn parse_colocation(words: &[String]) -> anyhow::Result<ColocationSpec> {
+    let words = if words.first().is_some_and(|w| w == "add") { &words[1..] } else { words };
+    let with_at = words.iter().position(|w| w == "with").ok_or_else(|| usage("expected: [ROLE] A with [ROLE] B"))?;
+    let (left, right) = (&words[..with_at], &words[with_at + 1..]);
+    let is_role = |w: &str| Role::parse(w).is_some();
+    let (rsc_role, rsc) = match left {
+        [r, x] if is_role(r) => (Some(role("role", r)?), x.clone()),
+        [x] => (None, x.clone()),
+        _ => return Err(usage("before `with`: [ROLE] RESOURCE")),
+    };
+    let (with_role, with_rsc, opts) = match right {
+        [r, x, rest @ ..] if is_role(r) && !x.contains('=') => (Some(role("with role", r)?), x.clone(), rest),
+        [x, rest @ ..] if !x.contains('=') => (None, x.clone(), rest),
+        _ => return Err(usage("after `with`: [ROLE] RESOURCE [score=S] [options]")),
+    };
+    let mut spec = ColocationSpec {
+        id: None,
+        rsc,
+        rsc_role,
+        with_rsc,
+        with_role,
+        score: Score::INF,
+        influence: None,
+        node_attribute: None,
+    };
+    for o in opts {
+        match key_value(o) {
+            Some((k, v)) if k == "score" => spec.score = edit::parse_score("score", &v).map_err(bad)?,
+            Some((k, v)) if k == "influence" => spec.influence = Some(boolean("influence", &v)?),
+            Some((k, v)) if k == "node-attribute" => spec.node_attribute = Some(v),
+            Some((k, v)) if k == "id" => spec.id = Some(v),
+            None if edit::parse_score("score", o).is_ok() => spec.score = edit::parse_score("score", o).map_err(bad)?,
+            _ => return Err(usage(format!("'{o}': options are score=, influence=, node-attribute=, id="))),
+        }
+    }
+    Ok(spec)
+}
+
+/// `set R… [opts] [set R… [opts]]… [setoptions id=… kind=…|score=…]`.
+pub(crate) fn parse_sets(words: &[String], order: bool) -> anyhow::Result<(Option<String>, SetKind, Vec<SetSpec>)> {
+    let mut sets: Vec<SetSpec> = Vec::new();
+    let mut id = None;
+    let mut kind = if order { SetKind::Order(OrderKind::Mandatory) } else { SetKind::Colocation(Score::INF) };
+    let mut in_options = false;
+    for w in words {
+        if w == "set" {
+            sets.push(SetSpec::default());
+            in_options = false;
+            continue;
+        }
+        if w == "setoptions" {
+            in_options = true;
+            continue;
+        }
+        let kv = key_value(w);
+        if in_options {
+            match (kv, order) {
+                (Some((k, v)), _) if k == "id" => id = Some(v),
+                (Some((k, v)), true) if k == "kind" => kind = SetKind::Order(edit::parse_order_kind(&v).map_err(bad)?),
+                (Some((k, v)), false) if k == "score" => {
+                    kind = SetKind::Colocation(edit::parse_score("score", &v).map_err(bad)?);
+                }
+                _ => {
+                    return Err(usage(format!(
+                        "'{w}': setoptions takes id= and {}",
+                        if order { "kind=" } else { "score=" }
+                    )));
+                }
+            }
+            continue;
+        }
+        let set = sets.last_mut().ok_or_else(|| usage("start with `set R1 R2 …`"))?;
+        match kv {
+            None => set.resources.push(w.clone()),
+            Some((k, v)) if k == "sequential" => set.sequential = boolean("sequential", &v)?,
+            Some((k, v)) if k == "require-all" => set.require_all = boolean("require-all", &v)?,
+            Some((k, v)) if k == "role" => set.role = Some(role("role", &v)?),
+            Some((k, v)) if k == "action" && order => set.action = Some(v),
+            Some((k, _)) => {
+                return Err(usage(format!("'{k}=': set options are sequential=, require-all=, role=, action=")));
+            }
+        }
+    }
+    if sets.is_empty() {
+        return Err(usage("give at least one `set R1 R2 …`"));
+    }
+    Ok((id, kind, sets))
+}
+
+fn describe(c: &Constraint) -> String {
+    let sets = |s: &[crm::cib::ResourceSet]| {
+        s.iter().map(|x| format!("set {}", x.resources.join(" "))).collect::<Vec<_>>().join(" ")
+    };
+    match c {
+        Constraint::Location(l) => {
+            let who =
+                l.rsc.clone().or(l.rsc_pattern.clone().map(|p| format!("/{p}/"))).unwrap_or_else(|| sets(&l.sets));
+            let role = l.role.map_or(String::new(), |r| format!(" (role {})", r.as_str()));
+            match (&l.node, l.score) {
+                (Some(n), Some(s)) if s.value() < 0 => format!("{who} avoids {n} (score {s}){role} (id: {})", l.id),
+                (Some(n), Some(s)) => format!("{who} prefers {n} (score {s}){role} (id: {})", l.id),
+                _ => format!("{who}: {} rule(s){role} (id: {})", l.rules.len(), l.id),
+            }
+        }
+        Constraint::Order(o) => {
+            let kind = format!("{:?}", o.kind);
+            match (&o.first, &o.then) {
+                (Some(f), Some(t)) => {
+                    let fa = o.first_action.as_deref().unwrap_or("start");
+                    let ta = o.then_action.as_deref().unwrap_or(fa);
+                    format!("{fa} {f} then {ta} {t} (kind {kind}) (id: {})", o.id)
+                }
+                _ => format!("{} (kind {kind}) (id: {})", sets(&o.sets), o.id),
+            }
+        }
+        Constraint::Colocation(co) => match (&co.rsc, &co.with_rsc) {
+            (Some(a), Some(b)) => format!("{a} with {b} (score {}) (id: {})", co.score, co.id),
+            _ => format!("{} (score {}) (id: {})", sets(&co.sets), co.score, co.id),
+        },
+    }
+}
+
+fn names(c: &Constraint, r: &str) -> bool {
+    let is = |x: &Option<String>| x.as_deref() == Some(r);
+    let in_sets = |s: &[crm::cib::ResourceSet]| s.iter().any(|x| x.resources.iter().any(|y| y == r));
+    match c {
+        Constraint::Location(l) => is(&l.rsc) || in_sets(&l.sets),
+        Constraint::Order(o) => is(&o.first) || is(&o.then) || in_sets(&o.sets),
+        Constraint::Colocation(co) => is(&co.rsc) || is(&co.with_rsc) || in_sets(&co.sets),
+    }
+}
+
+pub(crate) fn run(args: ConstraintArgs) -> anyhow::Result<ExitCode> {
+    let flags = &args.flags;
+    match args.command.unwrap_or(ConstraintCommand::Config) {
+        ConstraintCommand::Config => {
+            let (cib, _) = load(flags)?;
+            for (title, pick) in [("Location", 0), ("Ordering", 1), ("Colocation", 2)] {
+                println!("{title} Constraints:");
+                for c in &cib.config.constraints {
+                    let kind = match c {
+                        Constraint::Location(_) => 0,
+                        Constraint::Order(_) => 1,
+                        Constraint::Colocation(_) => 2,
+                    };
+                    if kind == pick {
+                        println!("  {}", describe(c));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConstraintCommand::Ref { rscs } => {
+            let (cib, _) = load(flags)?;
+            for r in &rscs {
+                println!("{r}:");
+                for c in cib.config.constraints.iter().filter(|c| names(c, r)) {
+                    println!("  {}", edit::constraint_id(c));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConstraintCommand::Location { rsc, words } => {
+            let specs = parse_location(&rsc, &words)?;
+            mutate(
+                flags,
+                &format!("location constraint for {rsc}"),
+                |c| {
+                    let mut notes = Notes::new();
+                    for s in &specs {
+                        notes.extend(edit::add_location(c, s)?);
+                    }
+                    Ok(notes)
+                },
+                Goal::Settled,
+            )
+        }
+        ConstraintCommand::Order { words } if words.first().is_some_and(|w| w == "set") => {
+            let (id, kind, sets) = parse_sets(&words, true)?;
+            mutate(flags, "order set", |c| edit::add_set_constraint(c, id.as_deref(), kind, &sets), Goal::Settled)
+        }
+        ConstraintCommand::Order { words } => {
+            let spec = parse_order(&words)?;
+            mutate(
+                flags,
+                &format!("order {} then {}", spec.first, spec.then),
+                |c| edit::add_order(c, &spec),
+                Goal::Settled,
+            )
+        }
+        ConstraintCommand::Colocation { words } if words.first().is_some_and(|w| w == "set") => {
+            let (id, kind, sets) = parse_sets(&words, false)?;
+            mutate(flags, "colocation set", |c| edit::add_set_constraint(c, id.as_deref(), kind, &sets), Goal::Settled)
+        }
+        ConstraintCommand::Colocation { words } => {
+            let spec = parse_colocation(&words)?;
+            mutate(
+                flags,
+                &format!("colocation {} with {}", spec.rsc, spec.with_rsc),
+                |c| edit::add_colocation(c, &spec),
+                Goal::Settled,
+            )
+        }
+        ConstraintCommand::Delete { ids } => mutate(
+            flags,
+            &format!("deleted {}", ids.join(", ")),
+            |c| {
+                let mut notes = Notes::new();
+                for id in &ids {
+                    notes.extend(edit::remove_constraint(c, id)?);
+                }
+                Ok(notes)
+            },
+            Goal::Settled,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn code(e: &anyhow::Error) -> Option<u8> {
+        e.downcast_ref::<Exit>().map(|x| x.code)
+    }
+
+    #[test]
+    fn location_prefers_and_avoids_with_default_and_given_scores() {
+        let s = parse_location("web", &words("prefers n1 n2=50 role=Promoted")).expect("parses");
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].node.as_str(), s[0].score), ("n1", Score::INF));
+        assert_eq!((s[1].node.as_str(), s[1].score, s[1].role), ("n2", Score::new(50), Some(Role::Promoted)));
+        let s = parse_location("web", &words("avoids n3 n4=200")).expect("parses");
+        assert_eq!((s[0].score, s[1].score), (Score::NEG_INF, Score::new(-200)));
+        let e = parse_location("web", &words("prefers n1=lots")).unwrap_err();
+        assert_eq!(code(&e), Some(Exit::INVALID_PARAM), "{e}");
+        assert!(e.to_string().contains("score of n1"), "{e}");
+        assert_eq!(code(&parse_location("web", &words("likes n1")).unwrap_err()), Some(Exit::USAGE));
+        assert_eq!(code(&parse_location("web", &words("prefers id=x n1 n2")).unwrap_err()), Some(Exit::USAGE));
+    }
+
+    #[test]
+    fn order_takes_optional_actions_and_options() {
+        let o = parse_order(&words("promote db then start app kind=Optional symmetrical=false id=o1")).expect("ok");
+        assert_eq!((o.first_action.as_deref(), o.first.as_str()), (Some("promote"), "db"));
+        assert_eq!((o.then_action.as_deref(), o.then.as_str()), (Some("start"), "app"));
+        assert_eq!((o.kind, o.symmetrical, o.id.as_deref()), (OrderKind::Optional, Some(false), Some("o1")));
+        let o = parse_order(&words("db then app")).expect("ok");
+        assert_eq!((o.first_action, o.then_action, o.kind), (None, None, OrderKind::Mandatory));
+        assert!(parse_order(&words("db app")).is_err());
+        assert!(parse_order(&words("db then app kind=Sometimes")).is_err());
+    }
+
+    #[test]
+    fn colocation_takes_roles_and_a_score() {
+        let c = parse_colocation(&words("add Promoted db with Started app score=-100 influence=false")).expect("ok");
+        assert_eq!((c.rsc_role, c.rsc.as_str()), (Some(Role::Promoted), "db"));
+        assert_eq!((c.with_role, c.with_rsc.as_str()), (Some(Role::Started), "app"));
+        assert_eq!((c.score, c.influence), (Score::new(-100), Some(false)));
+        let c = parse_colocation(&words("vip with web INFINITY")).expect("ok");
+        assert_eq!(c.score, Score::INF);
+        let c = parse_colocation(&words("add Master db with app")).expect("legacy role");
+        assert_eq!(c.rsc_role, Some(Role::Promoted));
+        assert!(parse_colocation(&words("vip web")).is_err());
+    }
+
+    #[test]
+    fn sets_collect_resources_options_and_setoptions() {
+        let (id, kind, sets) =
+            parse_sets(&words("set a b sequential=false set c action=promote setoptions id=os kind=Serialize"), true)
+                .expect("ok");
+        assert_eq!(id.as_deref(), Some("os"));
+        assert_eq!(kind, SetKind::Order(OrderKind::Serialize));
+        assert_eq!(sets[0].resources, ["a", "b"]);
+        assert!(!sets[0].sequential);
+        assert_eq!(sets[1].action.as_deref(), Some("promote"));
+        let (_, kind, _) = parse_sets(&words("set a b setoptions score=500"), false).expect("ok");
+        assert_eq!(kind, SetKind::Colocation(Score::new(500)));
+        assert!(parse_sets(&words("set a action=start"), false).is_err(), "no action in colocation sets");
+        assert!(parse_sets(&words("a b"), true).is_err());
+    }
+}

@@ -1,0 +1,1080 @@
+//! `crmctl resource ...`: create, update, delete, enable/disable, move/ban/clear, cleanup and
+//! read resources. The edits are `crm::edit` functions; this module parses the pcs-style
+//! grammar (bare `key=value` words, `op ACTION k=v`, `meta k=v`, `clone`), and runs every
+//! mutation the same way ([`mutate`]): read the CIB (live, or `-f FILE` offline), apply the
+//! edit, validate, then print the transition it would cause (`--dry-run`), write the file
+//! atomically, or replace the live configuration under the daemon's epoch guard (retrying
+//! when someone else changed it meanwhile), and with `--wait` poll until the policy engine
+//! has nothing left to do and check the requested end state.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use clusterd::control::{Request, Response};
+use crm::cib::{Cib, Configuration, Resource, ResourceKind, Role};
+use crm::edit::{self, EditError, Notes, OpSpec, Placement, Position, PrimitiveSpec};
+use crm::scheduler::{RscView, Transition};
+
+use crate::exit::Exit;
+
+// ---------------------------------------------------------------------------------------------
+// Shared by every configuration verb (resource, node, constraint, property)
+
+/// Flags every configuration verb takes.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct EditFlags {
+    /// Work offline on a saved CIB file (a Pacemaker CIB XML), edited in place atomically.
+    #[arg(short = 'f', long = "file", global = true)]
+    pub(crate) file: Option<PathBuf>,
+    /// Print the transition the change would cause, and change nothing.
+    #[arg(long, global = true)]
+    pub(crate) dry_run: bool,
+    /// After the change, wait until the cluster settles (default 60s), then check the result:
+    /// exit 0 when reached, 1 when settled otherwise, 124 on timeout.
+    #[arg(long, value_name = "DUR", num_args = 0..=1, require_equals = true, default_missing_value = "60s", global = true)]
+    pub(crate) wait: Option<String>,
+    /// Refuse (exit 103) unless the configuration is still at this version (its epoch, as
+    /// `config export` prints it).
+    #[arg(long, value_name = "N", global = true)]
+    pub(crate) if_version: Option<u64>,
+    /// clusterd's runtime directory (where its control socket is).
+    #[arg(long, default_value = "/run/clusterd", global = true)]
+    pub(crate) run_dir: PathBuf,
+}
+
+/// The end state a mutation asks for, checked after `--wait`.
+pub(crate) enum Goal {
+    /// Only settle.
+    Settled,
+    /// The resource runs (somewhere, or on this node).
+    Running(String, Option<String>),
+    /// The resource runs nowhere (or not on this node).
+    Stopped(String, Option<String>),
+    /// Nothing runs on this node.
+    NodeEmpty(String),
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn edit_error(e: EditError) -> anyhow::Error {
+    let code = match e {
+        EditError::NotFound { .. } => Exit::NO_SUCH,
+        EditError::Exists { .. } => Exit::EXISTS,
+        _ => Exit::INVALID_PARAM,
+    };
+    Exit::error(code, e.to_string())
+}
+
+/// The CIB to edit: from the file, or the live one with the partition's quorum.
+pub(crate) fn load(flags: &EditFlags) -> anyhow::Result<(Cib, Option<bool>)> {
+    match &flags.file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Exit::error(Exit::NO_INPUT, format!("cannot read {}: {e}", f.display())))?;
+            let (cib, _) =
+                crm::cib::parse_cib(&text).map_err(|e| Exit::error(Exit::CONFIG, format!("{}: {e}", f.display())))?;
+            Ok((cib, None))
+        }
+        None => {
+            let report = crate::cmd_config::live(&flags.run_dir)?;
+            let (cib, _) = crm::cib::parse_cib(&report.xml)
+                .map_err(|e| Exit::error(Exit::CONFIG, format!("the live CIB: {e}")))?;
+            Ok((cib, Some(report.quorate)))
+        }
+    }
+}
+
+fn print_notes(notes: &Notes) {
+    for n in notes {
+        println!("  {n}");
+    }
+}
+
+/// A risk line from the Transition Summary: what stops, moves or restarts, and fencing.
+fn risk_line(summary: &[String]) -> String {
+    let count = |word: &str| summary.iter().filter(|l| l.starts_with(word)).count();
+    let (stop, moves, restart, recover, fence) =
+        (count("Stop"), count("Move") + count("Migrate"), count("Restart"), count("Recover"), count("Fence"));
+    if stop + moves + restart + recover + fence == 0 {
+        return "risk: no running resource is disturbed".into();
+    }
+    let mut parts = Vec::new();
+    for (n, what) in [(stop, "stop"), (moves, "move"), (restart, "restart"), (recover, "recover")] {
+        if n > 0 {
+            parts.push(format!("{n} resource{} {what}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    if fence > 0 {
+        parts.push(format!("{fence} node{} fenced", if fence == 1 { " is" } else { "s are" }));
+    }
+    format!("risk: {}", parts.join("; "))
+}
+
+fn executable(t: &Transition) -> usize {
+    t.executable().filter(|a| !a.pseudo).count()
+}
+
+/// Runs one mutation: read, edit, validate, then dry-run, write the file, or replace the live
+/// configuration (retrying on a concurrent change unless `--if-version` pins the version),
+/// then `--wait` for `goal`.
+pub(crate) fn mutate(
+    flags: &EditFlags,
+    what: &str,
+    edit: impl Fn(&mut Configuration) -> Result<Notes, EditError>,
+    goal: Goal,
+) -> anyhow::Result<ExitCode> {
+    if flags.file.is_some() && flags.wait.is_some() {
+        return Err(Exit::error(Exit::USAGE, "--wait needs the live cluster; it cannot be used with -f FILE"));
+    }
+    let wait = flags
+        .wait
+        .as_deref()
+        .map(|w| {
+            agents::parse_duration(w)
+                .ok_or_else(|| Exit::error(Exit::USAGE, format!("--wait={w}: not a duration (use 30s, 5min, 1h)")))
+        })
+        .transpose()?;
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let (mut cib, quorum) = load(flags)?;
+        let epoch = cib.version.epoch;
+        if let Some(want) = flags.if_version
+            && want != epoch
+        {
+            return Err(Exit::error(
+                Exit::OLD,
+                format!(
+                    "the configuration is at version {epoch}, not {want}: someone changed it since you read it; \
+                     review it (crmctl config export) and redo the change with --if-version {epoch}"
+                ),
+            ));
+        }
+        let notes = edit(&mut cib.config).map_err(edit_error)?;
+        let problems = crm::cib::validate(&cib);
+        if !problems.is_empty() {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(Exit::error(
+                Exit::CONFIG,
+                format!("the change would make the configuration invalid; nothing changed:\n  {}", list.join("\n  ")),
+            ));
+        }
+        if flags.dry_run {
+            let t = crm::schedule(&cib, quorum, cib.execution_date.unwrap_or_else(now));
+            println!("{what} (dry run: nothing changed)");
+            print_notes(&notes);
+            println!();
+            print!("{}", crm::simulate::format_summary(&t));
+            println!("{}", risk_line(&t.summary));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(path) = &flags.file {
+            cib.version.epoch += 1;
+            cib.version.num_updates = 0;
+            durable::write_atomic(path, crm::cib::to_xml(&cib).as_bytes(), 0o644)
+                .map_err(|e| Exit::error(Exit::CANT_CREATE, format!("cannot write {}: {e}", path.display())))?;
+            println!("{what}: {} (version {})", path.display(), cib.version.epoch);
+            print_notes(&notes);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let xml = crm::replica::configuration_of(&crm::cib::to_xml(&cib))
+            .map_err(|e| Exit::error(Exit::ERROR, format!("cannot export the edited configuration: {e}")))?;
+        match crate::daemon::ask(&flags.run_dir, &Request::CibReplaceConfiguration { xml, if_epoch: Some(epoch) }) {
+            Ok(Response::Done(done)) => {
+                println!("{what}: {done}");
+                print_notes(&notes);
+                break;
+            }
+            Ok(_) => return Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
+            Err(e) if format!("{e:#}").contains("changed meanwhile") => {
+                if flags.if_version.is_some() {
+                    return Err(Exit::error(Exit::OLD, format!("{e:#}")));
+                }
+                if attempt == ATTEMPTS {
+                    return Err(Exit::error(
+                        Exit::OLD,
+                        format!("the configuration kept changing under this command ({ATTEMPTS} tries); try again"),
+                    ));
+                }
+                eprintln!("the configuration changed meanwhile; reading it again (try {} of {ATTEMPTS})", attempt + 1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match wait {
+        Some(timeout) => wait_for(&flags.run_dir, timeout, &goal),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn find_view<'a>(views: &'a [RscView], id: &str) -> Option<&'a RscView> {
+    for v in views {
+        if v.id == id {
+            return Some(v);
+        }
+        if let Some(f) = find_view(&v.children, id) {
+            return Some(f);
+        }
+    }
+    None
+}
+
+/// Every node some primitive of `v` runs on.
+fn nodes_of(v: &RscView, out: &mut Vec<String>) {
+    out.extend(v.nodes.iter().cloned());
+    for c in &v.children {
+        nodes_of(c, out);
+    }
+    out.sort();
+    out.dedup();
+}
+
+/// Where `id` (or its clone instances `id:N`, or its members) runs.
+fn runs_on(views: &[RscView], id: &str, out: &mut Vec<String>) {
+    for v in views {
+        if v.id == id || crm::replica::same_resource(&v.id, id) {
+            nodes_of(v, out);
+        } else {
+            runs_on(&v.children, id, out);
+        }
+    }
+    out.sort();
+    out.dedup();
+}
+
+fn check_goal(t: &Transition, goal: &Goal) -> Result<String, String> {
+    let where_runs = |id: &str| {
+        let mut on = Vec::new();
+        runs_on(&t.current.resources, id, &mut on);
+        on
+    };
+    match goal {
+        Goal::Settled => Ok("the cluster settled".into()),
+        Goal::Running(r, node) => {
+            let on = where_runs(r);
+            match node {
+                Some(n) if on.contains(n) => Ok(format!("{r} runs on {n}")),
+                None if !on.is_empty() => Ok(format!("{r} runs on {}", on.join(", "))),
+                Some(n) => Err(format!("{r} does not run on {n} (it runs on: {})", list_or_none(&on))),
+                None => Err(format!("{r} runs nowhere")),
+            }
+        }
+        Goal::Stopped(r, node) => {
+            let on = where_runs(r);
+            match node {
+                Some(n) if !on.contains(n) => {
+                    Ok(format!("{r} does not run on {n} (it runs on: {})", list_or_none(&on)))
+                }
+                None if on.is_empty() => Ok(format!("{r} is stopped")),
+                _ => Err(format!("{r} still runs on {}", on.join(", "))),
+            }
+        }
+        Goal::NodeEmpty(n) => {
+            let mut busy = Vec::new();
+            for v in &t.current.resources {
+                let mut on = Vec::new();
+                nodes_of(v, &mut on);
+                if on.contains(n) {
+                    busy.push(v.id.clone());
+                }
+            }
+            if busy.is_empty() {
+                Ok(format!("no resource runs on {n}"))
+            } else {
+                Err(format!("{} still run on {n}", busy.join(", ")))
+            }
+        }
+    }
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() { "nowhere".into() } else { v.join(", ") }
+}
+
+/// Polls the live CIB until the policy engine finds nothing to do, then checks `goal`.
+pub(crate) fn wait_for(run_dir: &Path, timeout: Duration, goal: &Goal) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    loop {
+        let report = crate::cmd_config::live(run_dir)?;
+        let last = if report.synced {
+            let (cib, _) = crm::cib::parse_cib(&report.xml)
+                .map_err(|e| Exit::error(Exit::CONFIG, format!("the live CIB: {e}")))?;
+            let t = crm::schedule(&cib, Some(report.quorate), cib.execution_date.unwrap_or_else(now));
+            let pending = executable(&t);
+            if pending == 0 {
+                return match check_goal(&t, goal) {
+                    Ok(msg) => {
+                        println!("settled after {:.1}s: {msg}", start.elapsed().as_secs_f64());
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(msg) => Err(Exit::error(Exit::ERROR, format!("the cluster settled, but {msg}"))),
+                };
+            }
+            format!("{pending} action(s) pending: {}", t.summary.join("; "))
+        } else {
+            "the nodes are synchronizing their copies".to_string()
+        };
+        if start.elapsed() >= timeout {
+            return Err(Exit::error(Exit::TIMEOUT, format!("not settled within {}s ({last})", timeout.as_secs_f64())));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The grammar
+
+/// Bare words after the id: `k=v` (instance attributes), then keyword sections.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Words {
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) ops: Vec<OpSpec>,
+    pub(crate) meta: Vec<(String, String)>,
+    pub(crate) utilization: Vec<(String, String)>,
+    /// `clone [ID] k=v...` or `promotable [ID] k=v...`.
+    pub(crate) clone: Option<CloneWords>,
+}
+
+/// `clone [ID] k=v...` or `promotable [ID] k=v...`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct CloneWords {
+    pub(crate) id: Option<String>,
+    pub(crate) meta: Vec<(String, String)>,
+    pub(crate) promotable: bool,
+}
+
+/// Splits `k=v` (the value may be empty, which unsets).
+pub(crate) fn key_value(word: &str) -> Option<(String, String)> {
+    word.split_once('=').filter(|(k, _)| !k.is_empty()).map(|(k, v)| (k.to_string(), v.to_string()))
+}
+
+/// Parses `[k=v…] [op ACTION k=v…]… [meta k=v…] [utilization k=v…] [clone [ID] k=v… | promotable [ID] k=v…]`.
+pub(crate) fn parse_words(words: &[String], allow_clone: bool) -> anyhow::Result<Words> {
+    enum Section {
+        Params,
+        Op,
+        Meta,
+        Util,
+        Clone,
+    }
+    let usage = |m: String| Exit::error(Exit::USAGE, m);
+    let mut w = Words::default();
+    let mut section = Section::Params;
+    let mut i = 0;
+    while i < words.len() {
+        let word = &words[i];
+        i += 1;
+        if let Some(kv) = key_value(word) {
+            match section {
+                Section::Params => w.params.push(kv),
+                Section::Op => w.ops.last_mut().map(|o| o.attrs.push(kv)).unwrap_or(()),
+                Section::Meta => w.meta.push(kv),
+                Section::Util => w.utilization.push(kv),
+                Section::Clone => w.clone.as_mut().map(|c| c.meta.push(kv)).unwrap_or(()),
+            }
+            continue;
+        }
+        match word.as_str() {
+            "op" => {
+                let action = words
+                    .get(i)
+                    .filter(|a| !a.contains('='))
+                    .ok_or_else(|| usage("`op` needs an action: op monitor interval=10s".into()))?;
+                i += 1;
+                w.ops.push(OpSpec { action: action.clone(), attrs: Vec::new() });
+                section = Section::Op;
+            }
+            "meta" => section = Section::Meta,
+            "utilization" => section = Section::Util,
+            "clone" | "promotable" | "master" if allow_clone => {
+                if w.clone.is_some() {
+                    return Err(usage("give `clone` or `promotable` once".into()));
+                }
+                let id = words
+                    .get(i)
+                    .filter(|x| !x.contains('=') && !matches!(x.as_str(), "op" | "meta" | "utilization"))
+                    .cloned();
+                if id.is_some() {
+                    i += 1;
+                }
+                w.clone = Some(CloneWords { id, meta: Vec::new(), promotable: word != "clone" });
+                section = Section::Clone;
+            }
+            other => {
+                return Err(usage(format!(
+                    "unexpected word '{other}': expected key=value, op ACTION key=value, meta key=value{}",
+                    if allow_clone { ", clone or promotable" } else { "" }
+                )));
+            }
+        }
+    }
+    Ok(w)
+}
+
+/// Resolves an agent name: `class:provider:type` as given, a short name through the agents
+/// installed here.
+fn resolve_agent(name: &str, ocf_root: &Path) -> anyhow::Result<edit::AgentSpec> {
+    if name.contains(':') {
+        let parts = name.split(':').count();
+        if parts == 3 || name.starts_with("systemd:") || parts == 2 && !name.starts_with("ocf:") {
+            return edit::parse_agent(name).map_err(edit_error);
+        }
+    }
+    let reg = agents::Registry::new(ocf_root);
+    match reg.resolve(name) {
+        Ok(full) => edit::parse_agent(&full.to_string()).map_err(edit_error),
+        Err(e) => Err(Exit::error(
+            Exit::INVALID_PARAM,
+            format!("field agent: {e}; name it in full as class:provider:type (for example ocf:heartbeat:{name})"),
+        )),
+    }
+}
+
+/// The default ops of an installed agent (start, stop, monitor, promote, demote), with the
+/// timeouts (and monitor interval) its meta-data advertises; ops the user gave are kept.
+fn default_ops(agent: &edit::AgentSpec, ocf_root: &Path, given: &[OpSpec]) -> Vec<OpSpec> {
+    let full = match &agent.provider {
+        Some(p) => format!("{}:{p}:{}", agent.class, agent.agent),
+        None => format!("{}:{}", agent.class, agent.agent),
+    };
+    let Ok(a) = agents::Registry::new(ocf_root).get(&full) else { return Vec::new() };
+    let Ok(md) = a.meta_data() else { return Vec::new() };
+    let mut out = Vec::new();
+    for name in ["start", "stop", "monitor", "promote", "demote"] {
+        if given.iter().any(|o| o.action == name) {
+            continue;
+        }
+        let Some(spec) = md.actions.iter().find(|s| s.name == name && s.role.is_none()).or(md.action(name)) else {
+            continue;
+        };
+        let mut attrs = Vec::new();
+        let interval = spec.interval.map_or(0, |i| i.as_millis() as u64);
+        if name == "monitor" {
+            attrs.push(("interval".to_string(), format!("{}ms", interval.max(1000))));
+        } else {
+            attrs.push(("interval".to_string(), "0s".to_string()));
+        }
+        attrs.push(("timeout".to_string(), format!("{}ms", spec.timeout.as_millis())));
+        out.push(OpSpec { action: name.to_string(), attrs });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands
+
+/// `crmctl resource`.
+#[derive(Debug, Args)]
+pub(crate) struct ResourceArgs {
+    #[command(subcommand)]
+    command: ResourceCommand,
+    #[command(flatten)]
+    flags: EditFlags,
+}
+
+#[derive(Debug, Subcommand)]
+enum ResourceCommand {
+    /// List resources and where they run.
+    #[command(alias = "status")]
+    List {
+        /// Only this resource (and its children).
+        rsc: Option<String>,
+    },
+    /// Show the configuration of resources (all, or those named).
+    Config {
+        /// Resource ids.
+        ids: Vec<String>,
+    },
+    /// Create a primitive: `create R AGENT [k=v…] [op ACTION k=v…]… [meta k=v…] [clone [CID] k=v… | promotable [CID] k=v…]`.
+    Create {
+        /// Resource id.
+        id: String,
+        /// `class:provider:type`, or a short type name of an agent installed here.
+        agent: String,
+        /// Parameters, then `op ACTION k=v…`, `meta k=v…`, `utilization k=v…`, `clone`/`promotable`.
+        #[arg(value_name = "WORDS")]
+        words: Vec<String>,
+        /// Put it into this group (created when missing).
+        #[arg(long)]
+        group: Option<String>,
+        /// In the group, just before this member.
+        #[arg(long, requires = "group", conflicts_with = "after")]
+        before: Option<String>,
+        /// In the group, just after this member.
+        #[arg(long, requires = "group")]
+        after: Option<String>,
+        /// Create it stopped (target-role=Stopped).
+        #[arg(long)]
+        disabled: bool,
+        /// Do not add the agent's default operations.
+        #[arg(long)]
+        no_default_ops: bool,
+        /// OCF root (for short agent names and default ops).
+        #[arg(long, default_value = agents::OCF_ROOT)]
+        ocf_root: PathBuf,
+    },
+    /// Change parameters, ops or meta attributes: `update R [k=v…] [op ACTION k=v…] [meta k=v…]`; `k=` unsets.
+    Update {
+        /// Resource id.
+        id: String,
+        /// Parameters, `op ACTION k=v…`, `meta k=v…`.
+        #[arg(value_name = "WORDS")]
+        words: Vec<String>,
+    },
+    /// Change meta attributes: `meta R k=v…`.
+    Meta {
+        /// Resource id.
+        id: String,
+        /// Meta attributes.
+        #[arg(value_name = "K=V")]
+        pairs: Vec<String>,
+    },
+    /// Delete resources and the constraints that name them.
+    #[command(alias = "remove")]
+    Delete {
+        /// Resource ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Let resources run (removes target-role).
+    #[command(alias = "start")]
+    Enable {
+        /// Resource ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Stop resources (target-role=Stopped).
+    #[command(alias = "stop")]
+    Disable {
+        /// Resource ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Move a resource to a node (cli-prefer-R); without a node, away from where it runs (cli-ban).
+    #[command(alias = "migrate")]
+    Move {
+        /// Resource id.
+        id: String,
+        /// Destination node.
+        node: Option<String>,
+        /// Move the promoted role only.
+        #[arg(long)]
+        promoted: bool,
+        /// Let the constraint expire after this long (not supported yet).
+        #[arg(long)]
+        lifetime: Option<String>,
+    },
+    /// Keep a resource off a node (cli-ban-R-on-N); without a node, off the one it runs on.
+    Ban {
+        /// Resource id.
+        id: String,
+        /// Node.
+        node: Option<String>,
+        /// Ban the promoted role only.
+        #[arg(long)]
+        promoted: bool,
+        /// Let the constraint expire after this long (not supported yet).
+        #[arg(long)]
+        lifetime: Option<String>,
+    },
+    /// Remove the constraints left by move and ban (for one node, or all).
+    #[command(aliases = ["unmove", "unban"])]
+    Clear {
+        /// Resource id.
+        id: String,
+        /// Only those about this node.
+        node: Option<String>,
+    },
+    /// Forget a resource's failures and history so it is probed again: `cleanup [R] [node=N]`.
+    Cleanup {
+        /// `R` and/or `node=N`.
+        #[arg(value_name = "WORDS")]
+        words: Vec<String>,
+    },
+    /// Show fail counts: `failcount [show] [R] [node=N]`.
+    Failcount {
+        /// `show`, `R` and/or `node=N`.
+        #[arg(value_name = "WORDS")]
+        words: Vec<String>,
+    },
+}
+
+fn kv_list(words: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    words
+        .iter()
+        .map(|w| key_value(w).ok_or_else(|| Exit::error(Exit::USAGE, format!("'{w}' is not key=value"))))
+        .collect()
+}
+
+/// The node(s) a resource runs on now, from the live or offline CIB.
+fn running_nodes(flags: &EditFlags, rsc: &str) -> anyhow::Result<Vec<String>> {
+    let (cib, quorum) = load(flags)?;
+    let t = crm::schedule(&cib, quorum, cib.execution_date.unwrap_or_else(now));
+    let mut on = Vec::new();
+    runs_on(&t.current.resources, rsc, &mut on);
+    Ok(on)
+}
+
+fn single_node_of(flags: &EditFlags, rsc: &str, verb: &str) -> anyhow::Result<String> {
+    let on = running_nodes(flags, rsc)?;
+    match on.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Exit::error(Exit::INVALID_PARAM, format!("'{rsc}' runs nowhere; name the node: {verb} {rsc} NODE"))),
+        many => Err(Exit::error(
+            Exit::INVALID_PARAM,
+            format!("'{rsc}' runs on {}; name the node: {verb} {rsc} NODE", many.join(", ")),
+        )),
+    }
+}
+
+fn no_lifetime(lifetime: &Option<String>) -> anyhow::Result<()> {
+    match lifetime {
+        Some(_) => Err(Exit::error(
+            Exit::INVALID_PARAM,
+            "field lifetime: expiring constraints need date expressions, which this cluster does not evaluate yet; \
+             leave --lifetime out and run `crmctl resource clear` when done",
+        )),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn run(args: ResourceArgs) -> anyhow::Result<ExitCode> {
+    let flags = &args.flags;
+    match args.command {
+        ResourceCommand::List { rsc } => list(flags, rsc.as_deref()),
+        ResourceCommand::Config { ids } => config(flags, &ids),
+        ResourceCommand::Create { id, agent, words, group, before, after, disabled, no_default_ops, ocf_root } => {
+            let w = parse_words(&words, true)?;
+            let agent = resolve_agent(&agent, &ocf_root)?;
+            let mut ops = w.ops.clone();
+            if !no_default_ops {
+                ops.extend(default_ops(&agent, &ocf_root, &w.ops));
+            }
+            let placement = match (group, w.clone) {
+                (Some(_), Some(_)) => {
+                    return Err(Exit::error(Exit::USAGE, "--group and clone/promotable exclude each other"));
+                }
+                (Some(group), None) => Placement::Group {
+                    group,
+                    position: match (before, after) {
+                        (Some(b), _) => Position::Before(b),
+                        (_, Some(a)) => Position::After(a),
+                        _ => Position::End,
+                    },
+                },
+                (None, Some(CloneWords { id, meta, promotable })) => Placement::Clone { id, meta, promotable },
+                (None, None) => Placement::TopLevel,
+            };
+            let spec = PrimitiveSpec {
+                id: id.clone(),
+                agent,
+                params: w.params,
+                ops,
+                meta: w.meta,
+                utilization: w.utilization,
+                placement,
+                disabled,
+            };
+            let goal = if disabled { Goal::Stopped(id.clone(), None) } else { Goal::Running(id.clone(), None) };
+            mutate(flags, &format!("created {id}"), |c| edit::create_primitive(c, &spec), goal)
+        }
+        ResourceCommand::Update { id, words } => {
+            let w = parse_words(&words, false)?;
+            mutate(
+                flags,
+                &format!("updated {id}"),
+                |c| edit::update_resource(c, &id, &w.params, &w.meta, &w.ops),
+                Goal::Settled,
+            )
+        }
+        ResourceCommand::Meta { id, pairs } => {
+            let meta = kv_list(&pairs)?;
+            mutate(flags, &format!("updated {id}"), |c| edit::update_resource(c, &id, &[], &meta, &[]), Goal::Settled)
+        }
+        ResourceCommand::Delete { ids } => {
+            let what = format!("deleted {}", ids.join(", "));
+            mutate(
+                flags,
+                &what,
+                |c| {
+                    let mut notes = Notes::new();
+                    for id in &ids {
+                        notes.extend(edit::delete_resource(c, id)?);
+                    }
+                    Ok(notes)
+                },
+                Goal::Settled,
+            )
+        }
+        ResourceCommand::Enable { ids } => {
+            let goal = if ids.len() == 1 { Goal::Running(ids[0].clone(), None) } else { Goal::Settled };
+            mutate(
+                flags,
+                &format!("enabled {}", ids.join(", ")),
+                |c| {
+                    let mut notes = Notes::new();
+                    for id in &ids {
+                        notes.extend(edit::set_target_role(c, id, None)?);
+                    }
+                    Ok(notes)
+                },
+                goal,
+            )
+        }
+        ResourceCommand::Disable { ids } => {
+            let goal = if ids.len() == 1 { Goal::Stopped(ids[0].clone(), None) } else { Goal::Settled };
+            mutate(
+                flags,
+                &format!("disabled {}", ids.join(", ")),
+                |c| {
+                    let mut notes = Notes::new();
+                    for id in &ids {
+                        notes.extend(edit::set_target_role(c, id, Some(Role::Stopped))?);
+                    }
+                    Ok(notes)
+                },
+                goal,
+            )
+        }
+        ResourceCommand::Move { id, node, promoted, lifetime } => {
+            no_lifetime(&lifetime)?;
+            let role = promoted.then_some(Role::Promoted);
+            match node {
+                Some(node) => mutate(
+                    flags,
+                    &format!("moving {id} to {node}"),
+                    |c| edit::move_to(c, &id, &node, role),
+                    Goal::Running(id.clone(), Some(node.clone())),
+                ),
+                None => {
+                    let from = single_node_of(flags, &id, "move")?;
+                    mutate(
+                        flags,
+                        &format!("moving {id} away from {from}"),
+                        |c| edit::ban(c, &id, &from, role),
+                        Goal::Stopped(id.clone(), Some(from.clone())),
+                    )
+                }
+            }
+        }
+        ResourceCommand::Ban { id, node, promoted, lifetime } => {
+            no_lifetime(&lifetime)?;
+            let node = match node {
+                Some(n) => n,
+                None => single_node_of(flags, &id, "ban")?,
+            };
+            mutate(
+                flags,
+                &format!("banned {id} from {node}"),
+                |c| edit::ban(c, &id, &node, promoted.then_some(Role::Promoted)),
+                Goal::Stopped(id.clone(), Some(node.clone())),
+            )
+        }
+        ResourceCommand::Clear { id, node } => mutate(
+            flags,
+            &format!("cleared moves and bans of {id}"),
+            |c| edit::clear(c, &id, node.as_deref()),
+            Goal::Settled,
+        ),
+        ResourceCommand::Cleanup { words } => cleanup(flags, &words),
+        ResourceCommand::Failcount { words } => failcount(flags, &words),
+    }
+}
+
+/// `[R] [node=N]` (and `show`, skipped).
+fn rsc_and_node(words: &[String]) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let (mut rsc, mut node) = (None, None);
+    for w in words.iter().filter(|w| *w != "show") {
+        match key_value(w) {
+            Some((k, v)) if k == "node" => node = Some(v),
+            Some((k, _)) => return Err(Exit::error(Exit::USAGE, format!("unknown option '{k}=': use node=N"))),
+            None if rsc.is_none() => rsc = Some(w.clone()),
+            None => return Err(Exit::error(Exit::USAGE, format!("unexpected word '{w}': give one resource"))),
+        }
+    }
+    Ok((rsc, node))
+}
+
+fn primitives(r: &Resource, out: &mut Vec<String>) {
+    match &r.kind {
+        ResourceKind::Primitive { .. } => out.push(r.id.clone()),
+        ResourceKind::Group { members } => members.iter().for_each(|m| primitives(m, out)),
+        ResourceKind::Clone { child, .. } => primitives(child, out),
+    }
+}
+
+fn cleanup(flags: &EditFlags, words: &[String]) -> anyhow::Result<ExitCode> {
+    if flags.file.is_some() || flags.dry_run {
+        return Err(Exit::error(Exit::USAGE, "cleanup acts on the live cluster; -f and --dry-run do not apply"));
+    }
+    let (rsc, node) = rsc_and_node(words)?;
+    let (cib, _) = load(flags)?;
+    let targets = match &rsc {
+        Some(r) => {
+            let found = cib.config.resources.iter().find_map(|top| {
+                let mut ids = Vec::new();
+                let mut all = Vec::new();
+                primitives(top, &mut ids);
+                collect_all(top, &mut all);
+                all.contains(r).then(|| if &top.id == r || ids.len() > 1 { ids } else { vec![r.clone()] })
+            });
+            found.ok_or_else(|| Exit::error(Exit::NO_SUCH, format!("no resource named '{r}'")))?
+        }
+        None => {
+            let mut ids = Vec::new();
+            cib.config.resources.iter().for_each(|r| primitives(r, &mut ids));
+            ids
+        }
+    };
+    for r in &targets {
+        match crate::daemon::ask(&flags.run_dir, &Request::ResourceCleanup { rsc: r.clone(), node: node.clone() })? {
+            Response::Done(what) => println!("cleaned up {r}: {what}"),
+            _ => return Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
+        }
+    }
+    match &flags.wait {
+        Some(w) => {
+            let timeout = agents::parse_duration(w)
+                .ok_or_else(|| Exit::error(Exit::USAGE, format!("--wait={w}: not a duration")))?;
+            wait_for(&flags.run_dir, timeout, &Goal::Settled)
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn collect_all(r: &Resource, out: &mut Vec<String>) {
+    out.push(r.id.clone());
+    match &r.kind {
+        ResourceKind::Primitive { .. } => {}
+        ResourceKind::Group { members } => members.iter().for_each(|m| collect_all(m, out)),
+        ResourceKind::Clone { child, .. } => collect_all(child, out),
+    }
+}
+
+fn failcount(flags: &EditFlags, words: &[String]) -> anyhow::Result<ExitCode> {
+    let (rsc, node) = rsc_and_node(words)?;
+    let (cib, _) = load(flags)?;
+    let mut any = false;
+    for ns in &cib.status {
+        let name = ns.uname.clone().unwrap_or_else(|| ns.id.clone());
+        if node.as_ref().is_some_and(|n| n != &name) {
+            continue;
+        }
+        for p in ns.transient.iter().flat_map(|s| &s.pairs) {
+            let Some(rest) = p.name.strip_prefix("fail-count-") else { continue };
+            let (r, op) = rest.split_once('#').unwrap_or((rest, ""));
+            if rsc.as_ref().is_some_and(|want| !crm::replica::same_resource(r, want)) {
+                continue;
+            }
+            any = true;
+            println!("{r}\t{op}\ton {name}:\t{}", p.value.as_deref().unwrap_or("0"));
+        }
+    }
+    if !any {
+        println!("no failures recorded");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(flags: &EditFlags, rsc: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (cib, quorum) = load(flags)?;
+    let t = crm::schedule(&cib, quorum, cib.execution_date.unwrap_or_else(now));
+    let resources = match rsc {
+        Some(r) => vec![
+            find_view(&t.current.resources, r)
+                .cloned()
+                .ok_or_else(|| Exit::error(Exit::NO_SUCH, format!("no resource named '{r}'")))?,
+        ],
+        None => t.current.resources.clone(),
+    };
+    if resources.is_empty() {
+        println!("NO resources configured");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = crm::simulate::format_view("x", &crm::scheduler::ClusterView { nodes: Vec::new(), resources });
+    // Only the resource lines (the view starts with an empty node list).
+    for line in text.lines().skip_while(|l| !l.contains("Full List of Resources")).skip(1) {
+        println!("{}", line.trim_start_matches("  "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pairs_text(sets: &[crm::cib::NvSet]) -> String {
+    sets.iter()
+        .flat_map(|s| &s.pairs)
+        .map(|p| format!("{}={}", p.name, p.value.as_deref().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn describe(r: &Resource, depth: usize, out: &mut String) {
+    use std::fmt::Write as _;
+    let pad = "  ".repeat(depth);
+    match &r.kind {
+        ResourceKind::Primitive { class, provider, agent } => {
+            let full = match provider {
+                Some(p) => format!("{class}:{p}:{agent}"),
+                None => format!("{class}:{agent}"),
+            };
+            let _ = writeln!(out, "{pad}Resource: {} ({full})", r.id);
+        }
+        ResourceKind::Group { .. } => {
+            let _ = writeln!(out, "{pad}Group: {}", r.id);
+        }
+        ResourceKind::Clone { .. } => {
+            let _ = writeln!(out, "{pad}Clone: {}", r.id);
+        }
+    }
+    if !r.params.is_empty() {
+        let _ = writeln!(out, "{pad}  Attributes: {}", pairs_text(&r.params));
+    }
+    if !r.meta.is_empty() {
+        let _ = writeln!(out, "{pad}  Meta Attributes: {}", pairs_text(&r.meta));
+    }
+    if !r.utilization.is_empty() {
+        let _ = writeln!(out, "{pad}  Utilization: {}", pairs_text(&r.utilization));
+    }
+    if !r.ops.is_empty() {
+        let _ = writeln!(out, "{pad}  Operations:");
+        for o in &r.ops {
+            let mut line = format!("{pad}    {} interval={}ms", o.name, o.interval_ms);
+            if let Some(t) = o.timeout_ms {
+                line.push_str(&format!(" timeout={t}ms"));
+            }
+            if let Some(role) = o.role {
+                line.push_str(&format!(" role={}", role.as_str()));
+            }
+            if let Some(f) = &o.on_fail {
+                line.push_str(&format!(" on-fail={f}"));
+            }
+            if !o.enabled {
+                line.push_str(" enabled=false");
+            }
+            let _ = writeln!(out, "{line} ({})", o.id);
+        }
+    }
+    match &r.kind {
+        ResourceKind::Group { members } => members.iter().for_each(|m| describe(m, depth + 1, out)),
+        ResourceKind::Clone { child, .. } => describe(child, depth + 1, out),
+        ResourceKind::Primitive { .. } => {}
+    }
+}
+
+fn config(flags: &EditFlags, ids: &[String]) -> anyhow::Result<ExitCode> {
+    let (cib, _) = load(flags)?;
+    let mut out = String::new();
+    if ids.is_empty() {
+        cib.config.resources.iter().for_each(|r| describe(r, 0, &mut out));
+    }
+    for id in ids {
+        let mut found = None;
+        for top in &cib.config.resources {
+            let mut all = Vec::new();
+            collect_all(top, &mut all);
+            if all.contains(id) {
+                found = find_in(top, id);
+            }
+        }
+        let r = found.ok_or_else(|| Exit::error(Exit::NO_SUCH, format!("no resource named '{id}'")))?;
+        describe(r, 0, &mut out);
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn find_in<'a>(r: &'a Resource, id: &str) -> Option<&'a Resource> {
+    if r.id == id {
+        return Some(r);
+    }
+    match &r.kind {
+        ResourceKind::Primitive { .. } => None,
+        ResourceKind::Group { members } => members.iter().find_map(|m| find_in(m, id)),
+        ResourceKind::Clone { child, .. } => find_in(child, id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn bare_pairs_are_params_and_keywords_switch_the_set() {
+        let w = parse_words(
+            &words("ip=10.0.0.1 cidr_netmask=24 op monitor interval=10s timeout=20s op start timeout=30s meta target-role=Stopped utilization cpu=2"),
+            true,
+        )
+        .expect("parses");
+        assert_eq!(w.params, kv(&[("ip", "10.0.0.1"), ("cidr_netmask", "24")]));
+        assert_eq!(w.ops.len(), 2);
+        assert_eq!(w.ops[0].action, "monitor");
+        assert_eq!(w.ops[0].attrs, kv(&[("interval", "10s"), ("timeout", "20s")]));
+        assert_eq!(w.ops[1].attrs, kv(&[("timeout", "30s")]));
+        assert_eq!(w.meta, kv(&[("target-role", "Stopped")]));
+        assert_eq!(w.utilization, kv(&[("cpu", "2")]));
+        assert_eq!(w.clone, None);
+    }
+
+    #[test]
+    fn clone_and_promotable_take_an_optional_id_and_their_own_meta() {
+        let w = parse_words(&words("a=1 clone web-set clone-max=2"), true).expect("parses");
+        assert_eq!(
+            w.clone,
+            Some(CloneWords { id: Some("web-set".into()), meta: kv(&[("clone-max", "2")]), promotable: false })
+        );
+        let w = parse_words(&words("promotable promoted-max=1 meta m=1"), true).expect("parses");
+        assert_eq!(w.clone, Some(CloneWords { id: None, meta: kv(&[("promoted-max", "1")]), promotable: true }));
+        assert_eq!(w.meta, kv(&[("m", "1")]));
+        assert!(parse_words(&words("clone"), false).is_err(), "no clone on update");
+    }
+
+    #[test]
+    fn empty_values_unset_and_stray_words_are_usage_errors() {
+        let w = parse_words(&words("ip= meta target-role="), false).expect("parses");
+        assert_eq!(w.params, kv(&[("ip", "")]));
+        assert_eq!(w.meta, kv(&[("target-role", "")]));
+        for bad in ["op", "op interval=5s", "monitor", "=x", "clone a clone b"] {
+            let e = parse_words(&words(bad), true).unwrap_err();
+            let code = e.downcast_ref::<Exit>().map(|x| x.code);
+            assert_eq!(code, Some(Exit::USAGE), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn cleanup_and_failcount_take_a_resource_and_node_equals() {
+        assert_eq!(rsc_and_node(&words("show d1 node=n2")).expect("ok"), (Some("d1".into()), Some("n2".into())));
+        assert_eq!(rsc_and_node(&[]).expect("ok"), (None, None));
+        assert!(rsc_and_node(&words("d1 d2")).is_err());
+        assert!(rsc_and_node(&words("d1 host=x")).is_err());
+    }
+
+    #[test]
+    fn full_agent_names_resolve_without_the_agent_installed() {
+        let root = Path::new("/nonexistent");
+        let a = resolve_agent("ocf:acme:Thing", root).expect("full name");
+        assert_eq!((a.class.as_str(), a.provider.as_deref(), a.agent.as_str()), ("ocf", Some("acme"), "Thing"));
+        assert_eq!(resolve_agent("systemd:nginx", root).expect("systemd").agent, "nginx");
+        let e = resolve_agent("Thing", root).unwrap_err();
+        assert!(format!("{e:#}").contains("class:provider:type"), "{e:#}");
+    }
+
+    #[test]
+    fn the_risk_line_counts_disruption() {
+        let s = |l: &[&str]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(risk_line(&s(&["Start d1 ( n1 )"])), "risk: no running resource is disturbed");
+        assert_eq!(
+            risk_line(&s(&["Move d1 ( n1 -> n2 )", "Stop d2 ( n1 )", "Stop d3 ( n1 )", "Fence (reboot) n3 'x'"])),
+            "risk: 2 resources stop; 1 resource move; 1 node is fenced"
+        );
+    }
+}
