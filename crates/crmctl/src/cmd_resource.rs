@@ -433,15 +433,30 @@ fn resolve_agent(name: &str, ocf_root: &Path) -> anyhow::Result<edit::AgentSpec>
     }
 }
 
-/// The default ops of an installed agent (start, stop, monitor, promote, demote), with the
-/// timeouts (and monitor interval) its meta-data advertises; ops the user gave are kept.
-fn default_ops(agent: &edit::AgentSpec, ocf_root: &Path, given: &[OpSpec]) -> Vec<OpSpec> {
+/// The meta-data of the agent, when it is installed here.
+fn metadata(agent: &edit::AgentSpec, ocf_root: &Path) -> Option<agents::Metadata> {
     let full = match &agent.provider {
         Some(p) => format!("{}:{p}:{}", agent.class, agent.agent),
         None => format!("{}:{}", agent.class, agent.agent),
     };
-    let Ok(a) = agents::Registry::new(ocf_root).get(&full) else { return Vec::new() };
-    let Ok(md) = a.meta_data() else { return Vec::new() };
+    agents::Registry::new(ocf_root).get(&full).ok()?.meta_data().ok()
+}
+
+/// Checks parameters against the agent's meta-data: every problem at once.
+fn validate_params(md: &agents::Metadata, params: &[(String, String)]) -> anyhow::Result<()> {
+    let raw: std::collections::BTreeMap<String, String> = params.iter().cloned().collect();
+    match md.validate(&raw) {
+        Ok(_) => Ok(()),
+        Err(errors) => {
+            let list: Vec<String> = errors.iter().map(|e| format!("field {}: {e}", e.param())).collect();
+            Err(Exit::error(Exit::INVALID_PARAM, format!("{}\n(--no-validate creates it anyway)", list.join("\n"))))
+        }
+    }
+}
+
+/// The default ops of an installed agent (start, stop, monitor, promote, demote), with the
+/// timeouts (and monitor interval) its meta-data advertises; ops the user gave are kept.
+fn default_ops(md: &agents::Metadata, given: &[OpSpec]) -> Vec<OpSpec> {
     let mut out = Vec::new();
     for name in ["start", "stop", "monitor", "promote", "demote"] {
         if given.iter().any(|o| o.action == name) {
@@ -512,6 +527,9 @@ enum ResourceCommand {
         /// Do not add the agent's default operations.
         #[arg(long)]
         no_default_ops: bool,
+        /// Do not check the parameters against the agent's meta-data.
+        #[arg(long)]
+        no_validate: bool,
         /// OCF root (for short agent names and default ops).
         #[arg(long, default_value = agents::OCF_ROOT)]
         ocf_root: PathBuf,
@@ -532,12 +550,20 @@ enum ResourceCommand {
         #[arg(value_name = "K=V")]
         pairs: Vec<String>,
     },
-    /// Delete resources and the constraints that name them.
+    /// Delete resources and the constraints that name them. On the live cluster, running
+    /// resources are stopped first (and the delete waits for that), so a failed stop leaves
+    /// them configured rather than orphaned.
     #[command(alias = "remove")]
     Delete {
         /// Resource ids.
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Delete without stopping first (the cluster then stops them as removed resources).
+        #[arg(long, requires = "yes")]
+        no_stop: bool,
+        /// Confirm --no-stop.
+        #[arg(long)]
+        yes: bool,
     },
     /// Let resources run (removes target-role).
     #[command(alias = "start")]
@@ -566,6 +592,11 @@ enum ResourceCommand {
         /// Let the constraint expire after this long (not supported yet).
         #[arg(long)]
         lifetime: Option<String>,
+        /// Keep the move's constraint once it has moved (by default, on the live cluster, the
+        /// move waits for the resource to arrive and then removes its constraint, unless that
+        /// would send the resource back).
+        #[arg(long)]
+        keep_constraint: bool,
     },
     /// Keep a resource off a node (cli-ban-R-on-N); without a node, off the one it runs on.
     Ban {
@@ -646,12 +677,29 @@ pub(crate) fn run(args: ResourceArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ResourceCommand::List { rsc } => list(flags, rsc.as_deref()),
         ResourceCommand::Config { ids } => config(flags, &ids),
-        ResourceCommand::Create { id, agent, words, group, before, after, disabled, no_default_ops, ocf_root } => {
+        ResourceCommand::Create {
+            id,
+            agent,
+            words,
+            group,
+            before,
+            after,
+            disabled,
+            no_default_ops,
+            no_validate,
+            ocf_root,
+        } => {
             let w = parse_words(&words, true)?;
             let agent = resolve_agent(&agent, &ocf_root)?;
+            let md = metadata(&agent, &ocf_root);
             let mut ops = w.ops.clone();
-            if !no_default_ops {
-                ops.extend(default_ops(&agent, &ocf_root, &w.ops));
+            if let Some(md) = &md {
+                if !no_validate {
+                    validate_params(md, &w.params)?;
+                }
+                if !no_default_ops {
+                    ops.extend(default_ops(md, &w.ops));
+                }
             }
             let placement = match (group, w.clone) {
                 (Some(_), Some(_)) => {
@@ -694,21 +742,7 @@ pub(crate) fn run(args: ResourceArgs) -> anyhow::Result<ExitCode> {
             let meta = kv_list(&pairs)?;
             mutate(flags, &format!("updated {id}"), |c| edit::update_resource(c, &id, &[], &meta, &[]), Goal::Settled)
         }
-        ResourceCommand::Delete { ids } => {
-            let what = format!("deleted {}", ids.join(", "));
-            mutate(
-                flags,
-                &what,
-                |c| {
-                    let mut notes = Notes::new();
-                    for id in &ids {
-                        notes.extend(edit::delete_resource(c, id)?);
-                    }
-                    Ok(notes)
-                },
-                Goal::Settled,
-            )
-        }
+        ResourceCommand::Delete { ids, no_stop, yes } => delete(flags, &ids, no_stop, yes),
         ResourceCommand::Enable { ids } => {
             let goal = if ids.len() == 1 { Goal::Running(ids[0].clone(), None) } else { Goal::Settled };
             mutate(
@@ -739,26 +773,9 @@ pub(crate) fn run(args: ResourceArgs) -> anyhow::Result<ExitCode> {
                 goal,
             )
         }
-        ResourceCommand::Move { id, node, promoted, lifetime } => {
+        ResourceCommand::Move { id, node, promoted, lifetime, keep_constraint } => {
             no_lifetime(&lifetime)?;
-            let role = promoted.then_some(Role::Promoted);
-            match node {
-                Some(node) => mutate(
-                    flags,
-                    &format!("moving {id} to {node}"),
-                    |c| edit::move_to(c, &id, &node, role),
-                    Goal::Running(id.clone(), Some(node.clone())),
-                ),
-                None => {
-                    let from = single_node_of(flags, &id, "move")?;
-                    mutate(
-                        flags,
-                        &format!("moving {id} away from {from}"),
-                        |c| edit::ban(c, &id, &from, role),
-                        Goal::Stopped(id.clone(), Some(from.clone())),
-                    )
-                }
-            }
+            move_resource(flags, &id, node, promoted.then_some(Role::Promoted), keep_constraint)
         }
         ResourceCommand::Ban { id, node, promoted, lifetime } => {
             no_lifetime(&lifetime)?;
@@ -781,6 +798,134 @@ pub(crate) fn run(args: ResourceArgs) -> anyhow::Result<ExitCode> {
         ),
         ResourceCommand::Cleanup { words } => cleanup(flags, &words),
         ResourceCommand::Failcount { words } => failcount(flags, &words),
+    }
+}
+
+/// The `--wait` duration, or `default` when not given.
+fn wait_duration(flags: &EditFlags, default: Duration) -> anyhow::Result<Duration> {
+    match &flags.wait {
+        Some(w) => agents::parse_duration(w)
+            .ok_or_else(|| Exit::error(Exit::USAGE, format!("--wait={w}: not a duration (use 30s, 5min, 1h)"))),
+        None => Ok(default),
+    }
+}
+
+/// The flags for a step of a composed command: wait as given (or `default`).
+fn step_flags(flags: &EditFlags, wait: Option<Duration>) -> EditFlags {
+    EditFlags { wait: wait.map(|d| format!("{}ms", d.as_millis())), ..flags.clone() }
+}
+
+/// Delete as one intent: stop what runs, wait for it, then delete (live cluster); offline,
+/// with --dry-run or with --no-stop, delete at once.
+fn delete(flags: &EditFlags, ids: &[String], no_stop: bool, yes: bool) -> anyhow::Result<ExitCode> {
+    let remove = |c: &mut Configuration| {
+        let mut notes = Notes::new();
+        for id in ids {
+            notes.extend(edit::delete_resource(c, id)?);
+        }
+        Ok(notes)
+    };
+    let what = format!("deleted {}", ids.join(", "));
+    if flags.file.is_some() || flags.dry_run || (no_stop && yes) {
+        return mutate(flags, &what, remove, Goal::Settled);
+    }
+    let mut running = Vec::new();
+    for id in ids {
+        if !running_nodes(flags, id)?.is_empty() {
+            running.push(id.clone());
+        }
+    }
+    if !running.is_empty() {
+        let timeout = wait_duration(flags, Duration::from_secs(120))?;
+        let stop_flags = step_flags(flags, Some(timeout));
+        let goal = if running.len() == 1 { Goal::Stopped(running[0].clone(), None) } else { Goal::Settled };
+        mutate(
+            &stop_flags,
+            &format!("stopping {} before deleting", running.join(", ")),
+            |c| {
+                let mut notes = Notes::new();
+                for id in &running {
+                    notes.extend(edit::set_target_role(c, id, Some(Role::Stopped))?);
+                }
+                Ok(notes)
+            },
+            goal,
+        )
+        .map_err(|e| e.context("not deleted: the stop did not complete; the resources stay configured"))?;
+        for id in &running {
+            if !running_nodes(flags, id)?.is_empty() {
+                return Err(Exit::error(Exit::ERROR, format!("not deleted: {id} still runs")));
+            }
+        }
+    }
+    // --if-version applied to the first write; the stop changed the version since.
+    let later = EditFlags { if_version: if running.is_empty() { flags.if_version } else { None }, ..flags.clone() };
+    mutate(&later, &what, remove, Goal::Settled)
+}
+
+/// Move as an expiring intent: on the live cluster, prefer the node (or ban the current one),
+/// wait until it arrives, then drop the constraint unless `keep` or unless dropping it would
+/// send the resource back; when the move does not complete, the constraint is dropped too.
+fn move_resource(
+    flags: &EditFlags,
+    id: &str,
+    node: Option<String>,
+    role: Option<Role>,
+    keep: bool,
+) -> anyhow::Result<ExitCode> {
+    let (what, goal, node_or_from, prefer) = match node {
+        Some(n) => (format!("moving {id} to {n}"), Goal::Running(id.to_string(), Some(n.clone())), n, true),
+        None => {
+            let from = single_node_of(flags, id, "move")?;
+            (format!("moving {id} away from {from}"), Goal::Stopped(id.to_string(), Some(from.clone())), from, false)
+        }
+    };
+    let place = |c: &mut Configuration| {
+        if prefer { edit::move_to(c, id, &node_or_from, role) } else { edit::ban(c, id, &node_or_from, role) }
+    };
+    if keep || flags.file.is_some() || flags.dry_run {
+        return mutate(flags, &what, place, goal);
+    }
+    let timeout = wait_duration(flags, Duration::from_secs(60))?;
+    let moved = mutate(&step_flags(flags, Some(timeout)), &what, place, goal);
+    let constraint = if prefer { edit::prefer_id(id) } else { edit::ban_id(id, &node_or_from) };
+    let unflagged = EditFlags { wait: None, if_version: None, ..flags.clone() };
+    match moved {
+        Ok(_) => {
+            // Would removing the constraint send it back? Ask the policy engine first.
+            let (mut cib, quorum) = load(flags)?;
+            let _ = edit::remove_constraint(&mut cib.config, &constraint);
+            let t = crm::schedule(&cib, quorum, cib.execution_date.unwrap_or_else(now));
+            let back: Vec<&String> = t.summary.iter().filter(|l| l.split_whitespace().nth(1) == Some(id)).collect();
+            if !back.is_empty() {
+                println!(
+                    "kept {constraint}: without it the cluster would act on {id} again ({}); remove it with `crmctl resource clear {id}`",
+                    back.iter()
+                        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            mutate(
+                &unflagged,
+                &format!("the move of {id} is done; removed {constraint}"),
+                |c| edit::remove_constraint(c, &constraint),
+                Goal::Settled,
+            )
+        }
+        Err(e) => {
+            // The intent expires on failure too: do not leave a stale constraint behind.
+            if let Err(e2) = mutate(
+                &unflagged,
+                &format!("removed {constraint}"),
+                |c| edit::remove_constraint(c, &constraint),
+                Goal::Settled,
+            ) {
+                eprintln!("could not remove {constraint}: {e2:#}");
+            }
+            Err(e.context(format!("the move of {id} did not complete")))
+        }
     }
 }
 

@@ -181,10 +181,22 @@ fn an_admin_creates_moves_bans_stops_and_deletes_a_resource_on_a_live_cluster() 
     assert!(c.ok(1, &["node", "list"]).contains("standby"));
     c.ok(1, &["node", "unstandby", &format!("node{first}"), "--wait=60s"]);
 
-    // Move to a chosen node, then ban it from there: it leaves again.
+    // A move is an expiring intent: it waits for the resource to arrive, then drops its
+    // constraint unless that would send the resource back.
     let here = c.running("d1")[0];
     let target = (1..=NODES).find(|n| *n != here).expect("another node");
-    c.ok(1, &["resource", "move", "d1", &format!("node{target}"), "--wait=60s"]);
+    let out = c.ok(1, &["resource", "move", "d1", &format!("node{target}")]);
+    assert_eq!(c.running("d1"), [target], "{}", c.logs());
+    let kept = c.ok(2, &["constraint", "list"]).contains("cli-prefer-d1");
+    assert_eq!(kept, out.contains("kept cli-prefer-d1"), "{out}");
+    assert!(kept || out.contains("removed cli-prefer-d1"), "{out}");
+    c.ok(2, &["resource", "clear", "d1", "--wait"]);
+    assert_eq!(c.running("d1"), [target], "it stays where it moved");
+
+    // With --keep-constraint the preference stays; a ban from that node lifts it, and the
+    // resource leaves.
+    let target = (1..=NODES).find(|n| *n != target).expect("another node");
+    c.ok(1, &["resource", "move", "d1", &format!("node{target}"), "--keep-constraint", "--wait=60s"]);
     assert_eq!(c.running("d1"), [target], "{}", c.logs());
     assert!(c.ok(2, &["constraint", "list"]).contains("cli-prefer-d1"));
     c.ok(2, &["resource", "ban", "d1", &format!("node{target}"), "--wait=60s"]);
@@ -197,10 +209,25 @@ fn an_admin_creates_moves_bans_stops_and_deletes_a_resource_on_a_live_cluster() 
     assert!(!c.ok(3, &["constraint", "list"]).contains("cli-"));
     assert_eq!(c.running("d1").len(), 1);
 
-    // Disable stops it everywhere; delete removes it.
-    c.ok(1, &["resource", "disable", "d1", "--wait=60s"]);
+    // A failure behind the cluster's back is recovered and counted; cleanup forgets it.
+    let host = c.running("d1")[0];
+    std::fs::remove_file(c.dir.path().join(format!("rsctmp{host}")).join("Dummy-d1.state")).expect("state file");
+    let counted = rig::wait_until(Duration::from_secs(30), || {
+        c.ok(1, &["resource", "failcount", "show", "d1"]).contains(&format!("d1\tmonitor_1000\ton node{host}:\t1"))
+    });
+    assert!(counted, "the monitor failure was never counted\n{}", c.logs());
+    c.ok(3, &["resource", "cleanup", "d1", "--wait=60s"]);
+    assert!(c.ok(1, &["resource", "failcount", "d1"]).contains("no failures recorded"));
+    assert_eq!(c.running("d1").len(), 1);
+
+    // Delete stops it first, waits, then removes it; a second resource is stopped by disable.
+    c.ok(1, &["resource", "create", "d2", "Dummy", "--wait=60s"]);
+    assert_eq!(c.running("d2").len(), 1);
+    c.ok(1, &["resource", "disable", "d2", "--wait=60s"]);
+    assert!(c.running("d2").is_empty(), "{}", c.logs());
+    let out = c.ok(2, &["resource", "delete", "d1", "d2", "--wait=60s"]);
+    assert!(out.contains("stopping d1 before deleting"), "{out}");
     assert!(c.running("d1").is_empty(), "{}", c.logs());
-    c.ok(2, &["resource", "delete", "d1", "--wait=60s"]);
     let gone = crmctl(&["resource", "config", "d1", "--run-dir", path_str(&c.run_dir(1))]);
     assert_eq!(gone.status.code(), Some(105));
 }
