@@ -9,7 +9,7 @@ use crm::Score;
 use crm::cib::{Constraint, OrderKind, Role};
 use crm::edit::{self, ColocationSpec, EditError, LocationSpec, Notes, OrderSpec, SetKind, SetSpec};
 
-use crate::cmd_resource::{EditFlags, Goal, key_value, load, mutate};
+use crate::cmd_resource::{API_VERSION, EditFlags, Goal, Output, key_value, load, mutate, shell_word};
 use crate::exit::Exit;
 
 /// `crmctl constraint`.
@@ -304,6 +304,155 @@ fn describe(c: &Constraint) -> String {
     }
 }
 
+fn set_json(s: &crm::cib::ResourceSet) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "resources": s.resources,
+        "sequential": s.sequential,
+        "require_all": s.require_all,
+        "role": s.role.map(|r| r.as_str()),
+        "action": s.action,
+    })
+}
+
+fn constraint_json(c: &Constraint) -> serde_json::Value {
+    match c {
+        Constraint::Location(l) => serde_json::json!({
+            "type": "location",
+            "id": l.id,
+            "rsc": l.rsc,
+            "rsc_pattern": l.rsc_pattern,
+            "node": l.node,
+            "score": l.score.map(|s| s.to_string()),
+            "role": l.role.map(|r| r.as_str()),
+            "rules": l.rules.len(),
+            "sets": l.sets.iter().map(set_json).collect::<Vec<_>>(),
+        }),
+        Constraint::Order(o) => serde_json::json!({
+            "type": "order",
+            "id": o.id,
+            "first": o.first,
+            "first_action": o.first_action,
+            "then": o.then,
+            "then_action": o.then_action,
+            "kind": format!("{:?}", o.kind),
+            "symmetrical": o.symmetrical,
+            "require_all": o.require_all,
+            "sets": o.sets.iter().map(set_json).collect::<Vec<_>>(),
+        }),
+        Constraint::Colocation(co) => serde_json::json!({
+            "type": "colocation",
+            "id": co.id,
+            "rsc": co.rsc,
+            "rsc_role": co.rsc_role.map(|r| r.as_str()),
+            "with_rsc": co.with_rsc,
+            "with_rsc_role": co.with_rsc_role.map(|r| r.as_str()),
+            "score": co.score.to_string(),
+            "influence": co.influence,
+            "node_attribute": co.node_attribute,
+            "sets": co.sets.iter().map(set_json).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn set_words(sets: &[crm::cib::ResourceSet], order: bool) -> Vec<String> {
+    let mut w = Vec::new();
+    for s in sets {
+        w.push("set".to_string());
+        w.extend(s.resources.iter().cloned());
+        if !s.sequential {
+            w.push("sequential=false".into());
+        }
+        if !s.require_all {
+            w.push("require-all=false".into());
+        }
+        if let Some(r) = s.role {
+            w.push(format!("role={}", r.as_str()));
+        }
+        if let (Some(a), true) = (&s.action, order) {
+            w.push(format!("action={a}"));
+        }
+    }
+    w
+}
+
+/// The crmctl command that recreates `c`, when there is one.
+fn constraint_cmd(c: &Constraint) -> String {
+    let words: Vec<String> = match c {
+        Constraint::Location(l) => match (&l.rsc, &l.node, l.score) {
+            (Some(r), Some(n), Some(s)) => {
+                let mut w = vec!["location".into(), r.clone()];
+                if s.value() < 0 {
+                    w.extend(["avoids".into(), format!("{n}={}", Score::new(-s.value()))]);
+                } else {
+                    w.extend(["prefers".into(), format!("{n}={s}")]);
+                }
+                if let Some(role) = l.role {
+                    w.push(format!("role={}", role.as_str()));
+                }
+                if let Some(d) = &l.resource_discovery {
+                    w.push(format!("resource-discovery={d}"));
+                }
+                w.push(format!("id={}", l.id));
+                w
+            }
+            _ => return format!("# {}: rules and sets in location constraints have no command form yet", l.id),
+        },
+        Constraint::Order(o) => {
+            let mut w = vec!["order".to_string()];
+            match (&o.first, &o.then) {
+                (Some(f), Some(t)) => {
+                    w.extend(o.first_action.iter().cloned());
+                    w.push(f.clone());
+                    w.push("then".into());
+                    w.extend(o.then_action.iter().cloned());
+                    w.push(t.clone());
+                    w.push(format!("kind={:?}", o.kind));
+                    if let Some(sym) = o.symmetrical {
+                        w.push(format!("symmetrical={sym}"));
+                    }
+                    if !o.require_all {
+                        w.push("require-all=false".into());
+                    }
+                    w.push(format!("id={}", o.id));
+                }
+                _ => {
+                    w.extend(set_words(&o.sets, true));
+                    w.extend(["setoptions".into(), format!("id={}", o.id), format!("kind={:?}", o.kind)]);
+                }
+            }
+            w
+        }
+        Constraint::Colocation(co) => {
+            let mut w = vec!["colocation".to_string()];
+            match (&co.rsc, &co.with_rsc) {
+                (Some(a), Some(b)) => {
+                    w.push("add".into());
+                    w.extend(co.rsc_role.map(|r| r.as_str().to_string()));
+                    w.push(a.clone());
+                    w.push("with".into());
+                    w.extend(co.with_rsc_role.map(|r| r.as_str().to_string()));
+                    w.push(b.clone());
+                    w.push(format!("score={}", co.score));
+                    if let Some(i) = co.influence {
+                        w.push(format!("influence={i}"));
+                    }
+                    if let Some(n) = &co.node_attribute {
+                        w.push(format!("node-attribute={n}"));
+                    }
+                    w.push(format!("id={}", co.id));
+                }
+                _ => {
+                    w.extend(set_words(&co.sets, false));
+                    w.extend(["setoptions".into(), format!("id={}", co.id), format!("score={}", co.score)]);
+                }
+            }
+            w
+        }
+    };
+    format!("crmctl constraint {}", words.iter().map(|w| shell_word(w)).collect::<Vec<_>>().join(" "))
+}
+
 fn names(c: &Constraint, r: &str) -> bool {
     let is = |x: &Option<String>| x.as_deref() == Some(r);
     let in_sets = |s: &[crm::cib::ResourceSet]| s.iter().any(|x| x.resources.iter().any(|y| y == r));
@@ -319,6 +468,21 @@ pub(crate) fn run(args: ConstraintArgs) -> anyhow::Result<ExitCode> {
     match args.command.unwrap_or(ConstraintCommand::Config) {
         ConstraintCommand::Config => {
             let (cib, _) = load(flags)?;
+            match flags.output {
+                Output::Json => {
+                    let doc = serde_json::json!({
+                        "api_version": API_VERSION,
+                        "constraints": cib.config.constraints.iter().map(constraint_json).collect::<Vec<_>>(),
+                    });
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Output::Cmd => {
+                    cib.config.constraints.iter().for_each(|c| println!("{}", constraint_cmd(c)));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Output::Text => {}
+            }
             for (title, pick) in [("Location", 0), ("Ordering", 1), ("Colocation", 2)] {
                 println!("{title} Constraints:");
                 for c in &cib.config.constraints {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use crm::edit::{self, Notes};
 
-use crate::cmd_resource::{EditFlags, Goal, key_value, load, mutate};
+use crate::cmd_resource::{API_VERSION, EditFlags, Goal, Output, key_value, load, mutate};
 use crate::exit::Exit;
 
 /// `crmctl node`.
@@ -149,6 +149,29 @@ fn list(flags: &EditFlags) -> anyhow::Result<ExitCode> {
     let (cib, quorum) = load(flags)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let t = crm::schedule(&cib, quorum, cib.execution_date.unwrap_or(now));
+    if flags.output == Output::Json {
+        let nodes: Vec<serde_json::Value> = t
+            .current
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut running = Vec::new();
+                collect_running(&t.current.resources, &n.name, &mut running);
+                let attrs: serde_json::Map<String, serde_json::Value> = cib
+                    .config
+                    .nodes
+                    .iter()
+                    .filter(|c| c.uname == n.name)
+                    .flat_map(|c| c.attributes.iter().flat_map(|s| &s.pairs))
+                    .map(|p| (p.name.clone(), p.value.clone().unwrap_or_default().into()))
+                    .collect();
+                serde_json::json!({ "name": n.name, "state": n.state, "resources": running, "attributes": attrs })
+            })
+            .collect();
+        let doc = serde_json::json!({ "api_version": API_VERSION, "nodes": nodes });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if t.current.nodes.is_empty() {
         println!("no nodes known yet");
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use crm::edit;
 
-use crate::cmd_resource::{EditFlags, Goal, key_value, load, mutate};
+use crate::cmd_resource::{API_VERSION, EditFlags, Goal, Output, key_value, load, mutate, shell_word};
 use crate::exit::Exit;
 
 /// `crmctl property`.
@@ -50,6 +50,31 @@ pub(crate) fn run(args: PropertyArgs) -> anyhow::Result<ExitCode> {
     match args.command.unwrap_or(PropertyCommand::Config { all: false }) {
         PropertyCommand::Config { all } => {
             let (cib, _) = load(flags)?;
+            let plain: Vec<(String, String)> = cib
+                .config
+                .properties
+                .iter()
+                .filter(|s| s.rule.is_none())
+                .flat_map(|s| &s.pairs)
+                .map(|p| (edit::canonical_name(&p.name), p.value.clone().unwrap_or_default()))
+                .collect();
+            match flags.output {
+                Output::Json => {
+                    let props: serde_json::Map<String, serde_json::Value> =
+                        plain.into_iter().map(|(k, v)| (k, v.into())).collect();
+                    let doc = serde_json::json!({ "api_version": API_VERSION, "properties": props });
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Output::Cmd => {
+                    if !plain.is_empty() {
+                        let kv: Vec<String> = plain.iter().map(|(k, v)| shell_word(&format!("{k}={v}"))).collect();
+                        println!("crmctl property set {}", kv.join(" "));
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Output::Text => {}
+            }
             let mut set = Vec::new();
             for s in &cib.config.properties {
                 for p in &s.pairs {

@@ -31,6 +31,9 @@ pub(crate) struct EditFlags {
     /// Print the transition the change would cause, and change nothing.
     #[arg(long, global = true)]
     pub(crate) dry_run: bool,
+    /// With --dry-run: exit 107 when the change would stop, move, restart or fence anything.
+    #[arg(long, global = true, requires = "dry_run")]
+    pub(crate) fail_on_disruption: bool,
     /// After the change, wait until the cluster settles (default 60s), then check the result:
     /// exit 0 when reached, 1 when settled otherwise, 124 on timeout.
     #[arg(long, value_name = "DUR", num_args = 0..=1, require_equals = true, default_missing_value = "60s", global = true)]
@@ -42,6 +45,47 @@ pub(crate) struct EditFlags {
     /// clusterd's runtime directory (where its control socket is).
     #[arg(long, default_value = "/run/clusterd", global = true)]
     pub(crate) run_dir: PathBuf,
+    /// Output of reads: text, json (with api_version), or cmd (the crmctl commands that
+    /// recreate the configuration read).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text, global = true)]
+    pub(crate) output: Output,
+}
+
+/// Output formats of reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Output {
+    /// For people.
+    #[default]
+    Text,
+    /// For programs: a versioned schema (`api_version`).
+    Json,
+    /// The crmctl commands that recreate what was read (configuration reads).
+    Cmd,
+}
+
+/// The version of the JSON schema of reads.
+pub(crate) const API_VERSION: u32 = 1;
+
+/// A duration in milliseconds the way Pacemaker writes it (`10s`, `5min`, `500ms`).
+pub(crate) fn duration_text(ms: u64) -> String {
+    if ms > 0 && ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms > 0 && ms.is_multiple_of(60_000) {
+        format!("{}min", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+pub(crate) fn shell_word(w: &str) -> String {
+    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/=,@+%".contains(c)) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// The end state a mutation asks for, checked after `--wait`.
@@ -94,13 +138,15 @@ fn print_notes(notes: &Notes) {
     }
 }
 
-/// A risk line from the Transition Summary: what stops, moves or restarts, and fencing.
-fn risk_line(summary: &[String]) -> String {
+/// A risk line from the Transition Summary: what stops, moves or restarts, which nodes are
+/// fenced, and (with fencing on) which nodes are fenced if a stop fails there. Also whether
+/// the change disturbs anything running.
+fn risk_line(summary: &[String], fencing: bool) -> (String, bool) {
     let count = |word: &str| summary.iter().filter(|l| l.starts_with(word)).count();
     let (stop, moves, restart, recover, fence) =
         (count("Stop"), count("Move") + count("Migrate"), count("Restart"), count("Recover"), count("Fence"));
     if stop + moves + restart + recover + fence == 0 {
-        return "risk: no running resource is disturbed".into();
+        return ("risk: no running resource is disturbed".into(), false);
     }
     let mut parts = Vec::new();
     for (n, what) in [(stop, "stop"), (moves, "move"), (restart, "restart"), (recover, "recover")] {
@@ -111,7 +157,24 @@ fn risk_line(summary: &[String]) -> String {
     if fence > 0 {
         parts.push(format!("{fence} node{} fenced", if fence == 1 { " is" } else { "s are" }));
     }
-    format!("risk: {}", parts.join("; "))
+    if fencing {
+        // The node a stop runs on: the first name inside the parentheses.
+        let mut stopping: Vec<&str> = summary
+            .iter()
+            .filter(|l| ["Stop", "Move", "Migrate", "Restart", "Recover"].iter().any(|w| l.starts_with(w)))
+            .filter_map(|l| l.split_once('(').and_then(|(_, rest)| rest.split_whitespace().next()))
+            .collect();
+        stopping.sort_unstable();
+        stopping.dedup();
+        if !stopping.is_empty() {
+            parts.push(format!(
+                "{} {} fenced if a stop fails there",
+                stopping.join(", "),
+                if stopping.len() == 1 { "is" } else { "are" }
+            ));
+        }
+    }
+    (format!("risk: {}", parts.join("; ")), true)
 }
 
 fn executable(t: &Transition) -> usize {
@@ -168,7 +231,13 @@ pub(crate) fn mutate(
             print_notes(&notes);
             println!();
             print!("{}", crm::simulate::format_summary(&t));
-            println!("{}", risk_line(&t.summary));
+            let fencing = edit::property(&cib.config, "fencing-enabled")
+                .is_none_or(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "no" | "off" | "0" | "n"));
+            let (line, disruptive) = risk_line(&t.summary, fencing);
+            println!("{line}");
+            if disruptive && flags.fail_on_disruption {
+                return Err(Exit::error(Exit::UNSAFE, "the change disturbs running resources (--fail-on-disruption)"));
+            }
             return Ok(ExitCode::SUCCESS);
         }
         if let Some(path) = &flags.file {
@@ -445,13 +514,25 @@ fn metadata(agent: &edit::AgentSpec, ocf_root: &Path) -> Option<agents::Metadata
 /// Checks parameters against the agent's meta-data: every problem at once.
 fn validate_params(md: &agents::Metadata, params: &[(String, String)]) -> anyhow::Result<()> {
     let raw: std::collections::BTreeMap<String, String> = params.iter().cloned().collect();
-    match md.validate(&raw) {
-        Ok(_) => Ok(()),
-        Err(errors) => {
-            let list: Vec<String> = errors.iter().map(|e| format!("field {}: {e}", e.param())).collect();
-            Err(Exit::error(Exit::INVALID_PARAM, format!("{}\n(--no-validate creates it anyway)", list.join("\n"))))
+    let mut list: Vec<String> = match md.validate(&raw) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| format!("field {}: {e}", e.param())).collect(),
+    };
+    // Agents often declare a required parameter with an empty default: still required.
+    for p in md.params.iter().filter(|p| p.required && p.default.as_deref().unwrap_or("").is_empty()) {
+        if raw.get(&p.name).is_none_or(String::is_empty)
+            && !list.iter().any(|l| l.starts_with(&format!("field {}:", p.name)))
+        {
+            list.push(format!(
+                "field {}: parameter `{}` is required ({}); set {}=…",
+                p.name, p.name, p.shortdesc, p.name
+            ));
         }
     }
+    if list.is_empty() {
+        return Ok(());
+    }
+    Err(Exit::error(Exit::INVALID_PARAM, format!("{}\n(--no-validate creates it anyway)", list.join("\n"))))
 }
 
 /// The default ops of an installed agent (start, stop, monitor, promote, demote), with the
@@ -1024,6 +1105,20 @@ fn failcount(flags: &EditFlags, words: &[String]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn view_json(v: &RscView) -> serde_json::Value {
+    serde_json::json!({
+        "id": v.id,
+        "kind": v.kind,
+        "agent": (v.kind == "primitive").then_some(&v.agent),
+        "role": v.role.as_str(),
+        "nodes": v.nodes,
+        "failed": v.failed,
+        "disabled": v.disabled,
+        "managed": !v.unmanaged,
+        "children": v.children.iter().map(view_json).collect::<Vec<_>>(),
+    })
+}
+
 fn list(flags: &EditFlags, rsc: Option<&str>) -> anyhow::Result<ExitCode> {
     let (cib, quorum) = load(flags)?;
     let t = crm::schedule(&cib, quorum, cib.execution_date.unwrap_or_else(now));
@@ -1035,6 +1130,14 @@ fn list(flags: &EditFlags, rsc: Option<&str>) -> anyhow::Result<ExitCode> {
         ],
         None => t.current.resources.clone(),
     };
+    if flags.output == Output::Json {
+        let doc = serde_json::json!({
+            "api_version": API_VERSION,
+            "resources": resources.iter().map(view_json).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if resources.is_empty() {
         println!("NO resources configured");
         return Ok(ExitCode::SUCCESS);
@@ -1047,12 +1150,44 @@ fn list(flags: &EditFlags, rsc: Option<&str>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn pairs_text(sets: &[crm::cib::NvSet]) -> String {
+fn pairs_of(sets: &[crm::cib::NvSet]) -> Vec<(String, String)> {
     sets.iter()
+        .filter(|s| s.rule.is_none())
         .flat_map(|s| &s.pairs)
-        .map(|p| format!("{}={}", p.name, p.value.as_deref().unwrap_or("")))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|p| (edit::canonical_name(&p.name), p.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+fn pairs_text(sets: &[crm::cib::NvSet]) -> String {
+    pairs_of(sets).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+fn agent_text(class: &str, provider: &Option<String>, agent: &str) -> String {
+    match provider {
+        Some(p) => format!("{class}:{p}:{agent}"),
+        None => format!("{class}:{agent}"),
+    }
+}
+
+/// An op's attributes as `k=v` words.
+fn op_words(o: &crm::cib::OpConfig) -> Vec<String> {
+    let mut w = vec![format!("interval={}", duration_text(o.interval_ms))];
+    if let Some(t) = o.timeout_ms {
+        w.push(format!("timeout={}", duration_text(t)));
+    }
+    if let Some(role) = o.role {
+        w.push(format!("role={}", role.as_str()));
+    }
+    if let Some(f) = &o.on_fail {
+        w.push(format!("on-fail={f}"));
+    }
+    if !o.enabled {
+        w.push("enabled=false".into());
+    }
+    for p in &o.meta {
+        w.push(format!("{}={}", p.name, p.value.as_deref().unwrap_or("")));
+    }
+    w
 }
 
 fn describe(r: &Resource, depth: usize, out: &mut String) {
@@ -1060,11 +1195,7 @@ fn describe(r: &Resource, depth: usize, out: &mut String) {
     let pad = "  ".repeat(depth);
     match &r.kind {
         ResourceKind::Primitive { class, provider, agent } => {
-            let full = match provider {
-                Some(p) => format!("{class}:{p}:{agent}"),
-                None => format!("{class}:{agent}"),
-            };
-            let _ = writeln!(out, "{pad}Resource: {} ({full})", r.id);
+            let _ = writeln!(out, "{pad}Resource: {} ({})", r.id, agent_text(class, provider, agent));
         }
         ResourceKind::Group { .. } => {
             let _ = writeln!(out, "{pad}Group: {}", r.id);
@@ -1085,20 +1216,7 @@ fn describe(r: &Resource, depth: usize, out: &mut String) {
     if !r.ops.is_empty() {
         let _ = writeln!(out, "{pad}  Operations:");
         for o in &r.ops {
-            let mut line = format!("{pad}    {} interval={}ms", o.name, o.interval_ms);
-            if let Some(t) = o.timeout_ms {
-                line.push_str(&format!(" timeout={t}ms"));
-            }
-            if let Some(role) = o.role {
-                line.push_str(&format!(" role={}", role.as_str()));
-            }
-            if let Some(f) = &o.on_fail {
-                line.push_str(&format!(" on-fail={f}"));
-            }
-            if !o.enabled {
-                line.push_str(" enabled=false");
-            }
-            let _ = writeln!(out, "{line} ({})", o.id);
+            let _ = writeln!(out, "{pad}    {} {} ({})", o.name, op_words(o).join(" "), o.id);
         }
     }
     match &r.kind {
@@ -1108,25 +1226,131 @@ fn describe(r: &Resource, depth: usize, out: &mut String) {
     }
 }
 
-fn config(flags: &EditFlags, ids: &[String]) -> anyhow::Result<ExitCode> {
-    let (cib, _) = load(flags)?;
-    let mut out = String::new();
-    if ids.is_empty() {
-        cib.config.resources.iter().for_each(|r| describe(r, 0, &mut out));
+fn resource_json(r: &Resource) -> serde_json::Value {
+    let map = |sets: &[crm::cib::NvSet]| {
+        pairs_of(sets).into_iter().map(|(k, v)| (k, v.into())).collect::<serde_json::Map<String, serde_json::Value>>()
+    };
+    let mut v = serde_json::json!({
+        "id": r.id,
+        "params": map(&r.params),
+        "meta": map(&r.meta),
+        "utilization": map(&r.utilization),
+        "ops": r.ops.iter().map(|o| serde_json::json!({
+            "id": o.id,
+            "name": o.name,
+            "interval_ms": o.interval_ms,
+            "timeout_ms": o.timeout_ms,
+            "role": o.role.map(|x| x.as_str()),
+            "on_fail": o.on_fail,
+            "enabled": o.enabled,
+        })).collect::<Vec<_>>(),
+    });
+    match &r.kind {
+        ResourceKind::Primitive { class, provider, agent } => {
+            v["kind"] = "primitive".into();
+            v["agent"] = agent_text(class, provider, agent).into();
+        }
+        ResourceKind::Group { members } => {
+            v["kind"] = "group".into();
+            v["members"] = members.iter().map(resource_json).collect::<Vec<_>>().into();
+        }
+        ResourceKind::Clone { child, legacy_promotable } => {
+            v["kind"] = "clone".into();
+            let promotable = *legacy_promotable
+                || pairs_of(&r.meta)
+                    .iter()
+                    .any(|(k, v)| k == "promotable" && matches!(v.as_str(), "true" | "1" | "yes"));
+            v["promotable"] = promotable.into();
+            v["child"] = resource_json(child);
+        }
     }
-    for id in ids {
-        let mut found = None;
-        for top in &cib.config.resources {
-            let mut all = Vec::new();
-            collect_all(top, &mut all);
-            if all.contains(id) {
-                found = find_in(top, id);
+    v
+}
+
+/// The crmctl commands that recreate `r` (a top-level resource).
+fn resource_cmds(r: &Resource, out: &mut Vec<String>) {
+    fn primitive(p: &Resource, tail: &[String]) -> Option<String> {
+        let ResourceKind::Primitive { class, provider, agent } = &p.kind else { return None };
+        let mut w = vec!["crmctl".to_string(), "resource".into(), "create".into(), p.id.clone()];
+        w.push(agent_text(class, provider, agent));
+        w.extend(pairs_of(&p.params).into_iter().map(|(k, v)| format!("{k}={v}")));
+        for o in &p.ops {
+            w.push("op".into());
+            w.push(o.name.clone());
+            w.extend(op_words(o));
+        }
+        let meta = pairs_of(&p.meta);
+        if !meta.is_empty() {
+            w.push("meta".into());
+            w.extend(meta.into_iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        let util = pairs_of(&p.utilization);
+        if !util.is_empty() {
+            w.push("utilization".into());
+            w.extend(util.into_iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        w.extend(tail.iter().cloned());
+        w.push("--no-default-ops".into());
+        Some(w.iter().map(|x| shell_word(x)).collect::<Vec<_>>().join(" "))
+    }
+    match &r.kind {
+        ResourceKind::Primitive { .. } => out.extend(primitive(r, &[])),
+        ResourceKind::Group { members } => {
+            for m in members {
+                out.extend(primitive(m, &["--group".into(), r.id.clone()]));
+            }
+            let meta = pairs_of(&r.meta);
+            if !meta.is_empty() {
+                let kv: Vec<String> = meta.into_iter().map(|(k, v)| shell_word(&format!("{k}={v}"))).collect();
+                out.push(format!("crmctl resource meta {} {}", shell_word(&r.id), kv.join(" ")));
             }
         }
-        let r = found.ok_or_else(|| Exit::error(Exit::NO_SUCH, format!("no resource named '{id}'")))?;
-        describe(r, 0, &mut out);
+        ResourceKind::Clone { child, legacy_promotable } => {
+            let mut meta = pairs_of(&r.meta);
+            let promotable = *legacy_promotable
+                || meta.iter().any(|(k, v)| k == "promotable" && matches!(v.as_str(), "true" | "1" | "yes"));
+            meta.retain(|(k, _)| k != "promotable");
+            let mut tail = vec![if promotable { "promotable" } else { "clone" }.to_string(), r.id.clone()];
+            tail.extend(meta.into_iter().map(|(k, v)| format!("{k}={v}")));
+            match &child.kind {
+                ResourceKind::Primitive { .. } => out.extend(primitive(child, &tail)),
+                _ => out.push(format!("# clone {} of group {}: not expressible as one create command", r.id, child.id)),
+            }
+        }
     }
-    print!("{out}");
+}
+
+fn config(flags: &EditFlags, ids: &[String]) -> anyhow::Result<ExitCode> {
+    let (cib, _) = load(flags)?;
+    let mut picked: Vec<&Resource> = Vec::new();
+    if ids.is_empty() {
+        picked.extend(cib.config.resources.iter());
+    }
+    for id in ids {
+        let found = cib.config.resources.iter().find_map(|top| find_in(top, id));
+        picked.push(found.ok_or_else(|| Exit::error(Exit::NO_SUCH, format!("no resource named '{id}'")))?);
+    }
+    match flags.output {
+        Output::Text => {
+            let mut out = String::new();
+            picked.iter().for_each(|r| describe(r, 0, &mut out));
+            print!("{out}");
+        }
+        Output::Json => {
+            let doc = serde_json::json!({
+                "api_version": API_VERSION,
+                "resources": picked.iter().map(|r| resource_json(r)).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Output::Cmd => {
+            let mut out = Vec::new();
+            picked.iter().for_each(|r| resource_cmds(r, &mut out));
+            for line in out {
+                println!("{line}");
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1216,10 +1440,16 @@ mod tests {
     #[test]
     fn the_risk_line_counts_disruption() {
         let s = |l: &[&str]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(risk_line(&s(&["Start d1 ( n1 )"])), "risk: no running resource is disturbed");
+        assert_eq!(risk_line(&s(&["Start d1 ( n1 )"]), true), ("risk: no running resource is disturbed".into(), false));
+        let moves =
+            s(&["Move       d1     ( n2 -> n1 )", "Stop d2 ( n1 )  due to node availability", "Stop d3 ( n1 )"]);
         assert_eq!(
-            risk_line(&s(&["Move d1 ( n1 -> n2 )", "Stop d2 ( n1 )", "Stop d3 ( n1 )", "Fence (reboot) n3 'x'"])),
-            "risk: 2 resources stop; 1 resource move; 1 node is fenced"
+            risk_line(&moves, true).0,
+            "risk: 2 resources stop; 1 resource move; n1, n2 are fenced if a stop fails there"
+        );
+        assert_eq!(
+            risk_line(&s(&["Restart d1 ( n1 )", "Fence (reboot) n3 'peer lost'"]), false),
+            ("risk: 1 resource restart; 1 node is fenced".into(), true)
         );
     }
 }

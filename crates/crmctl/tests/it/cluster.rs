@@ -172,7 +172,7 @@ fn an_admin_creates_moves_bans_stops_and_deletes_a_resource_on_a_live_cluster() 
     assert_eq!(on.len(), 1, "d1 runs on exactly one node: {on:?}\n{}", c.logs());
     let first = on[0];
     assert!(c.ok(3, &["resource", "list"]).contains(&format!("Started node{first}")));
-    assert!(c.ok(3, &["resource", "config", "d1"]).contains("monitor interval=1000ms"));
+    assert!(c.ok(3, &["resource", "config", "d1"]).contains("monitor interval=1s"));
 
     // Standby empties the node; the resource runs elsewhere.
     c.ok(3, &["node", "standby", &format!("node{first}"), "--wait=60s"]);
@@ -218,6 +218,14 @@ fn an_admin_creates_moves_bans_stops_and_deletes_a_resource_on_a_live_cluster() 
     assert!(counted, "the monitor failure was never counted\n{}", c.logs());
     c.ok(3, &["resource", "cleanup", "d1", "--wait=60s"]);
     assert!(c.ok(1, &["resource", "failcount", "d1"]).contains("no failures recorded"));
+    assert_eq!(c.running("d1").len(), 1);
+
+    // A dry run gates on disruption.
+    let run1 = c.run_dir(1);
+    let gate =
+        crmctl(&["resource", "disable", "d1", "--dry-run", "--fail-on-disruption", "--run-dir", path_str(&run1)]);
+    assert_eq!(gate.status.code(), Some(107), "{}", stderr(&gate));
+    assert!(stdout(&gate).contains("risk: 1 resource stop"), "{}", stdout(&gate));
     assert_eq!(c.running("d1").len(), 1);
 
     // Delete stops it first, waits, then removes it; a second resource is stopped by disable.

@@ -116,6 +116,13 @@ fn refusals_exit_with_pacemakers_codes_and_change_nothing() {
         assert_eq!(out.status.code(), Some(code), "{args:?}");
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
+    // Parameters are checked against the meta-data of an agent installed here.
+    if std::path::Path::new("/usr/lib/ocf/resource.d/heartbeat/Filesystem").exists() {
+        let out = crmctl(&["resource", "create", "fs", "Filesystem", "device=/dev/x", "colour=red", "-f", f]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(err.contains("field directory:") && err.contains("field colour:"), "{err}");
+    }
     assert_eq!(std::fs::read_to_string(&file).expect("read"), before);
     let out = crmctl(&["resource", "disable", "web", "--if-version", "8", "-f", f]);
     assert!(out.status.success());
@@ -123,4 +130,89 @@ fn refusals_exit_with_pacemakers_codes_and_change_nothing() {
     assert_eq!(missing.status.code(), Some(66));
     let waits = crmctl(&["resource", "enable", "web", "--wait", "-f", f]);
     assert_eq!(waits.status.code(), Some(64));
+}
+
+/// Runs every `crmctl ...` line of `script` against `file`.
+fn replay(script: &str, file: &str) {
+    for line in script.lines().filter(|l| l.starts_with("crmctl ")) {
+        let mut args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        args.extend(["-f", file]);
+        let out = crmctl(&args);
+        assert!(out.status.success(), "replaying `{line}`: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn the_cmd_output_recreates_the_same_configuration() {
+    let dir = rig::ScratchDir::new();
+    let (a, b) = (dir.path().join("a.xml"), dir.path().join("b.xml"));
+    std::fs::write(&a, CIB).expect("write");
+    std::fs::write(&b, CIB).expect("write");
+    let (fa, fb) = (path_str(&a), path_str(&b));
+    for args in [
+        &[
+            "resource",
+            "create",
+            "vip",
+            "ocf:heartbeat:IPaddr2",
+            "ip=10.0.0.9",
+            "op",
+            "monitor",
+            "interval=10s",
+            "timeout=20s",
+        ][..],
+        &[
+            "resource",
+            "create",
+            "fs",
+            "ocf:heartbeat:Filesystem",
+            "device=/dev/x",
+            "directory=/srv",
+            "fstype=xfs",
+            "--group",
+            "g",
+        ],
+        &["resource", "create", "app", "systemd:app", "op", "start", "timeout=60s", "--group", "g"],
+        &["resource", "meta", "g", "resource-stickiness=100"],
+        &[
+            "resource",
+            "create",
+            "db",
+            "ocf:acme:DB",
+            "promotable",
+            "db-p",
+            "promoted-max=1",
+            "meta",
+            "failure-timeout=60s",
+        ],
+        &["resource", "create", "ping", "ocf:pacemaker:ping", "host_list=10.0.0.1", "clone"],
+        &["constraint", "location", "vip", "avoids", "node2=50"],
+        &["constraint", "order", "promote", "db-p", "then", "start", "g", "kind=Optional"],
+        &["constraint", "colocation", "add", "g", "with", "Promoted", "db-p", "score=500"],
+        &["constraint", "colocation", "set", "vip", "g", "sequential=false", "setoptions", "id=cs1", "score=INFINITY"],
+        &["property", "set", "no-quorum-policy=freeze", "cluster-recheck-interval=2min"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["-f", fa]);
+        assert!(crmctl(&args).status.success(), "{args:?}");
+    }
+    let read = |what: &[&str], f: &str, o: &str| {
+        let mut args = what.to_vec();
+        args.extend(["-o", o, "-f", f]);
+        let out = crmctl(&args);
+        assert!(out.status.success(), "{args:?}");
+        stdout(&out)
+    };
+    let mut script = String::new();
+    for what in [&["resource", "config"][..], &["constraint"], &["property", "config"]] {
+        script += &read(what, fa, "cmd");
+    }
+    assert!(script.contains("crmctl resource create db ocf:acme:DB"), "{script}");
+    replay(&script, fb);
+    for what in [&["resource", "config"][..], &["constraint"], &["property", "config"]] {
+        assert_eq!(read(what, fb, "json"), read(what, fa, "json"), "{what:?} differs after replaying:\n{script}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&read(&["resource", "config"], fa, "json")).expect("json");
+    assert_eq!(json["api_version"], 1);
+    assert_eq!(json["resources"][2]["promotable"], true);
 }
