@@ -1055,20 +1055,49 @@ fn cleanup(flags: &EditFlags, words: &[String]) -> anyhow::Result<ExitCode> {
             ids
         }
     };
+    let before = histories(&cib, &targets, node.as_deref());
     for r in &targets {
         match crate::daemon::ask(&flags.run_dir, &Request::ResourceCleanup { rsc: r.clone(), node: node.clone() })? {
             Response::Done(what) => println!("cleaned up {r}: {what}"),
             _ => return Err(Exit::error(Exit::ERROR, "unexpected answer from clusterd")),
         }
     }
-    match &flags.wait {
-        Some(w) => {
-            let timeout = agents::parse_duration(w)
-                .ok_or_else(|| Exit::error(Exit::USAGE, format!("--wait={w}: not a duration")))?;
-            wait_for(&flags.run_dir, timeout, &Goal::Settled)
+    let Some(w) = &flags.wait else { return Ok(ExitCode::SUCCESS) };
+    let timeout =
+        agents::parse_duration(w).ok_or_else(|| Exit::error(Exit::USAGE, format!("--wait={w}: not a duration")))?;
+    // The executors forget the history on their own time: wait until every recorded history
+    // of these resources was replaced, so the settling below is the one after the cleanup.
+    let start = Instant::now();
+    loop {
+        let (now_cib, _) = load(flags)?;
+        let after = histories(&now_cib, &targets, node.as_deref());
+        if before.iter().all(|old| !after.contains(old)) {
+            break;
         }
-        None => Ok(ExitCode::SUCCESS),
+        if start.elapsed() >= timeout {
+            return Err(Exit::error(Exit::TIMEOUT, "the cleanup did not reach the CIB in time"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
+    wait_for(&flags.run_dir, timeout.saturating_sub(start.elapsed()), &Goal::Settled)
+}
+
+/// The recorded operation histories of `rscs` (instances included), one entry per node and
+/// resource: (node id, history entry id, its ops' ids and call ids).
+fn histories(cib: &Cib, rscs: &[String], node: Option<&str>) -> Vec<(String, String, Vec<(String, i64)>)> {
+    let mut out = Vec::new();
+    for ns in &cib.status {
+        if node.is_some_and(|n| ns.uname.as_deref() != Some(n) && ns.id != n) {
+            continue;
+        }
+        for lr in &ns.resources {
+            if rscs.iter().any(|r| crm::replica::same_resource(&lr.id, r)) && !lr.ops.is_empty() {
+                let ops = lr.ops.iter().map(|o| (o.id.clone(), o.call_id)).collect();
+                out.push((ns.id.clone(), lr.id.clone(), ops));
+            }
+        }
+    }
+    out
 }
 
 fn collect_all(r: &Resource, out: &mut Vec<String>) {
