@@ -1082,9 +1082,12 @@ fn cleanup(flags: &EditFlags, words: &[String]) -> anyhow::Result<ExitCode> {
     wait_for(&flags.run_dir, timeout.saturating_sub(start.elapsed()), &Goal::Settled)
 }
 
+/// One resource's recorded history on one node: (node id, entry id, ops' ids and call ids).
+type History = (String, String, Vec<(String, i64)>);
+
 /// The recorded operation histories of `rscs` (instances included), one entry per node and
 /// resource: (node id, history entry id, its ops' ids and call ids).
-fn histories(cib: &Cib, rscs: &[String], node: Option<&str>) -> Vec<(String, String, Vec<(String, i64)>)> {
+fn histories(cib: &Cib, rscs: &[String], node: Option<&str>) -> Vec<History> {
     let mut out = Vec::new();
     for ns in &cib.status {
         if node.is_some_and(|n| ns.uname.as_deref() != Some(n) && ns.id != n) {
