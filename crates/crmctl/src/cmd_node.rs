@@ -44,6 +44,14 @@ enum NodeCommand {
     /// Manage the nodes' resources again.
     #[command(alias = "ready")]
     Unmaintenance(Targets),
+    /// Standby, then wait until nothing runs on the node, and report (default: 5 minutes).
+    Drain {
+        /// The node.
+        node: String,
+        /// How long to wait for the node to empty.
+        #[arg(long, default_value = "5min")]
+        timeout: String,
+    },
     /// Show permanent node attributes, or set them: `attribute [N]` | `attribute N k=v…` (`k=` unsets).
     Attribute {
         /// The node.
@@ -104,6 +112,20 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         }
         NodeCommand::Unmaintenance(t) => {
             set_all(flags, &targets(flags, t)?, edit::MAINTENANCE, None, "unmaintenance", Goal::Settled)
+        }
+        NodeCommand::Drain { node, timeout } => {
+            if flags.file.is_some() || flags.dry_run {
+                return Err(Exit::error(Exit::USAGE, "drain acts on the live cluster; -f and --dry-run do not apply"));
+            }
+            let drain = crate::cmd_resource::EditFlags { wait: Some(timeout.clone()), ..flags.clone() };
+            set_all(
+                &drain,
+                std::slice::from_ref(node),
+                edit::STANDBY,
+                Some("on"),
+                "draining",
+                Goal::NodeEmpty(node.clone()),
+            )
         }
         NodeCommand::Attribute { node, pairs } if pairs.is_empty() => {
             let (cib, _) = load(flags)?;

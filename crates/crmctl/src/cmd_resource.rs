@@ -201,7 +201,7 @@ pub(crate) fn mutate(
                 .ok_or_else(|| Exit::error(Exit::USAGE, format!("--wait={w}: not a duration (use 30s, 5min, 1h)")))
         })
         .transpose()?;
-    const ATTEMPTS: usize = 5;
+    const ATTEMPTS: usize = 8;
     for attempt in 1..=ATTEMPTS {
         let (mut cib, quorum) = load(flags)?;
         let epoch = cib.version.epoch;
@@ -269,6 +269,9 @@ pub(crate) fn mutate(
                     ));
                 }
                 eprintln!("the configuration changed meanwhile; reading it again (try {} of {ATTEMPTS})", attempt + 1);
+                // Back off a little, differently per process, so racing writers spread out.
+                let jitter = u64::from(std::process::id() % 7) * 15;
+                std::thread::sleep(Duration::from_millis(40 * attempt as u64 + jitter));
             }
             Err(e) => return Err(e),
         }

@@ -151,6 +151,25 @@ fn an_admin_creates_moves_bans_stops_and_deletes_a_resource_on_a_live_cluster() 
     c.ok(1, &["property", "set", "stonith-enabled=false"]);
     assert!(c.ok(2, &["property", "config"]).contains("fencing-enabled=false"));
 
+    // Writers racing each other: each read-modify-write is guarded by the epoch it read, and
+    // a refused one reads again, so no change is lost.
+    let racers: Vec<_> = (1..=4u32)
+        .map(|i| {
+            let run = c.run_dir(i % NODES + 1);
+            std::thread::spawn(move || {
+                crmctl(&["node", "attribute", "node1", &format!("rack{i}=r{i}"), "--run-dir", path_str(&run)])
+            })
+        })
+        .collect();
+    for r in racers {
+        let out = r.join().expect("racer");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let attrs = c.ok(3, &["node", "attribute", "node1"]);
+    for i in 1..=4 {
+        assert!(attrs.contains(&format!("rack{i}=r{i}")), "lost update of rack{i}: {attrs}");
+    }
+
     // A dry run on the live cluster shows the start and changes nothing.
     let before = c.epoch(1);
     let plan =
@@ -175,7 +194,7 @@ fn an_admin_creates_moves_bans_stops_and_deletes_a_resource_on_a_live_cluster() 
     assert!(c.ok(3, &["resource", "config", "d1"]).contains("monitor interval=1s"));
 
     // Standby empties the node; the resource runs elsewhere.
-    c.ok(3, &["node", "standby", &format!("node{first}"), "--wait=60s"]);
+    c.ok(3, &["node", "drain", &format!("node{first}"), "--timeout", "60s"]);
     let on = c.running("d1");
     assert!(on.len() == 1 && on[0] != first, "after standby of node{first}: {on:?}\n{}", c.logs());
     assert!(c.ok(1, &["node", "list"]).contains("standby"));
