@@ -863,6 +863,193 @@ pub fn set_target_role(cfg: &mut Configuration, id: &str, role: Option<Role>) ->
     Ok(notes)
 }
 
+/// Unmanages (`is-managed=false`: the cluster leaves it alone) or manages again (the meta
+/// attribute is removed) a resource. With `monitors`, the recurring monitors of its
+/// primitives are disabled too (on unmanage) or enabled again (on manage).
+pub fn set_managed(cfg: &mut Configuration, id: &str, managed: bool, monitors: bool) -> Result<Notes, EditError> {
+    let mut ids = all_ids(cfg);
+    let Some(r) = find_mut(&mut cfg.resources, id) else { return Err(no_resource(cfg, id)) };
+    let value = if managed { String::new() } else { "false".to_string() };
+    apply_pairs(&mut r.meta, &mut ids, &format!("{id}-meta_attributes"), &[("is-managed".into(), value)])?;
+    let mut notes = Notes::new();
+    if monitors {
+        fn each(r: &mut Resource, enabled: bool, notes: &mut Notes) {
+            for o in r.ops.iter_mut().filter(|o| o.name == "monitor" && o.interval_ms > 0) {
+                if o.enabled != enabled {
+                    o.enabled = enabled;
+                    notes.push(format!("{} {}", if enabled { "enabled" } else { "disabled" }, o.id));
+                }
+            }
+            match &mut r.kind {
+                ResourceKind::Primitive { .. } => {}
+                ResourceKind::Group { members } => members.iter_mut().for_each(|m| each(m, enabled, notes)),
+                ResourceKind::Clone { child, .. } => each(child, enabled, notes),
+            }
+        }
+        each(r, managed, &mut notes);
+    }
+    Ok(notes)
+}
+
+/// Adds one operation to a primitive (refused when one with the same action, interval and
+/// role exists: change that one with [`update_resource`]).
+pub fn add_op(cfg: &mut Configuration, rsc: &str, op: &OpSpec) -> Result<Notes, EditError> {
+    let mut ids = all_ids(cfg);
+    let mut r = resource(cfg, rsc)?.clone();
+    if !matches!(r.kind, ResourceKind::Primitive { .. }) {
+        return Err(invalid("resource", format!("'{rsc}' is a group or clone: operations belong to its primitives")));
+    }
+    let mut notes = Notes::new();
+    apply_ops(&mut r, &mut ids, std::slice::from_ref(op), true, &mut notes)?;
+    notes.push(format!("added {}", r.ops.last().map_or("", |o| o.id.as_str())));
+    if let Some(slot) = find_mut(&mut cfg.resources, rsc) {
+        *slot = r;
+    }
+    Ok(notes)
+}
+
+/// Removes operations of a primitive: by op id, or by action (all of them, or the one with
+/// `interval`).
+pub fn remove_op(cfg: &mut Configuration, rsc: &str, which: &str, interval: Option<&str>) -> Result<Notes, EditError> {
+    let ms = interval.map(|i| parse_interval("interval", i)).transpose()?;
+    let Some(r) = find_mut(&mut cfg.resources, rsc) else { return Err(no_resource(cfg, rsc)) };
+    let before: Vec<String> = r.ops.iter().map(|o| o.id.clone()).collect();
+    r.ops.retain(|o| !(o.id == which || o.name == which && ms.is_none_or(|m| o.interval_ms == m)));
+    let removed: Vec<String> = before.into_iter().filter(|id| !r.ops.iter().any(|o| &o.id == id)).collect();
+    if removed.is_empty() {
+        let known =
+            r.ops.iter().map(|o| format!("{} ({} every {})", o.id, o.name, interval_text(o.interval_ms))).collect();
+        return Err(EditError::NotFound { what: "operation", id: which.into(), hint: known_list(known) });
+    }
+    Ok(removed.into_iter().map(|id| format!("removed operation {id}")).collect())
+}
+
+/// Takes `id` out of wherever it is (top level or a group); returns it. A group left empty is
+/// removed with the constraints that name it.
+fn detach(cfg: &mut Configuration, id: &str, notes: &mut Notes) -> Result<Resource, EditError> {
+    if let Some(i) = cfg.resources.iter().position(|r| r.id == id) {
+        return Ok(cfg.resources.remove(i));
+    }
+    for i in 0..cfg.resources.len() {
+        if let ResourceKind::Group { members } = &mut cfg.resources[i].kind
+            && let Some(m) = members.iter().position(|m| m.id == id)
+        {
+            let r = members.remove(m);
+            if members.is_empty() {
+                let group = cfg.resources.remove(i);
+                notes.push(format!("removed group '{}' (it has no members left)", group.id));
+                let gone: BTreeSet<String> = [group.id].into_iter().collect();
+                drop_references(cfg, &gone, "it referenced the emptied group", notes);
+            }
+            return Ok(r);
+        }
+    }
+    Err(match find(&cfg.resources, id) {
+        Some(_) => invalid("resource", format!("'{id}' is inside a clone; unclone it first")),
+        None => no_resource(cfg, id),
+    })
+}
+
+/// Puts primitives into group `group` (created when missing) at `position`, taking them from
+/// the top level or from another group.
+pub fn group_add(
+    cfg: &mut Configuration,
+    group: &str,
+    members: &[String],
+    position: &Position,
+) -> Result<Notes, EditError> {
+    check_id("group", group)?;
+    if members.is_empty() {
+        return Err(invalid("resources", "name the resources to put into the group"));
+    }
+    let mut notes = Notes::new();
+    for m in members {
+        let r = resource(cfg, m)?;
+        if !matches!(r.kind, ResourceKind::Primitive { .. }) {
+            return Err(invalid("resources", format!("'{m}' is not a primitive: a group holds primitives only")));
+        }
+        if m == group {
+            return Err(invalid("group", "a resource cannot be put into a group of its own name"));
+        }
+    }
+    if !cfg.resources.iter().any(|r| r.id == group) {
+        if find(&cfg.resources, group).is_some() || all_ids(cfg).contains(group) {
+            return Err(invalid("group", format!("'{group}' is the id of something else than a group")));
+        }
+        notes.push(format!("created group '{group}'"));
+        cfg.resources.push(Resource {
+            id: group.into(),
+            kind: ResourceKind::Group { members: Vec::new() },
+            meta: Vec::new(),
+            params: Vec::new(),
+            utilization: Vec::new(),
+            ops: Vec::new(),
+        });
+    }
+    let mut moved = Vec::new();
+    for m in members {
+        moved.push(detach(cfg, m, &mut notes)?);
+    }
+    let Some(g) = cfg.resources.iter_mut().find(|r| r.id == group) else {
+        return Err(invalid("group", format!("group '{group}' lost its last member to itself; name other resources")));
+    };
+    let ResourceKind::Group { members: list } = &mut g.kind else {
+        return Err(invalid("group", format!("'{group}' is not a group")));
+    };
+    let at = match position {
+        Position::End => list.len(),
+        Position::Before(x) | Position::After(x) => {
+            let i = list.iter().position(|r| &r.id == x).ok_or_else(|| EditError::NotFound {
+                what: "group member",
+                id: x.clone(),
+                hint: known_list(list.iter().map(|r| r.id.clone()).collect()),
+            })?;
+            if matches!(position, Position::After(_)) { i + 1 } else { i }
+        }
+    };
+    for (k, r) in moved.into_iter().enumerate() {
+        list.insert(at + k, r);
+    }
+    Ok(notes)
+}
+
+/// Takes members out of group `group` (all of them with an empty list: ungroup); they become
+/// top-level resources right after it. A group left empty is removed with the constraints
+/// that name it.
+pub fn group_remove(cfg: &mut Configuration, group: &str, members: &[String]) -> Result<Notes, EditError> {
+    let Some(gi) = cfg.resources.iter().position(|r| r.id == group) else {
+        return Err(match find(&cfg.resources, group) {
+            Some(_) => invalid("group", format!("'{group}' is not a top-level group")),
+            None => no_resource(cfg, group),
+        });
+    };
+    let ResourceKind::Group { members: list } = &cfg.resources[gi].kind else {
+        return Err(invalid("group", format!("'{group}' is not a group")));
+    };
+    let names: Vec<String> =
+        if members.is_empty() { list.iter().map(|m| m.id.clone()).collect() } else { members.to_vec() };
+    for m in &names {
+        if !list.iter().any(|x| &x.id == m) {
+            return Err(EditError::NotFound {
+                what: "group member",
+                id: m.clone(),
+                hint: known_list(list.iter().map(|x| x.id.clone()).collect()),
+            });
+        }
+    }
+    let mut notes = Notes::new();
+    let mut out = Vec::new();
+    for m in &names {
+        out.push(detach(cfg, m, &mut notes)?);
+    }
+    // Right after the group, or where it was when it is gone.
+    let at = cfg.resources.iter().position(|r| r.id == group).map_or(gi.min(cfg.resources.len()), |i| i + 1);
+    for (k, r) in out.into_iter().enumerate() {
+        cfg.resources.insert(at + k, r);
+    }
+    Ok(notes)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Moves and bans
 
@@ -2035,6 +2222,91 @@ mod tests {
         // An op id already used elsewhere is not reused.
         let s = PrimitiveSpec { ops: vec![op("monitor", &[("interval", "10s")])], ..spec("d1-monitor-interval") };
         create_primitive(&mut cib.config, &PrimitiveSpec { id: "d1x".into(), ..s }).expect("created");
+        assert_sound(&cib);
+    }
+
+    #[test]
+    fn unmanage_sets_is_managed_and_can_pause_monitors() {
+        let mut cib = base();
+        let notes = set_managed(&mut cib.config, "d1", false, true).expect("unmanaged");
+        assert_sound(&cib);
+        let r = find(&cib.config.resources, "d1").expect("there");
+        assert_eq!(get_pair(&r.meta, "is-managed"), Some("false"));
+        assert!(!r.ops[0].enabled, "{notes:?}");
+        set_target_role(&mut cib.config, "d1", Some(Role::Stopped)).expect("disabled");
+        assert!(summary(&cib).iter().all(|l| !l.contains("d1")), "unmanaged: not stopped {:?}", summary(&cib));
+        set_managed(&mut cib.config, "d1", true, true).expect("managed");
+        let r = find(&cib.config.resources, "d1").expect("there");
+        assert_eq!(get_pair(&r.meta, "is-managed"), None);
+        assert!(r.ops[0].enabled);
+        assert_sound(&cib);
+    }
+
+    #[test]
+    fn ops_are_added_once_and_removed_by_action_interval_or_id() {
+        let mut cib = base();
+        add_op(&mut cib.config, "d1", &op("monitor", &[("interval", "20s"), ("role", "Started")])).expect("added");
+        add_op(&mut cib.config, "d1", &op("start", &[("timeout", "30s")])).expect("added");
+        let again = add_op(&mut cib.config, "d1", &op("monitor", &[("interval", "10s")])).unwrap_err();
+        assert!(matches!(again, EditError::Exists { what: "operation", .. }), "{again}");
+        assert_sound(&cib);
+        remove_op(&mut cib.config, "d1", "monitor", Some("20s")).expect("removed one");
+        assert_eq!(find(&cib.config.resources, "d1").expect("d1").ops.len(), 2);
+        remove_op(&mut cib.config, "d1", "d1-start-interval-0s", None).expect("by id");
+        remove_op(&mut cib.config, "d1", "monitor", None).expect("all monitors");
+        assert!(find(&cib.config.resources, "d1").expect("d1").ops.is_empty());
+        let e = remove_op(&mut cib.config, "d1", "monitor", None).unwrap_err();
+        assert!(matches!(e, EditError::NotFound { what: "operation", .. }));
+        assert_sound(&cib);
+    }
+
+    #[test]
+    fn grouping_moves_primitives_in_and_out_and_drops_an_emptied_group() {
+        let mut cib = base();
+        create_primitive(&mut cib.config, &spec("d3")).expect("d3");
+        let notes = group_add(&mut cib.config, "g", &["d1".into(), "d2".into()], &Position::End).expect("grouped");
+        assert!(notes.iter().any(|n| n.contains("created group 'g'")));
+        group_add(&mut cib.config, "g", &["d3".into()], &Position::Before("d2".into())).expect("inserted");
+        assert_sound(&cib);
+        let ResourceKind::Group { members } = &find(&cib.config.resources, "g").expect("g").kind else {
+            panic!("not a group")
+        };
+        assert_eq!(members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["d1", "d3", "d2"]);
+        assert!(group_add(&mut cib.config, "g2", &["g".into()], &Position::End).is_err(), "groups hold primitives");
+        add_colocation(
+            &mut cib.config,
+            &ColocationSpec {
+                id: Some("with-g".into()),
+                rsc: "g".into(),
+                rsc_role: None,
+                with_rsc: "vip".into(),
+                with_role: None,
+                score: Score::INF,
+                influence: None,
+                node_attribute: None,
+            },
+        )
+        .unwrap_err();
+        group_remove(&mut cib.config, "g", &["d3".into()]).expect("one out");
+        assert_eq!(cib.config.resources.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["g", "d3"]);
+        add_order(
+            &mut cib.config,
+            &OrderSpec {
+                id: Some("g-first".into()),
+                first: "g".into(),
+                first_action: None,
+                then: "d3".into(),
+                then_action: None,
+                kind: OrderKind::Mandatory,
+                symmetrical: None,
+                require_all: true,
+            },
+        )
+        .expect("order");
+        let notes = group_remove(&mut cib.config, "g", &[]).expect("ungrouped");
+        assert!(notes.iter().any(|n| n.contains("removed group 'g'")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("g-first")), "{notes:?}");
+        assert_eq!(cib.config.resources.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["d1", "d2", "d3"]);
         assert_sound(&cib);
     }
 }

@@ -703,6 +703,46 @@ enum ResourceCommand {
         /// Only those about this node.
         node: Option<String>,
     },
+    /// Let the cluster manage resources again (removes is-managed).
+    Manage {
+        /// Resource ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Also enable their recurring monitors again.
+        #[arg(long)]
+        monitor: bool,
+    },
+    /// Leave resources alone: no starts, stops or recovery (is-managed=false).
+    Unmanage {
+        /// Resource ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Also disable their recurring monitors.
+        #[arg(long)]
+        monitor: bool,
+    },
+    /// Stop a resource and start it again, waiting for each (default 60s per step).
+    Restart {
+        /// Resource id.
+        id: String,
+    },
+    /// Operations: `op add R ACTION k=v…`, `op remove R ACTION|OPID [interval=I]`.
+    Op {
+        #[command(subcommand)]
+        command: OpCommand,
+    },
+    /// Groups: `group add G R… [--before R|--after R]`, `group remove G [R…]`.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Dissolve a group (or take some members out): `ungroup G [R…]`.
+    Ungroup {
+        /// The group.
+        group: String,
+        /// Only these members (default: all).
+        members: Vec<String>,
+    },
     /// Forget a resource's failures and history so it is probed again: `cleanup [R] [node=N]`.
     Cleanup {
         /// `R` and/or `node=N`.
@@ -714,6 +754,57 @@ enum ResourceCommand {
         /// `show`, `R` and/or `node=N`.
         #[arg(value_name = "WORDS")]
         words: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OpCommand {
+    /// Add an operation: `op add R ACTION k=v…`.
+    Add {
+        /// Resource id.
+        id: String,
+        /// monitor, start, stop, promote, demote, ...
+        action: String,
+        /// interval=, timeout=, role=, on-fail=, ...
+        #[arg(value_name = "K=V")]
+        pairs: Vec<String>,
+    },
+    /// Remove operations: by id, or by action (with interval=I, only that one).
+    #[command(alias = "delete")]
+    Remove {
+        /// Resource id.
+        id: String,
+        /// An action name or an op id.
+        which: String,
+        /// `interval=I`.
+        #[arg(value_name = "interval=I")]
+        pairs: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Put primitives into a group (created when missing).
+    Add {
+        /// The group.
+        group: String,
+        /// The primitives, in order.
+        #[arg(required = true)]
+        members: Vec<String>,
+        /// Just before this member.
+        #[arg(long, conflicts_with = "after")]
+        before: Option<String>,
+        /// Just after this member.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Take members out of a group (all of them without a list).
+    #[command(alias = "delete")]
+    Remove {
+        /// The group.
+        group: String,
+        /// Members to take out.
+        members: Vec<String>,
     },
 }
 
@@ -878,6 +969,94 @@ pub(crate) fn run(args: ResourceArgs) -> anyhow::Result<ExitCode> {
             flags,
             &format!("cleared moves and bans of {id}"),
             |c| edit::clear(c, &id, node.as_deref()),
+            Goal::Settled,
+        ),
+        ResourceCommand::Manage { ids, monitor } => mutate(
+            flags,
+            &format!("managing {}", ids.join(", ")),
+            |c| {
+                let mut notes = Notes::new();
+                for id in &ids {
+                    notes.extend(edit::set_managed(c, id, true, monitor)?);
+                }
+                Ok(notes)
+            },
+            Goal::Settled,
+        ),
+        ResourceCommand::Unmanage { ids, monitor } => mutate(
+            flags,
+            &format!("unmanaged {}", ids.join(", ")),
+            |c| {
+                let mut notes = Notes::new();
+                for id in &ids {
+                    notes.extend(edit::set_managed(c, id, false, monitor)?);
+                }
+                Ok(notes)
+            },
+            Goal::Settled,
+        ),
+        ResourceCommand::Restart { id } => {
+            if flags.file.is_some() || flags.dry_run {
+                return Err(Exit::error(
+                    Exit::USAGE,
+                    "restart acts on the live cluster; -f and --dry-run do not apply",
+                ));
+            }
+            let step = step_flags(flags, Some(wait_duration(flags, Duration::from_secs(60))?));
+            mutate(
+                &step,
+                &format!("restarting {id}: stopping"),
+                |c| edit::set_target_role(c, &id, Some(Role::Stopped)),
+                Goal::Stopped(id.clone(), None),
+            )?;
+            let later = EditFlags { if_version: None, ..step };
+            mutate(
+                &later,
+                &format!("restarting {id}: starting"),
+                |c| edit::set_target_role(c, &id, None),
+                Goal::Running(id.clone(), None),
+            )
+        }
+        ResourceCommand::Op { command: OpCommand::Add { id, action, pairs } } => {
+            let op = OpSpec { action, attrs: kv_list(&pairs)? };
+            mutate(flags, &format!("added an operation to {id}"), |c| edit::add_op(c, &id, &op), Goal::Settled)
+        }
+        ResourceCommand::Op { command: OpCommand::Remove { id, which, pairs } } => {
+            let mut interval = None;
+            for (k, v) in kv_list(&pairs)? {
+                if k != "interval" {
+                    return Err(Exit::error(Exit::USAGE, format!("'{k}=': only interval= selects an operation")));
+                }
+                interval = Some(v);
+            }
+            mutate(
+                flags,
+                &format!("removed operations of {id}"),
+                |c| edit::remove_op(c, &id, &which, interval.as_deref()),
+                Goal::Settled,
+            )
+        }
+        ResourceCommand::Group { command: GroupCommand::Add { group, members, before, after } } => {
+            let position = match (before, after) {
+                (Some(b), _) => Position::Before(b),
+                (_, Some(a)) => Position::After(a),
+                _ => Position::End,
+            };
+            mutate(
+                flags,
+                &format!("grouped {} into {group}", members.join(", ")),
+                |c| edit::group_add(c, &group, &members, &position),
+                Goal::Settled,
+            )
+        }
+        ResourceCommand::Group { command: GroupCommand::Remove { group, members } }
+        | ResourceCommand::Ungroup { group, members } => mutate(
+            flags,
+            &format!(
+                "took {} out of {group}",
+                if members.is_empty() { "every member".to_string() } else { members.join(", ") }
+            ),
+            |c| edit::group_remove(c, &group, &members),
             Goal::Settled,
         ),
         ResourceCommand::Cleanup { words } => cleanup(flags, &words),

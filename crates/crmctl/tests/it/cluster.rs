@@ -239,6 +239,11 @@ fn an_admin_creates_moves_bans_stops_and_deletes_a_resource_on_a_live_cluster() 
     assert!(c.ok(1, &["resource", "failcount", "d1"]).contains("no failures recorded"));
     assert_eq!(c.running("d1").len(), 1);
 
+    // Restart stops and starts it again, waiting for each.
+    let out = c.ok(2, &["resource", "restart", "d1"]);
+    assert!(out.contains("d1 is stopped") && out.contains("d1 runs on"), "{out}");
+    assert_eq!(c.running("d1").len(), 1);
+
     // A dry run gates on disruption.
     let run1 = c.run_dir(1);
     let gate =

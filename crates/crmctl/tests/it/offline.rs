@@ -216,3 +216,42 @@ fn the_cmd_output_recreates_the_same_configuration() {
     assert_eq!(json["api_version"], 1);
     assert_eq!(json["resources"][2]["promotable"], true);
 }
+
+#[test]
+fn ops_groups_and_management_are_edited_offline() {
+    let dir = rig::ScratchDir::new();
+    let file = dir.path().join("cib.xml");
+    std::fs::write(&file, CIB).expect("write");
+    let f = path_str(&file);
+    for args in [
+        &["resource", "create", "a", "ocf:acme:Thing"][..],
+        &["resource", "create", "b", "ocf:acme:Thing"],
+        &["resource", "op", "add", "a", "monitor", "interval=15s", "timeout=5s"],
+        &["resource", "group", "add", "g", "b", "a"],
+        &["resource", "unmanage", "g"],
+        &["resource", "update", "a", "op", "monitor", "timeout=7s"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["-f", f]);
+        assert!(crmctl(&a).status.success(), "{args:?}");
+    }
+    let config = |f: &str| {
+        let out = crmctl(&["resource", "config", "-o", "json", "-f", f]);
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).expect("json")
+    };
+    let c = config(f);
+    let g = &c["resources"][0];
+    assert_eq!((g["id"].as_str(), g["kind"].as_str()), (Some("g"), Some("group")));
+    assert_eq!(g["meta"]["is-managed"], "false");
+    assert_eq!(g["members"][0]["id"], "b");
+    assert_eq!(g["members"][1]["ops"][0]["timeout_ms"], 7000);
+    let dup = crmctl(&["resource", "op", "add", "a", "monitor", "interval=15s", "-f", f]);
+    assert_eq!(dup.status.code(), Some(108), "{}", stderr(&dup));
+    let out = crmctl(&["resource", "op", "remove", "a", "monitor", "interval=15s", "-f", f]);
+    assert!(stdout(&out).contains("removed operation a-monitor-interval-15s"), "{}", stdout(&out));
+    let out = crmctl(&["resource", "ungroup", "g", "-f", f]);
+    assert!(stdout(&out).contains("removed group 'g'"), "{}", stdout(&out));
+    let c = config(f);
+    let ids: Vec<&str> = c["resources"].as_array().expect("list").iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, ["b", "a"]);
+}
