@@ -19,6 +19,7 @@ use crate::cib::{
     Colocation, Configuration, Constraint, Expr, Location, NodeConfig, NvPair, NvSet, OpConfig, Order, OrderKind,
     Resource, ResourceKind, ResourceSet, Role, Rule,
 };
+use crate::scheduler::{ClusterView, RscView};
 use crate::score::Score;
 
 /// Why an edit was refused. Nothing was changed.
@@ -1694,6 +1695,143 @@ pub fn property<'a>(cfg: &'a Configuration, name: &str) -> Option<&'a str> {
     get_pair(&cfg.properties, name)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Outcomes: what a change does to the cluster, and whether it got where it was meant to
+
+/// The end state an edit asks for, checked once the cluster has settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Goal {
+    /// Only settle.
+    Settled,
+    /// The resource runs (somewhere, or on this node).
+    Running(String, Option<String>),
+    /// The resource runs nowhere (or not on this node).
+    Stopped(String, Option<String>),
+    /// Nothing runs on this node.
+    NodeEmpty(String),
+}
+
+/// Every node some primitive of `v` runs on.
+fn nodes_of(v: &RscView, out: &mut Vec<String>) {
+    out.extend(v.nodes.iter().cloned());
+    for c in &v.children {
+        nodes_of(c, out);
+    }
+    out.sort();
+    out.dedup();
+}
+
+fn runs_on_in(views: &[RscView], id: &str, out: &mut Vec<String>) {
+    for v in views {
+        if v.id == id || crate::replica::same_resource(&v.id, id) {
+            nodes_of(v, out);
+        } else {
+            runs_on_in(&v.children, id, out);
+        }
+    }
+    out.sort();
+    out.dedup();
+}
+
+/// The nodes where `id` runs (for a clone or group: where any of its instances or members run).
+pub fn runs_on(view: &ClusterView, id: &str) -> Vec<String> {
+    let mut on = Vec::new();
+    runs_on_in(&view.resources, id, &mut on);
+    on
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() { "nowhere".into() } else { v.join(", ") }
+}
+
+/// Whether `view` (the cluster as it is) satisfies `goal`: what was reached, or what was not.
+pub fn check_goal(view: &ClusterView, goal: &Goal) -> Result<String, String> {
+    match goal {
+        Goal::Settled => Ok("the cluster settled".into()),
+        Goal::Running(r, node) => {
+            let on = runs_on(view, r);
+            match node {
+                Some(n) if on.contains(n) => Ok(format!("{r} runs on {n}")),
+                None if !on.is_empty() => Ok(format!("{r} runs on {}", on.join(", "))),
+                Some(n) => Err(format!("{r} does not run on {n} (it runs on: {})", list_or_none(&on))),
+                None => Err(format!("{r} runs nowhere")),
+            }
+        }
+        Goal::Stopped(r, node) => {
+            let on = runs_on(view, r);
+            match node {
+                Some(n) if !on.contains(n) => {
+                    Ok(format!("{r} does not run on {n} (it runs on: {})", list_or_none(&on)))
+                }
+                None if on.is_empty() => Ok(format!("{r} is stopped")),
+                _ => Err(format!("{r} still runs on {}", on.join(", "))),
+            }
+        }
+        Goal::NodeEmpty(n) => {
+            let busy: Vec<&str> = view
+                .resources
+                .iter()
+                .filter(|v| {
+                    let mut on = Vec::new();
+                    nodes_of(v, &mut on);
+                    on.contains(n)
+                })
+                .map(|v| v.id.as_str())
+                .collect();
+            if busy.is_empty() {
+                Ok(format!("no resource runs on {n}"))
+            } else {
+                Err(format!("{} still {} on {n}", busy.join(", "), if busy.len() == 1 { "runs" } else { "run" }))
+            }
+        }
+    }
+}
+
+/// Whether fencing is enabled (`fencing-enabled`, any spelling; on by default).
+pub fn fencing_enabled(cfg: &Configuration) -> bool {
+    property(cfg, "fencing-enabled")
+        .is_none_or(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "no" | "off" | "0" | "n"))
+}
+
+/// A risk line from a Transition Summary: what stops, moves, restarts or recovers, which nodes
+/// are fenced, and (with fencing on) on which nodes a failed stop would get the node fenced;
+/// and whether the transition disturbs anything running.
+pub fn risk(summary: &[String], fencing: bool) -> (String, bool) {
+    let count = |word: &str| summary.iter().filter(|l| l.starts_with(word)).count();
+    let (stop, moves, restart, recover, fence) =
+        (count("Stop"), count("Move") + count("Migrate"), count("Restart"), count("Recover"), count("Fence"));
+    if stop + moves + restart + recover + fence == 0 {
+        return ("risk: no running resource is disturbed".into(), false);
+    }
+    let mut parts = Vec::new();
+    for (n, what) in [(stop, "stop"), (moves, "move"), (restart, "restart"), (recover, "recover")] {
+        if n > 0 {
+            parts.push(format!("{n} resource{} {what}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    if fence > 0 {
+        parts.push(format!("{fence} node{} fenced", if fence == 1 { " is" } else { "s are" }));
+    }
+    if fencing {
+        // The node a stop runs on: the first name inside the parentheses.
+        let mut stopping: Vec<&str> = summary
+            .iter()
+            .filter(|l| ["Stop", "Move", "Migrate", "Restart", "Recover"].iter().any(|w| l.starts_with(w)))
+            .filter_map(|l| l.split_once('(').and_then(|(_, rest)| rest.split_whitespace().next()))
+            .collect();
+        stopping.sort_unstable();
+        stopping.dedup();
+        if !stopping.is_empty() {
+            parts.push(format!(
+                "{} {} fenced if a stop fails there",
+                stopping.join(", "),
+                if stopping.len() == 1 { "is" } else { "are" }
+            ));
+        }
+    }
+    (format!("risk: {}", parts.join("; ")), true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2308,5 +2446,40 @@ mod tests {
         assert!(notes.iter().any(|n| n.contains("g-first")), "{notes:?}");
         assert_eq!(cib.config.resources.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["d1", "d2", "d3"]);
         assert_sound(&cib);
+    }
+
+    #[test]
+    fn the_risk_line_counts_disruption_and_names_nodes_at_risk() {
+        let s = |l: &[&str]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(risk(&s(&["Start d1 ( n1 )"]), true), ("risk: no running resource is disturbed".into(), false));
+        let moves =
+            s(&["Move       d1     ( n2 -> n1 )", "Stop d2 ( n1 )  due to node availability", "Stop d3 ( n1 )"]);
+        assert_eq!(
+            risk(&moves, true).0,
+            "risk: 2 resources stop; 1 resource move; n1, n2 are fenced if a stop fails there"
+        );
+        assert_eq!(
+            risk(&s(&["Restart d1 ( n1 )", "Fence (reboot) n3 'peer lost'"]), false),
+            ("risk: 1 resource restart; 1 node is fenced".into(), true)
+        );
+        assert!(!fencing_enabled(&base().config), "the base configuration turns it off");
+        assert!(fencing_enabled(&Configuration::default()));
+    }
+
+    #[test]
+    fn goals_are_checked_against_where_resources_run() {
+        let cib = base();
+        let view = &crate::schedule(&cib, None, 1_700_000_000).current;
+        assert_eq!(runs_on(view, "d1"), ["node1"]);
+        let ok = |g: Goal| check_goal(view, &g);
+        assert_eq!(ok(Goal::Running("d1".into(), Some("node1".into()))), Ok("d1 runs on node1".into()));
+        assert_eq!(
+            ok(Goal::Running("d1".into(), Some("node2".into()))),
+            Err("d1 does not run on node2 (it runs on: node1)".into())
+        );
+        assert_eq!(ok(Goal::Stopped("d2".into(), None)), Ok("d2 is stopped".into()));
+        assert_eq!(ok(Goal::Stopped("d1".into(), None)), Err("d1 still runs on node1".into()));
+        assert_eq!(ok(Goal::NodeEmpty("node1".into())), Err("d1 still runs on node1".into()));
+        assert!(ok(Goal::NodeEmpty("node2".into())).is_ok());
     }
 }

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use crm::Score;
 use crm::cib::{Constraint, OrderKind, Role};
-use crm::edit::{self, ColocationSpec, EditError, LocationSpec, Notes, OrderSpec, SetKind, SetSpec};
+use crm::edit::{self, ColocationSpec, EditError, Goal, LocationSpec, Notes, OrderSpec, SetKind, SetSpec};
 
-use crate::cmd_resource::{API_VERSION, EditFlags, Goal, Output, key_value, load, mutate, shell_word};
+use crate::cmd_resource::{API_VERSION, EditFlags, Output, key_value, load, mutate, shell_word};
 use crate::exit::Exit;
 
 /// `crmctl constraint`.

@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use crm::edit::{self, Notes};
+use crm::edit::{self, Goal, Notes};
 
-use crate::cmd_resource::{API_VERSION, EditFlags, Goal, Output, key_value, load, mutate};
+use crate::cmd_resource::{API_VERSION, EditFlags, Output, key_value, load, mutate};
 use crate::exit::Exit;
 
 /// `crmctl node`.

@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use crm::edit;
+use crm::edit::{self, Goal};
 
-use crate::cmd_resource::{API_VERSION, EditFlags, Goal, Output, key_value, load, mutate, shell_word};
+use crate::cmd_resource::{API_VERSION, EditFlags, Output, key_value, load, mutate, shell_word};
 use crate::exit::Exit;
 
 /// `crmctl property`.

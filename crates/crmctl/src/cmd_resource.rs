@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use clusterd::control::{Request, Response};
 use crm::cib::{Cib, Configuration, Resource, ResourceKind, Role};
-use crm::edit::{self, EditError, Notes, OpSpec, Placement, Position, PrimitiveSpec};
+use crm::edit::{self, EditError, Goal, Notes, OpSpec, Placement, Position, PrimitiveSpec};
 use crm::scheduler::{RscView, Transition};
 
 use crate::exit::Exit;
@@ -88,18 +88,6 @@ pub(crate) fn shell_word(w: &str) -> String {
     }
 }
 
-/// The end state a mutation asks for, checked after `--wait`.
-pub(crate) enum Goal {
-    /// Only settle.
-    Settled,
-    /// The resource runs (somewhere, or on this node).
-    Running(String, Option<String>),
-    /// The resource runs nowhere (or not on this node).
-    Stopped(String, Option<String>),
-    /// Nothing runs on this node.
-    NodeEmpty(String),
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -138,43 +126,8 @@ fn print_notes(notes: &Notes) {
     }
 }
 
-/// A risk line from the Transition Summary: what stops, moves or restarts, which nodes are
-/// fenced, and (with fencing on) which nodes are fenced if a stop fails there. Also whether
-/// the change disturbs anything running.
-fn risk_line(summary: &[String], fencing: bool) -> (String, bool) {
-    let count = |word: &str| summary.iter().filter(|l| l.starts_with(word)).count();
-    let (stop, moves, restart, recover, fence) =
-        (count("Stop"), count("Move") + count("Migrate"), count("Restart"), count("Recover"), count("Fence"));
-    if stop + moves + restart + recover + fence == 0 {
-        return ("risk: no running resource is disturbed".into(), false);
-    }
-    let mut parts = Vec::new();
-    for (n, what) in [(stop, "stop"), (moves, "move"), (restart, "restart"), (recover, "recover")] {
-        if n > 0 {
-            parts.push(format!("{n} resource{} {what}", if n == 1 { "" } else { "s" }));
-        }
-    }
-    if fence > 0 {
-        parts.push(format!("{fence} node{} fenced", if fence == 1 { " is" } else { "s are" }));
-    }
-    if fencing {
-        // The node a stop runs on: the first name inside the parentheses.
-        let mut stopping: Vec<&str> = summary
-            .iter()
-            .filter(|l| ["Stop", "Move", "Migrate", "Restart", "Recover"].iter().any(|w| l.starts_with(w)))
-            .filter_map(|l| l.split_once('(').and_then(|(_, rest)| rest.split_whitespace().next()))
-            .collect();
-        stopping.sort_unstable();
-        stopping.dedup();
-        if !stopping.is_empty() {
-            parts.push(format!(
-                "{} {} fenced if a stop fails there",
-                stopping.join(", "),
-                if stopping.len() == 1 { "is" } else { "are" }
-            ));
-        }
-    }
-    (format!("risk: {}", parts.join("; ")), true)
+fn find_view<'a>(views: &'a [RscView], id: &str) -> Option<&'a RscView> {
+    views.iter().find_map(|v| if v.id == id { Some(v) } else { find_view(&v.children, id) })
 }
 
 fn executable(t: &Transition) -> usize {
@@ -231,9 +184,7 @@ pub(crate) fn mutate(
             print_notes(&notes);
             println!();
             print!("{}", crm::simulate::format_summary(&t));
-            let fencing = edit::property(&cib.config, "fencing-enabled")
-                .is_none_or(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "no" | "off" | "0" | "n"));
-            let (line, disruptive) = risk_line(&t.summary, fencing);
+            let (line, disruptive) = edit::risk(&t.summary, edit::fencing_enabled(&cib.config));
             println!("{line}");
             if disruptive && flags.fail_on_disruption {
                 return Err(Exit::error(Exit::UNSAFE, "the change disturbs running resources (--fail-on-disruption)"));
@@ -282,90 +233,6 @@ pub(crate) fn mutate(
     }
 }
 
-fn find_view<'a>(views: &'a [RscView], id: &str) -> Option<&'a RscView> {
-    for v in views {
-        if v.id == id {
-            return Some(v);
-        }
-        if let Some(f) = find_view(&v.children, id) {
-            return Some(f);
-        }
-    }
-    None
-}
-
-/// Every node some primitive of `v` runs on.
-fn nodes_of(v: &RscView, out: &mut Vec<String>) {
-    out.extend(v.nodes.iter().cloned());
-    for c in &v.children {
-        nodes_of(c, out);
-    }
-    out.sort();
-    out.dedup();
-}
-
-/// Where `id` (or its clone instances `id:N`, or its members) runs.
-fn runs_on(views: &[RscView], id: &str, out: &mut Vec<String>) {
-    for v in views {
-        if v.id == id || crm::replica::same_resource(&v.id, id) {
-            nodes_of(v, out);
-        } else {
-            runs_on(&v.children, id, out);
-        }
-    }
-    out.sort();
-    out.dedup();
-}
-
-fn check_goal(t: &Transition, goal: &Goal) -> Result<String, String> {
-    let where_runs = |id: &str| {
-        let mut on = Vec::new();
-        runs_on(&t.current.resources, id, &mut on);
-        on
-    };
-    match goal {
-        Goal::Settled => Ok("the cluster settled".into()),
-        Goal::Running(r, node) => {
-            let on = where_runs(r);
-            match node {
-                Some(n) if on.contains(n) => Ok(format!("{r} runs on {n}")),
-                None if !on.is_empty() => Ok(format!("{r} runs on {}", on.join(", "))),
-                Some(n) => Err(format!("{r} does not run on {n} (it runs on: {})", list_or_none(&on))),
-                None => Err(format!("{r} runs nowhere")),
-            }
-        }
-        Goal::Stopped(r, node) => {
-            let on = where_runs(r);
-            match node {
-                Some(n) if !on.contains(n) => {
-                    Ok(format!("{r} does not run on {n} (it runs on: {})", list_or_none(&on)))
-                }
-                None if on.is_empty() => Ok(format!("{r} is stopped")),
-                _ => Err(format!("{r} still runs on {}", on.join(", "))),
-            }
-        }
-        Goal::NodeEmpty(n) => {
-            let mut busy = Vec::new();
-            for v in &t.current.resources {
-                let mut on = Vec::new();
-                nodes_of(v, &mut on);
-                if on.contains(n) {
-                    busy.push(v.id.clone());
-                }
-            }
-            if busy.is_empty() {
-                Ok(format!("no resource runs on {n}"))
-            } else {
-                Err(format!("{} still run on {n}", busy.join(", ")))
-            }
-        }
-    }
-}
-
-fn list_or_none(v: &[String]) -> String {
-    if v.is_empty() { "nowhere".into() } else { v.join(", ") }
-}
-
 /// Polls the live CIB until the policy engine finds nothing to do, then checks `goal`.
 pub(crate) fn wait_for(run_dir: &Path, timeout: Duration, goal: &Goal) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
@@ -377,7 +244,7 @@ pub(crate) fn wait_for(run_dir: &Path, timeout: Duration, goal: &Goal) -> anyhow
             let t = crm::schedule(&cib, Some(report.quorate), cib.execution_date.unwrap_or_else(now));
             let pending = executable(&t);
             if pending == 0 {
-                return match check_goal(&t, goal) {
+                return match edit::check_goal(&t.current, goal) {
                     Ok(msg) => {
                         println!("settled after {:.1}s: {msg}", start.elapsed().as_secs_f64());
                         Ok(ExitCode::SUCCESS)
@@ -819,9 +686,7 @@ fn kv_list(words: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 fn running_nodes(flags: &EditFlags, rsc: &str) -> anyhow::Result<Vec<String>> {
     let (cib, quorum) = load(flags)?;
     let t = crm::schedule(&cib, quorum, cib.execution_date.unwrap_or_else(now));
-    let mut on = Vec::new();
-    runs_on(&t.current.resources, rsc, &mut on);
-    Ok(on)
+    Ok(edit::runs_on(&t.current, rsc))
 }
 
 fn single_node_of(flags: &EditFlags, rsc: &str, verb: &str) -> anyhow::Result<String> {
@@ -1649,21 +1514,5 @@ mod tests {
         assert_eq!(resolve_agent("systemd:nginx", root).expect("systemd").agent, "nginx");
         let e = resolve_agent("Thing", root).unwrap_err();
         assert!(format!("{e:#}").contains("class:provider:type"), "{e:#}");
-    }
-
-    #[test]
-    fn the_risk_line_counts_disruption() {
-        let s = |l: &[&str]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(risk_line(&s(&["Start d1 ( n1 )"]), true), ("risk: no running resource is disturbed".into(), false));
-        let moves =
-            s(&["Move       d1     ( n2 -> n1 )", "Stop d2 ( n1 )  due to node availability", "Stop d3 ( n1 )"]);
-        assert_eq!(
-            risk_line(&moves, true).0,
-            "risk: 2 resources stop; 1 resource move; n1, n2 are fenced if a stop fails there"
-        );
-        assert_eq!(
-            risk_line(&s(&["Restart d1 ( n1 )", "Fence (reboot) n3 'peer lost'"]), false),
-            ("risk: 1 resource restart; 1 node is fenced".into(), true)
-        );
     }
 }
