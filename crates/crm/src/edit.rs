@@ -1283,6 +1283,159 @@ pub fn add_location(cfg: &mut Configuration, spec: &LocationSpec) -> Result<Note
     Ok(notes)
 }
 
+/// A location constraint with a rule over node attributes (`location R rule ... EXPR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationRuleSpec {
+    /// Constraint id (default `location-R`).
+    pub id: Option<String>,
+    /// The resource.
+    pub rsc: String,
+    /// Only for this role.
+    pub role: Option<Role>,
+    /// The score when the rule matches (default INFINITY).
+    pub score: Option<Score>,
+    /// Or: the node attribute whose value is the score.
+    pub score_attribute: Option<String>,
+    /// `resource-discovery`.
+    pub resource_discovery: Option<String>,
+    /// The expression, as words: `ATTR OP [TYPE] VALUE`, `defined ATTR`, `not_defined ATTR`,
+    /// joined by `and` or by `or`.
+    pub expression: Vec<String>,
+}
+
+const RULE_OPS: &[&str] = &["lt", "gt", "lte", "gte", "eq", "ne"];
+const RULE_TYPES: &[&str] = &["string", "integer", "number", "version"];
+
+/// One term of a rule expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleTerm {
+    /// Node attribute (`#uname`, `#id`, or any attribute).
+    pub attribute: String,
+    /// lt, gt, lte, gte, eq, ne, defined, not_defined.
+    pub operation: String,
+    /// The value compared with (none for defined/not_defined).
+    pub value: Option<String>,
+    /// string, integer, number or version.
+    pub value_type: Option<String>,
+}
+
+/// Parses a rule expression: terms `ATTR OP [TYPE] VALUE`, `defined ATTR` or `not_defined
+/// ATTR`, joined all by `and` or all by `or`. Returns whether they are joined by `or`, and
+/// the terms.
+pub fn parse_rule_expression(words: &[String]) -> Result<(bool, Vec<RuleTerm>), EditError> {
+    let toks: Vec<&str> = words.iter().flat_map(|w| w.split_whitespace()).collect();
+    let bad = |p: String| invalid("rule", p);
+    if toks.is_empty() {
+        return Err(bad("an expression is needed, such as: #uname eq node1, or: defined pingd".into()));
+    }
+    let mut terms = Vec::new();
+    let mut joiner: Option<&str> = None;
+    let mut i = 0;
+    loop {
+        let t = toks.get(i).copied().ok_or_else(|| bad("the expression ends after and/or".into()))?;
+        if t == "(" || t.starts_with('(') || t == "date" || t == "date-spec" {
+            return Err(bad(format!("'{t}': parentheses and date expressions are not supported; split the rule")));
+        }
+        if matches!(t, "defined" | "not_defined") {
+            let attr = toks.get(i + 1).ok_or_else(|| bad(format!("'{t}' needs an attribute name")))?;
+            terms.push(RuleTerm {
+                attribute: attr.to_string(),
+                operation: t.to_string(),
+                value: None,
+                value_type: None,
+            });
+            i += 2;
+        } else {
+            let op =
+                toks.get(i + 1).ok_or_else(|| bad(format!("'{t}' needs an operation and a value: {t} eq VALUE")))?;
+            if !RULE_OPS.contains(op) {
+                return Err(bad(format!(
+                    "'{op}' is not an operation: use {}, defined or not_defined",
+                    RULE_OPS.join(", ")
+                )));
+            }
+            let (ty, at) = match toks.get(i + 2) {
+                Some(ty) if RULE_TYPES.contains(ty) && toks.get(i + 3).is_some() => (Some(ty.to_string()), i + 3),
+                _ => (None, i + 2),
+            };
+            let value = toks.get(at).ok_or_else(|| bad(format!("'{t} {op}' needs a value")))?;
+            terms.push(RuleTerm {
+                attribute: t.to_string(),
+                operation: op.to_string(),
+                value: Some(value.to_string()),
+                value_type: ty,
+            });
+            i = at + 1;
+        }
+        match toks.get(i) {
+            None => break,
+            Some(&j @ ("and" | "or")) => {
+                if joiner.is_some_and(|x| x != j) {
+                    return Err(bad(
+                        "mixing 'and' and 'or' needs parentheses, which are not supported; use two constraints".into(),
+                    ));
+                }
+                joiner = Some(j);
+                i += 1;
+            }
+            Some(other) => return Err(bad(format!("'{other}': expected 'and' or 'or' between terms"))),
+        }
+    }
+    Ok((joiner == Some("or"), terms))
+}
+
+/// Adds a location constraint whose rule decides the nodes (and, with `score_attribute`, the
+/// score).
+pub fn add_location_rule(cfg: &mut Configuration, spec: &LocationRuleSpec) -> Result<Notes, EditError> {
+    resource(cfg, &spec.rsc)?;
+    if spec.score.is_some() && spec.score_attribute.is_some() {
+        return Err(invalid("score", "give score= or score-attribute=, not both"));
+    }
+    if let Some(d) = &spec.resource_discovery
+        && !matches!(d.as_str(), "always" | "never" | "exclusive")
+    {
+        return Err(invalid("resource-discovery", format!("'{d}' is not always, never or exclusive")));
+    }
+    let (or, terms) = parse_rule_expression(&spec.expression)?;
+    let mut ids = all_ids(cfg);
+    let id = match &spec.id {
+        Some(id) => {
+            check_constraint_id(cfg, id)?;
+            ids.insert(id.clone());
+            id.clone()
+        }
+        None => fresh_id(&mut ids, &format!("location-{}", spec.rsc)),
+    };
+    let rule_id = fresh_id(&mut ids, &format!("{id}-rule"));
+    let exprs = terms
+        .into_iter()
+        .map(|RuleTerm { attribute, operation, value, value_type }| Expr::Attr {
+            id: fresh_id(&mut ids, &format!("{rule_id}-expr")),
+            attribute,
+            operation,
+            value,
+            value_type,
+            value_source: None,
+        })
+        .collect();
+    let score = if spec.score_attribute.is_some() { None } else { Some(spec.score.unwrap_or(Score::INF)) };
+    cfg.constraints.push(Constraint::Location(Location {
+        id: id.clone(),
+        rsc: Some(spec.rsc.clone()),
+        rules: vec![Rule {
+            id: rule_id,
+            score,
+            score_attribute: spec.score_attribute.clone(),
+            boolean_or: or,
+            role: spec.role,
+            exprs,
+        }],
+        resource_discovery: spec.resource_discovery.clone(),
+        ..Location::default()
+    }));
+    Ok(vec![format!("added constraint '{id}'")])
+}
+
 const ORDER_ACTIONS: &[&str] = &["start", "stop", "promote", "demote"];
 
 fn check_order_action(field: &str, a: &str) -> Result<String, EditError> {
@@ -2481,5 +2634,53 @@ mod tests {
         assert_eq!(ok(Goal::Stopped("d1".into(), None)), Err("d1 still runs on node1".into()));
         assert_eq!(ok(Goal::NodeEmpty("node1".into())), Err("d1 still runs on node1".into()));
         assert!(ok(Goal::NodeEmpty("node2".into())).is_ok());
+    }
+
+    #[test]
+    fn location_rules_parse_terms_and_steer_placement() {
+        let w = |t: &str| vec![t.to_string()];
+        let (or, terms) = parse_rule_expression(&w("#uname eq node2 or rack eq integer 3")).expect("parses");
+        assert!(or);
+        let want = RuleTerm {
+            attribute: "rack".into(),
+            operation: "eq".into(),
+            value: Some("3".into()),
+            value_type: Some("integer".into()),
+        };
+        assert_eq!(terms[1], want);
+        let (or, terms) = parse_rule_expression(&w("defined pingd and pingd gt 0")).expect("parses");
+        assert!(!or);
+        assert_eq!(
+            (terms[0].attribute.as_str(), terms[0].operation.as_str(), &terms[0].value),
+            ("pingd", "defined", &None)
+        );
+        for (bad, says) in [
+            ("", "an expression is needed"),
+            ("#uname is node1", "not an operation"),
+            ("a eq 1 and b eq 2 or c eq 3", "mixing"),
+            ("a eq", "needs a value"),
+            ("a eq 1 b eq 2", "expected 'and' or 'or'"),
+            ("date gt 2020-01-01", "date expressions"),
+        ] {
+            let e = parse_rule_expression(&w(bad)).unwrap_err();
+            assert!(e.to_string().starts_with("field rule:") && e.to_string().contains(says), "{bad}: {e}");
+        }
+        let mut cib = base();
+        let spec = LocationRuleSpec {
+            id: None,
+            rsc: "d1".into(),
+            role: None,
+            score: None,
+            score_attribute: None,
+            resource_discovery: None,
+            expression: w("#uname eq node2"),
+        };
+        add_location_rule(&mut cib.config, &spec).expect("added");
+        assert_sound(&cib);
+        let l = location(&cib, "location-d1").expect("named location-R");
+        assert_eq!(l.rules[0].id, "location-d1-rule");
+        assert!(summary(&cib).iter().any(|s| s.contains("node1 -> node2")), "{:?}", summary(&cib));
+        let both = LocationRuleSpec { score: Some(Score::new(5)), score_attribute: Some("x".into()), ..spec };
+        assert!(add_location_rule(&mut cib.config, &both).unwrap_err().to_string().contains("not both"));
     }
 }

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use crm::Score;
 use crm::cib::{Constraint, OrderKind, Role};
-use crm::edit::{self, ColocationSpec, EditError, Goal, LocationSpec, Notes, OrderSpec, SetKind, SetSpec};
+use crm::edit::{
+    self, ColocationSpec, EditError, Goal, LocationRuleSpec, LocationSpec, Notes, OrderSpec, SetKind, SetSpec,
+};
 
 use crate::cmd_resource::{API_VERSION, EditFlags, Output, key_value, load, mutate, shell_word};
 use crate::exit::Exit;
@@ -94,14 +96,50 @@ fn boolean(field: &str, v: &str) -> anyhow::Result<bool> {
     }
 }
 
-/// `prefers|avoids N[=S]… [options]` → one spec per node.
-pub(crate) fn parse_location(rsc: &str, words: &[String]) -> anyhow::Result<Vec<LocationSpec>> {
-    let (verb, rest) = words.split_first().ok_or_else(|| usage("say prefers or avoids"))?;
+/// What `location R ...` asks for.
+#[derive(Debug)]
+pub(crate) enum LocationCmd {
+    /// `prefers|avoids N[=S]…`: one constraint per node.
+    Nodes(Vec<LocationSpec>),
+    /// `rule [options] EXPR`.
+    Rule(LocationRuleSpec),
+}
+
+/// `rule [id=] [role=] [score=|score-attribute=] [resource-discovery=] EXPR…`.
+fn parse_location_rule(rsc: &str, words: &[String]) -> anyhow::Result<LocationRuleSpec> {
+    let mut spec = LocationRuleSpec {
+        id: None,
+        rsc: rsc.to_string(),
+        role: None,
+        score: None,
+        score_attribute: None,
+        resource_discovery: None,
+        expression: Vec::new(),
+    };
+    let mut i = 0;
+    while let Some((k, v)) = words.get(i).and_then(|w| key_value(w)) {
+        match k.as_str() {
+            "id" => spec.id = Some(v),
+            "role" => spec.role = Some(role("role", &v)?),
+            "score" => spec.score = Some(edit::parse_score("score", &v).map_err(bad)?),
+            "score-attribute" => spec.score_attribute = Some(v),
+            "resource-discovery" => spec.resource_discovery = Some(v),
+            _ => break,
+        }
+        i += 1;
+    }
+    spec.expression = words[i..].to_vec();
+    Ok(spec)
+}
+
+/// `prefers|avoids N[=S]… [options]` (one spec per node), or `rule [options] EXPR`.
+pub(crate) fn parse_location(rsc: &str, words: &[String]) -> anyhow::Result<LocationCmd> {
+    let (verb, rest) = words.split_first().ok_or_else(|| usage("say prefers, avoids or rule"))?;
     let sign = match verb.as_str() {
         "prefers" => 1,
         "avoids" => -1,
-        "rule" => return Err(usage("location rules are not supported by this command yet; use prefers or avoids")),
-        other => return Err(usage(format!("'{other}': expected prefers or avoids"))),
+        "rule" => return parse_location_rule(rsc, rest).map(LocationCmd::Rule),
+        other => return Err(usage(format!("'{other}': expected prefers, avoids or rule"))),
     };
     let (mut id, mut role_f, mut discovery) = (None, None, None);
     let mut nodes = Vec::new();
@@ -120,7 +158,7 @@ pub(crate) fn parse_location(rsc: &str, words: &[String]) -> anyhow::Result<Vec<
     if id.is_some() && nodes.len() > 1 {
         return Err(usage("id= names one constraint: give one node with it"));
     }
-    nodes
+    let specs: anyhow::Result<Vec<LocationSpec>> = nodes
         .into_iter()
         .map(|(node, score)| {
             let s = match score {
@@ -137,7 +175,8 @@ pub(crate) fn parse_location(rsc: &str, words: &[String]) -> anyhow::Result<Vec<
                 resource_discovery: discovery.clone(),
             })
         })
-        .collect()
+        .collect();
+    specs.map(LocationCmd::Nodes)
 }
 
 fn is_action(w: &str) -> bool {
@@ -315,6 +354,23 @@ fn set_json(s: &crm::cib::ResourceSet) -> serde_json::Value {
     })
 }
 
+fn rule_json(r: &crm::cib::Rule) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "score": r.score.map(|s| s.to_string()),
+        "score_attribute": r.score_attribute,
+        "boolean_op": if r.boolean_or { "or" } else { "and" },
+        "role": r.role.map(|x| x.as_str()),
+        "expressions": r.exprs.iter().map(|e| match e {
+            crm::cib::Expr::Attr { id, attribute, operation, value, value_type, .. } => serde_json::json!({
+                "id": id, "attribute": attribute, "operation": operation, "value": value, "type": value_type,
+            }),
+            crm::cib::Expr::Rule(inner) => rule_json(inner),
+            other => serde_json::json!({ "unsupported": format!("{other:?}") }),
+        }).collect::<Vec<_>>(),
+    })
+}
+
 fn constraint_json(c: &Constraint) -> serde_json::Value {
     match c {
         Constraint::Location(l) => serde_json::json!({
@@ -325,7 +381,7 @@ fn constraint_json(c: &Constraint) -> serde_json::Value {
             "node": l.node,
             "score": l.score.map(|s| s.to_string()),
             "role": l.role.map(|r| r.as_str()),
-            "rules": l.rules.len(),
+            "rules": l.rules.iter().map(rule_json).collect::<Vec<_>>(),
             "sets": l.sets.iter().map(set_json).collect::<Vec<_>>(),
         }),
         Constraint::Order(o) => serde_json::json!({
@@ -396,7 +452,40 @@ fn constraint_cmd(c: &Constraint) -> String {
                 w.push(format!("id={}", l.id));
                 w
             }
-            _ => return format!("# {}: rules and sets in location constraints have no command form yet", l.id),
+            (Some(r), None, None) if l.rules.len() == 1 && l.sets.is_empty() => {
+                let rule = &l.rules[0];
+                let mut w = vec!["location".into(), r.clone(), "rule".into(), format!("id={}", l.id)];
+                if let Some(role) = rule.role.or(l.role) {
+                    w.push(format!("role={}", role.as_str()));
+                }
+                match (&rule.score_attribute, rule.score) {
+                    (Some(a), _) => w.push(format!("score-attribute={a}")),
+                    (None, Some(s)) => w.push(format!("score={s}")),
+                    (None, None) => {}
+                }
+                if let Some(d) = &l.resource_discovery {
+                    w.push(format!("resource-discovery={d}"));
+                }
+                for (i, e) in rule.exprs.iter().enumerate() {
+                    let crm::cib::Expr::Attr { attribute, operation, value, value_type, value_source: None, .. } = e
+                    else {
+                        return format!("# {}: this rule has no command form yet", l.id);
+                    };
+                    if i > 0 {
+                        w.push(if rule.boolean_or { "or" } else { "and" }.into());
+                    }
+                    match value {
+                        None => w.extend([operation.clone(), attribute.clone()]),
+                        Some(v) => {
+                            w.extend([attribute.clone(), operation.clone()]);
+                            w.extend(value_type.iter().cloned());
+                            w.push(v.clone());
+                        }
+                    }
+                }
+                w
+            }
+            _ => return format!("# {}: sets in location constraints have no command form yet", l.id),
         },
         Constraint::Order(o) => {
             let mut w = vec!["order".to_string()];
@@ -509,7 +598,17 @@ pub(crate) fn run(args: ConstraintArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConstraintCommand::Location { rsc, words } => {
-            let specs = parse_location(&rsc, &words)?;
+            let specs = match parse_location(&rsc, &words)? {
+                LocationCmd::Rule(spec) => {
+                    return mutate(
+                        flags,
+                        &format!("location rule for {rsc}"),
+                        |c| edit::add_location_rule(c, &spec),
+                        Goal::Settled,
+                    );
+                }
+                LocationCmd::Nodes(specs) => specs,
+            };
             mutate(
                 flags,
                 &format!("location constraint for {rsc}"),
@@ -578,17 +677,42 @@ mod tests {
 
     #[test]
     fn location_prefers_and_avoids_with_default_and_given_scores() {
-        let s = parse_location("web", &words("prefers n1 n2=50 role=Promoted")).expect("parses");
+        let nodes = |w: &str| match parse_location("web", &words(w)).expect("parses") {
+            LocationCmd::Nodes(s) => s,
+            LocationCmd::Rule(r) => panic!("not a rule: {r:?}"),
+        };
+        let s = nodes("prefers n1 n2=50 role=Promoted");
         assert_eq!(s.len(), 2);
         assert_eq!((s[0].node.as_str(), s[0].score), ("n1", Score::INF));
         assert_eq!((s[1].node.as_str(), s[1].score, s[1].role), ("n2", Score::new(50), Some(Role::Promoted)));
-        let s = parse_location("web", &words("avoids n3 n4=200")).expect("parses");
+        let s = nodes("avoids n3 n4=200");
         assert_eq!((s[0].score, s[1].score), (Score::NEG_INF, Score::new(-200)));
         let e = parse_location("web", &words("prefers n1=lots")).unwrap_err();
         assert_eq!(code(&e), Some(Exit::INVALID_PARAM), "{e}");
         assert!(e.to_string().contains("score of n1"), "{e}");
         assert_eq!(code(&parse_location("web", &words("likes n1")).unwrap_err()), Some(Exit::USAGE));
         assert_eq!(code(&parse_location("web", &words("prefers id=x n1 n2")).unwrap_err()), Some(Exit::USAGE));
+    }
+
+    #[test]
+    fn location_rule_takes_options_then_the_expression() {
+        let LocationCmd::Rule(r) = parse_location(
+            "web",
+            &words("rule id=r1 score-attribute=pingd role=Promoted defined pingd and pingd gt 0"),
+        )
+        .expect("parses") else {
+            panic!("a rule")
+        };
+        assert_eq!(
+            (r.id.as_deref(), r.score_attribute.as_deref(), r.role),
+            (Some("r1"), Some("pingd"), Some(Role::Promoted))
+        );
+        assert_eq!(r.expression, words("defined pingd and pingd gt 0"));
+        let LocationCmd::Rule(r) = parse_location("web", &words("rule score=-100 #uname eq n1")).expect("parses")
+        else {
+            panic!("a rule")
+        };
+        assert_eq!(r.score, Some(Score::new(-100)));
     }
 
     #[test]

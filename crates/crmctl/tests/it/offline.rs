@@ -132,10 +132,36 @@ fn refusals_exit_with_pacemakers_codes_and_change_nothing() {
     assert_eq!(waits.status.code(), Some(64));
 }
 
+/// Splits a shell line into words (single quotes as `shell_word` writes them).
+fn shell_split(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let (mut cur, mut quoted, mut any) = (String::new(), false, false);
+    for ch in line.chars() {
+        match ch {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
 /// Runs every `crmctl ...` line of `script` against `file`.
 fn replay(script: &str, file: &str) {
     for line in script.lines().filter(|l| l.starts_with("crmctl ")) {
-        let mut args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let words = shell_split(line);
+        let mut args: Vec<&str> = words.iter().skip(1).map(String::as_str).collect();
         args.extend(["-f", file]);
         let out = crmctl(&args);
         assert!(out.status.success(), "replaying `{line}`: {}", stderr(&out));
@@ -187,6 +213,7 @@ fn the_cmd_output_recreates_the_same_configuration() {
         ],
         &["resource", "create", "ping", "ocf:pacemaker:ping", "host_list=10.0.0.1", "clone"],
         &["constraint", "location", "vip", "avoids", "node2=50"],
+        &["constraint", "location", "g", "rule", "score=200", "#uname eq node1 or rack eq integer 2"],
         &["constraint", "order", "promote", "db-p", "then", "start", "g", "kind=Optional"],
         &["constraint", "colocation", "add", "g", "with", "Promoted", "db-p", "score=500"],
         &["constraint", "colocation", "set", "vip", "g", "sequential=false", "setoptions", "id=cs1", "score=INFINITY"],
