@@ -169,6 +169,7 @@ pub(crate) fn mutate(
                 ),
             ));
         }
+        let original = flags.dry_run.then(|| cib.clone());
         let notes = edit(&mut cib.config).map_err(edit_error)?;
         let problems = crm::cib::validate(&cib);
         if !problems.is_empty() {
@@ -186,6 +187,15 @@ pub(crate) fn mutate(
             print!("{}", crm::simulate::format_summary(&t));
             let (line, disruptive) = edit::risk(&t.summary, edit::fencing_enabled(&cib.config));
             println!("{line}");
+            if let Some(before) = original {
+                let pending = crm::schedule(&before, quorum, before.execution_date.unwrap_or_else(now)).summary;
+                if !pending.is_empty() {
+                    println!("note: without this change the cluster would already do:");
+                    for l in pending {
+                        println!("  * {l}");
+                    }
+                }
+            }
             if disruptive && flags.fail_on_disruption {
                 return Err(Exit::error(Exit::UNSAFE, "the change disturbs running resources (--fail-on-disruption)"));
             }
