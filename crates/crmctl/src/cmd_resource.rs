@@ -243,9 +243,16 @@ pub(crate) fn mutate(
     }
 }
 
-/// Polls the live CIB until the policy engine finds nothing to do, then checks `goal`.
+/// How long the policy engine must keep finding nothing to do before the cluster counts as
+/// settled: an action already under way that a change made moot is not in the CIB until it
+/// completes, and its result may give the policy engine work again.
+const SETTLE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Polls the live CIB until the policy engine finds nothing to do (for [`SETTLE_WINDOW`]),
+/// then checks `goal`.
 pub(crate) fn wait_for(run_dir: &Path, timeout: Duration, goal: &Goal) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
+    let mut settled_since: Option<Instant> = None;
     loop {
         let report = crate::cmd_config::live(run_dir)?;
         let last = if report.synced {
@@ -254,22 +261,29 @@ pub(crate) fn wait_for(run_dir: &Path, timeout: Duration, goal: &Goal) -> anyhow
             let t = crm::schedule(&cib, Some(report.quorate), cib.execution_date.unwrap_or_else(now));
             let pending = executable(&t);
             if pending == 0 {
-                return match edit::check_goal(&t.current, goal) {
-                    Ok(msg) => {
-                        println!("settled after {:.1}s: {msg}", start.elapsed().as_secs_f64());
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Err(msg) => Err(Exit::error(Exit::ERROR, format!("the cluster settled, but {msg}"))),
-                };
+                let since = *settled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SETTLE_WINDOW || start.elapsed() >= timeout {
+                    return match edit::check_goal(&t.current, goal) {
+                        Ok(msg) => {
+                            println!("settled after {:.1}s: {msg}", start.elapsed().as_secs_f64());
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        Err(msg) => Err(Exit::error(Exit::ERROR, format!("the cluster settled, but {msg}"))),
+                    };
+                }
+                String::new()
+            } else {
+                settled_since = None;
+                format!("{pending} action(s) pending: {}", t.summary.join("; "))
             }
-            format!("{pending} action(s) pending: {}", t.summary.join("; "))
         } else {
+            settled_since = None;
             "the nodes are synchronizing their copies".to_string()
         };
-        if start.elapsed() >= timeout {
+        if settled_since.is_none() && start.elapsed() >= timeout {
             return Err(Exit::error(Exit::TIMEOUT, format!("not settled within {}s ({last})", timeout.as_secs_f64())));
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -244,6 +244,35 @@ fn an_admin_creates_moves_bans_stops_and_deletes_a_resource_on_a_live_cluster() 
     assert!(out.contains("d1 is stopped") && out.contains("d1 runs on"), "{out}");
     assert_eq!(c.running("d1").len(), 1);
 
+    // --wait: 124 when the cluster does not settle in time (a start that takes 4s), 1 when it settles elsewhere than
+    // asked (an agent no node has cannot run anywhere).
+    let slow = crmctl(&[
+        "resource",
+        "create",
+        "slow",
+        "ocf:heartbeat:Delay",
+        "startdelay=4",
+        "stopdelay=0",
+        "mondelay=0",
+        "--wait=1s",
+        "--run-dir",
+        path_str(&c.run_dir(1)),
+    ]);
+    assert_eq!(slow.status.code(), Some(124), "{}", stderr(&slow));
+    assert!(stderr(&slow).contains("not settled within 1s"), "{}", stderr(&slow));
+    let nowhere = crmctl(&[
+        "resource",
+        "create",
+        "ghost",
+        "ocf:acme:Missing",
+        "--wait=60s",
+        "--run-dir",
+        path_str(&c.run_dir(2)),
+    ]);
+    assert_eq!(nowhere.status.code(), Some(1), "{}", stderr(&nowhere));
+    assert!(stderr(&nowhere).contains("the cluster settled, but ghost runs nowhere"), "{}", stderr(&nowhere));
+    c.ok(3, &["resource", "delete", "slow", "ghost", "--wait=60s"]);
+
     // A dry run gates on disruption.
     let run1 = c.run_dir(1);
     let gate =
