@@ -81,6 +81,19 @@ fn offline_edits_change_the_file_in_place_and_bump_its_epoch() {
     let out = crmctl(&["constraint", "-f", f]);
     assert!(stdout(&out).contains("web avoids node1 (score -INFINITY) (id: cli-ban-web-on-node1)"), "{}", stdout(&out));
 
+    let out = crmctl(&["constraint", "ref", "web", "-f", f]);
+    assert!(stdout(&out).contains("location-web-node2-100") && stdout(&out).contains("cli-ban-web-on-node1"));
+    assert!(crmctl(&["node", "maintenance", "--all", "-f", f]).status.success());
+    let nodes = stdout(&crmctl(&["node", "list", "-o", "json", "-f", f]));
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).expect("json");
+    for n in nodes["nodes"].as_array().expect("nodes") {
+        assert_eq!(n["attributes"]["maintenance"], "on", "{n}");
+    }
+    assert!(crmctl(&["node", "ready", "--all", "-f", f]).status.success());
+    assert!(crmctl(&["node", "online", "node1", "-f", f]).status.success());
+    let xml = std::fs::read_to_string(&file).expect("read");
+    assert!(!xml.contains(r#"name="maintenance""#) && !xml.contains(r#"name="standby""#), "{xml}");
+
     // Delete takes the constraints that name the resource with it, and says so.
     let out = crmctl(&["resource", "delete", "web", "-f", f]);
     assert!(out.status.success());
