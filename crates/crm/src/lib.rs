@@ -6,6 +6,7 @@ pub mod cib;
 pub mod controller;
 pub mod dc;
 pub mod digest;
+pub mod edit;
 mod error;
 pub mod exec;
 pub mod node;

@@ -8,9 +8,13 @@ use clap::{Parser, Subcommand};
 mod cmd_agent;
 mod cmd_arbiter;
 mod cmd_config;
+mod cmd_constraint;
 mod cmd_crm;
 mod cmd_membership;
+mod cmd_node;
+mod cmd_property;
 mod cmd_quorum;
+mod cmd_resource;
 mod cmd_status;
 mod cmd_stonith;
 mod cmd_volume;
@@ -48,6 +52,14 @@ enum Command {
     Config(cmd_config::ConfigArgs),
     /// The cluster at a glance: quorum, DC, nodes, resources, what the policy engine would do.
     Status(cmd_status::StatusArgs),
+    /// Resources: create, update, delete, enable/disable, move/ban/clear, cleanup, list.
+    Resource(cmd_resource::ResourceArgs),
+    /// Nodes: standby, maintenance, list.
+    Node(cmd_node::NodeArgs),
+    /// Constraints: location, order, colocation (also over resource sets), delete, list.
+    Constraint(cmd_constraint::ConstraintArgs),
+    /// Cluster properties: set, unset, config.
+    Property(cmd_property::PropertyArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -65,6 +77,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Arbiter(args) => cmd_arbiter::run(args),
         Command::Config(args) => cmd_config::run(args),
         Command::Status(args) => cmd_status::run(args),
+        Command::Resource(args) => cmd_resource::run(args),
+        Command::Node(args) => cmd_node::run(args),
+        Command::Constraint(args) => cmd_constraint::run(args),
+        Command::Property(args) => cmd_property::run(args),
     }
 }
 
