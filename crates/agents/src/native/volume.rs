@@ -40,6 +40,8 @@ pub(crate) const SCORE_ALONE: i64 = 1_000;
 const POLL: Duration = Duration::from_millis(20);
 /// How long a promotion waits for a connected peer's demotion to arrive.
 const PEER_DEMOTE_GRACE: Duration = Duration::from_secs(3);
+/// A daemon that leaves a status request unanswered this long is hung (at stop).
+const HUNG_AFTER: Duration = Duration::from_secs(5);
 /// The daemon's binary name.
 const DAEMON: &str = "blockrepld";
 
@@ -489,7 +491,9 @@ impl Volume {
     /// Stops the daemon processes `pids` that did not go away: TERM, then KILL.
     fn kill_daemons(&self, op: &Op<'_>, pids: &[i32]) -> Result<(), Outcome> {
         for &p in pids {
+            // CONT too: a stopped process would hold a pending TERM until the KILL.
             let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+            let _ = kill(Pid::from_raw(p), Signal::SIGCONT);
         }
         if wait_gone(pids, Instant::now() + op.remaining() / 2) {
             return Ok(());
@@ -507,9 +511,11 @@ impl Volume {
     fn do_stop(&self, op: &Op<'_>) -> Result<Outcome, Outcome> {
         let s = spec(op)?;
         let name = bin_name(op);
-        // A daemon that does not answer within a quarter of the time is hung: killed below.
+        // A daemon that does not answer in 5 s (or a quarter of the time) is hung: killed below.
         let answering = s.socket.as_deref().and_then(|socket| {
-            call(socket, Request::Status, Instant::now() + op.remaining() / 4).ok().map(|st| (socket, st))
+            call(socket, Request::Status, Instant::now() + (op.remaining() / 4).min(HUNG_AFTER))
+                .ok()
+                .map(|st| (socket, st))
         });
         if let Some((socket, st)) = answering {
             if st.role == Role::Primary {
