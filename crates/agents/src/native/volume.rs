@@ -101,6 +101,8 @@ struct Spec {
     socket: Option<PathBuf>,
     /// Why `socket` is unknown.
     missing: Option<String>,
+    /// The socket comes from the `control_socket` parameter (passed to the daemon as a flag).
+    socket_from_param: bool,
 }
 
 /// Reads one top-level string `key` of a TOML document (before any `[section]`): a basic
@@ -187,9 +189,11 @@ fn spec(op: &Op<'_>) -> Result<Spec, Outcome> {
         Ok(t) => t,
         Err(e) => {
             let why = format!("parameter `config`: cannot read {}: {e}", config.display());
-            return Ok(Spec { config, socket: param_socket, missing: Some(why) });
+            let socket_from_param = param_socket.is_some();
+            return Ok(Spec { config, socket: param_socket, missing: Some(why), socket_from_param });
         }
     };
+    let socket_from_param = param_socket.is_some();
     let socket = match param_socket {
         Some(s) => s,
         None => match toml_top_level_str(&text, "control_socket") {
@@ -212,7 +216,7 @@ fn spec(op: &Op<'_>) -> Result<Spec, Outcome> {
             Err(e) => return Err(configured("config", format!("{}: {e}", config.display()))),
         },
     };
-    Ok(Spec { config, socket: Some(socket), missing: None })
+    Ok(Spec { config, socket: Some(socket), missing: None, socket_from_param })
 }
 
 impl Spec {
@@ -222,6 +226,16 @@ impl Spec {
             (None, Some(s)) => Ok(s),
             (why, _) => Err(Outcome::fail(OcfRc::ErrInstalled, why.clone().unwrap_or_default())),
         }
+    }
+
+    /// The daemon's arguments: the configuration file, and the control socket when the
+    /// parameter overrides the file's.
+    fn daemon_args(&self) -> Vec<&OsStr> {
+        let mut args = vec![OsStr::new("--config"), self.config.as_os_str()];
+        if let (true, Some(socket)) = (self.socket_from_param, &self.socket) {
+            args.extend([OsStr::new("--control"), socket.as_os_str()]);
+        }
+        args
     }
 
     /// Where the daemon's output goes: next to its control socket.
@@ -256,9 +270,10 @@ fn daemon_binary(op: &Op<'_>) -> Result<PathBuf, Outcome> {
 }
 
 /// Has the daemon check the configuration file (every problem at once).
-fn check_config(op: &Op<'_>, bin: &Path, config: &Path) -> Result<(), Outcome> {
+fn check_config(op: &Op<'_>, bin: &Path, s: &Spec) -> Result<(), Outcome> {
+    let config = &s.config;
     let mut cmd = Command::new(bin);
-    cmd.arg("--config").arg(config).arg("--check-config");
+    cmd.args(s.daemon_args()).arg("--check-config");
     let ran = proc::run(&mut cmd, op.deadline)
         .map_err(|e| Outcome::fail(OcfRc::ErrInstalled, format!("cannot run {}: {e}", bin.display())))?;
     if ran.timed_out {
@@ -386,7 +401,7 @@ impl Volume {
     /// Starts the daemon for `config` and waits for its control socket to answer.
     fn launch(&self, op: &Op<'_>, s: &Spec, socket: &Path) -> Result<Status, Outcome> {
         let bin = daemon_binary(op)?;
-        check_config(op, &bin, &s.config)?;
+        check_config(op, &bin, s)?;
         if op.expired() {
             return Err(Outcome::timed_out("no time left to start blockrepld"));
         }
@@ -400,8 +415,7 @@ impl Volume {
             .and_then(|f| Ok((f.try_clone()?, f)))
             .map_err(|e| Outcome::fail(OcfRc::ErrPerm, format!("cannot write {}: {e}", log_path.display())))?;
         let mut child = Command::new(&bin)
-            .arg("--config")
-            .arg(&s.config)
+            .args(s.daemon_args())
             .current_dir("/")
             .process_group(0)
             .stdin(Stdio::null())
@@ -447,12 +461,13 @@ impl Volume {
     }
 
     /// Waits for a daemon that runs but does not answer yet (one started by an earlier, timed
-    /// out start) until the deadline.
-    fn await_socket(&self, op: &Op<'_>, socket: &Path, pids: &[i32]) -> Result<Status, Outcome> {
+    /// out start) until the deadline; `None` when it exited meanwhile.
+    fn await_socket(&self, op: &Op<'_>, socket: &Path, pids: &[i32]) -> Result<Option<Status>, Outcome> {
         loop {
             match call(socket, Request::Status, op.deadline) {
-                Ok(st) => return Ok(st),
+                Ok(st) => return Ok(Some(st)),
                 Err(CallError::Absent(_)) if pids.iter().any(|&p| proc::alive(p)) => {}
+                Err(CallError::Absent(_)) => return Ok(None),
                 Err(e) => return Err(e.outcome("status")),
             }
             if !proc::pause(POLL, op.deadline) {
@@ -471,7 +486,11 @@ impl Volume {
             Ok(st) => st,
             Err(CallError::Absent(_)) => {
                 let pids = daemon_pids(&s.config, bin_name(op).as_deref());
-                if pids.is_empty() { self.launch(op, &s, socket)? } else { self.await_socket(op, socket, &pids)? }
+                let running = if pids.is_empty() { None } else { self.await_socket(op, socket, &pids)? };
+                match running {
+                    Some(st) => st,
+                    None => self.launch(op, &s, socket)?,
+                }
             }
             Err(e) => return Err(e.outcome("status")),
         };
@@ -606,7 +625,7 @@ impl Volume {
         let s = spec(op)?;
         s.socket_for_start()?;
         let bin = daemon_binary(op)?;
-        check_config(op, &bin, &s.config)?;
+        check_config(op, &bin, &s)?;
         Ok(Outcome::ok())
     }
 }

@@ -280,3 +280,28 @@ fn volume_agent_recovers_from_a_crashed_daemon() {
     assert_eq!(rig.op(vol, 0, Action::Monitor).rc, OcfRc::Success);
     assert_eq!(rig.op(vol, 0, Action::Stop).rc, OcfRc::Success);
 }
+
+#[test]
+fn volume_agent_control_socket_parameter_overrides_the_file() {
+    if !ready() {
+        return;
+    }
+    let rig = Rig::new();
+    let vol = agent("native:builtin:volume");
+    let vol = vol.as_ref();
+    let over = rig._dir.path().join("override/ctl.sock");
+    let mut params = rig.params(0);
+    params.insert("control_socket".into(), over.display().to_string());
+    let run = |action| {
+        let req = Request::new(action, "vol", params.clone()).timeout(Duration::from_secs(20));
+        in_netns(&rig.ns, || execute(vol, &req))
+    };
+    assert_eq!(run(Action::Validate).rc, OcfRc::Success);
+    assert_eq!(run(Action::Start).rc, OcfRc::Success);
+    assert!(control::call(&over, &Ctl::Status).is_ok(), "the daemon does not answer on the parameter's socket");
+    assert!(!rig.nodes[0].socket.exists(), "the daemon bound the file's socket");
+    assert_eq!(run(Action::Monitor).rc, OcfRc::Success);
+    assert_eq!(run(Action::Stop).rc, OcfRc::Success);
+    assert!(daemons_of(&rig.nodes[0].config).is_empty());
+    assert_eq!(run(Action::Monitor).rc, OcfRc::NotRunning);
+}
