@@ -27,6 +27,10 @@ pub(crate) enum Event<'a> {
     DomainStarted { rsc: &'a str, domain: &'a str },
     /// A domain stopped (`destroyed`: after a shutdown that did not complete, or forced).
     DomainStopped { rsc: &'a str, domain: &'a str, destroyed: bool },
+    /// The volume agent started a replication daemon.
+    VolumeDaemonStarted { rsc: &'a str, pid: i32, config: &'a Path },
+    /// A replication daemon had to be killed at stop.
+    VolumeDaemonKilled { rsc: &'a str, pid: i32 },
 }
 
 impl Event<'_> {
@@ -65,6 +69,10 @@ impl Event<'_> {
                     tracing::info!(rsc, domain, "domain shut down");
                 }
             }
+            Event::VolumeDaemonStarted { rsc, pid, config } => {
+                tracing::info!(rsc, pid, config = %config.display(), "blockrepld started");
+            }
+            Event::VolumeDaemonKilled { rsc, pid } => tracing::warn!(rsc, pid, "blockrepld killed at stop"),
         }
     }
 }

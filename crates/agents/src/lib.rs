@@ -1,5 +1,6 @@
-//! Resource agents: the [`ResourceAgent`] trait, native agents (VIP, Filesystem, nginx, VM), a
-//! runner for OCF scripts and systemd units, and (feature `testing`) a conformance suite.
+//! Resource agents: the [`ResourceAgent`] trait, native agents (VIP, Filesystem, nginx, VM,
+//! replicated volume), a runner for OCF scripts and systemd units, and (feature `testing`) a
+//! conformance suite.
 //!
 //! - [`execute`] runs one [`Request`] against any agent: parameters are checked against the
 //!   agent's own schema ([`Metadata`]), the action is dispatched with a deadline, and the result

@@ -1,4 +1,4 @@
-//! The native agents: `native:builtin:vip`, `filesystem`, `nginx` and `vm`.
+//! The native agents: `native:builtin:vip`, `filesystem`, `nginx`, `vm` and `volume`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +15,12 @@ mod netlink;
 mod nginx;
 mod vip;
 mod vm;
+mod volume;
 
 /// The provider name of the native agents.
 pub(crate) const PROVIDER: &str = "builtin";
 /// The native agent types.
-pub(crate) const TYPES: [&str; 4] = ["filesystem", "nginx", "vip", "vm"];
+pub(crate) const TYPES: [&str; 5] = ["filesystem", "nginx", "vip", "vm", "volume"];
 
 /// Builds the native agent of type `kind`.
 pub(crate) fn build(kind: &str) -> Option<Arc<dyn ResourceAgent>> {
@@ -28,6 +29,7 @@ pub(crate) fn build(kind: &str) -> Option<Arc<dyn ResourceAgent>> {
         "filesystem" => Arc::new(fs::Filesystem),
         "nginx" => Arc::new(nginx::Nginx),
         "vm" => Arc::new(vm::Vm),
+        "volume" => Arc::new(volume::Volume),
         _ => return None,
     })
 }
