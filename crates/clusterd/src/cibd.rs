@@ -63,6 +63,8 @@ pub(crate) struct CibService {
     internal: std::collections::BTreeSet<u64>,
     /// Their outcomes, for [`CibService::take_written`].
     written: Vec<(u64, Result<(), String>)>,
+    /// Operation records applied since [`CibService::take_applied`] last ran.
+    applied: Vec<crm::replica::OpRecord>,
 }
 
 impl CibService {
@@ -94,6 +96,7 @@ impl CibService {
             last_quorate: false,
             internal: Default::default(),
             written: Vec::new(),
+            applied: Vec::new(),
         })
     }
 
@@ -155,7 +158,22 @@ impl CibService {
 
     /// A delivered CIB message.
     pub(crate) fn delivered(&mut self, from: NodeId, seq: u64, msg: ReplicaMsg<CibChange>) {
+        let record = match &msg {
+            ReplicaMsg::Change { change: CibChange::RecordOp(r), .. } => Some((**r).clone()),
+            _ => None,
+        };
+        let before = self.replica.document().version;
         self.replica.handle(Input::Delivered { from, seq, msg }, &mut self.fx);
+        if let Some(r) = record
+            && self.replica.document().version != before
+        {
+            self.applied.push(r);
+        }
+    }
+
+    /// Operation records applied since the last call, in the agreed order.
+    pub(crate) fn take_applied(&mut self) -> Vec<crm::replica::OpRecord> {
+        std::mem::take(&mut self.applied)
     }
 
     /// Membership: every member has everything up to `upto`.

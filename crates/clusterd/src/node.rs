@@ -624,6 +624,9 @@ impl Controller {
                 self.ctl.written(now, token, result.is_ok());
             }
         }
+        for r in cib.take_applied() {
+            self.ctl.recorded(now, &r);
+        }
         self.ctl.step(now, unix_now(), cib.document(), cib.is_synced(), quorate, cib.dc());
         loop {
             let fx = self.ctl.drain();

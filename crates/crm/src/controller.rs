@@ -9,7 +9,8 @@
 //!
 //! Only actions that are required and runnable execute; an ordering whose first action does not
 //! execute is already satisfied (the scheduler has made its dependents unrunnable when that
-//! matters).
+//! matters), except through a pseudo action that does not execute: the orderings on either side
+//! of it still hold (probes, then a clone's "start", then its instances' starts).
 
 use wire::{Duration, Instant};
 
@@ -127,10 +128,32 @@ impl GraphRun {
         let longest = timeouts.iter().copied().max().unwrap_or(Duration::from_secs(20));
         timeouts.resize(n, longest);
         let executes = |i: usize| transition.actions.get(i).is_some_and(|a| !a.optional && a.runnable);
-        let mut preds = vec![Vec::new(); n];
+        // Orderings hold through pseudo actions that do not run themselves (a clone's optional
+        // "start" between its probes and its instances' starts): their own predecessors become
+        // predecessors of what follows them.
+        let mut incoming = vec![Vec::new(); n];
         for e in &transition.edges {
-            if e.first < n && e.then < n && e.first != e.then && executes(e.first) && executes(e.then) {
-                preds[e.then].push(e.first);
+            if e.first < n && e.then < n && e.first != e.then {
+                incoming[e.then].push(e.first);
+            }
+        }
+        let pass_through = |i: usize| !executes(i) && transition.actions.get(i).is_some_and(|a| a.pseudo);
+        let mut preds = vec![Vec::new(); n];
+        for (then, p) in preds.iter_mut().enumerate() {
+            if !executes(then) {
+                continue;
+            }
+            let mut seen = vec![false; n];
+            let mut stack: Vec<usize> = incoming[then].clone();
+            while let Some(f) = stack.pop() {
+                if std::mem::replace(&mut seen[f], true) {
+                    continue;
+                }
+                if executes(f) {
+                    p.push(f);
+                } else if pass_through(f) {
+                    stack.extend(incoming[f].iter().copied());
+                }
             }
         }
         for p in &mut preds {
@@ -388,5 +411,20 @@ mod tests {
         // A late result changes nothing.
         run.result(deadline, 0, Outcome::Ok, &mut out);
         assert!(matches!(run.ended(), Some(RunEnd::Aborted(_))));
+    }
+
+    #[test]
+    fn a_clones_probes_come_before_its_instances_start_through_the_clones_pseudo_start() {
+        let xml = r#"<cib have-quorum="1" epoch="1" num_updates="0" admin_epoch="0"><configuration><crm_config><cluster_property_set id="o"><nvpair id="o1" name="stonith-enabled" value="false"/></cluster_property_set></crm_config><nodes><node id="1" uname="n1"/><node id="2" uname="n2"/></nodes><resources><clone id="c"><meta_attributes id="cm"><nvpair id="cm1" name="promotable" value="true"/></meta_attributes><primitive id="v" class="ocf" provider="heartbeat" type="Stateful"/></clone></resources><constraints/></configuration><status><node_state id="1" uname="n1" in_ccm="true" crmd="online" join="member" expected="member"/><node_state id="2" uname="n2" in_ccm="true" crmd="online" join="member" expected="member"/></status></cib>"#;
+        let (cib, _) = parse_cib(xml).expect("cib parses");
+        let t = crate::schedule(&cib, None, 0);
+        let mut run = GraphRun::new(&t, Duration::from_secs(20));
+        let mut out = Vec::new();
+        run.poll(Instant::ZERO, &mut out);
+        assert!(!out.is_empty());
+        assert!(
+            out.iter().all(|d| matches!(d, Dispatch::Execute { task: "monitor", interval_ms: 0, .. })),
+            "only probes first: {out:?}"
+        );
     }
 }

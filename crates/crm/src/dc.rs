@@ -78,8 +78,9 @@ impl ExecRequest {
     }
 }
 
-/// An order to fence a node, for the fencer on the DC.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An order to fence a node, for the fencer on the DC (or, when the DC itself is the target,
+/// on the member it delegates to).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FenceOrder {
     /// The action's index in the transition (for [`Dc::fence_result`]).
     pub action: usize,
@@ -149,12 +150,24 @@ pub struct Dc {
     /// When to schedule again even without a change (`cluster-recheck-interval`, failure
     /// timeouts).
     recheck_at: Option<Instant>,
+    /// Failed fencing attempts in a row, and no transition before this time (the wait doubles
+    /// with each failure, from 1 s up to a minute; a membership change resets it).
+    fence_failures: u32,
+    hold_until: Option<Instant>,
 }
 
 impl Dc {
     /// A controller whose transition keys end with `uuid` (unique to this incarnation).
     pub fn new(uuid: &str) -> Dc {
-        Dc { uuid: uuid.to_string(), number: 0, run: None, settled_on: None, recheck_at: None }
+        Dc {
+            uuid: uuid.to_string(),
+            number: 0,
+            run: None,
+            settled_on: None,
+            recheck_at: None,
+            fence_failures: 0,
+            hold_until: None,
+        }
     }
 
     /// A transition is running.
@@ -170,7 +183,7 @@ impl Dc {
     /// When [`Dc::step`] should run again without any event.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let run = self.run.as_ref().and_then(|r| r.graph.next_wakeup());
-        [run, self.recheck_at].into_iter().flatten().min()
+        [run, self.recheck_at, self.hold_until].into_iter().flatten().min()
     }
 
     /// Something outside changed (membership): stop dispatching; the run ends once nothing is
@@ -181,17 +194,43 @@ impl Dc {
             run.graph.abort(now, why, &mut d);
         }
         self.settled_on = None;
+        self.fence_failures = 0;
+        self.hold_until = None;
         self.finish(out);
     }
 
     /// The fencer's answer to a [`DcEffect::Fence`] (after the fence is recorded in the CIB).
     pub fn fence_result(&mut self, now: Instant, transition: u64, action: usize, outcome: Outcome) {
+        if outcome == Outcome::Ok {
+            self.fence_failures = 0;
+        } else {
+            self.fence_failures += 1;
+            let wait = Duration::from_secs(1 << self.fence_failures.min(6).saturating_sub(1));
+            self.hold_until = Some(now + wait);
+        }
         if let Some(run) = self.run.as_mut().filter(|r| r.number == transition) {
             let mut d = Vec::new();
             run.graph.result(now, action, outcome, &mut d);
             // New dispatches are issued by the next step (which has the document).
             run.deferred.extend(d);
         }
+    }
+
+    /// An executor's record as it was applied to the CIB (every record, in the agreed order):
+    /// the result of an action in flight, when its transition key is one of them. The status
+    /// is read again at every step too; this catches a result that a later operation on the
+    /// same resource replaced before the step.
+    pub fn recorded(&mut self, now: Instant, r: &crate::replica::OpRecord) {
+        let Some(run) = self.run.as_mut() else { return };
+        let Some(key) = r.transition_key.as_deref() else { return };
+        let Some((&i, a)) = run.awaited.iter().find(|(_, a)| a.key == key && a.node_id == r.node_id) else { return };
+        if !matches!(run.graph.states()[i], ActionState::InFlight { .. }) || r.op_status == -1 {
+            return;
+        }
+        let outcome = outcome_of(a, &r.operation, r.rc, r.op_status, r.exit_reason.as_deref());
+        let mut d = Vec::new();
+        run.graph.result(now, i, outcome, &mut d);
+        run.deferred.extend(d);
     }
 
     /// Runs the loop once. `acting`: this node is the DC of a synchronized, quorate view whose
@@ -233,7 +272,10 @@ impl Dc {
         if self.run.is_some() {
             return;
         }
-        let due = self.recheck_at.is_some_and(|t| now >= t);
+        if self.hold_until.is_some_and(|t| now < t) {
+            return;
+        }
+        let due = self.recheck_at.is_some_and(|t| now >= t) || self.hold_until.take().is_some();
         if self.settled_on == Some(doc.version) && !due {
             return;
         }
@@ -314,21 +356,22 @@ fn recorded_outcome(doc: &Cib, a: &Awaited) -> Option<Outcome> {
     let state = doc.status.iter().find(|s| s.id == a.node_id)?;
     let rsc = state.resources.iter().find(|r| r.id == a.rsc)?;
     let op = rsc.ops.iter().find(|o| o.extra.iter().any(|(k, v)| k == "transition-key" && *v == a.key))?;
-    match op.op_status {
-        -1 => None,
-        0 if op.rc == a.target_rc => Some(Outcome::Ok),
-        status => {
-            let mut reason =
-                format!("{} {} on {}: rc={} (expected {})", a.rsc, op.operation, a.node_id, op.rc, a.target_rc);
-            if status != 0 {
-                reason += &format!(", op-status={status}");
-            }
-            if let Some(r) = &op.exit_reason {
-                reason += &format!(": {r}");
-            }
-            Some(Outcome::Failed { reason })
-        }
+    (op.op_status != -1).then(|| outcome_of(a, &op.operation, op.rc, op.op_status, op.exit_reason.as_deref()))
+}
+
+/// Whether a recorded result is the one the action expected.
+fn outcome_of(a: &Awaited, operation: &str, rc: i32, op_status: i32, exit_reason: Option<&str>) -> Outcome {
+    if op_status == 0 && rc == a.target_rc {
+        return Outcome::Ok;
     }
+    let mut reason = format!("{} {operation} on {}: rc={rc} (expected {})", a.rsc, a.node_id, a.target_rc);
+    if op_status != 0 {
+        reason += &format!(", op-status={op_status}");
+    }
+    if let Some(r) = exit_reason {
+        reason += &format!(": {r}");
+    }
+    Outcome::Failed { reason }
 }
 
 /// A node's id by name: from `<nodes>`, else from the status.
@@ -366,6 +409,14 @@ fn order(doc: &Cib, t: &Transition, number: u64, uuid: &str, d: Dispatch) -> Res
             let a = t.actions.get(action).ok_or_else(|| fail(format!("action {action} is not in the transition")))?;
             let target_rc = target_rc(prim, a.kind, interval_ms);
             let mut meta = BTreeMap::new();
+            // An anonymous clone's instances are interchangeable: each node records the
+            // resource under its own name, and the policy engine maps it to an instance (the
+            // instance numbers of one transition mean nothing in the next).
+            let unique = clone.is_some_and(|c| nv(&c.meta, "globally-unique").is_some_and(|v| is_true(&v)));
+            let recorded = match (clone, rsc.rsplit_once(':')) {
+                (Some(_), Some((base, n))) if !unique && n.parse::<u32>().is_ok() => base.to_string(),
+                _ => rsc.clone(),
+            };
             if let Some(c) = clone {
                 if let Some((_, n)) = rsc.rsplit_once(':') {
                     meta.insert("clone".to_string(), n.to_string());
@@ -391,7 +442,7 @@ fn order(doc: &Cib, t: &Transition, number: u64, uuid: &str, d: Dispatch) -> Res
                 key: format!("{action}:{number}:{target_rc}:{uuid}"),
                 node_id,
                 node_name: node,
-                rsc,
+                rsc: recorded,
                 class: class.clone(),
                 provider: provider.clone(),
                 agent: agent.clone(),
@@ -473,6 +524,10 @@ fn property(doc: &Cib, name: &str) -> Option<String> {
         .iter()
         .filter(|s| s.rule.is_none())
         .find_map(|s| s.pairs.iter().find(|p| p.name == name).and_then(|p| p.value.clone()))
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1" | "y")
 }
 
 fn nv(sets: &[NvSet], name: &str) -> Option<String> {

@@ -437,6 +437,11 @@ impl Reports {
         }
     }
 
+    /// The members of the current view.
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+
     /// Every member of the current view has reported.
     pub fn complete(&self) -> bool {
         self.ring.is_some() && self.members.iter().all(|m| self.reported.contains(m))
@@ -452,6 +457,20 @@ pub enum ExecMsg {
     Reported {
         /// The view.
         ring: RingId,
+    },
+    /// The DC cannot fence itself: it asks member `by` to fence it.
+    FenceBy {
+        /// The order (its target is the DC).
+        order: Box<crate::dc::FenceOrder>,
+        /// Who carries it out.
+        by: NodeId,
+    },
+    /// A delegated fence ended (after the fence was recorded, when it succeeded).
+    FenceDone {
+        /// The order.
+        order: Box<crate::dc::FenceOrder>,
+        /// `None`: fenced; else why not.
+        error: Option<String>,
     },
     /// Forget a resource's history and fail counts (on one node, by name, or on all).
     Cleanup {

@@ -53,11 +53,16 @@ pub struct NodeController {
     exec: ExecState,
     reports: Reports,
     next_token: u64,
-    /// Fence records in flight: token → the order they confirm.
-    fence_writes: BTreeMap<u64, FenceOrder>,
+    /// Fence records in flight: token → the order they confirm, and whether another node's
+    /// DC delegated it (then the result goes back to it by message).
+    fence_writes: BTreeMap<u64, (FenceOrder, bool)>,
+    /// Fences this node carries out for a DC that is their target.
+    delegated: Vec<FenceOrder>,
     out: Vec<CtlEffect>,
     /// The partition was quorate at the last step.
     was_quorate: bool,
+    /// The time of the last step (for results that arrive by message).
+    last_now: Instant,
     /// Shutting down since then (Unix seconds).
     shutdown: Option<i64>,
     /// Local stops were ordered for the shutdown.
@@ -75,8 +80,10 @@ impl NodeController {
             reports: Reports::default(),
             next_token: 0,
             fence_writes: BTreeMap::new(),
+            delegated: Vec::new(),
             out: Vec::new(),
             was_quorate: false,
+            last_now: Instant::ZERO,
             shutdown: None,
             stopping_locally: false,
         }
@@ -113,6 +120,20 @@ impl NodeController {
                 self.out.extend(acts.into_iter().map(CtlEffect::Exec));
             }
             ExecMsg::Reported { ring } => self.reports.reported(from, ring),
+            ExecMsg::FenceBy { order, by } => {
+                if by == self.me {
+                    self.delegated.push((*order).clone());
+                    self.out.push(CtlEffect::Fence(*order));
+                }
+            }
+            ExecMsg::FenceDone { order, error } => {
+                // Only the DC that asked has a run with that transition; others ignore it.
+                let outcome = match error {
+                    None => Outcome::Ok,
+                    Some(reason) => Outcome::Failed { reason },
+                };
+                self.dc.fence_result(self.last_now, order.transition, order.action, outcome);
+            }
             ExecMsg::Cleanup { rsc, node } => {
                 if let Some(change) = self.exec.cleanup(&rsc, node.as_deref()) {
                     let token = self.token();
@@ -121,6 +142,11 @@ impl NodeController {
                 }
             }
         }
+    }
+
+    /// An operation record was applied to the CIB (any node's, in the agreed order).
+    pub fn recorded(&mut self, now: Instant, r: &crate::replica::OpRecord) {
+        self.dc.recorded(now, r);
     }
 
     /// An agent run finished on this node.
@@ -137,13 +163,14 @@ impl NodeController {
 
     /// A write asked for with [`CtlEffect::Write`] is on every member (`ok`), or did not happen.
     pub fn written(&mut self, now: Instant, token: u64, ok: bool) {
-        if let Some(order) = self.fence_writes.remove(&token) {
-            let outcome = if ok {
-                Outcome::Ok
+        if let Some((order, delegated)) = self.fence_writes.remove(&token) {
+            let error = (!ok).then(|| format!("the fence of {} could not be recorded", order.target));
+            if delegated {
+                self.out.push(CtlEffect::Broadcast(ExecMsg::FenceDone { order: Box::new(order), error }));
             } else {
-                Outcome::Failed { reason: format!("the fence of {} could not be recorded", order.target) }
-            };
-            self.dc.fence_result(now, order.transition, order.action, outcome);
+                let outcome = error.map_or(Outcome::Ok, |reason| Outcome::Failed { reason });
+                self.dc.fence_result(now, order.transition, order.action, outcome);
+            }
             return;
         }
         if let Some(ring) = self.exec.written(token, ok) {
@@ -153,26 +180,39 @@ impl NodeController {
 
     /// The fencer's answer to a [`CtlEffect::Fence`].
     pub fn fenced(&mut self, now: Instant, order: FenceOrder, result: Result<(), String>) {
+        let delegated = match self.delegated.iter().position(|o| *o == order) {
+            Some(i) => {
+                self.delegated.remove(i);
+                true
+            }
+            None => false,
+        };
+        let failed = |this: &mut Self, order: FenceOrder, reason: String| {
+            if delegated {
+                this.out.push(CtlEffect::Broadcast(ExecMsg::FenceDone { order: Box::new(order), error: Some(reason) }));
+            } else {
+                this.dc.fence_result(now, order.transition, order.action, Outcome::Failed { reason });
+            }
+        };
         match (result, order.target_id.clone()) {
             (Ok(()), None) => {
                 let reason = format!("{} was fenced but has no node id to record it under", order.target);
-                self.dc.fence_result(now, order.transition, order.action, Outcome::Failed { reason });
+                failed(self, order, reason);
             }
             (Ok(()), Some(node_id)) => {
                 let token = self.token();
                 let change = CibChange::Fenced { node_id, node_name: order.target.clone() };
-                self.fence_writes.insert(token, order);
+                self.fence_writes.insert(token, (order, delegated));
                 self.out.push(CtlEffect::Write { token, change });
             }
-            (Err(reason), _) => {
-                self.dc.fence_result(now, order.transition, order.action, Outcome::Failed { reason });
-            }
+            (Err(reason), _) => failed(self, order, reason),
         }
     }
 
     /// Runs after every event: the history report when due, and the DC loop (acting only as
     /// the DC of a synchronized, quorate view whose members all reported).
     pub fn step(&mut self, now: Instant, unix_now: i64, doc: &Cib, synced: bool, quorate: bool, dc: Option<NodeId>) {
+        self.last_now = now;
         if quorate != self.was_quorate {
             self.was_quorate = quorate;
             if quorate {
@@ -257,6 +297,22 @@ impl NodeController {
         for e in fx {
             self.out.push(match e {
                 DcEffect::Execute(req) => CtlEffect::Broadcast(ExecMsg::Run(Box::new(req))),
+                DcEffect::Fence(order) if order.target == self.exec.name() => {
+                    // A node never fences itself: another member does it for this DC.
+                    match self.reports.members().iter().copied().filter(|m| *m != self.me).min() {
+                        Some(by) => CtlEffect::Broadcast(ExecMsg::FenceBy { order: Box::new(order), by }),
+                        None => {
+                            let reason = format!("{} is alone: no other member can fence it", order.target);
+                            self.dc.fence_result(
+                                self.last_now,
+                                order.transition,
+                                order.action,
+                                Outcome::Failed { reason },
+                            );
+                            continue;
+                        }
+                    }
+                }
                 DcEffect::Fence(order) => CtlEffect::Fence(order),
                 other @ (DcEffect::Started { .. } | DcEffect::Ended { .. }) => CtlEffect::Transition(other),
             });

@@ -22,6 +22,9 @@ pub enum Node {
     /// A process the test owns: power-off kills the pid written with [`IpmiSim::set_node_pid`]
     /// (the process group when it leads one); power-on starts nothing.
     External,
+    /// A whole node as a network namespace (by name): power-off kills every process in it and
+    /// unplugs its interfaces; power-on starts nothing.
+    Namespace(String),
 }
 
 /// A running `ipmi_sim`. Users `admin`/`secret` and `viewer`/`view`; always use cipher 3.
@@ -64,6 +67,12 @@ impl IpmiSim {
                 crate::sh(&format!("cd {}; {start}", d.display()));
                 (format!("kill -9 $(cat {}/node.pid)", d.display()), format!("cd {}; {start}", d.display()))
             }
+            Node::Namespace(ns) => (
+                format!(
+                    "for p in $(ip netns pids {ns}); do kill -9 $p; done; for i in $(ip -n {ns} -o link show | awk -F': ' '{{print $2}}' | cut -d@ -f1); do [ \"$i\" = lo ] || ip -n {ns} link set $i down; done"
+                ),
+                "true".to_string(),
+            ),
             Node::External => (
                 format!(
                     "p=$(cat {0}/node.pid 2>/dev/null) && {{ kill -9 -- -$p 2>/dev/null || kill -9 $p; }}",

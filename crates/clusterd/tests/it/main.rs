@@ -8,3 +8,4 @@ mod loopback;
 mod netns;
 mod netrig;
 mod quorum_netns;
+mod volume_netns;

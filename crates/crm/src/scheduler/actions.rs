@@ -559,6 +559,14 @@ impl Builder<'_> {
                     for s in starts {
                         self.edge(pid, s, flags);
                     }
+                    // The clone's own start is made later: order the probe before every
+                    // instance start too (a pure ordering), so nothing starts before the
+                    // cluster knows where the clone already runs.
+                    if is_clone {
+                        for s in self.leaf_actions(t, ActionKind::Start) {
+                            self.edge(pid, s, 0);
+                        }
+                    }
                     // A clone whose state on a pending node is unknown starts no new
                     // instance anywhere: that node may already run one.
                     if is_clone && pending {
