@@ -452,6 +452,7 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 core.handle(now(), Input::Broadcast(mux::admin(&msg)), &mut fx);
             }
             Some(f) = finished_rx.recv() => {
+                log_result(me, &f);
                 ctl.ctl.finished(&f.req, &f.result, f.generation, unix_now());
             }
             Some(step) = fence_rx.recv() => {
@@ -579,6 +580,19 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                 return Err(NodeError::Config("stopped without leaving: resources could not be stopped".into()));
             }
         }
+    }
+}
+
+/// Logs an agent run's result: plainly when it is the expected one, loudly otherwise (a
+/// recurring monitor only when it is not).
+fn log_result(me: NodeId, f: &crate::execd::Finished) {
+    let (req, r) = (&f.req, &f.result);
+    let probe = req.operation == "monitor" && req.interval_ms == 0;
+    let expected = r.op_status == 0 && (r.rc == req.target_rc || (probe && matches!(r.rc, 0 | 7 | 8)));
+    if expected && f.generation == 0 {
+        tracing::info!(node = %me, rsc = %req.rsc, op = %req.operation, rc = r.rc, ms = r.exec_ms, "done");
+    } else if !expected {
+        tracing::warn!(node = %me, rsc = %req.rsc, op = %req.operation, interval_ms = req.interval_ms, rc = r.rc, expected = req.target_rc, op_status = r.op_status, reason = ?r.reason, ms = r.exec_ms, "operation result is not the expected one");
     }
 }
 
