@@ -223,6 +223,83 @@ pub fn format_status(t: &Transition) -> String {
     format_view("Current cluster status", &t.current)
 }
 
+/// `crm_mon`'s failure sections for a live CIB: "Migration Summary" (fail counts per node and
+/// resource) and "Failed Resource Actions" (each resource's last failure per node). Empty when
+/// nothing failed.
+pub fn format_failures(cib: &Cib) -> String {
+    let rc_name = |rc: i32| match rc {
+        0 => "ok",
+        1 => "error",
+        2 => "invalid parameter",
+        3 => "unimplemented feature",
+        4 => "insufficient privileges",
+        5 => "not installed",
+        6 => "not configured",
+        7 => "not running",
+        8 => "promoted",
+        9 => "promoted (failed)",
+        _ => "unknown",
+    };
+    let status_name = |s: i32| match s {
+        0 => "complete",
+        1 => "cancelled",
+        2 => "Timed Out",
+        3 => "not supported",
+        4 => "error",
+        -1 => "pending",
+        _ => "unknown",
+    };
+    let mut counts = String::new();
+    let mut failed = String::new();
+    for state in &cib.status {
+        let node = state.uname.clone().unwrap_or_else(|| state.id.clone());
+        let pairs: Vec<(&str, &str)> = state
+            .transient
+            .iter()
+            .flat_map(|set| &set.pairs)
+            .filter_map(|p| Some((p.name.strip_prefix("fail-count-")?, p.value.as_deref()?)))
+            .collect();
+        if !pairs.is_empty() {
+            counts += &format!("  * Node: {node}:\n");
+            for (what, n) in pairs {
+                let (rsc, op) = what.split_once('#').unwrap_or((what, ""));
+                counts += &format!("    * {rsc}: fail-count={n} ({op})\n");
+            }
+        }
+        for r in &state.resources {
+            for op in r.ops.iter().filter(|o| o.id.ends_with("_last_failure_0")) {
+                let name = if op.interval_ms > 0 {
+                    format!("{}_{}_{}", r.id, op.operation, op.interval_ms)
+                } else {
+                    format!("{}_{}_0", r.id, op.operation)
+                };
+                failed += &format!(
+                    "  * {name} on {node} '{}' ({}): call={}, status='{}'",
+                    rc_name(op.rc),
+                    op.rc,
+                    op.call_id,
+                    status_name(op.op_status)
+                );
+                if let Some(reason) = &op.exit_reason {
+                    failed += &format!(", exitreason='{reason}'");
+                }
+                if let Some(t) = op.last_rc_change {
+                    failed += &format!(", last-rc-change={t}");
+                }
+                failed += "\n";
+            }
+        }
+    }
+    let mut out = String::new();
+    if !counts.is_empty() {
+        out += &format!("Migration Summary:\n{counts}\n");
+    }
+    if !failed.is_empty() {
+        out += &format!("Failed Resource Actions:\n{failed}\n");
+    }
+    out
+}
+
 /// Formats the executed actions in one valid order (a topological order of the graph).
 pub fn format_actions(t: &Transition) -> String {
     let n = t.actions.len();

@@ -142,6 +142,7 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!();
     print!("{}", crm::simulate::format_status(&sim.transition));
     println!();
+    print!("{}", crm::simulate::format_failures(&sim.cib));
     if sim.transition.executable().any(|a| !a.pseudo) {
         if quorate.is_some() {
             println!("In progress: the DC is carrying out (or about to carry out) this transition:");

@@ -571,3 +571,21 @@ fn a_start_reported_as_pending_holds_the_resource_where_it_runs() {
     let start = t.executable().find(|a| a.kind == crm::ActionKind::Start).expect("a start");
     assert!(t.edges.iter().any(|e| e.first == stop.id && e.then == start.id), "the start waits for the stop");
 }
+
+#[test]
+fn status_lists_fail_counts_and_the_last_failure_of_each_resource() {
+    let (mut cib, _) = demo_cib_with_two_members();
+    assert_eq!(crm::simulate::format_failures(&cib), "", "nothing failed yet");
+    cib.apply(&op(1, "vip", "ocf", "IPaddr2", "start", 0, 0)).expect("records");
+    let CibChange::RecordOp(mut failed) = op(1, "vip", "ocf", "IPaddr2", "monitor", 10_000, 7) else { unreachable!() };
+    failed.exit_reason = Some("address gone".into());
+    cib.apply(&CibChange::RecordOp(failed)).expect("records");
+    let text = crm::simulate::format_failures(&cib);
+    assert!(text.contains("Migration Summary:") && text.contains("vip: fail-count=1 (monitor_10000)"), "{text}");
+    assert!(
+        text.contains(
+            "* vip_monitor_10000 on node1 'not running' (7): call=1, status='complete', exitreason='address gone'"
+        ),
+        "{text}"
+    );
+}
