@@ -5,7 +5,8 @@
 # quorum, imports a configuration (IPMI fencing, a web group of a virtual IP and an application)
 # on one node; the DC starts the group on node3. Then node3's daemon is killed with SIGKILL: the
 # survivors form a new view, the DC fences node3 through its BMC and starts the group on a
-# survivor; the time from the kill to the virtual IP answering elsewhere is printed.
+# survivor; the time from the kill to the virtual IP answering elsewhere is printed. Finally the
+# administrator moves the group with `crmctl resource move web node1 --wait`.
 # Needs root (namespaces) and ipmi_sim (without it, fencing is turned off and said so).
 # Everything it creates is removed on exit.
 set -euo pipefail
@@ -153,6 +154,11 @@ if [ $FENCING = 1 ]; then
   grep -E "fencing|fenced" $DIR/n1/log | sed 's/^/  node1: /' | tail -2
 fi
 wait_members 1 2
-sleep 1
+echo
+echo "demo-cluster: the administrator moves the web group to node1 and waits for it (crmctl resource move web node1 --wait):"
+T0=$(date +%s.%N)
+$BIN/crmctl resource move web node1 --wait=30s --run-dir $DIR/n1/run
+T1=$(date +%s.%N)
+printf 'demo-cluster: moved and settled in %.2f s; 10.213.0.100 is on node%s now\n' "$(echo "$T1 - $T0" | bc)" "$(vip_on)"
 echo
 $BIN/crmctl status --run-dir $DIR/n1/run

@@ -1048,7 +1048,13 @@ fn move_resource(
             let (mut cib, quorum) = load(flags)?;
             let _ = edit::remove_constraint(&mut cib.config, &constraint);
             let t = crm::schedule(&cib, quorum, cib.execution_date.unwrap_or_else(now));
-            let back: Vec<&String> = t.summary.iter().filter(|l| l.split_whitespace().nth(1) == Some(id)).collect();
+            // A group or clone is acted on through its members (and clone instances `rsc:N`).
+            let ids = ids_under(&cib.config.resources, id);
+            let back: Vec<&String> = t
+                .summary
+                .iter()
+                .filter(|l| l.split_whitespace().nth(1).is_some_and(|r| ids.contains(r.split(':').next().unwrap_or(r))))
+                .collect();
             if !back.is_empty() {
                 println!(
                     "kept {constraint}: without it the cluster would act on {id} again ({}); remove it with `crmctl resource clear {id}`",
@@ -1079,6 +1085,35 @@ fn move_resource(
             Err(e.context(format!("the move of {id} did not complete")))
         }
     }
+}
+
+/// `id` and every resource inside it (group members, a clone's child and its members).
+fn ids_under(rs: &[crm::cib::Resource], id: &str) -> std::collections::BTreeSet<String> {
+    fn all(r: &crm::cib::Resource, out: &mut std::collections::BTreeSet<String>) {
+        out.insert(r.id.clone());
+        match &r.kind {
+            crm::cib::ResourceKind::Group { members } => members.iter().for_each(|m| all(m, out)),
+            crm::cib::ResourceKind::Clone { child, .. } => all(child, out),
+            crm::cib::ResourceKind::Primitive { .. } => {}
+        }
+    }
+    fn find<'a>(rs: &'a [crm::cib::Resource], id: &str) -> Option<&'a crm::cib::Resource> {
+        rs.iter().find_map(|r| {
+            if r.id == id {
+                return Some(r);
+            }
+            match &r.kind {
+                crm::cib::ResourceKind::Group { members } => find(members, id),
+                crm::cib::ResourceKind::Clone { child, .. } => find(std::slice::from_ref(child.as_ref()), id),
+                crm::cib::ResourceKind::Primitive { .. } => None,
+            }
+        })
+    }
+    let mut out = std::collections::BTreeSet::from([id.to_string()]);
+    if let Some(r) = find(rs, id) {
+        all(r, &mut out);
+    }
+    out
 }
 
 /// `[R] [node=N]` (and `show`, skipped).
