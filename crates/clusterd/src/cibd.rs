@@ -38,6 +38,9 @@ pub struct CibReport {
     pub quorate: bool,
     /// The DC's name.
     pub dc: Option<String>,
+    /// The DC runs a transition (as it last said; `None`: not known yet in this view).
+    #[serde(default)]
+    pub transition_running: Option<bool>,
 }
 
 /// The CIB service of one node.
@@ -228,6 +231,7 @@ impl CibService {
             synced: self.replica.is_synced(),
             quorate,
             dc: dc.and_then(|d| self.names.get(&d).cloned()),
+            transition_running: None,
         }
     }
 

@@ -411,7 +411,11 @@ pub async fn run(opts: NodeOptions, shutdown: impl Future<Output = ()>, app: Opt
                     })),
                     Request::ArbiterStatus | Request::ArbiterTokenCreate { .. } => Response::Error("this is clusterd: ask qnetd (on the arbiter host) for that".into()),
                     Request::DeviceAdd(_) | Request::DeviceRemove | Request::CibReplaceConfiguration { .. } | Request::ResourceCleanup { .. } => Response::Error("handled above".into()),
-                    Request::CibQuery => Response::Cib(Box::new(cib.report(vq.is_quorate()))),
+                    Request::CibQuery => {
+                        let mut report = cib.report(vq.is_quorate());
+                        report.transition_running = ctl.ctl.dc_busy();
+                        Response::Cib(Box::new(report))
+                    }
                     Request::SetExpectedVotes(n) => match vq.check_expected_votes(n) {
                         Ok(()) => {
                             core.handle(now(), Input::Broadcast(mux::quorum(&quorum::QuorumMsg::SetExpected { expected_votes: n })), &mut fx);

@@ -458,6 +458,12 @@ pub enum ExecMsg {
         /// The view.
         ring: RingId,
     },
+    /// The DC says whether a transition is running (sent when that changes, and once it acts
+    /// in a new view): `crmctl ... --wait` knows the cluster settled without guessing.
+    DcState {
+        /// A transition is running.
+        busy: bool,
+    },
     /// The DC cannot fence itself: it asks member `by` to fence it.
     FenceBy {
         /// The order (its target is the DC).

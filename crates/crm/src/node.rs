@@ -61,6 +61,10 @@ pub struct NodeController {
     out: Vec<CtlEffect>,
     /// The partition was quorate at the last step.
     was_quorate: bool,
+    /// What the DC of this view last said of its transitions (`None`: not yet said).
+    dc_busy: Option<bool>,
+    /// What this node, as DC, last said in this view.
+    announced: Option<bool>,
     /// The time of the last step (for results that arrive by message).
     last_now: Instant,
     /// Shutting down since then (Unix seconds).
@@ -83,10 +87,18 @@ impl NodeController {
             delegated: Vec::new(),
             out: Vec::new(),
             was_quorate: false,
+            dc_busy: None,
+            announced: None,
             last_now: Instant::ZERO,
             shutdown: None,
             stopping_locally: false,
         }
+    }
+
+    /// Whether the DC of this view runs a transition, as it last said (`None`: not said yet in
+    /// this view, or no DC acts).
+    pub fn dc_busy(&self) -> Option<bool> {
+        self.dc_busy
     }
 
     /// The DC loop (for status and wakeups).
@@ -107,6 +119,8 @@ impl NodeController {
     /// A new view.
     pub fn view(&mut self, now: Instant, ring: RingId, members: &[NodeId]) {
         self.reports.view(ring, members);
+        self.dc_busy = None;
+        self.announced = None;
         let mut fx = Vec::new();
         self.dc.abort(now, "the membership changed", &mut fx);
         self.dc_effects(fx);
@@ -120,6 +134,7 @@ impl NodeController {
                 self.out.extend(acts.into_iter().map(CtlEffect::Exec));
             }
             ExecMsg::Reported { ring } => self.reports.reported(from, ring),
+            ExecMsg::DcState { busy } => self.dc_busy = Some(busy),
             ExecMsg::FenceBy { order, by } => {
                 if by == self.me {
                     self.delegated.push((*order).clone());
@@ -240,6 +255,12 @@ impl NodeController {
         let mut fx = Vec::new();
         self.dc.step(now, unix_now, doc, acting, quorate, &mut fx);
         self.dc_effects(fx);
+        if !acting {
+            self.announced = None;
+        } else if self.announced != Some(self.dc.running()) {
+            self.announced = Some(self.dc.running());
+            self.out.push(CtlEffect::Broadcast(ExecMsg::DcState { busy: self.dc.running() }));
+        }
     }
 
     /// This node is to shut down: with quorum, its `shutdown` attribute makes the DC move

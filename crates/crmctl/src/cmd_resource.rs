@@ -244,8 +244,9 @@ pub(crate) fn mutate(
 }
 
 /// How long the policy engine must keep finding nothing to do before the cluster counts as
-/// settled: an action already under way that a change made moot is not in the CIB until it
-/// completes, and its result may give the policy engine work again.
+/// settled when the DC has not said whether it runs a transition: an action already under way
+/// that a change made moot is not in the CIB until it completes, and its result may give the
+/// policy engine work again.
 const SETTLE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Polls the live CIB until the policy engine finds nothing to do (for [`SETTLE_WINDOW`]),
@@ -260,9 +261,15 @@ pub(crate) fn wait_for(run_dir: &Path, timeout: Duration, goal: &Goal) -> anyhow
                 .map_err(|e| Exit::error(Exit::CONFIG, format!("the live CIB: {e}")))?;
             let t = crm::schedule(&cib, Some(report.quorate), cib.execution_date.unwrap_or_else(now));
             let pending = executable(&t);
-            if pending == 0 {
+            if pending == 0 && report.transition_running == Some(true) {
+                settled_since = None;
+                "the DC is still carrying out a transition".to_string()
+            } else if pending == 0 {
                 let since = *settled_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= SETTLE_WINDOW || start.elapsed() >= timeout {
+                // The DC says it is idle: nothing under way can change the picture. Without
+                // that word (not said yet in this view), wait the window.
+                let idle = report.transition_running == Some(false);
+                if idle || since.elapsed() >= SETTLE_WINDOW || start.elapsed() >= timeout {
                     return match edit::check_goal(&t.current, goal) {
                         Ok(msg) => {
                             println!("settled after {:.1}s: {msg}", start.elapsed().as_secs_f64());
