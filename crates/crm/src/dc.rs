@@ -363,6 +363,13 @@ fn order(doc: &Cib, t: &Transition, number: u64, uuid: &str, d: Dispatch) -> Res
             let a = t.actions.get(action).ok_or_else(|| fail(format!("action {action} is not in the transition")))?;
             let target_rc = target_rc(prim, a.kind, interval_ms);
             let mut meta = BTreeMap::new();
+            // An anonymous clone's copies are interchangeable: its executor and history know
+            // the resource by its base name (the scheduler maps that history to an instance),
+            // so one node never holds two histories of it.
+            let recorded = match clone {
+                Some(c) if !globally_unique(c) => base_name(&rsc).to_string(),
+                _ => rsc.clone(),
+            };
             if let Some(c) = clone {
                 if let Some((_, n)) = rsc.rsplit_once(':') {
                     meta.insert("clone".to_string(), n.to_string());
@@ -384,7 +391,7 @@ fn order(doc: &Cib, t: &Transition, number: u64, uuid: &str, d: Dispatch) -> Res
                 key: format!("{action}:{number}:{target_rc}:{uuid}"),
                 node_id,
                 node_name: node,
-                rsc,
+                rsc: recorded,
                 class: class.clone(),
                 provider: provider.clone(),
                 agent: agent.clone(),
@@ -482,6 +489,23 @@ fn flatten(sets: &[NvSet]) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+/// `rsc` without a clone instance number (`rsc:N` → `rsc`).
+fn base_name(rsc: &str) -> &str {
+    match rsc.rsplit_once(':') {
+        Some((b, n)) if n.parse::<u32>().is_ok() => b,
+        _ => rsc,
+    }
+}
+
+/// Whether a clone's instances are distinct (`globally-unique`; by default only when more than
+/// one may run per node, as the scheduler reads it).
+fn globally_unique(clone: &Resource) -> bool {
+    match nv(&clone.meta, "globally-unique") {
+        Some(v) => crate::scheduler::unpack::truthy(&v),
+        None => nv(&clone.meta, "clone-node-max").and_then(|v| v.parse::<u32>().ok()).is_some_and(|n| n > 1),
+    }
 }
 
 /// The primitive a recorded resource name (`rsc` or clone instance `rsc:N`) stands for, with

@@ -122,6 +122,38 @@ impl ExecState {
         out
     }
 
+    /// The record of an operation that begins now (`op-status` -1, pending), to write before
+    /// its result: whoever schedules while it runs (another DC, or this one after a view
+    /// change dropped its transition) then sees the resource as possibly active here instead
+    /// of starting it elsewhere. Monitors are not recorded as pending (a pending monitor says
+    /// nothing about the resource); nothing for another node's order.
+    pub fn pending(&mut self, req: &ExecRequest, unix_now: i64) -> Option<CibChange> {
+        if req.node_id != self.me.0.to_string() || req.operation == "monitor" {
+            return None;
+        }
+        self.call_id += 1;
+        let record = OpRecord {
+            node_id: req.node_id.clone(),
+            node_name: self.name.clone(),
+            rsc: req.rsc.clone(),
+            class: req.class.clone(),
+            provider: req.provider.clone(),
+            agent: req.agent.clone(),
+            operation: req.operation.clone(),
+            interval_ms: req.interval_ms,
+            // Pacemaker's "unknown" result of an operation in progress.
+            rc: 193,
+            op_status: -1,
+            call_id: self.call_id,
+            transition_key: Some(req.key.clone()),
+            last_rc_change: unix_now,
+            exec_ms: 0,
+            exit_reason: None,
+        };
+        self.history.insert(format!("{}_last_0", req.rsc), record.clone());
+        Some(CibChange::RecordOp(Box::new(record)))
+    }
+
     /// A finished run: the change to write, if any (recurring monitors only when their result
     /// changed; nothing for a cancelled one). Record the write's id with
     /// [`ExecState::recording`].

@@ -62,6 +62,8 @@ pub struct NodeController {
     /// Fence records in flight: token → the order they confirm.
     fence_writes: BTreeMap<u64, FenceOrder>,
     out: Vec<CtlEffect>,
+    /// The policy engine's clock at the last step (for pending records).
+    unix_now: i64,
 }
 
 impl NodeController {
@@ -76,6 +78,7 @@ impl NodeController {
             next_token: 0,
             fence_writes: BTreeMap::new(),
             out: Vec::new(),
+            unix_now: 0,
         }
     }
 
@@ -106,6 +109,11 @@ impl NodeController {
     pub fn delivered(&mut self, from: NodeId, msg: ExecMsg) {
         match msg {
             ExecMsg::Run(req) => {
+                if let Some(change) = self.exec.pending(&req, self.unix_now) {
+                    let token = self.token();
+                    self.exec.recording(token);
+                    self.out.push(CtlEffect::Write { token, change });
+                }
                 let acts = self.exec.order(*req);
                 self.out.extend(acts.into_iter().map(CtlEffect::Exec));
             }
@@ -166,6 +174,7 @@ impl NodeController {
     /// Runs after every event: the history report when due, and the DC loop (acting only as
     /// the DC of a synchronized, quorate view whose members all reported).
     pub fn step(&mut self, now: Instant, unix_now: i64, doc: &Cib, synced: bool, quorate: bool, dc: Option<NodeId>) {
+        self.unix_now = unix_now;
         if let Some((ring, change)) = self.exec.report_due(self.reports.ring(), synced, quorate) {
             let token = self.token();
             self.exec.reporting(token, ring);

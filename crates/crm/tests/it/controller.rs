@@ -44,3 +44,87 @@ fn every_corpus_transition_runs_to_completion_in_order() {
     assert!(ran > 300, "only {ran} transitions ran");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }
+
+/// Runs the DC loop against executors whose agents finish at once (start and stop change what
+/// runs, a monitor reports it), recording every result in the CIB, until the DC settles.
+/// Returns the summaries of the transitions it ran.
+fn run_dc_until_settled(cib: &mut crm::cib::Cib, nodes: u32) -> Vec<Vec<String>> {
+    use crm::dc::{Dc, DcEffect};
+    use crm::exec::{ExecAction, ExecState, RunResult};
+    use crm::replica::Document;
+    use std::collections::BTreeSet;
+    let mut dc = Dc::new("dc-test");
+    let mut execs: Vec<ExecState> =
+        (1..=nodes).map(|i| ExecState::new(wire::NodeId(i), &format!("n{i}"))).collect();
+    let mut running: BTreeSet<(usize, String)> = BTreeSet::new();
+    let mut summaries = Vec::new();
+    let unix = 1_800_000_000;
+    for step in 0..200u64 {
+        let now = Instant::ZERO + Duration::from_secs(step);
+        let mut fx = Vec::new();
+        dc.step(now, unix, cib, true, true, &mut fx);
+        if fx.is_empty() && !dc.running() {
+            return summaries;
+        }
+        for e in fx {
+            match e {
+                DcEffect::Started { summary, .. } => summaries.push(summary),
+                DcEffect::Execute(req) => {
+                    let n = req.node_id.parse::<usize>().expect("numeric node id") - 1;
+                    for a in execs[n].order(req) {
+                        let ExecAction::Run { req, generation } = a else { continue };
+                        let base = req.rsc.split(':').next().unwrap_or_default().to_string();
+                        let rc = match req.operation.as_str() {
+                            "start" => {
+                                running.insert((n, base));
+                                0
+                            }
+                            "stop" => {
+                                running.remove(&(n, base));
+                                0
+                            }
+                            _ if running.contains(&(n, base)) => 0,
+                            _ => 7,
+                        };
+                        let result = RunResult { rc, op_status: 0, reason: None, exec_ms: 1 };
+                        if let Some(change) = execs[n].finished(&req, &result, generation, unix) {
+                            cib.apply(&change).expect("the record applies");
+                            cib.version.num_updates += 1;
+                        }
+                    }
+                }
+                DcEffect::Fence(_) | DcEffect::Ended { .. } => {}
+            }
+        }
+    }
+    panic!("the DC did not settle; transitions: {summaries:#?}");
+}
+
+#[test]
+fn an_anonymous_clone_settles_with_one_history_per_node() {
+    use crm::replica::{CibChange, Document, Membership};
+    let mut cib = crm::cib::Cib::default();
+    let xml = r#"<configuration>
+  <crm_config><cluster_property_set id="o"><nvpair id="o1" name="fencing-enabled" value="false"/></cluster_property_set></crm_config>
+  <nodes><node id="1" uname="n1"/><node id="2" uname="n2"/><node id="3" uname="n3"/></nodes>
+  <resources>
+    <clone id="ping-clone"><primitive id="ping" class="ocf" provider="pacemaker" type="ping">
+      <operations><op id="ping-mon" name="monitor" interval="10s"/></operations>
+    </primitive></clone>
+  </resources>
+  <constraints/>
+</configuration>"#;
+    cib.apply(&CibChange::ReplaceConfiguration { xml: xml.into(), if_epoch: None }).expect("configuration");
+    cib.apply(&CibChange::SetMembership {
+        nodes: (1..=3).map(|i| (i.to_string(), format!("n{i}"), Membership::Member)).collect(),
+        dc: Some("1".into()),
+    })
+    .expect("membership");
+    let summaries = run_dc_until_settled(&mut cib, 3);
+    let stops: Vec<&String> = summaries.iter().flatten().filter(|l| !l.starts_with("Start")).collect();
+    assert!(stops.is_empty(), "nothing but the first starts: {summaries:#?}");
+    for state in &cib.status {
+        let histories: Vec<&str> = state.resources.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(histories, ["ping"], "one history of the anonymous clone on node {}", state.id);
+    }
+}
