@@ -409,6 +409,15 @@ impl Node {
             return;
         }
         let doc = self.replica.document();
+        // A fence recorded since the node was lost supersedes "lost": it is down cleanly now.
+        // (clusterd's CIB service lacks this and records the node as lost again after every
+        // fence, which makes the DC fence it over and over while it stays down.)
+        for (id, m) in self.known.iter_mut() {
+            let key = id.0.to_string();
+            if *m == Mstate::Lost && doc.status.iter().any(|s| s.id == key && Mstate::Left.recorded_in(s)) {
+                *m = Mstate::Left;
+            }
+        }
         let me = self.me.0.to_string();
         let dc_recorded = doc.dc_uuid.as_deref() == Some(me.as_str());
         let nodes: Vec<(String, String, Mstate)> = self
