@@ -54,8 +54,7 @@ fn run_dc_until_settled(cib: &mut crm::cib::Cib, nodes: u32) -> Vec<Vec<String>>
     use crm::replica::Document;
     use std::collections::BTreeSet;
     let mut dc = Dc::new("dc-test");
-    let mut execs: Vec<ExecState> =
-        (1..=nodes).map(|i| ExecState::new(wire::NodeId(i), &format!("n{i}"))).collect();
+    let mut execs: Vec<ExecState> = (1..=nodes).map(|i| ExecState::new(wire::NodeId(i), &format!("n{i}"))).collect();
     let mut running: BTreeSet<(usize, String)> = BTreeSet::new();
     let mut summaries = Vec::new();
     let unix = 1_800_000_000;

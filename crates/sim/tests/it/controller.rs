@@ -233,7 +233,11 @@ impl Node {
         let persisted = PersistedState::decode(&m).ok();
         let replica = Replica::restore(id, &r).unwrap_or_else(|_| Replica::new(id, cib.clone()));
         let cfg = Config::new(id, (1..=nodes).map(NodeId).collect(), "ctlsim");
-        let qcfg = if nodes == 2 { QuorumConfig { two_node: true, ..QuorumConfig::with_nodes(2) } } else { QuorumConfig::with_nodes(nodes) };
+        let qcfg = if nodes == 2 {
+            QuorumConfig { two_node: true, ..QuorumConfig::with_nodes(2) }
+        } else {
+            QuorumConfig::with_nodes(nodes)
+        };
         plant.borrow_mut().boot(id);
         Node {
             me: id,
@@ -376,7 +380,11 @@ impl Node {
                 self.ring = Some(v.ring);
                 self.dc_write = None;
                 self.replica.handle(RInput::View { ring: v.ring, members: &v.members }, &mut self.rfx);
-                self.vq.handle(now, quorum::Input::View { ring: v.ring, members: &v.members, left: &left }, &mut self.qfx);
+                self.vq.handle(
+                    now,
+                    quorum::Input::View { ring: v.ring, members: &v.members, left: &left },
+                    &mut self.qfx,
+                );
             }
             Effect::Stable { ring, upto } => self.replica.handle(RInput::Stable { ring, upto }, &mut self.rfx),
             Effect::LinkStatus { .. } => {}
@@ -695,6 +703,13 @@ fn settled(w: &World<Node>, plant: &Plant) -> Result<(), String> {
     if !plant.fences.is_empty() {
         return Err("a fence is pending".into());
     }
+    for state in &doc.status {
+        for r in &state.resources {
+            if let Some(op) = r.ops.iter().find(|o| o.op_status == -1) {
+                return Err(format!("{} {} on node {} is still pending", r.id, op.operation, state.id));
+            }
+        }
+    }
     let now = w.local_now(dc).unwrap_or(Instant::ZERO);
     let t = crm::schedule(doc, Some(true), unix(now));
     if let Some(a) = t.executable().find(|a| !a.pseudo) {
@@ -768,12 +783,8 @@ fn plant_tick(w: &mut World<Node>, plant: &Shared, faults: bool) {
         w.restart(n);
     }
     if faults && w.rng().random_bool(0.01) {
-        let candidates: Vec<(NodeId, String)> = plant
-            .borrow()
-            .running
-            .iter()
-            .flat_map(|(n, t)| t.keys().map(move |r| (*n, r.clone())))
-            .collect();
+        let candidates: Vec<(NodeId, String)> =
+            plant.borrow().running.iter().flat_map(|(n, t)| t.keys().map(move |r| (*n, r.clone()))).collect();
         if !candidates.is_empty() {
             let (n, r) = candidates[w.rng().random_range(0..candidates.len())].clone();
             w.log(WorldEvent::Fault(format!("{r} fails by itself on n{n}")));
@@ -791,7 +802,8 @@ fn configuration(nodes: u32, extra_constraints: &str, clone_meta: &str) -> Strin
             r#"<operations><op id="{id}-mon" name="monitor" interval="2s" timeout="10s"/><op id="{id}-start" name="start" interval="0" timeout="10s"/><op id="{id}-stop" name="stop" interval="0" timeout="10s"/></operations>"#
         )
     };
-    let prim = |id: &str| format!(r#"<primitive id="{id}" class="ocf" provider="sim" type="Dummy">{}</primitive>"#, mon(id));
+    let prim =
+        |id: &str| format!(r#"<primitive id="{id}" class="ocf" provider="sim" type="Dummy">{}</primitive>"#, mon(id));
     format!(
         r#"<configuration>
   <crm_config><cluster_property_set id="opts">
@@ -820,10 +832,10 @@ fn configuration(nodes: u32, extra_constraints: &str, clone_meta: &str) -> Strin
     )
 }
 
-fn initial_cib(nodes: u32) -> Cib {
+fn initial_cib(nodes: u32, clone_meta: &str) -> Cib {
     let mut cib = Cib::default();
     use crm::replica::Document;
-    cib.apply(&CibChange::ReplaceConfiguration { xml: configuration(nodes, "", ""), if_epoch: None })
+    cib.apply(&CibChange::ReplaceConfiguration { xml: configuration(nodes, "", clone_meta), if_epoch: None })
         .expect("the configuration applies");
     cib
 }
@@ -836,8 +848,34 @@ fn world(seed: u64, nodes: u32, variant: Variant, cib: Cib) -> (World<Node>, Sha
     (w, plant)
 }
 
-fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant) -> Result<RunStats, sim::Failure> {
-    let (mut w, plant) = world(seed, nodes, variant, initial_cib(nodes));
+/// Runs the fencer and the failures every 50 ms of simulated time for `d`.
+fn drive(w: &mut World<Node>, plant: &Shared, d: Duration) -> Result<(), sim::Failure> {
+    let end = w.now() + d;
+    while w.now() < end {
+        let until = (w.now() + Duration::from_millis(50)).min(end);
+        w.run_until(until)?;
+        plant_tick(w, plant, false);
+    }
+    Ok(())
+}
+
+/// Drives the world until it settles (see [`settled`]), at most `max`.
+fn drive_until_settled(w: &mut World<Node>, plant: &Shared, max: Duration) -> Result<(), String> {
+    let end = w.now() + max;
+    loop {
+        let why = match settled(w, &plant.borrow()) {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if w.now() >= end {
+            return Err(format!("liveness: not settled within {max}: {why}"));
+        }
+        drive(w, plant, Duration::from_millis(200)).map_err(|f| f.to_string())?;
+    }
+}
+
+fn checked_world(seed: u64, nodes: u32, variant: Variant, cib: Cib) -> (World<Node>, Shared) {
+    let (mut w, plant) = world(seed, nodes, variant, cib);
     w.add_checker(NoRecoveryBeforeFencing(plant.clone()));
     w.add_checker(NoResourceRunsTwice(plant.clone()));
     if std::env::var_os("SIM_TRACE_CTL").is_some() {
@@ -848,7 +886,13 @@ fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant) -> Result<Ru
             Ok(())
         });
     }
-    let faults = FaultPlan {
+    (w, plant)
+}
+
+/// One seed: faults (when `faults`) for 30 s, then healing that must settle within 90 s.
+fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant, faults: bool) -> Result<RunStats, sim::Failure> {
+    let (w, plant) = checked_world(seed, nodes, variant, initial_cib(nodes, ""));
+    let plan = FaultPlan {
         mean_interval: Duration::from_secs(3),
         partition: 2,
         heal: 3,
@@ -858,7 +902,12 @@ fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant) -> Result<Ru
         min_alive: 1,
         ..FaultPlan::none()
     };
-    let scenario = Scenario { safety: Duration::from_secs(30), healing: Duration::from_secs(90), faults, ..Scenario::new("sim", test) };
+    let scenario = Scenario {
+        safety: Duration::from_secs(if faults { 30 } else { 1 }),
+        healing: Duration::from_secs(90),
+        faults: if faults { plan } else { FaultPlan::none() },
+        ..Scenario::new("sim", test)
+    };
     let why = Rc::new(RefCell::new(String::new()));
     let (p1, p2, why2) = (plant.clone(), plant.clone(), why.clone());
     let result = run_scenario(
@@ -874,6 +923,10 @@ fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant) -> Result<Ru
             }
         },
     );
+    if std::env::var_os("SIM_TRACE_CTL_STATS").is_some() {
+        let p = plant.borrow();
+        eprintln!("seed {seed}: {} fences, {} resource failures", p.fenced, p.failures);
+    }
     result.map_err(|mut f| {
         if f.what.starts_with("did not converge") {
             f.what = format!("liveness: {}: {}", f.what, why.borrow());
@@ -882,24 +935,91 @@ fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant) -> Result<Ru
     })
 }
 
+// ----- the sweeps ---------------------------------------------------------------------------
+
 #[test]
 fn three_nodes_never_run_a_resource_twice_and_settle_after_faults() {
     const TEST: &str = "controller::three_nodes_never_run_a_resource_twice_and_settle_after_faults";
-    sim::sweep(TEST, &[], 200, |seed| run(TEST, seed, 3, Variant::Sound));
+    // 1: anonymous clone copies recorded under instance numbers made orphans of themselves,
+    // and a transition dropped at a view change forgot a start in flight (started twice).
+    // 2532601429470541124: a fenced node recorded as lost again was fenced over and over.
+    sim::sweep(TEST, &[1, 2532601429470541124], 60, |seed| run(TEST, seed, 3, Variant::Sound, true));
 }
 
 #[test]
-fn scratch_print_first_transition() {
-    use crm::replica::Document;
-    let mut cib = initial_cib(3);
-    cib.apply(&CibChange::SetMembership {
-        nodes: (1..=3).map(|i| (i.to_string(), format!("n{i}"), Mstate::Member)).collect(),
-        dc: Some("1".into()),
-    })
-    .unwrap();
-    let t = crm::schedule(&cib, Some(true), UNIX_BASE);
-    for a in &t.actions {
-        let preds: Vec<usize> = t.edges.iter().filter(|e| e.then == a.id).map(|e| e.first).collect();
-        eprintln!("{} opt={} run={} {:?} {} {} {} pseudo={} preds={:?}", a.id, a.optional, a.runnable, a.kind, a.rsc.map(|r| t.resource_name(r)).unwrap_or(""), a.node.map(|n| t.node_name(n)).unwrap_or(""), a.interval_ms, a.pseudo, preds);
+fn two_nodes_with_two_node_quorum_never_run_a_resource_twice_and_settle_after_faults() {
+    const TEST: &str = "controller::two_nodes_with_two_node_quorum_never_run_a_resource_twice_and_settle_after_faults";
+    sim::sweep(TEST, &[], 40, |seed| run(TEST, seed, 2, Variant::Sound, true));
+}
+
+// ----- the checkers catch what they must ---------------------------------------------------
+
+/// Settles a 3-node cluster, then kills the stack of the node running `db`.
+fn crash_db_node(variant: Variant) -> Result<(NodeId, Shared, World<Node>), String> {
+    let (mut w, plant) = checked_world(11, 3, variant, initial_cib(3, ""));
+    drive_until_settled(&mut w, &plant, Duration::from_secs(30))?;
+    let holder = plant.borrow().primitives().get("db").and_then(|h| h.first().copied()).ok_or("db runs nowhere")?;
+    w.crash(holder, true);
+    drive(&mut w, &plant, Duration::from_secs(20)).map_err(|f| f.to_string())?;
+    Ok((holder, plant, w))
+}
+
+#[test]
+fn a_crashed_nodes_resources_move_only_after_it_is_fenced() {
+    let (holder, plant, mut w) = crash_db_node(Variant::Sound).expect("safe");
+    assert!(plant.borrow().fenced >= 1, "n{holder} was fenced");
+    drive_until_settled(&mut w, &plant, Duration::from_secs(60)).expect("settles");
+    let on = plant.borrow().primitives().get("db").cloned().unwrap_or_default();
+    assert_eq!(on.len(), 1, "db runs once: {on:?}");
+}
+
+#[test]
+fn a_fencer_that_lies_is_caught_recovering_before_fencing() {
+    let Err(e) = crash_db_node(Variant::FencerLies) else { panic!("the lying fencer went unnoticed") };
+    assert!(e.contains("no recovery before fencing: db"), "{e}");
+}
+
+/// Settles, then moves `db` to another node with a location constraint.
+fn move_db(variant: Variant) -> Result<Shared, String> {
+    let (mut w, plant) = checked_world(12, 3, variant, initial_cib(3, ""));
+    drive_until_settled(&mut w, &plant, Duration::from_secs(30))?;
+    let holder = plant.borrow().primitives().get("db").and_then(|h| h.first().copied()).ok_or("db runs nowhere")?;
+    let target = NodeId(holder.0 % 3 + 1);
+    let xml =
+        configuration(3, &format!(r#"<rsc_location id="db-moved" rsc="db" node="n{target}" score="INFINITY"/>"#), "");
+    let at = w.now();
+    w.poke_at(at, target, move |n, now, out| n.configure(now, xml, out));
+    drive(&mut w, &plant, Duration::from_secs(1)).map_err(|f| f.to_string())?;
+    drive_until_settled(&mut w, &plant, Duration::from_secs(30))?;
+    let on = plant.borrow().primitives().get("db").cloned().unwrap_or_default();
+    if on != [target] {
+        return Err(format!("db runs on {on:?}, not n{target}"));
     }
+    Ok(plant)
+}
+
+#[test]
+fn a_moved_resource_stops_before_it_starts_elsewhere() {
+    move_db(Variant::Sound).expect("moves once");
+}
+
+#[test]
+fn a_stop_that_lies_is_caught_running_twice() {
+    let Err(e) = move_db(Variant::StopLies) else { panic!("the lying stop went unnoticed") };
+    assert!(e.contains("no resource runs twice: "), "{e}");
+}
+
+#[test]
+fn two_copies_of_an_anonymous_clone_on_one_node_are_caught() {
+    let meta = r#"<meta_attributes id="pc-meta"><nvpair id="pc-max" name="clone-max" value="6"/><nvpair id="pc-node-max" name="clone-node-max" value="2"/><nvpair id="pc-unique" name="globally-unique" value="false"/></meta_attributes>"#;
+    let (mut w, plant) = checked_world(13, 3, Variant::Sound, initial_cib(3, meta));
+    let e = drive_until_settled(&mut w, &plant, Duration::from_secs(30)).expect_err("caught");
+    assert!(e.contains("no resource runs twice: clone ping runs as"), "{e}");
+}
+
+#[test]
+fn an_executor_that_loses_results_is_caught_by_the_liveness_check() {
+    const TEST: &str = "controller::an_executor_that_loses_results_is_caught_by_the_liveness_check";
+    let e = run(TEST, 14, 3, Variant::StartsNeverReport, false).expect_err("never settles");
+    assert!(e.what.starts_with("liveness: did not converge"), "{e}");
 }
