@@ -127,3 +127,120 @@ fn an_anonymous_clone_settles_with_one_history_per_node() {
         assert_eq!(histories, ["ping"], "one history of the anonymous clone on node {}", state.id);
     }
 }
+
+/// Controllers of a small cluster tied together synchronously: ordered delivery to every
+/// controller, CIB writes applied at once, agents that finish at once unless held.
+struct Cluster {
+    cib: crm::cib::Cib,
+    ctls: std::collections::BTreeMap<u32, crm::node::NodeController>,
+    running: std::collections::BTreeSet<(u32, String)>,
+    /// Every operation dispatched to an agent: "op rsc nN".
+    log: Vec<String>,
+}
+
+impl Cluster {
+    fn pump(&mut self, dc: u32, hold: impl Fn(&crm::dc::ExecRequest) -> bool) {
+        use crm::exec::{ExecAction, RunResult};
+        use crm::node::CtlEffect;
+        use crm::replica::Document;
+        let (now, unix) = (Instant::ZERO, 1_800_000_000);
+        for _ in 0..1000 {
+            let mut any = false;
+            let mut bus = Vec::new();
+            let ids: Vec<u32> = self.ctls.keys().copied().collect();
+            for &i in &ids {
+                let Some(ctl) = self.ctls.get_mut(&i) else { continue };
+                ctl.step(now, unix, &self.cib, true, true, Some(wire::NodeId(dc)));
+                for e in ctl.drain() {
+                    any = true;
+                    match e {
+                        CtlEffect::Broadcast(m) => bus.push((i, m)),
+                        CtlEffect::Exec(ExecAction::Run { req, generation }) => {
+                            self.log.push(format!("{} {} n{i}", req.operation, req.rsc));
+                            if hold(&req) {
+                                continue;
+                            }
+                            let key = (i, req.rsc.clone());
+                            let rc = match req.operation.as_str() {
+                                "start" => {
+                                    self.running.insert(key);
+                                    0
+                                }
+                                "stop" => {
+                                    self.running.remove(&key);
+                                    0
+                                }
+                                _ if self.running.contains(&key) => 0,
+                                _ => 7,
+                            };
+                            let result = RunResult { rc, op_status: 0, reason: None, exec_ms: 1 };
+                            ctl.finished(&req, &result, generation, unix);
+                        }
+                        CtlEffect::Write { token, change } => {
+                            let ok = self.cib.apply(&change).is_ok();
+                            self.cib.version.num_updates += 1;
+                            ctl.written(now, token, ok);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for (from, m) in bus {
+                for ctl in self.ctls.values_mut() {
+                    ctl.delivered(wire::NodeId(from), m.clone());
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+        panic!("the controllers did not settle: {:#?}", self.log);
+    }
+}
+
+#[test]
+fn a_start_in_flight_when_the_dc_drops_its_transition_is_not_started_elsewhere() {
+    use crm::node::NodeController;
+    use crm::replica::{CibChange, Document, Membership};
+    use wire::{NodeId, RingId};
+    let xml = r#"<configuration>
+  <crm_config><cluster_property_set id="o"><nvpair id="o1" name="fencing-enabled" value="false"/></cluster_property_set></crm_config>
+  <nodes><node id="1" uname="n1"/><node id="2" uname="n2"/></nodes>
+  <resources><primitive id="db" class="ocf" provider="heartbeat" type="Dummy"/></resources>
+  <constraints><rsc_location id="db-likes-n1" rsc="db" node="n1" score="100"/></constraints>
+</configuration>"#;
+    let mut cib = crm::cib::Cib::default();
+    cib.apply(&CibChange::ReplaceConfiguration { xml: xml.into(), if_epoch: None }).expect("configuration");
+    let member = |i: u32, m| (i.to_string(), format!("n{i}"), m);
+    cib.apply(&CibChange::SetMembership {
+        nodes: vec![member(1, Membership::Left), member(2, Membership::Member)],
+        dc: Some("2".into()),
+    })
+    .expect("membership");
+    let mut c = Cluster { cib, ctls: Default::default(), running: Default::default(), log: Vec::new() };
+    // n1 is down: db starts on n2, and its start is still running when n1 comes back.
+    c.ctls.insert(2, NodeController::new(NodeId(2), "n2", "2-a"));
+    let ring = RingId::new(NodeId(2), 1);
+    c.ctls.get_mut(&2).expect("n2").view(Instant::ZERO, ring, &[NodeId(2)]);
+    let held = |r: &crm::dc::ExecRequest| r.operation == "start" && r.rsc == "db" && r.node_name == "n2";
+    c.pump(2, held);
+    assert!(c.log.contains(&"start db n2".to_string()), "db's start went to n2: {:?}", c.log);
+    c.log.clear();
+    // n1 joins: a new view (the DC's transition is dropped until every member reported).
+    c.ctls.insert(1, NodeController::new(NodeId(1), "n1", "1-a"));
+    let ring = RingId::new(NodeId(1), 2);
+    for ctl in c.ctls.values_mut() {
+        ctl.view(Instant::ZERO, ring, &[NodeId(1), NodeId(2)]);
+    }
+    c.cib
+        .apply(&CibChange::SetMembership { nodes: vec![member(1, Membership::Member)], dc: None })
+        .expect("membership");
+    c.pump(2, held);
+    if let Some(start) = c.log.iter().position(|l| l == "start db n1") {
+        assert!(
+            c.log[..start].contains(&"stop db n2".to_string()),
+            "db started on n1 while its start on n2 was still running: {:?}",
+            c.log
+        );
+    }
+}
