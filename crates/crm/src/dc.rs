@@ -86,9 +86,9 @@ pub struct FenceOrder {
     pub target: String,
     /// The node's id, when configured.
     pub target_id: Option<String>,
-    /// `reboot` or `off` (`stonith-action`).
+    /// `reboot` or `off` (`fencing-action`, formerly `stonith-action`).
     pub power: String,
-    /// The whole request's time limit (`stonith-timeout`).
+    /// The whole request's time limit (`fencing-timeout`, formerly `stonith-timeout`).
     pub timeout: Duration,
 }
 
@@ -346,8 +346,12 @@ fn order(doc: &Cib, t: &Transition, number: u64, uuid: &str, d: Dispatch) -> Res
             transition: number,
             target_id: node_id(doc, &node),
             target: node,
-            power: property(doc, "stonith-action").unwrap_or_else(|| "reboot".into()),
-            timeout: property(doc, "stonith-timeout")
+            power: match property(doc, "fencing-action").as_deref() {
+                None => "reboot".into(),
+                Some("poweroff") => "off".into(),
+                Some(a) => a.into(),
+            },
+            timeout: property(doc, "fencing-timeout")
                 .and_then(|v| crate::cib::xml::parse_duration_s(&v))
                 .filter(|s| *s > 0)
                 .map_or(DEFAULT_FENCE_TIMEOUT, |s| Duration::from_secs(s as u64)),
@@ -428,7 +432,7 @@ fn is_op(o: &OpConfig, name: &str, interval_ms: u64) -> bool {
 /// `op_defaults`' timeout, else 20 s; fencing: `stonith-timeout`.
 fn action_timeout(doc: &Cib, t: &Transition, a: &crate::Action) -> Duration {
     if a.kind == ActionKind::Fence {
-        return property(doc, "stonith-timeout")
+        return property(doc, "fencing-timeout")
             .and_then(|v| crate::cib::xml::parse_duration_s(&v))
             .filter(|s| *s > 0)
             .map_or(DEFAULT_FENCE_TIMEOUT, |s| Duration::from_secs(s as u64));
@@ -466,12 +470,15 @@ fn recheck_interval(doc: &Cib) -> Duration {
     )
 }
 
+/// A cluster option by its current name, whichever name (current or legacy) it is set under:
+/// the CIB is written with current names, so a copy that went through the replica has
+/// `fencing-timeout` where the administrator wrote `stonith-timeout`.
 fn property(doc: &Cib, name: &str) -> Option<String> {
     doc.config
         .properties
         .iter()
         .filter(|s| s.rule.is_none())
-        .find_map(|s| s.pairs.iter().find(|p| p.name == name).and_then(|p| p.value.clone()))
+        .find_map(|s| s.pairs.iter().find(|p| crate::cib::xml_modern(&p.name) == name).and_then(|p| p.value.clone()))
 }
 
 fn nv(sets: &[NvSet], name: &str) -> Option<String> {

@@ -244,3 +244,42 @@ fn a_start_in_flight_when_the_dc_drops_its_transition_is_not_started_elsewhere()
         );
     }
 }
+
+#[test]
+fn the_fence_order_honours_legacy_fencing_options_after_the_cib_went_through_the_replica() {
+    use crm::dc::{Dc, DcEffect};
+    use crm::replica::{CibChange, Document, Membership};
+    let xml = r#"<configuration>
+  <crm_config><cluster_property_set id="o">
+    <nvpair id="o1" name="stonith-enabled" value="true"/>
+    <nvpair id="o2" name="stonith-timeout" value="7s"/>
+    <nvpair id="o3" name="stonith-action" value="off"/>
+  </cluster_property_set></crm_config>
+  <nodes><node id="1" uname="n1"/><node id="2" uname="n2"/><node id="3" uname="n3"/></nodes>
+  <resources><primitive id="fence" class="stonith" type="fence_sim"/></resources>
+  <constraints/>
+</configuration>"#;
+    let mut cib = crm::cib::Cib::default();
+    cib.apply(&CibChange::ReplaceConfiguration { xml: xml.into(), if_epoch: None }).expect("configuration");
+    let member = |i: u32, m| (i.to_string(), format!("n{i}"), m);
+    cib.apply(&CibChange::SetMembership {
+        nodes: vec![member(1, Membership::Member), member(2, Membership::Member), member(3, Membership::Lost)],
+        dc: Some("1".into()),
+    })
+    .expect("membership");
+    // Every copy a replica holds went through the XML form (current option names).
+    let cib = crm::cib::Cib::decode(&cib.encode()).expect("round trip");
+    let mut dc = Dc::new("dc-test");
+    let mut fx = Vec::new();
+    dc.step(Instant::ZERO, 1_800_000_000, &cib, true, true, &mut fx);
+    let order = fx
+        .iter()
+        .find_map(|e| match e {
+            DcEffect::Fence(o) => Some(o.clone()),
+            _ => None,
+        })
+        .expect("n3 is fenced");
+    assert_eq!(order.target, "n3");
+    assert_eq!(order.timeout, Duration::from_secs(7), "stonith-timeout");
+    assert_eq!(order.power, "off", "stonith-action");
+}
