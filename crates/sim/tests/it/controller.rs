@@ -86,6 +86,8 @@ struct Plant {
     starting: BTreeSet<(NodeId, String)>,
     /// Primitives that are anonymous clones.
     clones: BTreeSet<String>,
+    /// Fencing devices.
+    fence_devices: BTreeSet<String>,
     fences: Vec<FenceJob>,
     /// Nodes powered off by the fencer, and when they boot again.
     boot_at: BTreeMap<NodeId, Instant>,
@@ -149,12 +151,14 @@ impl Plant {
         self.clones.contains(base_name(rsc))
     }
 
-    /// Nodes running each primitive (clones excluded).
+    /// Nodes running each primitive that must run once (clones and fencing devices excluded:
+    /// a fencing device needs only quorum to start, as in Pacemaker, and a copy left on a
+    /// lost node does no harm).
     fn primitives(&self) -> BTreeMap<&str, Vec<NodeId>> {
         let mut out: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
         for (node, t) in &self.running {
             for (base, instances) in t {
-                if !instances.is_empty() && !self.is_clone(base) {
+                if !instances.is_empty() && !self.is_clone(base) && !self.fence_devices.contains(base) {
                     out.entry(base.as_str()).or_default().push(*node);
                 }
             }
@@ -842,7 +846,8 @@ fn initial_cib(nodes: u32, clone_meta: &str) -> Cib {
 
 fn world(seed: u64, nodes: u32, variant: Variant, cib: Cib) -> (World<Node>, Shared) {
     let clones = BTreeSet::from(["ping".to_string()]);
-    let plant: Shared = Rc::new(RefCell::new(Plant { variant, clones, ..Plant::default() }));
+    let fence_devices = BTreeSet::from(["fence-sim".to_string()]);
+    let plant: Shared = Rc::new(RefCell::new(Plant { variant, clones, fence_devices, ..Plant::default() }));
     let p = plant.clone();
     let w = World::new(seed, nodes, move |id, disk, s| Node::new(id, nodes, &cib, disk, s, p.clone()));
     (w, plant)
