@@ -904,6 +904,8 @@ fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant, faults: bool
         crash: 2,
         restart: 2,
         net_quality: 1,
+        pause: 1,
+        pause_max: Duration::from_secs(4),
         min_alive: 1,
         ..FaultPlan::none()
     };
