@@ -12,7 +12,8 @@
 //!   membership change ([`Dc::abort`]) or an unexpected result stops new dispatches, and the
 //!   run ends once nothing is in flight; then the next transition starts from the status.
 //! - Losing the right to act drops the run at once: whoever acts next schedules from the
-//!   status the executors record.
+//!   status the executors record, once no operation recorded there as pending still runs
+//!   on a member (executors record each operation as pending when its order arrives).
 //! - Results are read from the status only: an executor's record carries the transition key
 //!   `action:transition:target_rc:dc`, unique to this DC's incarnation.
 
@@ -234,6 +235,11 @@ impl Dc {
         if self.settled_on == Some(doc.version) && !due {
             return;
         }
+        if in_flight(doc) {
+            // An earlier transition's operation still runs (this DC dropped that transition at
+            // a view change, or another DC issued it): its result comes as a CIB change.
+            return;
+        }
         let transition = crate::schedule(doc, Some(quorate), unix_now);
         let timeouts: Vec<Duration> =
             transition.actions.iter().map(|a| action_timeout(doc, &transition, a) + RESULT_MARGIN).collect();
@@ -304,6 +310,17 @@ impl Run {
 
 fn action_of(key: &str) -> usize {
     key.split(':').next().and_then(|a| a.parse().ok()).unwrap_or(usize::MAX)
+}
+
+/// Whether an operation other than a monitor still runs on a member node (its executor
+/// recorded it as pending): a new transition waits for its result, so that operations of two
+/// transitions never overlap on one resource. Pending records of nodes out of the membership
+/// do not count (such a node is fenced, which clears them).
+fn in_flight(doc: &Cib) -> bool {
+    doc.status
+        .iter()
+        .filter(|s| s.in_ccm.as_deref().is_some_and(|v| v != "false" && v != "0"))
+        .any(|s| s.resources.iter().any(|r| r.ops.iter().any(|o| o.op_status == -1 && o.operation != "monitor")))
 }
 
 /// What the status says of an awaited action: nothing yet, or its outcome.

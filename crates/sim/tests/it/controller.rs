@@ -178,6 +178,7 @@ enum Obs {
     Transition { number: u64, summary: Vec<String> },
     Ended { number: u64, end: String },
     Fence { target: String },
+    Order { key: String, op: String, in_view: Option<RingId> },
     Op { rsc: String, op: String, interval_ms: u64, rc: i32 },
 }
 
@@ -364,6 +365,15 @@ impl Node {
                 }
                 Some((&TAG_EXEC, body)) => {
                     if let Ok(msg) = wire::decode::<ExecMsg>(EXEC_KIND, body) {
+                        if let ExecMsg::Run(r) = &msg
+                            && r.node_id == self.me.0.to_string()
+                        {
+                            out.note(Obs::Order {
+                                key: r.key.clone(),
+                                op: format!("{} {}", r.operation, r.rsc),
+                                in_view: self.ring,
+                            });
+                        }
                         self.ctl.delivered(sender, msg);
                     }
                 }
@@ -421,15 +431,6 @@ impl Node {
             return;
         }
         let doc = self.replica.document();
-        // A fence recorded since the node was lost supersedes "lost": it is down cleanly now.
-        // (clusterd's CIB service lacks this and records the node as lost again after every
-        // fence, which makes the DC fence it over and over while it stays down.)
-        for (id, m) in self.known.iter_mut() {
-            let key = id.0.to_string();
-            if *m == Mstate::Lost && doc.status.iter().any(|s| s.id == key && Mstate::Left.recorded_in(s)) {
-                *m = Mstate::Left;
-            }
-        }
         let me = self.me.0.to_string();
         let dc_recorded = doc.dc_uuid.as_deref() == Some(me.as_str());
         let nodes: Vec<(String, String, Mstate)> = self
@@ -437,7 +438,13 @@ impl Node {
             .iter()
             .filter_map(|(id, m)| {
                 let key = id.0.to_string();
-                let recorded = doc.status.iter().find(|s| s.id == key).is_some_and(|s| m.recorded_in(s));
+                // A lost node recorded as down cleanly since (fenced) stays so. (clusterd's CIB
+                // service records it as lost again, and the DC fences it over and over.)
+                let recorded = doc
+                    .status
+                    .iter()
+                    .find(|s| s.id == key)
+                    .is_some_and(|s| m.recorded_in(s) || (*m == Mstate::Lost && Mstate::Left.recorded_in(s)));
                 let in_config = doc.config.nodes.iter().any(|n| n.id == key);
                 (!recorded || !in_config).then(|| (key, format!("n{}", id.0), *m))
             })
@@ -906,6 +913,9 @@ fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant, faults: bool
         net_quality: 1,
         pause: 1,
         pause_max: Duration::from_secs(4),
+        clock_jump: 1,
+        clock_jump_max: Duration::from_secs(30),
+        one_way: 1,
         min_alive: 1,
         ..FaultPlan::none()
     };
