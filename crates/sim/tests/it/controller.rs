@@ -793,6 +793,24 @@ fn plant_tick(w: &mut World<Node>, plant: &Shared, faults: bool) {
         plant.borrow_mut().boot_at.remove(&n);
         w.restart(n);
     }
+    // An administrator moves things around now and then (a transition aborted by a
+    // configuration change, resources moving while nodes come and go).
+    let nodes = w.node_ids().len() as u32;
+    let running = w.running();
+    if faults && !running.is_empty() && w.rng().random_bool(0.004) {
+        let at = running[w.rng().random_range(0..running.len())];
+        let rsc = ["db", "vip", "web"][w.rng().random_range(0..3)];
+        let to = w.rng().random_range(1..=nodes);
+        let score = ["50", "INFINITY", "-INFINITY"][w.rng().random_range(0..3)];
+        w.log(WorldEvent::Fault(format!("n{at}: {rsc} location n{to} {score}")));
+        let xml = configuration(
+            nodes,
+            &format!(r#"<rsc_location id="admin-pref" rsc="{rsc}" node="n{to}" score="{score}"/>"#),
+            "",
+        );
+        let now = w.now();
+        w.poke_at(now, at, move |n, t, out| n.configure(t, xml, out));
+    }
     if faults && w.rng().random_bool(0.01) {
         let candidates: Vec<(NodeId, String)> =
             plant.borrow().running.iter().flat_map(|(n, t)| t.keys().map(move |r| (*n, r.clone()))).collect();
@@ -901,7 +919,7 @@ fn checked_world(seed: u64, nodes: u32, variant: Variant, cib: Cib) -> (World<No
     (w, plant)
 }
 
-/// One seed: faults (when `faults`) for 30 s, then healing that must settle within 90 s.
+/// One seed: faults (when `faults`) for 30 s, then healing that must settle within 60 s.
 fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant, faults: bool) -> Result<RunStats, sim::Failure> {
     let (w, plant) = checked_world(seed, nodes, variant, initial_cib(nodes, ""));
     let plan = FaultPlan {
@@ -921,7 +939,7 @@ fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant, faults: bool
     };
     let scenario = Scenario {
         safety: Duration::from_secs(if faults { 30 } else { 1 }),
-        healing: Duration::from_secs(90),
+        healing: Duration::from_secs(60),
         faults: if faults { plan } else { FaultPlan::none() },
         ..Scenario::new("sim", test)
     };
@@ -960,13 +978,20 @@ fn three_nodes_never_run_a_resource_twice_and_settle_after_faults() {
     // 1: anonymous clone copies recorded under instance numbers made orphans of themselves,
     // and a transition dropped at a view change forgot a start in flight (started twice).
     // 2532601429470541124: a fenced node recorded as lost again was fenced over and over.
-    sim::sweep(TEST, &[1, 2532601429470541124], 60, |seed| run(TEST, seed, 3, Variant::Sound, true));
+    // 16493981461812181199: a view-change storm left operations of dropped transitions queued
+    // behind each other (two copies of a clone started on one node); also, recording a fenced
+    // node as cleanly down for good forgot that it had rejoined in another partition.
+    sim::sweep(TEST, &[1, 2532601429470541124, 16493981461812181199], 60, |seed| {
+        run(TEST, seed, 3, Variant::Sound, true)
+    });
 }
 
 #[test]
 fn two_nodes_with_two_node_quorum_never_run_a_resource_twice_and_settle_after_faults() {
     const TEST: &str = "controller::two_nodes_with_two_node_quorum_never_run_a_resource_twice_and_settle_after_faults";
-    sim::sweep(TEST, &[], 40, |seed| run(TEST, seed, 2, Variant::Sound, true));
+    // 15871476080947780892: a fencing device started on both sides of a split (allowed: it
+    // needs only quorum, as in Pacemaker; the checkers leave fencing devices out).
+    sim::sweep(TEST, &[15871476080947780892], 40, |seed| run(TEST, seed, 2, Variant::Sound, true));
 }
 
 // ----- the checkers catch what they must ---------------------------------------------------
