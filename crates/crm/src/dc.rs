@@ -237,7 +237,12 @@ impl Dc {
         }
         if in_flight(doc) {
             // An earlier transition's operation still runs (this DC dropped that transition at
-            // a view change, or another DC issued it): its result comes as a CIB change.
+            // a view change, or another DC issued it): its result comes as a CIB change. A
+            // recheck that fell due meanwhile waits for the next interval (a deadline left in
+            // the past would wake the driver over and over).
+            if due {
+                self.recheck_at = Some(now + recheck_interval(doc));
+            }
             return;
         }
         let transition = crate::schedule(doc, Some(quorate), unix_now);

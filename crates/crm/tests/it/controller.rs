@@ -305,3 +305,50 @@ fn the_fence_order_honours_legacy_fencing_options_after_the_cib_went_through_the
     assert_eq!(order.timeout, Duration::from_secs(7), "stonith-timeout");
     assert_eq!(order.power, "off", "stonith-action");
 }
+
+#[test]
+fn a_dc_waiting_for_an_operation_in_flight_does_not_ask_to_be_woken_in_the_past() {
+    use crm::dc::Dc;
+    use crm::replica::{CibChange, Document, Membership, OpRecord};
+    let xml = r#"<configuration>
+  <crm_config><cluster_property_set id="o"><nvpair id="o1" name="fencing-enabled" value="false"/></cluster_property_set></crm_config>
+  <nodes><node id="1" uname="n1"/></nodes>
+  <resources/>
+  <constraints/>
+</configuration>"#;
+    let mut cib = crm::cib::Cib::default();
+    cib.apply(&CibChange::ReplaceConfiguration { xml: xml.into(), if_epoch: None }).expect("configuration");
+    cib.apply(&CibChange::SetMembership {
+        nodes: vec![("1".into(), "n1".into(), Membership::Member)],
+        dc: Some("1".into()),
+    })
+    .expect("membership");
+    let mut dc = Dc::new("dc-test");
+    let mut fx = Vec::new();
+    dc.step(Instant::ZERO, 1_800_000_000, &cib, true, true, &mut fx);
+    let recheck = dc.next_wakeup().expect("a recheck is planned");
+    // An operation of an earlier transition is recorded as still running on n1.
+    let pending = OpRecord {
+        node_id: "1".into(),
+        node_name: "n1".into(),
+        rsc: "old".into(),
+        class: "ocf".into(),
+        provider: Some("heartbeat".into()),
+        agent: "Dummy".into(),
+        operation: "stop".into(),
+        interval_ms: 0,
+        rc: 193,
+        op_status: -1,
+        call_id: 1,
+        transition_key: Some("1:1:0:earlier".into()),
+        last_rc_change: 1_800_000_000,
+        exec_ms: 0,
+        exit_reason: None,
+    };
+    cib.apply(&CibChange::RecordOp(Box::new(pending))).expect("pending record");
+    cib.version.num_updates += 1;
+    let later = recheck + Duration::from_secs(1);
+    dc.step(later, 1_800_001_000, &cib, true, true, &mut fx);
+    assert!(!dc.running(), "nothing is scheduled while the stop runs");
+    assert!(dc.next_wakeup().is_none_or(|t| t > later), "woken at {:?}, now {later:?}", dc.next_wakeup());
+}

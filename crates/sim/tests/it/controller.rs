@@ -677,6 +677,28 @@ impl Checker<Node> for NoResourceRunsTwice {
     }
 }
 
+/// Simulated time moves: a core asking to be woken in the past over and over would spin a
+/// real daemon (and hang the simulation).
+#[derive(Default)]
+struct TimeMoves {
+    at: Instant,
+    steps: u64,
+}
+
+impl Checker<Node> for TimeMoves {
+    fn check(&mut self, w: &World<Node>, _notes: &[Note<Obs>]) -> Result<(), String> {
+        if w.now() != self.at {
+            self.at = w.now();
+            self.steps = 0;
+        }
+        self.steps += 1;
+        if self.steps > 100_000 {
+            return Err(format!("100000 steps at {} without time moving: a busy loop", self.at));
+        }
+        Ok(())
+    }
+}
+
 /// Liveness: one quorate synchronized view of every node, the DC idle, and every resource
 /// exactly where the policy engine places it. `Err` says what is still missing.
 fn settled(w: &World<Node>, plant: &Plant) -> Result<(), String> {
@@ -908,6 +930,7 @@ fn checked_world(seed: u64, nodes: u32, variant: Variant, cib: Cib) -> (World<No
     let (mut w, plant) = world(seed, nodes, variant, cib);
     w.add_checker(NoRecoveryBeforeFencing(plant.clone()));
     w.add_checker(NoResourceRunsTwice(plant.clone()));
+    w.add_checker(TimeMoves::default());
     if std::env::var_os("SIM_TRACE_CTL").is_some() {
         w.add_checker(|_w: &World<Node>, notes: &[Note<Obs>]| {
             for n in notes {
