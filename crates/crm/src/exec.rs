@@ -299,8 +299,15 @@ impl Reports {
 /// What travels between the DC and the executors, in the agreed order.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExecMsg {
-    /// The DC orders one operation on one node.
-    Run(Box<ExecRequest>),
+    /// The DC orders one operation on one node, in view `ring`. An order delivered in a later
+    /// view is stale (ordered delivery may carry a message sent just before a view change into
+    /// the next view, while the DC dropped the transition it belongs to): it is not run.
+    Run {
+        /// The view the DC issued it in.
+        ring: RingId,
+        /// The order.
+        req: Box<ExecRequest>,
+    },
     /// The sender's history is in the CIB for this view.
     Reported {
         /// The view.

@@ -108,7 +108,12 @@ impl NodeController {
     /// A delivered [`ExecMsg`].
     pub fn delivered(&mut self, from: NodeId, msg: ExecMsg) {
         match msg {
-            ExecMsg::Run(req) => {
+            ExecMsg::Run { ring, req } => {
+                if self.reports.ring() != Some(ring) {
+                    // Issued in an earlier view: its transition is gone (the DC drops it at
+                    // every view change), and whoever acts now schedules afresh.
+                    return;
+                }
                 if let Some(change) = self.exec.pending(&req, self.unix_now) {
                     let token = self.token();
                     self.exec.recording(token);
@@ -199,7 +204,11 @@ impl NodeController {
     fn dc_effects(&mut self, fx: Vec<DcEffect>) {
         for e in fx {
             self.out.push(match e {
-                DcEffect::Execute(req) => CtlEffect::Broadcast(ExecMsg::Run(Box::new(req))),
+                DcEffect::Execute(req) => match self.reports.ring() {
+                    Some(ring) => CtlEffect::Broadcast(ExecMsg::Run { ring, req: Box::new(req) }),
+                    // The DC acts only in a view; without one there is nobody to order.
+                    None => continue,
+                },
                 DcEffect::Fence(order) => CtlEffect::Fence(order),
                 DcEffect::Started { number, summary, actions } => CtlEffect::Started { number, summary, actions },
                 DcEffect::Ended { number, end } => CtlEffect::Ended { number, end },

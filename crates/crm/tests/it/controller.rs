@@ -352,3 +352,36 @@ fn a_dc_waiting_for_an_operation_in_flight_does_not_ask_to_be_woken_in_the_past(
     assert!(!dc.running(), "nothing is scheduled while the stop runs");
     assert!(dc.next_wakeup().is_none_or(|t| t > later), "woken at {:?}, now {later:?}", dc.next_wakeup());
 }
+
+#[test]
+fn an_order_delivered_after_a_view_change_is_not_run() {
+    use crm::exec::ExecMsg;
+    use crm::node::{CtlEffect, NodeController};
+    use wire::{NodeId, RingId};
+    let req = crm::dc::ExecRequest {
+        key: "3:6:0:dc".into(),
+        node_id: "1".into(),
+        node_name: "n1".into(),
+        rsc: "vip".into(),
+        class: "ocf".into(),
+        provider: Some("heartbeat".into()),
+        agent: "IPaddr2".into(),
+        operation: "start".into(),
+        interval_ms: 0,
+        timeout_ms: 20_000,
+        params: Default::default(),
+        meta: Default::default(),
+        target_rc: 0,
+    };
+    let mut ctl = NodeController::new(NodeId(1), "n1", "1-a");
+    let old = RingId::new(NodeId(1), 4);
+    ctl.view(Instant::ZERO, old, &[NodeId(1), NodeId(2), NodeId(3)]);
+    let runs = |ctl: &mut NodeController| ctl.drain().into_iter().filter(|e| matches!(e, CtlEffect::Exec(_))).count();
+    ctl.delivered(NodeId(1), ExecMsg::Run { ring: old, req: Box::new(req.clone()) });
+    assert_eq!(runs(&mut ctl), 1, "an order of the current view runs");
+    // The view changes; the DC's transition is gone, but one of its orders was still on its
+    // way and is delivered in the new view.
+    ctl.view(Instant::ZERO, RingId::new(NodeId(1), 8), &[NodeId(1)]);
+    ctl.delivered(NodeId(1), ExecMsg::Run { ring: old, req: Box::new(req) });
+    assert_eq!(runs(&mut ctl), 0, "a stale order does not run");
+}

@@ -378,7 +378,7 @@ impl Node {
                 }
                 Some((&TAG_EXEC, body)) => {
                     if let Ok(msg) = wire::decode::<ExecMsg>(EXEC_KIND, body) {
-                        if let ExecMsg::Run(r) = &msg
+                        if let ExecMsg::Run { req: r, .. } = &msg
                             && r.node_id == self.me.0.to_string()
                         {
                             out.note(Obs::Order {
@@ -959,7 +959,7 @@ fn checked_world(seed: u64, nodes: u32, variant: Variant, cib: Cib) -> (World<No
 fn run(test: &'static str, seed: u64, nodes: u32, variant: Variant, faults: bool) -> Result<RunStats, sim::Failure> {
     let (w, plant) = checked_world(seed, nodes, variant, initial_cib(nodes, ""));
     let plan = FaultPlan {
-        mean_interval: Duration::from_secs(3),
+        mean_interval: Duration::from_millis(1200),
         partition: 2,
         heal: 3,
         crash: 2,
