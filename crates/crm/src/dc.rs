@@ -317,15 +317,16 @@ fn action_of(key: &str) -> usize {
     key.split(':').next().and_then(|a| a.parse().ok()).unwrap_or(usize::MAX)
 }
 
-/// Whether an operation other than a monitor still runs on a member node (its executor
+/// Whether a one-shot operation (probes included) still runs on a member node (its executor
 /// recorded it as pending): a new transition waits for its result, so that operations of two
-/// transitions never overlap on one resource. Pending records of nodes out of the membership
-/// do not count (such a node is fenced, which clears them).
+/// transitions never overlap on one resource (a probe's result landing after a later start
+/// began would hide that start). Pending records of nodes out of the membership do not count
+/// (such a node is fenced, which clears them).
 fn in_flight(doc: &Cib) -> bool {
     doc.status
         .iter()
         .filter(|s| s.in_ccm.as_deref().is_some_and(|v| v != "false" && v != "0"))
-        .any(|s| s.resources.iter().any(|r| r.ops.iter().any(|o| o.op_status == -1 && o.operation != "monitor")))
+        .any(|s| s.resources.iter().any(|r| r.ops.iter().any(|o| o.op_status == -1 && o.interval_ms == 0)))
 }
 
 /// What the status says of an awaited action: nothing yet, or its outcome.

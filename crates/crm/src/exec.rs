@@ -125,10 +125,10 @@ impl ExecState {
     /// The record of an operation that begins now (`op-status` -1, pending), to write before
     /// its result: whoever schedules while it runs (another DC, or this one after a view
     /// change dropped its transition) then sees the resource as possibly active here instead
-    /// of starting it elsewhere. Monitors are not recorded as pending (a pending monitor says
-    /// nothing about the resource); nothing for another node's order.
+    /// of starting it elsewhere, and waits for it. Recurring monitors are not recorded as
+    /// pending (they run until cancelled); nothing for another node's order.
     pub fn pending(&mut self, req: &ExecRequest, unix_now: i64) -> Option<CibChange> {
-        if req.node_id != self.me.0.to_string() || req.operation == "monitor" {
+        if req.node_id != self.me.0.to_string() || req.interval_ms > 0 {
             return None;
         }
         self.call_id += 1;

@@ -385,3 +385,31 @@ fn an_order_delivered_after_a_view_change_is_not_run() {
     ctl.delivered(NodeId(1), ExecMsg::Run { ring: old, req: Box::new(req) });
     assert_eq!(runs(&mut ctl), 0, "a stale order does not run");
 }
+
+#[test]
+fn probes_are_recorded_as_pending_and_recurring_monitors_are_not() {
+    use crm::exec::ExecState;
+    use crm::replica::CibChange;
+    let mut req = crm::dc::ExecRequest {
+        key: "3:6:7:dc".into(),
+        node_id: "1".into(),
+        node_name: "n1".into(),
+        rsc: "ping".into(),
+        class: "ocf".into(),
+        provider: Some("pacemaker".into()),
+        agent: "ping".into(),
+        operation: "monitor".into(),
+        interval_ms: 0,
+        timeout_ms: 20_000,
+        params: Default::default(),
+        meta: Default::default(),
+        target_rc: 7,
+    };
+    let mut ex = ExecState::new(wire::NodeId(1), "n1");
+    // A probe still running when a later transition starts the resource must hold that
+    // transition back: its result would otherwise hide the start.
+    let Some(CibChange::RecordOp(r)) = ex.pending(&req, 1) else { panic!("a probe is recorded as pending") };
+    assert_eq!((r.op_status, r.operation.as_str()), (-1, "monitor"));
+    req.interval_ms = 10_000;
+    assert!(ex.pending(&req, 1).is_none(), "a recurring monitor runs until cancelled: never pending");
+}

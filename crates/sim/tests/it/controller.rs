@@ -1019,9 +1019,10 @@ fn three_nodes_never_run_a_resource_twice_and_settle_after_faults() {
     // node as cleanly down for good forgot that it had rejoined in another partition.
     // 18145265863365122389: an order sent just before a view change was delivered in the next
     // view, on a node cut off since, and started a resource running elsewhere.
-    sim::sweep(TEST, &[1, 2532601429470541124, 16493981461812181199, 18145265863365122389], 60, |seed| {
-        run(TEST, seed, 3, Variant::Sound, true)
-    });
+    // 10576425943242913830: a probe left running by a dropped transition finished after the
+    // next transition's start of the same clone began, and its result hid that start.
+    let pinned = [1, 2532601429470541124, 16493981461812181199, 18145265863365122389, 10576425943242913830];
+    sim::sweep(TEST, &pinned, 60, |seed| run(TEST, seed, 3, Variant::Sound, true));
 }
 
 #[test]
