@@ -452,7 +452,7 @@ fn is_op(o: &OpConfig, name: &str, interval_ms: u64) -> bool {
 }
 
 /// An action's timeout: its configured op, else (for a probe) the shortest monitor's, else
-/// `op_defaults`' timeout, else 20 s; fencing: `stonith-timeout`.
+/// `op_defaults`' timeout, else 20 s; fencing: `fencing-timeout` (`stonith-timeout`).
 fn action_timeout(doc: &Cib, t: &Transition, a: &crate::Action) -> Duration {
     if a.kind == ActionKind::Fence {
         return property(doc, "fencing-timeout")
