@@ -12,7 +12,8 @@
 //!   membership change ([`Dc::abort`]) or an unexpected result stops new dispatches, and the
 //!   run ends once nothing is in flight; then the next transition starts from the status.
 //! - Losing the right to act drops the run at once: whoever acts next schedules from the
-//!   status the executors record.
+//!   status the executors record, once no operation recorded there as pending still runs
+//!   on a member (executors record each operation as pending when its order arrives).
 //! - Results are read from the status only: an executor's record carries the transition key
 //!   `action:transition:target_rc:dc`, unique to this DC's incarnation.
 
@@ -90,9 +91,9 @@ pub struct FenceOrder {
     pub target: String,
     /// The node's id, when configured.
     pub target_id: Option<String>,
-    /// `reboot` or `off` (`stonith-action`).
+    /// `reboot` or `off` (`fencing-action`, formerly `stonith-action`).
     pub power: String,
-    /// The whole request's time limit (`stonith-timeout`).
+    /// The whole request's time limit (`fencing-timeout`, formerly `stonith-timeout`).
     pub timeout: Duration,
 }
 
@@ -244,7 +245,13 @@ impl Dc {
         quorate: bool,
         out: &mut Vec<DcEffect>,
     ) {
+        // A fencing back-off that has run out: schedule again (whatever else changed).
+        if self.hold_until.is_some_and(|t| now >= t) {
+            self.hold_until = None;
+            self.settled_on = None;
+        }
         if !acting {
+            self.hold_until = None;
             // Someone else (or nobody) acts now; results keep being recorded by the executors.
             self.run = None;
             self.settled_on = None;
@@ -272,11 +279,21 @@ impl Dc {
         if self.run.is_some() {
             return;
         }
-        if self.hold_until.is_some_and(|t| now < t) {
+        if self.hold_until.is_some() {
             return;
         }
-        let due = self.recheck_at.is_some_and(|t| now >= t) || self.hold_until.take().is_some();
+        let due = self.recheck_at.is_some_and(|t| now >= t);
         if self.settled_on == Some(doc.version) && !due {
+            return;
+        }
+        if in_flight(doc) {
+            // An earlier transition's operation still runs (this DC dropped that transition at
+            // a view change, or another DC issued it): its result comes as a CIB change. A
+            // recheck that fell due meanwhile waits for the next interval (a deadline left in
+            // the past would wake the driver over and over).
+            if due {
+                self.recheck_at = Some(now + recheck_interval(doc));
+            }
             return;
         }
         let transition = crate::schedule(doc, Some(quorate), unix_now);
@@ -351,6 +368,18 @@ fn action_of(key: &str) -> usize {
     key.split(':').next().and_then(|a| a.parse().ok()).unwrap_or(usize::MAX)
 }
 
+/// Whether a one-shot operation (probes included) still runs on a member node (its executor
+/// recorded it as pending): a new transition waits for its result, so that operations of two
+/// transitions never overlap on one resource (a probe's result landing after a later start
+/// began would hide that start). Pending records of nodes out of the membership do not count
+/// (such a node is fenced, which clears them).
+fn in_flight(doc: &Cib) -> bool {
+    doc.status
+        .iter()
+        .filter(|s| s.in_ccm.as_deref().is_some_and(|v| v != "false" && v != "0"))
+        .any(|s| s.resources.iter().any(|r| r.ops.iter().any(|o| o.op_status == -1 && o.interval_ms == 0)))
+}
+
 /// What the status says of an awaited action: nothing yet, or its outcome.
 fn recorded_outcome(doc: &Cib, a: &Awaited) -> Option<Outcome> {
     let state = doc.status.iter().find(|s| s.id == a.node_id)?;
@@ -392,8 +421,12 @@ fn order(doc: &Cib, t: &Transition, number: u64, uuid: &str, d: Dispatch) -> Res
             transition: number,
             target_id: node_id(doc, &node),
             target: node,
-            power: property(doc, "stonith-action").unwrap_or_else(|| "reboot".into()),
-            timeout: property(doc, "stonith-timeout")
+            power: match property(doc, "fencing-action").as_deref() {
+                None => "reboot".into(),
+                Some("poweroff") => "off".into(),
+                Some(a) => a.into(),
+            },
+            timeout: property(doc, "fencing-timeout")
                 .and_then(|v| crate::cib::xml::parse_duration_s(&v))
                 .filter(|s| *s > 0)
                 .map_or(DEFAULT_FENCE_TIMEOUT, |s| Duration::from_secs(s as u64)),
@@ -409,12 +442,11 @@ fn order(doc: &Cib, t: &Transition, number: u64, uuid: &str, d: Dispatch) -> Res
             let a = t.actions.get(action).ok_or_else(|| fail(format!("action {action} is not in the transition")))?;
             let target_rc = target_rc(prim, a.kind, interval_ms);
             let mut meta = BTreeMap::new();
-            // An anonymous clone's instances are interchangeable: each node records the
-            // resource under its own name, and the policy engine maps it to an instance (the
-            // instance numbers of one transition mean nothing in the next).
-            let unique = clone.is_some_and(|c| nv(&c.meta, "globally-unique").is_some_and(|v| is_true(&v)));
-            let recorded = match (clone, rsc.rsplit_once(':')) {
-                (Some(_), Some((base, n))) if !unique && n.parse::<u32>().is_ok() => base.to_string(),
+            // An anonymous clone's copies are interchangeable: its executor and history know
+            // the resource by its base name (the scheduler maps that history to an instance),
+            // so one node never holds two histories of it.
+            let recorded = match clone {
+                Some(c) if !globally_unique(c) => base_name(&rsc).to_string(),
                 _ => rsc.clone(),
             };
             if let Some(c) = clone {
@@ -477,10 +509,10 @@ fn is_op(o: &OpConfig, name: &str, interval_ms: u64) -> bool {
 }
 
 /// An action's timeout: its configured op, else (for a probe) the shortest monitor's, else
-/// `op_defaults`' timeout, else 20 s; fencing: `stonith-timeout`.
+/// `op_defaults`' timeout, else 20 s; fencing: `fencing-timeout` (`stonith-timeout`).
 fn action_timeout(doc: &Cib, t: &Transition, a: &crate::Action) -> Duration {
     if a.kind == ActionKind::Fence {
-        return property(doc, "stonith-timeout")
+        return property(doc, "fencing-timeout")
             .and_then(|v| crate::cib::xml::parse_duration_s(&v))
             .filter(|s| *s > 0)
             .map_or(DEFAULT_FENCE_TIMEOUT, |s| Duration::from_secs(s as u64));
@@ -518,16 +550,15 @@ fn recheck_interval(doc: &Cib) -> Duration {
     )
 }
 
+/// A cluster option by its current name, whichever name (current or legacy) it is set under:
+/// the CIB is written with current names, so a copy that went through the replica has
+/// `fencing-timeout` where the administrator wrote `stonith-timeout`.
 fn property(doc: &Cib, name: &str) -> Option<String> {
     doc.config
         .properties
         .iter()
         .filter(|s| s.rule.is_none())
-        .find_map(|s| s.pairs.iter().find(|p| p.name == name).and_then(|p| p.value.clone()))
-}
-
-fn is_true(v: &str) -> bool {
-    matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1" | "y")
+        .find_map(|s| s.pairs.iter().find(|p| crate::cib::xml_modern(&p.name) == name).and_then(|p| p.value.clone()))
 }
 
 fn nv(sets: &[NvSet], name: &str) -> Option<String> {
@@ -545,6 +576,23 @@ fn flatten(sets: &[NvSet]) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+/// `rsc` without a clone instance number (`rsc:N` → `rsc`).
+fn base_name(rsc: &str) -> &str {
+    match rsc.rsplit_once(':') {
+        Some((b, n)) if n.parse::<u32>().is_ok() => b,
+        _ => rsc,
+    }
+}
+
+/// Whether a clone's instances are distinct (`globally-unique`; by default only when more than
+/// one may run per node, as the scheduler reads it).
+fn globally_unique(clone: &Resource) -> bool {
+    match nv(&clone.meta, "globally-unique") {
+        Some(v) => crate::scheduler::unpack::truthy(&v),
+        None => nv(&clone.meta, "clone-node-max").and_then(|v| v.parse::<u32>().ok()).is_some_and(|n| n > 1),
+    }
 }
 
 /// The primitive a recorded resource name (`rsc` or clone instance `rsc:N`) stands for, with

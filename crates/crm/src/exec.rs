@@ -132,10 +132,7 @@ impl ExecState {
     /// order keeps every ordering and colocation dependency), without the DC (no CIB change
     /// is possible without quorum; the results are reported with the history once quorate).
     pub fn stop_all(&mut self) -> Vec<ExecAction> {
-        let mut out: Vec<ExecAction> = std::mem::take(&mut self.monitors)
-            .into_values()
-            .map(|m| ExecAction::Cancel { generation: m.generation })
-            .collect();
+        let mut out = Vec::new();
         let mut order: Vec<&(i64, ExecRequest)> = self.active.values().collect();
         order.sort_by_key(|(call, _)| std::cmp::Reverse(*call));
         self.local_stops = order
@@ -159,6 +156,14 @@ impl ExecState {
         if self.local_running.is_none() && !self.local_stops.is_empty() {
             let req = self.local_stops.remove(0);
             self.local_running = Some(req.rsc.clone());
+            // Its recurring monitors end with it (not before: if quorum comes back first, the
+            // resources not yet stopped keep being watched).
+            let keys: Vec<(String, u64)> = self.monitors.keys().filter(|(r, _)| *r == req.rsc).cloned().collect();
+            for k in keys {
+                if let Some(m) = self.monitors.remove(&k) {
+                    self.ready.push(ExecAction::Cancel { generation: m.generation });
+                }
+            }
             if let Some(run) = self.submit(req) {
                 self.ready.push(run);
             }
@@ -225,6 +230,23 @@ impl ExecState {
             out.push(ExecAction::Run { req: Box::new(req), generation });
         }
         out
+    }
+
+    /// The record of an operation that begins now (`op-status` -1, pending), to write before
+    /// its result: whoever schedules while it runs (another DC, or this one after a view
+    /// change dropped its transition) then sees the resource as possibly active here instead
+    /// of starting it elsewhere, and waits for it. Recurring monitors are not recorded as
+    /// pending (they run until cancelled); nothing for another node's order.
+    pub fn pending(&mut self, req: &ExecRequest, unix_now: i64) -> Option<CibChange> {
+        if req.node_id != self.me.0.to_string() || req.interval_ms > 0 {
+            return None;
+        }
+        self.call_id += 1;
+        // Pacemaker's "unknown" result of an operation in progress.
+        let pending = RunResult { rc: 193, op_status: -1, reason: None, exec_ms: 0, promotion: None };
+        let record = self.op_record(req, &pending, self.call_id, unix_now);
+        self.history.insert(format!("{}_last_0", req.rsc), record.clone());
+        Some(CibChange::RecordOp(Box::new(record)))
     }
 
     /// A finished run: the change to write, if any (recurring monitors only when their result
@@ -451,8 +473,15 @@ impl Reports {
 /// What travels between the DC and the executors, in the agreed order.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExecMsg {
-    /// The DC orders one operation on one node.
-    Run(Box<ExecRequest>),
+    /// The DC orders one operation on one node, in view `ring`. An order delivered in a later
+    /// view is stale (ordered delivery may carry a message sent just before a view change into
+    /// the next view, while the DC dropped the transition it belongs to): it is not run.
+    Run {
+        /// The view the DC issued it in.
+        ring: RingId,
+        /// The order.
+        req: Box<ExecRequest>,
+    },
     /// The sender's history is in the CIB for this view.
     Reported {
         /// The view.
@@ -595,7 +624,10 @@ mod tests {
         let m = req("monitor", 1000);
         let _ = ex.order(m);
         let acts = ex.stop_all();
-        assert!(matches!(acts[0], ExecAction::Cancel { .. }), "monitors are cancelled first: {acts:?}");
+        assert!(
+            matches!(&acts[..], [ExecAction::Run { req, .. }] if req.rsc == "www"),
+            "the last started stops first, alone: {acts:?}"
+        );
         let mut stopped = Vec::new();
         let mut next = acts.into_iter().find_map(|a| match a {
             ExecAction::Run { req, .. } => Some(req),

@@ -71,6 +71,8 @@ pub struct NodeController {
     shutdown: Option<i64>,
     /// Local stops were ordered for the shutdown.
     stopping_locally: bool,
+    /// The policy engine's clock at the last step (for pending records).
+    unix_now: i64,
 }
 
 impl NodeController {
@@ -92,6 +94,7 @@ impl NodeController {
             last_now: Instant::ZERO,
             shutdown: None,
             stopping_locally: false,
+            unix_now: 0,
         }
     }
 
@@ -129,7 +132,17 @@ impl NodeController {
     /// A delivered [`ExecMsg`].
     pub fn delivered(&mut self, from: NodeId, msg: ExecMsg) {
         match msg {
-            ExecMsg::Run(req) => {
+            ExecMsg::Run { ring, req } => {
+                if self.reports.ring() != Some(ring) {
+                    // Issued in an earlier view: its transition is gone (the DC drops it at
+                    // every view change), and whoever acts now schedules afresh.
+                    return;
+                }
+                if let Some(change) = self.exec.pending(&req, self.unix_now) {
+                    let token = self.token();
+                    self.exec.recording(token);
+                    self.out.push(CtlEffect::Write { token, change });
+                }
                 let acts = self.exec.order(*req);
                 self.out.extend(acts.into_iter().map(CtlEffect::Exec));
             }
@@ -228,6 +241,7 @@ impl NodeController {
     /// the DC of a synchronized, quorate view whose members all reported).
     pub fn step(&mut self, now: Instant, unix_now: i64, doc: &Cib, synced: bool, quorate: bool, dc: Option<NodeId>) {
         self.last_now = now;
+        self.unix_now = unix_now;
         if quorate != self.was_quorate {
             self.was_quorate = quorate;
             if quorate {
@@ -317,7 +331,11 @@ impl NodeController {
     fn dc_effects(&mut self, fx: Vec<DcEffect>) {
         for e in fx {
             self.out.push(match e {
-                DcEffect::Execute(req) => CtlEffect::Broadcast(ExecMsg::Run(Box::new(req))),
+                DcEffect::Execute(req) => match self.reports.ring() {
+                    Some(ring) => CtlEffect::Broadcast(ExecMsg::Run { ring, req: Box::new(req) }),
+                    // The DC acts only in a view; without one there is nobody to order.
+                    None => continue,
+                },
                 DcEffect::Fence(order) if order.target == self.exec.name() => {
                     // A node never fences itself: another member does it for this DC.
                     match self.reports.members().iter().copied().filter(|m| *m != self.me).min() {

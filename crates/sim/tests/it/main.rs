@@ -2,6 +2,7 @@
 //! example lives here, not in the product.
 
 mod cib;
+mod controller;
 mod heartbeat;
 mod membership;
 mod world;
