@@ -157,7 +157,16 @@ fn sigstop_pauses_of_400ms_under_cpu_saturation_evict_nobody() {
 }
 
 fn sigstop_pauses_of_400ms_under_cpu_saturation_evict_nobody_over(transport: Transport) {
-    let c = cluster(3, transport);
+    // Alone on the machine: the load under test is the one this test makes.
+    let mut c = NetCluster::alone(Path::new(env!("CARGO_BIN_EXE_clusterd")), 3, clusterd::Totem::default(), transport);
+    for n in 1..=3 {
+        c.start(n);
+    }
+    assert!(
+        c.wait_members(&[1, 2, 3], &[1, 2, 3], Duration::from_secs(15)),
+        "no common view; node1 log:\n{}",
+        c.log(1)
+    );
     let views_before: Vec<u64> = (1..=3).map(|n| c.status(n).expect("status").membership.counters.views).collect();
     let _burn = CpuBurners::start();
     for round in 0..6u32 {

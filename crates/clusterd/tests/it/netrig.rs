@@ -13,6 +13,18 @@ use clusterd::{FileConfig, NodeEntry, Totem};
 /// Two links: 10.77.0.0/24 and 10.77.1.0/24.
 pub(crate) const LINKS: u8 = 2;
 
+/// Real-process clusters share the machine; a test that measures timing under a load it makes
+/// itself (SIGSTOP pauses with every CPU busy) runs alone: it holds this for writing, every
+/// other cluster for reading.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A share of the machine, held for a cluster's lifetime.
+#[allow(dead_code)]
+enum Share {
+    Shared(std::sync::RwLockReadGuard<'static, ()>),
+    Alone(std::sync::RwLockWriteGuard<'static, ()>),
+}
+
 pub(crate) struct NetCluster {
     pub(crate) nodes: Vec<rig::Netns>,
     procs: Vec<Option<Child>>,
@@ -20,6 +32,8 @@ pub(crate) struct NetCluster {
     pub(crate) switch: rig::Netns,
     pub(crate) dir: rig::ScratchDir,
     bin: PathBuf,
+    // Released last.
+    _share: Share,
 }
 
 pub(crate) fn addr(node: u32, link: u8) -> SocketAddr {
@@ -32,6 +46,14 @@ impl NetCluster {
         Self::with_quorum(bin, nodes, totem, transport, |_, _| clusterd::QuorumSection::default())
     }
 
+    /// Like [`NetCluster::with_transport`], with no other real-process cluster running meanwhile
+    /// (for timing measured under a load the test makes itself).
+    #[allow(dead_code)]
+    pub(crate) fn alone(bin: &Path, nodes: u32, totem: Totem, transport: clusterd::Transport) -> NetCluster {
+        let share = Share::Alone(MACHINE.write().unwrap_or_else(|p| p.into_inner()));
+        Self::build(bin, nodes, totem, transport, |_, _| clusterd::QuorumSection::default(), share)
+    }
+
     /// Like `with_transport`, with node `i`'s `[quorum]` section from `quorum(i, dir)`.
     pub(crate) fn with_quorum(
         bin: &Path,
@@ -39,6 +61,18 @@ impl NetCluster {
         totem: Totem,
         transport: clusterd::Transport,
         quorum: impl Fn(u32, &Path) -> clusterd::QuorumSection,
+    ) -> NetCluster {
+        let share = Share::Shared(MACHINE.read().unwrap_or_else(|p| p.into_inner()));
+        Self::build(bin, nodes, totem, transport, quorum, share)
+    }
+
+    fn build(
+        bin: &Path,
+        nodes: u32,
+        totem: Totem,
+        transport: clusterd::Transport,
+        quorum: impl Fn(u32, &Path) -> clusterd::QuorumSection,
+        share: Share,
     ) -> NetCluster {
         let switch = rig::Netns::new();
         let mut script = String::new();
@@ -95,7 +129,14 @@ impl NetCluster {
             std::fs::write(conf.join("clusterd.toml"), cfg.to_toml()).expect("write config");
             ns.push(n);
         }
-        NetCluster { nodes: ns, procs: (0..nodes).map(|_| None).collect(), switch, dir, bin: bin.to_path_buf() }
+        NetCluster {
+            nodes: ns,
+            procs: (0..nodes).map(|_| None).collect(),
+            switch,
+            dir,
+            bin: bin.to_path_buf(),
+            _share: share,
+        }
     }
 
     pub(crate) fn start(&mut self, node: u32) {
