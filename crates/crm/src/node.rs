@@ -368,3 +368,63 @@ fn no_quorum_policy(doc: &Cib) -> String {
         .find_map(|s| s.pairs.iter().find(|p| p.name == "no-quorum-policy")?.value.clone())
         .unwrap_or_else(|| "stop".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::Duration;
+
+    fn order() -> FenceOrder {
+        FenceOrder {
+            action: 3,
+            transition: 7,
+            target: "node1".into(),
+            target_id: Some("1".into()),
+            power: "reboot".into(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_dc_that_must_be_fenced_asks_another_member_who_records_it_and_answers() {
+        let ring = RingId::new(NodeId(1), 4);
+        let mut dc = NodeController::new(NodeId(1), "node1", "a");
+        dc.view(Instant::ZERO, ring, &[NodeId(1), NodeId(2), NodeId(3)]);
+        let _ = dc.drain();
+        dc.dc_effects(vec![DcEffect::Fence(order())]);
+        let fx = dc.drain();
+        assert!(
+            matches!(&fx[..], [CtlEffect::Broadcast(ExecMsg::FenceBy { by, .. })] if *by == NodeId(2)),
+            "the lowest other member is asked: {fx:?}"
+        );
+        // Node 3 is not asked; node 2 fences, records it, and answers once recorded.
+        let mut n3 = NodeController::new(NodeId(3), "node3", "c");
+        n3.delivered(NodeId(1), ExecMsg::FenceBy { order: Box::new(order()), by: NodeId(2) });
+        assert!(n3.drain().is_empty());
+        let mut n2 = NodeController::new(NodeId(2), "node2", "b");
+        n2.delivered(NodeId(1), ExecMsg::FenceBy { order: Box::new(order()), by: NodeId(2) });
+        assert!(matches!(&n2.drain()[..], [CtlEffect::Fence(o)] if *o == order()));
+        n2.fenced(Instant::ZERO, order(), Ok(()));
+        let fx = n2.drain();
+        let [CtlEffect::Write { token, change: CibChange::Fenced { node_id, .. } }] = &fx[..] else {
+            panic!("the fence is recorded first: {fx:?}")
+        };
+        assert_eq!(node_id, "1");
+        n2.written(Instant::ZERO, *token, true);
+        assert!(matches!(&n2.drain()[..], [CtlEffect::Broadcast(ExecMsg::FenceDone { error: None, .. })]));
+        // A failure goes back too, without a record.
+        n2.delivered(NodeId(1), ExecMsg::FenceBy { order: Box::new(order()), by: NodeId(2) });
+        let _ = n2.drain();
+        n2.fenced(Instant::ZERO, order(), Err("the BMC did not answer".into()));
+        assert!(matches!(&n2.drain()[..], [CtlEffect::Broadcast(ExecMsg::FenceDone { error: Some(_), .. })]));
+    }
+
+    #[test]
+    fn a_dc_alone_cannot_have_itself_fenced() {
+        let mut dc = NodeController::new(NodeId(1), "node1", "a");
+        dc.view(Instant::ZERO, RingId::new(NodeId(1), 4), &[NodeId(1)]);
+        let _ = dc.drain();
+        dc.dc_effects(vec![DcEffect::Fence(order())]);
+        assert!(dc.drain().is_empty(), "nothing is sent; the order fails at once");
+    }
+}
