@@ -119,8 +119,7 @@ impl CibService {
 
     /// The DC of the current view: every member computes the same from the synchronized CIB.
     pub(crate) fn dc(&self) -> Option<NodeId> {
-        let recorded = if self.replica.is_synced() { self.replica.document().dc_uuid.as_deref() } else { None };
-        choose_dc(recorded.and_then(|d| d.parse().ok()).map(NodeId), &self.members)
+        crm::replica::dc_of(self.replica.is_synced().then(|| self.replica.document()), &self.members)
     }
 
     /// The DC's duties, run after every event: record membership changes in the status.
@@ -136,26 +135,15 @@ impl CibService {
         if !quorate || !self.replica.is_synced() || self.dc() != Some(self.me) || self.dc_write.is_some() {
             return;
         }
-        let doc = self.replica.document();
-        let me = self.me.0.to_string();
-        let dc_recorded = doc.dc_uuid.as_deref() == Some(me.as_str());
-        let changes: Vec<(String, String, Mstate)> = self
-            .known
-            .iter()
-            .filter_map(|(id, m)| {
-                let key = id.0.to_string();
-                let recorded = doc.status.iter().find(|s| s.id == key).is_some_and(|s| m.recorded_in(s));
-                let in_config = doc.config.nodes.iter().any(|n| n.id == key);
-                (!recorded || !in_config).then(|| Some((key, self.names.get(id)?.clone(), *m))).flatten()
-            })
-            .collect();
-        if changes.is_empty() && dc_recorded {
+        let names = &self.names;
+        let Some(change) = crm::replica::membership_change(self.replica.document(), self.me, &self.known, |id| {
+            names.get(&id).cloned()
+        }) else {
             return;
-        }
+        };
         self.next_id += 1;
         let id = self.next_id;
         self.dc_write = Some(id);
-        let change = CibChange::SetMembership { nodes: changes, dc: (!dc_recorded).then_some(me) };
         self.replica.handle(Input::Write { id, change, quorate }, &mut self.fx);
     }
 
@@ -286,28 +274,5 @@ impl CibService {
             }
         }
         Ok(())
-    }
-}
-
-/// The DC recorded in the synchronized CIB while it is a member (a DC stays DC across
-/// membership changes that keep it), else the lowest node id of the view.
-fn choose_dc(recorded: Option<NodeId>, members: &[NodeId]) -> Option<NodeId> {
-    match recorded {
-        Some(r) if members.contains(&r) => Some(r),
-        _ => members.iter().min().copied(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_dc_stays_while_it_is_a_member_else_the_lowest_node_id_takes_over() {
-        let ids = |l: &[u32]| l.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
-        assert_eq!(choose_dc(None, &ids(&[2, 3])), Some(NodeId(2)));
-        assert_eq!(choose_dc(Some(NodeId(3)), &ids(&[1, 2, 3])), Some(NodeId(3)), "a lower id rejoining takes nothing");
-        assert_eq!(choose_dc(Some(NodeId(1)), &ids(&[2, 3])), Some(NodeId(2)), "the recorded DC is gone");
-        assert_eq!(choose_dc(Some(NodeId(1)), &[]), None);
     }
 }

@@ -925,6 +925,44 @@ fn set_transient(cib: &mut Cib, node_id: &str, node_name: &str, name: &str, valu
     }
 }
 
+/// The DC of a view: the one recorded in the synchronized CIB (`dc-uuid`) while it is a member
+/// (a DC stays DC across membership changes that keep it), else the lowest node id of the view.
+/// Every member computes the same from the same copy. `doc` is `None` while unsynchronized.
+pub fn dc_of(doc: Option<&Cib>, members: &[wire::NodeId]) -> Option<wire::NodeId> {
+    let recorded = doc.and_then(|d| d.dc_uuid.as_deref()).and_then(|d| d.parse().ok()).map(wire::NodeId);
+    match recorded {
+        Some(r) if members.contains(&r) => Some(r),
+        _ => members.iter().min().copied(),
+    }
+}
+
+/// What the DC `me` must record of membership now: the nodes whose `node_state` does not
+/// say what `known` says (or that are missing from `<nodes>`), and itself as DC if not yet
+/// recorded; `None` when the CIB already says it all. A lost node recorded as down cleanly
+/// since (fenced) stays so until it is a member again.
+pub fn membership_change(
+    doc: &Cib,
+    me: wire::NodeId,
+    known: &BTreeMap<wire::NodeId, Membership>,
+    name_of: impl Fn(wire::NodeId) -> Option<String>,
+) -> Option<CibChange> {
+    let me_id = me.0.to_string();
+    let dc_recorded = doc.dc_uuid.as_deref() == Some(me_id.as_str());
+    let nodes: Vec<(String, String, Membership)> = known
+        .iter()
+        .filter_map(|(id, m)| {
+            let key = id.0.to_string();
+            let recorded = doc.status.iter().find(|s| s.id == key).is_some_and(|s| m.recorded_in(s));
+            let in_config = doc.config.nodes.iter().any(|n| n.id == key);
+            (!recorded || !in_config).then(|| Some((key, name_of(*id)?, *m))).flatten()
+        })
+        .collect();
+    if nodes.is_empty() && dc_recorded {
+        return None;
+    }
+    Some(CibChange::SetMembership { nodes, dc: (!dc_recorded).then_some(me_id) })
+}
+
 /// `id` names `rsc` or one of its clone instances (`rsc:N`).
 pub fn same_resource(id: &str, rsc: &str) -> bool {
     id == rsc || id.strip_prefix(rsc).and_then(|r| r.strip_prefix(':')).is_some_and(|n| n.parse::<u32>().is_ok())

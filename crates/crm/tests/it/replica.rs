@@ -589,3 +589,32 @@ fn status_lists_fail_counts_and_the_last_failure_of_each_resource() {
         "{text}"
     );
 }
+
+#[test]
+fn the_dc_stays_while_it_is_a_member_else_the_lowest_node_id_takes_over() {
+    let ids = |l: &[u32]| l.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
+    let recorded = |dc: &str| Cib { dc_uuid: Some(dc.into()), ..Cib::default() };
+    assert_eq!(crm::replica::dc_of(None, &ids(&[2, 3])), Some(NodeId(2)));
+    assert_eq!(
+        crm::replica::dc_of(Some(&recorded("3")), &ids(&[1, 2, 3])),
+        Some(NodeId(3)),
+        "a lower id rejoining takes nothing"
+    );
+    assert_eq!(crm::replica::dc_of(Some(&recorded("1")), &ids(&[2, 3])), Some(NodeId(2)), "the recorded DC is gone");
+    assert_eq!(crm::replica::dc_of(Some(&recorded("1")), &[]), None);
+}
+
+#[test]
+fn a_fenced_node_is_not_recorded_lost_again_until_it_was_a_member_again() {
+    let (mut cib, _) = demo_cib_with_two_members();
+    let lost = std::collections::BTreeMap::from([
+        (NodeId(1), crm::replica::Membership::Member),
+        (NodeId(2), crm::replica::Membership::Lost),
+    ]);
+    let names = |id: NodeId| Some(format!("node{}", id.0));
+    let change = crm::replica::membership_change(&cib, NodeId(1), &lost, names).expect("node 2 is recorded lost");
+    cib.apply(&change).expect("applies");
+    assert!(crm::replica::membership_change(&cib, NodeId(1), &lost, names).is_none(), "said once");
+    cib.apply(&CibChange::Fenced { node_id: "2".into(), node_name: "node2".into() }).expect("fenced");
+    assert!(crm::replica::membership_change(&cib, NodeId(1), &lost, names).is_none(), "the fence record stands");
+}

@@ -299,11 +299,7 @@ impl Node {
     /// clusterd's choice: the DC recorded in the synchronized CIB while it is a member, else the
     /// lowest node id of the view.
     fn dc(&self) -> Option<NodeId> {
-        let recorded = if self.replica.is_synced() { self.replica.document().dc_uuid.as_deref() } else { None };
-        match recorded.and_then(|d| d.parse().ok()).map(NodeId) {
-            Some(r) if self.members.contains(&r) => Some(r),
-            _ => self.members.iter().min().copied(),
-        }
+        crm::replica::dc_of(self.replica.is_synced().then(|| self.replica.document()), &self.members)
     }
 
     fn broadcast(&mut self, now: Instant, tag: u8, body: Vec<u8>) {
@@ -438,34 +434,17 @@ impl Node {
         }
     }
 
-    /// The DC's duty (clusterd's CIB service): record membership changes and itself.
+    /// The DC's duty (as clusterd's CIB service does it): record membership changes and itself.
     fn duty(&mut self) {
         if !self.quorate() || !self.replica.is_synced() || self.dc() != Some(self.me) || self.dc_write.is_some() {
             return;
         }
-        let doc = self.replica.document();
-        let me = self.me.0.to_string();
-        let dc_recorded = doc.dc_uuid.as_deref() == Some(me.as_str());
-        let nodes: Vec<(String, String, Mstate)> = self
-            .known
-            .iter()
-            .filter_map(|(id, m)| {
-                let key = id.0.to_string();
-                // A lost node recorded as down cleanly since (fenced) stays so. (clusterd's CIB
-                // service records it as lost again, and the DC fences it over and over.)
-                let recorded = doc
-                    .status
-                    .iter()
-                    .find(|s| s.id == key)
-                    .is_some_and(|s| m.recorded_in(s) || (*m == Mstate::Lost && Mstate::Left.recorded_in(s)));
-                let in_config = doc.config.nodes.iter().any(|n| n.id == key);
-                (!recorded || !in_config).then(|| (key, format!("n{}", id.0), *m))
-            })
-            .collect();
-        if nodes.is_empty() && dc_recorded {
+        let Some(change) = crm::replica::membership_change(self.replica.document(), self.me, &self.known, |id| {
+            Some(format!("n{}", id.0))
+        }) else {
             return;
-        }
-        let id = self.write(CibChange::SetMembership { nodes, dc: (!dc_recorded).then_some(me) });
+        };
+        let id = self.write(change);
         self.dc_write = Some(id);
     }
 
