@@ -40,18 +40,7 @@ enum Fault {
 }
 
 fn configuration(fencing: bool) -> String {
-    let devices: String = if fencing {
-        (1..=3)
-            .map(|i| {
-                format!(
-                    r#"<primitive id="fence-node{i}" class="stonith" type="fence_ipmilan"><instance_attributes id="f{i}"><nvpair id="f{i}-ip" name="ip" value="{BMC_ADDR}"/><nvpair id="f{i}-port" name="ipport" value="{}"/><nvpair id="f{i}-u" name="username" value="admin"/><nvpair id="f{i}-p" name="password" value="secret"/><nvpair id="f{i}-l" name="lanplus" value="1"/><nvpair id="f{i}-h" name="pcmk_host_list" value="node{i}"/></instance_attributes></primitive>"#,
-                    6230 + i
-                )
-            })
-            .collect()
-    } else {
-        String::new()
-    };
+    let devices = if fencing { netrig::ipmi_fence_devices(BMC_ADDR, 3) } else { String::new() };
     format!(
         r#"<configuration><crm_config><cluster_property_set id="o"><nvpair id="o1" name="stonith-enabled" value="{fencing}"/><nvpair id="o2" name="stonith-action" value="off"/></cluster_property_set></crm_config><nodes/><resources>{devices}<group id="web"><primitive id="vip" class="ocf" provider="heartbeat" type="IPaddr2"><instance_attributes id="vip-ia"><nvpair id="vip-ip" name="ip" value="{VIP}"/><nvpair id="vip-m" name="cidr_netmask" value="24"/></instance_attributes><operations><op id="vip-mon" name="monitor" interval="2s" timeout="10s"/></operations></primitive><primitive id="app" class="ocf" provider="heartbeat" type="Dummy"><operations><op id="app-mon" name="monitor" interval="2s" timeout="10s"/></operations></primitive></group></resources><constraints><rsc_location id="web-on-3" rsc="web" node="node3" score="50"/></constraints></configuration>"#
     )

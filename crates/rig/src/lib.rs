@@ -10,6 +10,7 @@
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping a fixed time.
 
 pub mod ipmi;
+pub mod qemu;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use agents::testing::{Case, conformance};
@@ -147,17 +146,6 @@ fn serde_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn qemu_io(nbd: &Path, cmds: &[&str]) -> (bool, String) {
-    let mut c = Command::new("qemu-io");
-    c.args(["-t", "none", "-f", "raw"]);
-    for x in cmds {
-        c.arg("-c").arg(x);
-    }
-    let out = c.arg(format!("nbd+unix:///?socket={}", nbd.display())).output().expect("qemu-io runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success() && !text.contains("Pattern verification failed") && !text.contains("failed"), text)
-}
-
 #[test]
 fn volume_agent_passes_the_conformance_suite_on_a_lone_node() {
     if !ready() {
@@ -240,7 +228,7 @@ fn volume_agent_runs_a_pair_as_a_promotable_clone() {
     assert_eq!(rig.op(vol, 1, Action::Monitor).rc, OcfRc::Success);
 
     // Data written on node 1 …
-    let (ok, text) = qemu_io(&rig.nodes[0].nbd, &["write -P 0x5a 0 1M", "write -P 0xc3 8M 64k", "flush"]);
+    let (ok, text) = rig::qemu::qemu_io(&rig.nodes[0].nbd, &["write -P 0x5a 0 1M", "write -P 0xc3 8M 64k", "flush"]);
     assert!(ok, "{text}");
 
     // … swap the roles …
@@ -250,7 +238,8 @@ fn volume_agent_runs_a_pair_as_a_promotable_clone() {
     assert_eq!(rig.op(vol, 1, Action::Monitor).rc, OcfRc::RunningPromoted);
 
     // … is there on node 2.
-    let (ok, text) = qemu_io(&rig.nodes[1].nbd, &["read -P 0x5a 0 1M", "read -P 0xc3 8M 64k", "read -P 0 1M 4k"]);
+    let (ok, text) =
+        rig::qemu::qemu_io(&rig.nodes[1].nbd, &["read -P 0x5a 0 1M", "read -P 0xc3 8M 64k", "read -P 0 1M 4k"]);
     assert!(ok, "{text}");
 
     // Stop the Primary directly (it demotes first), then the other: daemons gone, scores withdrawn.

@@ -19,14 +19,7 @@ fn rig_available() -> bool {
 const BMC_ADDR: &str = "10.77.0.200";
 
 fn configuration() -> String {
-    let devices: String = (1..=3)
-        .map(|i| {
-            format!(
-                r#"<primitive id="fence-node{i}" class="stonith" type="fence_ipmilan"><instance_attributes id="f{i}-ia"><nvpair id="f{i}-ip" name="ip" value="{BMC_ADDR}"/><nvpair id="f{i}-port" name="ipport" value="{}"/><nvpair id="f{i}-user" name="username" value="admin"/><nvpair id="f{i}-pw" name="password" value="secret"/><nvpair id="f{i}-lp" name="lanplus" value="1"/><nvpair id="f{i}-c" name="cipher" value="3"/><nvpair id="f{i}-hl" name="pcmk_host_list" value="node{i}"/></instance_attributes></primitive>"#,
-                6230 + i
-            )
-        })
-        .collect();
+    let devices = crate::netrig::ipmi_fence_devices(BMC_ADDR, 3);
     format!(
         r#"<configuration><crm_config><cluster_property_set id="o"><nvpair id="o1" name="stonith-enabled" value="true"/><nvpair id="o2" name="stonith-action" value="off"/></cluster_property_set></crm_config><nodes/><resources>{devices}<primitive id="d1" class="ocf" provider="heartbeat" type="Dummy"><operations><op id="d1-mon" name="monitor" interval="1s" timeout="10s"/></operations></primitive></resources><constraints><rsc_location id="d1-on-3" rsc="d1" node="node3" score="100"/></constraints></configuration>"#
     )

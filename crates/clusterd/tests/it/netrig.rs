@@ -216,3 +216,18 @@ impl Drop for NetCluster {
 pub(crate) fn command_in(ns: &rig::Netns, program: &str) -> Command {
     ns.command(program)
 }
+
+/// `class="stonith"` primitives, one per node (`fence-node<i>`, `fence_ipmilan` through the
+/// BMC at `addr`, port 6230 + i, `pcmk_host_list=node<i>`), as `rig::ipmi::IpmiSim` serves
+/// them.
+#[allow(dead_code)]
+pub(crate) fn ipmi_fence_devices(addr: &str, nodes: u32) -> String {
+    (1..=nodes)
+        .map(|i| {
+            format!(
+                r#"<primitive id="fence-node{i}" class="stonith" type="fence_ipmilan"><instance_attributes id="f{i}"><nvpair id="f{i}-ip" name="ip" value="{addr}"/><nvpair id="f{i}-port" name="ipport" value="{}"/><nvpair id="f{i}-u" name="username" value="admin"/><nvpair id="f{i}-p" name="password" value="secret"/><nvpair id="f{i}-l" name="lanplus" value="1"/><nvpair id="f{i}-c" name="cipher" value="3"/><nvpair id="f{i}-h" name="pcmk_host_list" value="node{i}"/></instance_attributes></primitive>"#,
+                6230 + i
+            )
+        })
+        .collect()
+}

@@ -57,14 +57,7 @@ fn nbd(dir: &Path, n: u32) -> PathBuf {
 }
 
 fn configuration(dir: &Path) -> String {
-    let devices: String = (1..=3)
-        .map(|i| {
-            format!(
-                r#"<primitive id="fence-node{i}" class="stonith" type="fence_ipmilan"><instance_attributes id="f{i}"><nvpair id="f{i}-ip" name="ip" value="{BMC_ADDR}"/><nvpair id="f{i}-port" name="ipport" value="{}"/><nvpair id="f{i}-u" name="username" value="admin"/><nvpair id="f{i}-p" name="password" value="secret"/><nvpair id="f{i}-l" name="lanplus" value="1"/><nvpair id="f{i}-h" name="pcmk_host_list" value="node{i}"/></instance_attributes></primitive>"#,
-                6230 + i
-            )
-        })
-        .collect();
+    let devices = crate::netrig::ipmi_fence_devices(BMC_ADDR, 3);
     let per_node: String = (1..=2)
         .map(|n| {
             format!(
@@ -88,17 +81,6 @@ fn status(dir: &Path, n: u32) -> Option<blockrepl::Status> {
 
 fn primary(dir: &Path, n: u32) -> bool {
     status(dir, n).is_some_and(|s| s.role == blockrepl::Role::Primary)
-}
-
-fn qemu_io(nbd: &Path, cmds: &[&str]) -> (bool, String) {
-    let mut c = Command::new("qemu-io");
-    c.args(["-t", "none", "-f", "raw"]);
-    for x in cmds {
-        c.arg("-c").arg(x);
-    }
-    let out = c.arg(format!("nbd+unix:///?socket={}", nbd.display())).output().expect("qemu-io runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success() && !text.contains("Pattern verification failed") && !text.contains("failed"), text)
 }
 
 fn cib_xml(c: &NetCluster, node: u32) -> String {
@@ -170,7 +152,7 @@ fn a_replicated_volume_fails_over_to_its_peer_only_after_the_primary_is_fenced()
     }
     let p = (1..=2).find(|&n| primary(&dir, n)).expect("a primary");
     let s = 3 - p;
-    let (ok, out) = qemu_io(&nbd(&dir, p), &["write -P 0x5a 0 1M", "flush"]);
+    let (ok, out) = rig::qemu::qemu_io(&nbd(&dir, p), &["write -P 0x5a 0 1M", "flush"]);
     assert!(ok, "write through node{p}'s NBD: {out}");
 
     // The primary's daemon dies; its node (and its volume, still primary) stays up until fenced.
@@ -193,7 +175,7 @@ fn a_replicated_volume_fails_over_to_its_peer_only_after_the_primary_is_fenced()
         "volume: node{p} fenced through IPMI and node{s} promoted {:?} after its daemon was killed",
         promoted_at.unwrap_or_default()
     );
-    let (ok, out) = qemu_io(&nbd(&dir, s), &["read -P 0x5a 0 1M"]);
+    let (ok, out) = rig::qemu::qemu_io(&nbd(&dir, s), &["read -P 0x5a 0 1M"]);
     assert!(ok, "the data written on node{p} reads back on node{s}: {out}");
     // Stop the survivors cleanly (their volumes stop with them: the clone is stopped first).
     drop(c);
