@@ -867,30 +867,8 @@ pub(crate) fn run(args: ResourceArgs) -> anyhow::Result<ExitCode> {
             |c| edit::clear(c, &id, node.as_deref()),
             Goal::Settled,
         ),
-        ResourceCommand::Manage { ids, monitor } => mutate(
-            flags,
-            &format!("managing {}", ids.join(", ")),
-            |c| {
-                let mut notes = Notes::new();
-                for id in &ids {
-                    notes.extend(edit::set_managed(c, id, true, monitor)?);
-                }
-                Ok(notes)
-            },
-            Goal::Settled,
-        ),
-        ResourceCommand::Unmanage { ids, monitor } => mutate(
-            flags,
-            &format!("unmanaged {}", ids.join(", ")),
-            |c| {
-                let mut notes = Notes::new();
-                for id in &ids {
-                    notes.extend(edit::set_managed(c, id, false, monitor)?);
-                }
-                Ok(notes)
-            },
-            Goal::Settled,
-        ),
+        ResourceCommand::Manage { ids, monitor } => set_managed_all(flags, &ids, true, monitor),
+        ResourceCommand::Unmanage { ids, monitor } => set_managed_all(flags, &ids, false, monitor),
         ResourceCommand::Restart { id } => {
             if flags.file.is_some() || flags.dry_run {
                 return Err(Exit::error(
@@ -1092,6 +1070,23 @@ fn move_resource(
             Err(e.context(format!("the move of {id} did not complete")))
         }
     }
+}
+
+/// `resource manage|unmanage R...`: one change for all of them.
+fn set_managed_all(flags: &EditFlags, ids: &[String], managed: bool, monitor: bool) -> anyhow::Result<ExitCode> {
+    let what = format!("{} {}", if managed { "managing" } else { "unmanaged" }, ids.join(", "));
+    mutate(
+        flags,
+        &what,
+        |c| {
+            let mut notes = Notes::new();
+            for id in ids {
+                notes.extend(edit::set_managed(c, id, managed, monitor)?);
+            }
+            Ok(notes)
+        },
+        Goal::Settled,
+    )
 }
 
 /// `id` and every resource inside it (group members, a clone's child and its members).

@@ -29,13 +29,6 @@ fn running_on(dir: &Path, rsc: &str) -> Vec<u32> {
     (1..=3).filter(|i| dir.join(format!("rsctmp{i}")).join(format!("Dummy-{rsc}.state")).exists()).collect()
 }
 
-fn cib_xml(c: &NetCluster, node: u32) -> String {
-    match control::query(&c.run_dir(node), &Request::CibQuery) {
-        Ok(Response::Cib(r)) => r.xml,
-        _ => String::new(),
-    }
-}
-
 #[test]
 fn a_hung_node_is_fenced_through_its_bmc_before_its_resource_moves() {
     if !rig_available() {
@@ -64,12 +57,12 @@ fn a_hung_node_is_fenced_through_its_bmc_before_its_resource_moves() {
     assert!(imported, "configuration refused:\n{}", c.log(1));
     let dir = c.dir.path().to_path_buf();
     let settled = rig::wait_until(Duration::from_secs(20), || {
-        let xml = cib_xml(&c, 1);
+        let xml = c.cib_xml(1);
         running_on(&dir, "d1") == [3]
             && xml.contains(r#"id="d1_monitor_1000""#)
             && (1..=3).all(|i| xml.contains(&format!(r#"id="fence-node{i}_last_0" operation="start""#)))
     });
-    assert!(settled, "d1 never ran on node3 with the devices started:\n{}\n{}", cib_xml(&c, 1), c.log(1));
+    assert!(settled, "d1 never ran on node3 with the devices started:\n{}\n{}", c.cib_xml(1), c.log(1));
 
     // Node 3 hangs: nothing there answers, its resource still "runs".
     let t0 = Instant::now();
@@ -87,7 +80,7 @@ fn a_hung_node_is_fenced_through_its_bmc_before_its_resource_moves() {
         moved_at = Some(t0.elapsed());
         true
     });
-    assert!(moved, "d1 never moved:\n{}\n{}", cib_xml(&c, 1), c.log(1));
+    assert!(moved, "d1 never moved:\n{}\n{}", c.cib_xml(1), c.log(1));
     eprintln!(
         "clusterd: hung node fenced through IPMI and its resource running on a survivor {:?} after SIGSTOP",
         moved_at.unwrap_or_default()
@@ -95,7 +88,7 @@ fn a_hung_node_is_fenced_through_its_bmc_before_its_resource_moves() {
     assert!(!rig::process_alive(pid3), "the power-off killed node 3's daemon");
     assert_eq!(bmcs[0].power(), "1");
     assert_eq!(bmcs[1].power(), "1");
-    let xml = cib_xml(&c, 2);
+    let xml = c.cib_xml(2);
     assert!(
         xml.contains(r#"<node_state id="3" uname="node3" in_ccm="false" crmd="offline" join="down" expected="down""#),
         "the fence is recorded as a clean down:\n{xml}"

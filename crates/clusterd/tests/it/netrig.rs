@@ -167,6 +167,15 @@ impl NetCluster {
         self.procs[node as usize - 1].as_ref().map(|c| c.id())
     }
 
+    /// The live CIB as node `node` has it (empty when it does not answer).
+    #[allow(dead_code)]
+    pub(crate) fn cib_xml(&self, node: u32) -> String {
+        match control::query(&self.run_dir(node), &Request::CibQuery) {
+            Ok(Response::Cib(r)) => r.xml,
+            _ => String::new(),
+        }
+    }
+
     /// Node `node`'s clusterd.toml (each node has a directory of its own, as on a real host).
     pub(crate) fn config_path(&self, node: u32) -> PathBuf {
         self.dir.path().join(format!("conf{node}")).join("clusterd.toml")

@@ -83,13 +83,6 @@ fn primary(dir: &Path, n: u32) -> bool {
     status(dir, n).is_some_and(|s| s.role == blockrepl::Role::Primary)
 }
 
-fn cib_xml(c: &NetCluster, node: u32) -> String {
-    match control::query(&c.run_dir(node), &Request::CibQuery) {
-        Ok(Response::Cib(r)) => r.xml,
-        _ => String::new(),
-    }
-}
-
 #[test]
 fn a_replicated_volume_fails_over_to_its_peer_only_after_the_primary_is_fenced() {
     if !rig_available() {
@@ -145,7 +138,7 @@ fn a_replicated_volume_fails_over_to_its_peer_only_after_the_primary_is_fenced()
                 })
             })
     });
-    assert!(settled, "the volume never settled with one primary:\n{}\n{}", cib_xml(&c, 1), c.log(1));
+    assert!(settled, "the volume never settled with one primary:\n{}\n{}", c.cib_xml(1), c.log(1));
     eprintln!("volume: settled with one primary {:?} after the import", t_import.elapsed());
     if std::env::var_os("TEST_LOG").is_some() {
         eprintln!("node1:\n{}\nnode2:\n{}", c.log(1), c.log(2));
@@ -170,7 +163,7 @@ fn a_replicated_volume_fails_over_to_its_peer_only_after_the_primary_is_fenced()
         }
         false
     });
-    assert!(failed_over, "node{s} was never promoted:\n{}\n{}", cib_xml(&c, s), c.log(s));
+    assert!(failed_over, "node{s} was never promoted:\n{}\n{}", c.cib_xml(s), c.log(s));
     eprintln!(
         "volume: node{p} fenced through IPMI and node{s} promoted {:?} after its daemon was killed",
         promoted_at.unwrap_or_default()
