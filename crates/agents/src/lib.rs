@@ -23,6 +23,9 @@ mod systemd;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// Pacemaker's INFINITY score (what `crm_master -v INFINITY` means).
+pub const SCORE_INFINITY: i64 = 1_000_000;
+
 pub use agent::{Action, DEFAULT_TIMEOUT, ExecStatus, Op, OpResult, Outcome, Request, ResourceAgent, execute};
 pub use error::AgentError;
 pub use ocf::{OCF_ROOT, OcfAgent, discover as discover_ocf};

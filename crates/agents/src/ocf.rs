@@ -117,6 +117,11 @@ impl OcfAgent {
 
     fn invoke(&self, op: &OpEnv<'_>) -> Outcome {
         let mut cmd = self.command(op);
+        // Promotion scores the script sets with crm_master / crm_attribute land here.
+        let attrs = attrs::Capture::new();
+        if let Some(a) = &attrs {
+            a.apply(&mut cmd);
+        }
         let ran = match proc::run(&mut cmd, op.deadline) {
             Ok(r) => r,
             Err(e) => {
@@ -146,7 +151,8 @@ impl OcfAgent {
                 return Outcome { output: ran.stdout.clone(), ..Outcome::fail(OcfRc::ErrGeneric, ran.describe()) };
             }
         };
-        Outcome { rc, reason, timed_out: false, output: ran.stdout, promotion: None }
+        let promotion = attrs.and_then(|a| a.promotion(op.instance));
+        Outcome { rc, reason, timed_out: false, output: ran.stdout, promotion }
     }
 
     fn load_metadata(&self) -> Result<(String, Metadata), String> {
@@ -191,6 +197,119 @@ impl OcfAgent {
             timeout: op.timeout,
             deadline: op.deadline,
         })
+    }
+}
+
+/// `crm_master` and `crm_attribute` for OCF scripts: promotable agents (databases, replicated
+/// storage) publish their node's promotion score with them. Our versions write what the script
+/// asks into a file of this invocation; the score is read back with the result.
+mod attrs {
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const CRM_MASTER: &str = r#"#!/bin/sh
+# crm_master as clusterd's executor provides it: this resource's promotion score on this node.
+name="master-${OCF_RESOURCE_INSTANCE%%:*}"
+exec "$(dirname "$0")/crm_attribute" --name "$name" "$@"
+"#;
+
+    const CRM_ATTRIBUTE: &str = r#"#!/bin/sh
+# crm_attribute as clusterd's executor provides it: only promotion scores (master-*) of this
+# node, for the agent being run; other attributes are accepted and ignored.
+name=""; act=""; val=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -n|--name) name="$2"; shift 2 ;;
+    --name=*) name="${1#*=}"; shift ;;
+    -v|--update|--value) val="$2"; act=set; shift 2 ;;
+    --update=*|--value=*) val="${1#*=}"; act=set; shift ;;
+    -D|--delete) act=del; shift ;;
+    -G|--query) act=get; shift ;;
+    -l|--lifetime|-N|--node|-t|--type|-r|--resource|-i|--id|-s|--set-name|-d|--default) shift 2 ;;
+    *) shift ;;
+  esac
+done
+case "$name" in master-*) ;; *) exit 0 ;; esac
+[ -n "$HA_CLUSTERD_ATTRS" ] || exit 1
+case "$act" in
+  set) echo "set $name $val" >> "$HA_CLUSTERD_ATTRS" ;;
+  del) echo "del $name" >> "$HA_CLUSTERD_ATTRS" ;;
+  get) exit 105 ;;
+esac
+exit 0
+"#;
+
+    /// The directory holding the two commands (made once per process).
+    fn shims() -> Option<&'static PathBuf> {
+        static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+        DIR.get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = std::env::temp_dir().join(format!("hc-ocf-bin-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).ok()?;
+            for (name, text) in [("crm_master", CRM_MASTER), ("crm_attribute", CRM_ATTRIBUTE)] {
+                let p = dir.join(name);
+                std::fs::write(&p, text).ok()?;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).ok()?;
+            }
+            Some(dir)
+        })
+        .as_ref()
+    }
+
+    /// One invocation's file.
+    pub(super) struct Capture {
+        file: PathBuf,
+        bin: &'static PathBuf,
+    }
+
+    impl Capture {
+        pub(super) fn new() -> Option<Capture> {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let bin = shims()?;
+            let file = bin.join(format!("attrs-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+            let _ = std::fs::remove_file(&file);
+            Some(Capture { file, bin })
+        }
+
+        /// Puts the commands first in the script's PATH (and as `HA_SBIN_DIR`, where agents
+        /// look for them) and names the file.
+        pub(super) fn apply(&self, cmd: &mut Command) {
+            cmd.env("PATH", format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.bin.display()))
+                .env("HA_SBIN_DIR", self.bin)
+                .env("HA_CLUSTERD_ATTRS", &self.file);
+        }
+
+        /// The last promotion score the script set or deleted for `instance` (its clone
+        /// instance number dropped), if it touched it.
+        pub(super) fn promotion(&self, instance: &str) -> Option<Option<i64>> {
+            let text = std::fs::read_to_string(&self.file).ok()?;
+            let base = instance.split(':').next().unwrap_or(instance);
+            let name = format!("master-{base}");
+            text.lines().rev().find_map(|l| {
+                let mut w = l.split_whitespace();
+                match (w.next(), w.next(), w.next()) {
+                    (Some("set"), Some(n), Some(v)) if n == name => {
+                        // Scores are integers; INFINITY spellings are kept as the largest.
+                        match v.trim_start_matches('+') {
+                            "INFINITY" | "inf" => Some(Some(crate::SCORE_INFINITY)),
+                            "-INFINITY" | "-inf" => Some(Some(-crate::SCORE_INFINITY)),
+                            // Not a score: ignored, like any other malformed request.
+                            x => x.parse().ok().map(Some),
+                        }
+                    }
+                    (Some("del"), Some(n), _) if n == name => Some(None),
+                    _ => None,
+                }
+            })
+        }
+    }
+
+    impl Drop for Capture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.file);
+        }
     }
 }
 

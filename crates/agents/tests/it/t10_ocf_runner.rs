@@ -254,3 +254,40 @@ esac"#
     }
     assert!(!failed.contains(&"start"), "{report}");
 }
+
+#[test]
+fn a_script_sets_and_withdraws_its_promotion_score_with_crm_master() {
+    let dir = rig::ScratchDir::new();
+    let body = format!(
+        r#"case "$1" in
+meta-data) cat <<'XML'
+{META}
+XML
+exit 0;;
+start) ${{HA_SBIN_DIR}}/crm_master -l reboot -v 50 || exit 1; exit 0;;
+promote) crm_attribute -N "$(uname -n)" -n "master-${{OCF_RESOURCE_INSTANCE%%:*}}" -l reboot -v INFINITY; exit 0;;
+stop) crm_master -l reboot -D; exit 0;;
+monitor) crm_master -Q -G >/dev/null 2>&1; [ $? = 105 ] || exit 1; crm_attribute -n other -v 1; exit 7;;
+*) exit 3;;
+esac"#
+    );
+    let agent = write_agent(dir.path(), "promo", &body);
+    let state = dir.path().join("s").display().to_string();
+    let run = |action: Action| {
+        let r = execute(&agent, &Request::new(action, "promo:1", kv(&[("state", &state)])));
+        assert_eq!(r.status, ExecStatus::Done, "{r}");
+        r
+    };
+    let started = run(Action::Start);
+    assert_eq!((started.rc, started.promotion), (OcfRc::Success, Some(Some(50))), "{started}");
+    let promoted = run(Action::Promote);
+    assert_eq!(promoted.promotion, Some(Some(agents::SCORE_INFINITY)), "INFINITY spelled out");
+    let probed = run(Action::Monitor);
+    assert_eq!(
+        (probed.rc, probed.promotion),
+        (OcfRc::NotRunning, None),
+        "a query changes nothing; other attributes are ignored"
+    );
+    let stopped = run(Action::Stop);
+    assert_eq!(stopped.promotion, Some(None), "withdrawn at stop");
+}
