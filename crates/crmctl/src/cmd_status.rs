@@ -80,12 +80,12 @@ fn now() -> i64 {
 
 pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut head = String::new();
-    let (xml, quorate) = match &args.file {
+    let (xml, quorate, busy) = match &args.file {
         Some(f) => {
             let xml = std::fs::read_to_string(f)
                 .map_err(|e| Exit::error(Exit::NO_INPUT, format!("cannot read {}: {e}", f.display())))?;
             let _ = writeln!(head, "Offline: {}", f.display());
-            (xml, None)
+            (xml, None, None)
         }
         None => {
             let report = crate::cmd_config::live(&args.run_dir)?;
@@ -130,7 +130,7 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 report.dc.as_deref().unwrap_or("none"),
                 if report.synced { "" } else { " (synchronizing with the members)" }
             );
-            (report.xml, Some(s.quorate))
+            (report.xml, Some(s.quorate), report.transition_running)
         }
     };
     let opts = crm::simulate::SimOptions { quorum: quorate, now: now(), ..Default::default() };
@@ -148,6 +148,9 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             println!("In progress: the DC is carrying out (or about to carry out) this transition:");
         }
         print!("{}", crm::simulate::format_summary(&sim.transition));
+    } else if busy == Some(true) {
+        // The plan is done as far as the CIB shows, but results are still coming in.
+        println!("In progress: the DC is finishing a transition (results still to be recorded).");
     } else {
         println!("Settled: the policy engine has nothing to do.");
     }
