@@ -568,18 +568,20 @@ impl Volume {
         };
         match call(socket, Request::Status, op.deadline) {
             Ok(st) => Ok(verdict(&st)),
-            Err(CallError::Absent(e)) => {
+            // Nothing listens, or the daemon went away during the call (it was dying): not
+            // running, unless a daemon for this volume is still there.
+            Err(err @ (CallError::Absent(_) | CallError::Broken(_))) => {
                 let pids = daemon_pids(&s.config, bin_name(op).as_deref());
-                if pids.is_empty() {
-                    Ok(Outcome::not_running().with_promotion(None))
-                } else {
-                    Err(Outcome::fail(
+                match err {
+                    _ if pids.is_empty() => Ok(Outcome::not_running().with_promotion(None)),
+                    CallError::Absent(e) => Err(Outcome::fail(
                         OcfRc::ErrGeneric,
                         format!(
                             "blockrepld {pids:?} runs but its control socket {} does not answer: {e}",
                             socket.display()
                         ),
-                    ))
+                    )),
+                    other => Err(other.outcome("status")),
                 }
             }
             Err(e) => Err(e.outcome("status")),
